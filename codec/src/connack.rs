@@ -1,0 +1,82 @@
+//! CONNACK (§3.2): the server's answer to CONNECT.
+
+use crate::ProtocolVersion;
+use crate::data::{Sink, u8_};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::PacketType;
+use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::reason::ReasonCode;
+
+/// A CONNACK packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConnAck<'a> {
+    /// Whether the server resumed a stored session. Never set with a refusal.
+    pub session_present: bool,
+    /// 3.1.1 return code (0–5) or 5.0 reason code.
+    pub code: ReasonCode,
+    /// 5.0 CONNACK properties.
+    pub properties: Properties<'a>,
+}
+
+pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<ConnAck<'_>, DecodeError> {
+    parse_inner(body, version).map_err(crate::data::finish_err)
+}
+
+fn parse_inner(i: &[u8], version: ProtocolVersion) -> Result<ConnAck<'_>, nom::Err<DecodeError>> {
+    let fail = |e| nom::Err::Failure(e);
+    let (i, flags) = u8_(i)?;
+    if flags & 0xFE != 0 {
+        return Err(fail(DecodeError::ConnAckReservedFlags));
+    }
+    let (i, code) = u8_(i)?;
+    let code = ReasonCode(code);
+    if !code.is_valid_for(PacketType::ConnAck, version) {
+        return Err(fail(DecodeError::InvalidReasonCode {
+            code: code.0,
+            packet: PacketType::ConnAck,
+        }));
+    }
+    let session_present = flags & 0x01 != 0;
+    if session_present && code != ReasonCode::SUCCESS {
+        return Err(fail(DecodeError::SessionPresentOnRefusal));
+    }
+    let (i, properties) = if version.is_v5() {
+        parse_properties(i, PropertyContext::Packet(PacketType::ConnAck))?
+    } else {
+        (i, Properties::default())
+    };
+    if !i.is_empty() {
+        return Err(fail(DecodeError::TrailingBytes));
+    }
+    Ok(ConnAck {
+        session_present,
+        code,
+        properties,
+    })
+}
+
+impl ConnAck<'_> {
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
+        if !self.code.is_valid_for(PacketType::ConnAck, version) {
+            return Err(EncodeError::InvalidReasonCode {
+                code: self.code.0,
+                packet: PacketType::ConnAck,
+            });
+        }
+        if self.session_present && self.code != ReasonCode::SUCCESS {
+            return Err(EncodeError::InvalidValue);
+        }
+        s.put_u8(u8::from(self.session_present))?;
+        s.put_u8(self.code.0)?;
+        if version.is_v5() {
+            self.properties
+                .write(PropertyContext::Packet(PacketType::ConnAck), s)?;
+        }
+        Ok(())
+    }
+}

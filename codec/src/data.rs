@@ -1,0 +1,381 @@
+//! Data representation (MQTT §1.5): integers, Variable Byte Integers, UTF-8 strings, binary data,
+//! plus the packet identifier and QoS types every packet shares.
+//!
+//! Decoding uses nom `complete` parsers over a packet body whose length the fixed header already
+//! fixed, so running out of bytes is [`DecodeError::UnexpectedEnd`]. Encoding goes through the
+//! [`Sink`] trait, whose two implementations count ([`Counter`]) or write ([`SliceWriter`]): every
+//! packet has one `write_body` that serves both `encoded_len()` and `encode()`, so the two can never
+//! disagree.
+
+use core::num::{NonZeroU16, NonZeroU32};
+
+use nom::{IResult, Parser};
+
+use crate::error::{DecodeError, EncodeError};
+
+/// The largest value a Variable Byte Integer can hold.
+pub const VARINT_MAX: u32 = 268_435_455;
+
+/// A packet identifier: never 0 (`[MQTT-2.3.1-1]` in 3.1.1, `[MQTT-2.2.1-3]` in 5.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PacketId(NonZeroU16);
+
+impl PacketId {
+    /// A packet identifier, or `None` for 0.
+    pub const fn new(value: u16) -> Option<Self> {
+        match NonZeroU16::new(value) {
+            Some(v) => Some(PacketId(v)),
+            None => None,
+        }
+    }
+
+    /// The identifier's value.
+    pub const fn get(self) -> u16 {
+        self.0.get()
+    }
+
+    /// The identifier after this one, wrapping from 65,535 to 1.
+    pub const fn next(self) -> Self {
+        match NonZeroU16::new(self.0.get().wrapping_add(1)) {
+            Some(v) => PacketId(v),
+            None => PacketId(NonZeroU16::MIN),
+        }
+    }
+}
+
+impl From<NonZeroU16> for PacketId {
+    fn from(v: NonZeroU16) -> Self {
+        PacketId(v)
+    }
+}
+
+/// Quality of service (§4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum QoS {
+    /// At most once: fire and forget.
+    #[default]
+    AtMostOnce = 0,
+    /// At least once: PUBLISH, PUBACK.
+    AtLeastOnce = 1,
+    /// Exactly once: PUBLISH, PUBREC, PUBREL, PUBCOMP.
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    /// The QoS for a 2-bit field value; `None` for 3.
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        match bits {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    /// The field value.
+    pub const fn bits(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Result of reading a Variable Byte Integer from the front of a byte slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VarintStatus {
+    /// The integer and how many bytes encoded it.
+    Complete { value: u32, len: usize },
+    /// The slice ended inside the integer.
+    Incomplete,
+    /// More than four bytes, or (with `minimal`) a non-minimal encoding.
+    Invalid(DecodeError),
+}
+
+/// Read a Variable Byte Integer (§1.5.5 in 5.0, §2.2.3 in 3.1.1) from the front of `bytes`.
+pub(crate) fn varint_prefix(bytes: &[u8], minimal: bool) -> VarintStatus {
+    let mut value: u32 = 0;
+    for (i, &byte) in bytes.iter().take(4).enumerate() {
+        // i < 4, so the shift is at most 21 and the sum stays below 2^28.
+        let shift = 7u32.saturating_mul(i as u32);
+        value |= u32::from(byte & 0x7F) << shift;
+        if byte & 0x80 == 0 {
+            // A last byte of 0 after at least one other byte means a shorter form existed.
+            if minimal && i > 0 && byte == 0 {
+                return VarintStatus::Invalid(DecodeError::VarintNotMinimal);
+            }
+            return VarintStatus::Complete {
+                value,
+                len: i.saturating_add(1),
+            };
+        }
+        if i == 3 {
+            return VarintStatus::Invalid(DecodeError::VarintTooLong);
+        }
+    }
+    VarintStatus::Incomplete
+}
+
+/// How many bytes a Variable Byte Integer takes.
+pub(crate) const fn varint_len(value: u32) -> usize {
+    match value {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+pub(crate) fn u8_(i: &[u8]) -> IResult<&[u8], u8, DecodeError> {
+    nom::number::complete::be_u8(i)
+}
+
+pub(crate) fn u16_(i: &[u8]) -> IResult<&[u8], u16, DecodeError> {
+    nom::number::complete::be_u16(i)
+}
+
+pub(crate) fn u32_(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
+    nom::number::complete::be_u32(i)
+}
+
+/// A Variable Byte Integer inside a packet body (always 5.0, so minimal encoding is enforced).
+pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
+    match varint_prefix(i, true) {
+        VarintStatus::Complete { value, len } => {
+            let (rest, _) = nom::bytes::complete::take(len).parse(i)?;
+            Ok((rest, value))
+        }
+        VarintStatus::Incomplete => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+        VarintStatus::Invalid(e) => Err(nom::Err::Failure(e)),
+    }
+}
+
+/// Binary Data: a two-byte length and that many bytes (§1.5.6).
+pub(crate) fn binary(i: &[u8]) -> IResult<&[u8], &[u8], DecodeError> {
+    let (i, len) = u16_(i)?;
+    nom::bytes::complete::take(len).parse(i)
+}
+
+/// A UTF-8 Encoded String (§1.5.4 in 5.0, §1.5.3 in 3.1.1): well-formed, no surrogates, no U+0000.
+/// Disallowed-but-legal code points (controls, non-characters) are accepted: the spec says SHOULD
+/// NOT, and refusing them is a receiver's policy, not a decoding rule.
+pub(crate) fn utf8(i: &[u8]) -> IResult<&[u8], &str, DecodeError> {
+    let (rest, bytes) = binary(i)?;
+    Ok((rest, check_utf8(bytes).map_err(nom::Err::Failure)?))
+}
+
+/// Validate MQTT UTF-8 rules on raw bytes. `core::str::from_utf8` already rejects surrogates and
+/// overlong forms; U+0000 must be checked on its own.
+pub fn check_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    let s = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+    check_str(s)?;
+    Ok(s)
+}
+
+/// MQTT UTF-8 rules on a Rust string: no U+0000.
+pub fn check_str(s: &str) -> Result<(), DecodeError> {
+    if s.as_bytes().contains(&0) {
+        Err(DecodeError::NullCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+/// A non-zero packet identifier.
+pub(crate) fn packet_id(i: &[u8]) -> IResult<&[u8], PacketId, DecodeError> {
+    let (rest, id) = u16_(i)?;
+    match PacketId::new(id) {
+        Some(id) => Ok((rest, id)),
+        None => Err(nom::Err::Failure(DecodeError::ZeroPacketId)),
+    }
+}
+
+/// Turn a body parser's nom error into the decode error it stands for.
+pub(crate) fn finish_err(e: nom::Err<DecodeError>) -> DecodeError {
+    match e {
+        nom::Err::Error(e) | nom::Err::Failure(e) => e,
+        nom::Err::Incomplete(_) => DecodeError::UnexpectedEnd,
+    }
+}
+
+/// Where encoded bytes go: counted ([`Counter`]) or written ([`SliceWriter`]).
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+
+    fn put_u8(&mut self, v: u8) -> Result<(), EncodeError> {
+        self.put(&[v])
+    }
+
+    fn put_u16(&mut self, v: u16) -> Result<(), EncodeError> {
+        self.put(&v.to_be_bytes())
+    }
+
+    fn put_u32(&mut self, v: u32) -> Result<(), EncodeError> {
+        self.put(&v.to_be_bytes())
+    }
+
+    fn put_varint(&mut self, mut v: u32) -> Result<(), EncodeError> {
+        if v > VARINT_MAX {
+            return Err(EncodeError::InvalidValue);
+        }
+        let mut out = [0u8; 4];
+        let mut n = 0usize;
+        for slot in out.iter_mut() {
+            let mut byte = (v & 0x7F) as u8;
+            v >>= 7;
+            if v > 0 {
+                byte |= 0x80;
+            }
+            *slot = byte;
+            n = n.saturating_add(1);
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(out.get(..n).unwrap_or_default())
+    }
+
+    fn put_binary(&mut self, b: &[u8]) -> Result<(), EncodeError> {
+        let len = u16::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong)?;
+        self.put_u16(len)?;
+        self.put(b)
+    }
+
+    fn put_str(&mut self, s: &str) -> Result<(), EncodeError> {
+        self.put_binary(s.as_bytes())
+    }
+
+    fn put_packet_id(&mut self, id: PacketId) -> Result<(), EncodeError> {
+        self.put_u16(id.get())
+    }
+}
+
+/// A [`Sink`] that only counts.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(pub usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.0 = self
+            .0
+            .checked_add(bytes.len())
+            .ok_or(EncodeError::PacketTooLarge)?;
+        Ok(())
+    }
+}
+
+/// A [`Sink`] that writes into a caller's buffer.
+#[derive(Debug)]
+pub(crate) struct SliceWriter<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl<'b> SliceWriter<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        SliceWriter { buf, pos: 0 }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl Sink for SliceWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(EncodeError::PacketTooLarge)?;
+        let needed = end;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferTooSmall { needed })?;
+        dst.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+}
+
+/// Count what `f` writes.
+pub(crate) fn count(
+    f: impl FnOnce(&mut Counter) -> Result<(), EncodeError>,
+) -> Result<usize, EncodeError> {
+    let mut c = Counter(0);
+    f(&mut c)?;
+    Ok(c.0)
+}
+
+/// A `u32` that must not be zero, as Receive Maximum and Maximum Packet Size are.
+pub(crate) fn nonzero_u32(v: u32, id: u8) -> Result<NonZeroU32, DecodeError> {
+    NonZeroU32::new(v).ok_or(DecodeError::InvalidPropertyValue(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_encodings_roundtrip() {
+        for v in [
+            0u32, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, VARINT_MAX,
+        ] {
+            let mut buf = [0u8; 4];
+            let mut w = SliceWriter::new(&mut buf);
+            w.put_varint(v).unwrap();
+            let n = w.position();
+            assert_eq!(n, varint_len(v));
+            assert_eq!(
+                varint_prefix(&buf[..n], true),
+                VarintStatus::Complete { value: v, len: n }
+            );
+            for cut in 0..n {
+                assert_eq!(varint_prefix(&buf[..cut], true), VarintStatus::Incomplete);
+            }
+        }
+        let mut w = Counter(0);
+        assert_eq!(w.put_varint(VARINT_MAX + 1), Err(EncodeError::InvalidValue));
+    }
+
+    #[test]
+    fn utf8_rules() {
+        assert_eq!(utf8(&[0, 2, b'h', b'i']).unwrap().1, "hi");
+        assert_eq!(
+            utf8(&[0, 1, 0]).unwrap_err(),
+            nom::Err::Failure(DecodeError::NullCharacter)
+        );
+        // An encoded surrogate U+D800.
+        assert_eq!(
+            utf8(&[0, 3, 0xED, 0xA0, 0x80]).unwrap_err(),
+            nom::Err::Failure(DecodeError::InvalidUtf8)
+        );
+        // Overlong encoding of '/'.
+        assert_eq!(
+            utf8(&[0, 2, 0xC0, 0xAF]).unwrap_err(),
+            nom::Err::Failure(DecodeError::InvalidUtf8)
+        );
+        // A BOM is kept, not stripped [MQTT-1.5.4-3].
+        assert_eq!(utf8(&[0, 3, 0xEF, 0xBB, 0xBF]).unwrap().1, "\u{FEFF}");
+        assert_eq!(
+            finish_err(utf8(&[0, 3, b'a']).unwrap_err()),
+            DecodeError::UnexpectedEnd
+        );
+    }
+
+    #[test]
+    fn writer_reports_needed_size() {
+        let mut buf = [0u8; 3];
+        let mut w = SliceWriter::new(&mut buf);
+        assert_eq!(
+            w.put_str("abcd"),
+            Err(EncodeError::BufferTooSmall { needed: 6 })
+        );
+    }
+
+    #[test]
+    fn packet_id_next_wraps_to_one() {
+        assert_eq!(PacketId::new(u16::MAX).unwrap().next().get(), 1);
+        assert_eq!(PacketId::new(0), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! Lazy, uncapped lists: SUBSCRIBE's filters, UNSUBSCRIBE's filters, SUBACK/UNSUBACK reason codes,
+//! user properties and subscription identifiers.
+//!
+//! A decoded [`List`] is a view over the packet's own bytes, validated once when the packet was
+//! decoded; iterating it re-reads those bytes and allocates nothing, and no fixed capacity can
+//! reject or truncate a valid packet. A [`List`] built for encoding borrows the caller's slice.
+
+use core::fmt;
+
+use crate::data::{u8_, utf8, varint};
+use crate::properties::{PropertyId, skip_value};
+use crate::reason::ReasonCode;
+use crate::subscribe::{Subscription, SubscriptionOptions};
+use crate::topic::TopicFilter;
+
+/// A user property: a UTF-8 string pair (5.0 §3.1.2.11.8). Order and repeats are kept.
+pub type UserProperty<'a> = (&'a str, &'a str);
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// An element a [`List`] can hold, and how to read the next one from validated wire bytes.
+pub trait ListItem<'a>: Copy + sealed::Sealed + 'a {
+    #[doc(hidden)]
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self>;
+}
+
+#[derive(Clone, Copy)]
+enum Repr<'a, T> {
+    /// Validated wire bytes (for property lists: the whole property block).
+    Wire(&'a [u8]),
+    /// A caller's items.
+    Items(&'a [T]),
+}
+
+/// A list of `T`, either decoded (borrowing the packet bytes) or given (borrowing a slice).
+#[derive(Clone, Copy)]
+pub struct List<'a, T> {
+    repr: Repr<'a, T>,
+}
+
+/// User properties of a packet.
+pub type UserProperties<'a> = List<'a, UserProperty<'a>>;
+/// Subscription identifiers of a PUBLISH (several when a server sends one message matching many
+/// subscriptions, `[MQTT-3.3.4-4]`) or of a SUBSCRIBE (at most one).
+pub type SubscriptionIdentifiers<'a> = List<'a, u32>;
+
+impl<'a, T: ListItem<'a>> List<'a, T> {
+    /// A list of the caller's items, for encoding.
+    pub const fn new(items: &'a [T]) -> Self {
+        List {
+            repr: Repr::Items(items),
+        }
+    }
+
+    /// The empty list.
+    pub const fn empty() -> Self {
+        List {
+            repr: Repr::Items(&[]),
+        }
+    }
+
+    pub(crate) const fn from_wire(bytes: &'a [u8]) -> Self {
+        List {
+            repr: Repr::Wire(bytes),
+        }
+    }
+
+    /// Iterate the items in order.
+    pub fn iter(&self) -> ListIter<'a, T> {
+        match self.repr {
+            Repr::Wire(bytes) => ListIter {
+                repr: Repr::Wire(bytes),
+            },
+            Repr::Items(items) => ListIter {
+                repr: Repr::Items(items),
+            },
+        }
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// How many items there are (counts by iterating a decoded list).
+    pub fn len(&self) -> usize {
+        match self.repr {
+            Repr::Items(items) => items.len(),
+            Repr::Wire(_) => self.iter().count(),
+        }
+    }
+}
+
+impl<'a, T: ListItem<'a>> Default for List<'a, T> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl<'a, T: ListItem<'a>> IntoIterator for List<'a, T> {
+    type Item = T;
+    type IntoIter = ListIter<'a, T>;
+    fn into_iter(self) -> ListIter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<'a, T: ListItem<'a> + PartialEq> PartialEq for List<'a, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<'a, T: ListItem<'a> + Eq> Eq for List<'a, T> {}
+
+impl<'a, T: ListItem<'a> + fmt::Debug> fmt::Debug for List<'a, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<'a, T: ListItem<'a> + defmt::Format> defmt::Format for List<'a, T> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "[");
+        for (i, item) in self.iter().enumerate() {
+            if i > 0 {
+                defmt::write!(f, ", ");
+            }
+            defmt::write!(f, "{}", item);
+        }
+        defmt::write!(f, "]");
+    }
+}
+
+/// Iterator over a [`List`].
+#[derive(Clone)]
+pub struct ListIter<'a, T> {
+    repr: Repr<'a, T>,
+}
+
+impl<'a, T: ListItem<'a>> Iterator for ListIter<'a, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match &mut self.repr {
+            Repr::Wire(rest) => T::next_from_wire(rest),
+            Repr::Items(items) => {
+                let (first, tail) = items.split_first()?;
+                *items = tail;
+                Some(*first)
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for ListIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ListIter")
+    }
+}
+
+/// Read properties from a validated block until one with `want` is found; return its value bytes.
+fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
+    while !rest.is_empty() {
+        let (after_id, id) = varint(rest).ok()?;
+        let id = u8::try_from(id).ok()?;
+        let after_value = skip_value(after_id, id).ok()?;
+        *rest = after_value;
+        if id == want {
+            return Some(after_id);
+        }
+    }
+    None
+}
+
+impl sealed::Sealed for UserProperty<'_> {}
+impl<'a> ListItem<'a> for UserProperty<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::USER_PROPERTY)?;
+        let (value, k) = utf8(value).ok()?;
+        let (_, v) = utf8(value).ok()?;
+        Some((k, v))
+    }
+}
+
+impl sealed::Sealed for u32 {}
+impl<'a> ListItem<'a> for u32 {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+        varint(value).ok().map(|(_, v)| v)
+    }
+}
+
+impl sealed::Sealed for Subscription<'_> {}
+impl<'a> ListItem<'a> for Subscription<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (after, filter) = utf8(rest).ok()?;
+        let (after, options) = u8_(after).ok()?;
+        *rest = after;
+        Some(Subscription {
+            filter: TopicFilter::new(filter).ok()?,
+            options: SubscriptionOptions::from_byte_unchecked(options),
+        })
+    }
+}
+
+impl sealed::Sealed for TopicFilter<'_> {}
+impl<'a> ListItem<'a> for TopicFilter<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (after, filter) = utf8(rest).ok()?;
+        *rest = after;
+        TopicFilter::new(filter).ok()
+    }
+}
+
+impl sealed::Sealed for ReasonCode {}
+impl<'a> ListItem<'a> for ReasonCode {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (first, tail) = rest.split_first()?;
+        *rest = tail;
+        Some(ReasonCode(*first))
+    }
+}

@@ -1,0 +1,272 @@
+//! [`Packet`]: every MQTT control packet, the single decode entry point [`decode`] and encoding.
+
+use crate::ack::{self, Ack};
+use crate::connack::{self, ConnAck};
+use crate::connect::{self, Connect};
+use crate::data::{Counter, Sink, SliceWriter, count, varint_len};
+use crate::disconnect::{self, Auth, Disconnect};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::{MAX_REMAINING_LENGTH, PacketType, parse_fixed_header};
+use crate::publish::{self, Publish};
+use crate::suback::{self, SubAck};
+use crate::subscribe::{self, Subscribe};
+use crate::unsubscribe::{self, Unsubscribe};
+use crate::{DecodeOptions, ProtocolVersion, Status};
+
+/// An MQTT control packet, borrowing its strings, payload and lists from the bytes it was decoded
+/// from (or from the caller, for encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// Boxing the large variants would need an allocator; a packet lives on the stack while it is used.
+#[allow(clippy::large_enum_variant)]
+pub enum Packet<'a> {
+    /// CONNECT.
+    Connect(Connect<'a>),
+    /// CONNACK.
+    ConnAck(ConnAck<'a>),
+    /// PUBLISH.
+    Publish(Publish<'a>),
+    /// PUBACK.
+    PubAck(Ack<'a>),
+    /// PUBREC.
+    PubRec(Ack<'a>),
+    /// PUBREL.
+    PubRel(Ack<'a>),
+    /// PUBCOMP.
+    PubComp(Ack<'a>),
+    /// SUBSCRIBE.
+    Subscribe(Subscribe<'a>),
+    /// SUBACK.
+    SubAck(SubAck<'a>),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Unsubscribe<'a>),
+    /// UNSUBACK.
+    UnsubAck(SubAck<'a>),
+    /// PINGREQ.
+    PingReq,
+    /// PINGRESP.
+    PingResp,
+    /// DISCONNECT.
+    Disconnect(Disconnect<'a>),
+    /// AUTH (5.0).
+    Auth(Auth<'a>),
+}
+
+/// A decoded packet and how many input bytes it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Decoded<'a> {
+    /// The packet.
+    pub packet: Packet<'a>,
+    /// Bytes consumed from the front of the input (the whole packet, fixed header included).
+    pub consumed: usize,
+}
+
+/// Decode one packet from the front of `input`.
+///
+/// - `Ok(Status::Complete(decoded))`: a packet, borrowing from `input`, and the bytes it took.
+/// - `Ok(Status::Partial(n))`: `input` is a proper prefix of a packet; at least `n` more bytes are
+///   needed (exactly `n` once the fixed header is complete). Never an error, never a panic.
+/// - `Err(e)`: the bytes break the rule `e` names. The maximum packet size is checked as soon as
+///   the fixed header is complete, before the body has arrived.
+///
+/// A CONNECT is decoded by its own protocol level, whatever `options.version` says; every other
+/// packet by `options.version`.
+///
+/// ```
+/// use wren_codec::{decode, DecodeOptions, Packet, ProtocolVersion, Status};
+/// let bytes = [0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'];
+/// let opts = DecodeOptions::new(ProtocolVersion::V311);
+/// let Status::Complete(d) = decode(&bytes, opts).unwrap() else { panic!() };
+/// let Packet::Publish(p) = d.packet else { panic!() };
+/// assert_eq!((p.topic.as_str(), p.payload, d.consumed), ("a/b", &b"hi"[..], 9));
+/// assert_eq!(decode(&bytes[..4], opts).unwrap(), Status::Partial(5));
+/// ```
+pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>>, DecodeError> {
+    let (after_header, header) = match parse_fixed_header(input, options.version) {
+        Ok(ok) => ok,
+        Err(nom::Err::Incomplete(_)) => return Ok(Status::Partial(1)),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => return Err(e),
+    };
+    let size = header.packet_len();
+    if size > options.max_packet_size {
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: options.max_packet_size,
+        });
+    }
+    let body_len = header.remaining_length as usize;
+    let Some(body) = after_header.get(..body_len) else {
+        return Ok(Status::Partial(body_len.saturating_sub(after_header.len())));
+    };
+    let v = options.version;
+    let t = header.packet_type;
+    let packet = match t {
+        PacketType::Connect => Packet::Connect(connect::parse(body)?),
+        PacketType::ConnAck => Packet::ConnAck(connack::parse(body, v)?),
+        PacketType::Publish => Packet::Publish(publish::parse(header.flags, body, v)?),
+        PacketType::PubAck => Packet::PubAck(ack::parse(t, body, v)?),
+        PacketType::PubRec => Packet::PubRec(ack::parse(t, body, v)?),
+        PacketType::PubRel => Packet::PubRel(ack::parse(t, body, v)?),
+        PacketType::PubComp => Packet::PubComp(ack::parse(t, body, v)?),
+        PacketType::Subscribe => Packet::Subscribe(subscribe::parse(body, v)?),
+        PacketType::SubAck => Packet::SubAck(suback::parse(t, body, v)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(unsubscribe::parse(body, v)?),
+        PacketType::UnsubAck => Packet::UnsubAck(suback::parse(t, body, v)?),
+        PacketType::PingReq | PacketType::PingResp => {
+            if !body.is_empty() {
+                return Err(DecodeError::TrailingBytes);
+            }
+            if t == PacketType::PingReq {
+                Packet::PingReq
+            } else {
+                Packet::PingResp
+            }
+        }
+        PacketType::Disconnect => Packet::Disconnect(disconnect::parse(t, body, v)?),
+        PacketType::Auth => Packet::Auth(disconnect::parse(t, body, v)?),
+    };
+    Ok(Status::Complete(Decoded {
+        packet,
+        consumed: size as usize,
+    }))
+}
+
+impl Packet<'_> {
+    /// The packet's type.
+    pub const fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::ConnAck(_) => PacketType::ConnAck,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::PubAck(_) => PacketType::PubAck,
+            Packet::PubRec(_) => PacketType::PubRec,
+            Packet::PubRel(_) => PacketType::PubRel,
+            Packet::PubComp(_) => PacketType::PubComp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::SubAck(_) => PacketType::SubAck,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::UnsubAck(_) => PacketType::UnsubAck,
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            Packet::Disconnect(_) => PacketType::Disconnect,
+            Packet::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    fn first_byte(&self) -> u8 {
+        let t = self.packet_type();
+        let flags = match self {
+            Packet::Publish(p) => p.flags(),
+            _ => t.required_flags().unwrap_or(0),
+        };
+        ((t as u8) << 4) | flags
+    }
+
+    fn write_body<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
+        let t = self.packet_type();
+        match self {
+            Packet::Connect(p) => p.write_body(s),
+            Packet::ConnAck(p) => p.write_body(version, s),
+            Packet::Publish(p) => p.write_body(version, s),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                p.write_body(t, version, s)
+            }
+            Packet::Subscribe(p) => p.write_body(version, s),
+            Packet::SubAck(p) | Packet::UnsubAck(p) => p.write_body(t, version, s),
+            Packet::Unsubscribe(p) => p.write_body(version, s),
+            Packet::PingReq | Packet::PingResp => Ok(()),
+            Packet::Disconnect(p) => p.write_body(t, version, s),
+            Packet::Auth(p) => {
+                if !version.is_v5() {
+                    return Err(EncodeError::NotInVersion);
+                }
+                p.write_body(t, version, s)
+            }
+        }
+    }
+
+    /// The version a packet is encoded in: a CONNECT's own, otherwise the connection's.
+    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Packet::Connect(c) => c.protocol,
+            _ => version,
+        }
+    }
+
+    /// Remaining Length and total length of the encoded packet.
+    fn lengths(&self, version: ProtocolVersion) -> Result<(u32, usize), EncodeError> {
+        let version = self.effective_version(version);
+        let body = count(|c: &mut Counter| self.write_body(version, c))?;
+        let remaining = u32::try_from(body)
+            .ok()
+            .filter(|&r| r <= MAX_REMAINING_LENGTH)
+            .ok_or(EncodeError::PacketTooLarge)?;
+        let total = body
+            .checked_add(1)
+            .and_then(|n| n.checked_add(varint_len(remaining)))
+            .ok_or(EncodeError::PacketTooLarge)?;
+        Ok((remaining, total))
+    }
+
+    /// Length of the packet encoded for a `version` connection, or why it cannot be encoded.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        self.lengths(version).map(|(_, total)| total)
+    }
+
+    /// Encode the packet for a `version` connection into `buf`; returns the bytes written.
+    ///
+    /// 3.1.1 encoding leaves out what 3.1.1 cannot carry (properties, and the 5.0-only
+    /// subscription options), so a broker can forward a 5.0 PUBLISH to a 3.1.1 subscriber as is.
+    /// A CONNECT is encoded in its own `protocol` version.
+    ///
+    /// ```
+    /// use wren_codec::{Packet, ProtocolVersion, EncodeError};
+    /// let mut buf = [0u8; 2];
+    /// assert_eq!(Packet::PingReq.encode(ProtocolVersion::V5, &mut buf), Ok(2));
+    /// assert_eq!(buf, [0xC0, 0x00]);
+    /// assert_eq!(Packet::PingReq.encode(ProtocolVersion::V5, &mut buf[..1]),
+    ///            Err(EncodeError::BufferTooSmall { needed: 2 }));
+    /// ```
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (remaining, total) = self.lengths(version)?;
+        if buf.len() < total {
+            return Err(EncodeError::BufferTooSmall { needed: total });
+        }
+        let mut w = SliceWriter::new(buf);
+        w.put_u8(self.first_byte())?;
+        w.put_varint(remaining)?;
+        self.write_body(self.effective_version(version), &mut w)?;
+        Ok(w.position())
+    }
+}
+
+impl<'a> From<Publish<'a>> for Packet<'a> {
+    fn from(p: Publish<'a>) -> Self {
+        Packet::Publish(p)
+    }
+}
+
+impl<'a> From<Connect<'a>> for Packet<'a> {
+    fn from(p: Connect<'a>) -> Self {
+        Packet::Connect(p)
+    }
+}
+
+impl<'a> From<Subscribe<'a>> for Packet<'a> {
+    fn from(p: Subscribe<'a>) -> Self {
+        Packet::Subscribe(p)
+    }
+}
+
+impl<'a> From<Unsubscribe<'a>> for Packet<'a> {
+    fn from(p: Unsubscribe<'a>) -> Self {
+        Packet::Unsubscribe(p)
+    }
+}
+
+impl<'a> From<ConnAck<'a>> for Packet<'a> {
+    fn from(p: ConnAck<'a>) -> Self {
+        Packet::ConnAck(p)
+    }
+}

@@ -1,0 +1,724 @@
+//! MQTT 5.0 properties (§2.2.2): one [`Properties`] struct for every packet, with the rules of which
+//! packet may carry which property checked both when decoding and when encoding.
+//!
+//! Decoding validates the whole block once: every identifier known, allowed in this packet, not
+//! repeated unless the property may repeat, every value of its type and in its range. User
+//! properties and subscription identifiers stay in the block and are read lazily by
+//! [`crate::List`]; nothing is copied and nothing is capped.
+
+use core::num::{NonZeroU16, NonZeroU32};
+
+use nom::{IResult, Parser};
+
+use crate::QoS;
+use crate::data::{Sink, binary, count, nonzero_u32, u8_, u16_, u32_, utf8, varint};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::PacketType;
+use crate::list::{SubscriptionIdentifiers, UserProperties};
+use crate::topic::TopicName;
+
+/// Property identifiers (§2.2.2.2, table 2-4).
+#[derive(Debug)]
+pub struct PropertyId;
+
+impl PropertyId {
+    /// Payload Format Indicator (Byte).
+    pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
+    /// Message Expiry Interval (Four Byte Integer).
+    pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
+    /// Content Type (UTF-8).
+    pub const CONTENT_TYPE: u8 = 0x03;
+    /// Response Topic (UTF-8).
+    pub const RESPONSE_TOPIC: u8 = 0x08;
+    /// Correlation Data (Binary).
+    pub const CORRELATION_DATA: u8 = 0x09;
+    /// Subscription Identifier (Variable Byte Integer).
+    pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
+    /// Session Expiry Interval (Four Byte Integer).
+    pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
+    /// Assigned Client Identifier (UTF-8).
+    pub const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
+    /// Server Keep Alive (Two Byte Integer).
+    pub const SERVER_KEEP_ALIVE: u8 = 0x13;
+    /// Authentication Method (UTF-8).
+    pub const AUTHENTICATION_METHOD: u8 = 0x15;
+    /// Authentication Data (Binary).
+    pub const AUTHENTICATION_DATA: u8 = 0x16;
+    /// Request Problem Information (Byte).
+    pub const REQUEST_PROBLEM_INFORMATION: u8 = 0x17;
+    /// Will Delay Interval (Four Byte Integer).
+    pub const WILL_DELAY_INTERVAL: u8 = 0x18;
+    /// Request Response Information (Byte).
+    pub const REQUEST_RESPONSE_INFORMATION: u8 = 0x19;
+    /// Response Information (UTF-8).
+    pub const RESPONSE_INFORMATION: u8 = 0x1A;
+    /// Server Reference (UTF-8).
+    pub const SERVER_REFERENCE: u8 = 0x1C;
+    /// Reason String (UTF-8).
+    pub const REASON_STRING: u8 = 0x1F;
+    /// Receive Maximum (Two Byte Integer).
+    pub const RECEIVE_MAXIMUM: u8 = 0x21;
+    /// Topic Alias Maximum (Two Byte Integer).
+    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    /// Topic Alias (Two Byte Integer).
+    pub const TOPIC_ALIAS: u8 = 0x23;
+    /// Maximum QoS (Byte).
+    pub const MAXIMUM_QOS: u8 = 0x24;
+    /// Retain Available (Byte).
+    pub const RETAIN_AVAILABLE: u8 = 0x25;
+    /// User Property (UTF-8 String Pair).
+    pub const USER_PROPERTY: u8 = 0x26;
+    /// Maximum Packet Size (Four Byte Integer).
+    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
+    /// Wildcard Subscription Available (Byte).
+    pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
+    /// Subscription Identifier Available (Byte).
+    pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
+    /// Shared Subscription Available (Byte).
+    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
+}
+
+/// Where a property block sits: in a packet, or in CONNECT's will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PropertyContext {
+    /// The packet's own properties.
+    Packet(PacketType),
+    /// The Will Properties inside CONNECT.
+    Will,
+}
+
+impl PropertyContext {
+    fn packet(self) -> PacketType {
+        match self {
+            PropertyContext::Packet(p) => p,
+            PropertyContext::Will => PacketType::Connect,
+        }
+    }
+}
+
+/// The value type of each property, or `None` for an identifier 5.0 does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueType {
+    Byte,
+    U16,
+    U32,
+    Varint,
+    Utf8,
+    Binary,
+    Pair,
+}
+
+const fn value_type(id: u8) -> Option<ValueType> {
+    use ValueType::*;
+    Some(match id {
+        0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => Byte,
+        0x13 | 0x21 | 0x22 | 0x23 => U16,
+        0x02 | 0x11 | 0x18 | 0x27 => U32,
+        0x0B => Varint,
+        0x03 | 0x08 | 0x12 | 0x15 | 0x1A | 0x1C | 0x1F => Utf8,
+        0x09 | 0x16 => Binary,
+        0x26 => Pair,
+        _ => return None,
+    })
+}
+
+/// Whether property `id` may appear in `ctx` (§2.2.2.2 and each packet's property list).
+pub const fn is_allowed(id: u8, ctx: PropertyContext) -> bool {
+    use PacketType::*;
+    use PropertyContext::{Packet, Will};
+    match id {
+        0x01 | 0x02 | 0x03 | 0x08 | 0x09 => matches!(ctx, Packet(Publish) | Will),
+        0x0B => matches!(ctx, Packet(Publish) | Packet(Subscribe)),
+        0x11 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Disconnect)),
+        0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => matches!(ctx, Packet(ConnAck)),
+        0x15 | 0x16 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Auth)),
+        0x17 | 0x19 => matches!(ctx, Packet(Connect)),
+        0x18 => matches!(ctx, Will),
+        0x1C => matches!(ctx, Packet(ConnAck) | Packet(Disconnect)),
+        0x1F => matches!(
+            ctx,
+            Packet(ConnAck)
+                | Packet(PubAck)
+                | Packet(PubRec)
+                | Packet(PubRel)
+                | Packet(PubComp)
+                | Packet(SubAck)
+                | Packet(UnsubAck)
+                | Packet(Disconnect)
+                | Packet(Auth)
+        ),
+        0x21 | 0x22 | 0x27 => matches!(ctx, Packet(Connect) | Packet(ConnAck)),
+        0x23 => matches!(ctx, Packet(Publish)),
+        0x26 => !matches!(ctx, Packet(PingReq) | Packet(PingResp)),
+        _ => false,
+    }
+}
+
+/// Payload Format Indicator values (§3.3.2.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PayloadFormat {
+    /// 0: unspecified bytes.
+    Unspecified,
+    /// 1: UTF-8 encoded character data.
+    Utf8,
+}
+
+/// The properties of one packet (or of CONNECT's will). Fields a packet may not carry stay unset:
+/// decoding refuses them and encoding reports [`EncodeError::PropertyNotAllowed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Properties<'a> {
+    /// 0x01, PUBLISH and will.
+    pub payload_format_indicator: Option<PayloadFormat>,
+    /// 0x02, seconds; PUBLISH and will.
+    pub message_expiry_interval: Option<u32>,
+    /// 0x03, PUBLISH and will.
+    pub content_type: Option<&'a str>,
+    /// 0x08, PUBLISH and will; no wildcards (`[MQTT-3.3.2-14]`).
+    pub response_topic: Option<TopicName<'a>>,
+    /// 0x09, PUBLISH and will.
+    pub correlation_data: Option<&'a [u8]>,
+    /// 0x0B; PUBLISH (repeatable, server to client) and SUBSCRIBE (once); 1..=268,435,455.
+    pub subscription_identifiers: SubscriptionIdentifiers<'a>,
+    /// 0x11, seconds; CONNECT, CONNACK, DISCONNECT.
+    pub session_expiry_interval: Option<u32>,
+    /// 0x12, CONNACK.
+    pub assigned_client_identifier: Option<&'a str>,
+    /// 0x13, seconds; CONNACK.
+    pub server_keep_alive: Option<u16>,
+    /// 0x15; CONNECT, CONNACK, AUTH.
+    pub authentication_method: Option<&'a str>,
+    /// 0x16; CONNECT, CONNACK, AUTH.
+    pub authentication_data: Option<&'a [u8]>,
+    /// 0x17, CONNECT.
+    pub request_problem_information: Option<bool>,
+    /// 0x18, seconds; will.
+    pub will_delay_interval: Option<u32>,
+    /// 0x19, CONNECT.
+    pub request_response_information: Option<bool>,
+    /// 0x1A, CONNACK.
+    pub response_information: Option<&'a str>,
+    /// 0x1C; CONNACK, DISCONNECT.
+    pub server_reference: Option<&'a str>,
+    /// 0x1F; every acknowledgement, DISCONNECT and AUTH.
+    pub reason_string: Option<&'a str>,
+    /// 0x21; CONNECT, CONNACK. Never 0.
+    pub receive_maximum: Option<NonZeroU16>,
+    /// 0x22; CONNECT, CONNACK.
+    pub topic_alias_maximum: Option<u16>,
+    /// 0x23, PUBLISH. Never 0 (`[MQTT-3.3.2-8]`).
+    pub topic_alias: Option<NonZeroU16>,
+    /// 0x24, CONNACK: 0 or 1 (a server supporting QoS 2 leaves it out).
+    pub maximum_qos: Option<QoS>,
+    /// 0x25, CONNACK.
+    pub retain_available: Option<bool>,
+    /// 0x26; every packet but PINGREQ and PINGRESP. Order kept, repeats allowed.
+    pub user_properties: UserProperties<'a>,
+    /// 0x27; CONNECT, CONNACK. Never 0.
+    pub maximum_packet_size: Option<NonZeroU32>,
+    /// 0x28, CONNACK.
+    pub wildcard_subscription_available: Option<bool>,
+    /// 0x29, CONNACK.
+    pub subscription_identifier_available: Option<bool>,
+    /// 0x2A, CONNACK.
+    pub shared_subscription_available: Option<bool>,
+}
+
+/// An empty property set, usable in `const` contexts.
+pub const NO_PROPERTIES: Properties<'static> = Properties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: SubscriptionIdentifiers::empty(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user_properties: UserProperties::empty(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifier_available: None,
+    shared_subscription_available: None,
+};
+
+/// Skip the value of property `id` (already known to be defined) and return what follows.
+pub(crate) fn skip_value(i: &[u8], id: u8) -> Result<&[u8], nom::Err<DecodeError>> {
+    let rest = match value_type(id) {
+        Some(ValueType::Byte) => u8_(i)?.0,
+        Some(ValueType::U16) => u16_(i)?.0,
+        Some(ValueType::U32) => u32_(i)?.0,
+        Some(ValueType::Varint) => varint(i)?.0,
+        Some(ValueType::Utf8) => utf8(i)?.0,
+        Some(ValueType::Binary) => binary(i)?.0,
+        Some(ValueType::Pair) => utf8(utf8(i)?.0)?.0,
+        None => {
+            return Err(nom::Err::Failure(DecodeError::UnknownProperty(u32::from(
+                id,
+            ))));
+        }
+    };
+    Ok(rest)
+}
+
+fn flag(v: u8, id: u8) -> Result<bool, DecodeError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::InvalidPropertyValue(id)),
+    }
+}
+
+/// Parse a property block: a Variable Byte Integer length, then the properties.
+pub(crate) fn parse_properties<'a>(
+    i: &'a [u8],
+    ctx: PropertyContext,
+) -> IResult<&'a [u8], Properties<'a>, DecodeError> {
+    let (i, len) = varint(i)?;
+    let (rest, block) = nom::bytes::complete::take(len).parse(i)?;
+    let props = parse_block(block, ctx).map_err(nom::Err::Failure)?;
+    Ok((rest, props))
+}
+
+fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'a>, DecodeError> {
+    use crate::data::finish_err as f;
+    let mut p = Properties::default();
+    let mut seen: u64 = 0;
+    let mut rest = block;
+    while !rest.is_empty() {
+        let (after_id, id) = varint(rest).map_err(f)?;
+        let Ok(id) = u8::try_from(id) else {
+            return Err(DecodeError::UnknownProperty(id));
+        };
+        if value_type(id).is_none() {
+            return Err(DecodeError::UnknownProperty(u32::from(id)));
+        }
+        if !is_allowed(id, ctx) {
+            return Err(DecodeError::PropertyNotAllowed {
+                id,
+                packet: ctx.packet(),
+            });
+        }
+        // Every defined identifier is below 64, so one bit each.
+        let bit = 1u64.checked_shl(u32::from(id)).unwrap_or(0);
+        let may_repeat = id == PropertyId::USER_PROPERTY
+            || (id == PropertyId::SUBSCRIPTION_IDENTIFIER
+                && ctx == PropertyContext::Packet(PacketType::Publish));
+        if seen & bit != 0 && !may_repeat {
+            return Err(DecodeError::DuplicateProperty(id));
+        }
+        seen |= bit;
+        let v = after_id;
+        let bad = DecodeError::InvalidPropertyValue(id);
+        rest = match id {
+            PropertyId::PAYLOAD_FORMAT_INDICATOR => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.payload_format_indicator = Some(match b {
+                    0 => PayloadFormat::Unspecified,
+                    1 => PayloadFormat::Utf8,
+                    _ => return Err(bad),
+                });
+                r
+            }
+            PropertyId::MESSAGE_EXPIRY_INTERVAL => {
+                let (r, x) = u32_(v).map_err(f)?;
+                p.message_expiry_interval = Some(x);
+                r
+            }
+            PropertyId::CONTENT_TYPE => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.content_type = Some(s);
+                r
+            }
+            PropertyId::RESPONSE_TOPIC => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.response_topic = Some(TopicName::new(s).map_err(|_| bad)?);
+                r
+            }
+            PropertyId::CORRELATION_DATA => {
+                let (r, b) = binary(v).map_err(f)?;
+                p.correlation_data = Some(b);
+                r
+            }
+            PropertyId::SUBSCRIPTION_IDENTIFIER => {
+                let (r, x) = varint(v).map_err(f)?;
+                if x == 0 {
+                    return Err(bad);
+                }
+                p.subscription_identifiers = SubscriptionIdentifiers::from_wire(block);
+                r
+            }
+            PropertyId::SESSION_EXPIRY_INTERVAL => {
+                let (r, x) = u32_(v).map_err(f)?;
+                p.session_expiry_interval = Some(x);
+                r
+            }
+            PropertyId::ASSIGNED_CLIENT_IDENTIFIER => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.assigned_client_identifier = Some(s);
+                r
+            }
+            PropertyId::SERVER_KEEP_ALIVE => {
+                let (r, x) = u16_(v).map_err(f)?;
+                p.server_keep_alive = Some(x);
+                r
+            }
+            PropertyId::AUTHENTICATION_METHOD => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.authentication_method = Some(s);
+                r
+            }
+            PropertyId::AUTHENTICATION_DATA => {
+                let (r, b) = binary(v).map_err(f)?;
+                p.authentication_data = Some(b);
+                r
+            }
+            PropertyId::REQUEST_PROBLEM_INFORMATION => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.request_problem_information = Some(flag(b, id)?);
+                r
+            }
+            PropertyId::WILL_DELAY_INTERVAL => {
+                let (r, x) = u32_(v).map_err(f)?;
+                p.will_delay_interval = Some(x);
+                r
+            }
+            PropertyId::REQUEST_RESPONSE_INFORMATION => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.request_response_information = Some(flag(b, id)?);
+                r
+            }
+            PropertyId::RESPONSE_INFORMATION => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.response_information = Some(s);
+                r
+            }
+            PropertyId::SERVER_REFERENCE => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.server_reference = Some(s);
+                r
+            }
+            PropertyId::REASON_STRING => {
+                let (r, s) = utf8(v).map_err(f)?;
+                p.reason_string = Some(s);
+                r
+            }
+            PropertyId::RECEIVE_MAXIMUM => {
+                let (r, x) = u16_(v).map_err(f)?;
+                p.receive_maximum = Some(NonZeroU16::new(x).ok_or(bad)?);
+                r
+            }
+            PropertyId::TOPIC_ALIAS_MAXIMUM => {
+                let (r, x) = u16_(v).map_err(f)?;
+                p.topic_alias_maximum = Some(x);
+                r
+            }
+            PropertyId::TOPIC_ALIAS => {
+                let (r, x) = u16_(v).map_err(f)?;
+                p.topic_alias = Some(NonZeroU16::new(x).ok_or(bad)?);
+                r
+            }
+            PropertyId::MAXIMUM_QOS => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.maximum_qos = Some(match b {
+                    0 => QoS::AtMostOnce,
+                    1 => QoS::AtLeastOnce,
+                    _ => return Err(bad),
+                });
+                r
+            }
+            PropertyId::RETAIN_AVAILABLE => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.retain_available = Some(flag(b, id)?);
+                r
+            }
+            PropertyId::USER_PROPERTY => {
+                let (r, _) = utf8(v).map_err(f)?;
+                let (r, _) = utf8(r).map_err(f)?;
+                p.user_properties = UserProperties::from_wire(block);
+                r
+            }
+            PropertyId::MAXIMUM_PACKET_SIZE => {
+                let (r, x) = u32_(v).map_err(f)?;
+                p.maximum_packet_size = Some(nonzero_u32(x, id)?);
+                r
+            }
+            PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.wildcard_subscription_available = Some(flag(b, id)?);
+                r
+            }
+            PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.subscription_identifier_available = Some(flag(b, id)?);
+                r
+            }
+            PropertyId::SHARED_SUBSCRIPTION_AVAILABLE => {
+                let (r, b) = u8_(v).map_err(f)?;
+                p.shared_subscription_available = Some(flag(b, id)?);
+                r
+            }
+            _ => return Err(DecodeError::UnknownProperty(u32::from(id))),
+        };
+    }
+    Ok(p)
+}
+
+impl Properties<'_> {
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        *self == NO_PROPERTIES
+    }
+
+    /// Write the property block (length prefix included) for `ctx`.
+    pub(crate) fn write<S: Sink>(
+        &self,
+        ctx: PropertyContext,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
+        let len = count(|c| self.write_items(ctx, c))?;
+        let len = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
+        s.put_varint(len).map_err(|_| EncodeError::PacketTooLarge)?;
+        self.write_items(ctx, s)
+    }
+
+    fn write_items<S: Sink>(&self, ctx: PropertyContext, s: &mut S) -> Result<(), EncodeError> {
+        let packet = ctx.packet();
+        let head = |s: &mut S, id: u8| -> Result<(), EncodeError> {
+            if !is_allowed(id, ctx) {
+                return Err(EncodeError::PropertyNotAllowed { id, packet });
+            }
+            s.put_u8(id)
+        };
+        if let Some(v) = self.payload_format_indicator {
+            head(s, PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
+            s.put_u8(match v {
+                PayloadFormat::Unspecified => 0,
+                PayloadFormat::Utf8 => 1,
+            })?;
+        }
+        if let Some(v) = self.message_expiry_interval {
+            head(s, PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
+            s.put_u32(v)?;
+        }
+        if let Some(v) = self.content_type {
+            head(s, PropertyId::CONTENT_TYPE)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.response_topic {
+            head(s, PropertyId::RESPONSE_TOPIC)?;
+            if v.is_empty() {
+                return Err(EncodeError::InvalidValue);
+            }
+            s.put_str(v.as_str())?;
+        }
+        if let Some(v) = self.correlation_data {
+            head(s, PropertyId::CORRELATION_DATA)?;
+            s.put_binary(v)?;
+        }
+        let mut sub_ids = 0usize;
+        for id in self.subscription_identifiers.iter() {
+            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+            if id == 0 {
+                return Err(EncodeError::InvalidValue);
+            }
+            s.put_varint(id)?;
+            sub_ids = sub_ids.saturating_add(1);
+        }
+        if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
+            return Err(EncodeError::InvalidValue);
+        }
+        if let Some(v) = self.session_expiry_interval {
+            head(s, PropertyId::SESSION_EXPIRY_INTERVAL)?;
+            s.put_u32(v)?;
+        }
+        if let Some(v) = self.assigned_client_identifier {
+            head(s, PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.server_keep_alive {
+            head(s, PropertyId::SERVER_KEEP_ALIVE)?;
+            s.put_u16(v)?;
+        }
+        if let Some(v) = self.authentication_method {
+            head(s, PropertyId::AUTHENTICATION_METHOD)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.authentication_data {
+            head(s, PropertyId::AUTHENTICATION_DATA)?;
+            s.put_binary(v)?;
+        }
+        if let Some(v) = self.request_problem_information {
+            head(s, PropertyId::REQUEST_PROBLEM_INFORMATION)?;
+            s.put_u8(u8::from(v))?;
+        }
+        if let Some(v) = self.will_delay_interval {
+            head(s, PropertyId::WILL_DELAY_INTERVAL)?;
+            s.put_u32(v)?;
+        }
+        if let Some(v) = self.request_response_information {
+            head(s, PropertyId::REQUEST_RESPONSE_INFORMATION)?;
+            s.put_u8(u8::from(v))?;
+        }
+        if let Some(v) = self.response_information {
+            head(s, PropertyId::RESPONSE_INFORMATION)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.server_reference {
+            head(s, PropertyId::SERVER_REFERENCE)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.reason_string {
+            head(s, PropertyId::REASON_STRING)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.receive_maximum {
+            head(s, PropertyId::RECEIVE_MAXIMUM)?;
+            s.put_u16(v.get())?;
+        }
+        if let Some(v) = self.topic_alias_maximum {
+            head(s, PropertyId::TOPIC_ALIAS_MAXIMUM)?;
+            s.put_u16(v)?;
+        }
+        if let Some(v) = self.topic_alias {
+            head(s, PropertyId::TOPIC_ALIAS)?;
+            s.put_u16(v.get())?;
+        }
+        if let Some(v) = self.maximum_qos {
+            head(s, PropertyId::MAXIMUM_QOS)?;
+            if v == QoS::ExactlyOnce {
+                return Err(EncodeError::InvalidValue);
+            }
+            s.put_u8(v.bits())?;
+        }
+        if let Some(v) = self.retain_available {
+            head(s, PropertyId::RETAIN_AVAILABLE)?;
+            s.put_u8(u8::from(v))?;
+        }
+        for (k, v) in self.user_properties.iter() {
+            head(s, PropertyId::USER_PROPERTY)?;
+            s.put_str(k)?;
+            s.put_str(v)?;
+        }
+        if let Some(v) = self.maximum_packet_size {
+            head(s, PropertyId::MAXIMUM_PACKET_SIZE)?;
+            s.put_u32(v.get())?;
+        }
+        if let Some(v) = self.wildcard_subscription_available {
+            head(s, PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
+            s.put_u8(u8::from(v))?;
+        }
+        if let Some(v) = self.subscription_identifier_available {
+            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
+            s.put_u8(u8::from(v))?;
+        }
+        if let Some(v) = self.shared_subscription_available {
+            head(s, PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
+            s.put_u8(u8::from(v))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::SliceWriter;
+
+    const PUB: PropertyContext = PropertyContext::Packet(PacketType::Publish);
+
+    #[test]
+    fn block_with_repeats_decodes_lazily() {
+        // user(a=b), sub-id 5, user(c=d), sub-id 7, content-type "t"
+        let bytes = [
+            0x16, 0x26, 0, 1, b'a', 0, 1, b'b', 0x0B, 5, 0x26, 0, 1, b'c', 0, 1, b'd', 0x0B, 7,
+            0x03, 0, 1, b't',
+        ];
+        let (rest, p) = parse_properties(&bytes, PUB).unwrap();
+        assert!(rest.is_empty());
+        let users: [(&str, &str); 2] = [("a", "b"), ("c", "d")];
+        assert!(p.user_properties.iter().eq(users.iter().copied()));
+        assert!(p.subscription_identifiers.iter().eq([5u32, 7]));
+        assert_eq!(p.content_type, Some("t"));
+        let mut buf = [0u8; 64];
+        let mut w = SliceWriter::new(&mut buf);
+        p.write(PUB, &mut w).unwrap();
+        let n = w.position();
+        let (_, again) = parse_properties(&buf[..n], PUB).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn rules() {
+        let sub = PropertyContext::Packet(PacketType::Subscribe);
+        let e =
+            |bytes: &[u8], ctx| crate::data::finish_err(parse_properties(bytes, ctx).unwrap_err());
+        assert_eq!(e(&[3, 0x0B, 1], PUB), DecodeError::UnexpectedEnd);
+        assert_eq!(
+            e(&[4, 0x0B, 1, 0x0B, 2], sub),
+            DecodeError::DuplicateProperty(0x0B)
+        );
+        assert_eq!(
+            e(&[2, 0x0B, 0], sub),
+            DecodeError::InvalidPropertyValue(0x0B)
+        );
+        assert_eq!(e(&[2, 0x04, 0], PUB), DecodeError::UnknownProperty(4));
+        assert_eq!(
+            e(&[5, 0x11, 0, 0, 0, 1], PUB),
+            DecodeError::PropertyNotAllowed {
+                id: 0x11,
+                packet: PacketType::Publish
+            }
+        );
+        assert_eq!(e(&[2, 0x01, 2], PUB), DecodeError::InvalidPropertyValue(1));
+        assert_eq!(
+            e(&[3, 0x23, 0, 0], PUB),
+            DecodeError::InvalidPropertyValue(0x23)
+        );
+        assert_eq!(
+            e(&[4, 0x08, 0, 1, b'#'], PUB),
+            DecodeError::InvalidPropertyValue(0x08)
+        );
+        assert_eq!(e(&[4, 0x02, 0, 0, 0], PUB), DecodeError::UnexpectedEnd);
+        assert_eq!(e(&[3, 0x80, 0x00, 0], PUB), DecodeError::VarintNotMinimal);
+        assert_eq!(
+            e(&[2, 0x18, 0], PUB),
+            DecodeError::PropertyNotAllowed {
+                id: 0x18,
+                packet: PacketType::Publish
+            }
+        );
+        assert!(parse_properties(&[5, 0x18, 0, 0, 0, 9], PropertyContext::Will).is_ok());
+    }
+
+    #[test]
+    fn encode_refuses_disallowed() {
+        let p = Properties {
+            session_expiry_interval: Some(1),
+            ..NO_PROPERTIES
+        };
+        let mut c = crate::data::Counter(0);
+        assert_eq!(
+            p.write(PUB, &mut c),
+            Err(EncodeError::PropertyNotAllowed {
+                id: 0x11,
+                packet: PacketType::Publish
+            })
+        );
+    }
+}

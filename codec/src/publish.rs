@@ -1,0 +1,151 @@
+//! PUBLISH (§3.3): an application message.
+
+use crate::ProtocolVersion;
+use crate::data::{PacketId, QoS, Sink, packet_id, utf8};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::PacketType;
+use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::topic::TopicName;
+
+/// QoS together with the packet identifier it requires: a QoS 0 PUBLISH has none
+/// (`[MQTT-2.3.1-5]`), QoS 1 and 2 have a non-zero one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QosPid {
+    /// QoS 0.
+    AtMostOnce,
+    /// QoS 1 with its packet identifier.
+    AtLeastOnce(PacketId),
+    /// QoS 2 with its packet identifier.
+    ExactlyOnce(PacketId),
+}
+
+impl QosPid {
+    /// The QoS.
+    pub const fn qos(self) -> QoS {
+        match self {
+            QosPid::AtMostOnce => QoS::AtMostOnce,
+            QosPid::AtLeastOnce(_) => QoS::AtLeastOnce,
+            QosPid::ExactlyOnce(_) => QoS::ExactlyOnce,
+        }
+    }
+
+    /// The packet identifier, if QoS > 0.
+    pub const fn packet_id(self) -> Option<PacketId> {
+        match self {
+            QosPid::AtMostOnce => None,
+            QosPid::AtLeastOnce(id) | QosPid::ExactlyOnce(id) => Some(id),
+        }
+    }
+
+    /// Combine a QoS with a packet identifier (ignored for QoS 0).
+    pub const fn new(qos: QoS, id: PacketId) -> Self {
+        match qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            QoS::AtLeastOnce => QosPid::AtLeastOnce(id),
+            QoS::ExactlyOnce => QosPid::ExactlyOnce(id),
+        }
+    }
+}
+
+/// A PUBLISH packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Publish<'a> {
+    /// DUP: this may be a re-delivery. Never set at QoS 0 (`[MQTT-3.3.1-2]`).
+    pub dup: bool,
+    /// QoS and packet identifier.
+    pub qos_pid: QosPid,
+    /// RETAIN.
+    pub retain: bool,
+    /// Topic name; empty only in a 5.0 PUBLISH that carries a Topic Alias.
+    pub topic: TopicName<'a>,
+    /// 5.0 PUBLISH properties.
+    pub properties: Properties<'a>,
+    /// Application payload (may be empty).
+    pub payload: &'a [u8],
+}
+
+pub(crate) fn parse(
+    flags: u8,
+    body: &[u8],
+    version: ProtocolVersion,
+) -> Result<Publish<'_>, DecodeError> {
+    parse_inner(flags, body, version).map_err(crate::data::finish_err)
+}
+
+fn parse_inner(
+    flags: u8,
+    i: &[u8],
+    version: ProtocolVersion,
+) -> Result<Publish<'_>, nom::Err<DecodeError>> {
+    let fail = |e| nom::Err::Failure(e);
+    let dup = flags & 0x08 != 0;
+    let retain = flags & 0x01 != 0;
+    let qos = QoS::from_bits((flags >> 1) & 0x03).ok_or(fail(DecodeError::InvalidQos))?;
+    if dup && qos == QoS::AtMostOnce {
+        return Err(fail(DecodeError::DupWithQos0));
+    }
+    let (i, topic) = utf8(i)?;
+    let topic = TopicName::new_allow_empty(topic).map_err(fail)?;
+    let (i, qos_pid) = match qos {
+        QoS::AtMostOnce => (i, QosPid::AtMostOnce),
+        QoS::AtLeastOnce => {
+            let (i, id) = packet_id(i)?;
+            (i, QosPid::AtLeastOnce(id))
+        }
+        QoS::ExactlyOnce => {
+            let (i, id) = packet_id(i)?;
+            (i, QosPid::ExactlyOnce(id))
+        }
+    };
+    let (payload, properties) = if version.is_v5() {
+        parse_properties(i, PropertyContext::Packet(PacketType::Publish))?
+    } else {
+        (i, Properties::default())
+    };
+    if topic.is_empty() {
+        if !version.is_v5() {
+            return Err(fail(DecodeError::EmptyTopic));
+        }
+        if properties.topic_alias.is_none() {
+            return Err(fail(DecodeError::EmptyTopicWithoutAlias));
+        }
+    }
+    Ok(Publish {
+        dup,
+        qos_pid,
+        retain,
+        topic,
+        properties,
+        payload,
+    })
+}
+
+impl Publish<'_> {
+    pub(crate) fn flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | (self.qos_pid.qos().bits() << 1) | u8::from(self.retain)
+    }
+
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
+        if self.dup && self.qos_pid == QosPid::AtMostOnce {
+            return Err(EncodeError::InvalidValue);
+        }
+        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
+            return Err(EncodeError::InvalidValue);
+        }
+        s.put_str(self.topic.as_str())?;
+        if let Some(id) = self.qos_pid.packet_id() {
+            s.put_packet_id(id)?;
+        }
+        if version.is_v5() {
+            self.properties
+                .write(PropertyContext::Packet(PacketType::Publish), s)?;
+        }
+        s.put(self.payload)
+    }
+}

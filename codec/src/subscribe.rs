@@ -1,0 +1,169 @@
+//! SUBSCRIBE (§3.8): a list of topic filters with their subscription options.
+
+use crate::ProtocolVersion;
+use crate::data::{PacketId, QoS, Sink, packet_id, u8_, utf8};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::PacketType;
+use crate::list::List;
+use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::topic::TopicFilter;
+
+/// Retain Handling (5.0 §3.8.3.1): whether retained messages are sent when subscribing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RetainHandling {
+    /// 0: send retained messages at the time of the subscribe.
+    #[default]
+    SendAtSubscribe,
+    /// 1: send them only if the subscription did not already exist.
+    SendIfNew,
+    /// 2: do not send retained messages.
+    DoNotSend,
+}
+
+/// Subscription options (§3.8.3.1). In 3.1.1 only `qos` exists; the others must stay default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SubscriptionOptions {
+    /// Maximum QoS the subscriber accepts.
+    pub qos: QoS,
+    /// 5.0 No Local: do not deliver the subscriber's own publishes back to it.
+    pub no_local: bool,
+    /// 5.0 Retain As Published: keep the RETAIN flag of forwarded messages.
+    pub retain_as_published: bool,
+    /// 5.0 Retain Handling.
+    pub retain_handling: RetainHandling,
+}
+
+impl SubscriptionOptions {
+    /// Options with only a maximum QoS.
+    pub const fn qos(qos: QoS) -> Self {
+        SubscriptionOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: RetainHandling::SendAtSubscribe,
+        }
+    }
+
+    /// Parse an options byte, refusing reserved bits, QoS 3 and Retain Handling 3.
+    pub fn from_byte(b: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
+        if b & reserved != 0 || (b >> 4) & 0x03 == 3 {
+            return Err(DecodeError::InvalidSubscriptionOptions);
+        }
+        if b & 0x03 == 3 {
+            return Err(DecodeError::InvalidQos);
+        }
+        Ok(Self::from_byte_unchecked(b))
+    }
+
+    /// Read an options byte already validated by [`SubscriptionOptions::from_byte`].
+    pub(crate) fn from_byte_unchecked(b: u8) -> Self {
+        SubscriptionOptions {
+            qos: QoS::from_bits(b & 0x03).unwrap_or(QoS::AtMostOnce),
+            no_local: b & 0x04 != 0,
+            retain_as_published: b & 0x08 != 0,
+            retain_handling: match (b >> 4) & 0x03 {
+                0 => RetainHandling::SendAtSubscribe,
+                1 => RetainHandling::SendIfNew,
+                _ => RetainHandling::DoNotSend,
+            },
+        }
+    }
+
+    /// The options byte.
+    pub const fn to_byte(self) -> u8 {
+        let rh = match self.retain_handling {
+            RetainHandling::SendAtSubscribe => 0,
+            RetainHandling::SendIfNew => 1,
+            RetainHandling::DoNotSend => 2,
+        };
+        self.qos.bits()
+            | ((self.no_local as u8) << 2)
+            | ((self.retain_as_published as u8) << 3)
+            | (rh << 4)
+    }
+}
+
+/// One topic filter and its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Subscription<'a> {
+    /// The topic filter (a `$share/...` filter in 5.0 is a shared subscription).
+    pub filter: TopicFilter<'a>,
+    /// The options.
+    pub options: SubscriptionOptions,
+}
+
+/// A SUBSCRIBE packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Subscribe<'a> {
+    /// Packet identifier.
+    pub packet_id: PacketId,
+    /// 5.0 properties (Subscription Identifier, User Property).
+    pub properties: Properties<'a>,
+    /// The subscriptions, at least one, in order.
+    pub subscriptions: List<'a, Subscription<'a>>,
+}
+
+pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<Subscribe<'_>, DecodeError> {
+    parse_inner(body, version).map_err(crate::data::finish_err)
+}
+
+fn parse_inner(i: &[u8], version: ProtocolVersion) -> Result<Subscribe<'_>, nom::Err<DecodeError>> {
+    let fail = |e| nom::Err::Failure(e);
+    let (i, packet_id) = packet_id(i)?;
+    let (payload, properties) = if version.is_v5() {
+        parse_properties(i, PropertyContext::Packet(PacketType::Subscribe))?
+    } else {
+        (i, Properties::default())
+    };
+    if payload.is_empty() {
+        return Err(fail(DecodeError::EmptySubscribe));
+    }
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let (r, filter) = utf8(rest)?;
+        let filter = TopicFilter::new(filter).map_err(fail)?;
+        let (r, options) = u8_(r)?;
+        let options = SubscriptionOptions::from_byte(options, version).map_err(fail)?;
+        if version.is_v5() && filter.shared().map_err(fail)?.is_some() && options.no_local {
+            return Err(fail(DecodeError::NoLocalOnSharedSubscription));
+        }
+        rest = r;
+    }
+    Ok(Subscribe {
+        packet_id,
+        properties,
+        subscriptions: List::from_wire(payload),
+    })
+}
+
+impl Subscribe<'_> {
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
+        if self.subscriptions.is_empty() {
+            return Err(EncodeError::InvalidValue);
+        }
+        s.put_packet_id(self.packet_id)?;
+        if version.is_v5() {
+            self.properties
+                .write(PropertyContext::Packet(PacketType::Subscribe), s)?;
+        }
+        for sub in self.subscriptions.iter() {
+            let options = if version.is_v5() {
+                sub.options
+            } else {
+                SubscriptionOptions::qos(sub.options.qos)
+            };
+            s.put_str(sub.filter.as_str())?;
+            s.put_u8(options.to_byte())?;
+        }
+        Ok(())
+    }
+}

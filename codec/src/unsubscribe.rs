@@ -1,0 +1,73 @@
+//! UNSUBSCRIBE (§3.10): a list of topic filters to remove.
+
+use crate::ProtocolVersion;
+use crate::data::{PacketId, Sink, packet_id, utf8};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::PacketType;
+use crate::list::List;
+use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::topic::TopicFilter;
+
+/// An UNSUBSCRIBE packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Unsubscribe<'a> {
+    /// Packet identifier.
+    pub packet_id: PacketId,
+    /// 5.0 properties (User Property only).
+    pub properties: Properties<'a>,
+    /// The filters, at least one, in order.
+    pub filters: List<'a, TopicFilter<'a>>,
+}
+
+pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<Unsubscribe<'_>, DecodeError> {
+    parse_inner(body, version).map_err(crate::data::finish_err)
+}
+
+fn parse_inner(
+    i: &[u8],
+    version: ProtocolVersion,
+) -> Result<Unsubscribe<'_>, nom::Err<DecodeError>> {
+    let fail = |e| nom::Err::Failure(e);
+    let (i, packet_id) = packet_id(i)?;
+    let (payload, properties) = if version.is_v5() {
+        parse_properties(i, PropertyContext::Packet(PacketType::Unsubscribe))?
+    } else {
+        (i, Properties::default())
+    };
+    if payload.is_empty() {
+        return Err(fail(DecodeError::EmptyUnsubscribe));
+    }
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let (r, filter) = utf8(rest)?;
+        TopicFilter::new(filter).map_err(fail)?;
+        rest = r;
+    }
+    Ok(Unsubscribe {
+        packet_id,
+        properties,
+        filters: List::from_wire(payload),
+    })
+}
+
+impl Unsubscribe<'_> {
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
+        if self.filters.is_empty() {
+            return Err(EncodeError::InvalidValue);
+        }
+        s.put_packet_id(self.packet_id)?;
+        if version.is_v5() {
+            self.properties
+                .write(PropertyContext::Packet(PacketType::Unsubscribe), s)?;
+        }
+        for f in self.filters.iter() {
+            s.put_str(f.as_str())?;
+        }
+        Ok(())
+    }
+}
