@@ -2,10 +2,11 @@
 //! shape, a packet identifier and (5.0) a reason code and properties, both of which may be left out.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, Sink, packet_id, u8_};
+use crate::data::{PacketId, Sink, packet_id};
+use crate::disconnect::{parse_reason_tail, write_reason_tail};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::properties::Properties;
 use crate::reason::ReasonCode;
 
 /// A PUBACK, PUBREC, PUBREL or PUBCOMP (which one is the [`crate::Packet`] variant).
@@ -33,42 +34,18 @@ impl Ack<'_> {
 
 pub(crate) fn parse(
     packet: PacketType,
-    body: &[u8],
-    version: ProtocolVersion,
-) -> Result<Ack<'_>, DecodeError> {
-    parse_inner(packet, body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(
-    packet: PacketType,
     i: &[u8],
     version: ProtocolVersion,
 ) -> Result<Ack<'_>, nom::Err<DecodeError>> {
-    let fail = |e| nom::Err::Failure(e);
     let (i, packet_id) = packet_id(i)?;
-    // 5.0 §3.4.2.1: Remaining Length 2 means reason code 0x00 and no properties; below 4, no
-    // property length.
-    let (i, reason_code, properties) = if version.is_v5() && !i.is_empty() {
-        let (i, code) = u8_(i)?;
-        let code = ReasonCode(code);
-        if !code.is_valid_for(packet, version) {
-            return Err(fail(DecodeError::InvalidReasonCode {
-                code: code.0,
-                packet,
-            }));
-        }
-        if i.is_empty() {
-            (i, code, Properties::default())
-        } else {
-            let (i, p) = parse_properties(i, PropertyContext::Packet(packet))?;
-            (i, code, p)
-        }
+    // 5.0 §3.4.2.1: Remaining Length 2 means reason code 0x00 and no properties.
+    let (reason_code, properties) = if version.is_v5() {
+        parse_reason_tail(i, packet)?
+    } else if i.is_empty() {
+        (ReasonCode::SUCCESS, Properties::default())
     } else {
-        (i, ReasonCode::SUCCESS, Properties::default())
+        return Err(nom::Err::Failure(DecodeError::TrailingBytes));
     };
-    if !i.is_empty() {
-        return Err(fail(DecodeError::TrailingBytes));
-    }
     Ok(Ack {
         packet_id,
         reason_code,
@@ -91,14 +68,7 @@ impl Ack<'_> {
         }
         s.put_packet_id(self.packet_id)?;
         if version.is_v5() {
-            let no_props = self.properties.is_empty();
-            if self.reason_code == ReasonCode::SUCCESS && no_props {
-                return Ok(());
-            }
-            s.put_u8(self.reason_code.0)?;
-            if !no_props {
-                self.properties.write(PropertyContext::Packet(packet), s)?;
-            }
+            write_reason_tail(self.reason_code, &self.properties, packet, s)?;
         }
         Ok(())
     }

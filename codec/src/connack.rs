@@ -19,11 +19,10 @@ pub struct ConnAck<'a> {
     pub properties: Properties<'a>,
 }
 
-pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<ConnAck<'_>, DecodeError> {
-    parse_inner(body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(i: &[u8], version: ProtocolVersion) -> Result<ConnAck<'_>, nom::Err<DecodeError>> {
+pub(crate) fn parse(
+    i: &[u8],
+    version: ProtocolVersion,
+) -> Result<ConnAck<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
     let (i, flags) = u8_(i)?;
     if flags & 0xFE != 0 {

@@ -51,11 +51,7 @@ const WILL_RETAIN: u8 = 0x20;
 const PASSWORD: u8 = 0x40;
 const USERNAME: u8 = 0x80;
 
-pub(crate) fn parse(body: &[u8]) -> Result<Connect<'_>, DecodeError> {
-    parse_inner(body).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
+pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
     let (i, name) = utf8(i)?;
     let (i, level) = u8_(i)?;

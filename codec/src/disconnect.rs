@@ -40,28 +40,37 @@ impl Disconnect<'_> {
 
 pub(crate) fn parse(
     packet: PacketType,
-    body: &[u8],
-    version: ProtocolVersion,
-) -> Result<Disconnect<'_>, DecodeError> {
-    parse_inner(packet, body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(
-    packet: PacketType,
     i: &[u8],
     version: ProtocolVersion,
 ) -> Result<Disconnect<'_>, nom::Err<DecodeError>> {
-    let fail = |e| nom::Err::Failure(e);
-    if !version.is_v5() || i.is_empty() {
-        if !i.is_empty() {
-            return Err(fail(DecodeError::TrailingBytes));
-        }
-        return Ok(Disconnect::NORMAL);
+    if !version.is_v5() {
+        return if i.is_empty() {
+            Ok(Disconnect::NORMAL)
+        } else {
+            Err(nom::Err::Failure(DecodeError::TrailingBytes))
+        };
+    }
+    let (reason_code, properties) = parse_reason_tail(i, packet)?;
+    Ok(Disconnect {
+        reason_code,
+        properties,
+    })
+}
+
+/// 5.0's optional tail of PUBACK, PUBREC, PUBREL, PUBCOMP, DISCONNECT and AUTH: nothing (success,
+/// no properties), a reason code alone, or a reason code and a property block (§3.4.2.1,
+/// §3.14.2.1, §3.15.2.1). It must end the packet.
+pub(crate) fn parse_reason_tail(
+    i: &[u8],
+    packet: PacketType,
+) -> Result<(ReasonCode, Properties<'_>), nom::Err<DecodeError>> {
+    if i.is_empty() {
+        return Ok((ReasonCode::SUCCESS, Properties::default()));
     }
     let (i, code) = u8_(i)?;
     let code = ReasonCode(code);
-    if !code.is_valid_for(packet, version) {
-        return Err(fail(DecodeError::InvalidReasonCode {
+    if !code.is_valid_for(packet, ProtocolVersion::V5) {
+        return Err(nom::Err::Failure(DecodeError::InvalidReasonCode {
             code: code.0,
             packet,
         }));
@@ -72,12 +81,27 @@ fn parse_inner(
         parse_properties(i, PropertyContext::Packet(packet))?
     };
     if !i.is_empty() {
-        return Err(fail(DecodeError::TrailingBytes));
+        return Err(nom::Err::Failure(DecodeError::TrailingBytes));
     }
-    Ok(Disconnect {
-        reason_code: code,
-        properties,
-    })
+    Ok((code, properties))
+}
+
+/// Write the tail [`parse_reason_tail`] reads, in its shortest form.
+pub(crate) fn write_reason_tail<S: Sink>(
+    code: ReasonCode,
+    properties: &Properties<'_>,
+    packet: PacketType,
+    s: &mut S,
+) -> Result<(), EncodeError> {
+    let no_props = properties.is_empty();
+    if code == ReasonCode::SUCCESS && no_props {
+        return Ok(());
+    }
+    s.put_u8(code.0)?;
+    if !no_props {
+        properties.write(PropertyContext::Packet(packet), s)?;
+    }
+    Ok(())
 }
 
 impl Disconnect<'_> {
@@ -101,14 +125,6 @@ impl Disconnect<'_> {
                 packet,
             });
         }
-        let no_props = self.properties.is_empty();
-        if self.reason_code == ReasonCode::SUCCESS && no_props {
-            return Ok(());
-        }
-        s.put_u8(self.reason_code.0)?;
-        if !no_props {
-            self.properties.write(PropertyContext::Packet(packet), s)?;
-        }
-        Ok(())
+        write_reason_tail(self.reason_code, &self.properties, packet, s)
     }
 }

@@ -99,12 +99,25 @@ pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>
     let Some(body) = after_header.get(..body_len) else {
         return Ok(Status::Partial(body_len.saturating_sub(after_header.len())));
     };
-    let v = options.version;
-    let t = header.packet_type;
-    let packet = match t {
+    let packet = decode_body(header.packet_type, header.flags, body, options.version)
+        .map_err(crate::data::finish_err)?;
+    Ok(Status::Complete(Decoded {
+        packet,
+        consumed: size as usize,
+    }))
+}
+
+/// Decode a packet body whose fixed header has been parsed.
+fn decode_body(
+    t: PacketType,
+    flags: u8,
+    body: &[u8],
+    v: ProtocolVersion,
+) -> Result<Packet<'_>, nom::Err<DecodeError>> {
+    Ok(match t {
         PacketType::Connect => Packet::Connect(connect::parse(body)?),
         PacketType::ConnAck => Packet::ConnAck(connack::parse(body, v)?),
-        PacketType::Publish => Packet::Publish(publish::parse(header.flags, body, v)?),
+        PacketType::Publish => Packet::Publish(publish::parse(flags, body, v)?),
         PacketType::PubAck => Packet::PubAck(ack::parse(t, body, v)?),
         PacketType::PubRec => Packet::PubRec(ack::parse(t, body, v)?),
         PacketType::PubRel => Packet::PubRel(ack::parse(t, body, v)?),
@@ -115,7 +128,7 @@ pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>
         PacketType::UnsubAck => Packet::UnsubAck(suback::parse(t, body, v)?),
         PacketType::PingReq | PacketType::PingResp => {
             if !body.is_empty() {
-                return Err(DecodeError::TrailingBytes);
+                return Err(nom::Err::Failure(DecodeError::TrailingBytes));
             }
             if t == PacketType::PingReq {
                 Packet::PingReq
@@ -125,11 +138,7 @@ pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>
         }
         PacketType::Disconnect => Packet::Disconnect(disconnect::parse(t, body, v)?),
         PacketType::Auth => Packet::Auth(disconnect::parse(t, body, v)?),
-    };
-    Ok(Status::Complete(Decoded {
-        packet,
-        consumed: size as usize,
-    }))
+    })
 }
 
 impl Packet<'_> {

@@ -68,14 +68,6 @@ pub struct Publish<'a> {
 
 pub(crate) fn parse(
     flags: u8,
-    body: &[u8],
-    version: ProtocolVersion,
-) -> Result<Publish<'_>, DecodeError> {
-    parse_inner(flags, body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(
-    flags: u8,
     i: &[u8],
     version: ProtocolVersion,
 ) -> Result<Publish<'_>, nom::Err<DecodeError>> {

@@ -23,14 +23,6 @@ pub struct SubAck<'a> {
 
 pub(crate) fn parse(
     packet: PacketType,
-    body: &[u8],
-    version: ProtocolVersion,
-) -> Result<SubAck<'_>, DecodeError> {
-    parse_inner(packet, body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(
-    packet: PacketType,
     i: &[u8],
     version: ProtocolVersion,
 ) -> Result<SubAck<'_>, nom::Err<DecodeError>> {

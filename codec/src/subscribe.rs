@@ -108,11 +108,10 @@ pub struct Subscribe<'a> {
     pub subscriptions: List<'a, Subscription<'a>>,
 }
 
-pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<Subscribe<'_>, DecodeError> {
-    parse_inner(body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(i: &[u8], version: ProtocolVersion) -> Result<Subscribe<'_>, nom::Err<DecodeError>> {
+pub(crate) fn parse(
+    i: &[u8],
+    version: ProtocolVersion,
+) -> Result<Subscribe<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
     let (i, packet_id) = packet_id(i)?;
     let (payload, properties) = if version.is_v5() {

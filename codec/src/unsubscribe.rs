@@ -20,11 +20,7 @@ pub struct Unsubscribe<'a> {
     pub filters: List<'a, TopicFilter<'a>>,
 }
 
-pub(crate) fn parse(body: &[u8], version: ProtocolVersion) -> Result<Unsubscribe<'_>, DecodeError> {
-    parse_inner(body, version).map_err(crate::data::finish_err)
-}
-
-fn parse_inner(
+pub(crate) fn parse(
     i: &[u8],
     version: ProtocolVersion,
 ) -> Result<Unsubscribe<'_>, nom::Err<DecodeError>> {
