@@ -1,1 +1,355 @@
-fn main() {}
+//! wren-bench: a load generator for MQTT brokers, on raw wren-codec packets over smol TCP.
+//!
+//! Scenarios (each bounded in messages and time, loopback only): `fan-in`, `fan-out`, `qos1`,
+//! `latency`, `idle`, or `all`. See README.md.
+
+mod mqtt;
+mod report;
+mod run;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use smol::Executor;
+use wren_codec::QoS;
+
+use crate::report::Report;
+use crate::run::{Flood, Target, Topology};
+
+/// The executor every task runs on; `--threads` threads drive it.
+static EX: Executor<'static> = Executor::new();
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wren-bench",
+    version,
+    about = "Load generator for MQTT brokers (3.1.1)"
+)]
+struct Cli {
+    /// Broker host; loopback only.
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Broker port.
+    #[arg(short, long, global = true, default_value_t = 1883)]
+    port: u16,
+    /// Broker name in the reports.
+    #[arg(long, global = true, default_value = "broker")]
+    label: String,
+    /// Broker process id: its CPU time per run, and its memory for `idle`.
+    #[arg(long, global = true)]
+    broker_pid: Option<u32>,
+    /// Print one JSON object per run on stdout (the table goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Generator threads. Two keep 50 sockets served promptly (one thread left brokers without
+    /// TCP_NODELAY waiting on delayed ACKs); the generator's CPU use is reported either way.
+    #[arg(long, global = true, default_value_t = 2)]
+    threads: usize,
+    /// Longest time one run may take once connected, in seconds.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    timeout: f64,
+    /// A run with no progress for this many seconds is over.
+    #[arg(long, global = true, default_value_t = 2.0)]
+    idle_timeout: f64,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// P publishers on bench/<i>, one subscriber on bench/#, QoS 0: messages/s delivered.
+    FanIn {
+        /// Publisher connections.
+        #[arg(long, default_value_t = 50)]
+        publishers: usize,
+        #[command(flatten)]
+        flood: FloodArgs,
+    },
+    /// One publisher, S subscribers on the same topic, QoS 0: deliveries/s (messages × S).
+    FanOut {
+        /// Subscriber connections.
+        #[arg(long, default_value_t = 50)]
+        subscribers: usize,
+        #[command(flatten)]
+        flood: FloodArgs,
+    },
+    /// P QoS 1 publishers with a PUBACK window, one QoS 1 subscriber that acknowledges.
+    Qos1 {
+        /// Publisher connections.
+        #[arg(long, default_value_t = 50)]
+        publishers: usize,
+        /// Most PUBACKs outstanding per publisher.
+        #[arg(long, default_value_t = 100)]
+        window: u64,
+        #[command(flatten)]
+        flood: FloodArgs,
+    },
+    /// One publisher at a fixed rate, one subscriber: end-to-end latency percentiles.
+    Latency(LatencyArgs),
+    /// N idle connections: connect rate and the broker's resident memory per connection.
+    Idle(IdleArgs),
+    /// Every scenario with its defaults (and the given --messages scale, if any).
+    All {
+        /// Multiply every scenario's default message count by this.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct FloodArgs {
+    /// Messages published in total (default: 200000 fan-in, 20000 fan-out, 100000 qos1).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Payload bytes (at least 24: sequence, publisher and timestamp).
+    #[arg(long, default_value_t = 32)]
+    payload: usize,
+    /// Bounded mode: publishers stay at most this many messages ahead of the slowest subscriber.
+    #[arg(long, default_value_t = 1000)]
+    bound: u64,
+    /// Bounded, unbounded (flood) or both, one report each.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+    /// Most messages per write (pipelining).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct LatencyArgs {
+    /// Messages per second.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Payload bytes (at least 24).
+    #[arg(long, default_value_t = 32)]
+    payload: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct IdleArgs {
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 2000)]
+    connections: usize,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds to wait after connecting before reading the broker's memory.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Bounded,
+    Unbounded,
+    Both,
+}
+
+impl Mode {
+    fn bounds(self, bound: u64) -> Vec<Option<u64>> {
+        match self {
+            Mode::Bounded => vec![Some(bound)],
+            Mode::Unbounded => vec![None],
+            Mode::Both => vec![Some(bound), None],
+        }
+    }
+}
+
+/// The runs a scenario expands to (flooding ones once per mode).
+fn plan(scenario: &Scenario) -> Vec<Job> {
+    let flood = |name, topology, publishers, subscribers, qos, window, default, a: &FloodArgs| {
+        a.mode
+            .bounds(a.bound)
+            .into_iter()
+            .map(|bound| {
+                Job::Flood(Flood {
+                    scenario: name,
+                    topology,
+                    publishers,
+                    subscribers,
+                    messages: a.messages.unwrap_or(default),
+                    qos,
+                    payload: a.payload,
+                    bound,
+                    batch: a.batch,
+                    window,
+                    pace: None,
+                    record_latency: false,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    match scenario {
+        Scenario::FanIn {
+            publishers,
+            flood: a,
+        } => flood(
+            "fan-in",
+            Topology::PerPublisher,
+            *publishers,
+            1,
+            QoS::AtMostOnce,
+            0,
+            200_000,
+            a,
+        ),
+        Scenario::FanOut {
+            subscribers,
+            flood: a,
+        } => flood(
+            "fan-out",
+            Topology::Shared,
+            1,
+            *subscribers,
+            QoS::AtMostOnce,
+            0,
+            20_000,
+            a,
+        ),
+        Scenario::Qos1 {
+            publishers,
+            window,
+            flood: a,
+        } => flood(
+            "qos1",
+            Topology::PerPublisher,
+            *publishers,
+            1,
+            QoS::AtLeastOnce,
+            *window,
+            100_000,
+            a,
+        ),
+        Scenario::Latency(a) => vec![Job::Flood(Flood {
+            scenario: "latency",
+            topology: Topology::Shared,
+            publishers: 1,
+            subscribers: 1,
+            messages: (a.rate * a.duration).round().max(1.0) as u64,
+            qos: QoS::AtMostOnce,
+            payload: a.payload,
+            bound: None,
+            batch: 1,
+            window: 0,
+            pace: Some(a.rate),
+            record_latency: true,
+        })],
+        Scenario::Idle(a) => vec![Job::Idle(a.clone())],
+        Scenario::All { scale } => {
+            let scaled = |n: f64| FloodArgs {
+                messages: Some((n * scale).round().max(1.0) as u64),
+                payload: 32,
+                bound: 1000,
+                mode: Mode::Both,
+                batch: 64,
+            };
+            let mut jobs = Vec::new();
+            for s in [
+                Scenario::FanIn {
+                    publishers: 50,
+                    flood: scaled(200_000.0),
+                },
+                Scenario::FanOut {
+                    subscribers: 50,
+                    flood: scaled(20_000.0),
+                },
+                Scenario::Qos1 {
+                    publishers: 50,
+                    window: 100,
+                    flood: scaled(100_000.0),
+                },
+                Scenario::Latency(LatencyArgs {
+                    rate: 2000.0,
+                    duration: 5.0,
+                    payload: 32,
+                }),
+                Scenario::Idle(IdleArgs {
+                    connections: 2000,
+                    concurrency: 32,
+                    settle: 1.0,
+                }),
+            ] {
+                jobs.extend(plan(&s));
+            }
+            jobs
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Job {
+    Flood(Flood),
+    Idle(IdleArgs),
+}
+
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !cli.host.is_loopback() {
+        eprintln!("wren-bench: refusing {}: loopback addresses only", cli.host);
+        return ExitCode::FAILURE;
+    }
+    for _ in 1..cli.threads.max(1) {
+        std::thread::spawn(|| smol::block_on(EX.run(smol::future::pending::<()>())));
+    }
+    let target = Target {
+        addr: SocketAddr::new(cli.host, cli.port),
+        label: cli.label.clone(),
+        broker_pid: cli.broker_pid,
+        deadline: seconds(cli.timeout),
+        idle_timeout: seconds(cli.idle_timeout),
+    };
+    let jobs = plan(&cli.scenario);
+    let mut reports: Vec<Report> = Vec::new();
+    let mut failed = false;
+    smol::block_on(EX.run(async {
+        for job in &jobs {
+            let result = match job {
+                Job::Flood(f) => run::flood(&EX, &target, f).await,
+                Job::Idle(a) => {
+                    run::idle(
+                        &EX,
+                        &target,
+                        a.connections,
+                        a.concurrency,
+                        seconds(a.settle),
+                    )
+                    .await
+                }
+            };
+            match result {
+                Ok(r) => {
+                    if cli.json {
+                        println!("{}", r.to_json());
+                    }
+                    reports.push(r);
+                }
+                Err(e) => {
+                    eprintln!("wren-bench: {job:?}: {e}");
+                    failed = true;
+                }
+            }
+            // Let the broker tear the last run's sessions down before the next one connects.
+            smol::Timer::after(Duration::from_millis(200)).await;
+        }
+    }));
+    let table = report::table(&reports);
+    if cli.json {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
