@@ -1,0 +1,1719 @@
+//! [`Broker`]: the sans-I/O core. It owns every connection's protocol state, the sessions, the
+//! subscription index and the retained messages, and reacts to events the runtime shell feeds
+//! it: a connection opened, a packet decoded, a decode error, a connection lost, a clock tick.
+//! It has no sockets, tasks or clocks: time comes in as milliseconds, bytes go out through each
+//! connection's [`Outbox`], and log lines through the `log` facade.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wren_codec::{
+    Ack, ConnAck, Connect, DecodeError, Disconnect, ErrorKind, List, Packet, PacketId,
+    ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe, Unsubscribe,
+    properties::{NO_PROPERTIES, Properties},
+};
+
+use crate::config::Config;
+use crate::index::{SubscriptionIndex, dedup_max_qos};
+use crate::message::{Message, Out};
+use crate::outbox::Outbox;
+use crate::retained::RetainedStore;
+use crate::session::{ConnId, Inflight, OutgoingState, Queued, Session, SessionId, SessionStore};
+
+/// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
+const MAX_TOPIC_LEVELS: usize = 200;
+
+/// Why a connection was closed. Decides the log line and whether the will is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT: the will is discarded.
+    Disconnected,
+    /// The socket reached EOF or failed.
+    ConnectionLost,
+    /// Nothing received for 1.5 × keep-alive.
+    KeepAliveTimeout,
+    /// No CONNECT within `connect_timeout`.
+    ConnectTimeout,
+    /// A packet broke the encoding rules.
+    Malformed,
+    /// A packet broke the protocol (second CONNECT, server-only packet, non-CONNECT first, …).
+    ProtocolError,
+    /// A packet over the maximum packet size.
+    Oversize,
+    /// Another connection connected with the same client id.
+    TakenOver,
+    /// The outgoing queue grew past its hard limit: the client does not read.
+    SlowConsumer,
+    /// CONNECT was answered with a refusal CONNACK.
+    ConnectRefused,
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Whether the will message is published (MQTT §3.1.2.5: any close but DISCONNECT).
+    /// Refused connections have no session; on shutdown the broker chooses, as Mosquitto does
+    /// for a clean shutdown, not to publish wills: the clients did nothing wrong.
+    pub fn publishes_will(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::Disconnected | CloseReason::ConnectRefused | CloseReason::Shutdown
+        )
+    }
+
+    /// The 5.0 DISCONNECT reason sent before closing, if any.
+    fn v5_reason(self) -> Option<ReasonCode> {
+        Some(match self {
+            CloseReason::KeepAliveTimeout => ReasonCode::KEEP_ALIVE_TIMEOUT,
+            CloseReason::Malformed => ReasonCode::MALFORMED_PACKET,
+            CloseReason::ProtocolError => ReasonCode::PROTOCOL_ERROR,
+            CloseReason::Oversize => ReasonCode::PACKET_TOO_LARGE,
+            CloseReason::TakenOver => ReasonCode::SESSION_TAKEN_OVER,
+            CloseReason::SlowConsumer => ReasonCode::QUOTA_EXCEEDED,
+            CloseReason::Shutdown => ReasonCode::SERVER_SHUTTING_DOWN,
+            _ => return None,
+        })
+    }
+}
+
+/// Counters behind `$SYS/broker/...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets of any type received.
+    pub messages_received: u64,
+    /// Packets of any type sent.
+    pub messages_sent: u64,
+    /// PUBLISH packets received.
+    pub publish_received: u64,
+    /// PUBLISH packets sent.
+    pub publish_sent: u64,
+    /// Messages dropped by the queue limits.
+    pub publish_dropped: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Bytes queued for sending.
+    pub bytes_sent: u64,
+    /// Most clients connected at once.
+    pub clients_maximum: u64,
+}
+
+/// A connected client's protocol state.
+#[derive(Debug)]
+struct Client {
+    session: SessionId,
+    client_id: Arc<str>,
+    keep_alive: u16,
+    will: Option<Arc<Message>>,
+}
+
+#[derive(Debug)]
+enum ConnState {
+    /// Waiting for CONNECT.
+    AwaitingConnect,
+    Connected(Client),
+}
+
+/// One network connection.
+#[derive(Debug)]
+struct Conn {
+    id: ConnId,
+    peer: SocketAddr,
+    opened_ms: u64,
+    last_seen_ms: u64,
+    version: ProtocolVersion,
+    outbox: Outbox,
+    state: ConnState,
+}
+
+impl Conn {
+    fn client_id(&self) -> &str {
+        match &self.state {
+            ConnState::Connected(c) => &c.client_id,
+            ConnState::AwaitingConnect => "<unknown>",
+        }
+    }
+}
+
+/// The broker core.
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: u64,
+    connected: usize,
+    sessions: SessionStore,
+    index: SubscriptionIndex,
+    retained: RetainedStore,
+    stats: Stats,
+    /// Reused buffer for subscription matches (no allocation per publish).
+    matches: Vec<(SessionId, QoS)>,
+    /// Connections to close once the current event is handled (found while borrowed).
+    to_close: Vec<(ConnId, CloseReason)>,
+    started_ms: u64,
+    next_sys_ms: u64,
+    id_seed: u64,
+    id_counter: u64,
+}
+
+impl Broker {
+    /// A broker with this configuration, started at `now_ms`.
+    pub fn new(config: Config, now_ms: u64) -> Broker {
+        Broker {
+            config,
+            conns: HashMap::new(),
+            next_conn: 0,
+            connected: 0,
+            sessions: SessionStore::new(),
+            index: SubscriptionIndex::new(),
+            retained: RetainedStore::new(),
+            stats: Stats::default(),
+            matches: Vec::new(),
+            to_close: Vec::new(),
+            started_ms: now_ms,
+            next_sys_ms: now_ms,
+            id_seed: RandomState::new().hash_one(now_ms),
+            id_counter: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The `$SYS` counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Clients connected now.
+    pub fn connected_clients(&self) -> usize {
+        self.connected
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.sessions
+    }
+
+    /// The subscription index.
+    pub fn subscriptions(&self) -> &SubscriptionIndex {
+        &self.index
+    }
+
+    /// The retained messages.
+    pub fn retained(&self) -> &RetainedStore {
+        &self.retained
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Events
+    // ---------------------------------------------------------------------------------------
+
+    /// A TCP connection was accepted from `peer` on `local_port`. Returns its id and the outbox
+    /// its writer drains, or `None` if `max_connections` is reached (the shell drops the socket).
+    pub fn connection_opened(
+        &mut self,
+        peer: SocketAddr,
+        local_port: u16,
+        now_ms: u64,
+    ) -> Option<(ConnId, Outbox)> {
+        let max = self.config.max_connections;
+        if max > 0 && self.conns.len() >= max {
+            log::warn!("Client connection from {peer} denied: max_connections exceeded.");
+            return None;
+        }
+        log::info!("New connection from {peer} on port {local_port}.");
+        self.next_conn = self.next_conn.wrapping_add(1);
+        let id = ConnId(self.next_conn);
+        let outbox = Outbox::new();
+        self.conns.insert(
+            id,
+            Conn {
+                id,
+                peer,
+                opened_ms: now_ms,
+                last_seen_ms: now_ms,
+                version: ProtocolVersion::V311,
+                outbox: outbox.clone(),
+                state: ConnState::AwaitingConnect,
+            },
+        );
+        Some((id, outbox))
+    }
+
+    /// A packet of `len` bytes was decoded from `conn`.
+    pub fn packet_received(&mut self, conn: ConnId, packet: &Packet<'_>, len: usize, now_ms: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_seen_ms = now_ms;
+        self.stats.messages_received = self.stats.messages_received.saturating_add(1);
+        self.stats.bytes_received = self.stats.bytes_received.saturating_add(len as u64);
+        match &c.state {
+            ConnState::AwaitingConnect => match packet {
+                Packet::Connect(connect) => self.on_connect(conn, connect),
+                // CVE-2023-0809: the first packet must be CONNECT.
+                _ => self.close(conn, CloseReason::ProtocolError),
+            },
+            ConnState::Connected(client) => {
+                let sid = client.session;
+                self.on_packet(conn, sid, packet);
+            }
+        }
+        self.process_closes();
+    }
+
+    /// The bytes from `conn` could not be decoded; the stream cannot be resynchronised.
+    pub fn decode_failed(&mut self, conn: ConnId, error: DecodeError) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        log::debug!("Decode error from {} ({}): {error}", c.client_id(), c.peer);
+        let reason = match error {
+            DecodeError::UnsupportedProtocolLevel(level)
+                if matches!(c.state, ConnState::AwaitingConnect) =>
+            {
+                // [MQTT-3.1.2-2]: CONNACK 0x01, then close.
+                log::info!(
+                    "Client <unknown> from {} refused: unsupported protocol level {level}.",
+                    c.peer
+                );
+                self.send_connack(conn, false, ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION);
+                CloseReason::ConnectRefused
+            }
+            DecodeError::PacketTooLarge { .. } => CloseReason::Oversize,
+            e if e.kind() == ErrorKind::ProtocolError => CloseReason::ProtocolError,
+            _ => CloseReason::Malformed,
+        };
+        self.close(conn, reason);
+        self.process_closes();
+    }
+
+    /// The socket of `conn` reached EOF or failed.
+    pub fn connection_lost(&mut self, conn: ConnId) {
+        self.close(conn, CloseReason::ConnectionLost);
+        self.process_closes();
+    }
+
+    /// Time passed: enforce the connect timeout and keep-alives, publish `$SYS`.
+    pub fn tick(&mut self, now_ms: u64) {
+        let connect_timeout = self.config.connect_timeout.saturating_mul(1000);
+        for (&id, c) in &self.conns {
+            match &c.state {
+                ConnState::AwaitingConnect
+                    if now_ms.saturating_sub(c.opened_ms) >= connect_timeout =>
+                {
+                    self.to_close.push((id, CloseReason::ConnectTimeout));
+                }
+                // [MQTT-3.1.2-24]: one and a half times the keep-alive.
+                ConnState::Connected(client)
+                    if client.keep_alive > 0
+                        && now_ms.saturating_sub(c.last_seen_ms)
+                            > u64::from(client.keep_alive) * 1500 =>
+                {
+                    self.to_close.push((id, CloseReason::KeepAliveTimeout));
+                }
+                _ => {}
+            }
+        }
+        self.process_closes();
+        if self.config.sys_interval > 0 && now_ms >= self.next_sys_ms {
+            self.publish_sys(now_ms);
+            self.next_sys_ms = now_ms.saturating_add(self.config.sys_interval.saturating_mul(1000));
+        }
+        self.process_closes();
+    }
+
+    /// Close every connection (graceful shutdown): queued bytes are flushed, no wills published.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, CloseReason::Shutdown);
+        }
+        self.to_close.clear();
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // CONNECT
+    // ---------------------------------------------------------------------------------------
+
+    fn refuse(&mut self, conn: ConnId, code: ReasonCode, why: &str) {
+        if let Some(c) = self.conns.get(&conn) {
+            log::info!("Client from {} refused: {why}.", c.peer);
+        }
+        self.send_connack(conn, false, code);
+        self.close(conn, CloseReason::ConnectRefused);
+    }
+
+    fn on_connect(&mut self, conn: ConnId, connect: &Connect<'_>) {
+        let version = connect.protocol;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.version = version;
+        }
+        let v5 = version.is_v5();
+        let id_rejected = if v5 {
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+        } else {
+            ReasonCode::V3_IDENTIFIER_REJECTED
+        };
+        let assigned = connect.client_id.is_empty();
+        if assigned {
+            // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
+            // ([MQTT-3.1.3-8]); 5.0 with any Clean Start.
+            let allowed = self.config.allow_zero_length_clientid
+                && version != ProtocolVersion::V31
+                && (connect.clean_start || v5);
+            if !allowed {
+                return self.refuse(conn, id_rejected, "empty client id not allowed");
+            }
+        } else if version == ProtocolVersion::V31 && connect.client_id.len() > 23 {
+            return self.refuse(conn, id_rejected, "MQTT 3.1 client id longer than 23 bytes");
+        }
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if keep_alive > self.config.max_keepalive {
+            if v5 {
+                keep_alive = self.config.max_keepalive;
+                server_keep_alive = Some(keep_alive);
+            } else {
+                return self.refuse(conn, id_rejected, "keep-alive above max_keepalive");
+            }
+        }
+        let client_id: Arc<str> = if assigned {
+            self.assign_client_id().into()
+        } else {
+            connect.client_id.into()
+        };
+
+        // Session takeover: the old connection goes ([MQTT-3.1.4-2]) and its will is published.
+        if let Some(old_conn) = self
+            .sessions
+            .find(&client_id)
+            .and_then(|sid| self.sessions.get(sid))
+            .and_then(|s| s.conn)
+        {
+            self.close(old_conn, CloseReason::TakenOver);
+        }
+        // 5.0: a session outlives its connection only with a Session Expiry Interval.
+        let ends_with_connection = if v5 {
+            connect
+                .properties
+                .session_expiry_interval
+                .is_none_or(|e| e == 0)
+        } else {
+            connect.clean_start
+        };
+        let (sid, session_present) = match self.sessions.find(&client_id) {
+            Some(sid) if !connect.clean_start => (sid, true),
+            existing => {
+                if let Some(old) = existing {
+                    self.discard_session(old);
+                }
+                (
+                    self.sessions
+                        .create(Arc::clone(&client_id), ends_with_connection),
+                    false,
+                )
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.clean = ends_with_connection;
+            s.conn = Some(conn);
+            s.dropping = false;
+        }
+        let will = connect
+            .will
+            .as_ref()
+            .map(|w| Message::new(w.topic.as_str(), w.payload, w.qos, w.retain));
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let peer = c.peer;
+        c.state = ConnState::Connected(Client {
+            session: sid,
+            client_id: Arc::clone(&client_id),
+            keep_alive,
+            will,
+        });
+        self.connected = self.connected.saturating_add(1);
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
+
+        let properties = Properties {
+            assigned_client_identifier: if assigned && v5 {
+                Some(&client_id)
+            } else {
+                None
+            },
+            server_keep_alive,
+            ..NO_PROPERTIES
+        };
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            code: ReasonCode::SUCCESS,
+            properties,
+        });
+        self.send(conn, Out::packet(&connack, version));
+        let protocol = match version {
+            ProtocolVersion::V31 => 1,
+            ProtocolVersion::V311 => 2,
+            ProtocolVersion::V5 => 5,
+        };
+        let user = connect
+            .username
+            .map(|u| format!(", u'{u}'"))
+            .unwrap_or_default();
+        log::info!(
+            "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
+            u8::from(connect.clean_start),
+            connect.keep_alive,
+        );
+        if session_present {
+            self.resume(sid);
+        }
+    }
+
+    /// An id like Mosquitto's `auto-<uuid>`.
+    fn assign_client_id(&mut self) -> String {
+        let mut next = || {
+            // splitmix64 over a random seed: unique enough for ids, no extra dependency.
+            self.id_counter = self.id_counter.wrapping_add(1);
+            let mut z = self
+                .id_seed
+                .wrapping_add(self.id_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let (a, b) = (next(), next());
+        format!(
+            "{}{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            self.config.auto_id_prefix,
+            a >> 32,
+            (a >> 16) & 0xFFFF,
+            a & 0xFFFF,
+            b >> 48,
+            b & 0xFFFF_FFFF_FFFF
+        )
+    }
+
+    /// A resumed session: redeliver what is in flight (DUP set; PUBREL for messages whose PUBREC
+    /// arrived, [MQTT-4.4.0-1]), then fill the window from the queue.
+    fn resume(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.get(sid) else {
+            return;
+        };
+        let Some(conn) = session.conn else { return };
+        let Some(version) = self.conns.get(&conn).map(|c| c.version) else {
+            return;
+        };
+        let outs: Vec<Out> = session
+            .inflight
+            .iter()
+            .map(|i| match i.state {
+                OutgoingState::AwaitingPubComp => {
+                    Out::packet(&Packet::PubRel(Ack::new(i.pid)), version)
+                }
+                _ => i
+                    .message
+                    .delivery(version, i.qos, Some(i.pid), true, i.retain),
+            })
+            .collect();
+        for out in outs {
+            let is_publish = !matches!(out, Out::Inline { .. });
+            self.send(conn, out);
+            if is_publish {
+                self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
+            }
+        }
+        self.fill_window(sid);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Packets of a connected client
+    // ---------------------------------------------------------------------------------------
+
+    fn on_packet(&mut self, conn: ConnId, sid: SessionId, packet: &Packet<'_>) {
+        match packet {
+            Packet::Publish(p) => self.on_publish(conn, sid, p),
+            Packet::PubAck(a) => self.on_ack(sid, a.packet_id, OutgoingState::AwaitingPubAck),
+            Packet::PubRec(a) => {
+                if let Some(s) = self.sessions.get_mut(sid)
+                    && let Some(pos) = s.inflight_position(a.packet_id)
+                    && let Some(i) = s.inflight.get_mut(pos)
+                    && i.state != OutgoingState::AwaitingPubAck
+                {
+                    i.state = OutgoingState::AwaitingPubComp;
+                }
+                self.send_packet(conn, &Packet::PubRel(Ack::new(a.packet_id)));
+            }
+            Packet::PubRel(a) => {
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.awaiting_rel.remove(&a.packet_id.get());
+                }
+                // [MQTT-4.3.3-2]: PUBCOMP even for an id already released.
+                self.send_packet(conn, &Packet::PubComp(Ack::new(a.packet_id)));
+            }
+            Packet::PubComp(a) => self.on_ack(sid, a.packet_id, OutgoingState::AwaitingPubComp),
+            Packet::Subscribe(s) => self.on_subscribe(conn, sid, s),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(conn, sid, u),
+            Packet::PingReq => self.send_packet(conn, &Packet::PingResp),
+            Packet::Disconnect(_) => {
+                // [MQTT-3.14.4-3]: the will is discarded.
+                self.close(conn, CloseReason::Disconnected);
+            }
+            // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation. Packets only a server
+            // sends (CVE-2021-28166) and AUTH (no enhanced authentication) likewise.
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::Auth(_) => {
+                if let Some(c) = self.conns.get(&conn) {
+                    log::debug!(
+                        "Client {} sent {}: protocol violation.",
+                        c.client_id(),
+                        packet.packet_type().name()
+                    );
+                }
+                self.close(conn, CloseReason::ProtocolError);
+            }
+        }
+    }
+
+    fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
+        self.stats.publish_received = self.stats.publish_received.saturating_add(1);
+        if p.topic.is_empty() {
+            // A 5.0 topic alias: we advertise none, so using one is a protocol error.
+            return self.close(conn, CloseReason::ProtocolError);
+        }
+        // Clients may not publish to `$` topics (`$SYS` belongs to the broker): the message is
+        // acknowledged and dropped, as Mosquitto does (CVE-2018-12543: never an assert).
+        let accepted = !p.topic.is_system();
+        if !accepted && let Some(c) = self.conns.get(&conn) {
+            log::debug!(
+                "Denied PUBLISH from {} to '{}': $ topics are reserved.",
+                c.client_id(),
+                p.topic
+            );
+        }
+        let message = || Message::new(p.topic.as_str(), p.payload, p.qos_pid.qos(), p.retain);
+        match p.qos_pid {
+            QosPid::AtMostOnce => {
+                if accepted {
+                    self.publish(message());
+                }
+            }
+            QosPid::AtLeastOnce(pid) => {
+                if accepted {
+                    self.publish(message());
+                }
+                self.send_packet(conn, &Packet::PubAck(Ack::new(pid)));
+            }
+            QosPid::ExactlyOnce(pid) => {
+                // Exactly once: deliver on the first PUBLISH with this id, remember the id until
+                // PUBREL, and only acknowledge duplicates (MQTT §4.3.3, method B).
+                let first = self
+                    .sessions
+                    .get_mut(sid)
+                    .is_some_and(|s| s.awaiting_rel.insert(pid.get()));
+                if first && accepted {
+                    self.publish(message());
+                }
+                self.send_packet(conn, &Packet::PubRec(Ack::new(pid)));
+            }
+        }
+    }
+
+    fn on_ack(&mut self, sid: SessionId, pid: PacketId, expected: OutgoingState) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some(pos) = s.inflight_position(pid)
+            && s.inflight.get(pos).is_some_and(|i| i.state == expected)
+        {
+            s.inflight.remove(pos);
+            self.fill_window(sid);
+        }
+    }
+
+    fn on_subscribe(&mut self, conn: ConnId, sid: SessionId, sub: &Subscribe<'_>) {
+        let max = self.config.max_subscriptions_per_client;
+        let mut codes = Vec::new();
+        let mut granted = Vec::new();
+        for s in sub.subscriptions.iter() {
+            let filter = s.filter.as_str();
+            let Some(session) = self.sessions.get_mut(sid) else {
+                return;
+            };
+            let over_limit = max > 0
+                && session.subscriptions.len() >= max
+                && !session.subscriptions.contains_key(filter);
+            // Shared subscriptions are not supported yet; deep filters are refused as Mosquitto does.
+            let refused = over_limit
+                || filter.starts_with(wren_codec::topic::SHARE_PREFIX)
+                || filter.split('/').count() > MAX_TOPIC_LEVELS;
+            if refused {
+                codes.push(ReasonCode::V3_SUBACK_FAILURE);
+                continue;
+            }
+            let qos = s.options.qos;
+            session.subscriptions.insert(filter.into(), qos);
+            self.index.subscribe(filter, sid, qos);
+            codes.push(ReasonCode(qos.bits()));
+            granted.push((s.filter, qos));
+        }
+        let suback = Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            properties: NO_PROPERTIES,
+            reason_codes: List::new(&codes),
+        });
+        self.send_packet(conn, &suback);
+        // [MQTT-3.3.1-6]: matching retained messages follow, with RETAIN set, at min(QoS).
+        let mut retained = Vec::new();
+        for (filter, qos) in granted {
+            retained.clear();
+            self.retained.matching(filter, &mut retained);
+            for m in &retained {
+                self.deliver(sid, m, qos.min(m.qos()), true);
+            }
+        }
+    }
+
+    fn on_unsubscribe(&mut self, conn: ConnId, sid: SessionId, unsub: &Unsubscribe<'_>) {
+        let mut codes = Vec::new();
+        for f in unsub.filters.iter() {
+            let existed = self.index.unsubscribe(f.as_str(), sid);
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.subscriptions.remove(f.as_str());
+            }
+            codes.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        // 3.1.1 UNSUBACK carries no codes; the codec leaves them out.
+        let unsuback = Packet::UnsubAck(SubAck {
+            packet_id: unsub.packet_id,
+            properties: NO_PROPERTIES,
+            reason_codes: List::new(&codes),
+        });
+        self.send_packet(conn, &unsuback);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Routing
+    // ---------------------------------------------------------------------------------------
+
+    /// Publish a message: store or delete it as retained, and deliver it to every matching
+    /// session once, at min(its QoS, the highest granted QoS), with RETAIN clear (3.1.1 live
+    /// forwarding, [MQTT-3.3.1-9]).
+    pub fn publish(&mut self, message: Arc<Message>) {
+        if message.retain() {
+            self.retained.set(Arc::clone(&message));
+        }
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.index.matches(message.topic(), &mut matches);
+        dedup_max_qos(&mut matches);
+        for &(sid, qos) in &matches {
+            self.deliver(sid, &message, qos.min(message.qos()), false);
+        }
+        self.matches = matches;
+    }
+
+    /// Deliver one message to one session: straight to the socket if the client is connected and
+    /// the window has room, else into the session queue (bounded, see `max_queued_messages`).
+    fn deliver(&mut self, sid: SessionId, message: &Arc<Message>, qos: QoS, retain: bool) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let conn = session
+            .conn
+            .and_then(|id| self.conns.get(&id).map(|c| (id, c)));
+        let max_inflight = self.config.max_inflight_messages;
+        let stats = &mut self.stats;
+        match conn {
+            Some((_, c)) if qos == QoS::AtMostOnce => {
+                if c.outbox.queued_bytes() > self.config.max_outgoing_bytes {
+                    return drop_message(stats, session);
+                }
+                session.dropping = false;
+                let out = message.delivery(c.version, qos, None, false, retain);
+                push(
+                    stats,
+                    c,
+                    out,
+                    self.config.max_outgoing_bytes,
+                    &mut self.to_close,
+                );
+                stats.publish_sent = stats.publish_sent.saturating_add(1);
+            }
+            Some((_, c)) if session.inflight.len() < max_inflight && session.queued.is_empty() => {
+                session.dropping = false;
+                let pid = session.next_pid();
+                let out = message.delivery(c.version, qos, Some(pid), false, retain);
+                session.inflight.push_back(Inflight {
+                    pid,
+                    message: Arc::clone(message),
+                    qos,
+                    retain,
+                    state: if qos == QoS::ExactlyOnce {
+                        OutgoingState::AwaitingPubRec
+                    } else {
+                        OutgoingState::AwaitingPubAck
+                    },
+                });
+                push(
+                    stats,
+                    c,
+                    out,
+                    self.config.max_outgoing_bytes,
+                    &mut self.to_close,
+                );
+                stats.publish_sent = stats.publish_sent.saturating_add(1);
+            }
+            // QoS 0 is not queued for an offline session unless configured.
+            None if qos == QoS::AtMostOnce && !self.config.queue_qos0_messages => {}
+            _ => {
+                let queued = Queued {
+                    message: Arc::clone(message),
+                    qos,
+                    retain,
+                };
+                if session.queued.len() < self.config.max_queued_messages {
+                    session.queued.push_back(queued);
+                } else if qos != QoS::AtMostOnce
+                    && let Some(pos) = session.queued.iter().position(|q| q.qos == QoS::AtMostOnce)
+                {
+                    // Drop policy: the oldest queued QoS 0 message makes room for QoS 1/2.
+                    session.queued.remove(pos);
+                    session.queued.push_back(queued);
+                    drop_message(stats, session);
+                } else {
+                    drop_message(stats, session);
+                }
+            }
+        }
+    }
+
+    /// Move queued messages into the in-flight window while it has room.
+    fn fill_window(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some(c) = session.conn.and_then(|id| self.conns.get(&id)) else {
+            return;
+        };
+        while session.inflight.len() < self.config.max_inflight_messages {
+            let Some(q) = session.queued.pop_front() else {
+                break;
+            };
+            let out = if q.qos == QoS::AtMostOnce {
+                q.message.delivery(c.version, q.qos, None, false, q.retain)
+            } else {
+                let pid = session.next_pid();
+                let out = q
+                    .message
+                    .delivery(c.version, q.qos, Some(pid), false, q.retain);
+                session.inflight.push_back(Inflight {
+                    pid,
+                    state: if q.qos == QoS::ExactlyOnce {
+                        OutgoingState::AwaitingPubRec
+                    } else {
+                        OutgoingState::AwaitingPubAck
+                    },
+                    message: q.message,
+                    qos: q.qos,
+                    retain: q.retain,
+                });
+                out
+            };
+            push(
+                &mut self.stats,
+                c,
+                out,
+                self.config.max_outgoing_bytes,
+                &mut self.to_close,
+            );
+            self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
+        }
+        if session.queued.is_empty() {
+            session.dropping = false;
+        }
+    }
+
+    fn publish_sys(&mut self, now_ms: u64) {
+        let uptime = now_ms.saturating_sub(self.started_ms) / 1000;
+        let s = self.stats.clone();
+        let items: [(&str, String); 15] = [
+            (
+                "version",
+                format!("wren-broker version {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("uptime", format!("{uptime} seconds")),
+            ("clients/connected", self.connected.to_string()),
+            ("clients/total", self.sessions.len().to_string()),
+            ("clients/maximum", s.clients_maximum.to_string()),
+            (
+                "clients/disconnected",
+                self.sessions
+                    .len()
+                    .saturating_sub(self.connected)
+                    .to_string(),
+            ),
+            ("messages/received", s.messages_received.to_string()),
+            ("messages/sent", s.messages_sent.to_string()),
+            ("publish/messages/dropped", s.publish_dropped.to_string()),
+            ("publish/messages/received", s.publish_received.to_string()),
+            ("publish/messages/sent", s.publish_sent.to_string()),
+            ("bytes/received", s.bytes_received.to_string()),
+            ("bytes/sent", s.bytes_sent.to_string()),
+            ("subscriptions/count", self.index.len().to_string()),
+            ("retained messages/count", self.retained.len().to_string()),
+        ];
+        for (name, value) in items {
+            let topic = format!("$SYS/broker/{name}");
+            self.publish(Message::new(
+                &topic,
+                value.as_bytes(),
+                QoS::AtMostOnce,
+                true,
+            ));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Output and closing
+    // ---------------------------------------------------------------------------------------
+
+    fn send(&mut self, conn: ConnId, out: Out) {
+        if let Some(c) = self.conns.get(&conn) {
+            push(
+                &mut self.stats,
+                c,
+                out,
+                self.config.max_outgoing_bytes,
+                &mut self.to_close,
+            );
+        }
+    }
+
+    fn send_packet(&mut self, conn: ConnId, packet: &Packet<'_>) {
+        if let Some(version) = self.conns.get(&conn).map(|c| c.version) {
+            self.send(conn, Out::packet(packet, version));
+        }
+    }
+
+    fn send_connack(&mut self, conn: ConnId, session_present: bool, code: ReasonCode) {
+        let Some(version) = self.conns.get(&conn).map(|c| c.version) else {
+            return;
+        };
+        // A 5.0 refusal uses 5.0 codes; map the 3.1.1 ones we use.
+        let code = if version.is_v5() && code == ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION {
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+        } else {
+            code
+        };
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            code,
+            properties: NO_PROPERTIES,
+        });
+        self.send(conn, Out::packet(&connack, version));
+    }
+
+    fn process_closes(&mut self) {
+        while let Some((conn, reason)) = self.to_close.pop() {
+            self.close(conn, reason);
+        }
+    }
+
+    /// Close a connection: log why, detach (or end) its session, publish its will if the reason
+    /// calls for it, and close its outbox (the writer flushes, then shuts the socket).
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if c.version.is_v5()
+            && matches!(c.state, ConnState::Connected(_))
+            && let Some(code) = reason.v5_reason()
+        {
+            let d = Packet::Disconnect(Disconnect::with_reason(code));
+            c.outbox.push(Out::packet(&d, c.version));
+        }
+        c.outbox.close();
+        let id = c.client_id();
+        match reason {
+            CloseReason::Disconnected => log::info!("Client {id} disconnected."),
+            CloseReason::ConnectionLost => log::info!("Client {id} closed its connection."),
+            CloseReason::KeepAliveTimeout => {
+                log::info!("Client {id} has exceeded timeout, disconnecting.")
+            }
+            CloseReason::ConnectTimeout => log::info!(
+                "Client {id} from {} sent no CONNECT within {} s, disconnecting.",
+                c.peer,
+                self.config.connect_timeout
+            ),
+            CloseReason::Malformed => {
+                log::info!("Client {id} disconnected due to malformed packet.")
+            }
+            CloseReason::ProtocolError => {
+                log::info!("Client {id} disconnected due to protocol error.")
+            }
+            CloseReason::Oversize => log::info!("Client {id} disconnected due to oversize packet."),
+            CloseReason::TakenOver => {
+                log::info!("Client {id} already connected, closing old connection.")
+            }
+            CloseReason::SlowConsumer => log::warn!(
+                "Client {id} disconnected: its outgoing queue is full (it does not read)."
+            ),
+            CloseReason::ConnectRefused => log::debug!("Client {id} refused."),
+            CloseReason::Shutdown => log::debug!("Client {id} disconnected: shutting down."),
+        }
+        let ConnState::Connected(client) = c.state else {
+            return;
+        };
+        self.connected = self.connected.saturating_sub(1);
+        if let Some(s) = self.sessions.get_mut(client.session)
+            && s.conn == Some(conn)
+        {
+            s.conn = None;
+            if s.clean {
+                self.discard_session(client.session);
+            }
+        }
+        if reason.publishes_will()
+            && let Some(will) = client.will
+            && !will.topic().starts_with('$')
+        {
+            self.publish(will);
+        }
+    }
+
+    /// End a session: its subscriptions leave the index.
+    fn discard_session(&mut self, sid: SessionId) {
+        if let Some(session) = self.sessions.remove(sid) {
+            drop_subscriptions(&mut self.index, sid, &session);
+        }
+    }
+}
+
+fn drop_subscriptions(index: &mut SubscriptionIndex, sid: SessionId, session: &Session) {
+    for filter in session.subscriptions.keys() {
+        index.unsubscribe(filter, sid);
+    }
+}
+
+/// Count and log (once per episode) a dropped message.
+fn drop_message(stats: &mut Stats, session: &mut Session) {
+    stats.publish_dropped = stats.publish_dropped.saturating_add(1);
+    if !session.dropping {
+        session.dropping = true;
+        log::warn!(
+            "Outgoing messages are being dropped for client {}.",
+            session.client_id
+        );
+    }
+}
+
+/// Queue `out` on a connection, counting it; a queue past its hard limit closes the connection.
+fn push(
+    stats: &mut Stats,
+    c: &Conn,
+    out: Out,
+    max_outgoing_bytes: usize,
+    to_close: &mut Vec<(ConnId, CloseReason)>,
+) {
+    stats.messages_sent = stats.messages_sent.saturating_add(1);
+    stats.bytes_sent = stats.bytes_sent.saturating_add(out.len() as u64);
+    let queued = c.outbox.push(out);
+    if queued > max_outgoing_bytes.saturating_mul(8) {
+        to_close.push((c.id, CloseReason::SlowConsumer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wren_codec::{
+        DecodeOptions, Status, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will,
+        decode,
+    };
+
+    /// An owned summary of a packet the broker sent.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum P {
+        ConnAck(bool, u8),
+        Publish {
+            topic: String,
+            payload: Vec<u8>,
+            qos: u8,
+            pid: u16,
+            dup: bool,
+            retain: bool,
+        },
+        PubAck(u16),
+        PubRec(u16),
+        PubRel(u16),
+        PubComp(u16),
+        SubAck(u16, Vec<u8>),
+        UnsubAck(u16),
+        PingResp,
+        Disconnect(u8),
+    }
+
+    fn drain(o: &Outbox) -> Vec<P> {
+        let mut buf = Vec::new();
+        o.drain_into(&mut buf);
+        let mut rest = &buf[..];
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let opts = DecodeOptions::new(ProtocolVersion::V311);
+            let Ok(Status::Complete(d)) = decode(rest, opts) else {
+                panic!("undecodable output {rest:?}")
+            };
+            out.push(match d.packet {
+                Packet::ConnAck(c) => P::ConnAck(c.session_present, c.code.0),
+                Packet::Publish(p) => P::Publish {
+                    topic: p.topic.as_str().into(),
+                    payload: p.payload.to_vec(),
+                    qos: p.qos_pid.qos().bits(),
+                    pid: p.qos_pid.packet_id().map_or(0, |p| p.get()),
+                    dup: p.dup,
+                    retain: p.retain,
+                },
+                Packet::PubAck(a) => P::PubAck(a.packet_id.get()),
+                Packet::PubRec(a) => P::PubRec(a.packet_id.get()),
+                Packet::PubRel(a) => P::PubRel(a.packet_id.get()),
+                Packet::PubComp(a) => P::PubComp(a.packet_id.get()),
+                Packet::SubAck(s) => P::SubAck(
+                    s.packet_id.get(),
+                    s.reason_codes.iter().map(|c| c.0).collect(),
+                ),
+                Packet::UnsubAck(s) => P::UnsubAck(s.packet_id.get()),
+                Packet::PingResp => P::PingResp,
+                Packet::Disconnect(d) => P::Disconnect(d.reason_code.0),
+                other => panic!("unexpected {other:?}"),
+            });
+            rest = &rest[d.consumed..];
+        }
+        out
+    }
+
+    fn publishes(o: &Outbox) -> Vec<(String, Vec<u8>, u8)> {
+        drain(o)
+            .into_iter()
+            .filter_map(|p| match p {
+                P::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    ..
+                } => Some((topic, payload, qos)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pid(v: u16) -> PacketId {
+        PacketId::new(v).unwrap()
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    struct T {
+        b: Broker,
+        now: u64,
+    }
+
+    impl T {
+        fn new() -> T {
+            Self::with(Config::for_tests())
+        }
+        fn with(config: Config) -> T {
+            T {
+                b: Broker::new(
+                    Config {
+                        sys_interval: 0,
+                        ..config
+                    },
+                    0,
+                ),
+                now: 0,
+            }
+        }
+        fn open(&mut self) -> (ConnId, Outbox) {
+            self.b.connection_opened(peer(), 1883, self.now).unwrap()
+        }
+        fn send(&mut self, conn: ConnId, p: Packet<'_>) {
+            self.b.packet_received(conn, &p, 10, self.now);
+        }
+        fn connect_with(
+            &mut self,
+            id: &str,
+            clean: bool,
+            keep_alive: u16,
+            will: Option<Will<'_>>,
+        ) -> (ConnId, Outbox, Vec<P>) {
+            let (c, o) = self.open();
+            self.send(
+                c,
+                Packet::Connect(Connect {
+                    protocol: ProtocolVersion::V311,
+                    clean_start: clean,
+                    keep_alive,
+                    client_id: id,
+                    will,
+                    username: None,
+                    password: None,
+                    properties: NO_PROPERTIES,
+                }),
+            );
+            let out = drain(&o);
+            (c, o, out)
+        }
+        fn connect(&mut self, id: &str, clean: bool) -> (ConnId, Outbox) {
+            let (c, o, out) = self.connect_with(id, clean, 60, None);
+            assert!(matches!(out[0], P::ConnAck(_, 0)), "{out:?}");
+            (c, o)
+        }
+        fn subscribe(&mut self, conn: ConnId, o: &Outbox, filter: &str, qos: QoS) -> Vec<P> {
+            let subs = [Subscription {
+                filter: TopicFilter::new(filter).unwrap(),
+                options: SubscriptionOptions::qos(qos),
+            }];
+            self.send(
+                conn,
+                Packet::Subscribe(Subscribe {
+                    packet_id: pid(1),
+                    properties: NO_PROPERTIES,
+                    subscriptions: List::new(&subs),
+                }),
+            );
+            drain(o)
+        }
+        fn publish(
+            &mut self,
+            conn: ConnId,
+            topic: &str,
+            payload: &[u8],
+            qos_pid: QosPid,
+            retain: bool,
+        ) {
+            self.send(
+                conn,
+                Packet::Publish(Publish {
+                    dup: false,
+                    qos_pid,
+                    retain,
+                    topic: TopicName::new(topic).unwrap(),
+                    properties: NO_PROPERTIES,
+                    payload,
+                }),
+            );
+        }
+    }
+
+    #[test]
+    fn connect_and_session_present() {
+        let mut t = T::new();
+        let (c, _o, out) = t.connect_with("a", false, 60, None);
+        assert_eq!(out, [P::ConnAck(false, 0)]);
+        assert_eq!(t.b.connected_clients(), 1);
+        t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+        assert_eq!(t.b.connected_clients(), 0);
+        assert_eq!(t.b.sessions().len(), 1, "persistent session kept");
+        let (_, _, out) = t.connect_with("a", false, 60, None);
+        assert_eq!(out, [P::ConnAck(true, 0)]);
+        let (_, _, out) = t.connect_with("b", true, 60, None);
+        assert_eq!(out, [P::ConnAck(false, 0)]);
+    }
+
+    #[test]
+    fn clean_session_discards_state() {
+        let mut t = T::new();
+        let (c, o) = t.connect("a", false);
+        t.subscribe(c, &o, "x", QoS::AtLeastOnce);
+        t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+        let (c, o, out) = t.connect_with("a", true, 60, None);
+        assert_eq!(out, [P::ConnAck(false, 0)], "clean connect: no session");
+        assert!(t.b.subscriptions().is_empty());
+        t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+        assert!(
+            t.b.sessions().is_empty(),
+            "clean session ends with the connection"
+        );
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn client_id_rules() {
+        let mut t = T::new();
+        let (_, o, out) = t.connect_with("", false, 60, None);
+        assert_eq!(out, [P::ConnAck(false, 2)]);
+        assert!(o.is_closed());
+        let (_, o, out) = t.connect_with("", true, 60, None);
+        assert_eq!(out, [P::ConnAck(false, 0)]);
+        assert!(!o.is_closed());
+        let (_, id) =
+            t.b.sessions()
+                .iter()
+                .next()
+                .map(|(i, s)| (*i, s.client_id.clone()))
+                .unwrap();
+        assert!(id.starts_with("auto-") && id.len() == 41, "{id}");
+        // 3.1: at most 23 bytes.
+        let (c, o) = t.open();
+        t.send(
+            c,
+            Packet::Connect(Connect {
+                protocol: ProtocolVersion::V31,
+                clean_start: true,
+                keep_alive: 0,
+                client_id: "012345678901234567890123",
+                will: None,
+                username: None,
+                password: None,
+                properties: NO_PROPERTIES,
+            }),
+        );
+        assert_eq!(drain(&o), [P::ConnAck(false, 2)]);
+    }
+
+    #[test]
+    fn keepalive_above_maximum_is_refused() {
+        let mut t = T::with(Config {
+            max_keepalive: 100,
+            ..Config::for_tests()
+        });
+        let (_, o, out) = t.connect_with("a", true, 101, None);
+        assert_eq!(out, [P::ConnAck(false, 2)]);
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn qos0_routing_clears_retain_and_skips_dollar_topics() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", true);
+        assert_eq!(
+            t.subscribe(s, &so, "a/+", QoS::AtMostOnce),
+            [P::SubAck(1, vec![0])]
+        );
+        t.subscribe(s, &so, "#", QoS::AtMostOnce);
+        let (p, _po) = t.connect("pub", true);
+        t.publish(p, "a/b", b"hi", QosPid::AtMostOnce, true);
+        assert_eq!(
+            drain(&so),
+            [P::Publish {
+                topic: "a/b".into(),
+                payload: b"hi".to_vec(),
+                qos: 0,
+                pid: 0,
+                dup: false,
+                retain: false
+            }],
+            "delivered once, RETAIN cleared on live forwarding"
+        );
+        t.publish(p, "$SYS/fake", b"x", QosPid::AtMostOnce, true);
+        t.subscribe(s, &so, "$SYS/#", QoS::AtMostOnce);
+        assert!(publishes(&so).is_empty(), "$ publish dropped, not retained");
+        assert!(t.b.retained().get("$SYS/fake").is_none());
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "a/#", QoS::AtMostOnce);
+        t.subscribe(s, &so, "a/b", QoS::ExactlyOnce);
+        let (p, _) = t.connect("pub", true);
+        t.publish(p, "a/b", b"1", QosPid::AtLeastOnce(pid(5)), false);
+        assert_eq!(
+            publishes(&so),
+            [("a/b".into(), b"1".to_vec(), 1)],
+            "min(1, 2)"
+        );
+    }
+
+    #[test]
+    fn qos1_and_qos2_flows_and_exactly_once() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "t", QoS::ExactlyOnce);
+        let (p, po) = t.connect("pub", true);
+        t.publish(p, "t", b"q1", QosPid::AtLeastOnce(pid(1)), false);
+        assert_eq!(drain(&po), [P::PubAck(1)]);
+        t.publish(p, "t", b"q2", QosPid::ExactlyOnce(pid(2)), false);
+        t.publish(p, "t", b"q2", QosPid::ExactlyOnce(pid(2)), false);
+        assert_eq!(drain(&po), [P::PubRec(2), P::PubRec(2)]);
+        let got = drain(&so);
+        assert_eq!(
+            got.len(),
+            2,
+            "duplicate QoS 2 publish not delivered twice: {got:?}"
+        );
+        t.send(p, Packet::PubRel(Ack::new(pid(2))));
+        assert_eq!(drain(&po), [P::PubComp(2)]);
+        // After the release the id is free again: a new message with it is delivered.
+        t.publish(p, "t", b"again", QosPid::ExactlyOnce(pid(2)), false);
+        assert_eq!(publishes(&so).len(), 1);
+        // Outgoing QoS 2 to the subscriber: PUBREC → PUBREL, PUBCOMP frees the slot.
+        let sess = t.b.sessions().find("sub").unwrap();
+        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 3);
+        let P::Publish {
+            pid: p2, qos: 2, ..
+        } = got[1].clone()
+        else {
+            panic!("{got:?}")
+        };
+        t.send(s, Packet::PubRec(Ack::new(pid(p2))));
+        assert_eq!(drain(&so), [P::PubRel(p2)]);
+        t.send(s, Packet::PubComp(Ack::new(pid(p2))));
+        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 2);
+        let P::Publish {
+            pid: p1, qos: 1, ..
+        } = got[0].clone()
+        else {
+            panic!()
+        };
+        t.send(s, Packet::PubAck(Ack::new(pid(p1))));
+        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 1);
+    }
+
+    #[test]
+    fn inflight_window_queues_the_rest() {
+        let mut t = T::with(Config {
+            max_inflight_messages: 2,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "t", QoS::AtLeastOnce);
+        let (p, _) = t.connect("pub", true);
+        for i in 1..=5u8 {
+            t.publish(p, "t", &[i], QosPid::AtLeastOnce(pid(u16::from(i))), false);
+        }
+        let first = drain(&so);
+        assert_eq!(first.len(), 2, "window of 2: {first:?}");
+        let P::Publish { pid: id, .. } = first[0] else {
+            panic!()
+        };
+        t.send(s, Packet::PubAck(Ack::new(pid(id))));
+        assert_eq!(publishes(&so), [("t".into(), vec![3], 1)]);
+    }
+
+    #[test]
+    fn offline_queue_and_redelivery_with_dup_and_pubrel() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", false);
+        t.subscribe(s, &so, "t/#", QoS::ExactlyOnce);
+        let (p, _) = t.connect("pub", true);
+        t.publish(p, "t/1", b"a", QosPid::AtLeastOnce(pid(1)), false);
+        t.publish(p, "t/2", b"b", QosPid::ExactlyOnce(pid(2)), false);
+        t.publish(p, "t/3", b"c", QosPid::ExactlyOnce(pid(3)), false);
+        let sent = drain(&so);
+        assert_eq!(sent.len(), 3);
+        let P::Publish { pid: rec_pid, .. } = sent[2] else {
+            panic!()
+        };
+        t.send(s, Packet::PubRec(Ack::new(pid(rec_pid))));
+        assert_eq!(drain(&so), [P::PubRel(rec_pid)]);
+        // The subscriber drops without acknowledging; meanwhile more arrives, QoS 0 is not queued.
+        t.b.connection_lost(s);
+        t.publish(p, "t/4", b"d", QosPid::AtLeastOnce(pid(4)), false);
+        t.publish(p, "t/5", b"e", QosPid::AtMostOnce, false);
+        let (_, so, out) = t.connect_with("sub", false, 60, None);
+        assert_eq!(out[0], P::ConnAck(true, 0));
+        let rest = &out[1..];
+        assert!(
+            matches!(&rest[0], P::Publish { topic, dup: true, qos: 1, .. } if topic == "t/1"),
+            "{rest:?}"
+        );
+        assert!(matches!(&rest[1], P::Publish { topic, dup: true, qos: 2, .. } if topic == "t/2"));
+        assert_eq!(rest[2], P::PubRel(rec_pid));
+        assert!(matches!(&rest[3], P::Publish { topic, dup: false, qos: 1, .. } if topic == "t/4"));
+        assert_eq!(rest.len(), 4, "QoS 0 not queued offline: {rest:?}");
+        assert!(drain(&so).is_empty());
+    }
+
+    #[test]
+    fn retained_messages() {
+        let mut t = T::new();
+        let (p, _) = t.connect("pub", true);
+        t.publish(p, "r/a", b"1", QosPid::AtLeastOnce(pid(1)), true);
+        t.publish(p, "r/b", b"2", QosPid::AtMostOnce, true);
+        t.publish(p, "r/b", b"3", QosPid::AtMostOnce, true);
+        let (s, so) = t.connect("sub", true);
+        let out = t.subscribe(s, &so, "r/+", QoS::AtLeastOnce);
+        assert_eq!(out[0], P::SubAck(1, vec![1]));
+        let mut got: Vec<_> = out[1..]
+            .iter()
+            .map(|p| match p {
+                P::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    ..
+                } => (topic.clone(), payload.clone(), *qos, *retain),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("r/a".into(), b"1".to_vec(), 1, true),
+                ("r/b".into(), b"3".to_vec(), 0, true)
+            ]
+        );
+        t.publish(p, "r/a", b"", QosPid::AtMostOnce, true);
+        assert_eq!(t.b.retained().len(), 1, "empty payload deletes");
+    }
+
+    #[test]
+    fn wills() {
+        let mut t = T::new();
+        let (s, so) = t.connect("watcher", true);
+        t.subscribe(s, &so, "will/#", QoS::AtMostOnce);
+        let will = |topic| Will {
+            topic: TopicName::new(topic).unwrap(),
+            payload: b"gone",
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: NO_PROPERTIES,
+        };
+        let (c, ..) = t.connect_with("a", true, 60, Some(will("will/a")));
+        t.b.connection_lost(c);
+        assert_eq!(publishes(&so), [("will/a".into(), b"gone".to_vec(), 0)]);
+        let (c, ..) = t.connect_with("b", true, 60, Some(will("will/b")));
+        t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+        assert!(publishes(&so).is_empty(), "no will after DISCONNECT");
+        let (c, ..) = t.connect_with("c", true, 60, Some(will("will/c")));
+        t.send(c, Packet::PingResp);
+        assert_eq!(
+            publishes(&so),
+            [("will/c".into(), b"gone".to_vec(), 0)],
+            "protocol error"
+        );
+        t.connect_with("d", true, 60, Some(will("will/d")));
+        t.connect_with("d", true, 60, None);
+        assert_eq!(
+            publishes(&so),
+            [("will/d".into(), b"gone".to_vec(), 0)],
+            "takeover"
+        );
+        // Keep-alive: 2 s → closed after 3 s of silence, not before.
+        let (c, co, _) = t.connect_with("e", true, 2, Some(will("will/e")));
+        t.now = 2900;
+        t.b.tick(t.now);
+        assert!(!co.is_closed());
+        t.send(s, Packet::PingReq);
+        t.now = 3100;
+        t.b.tick(t.now);
+        assert!(co.is_closed());
+        assert_eq!(publishes(&so), [("will/e".into(), b"gone".to_vec(), 0)]);
+        let _ = c;
+    }
+
+    #[test]
+    fn takeover_closes_old_connection_and_keeps_session() {
+        let mut t = T::new();
+        let (c1, o1) = t.connect("x", false);
+        t.subscribe(c1, &o1, "t", QoS::AtLeastOnce);
+        let (_, o2, out) = t.connect_with("x", false, 60, None);
+        assert!(o1.is_closed());
+        assert!(!o2.is_closed());
+        assert_eq!(out, [P::ConnAck(true, 0)]);
+        assert_eq!(t.b.connected_clients(), 1);
+        // The old connection's late EOF changes nothing.
+        t.b.connection_lost(c1);
+        assert_eq!(t.b.connected_clients(), 1);
+        assert_eq!(t.b.subscriptions().len(), 1);
+    }
+
+    #[test]
+    fn protocol_violations_close_the_connection() {
+        let mut t = T::new();
+        // Not CONNECT first.
+        let (c, o) = t.open();
+        t.send(c, Packet::PingReq);
+        assert!(o.is_closed());
+        // Second CONNECT.
+        let (c, o) = t.connect("a", true);
+        t.send(
+            c,
+            Packet::Connect(Connect {
+                protocol: ProtocolVersion::V311,
+                clean_start: true,
+                keep_alive: 0,
+                client_id: "a",
+                will: None,
+                username: None,
+                password: None,
+                properties: NO_PROPERTIES,
+            }),
+        );
+        assert!(o.is_closed());
+        // Server-only packets.
+        for p in [
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: ReasonCode::SUCCESS,
+                properties: NO_PROPERTIES,
+            }),
+            Packet::PingResp,
+            Packet::SubAck(SubAck {
+                packet_id: pid(1),
+                properties: NO_PROPERTIES,
+                reason_codes: List::new(&[ReasonCode::SUCCESS]),
+            }),
+        ] {
+            let (c, o) = t.connect("b", true);
+            t.send(c, p);
+            assert!(o.is_closed(), "{p:?}");
+        }
+        // Decode errors.
+        let (c, o) = t.connect("c", true);
+        t.b.decode_failed(c, DecodeError::InvalidUtf8);
+        assert!(o.is_closed());
+        assert_eq!(t.b.connected_clients(), 0);
+        let (c, o) = t.open();
+        t.b.decode_failed(c, DecodeError::UnsupportedProtocolLevel(6));
+        assert_eq!(drain(&o), [P::ConnAck(false, 1)]);
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn connect_timeout() {
+        let mut t = T::new();
+        let (_, o) = t.open();
+        t.now = 9_999;
+        t.b.tick(t.now);
+        assert!(!o.is_closed());
+        t.now = 10_000;
+        t.b.tick(t.now);
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn queue_limit_drop_policy() {
+        let mut t = T::with(Config {
+            max_queued_messages: 2,
+            queue_qos0_messages: true,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("sub", false);
+        t.subscribe(s, &so, "t", QoS::AtLeastOnce);
+        t.b.connection_lost(s);
+        let (p, _) = t.connect("pub", true);
+        t.publish(p, "t", b"q0", QosPid::AtMostOnce, false);
+        t.publish(p, "t", b"a", QosPid::AtLeastOnce(pid(1)), false);
+        t.publish(p, "t", b"b", QosPid::AtLeastOnce(pid(2)), false); // evicts q0
+        t.publish(p, "t", b"c", QosPid::AtLeastOnce(pid(3)), false); // dropped
+        t.publish(p, "t", b"z", QosPid::AtMostOnce, false); // dropped
+        assert_eq!(t.b.stats().publish_dropped, 3);
+        let (_, _, out) = t.connect_with("sub", false, 60, None);
+        let payloads: Vec<_> = out
+            .iter()
+            .filter_map(|p| match p {
+                P::Publish { payload, .. } => Some(payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(payloads, [b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn slow_consumer_drops_qos0_then_is_closed() {
+        let mut t = T::with(Config {
+            max_outgoing_bytes: 100,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("slow", true);
+        t.subscribe(s, &so, "t", QoS::AtMostOnce);
+        let (p, _) = t.connect("pub", true);
+        for _ in 0..10 {
+            t.publish(p, "t", &[0u8; 40], QosPid::AtMostOnce, false);
+        }
+        assert!(t.b.stats().publish_dropped >= 7, "{:?}", t.b.stats());
+        assert!(so.queued_bytes() <= 150);
+        assert!(!so.is_closed());
+        // Acknowledgements are never dropped; past 8× the limit the client is closed.
+        for i in 1..=300u16 {
+            t.publish(s, "x", b"", QosPid::AtLeastOnce(pid(i)), false);
+        }
+        assert!(so.is_closed());
+    }
+
+    #[test]
+    fn sys_topics_are_published_retained() {
+        let mut t = T::with(Config::for_tests());
+        t.b.config.sys_interval = 10;
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "$SYS/broker/clients/connected", QoS::AtMostOnce);
+        t.b.tick(0);
+        assert_eq!(
+            publishes(&so),
+            [("$SYS/broker/clients/connected".into(), b"1".to_vec(), 0)]
+        );
+        t.b.tick(5_000);
+        assert!(publishes(&so).is_empty(), "interval not reached");
+        t.b.tick(10_000);
+        assert_eq!(publishes(&so).len(), 1);
+        assert_eq!(
+            t.b.retained().get("$SYS/broker/uptime").unwrap().payload(),
+            b"10 seconds"
+        );
+        assert!(
+            t.b.retained()
+                .get("$SYS/broker/retained messages/count")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn unsubscribe_and_refused_filters() {
+        let mut t = T::with(Config {
+            max_subscriptions_per_client: 1,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("sub", true);
+        assert_eq!(
+            t.subscribe(s, &so, "a", QoS::ExactlyOnce),
+            [P::SubAck(1, vec![2])]
+        );
+        assert_eq!(
+            t.subscribe(s, &so, "a", QoS::AtMostOnce),
+            [P::SubAck(1, vec![0])],
+            "replace"
+        );
+        assert_eq!(
+            t.subscribe(s, &so, "b", QoS::AtMostOnce),
+            [P::SubAck(1, vec![0x80])]
+        );
+        let filters = [TopicFilter::new("a").unwrap()];
+        t.send(
+            s,
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: pid(9),
+                properties: NO_PROPERTIES,
+                filters: List::new(&filters),
+            }),
+        );
+        assert_eq!(drain(&so), [P::UnsubAck(9)]);
+        assert!(t.b.subscriptions().is_empty());
+        assert_eq!(
+            t.subscribe(s, &so, "$share/g/a", QoS::AtMostOnce),
+            [P::SubAck(1, vec![0x80])]
+        );
+        t.send(s, Packet::PingReq);
+        assert_eq!(drain(&so), [P::PingResp]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Broker configuration: every setting and limit with its default. Loaded from TOML (see
+//! `broker/wren.toml`, which documents each key); the command line overrides `port` and `bind`.
+
+use serde::Deserialize;
+
+/// Broker configuration. Every field has a default, so an empty file is a valid configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// TCP port to listen on (0: an ephemeral port, for tests).
+    pub port: u16,
+    /// Executor threads; 0 means one per CPU core.
+    pub threads: usize,
+    /// Most simultaneous connections; 0 means unlimited (Mosquitto's `max_connections -1`).
+    pub max_connections: usize,
+    /// Largest packet accepted from a client once connected, in bytes (fixed header included).
+    /// Checked from the fixed header, before the packet is buffered.
+    pub max_packet_size: u32,
+    /// Largest first packet (CONNECT) accepted from a connection that has not connected yet:
+    /// small, so unauthenticated peers cannot make the broker buffer much (CVE-2017-7651,
+    /// CVE-2023-0809).
+    pub max_connect_packet_size: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout: u64,
+    /// Largest keep-alive accepted, in seconds; a 3.1.1 CONNECT asking for more is refused with
+    /// CONNACK 0x02 (as Mosquitto does).
+    pub max_keepalive: u16,
+    /// QoS 1/2 messages in flight (sent, not yet acknowledged) per client; more are queued.
+    pub max_inflight_messages: usize,
+    /// Messages queued per session beyond the in-flight window or while the client is offline.
+    /// When full: a new QoS 0 message is dropped, else the oldest queued QoS 0 message makes
+    /// room, else the new message is dropped.
+    pub max_queued_messages: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto's
+    /// `queue_qos0_messages`).
+    pub queue_qos0_messages: bool,
+    /// Bytes waiting in one connection's socket queue above which QoS 0 messages to it are
+    /// dropped (a slow subscriber). At eight times this the connection is closed.
+    pub max_outgoing_bytes: usize,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off.
+    pub sys_interval: u64,
+    /// Whether a client may connect with an empty client id (clean session only); it is then
+    /// assigned `auto_id_prefix` + a random id.
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of assigned client ids.
+    pub auto_id_prefix: String,
+    /// Most subscriptions one session may hold; further filters get SUBACK 0x80. 0: unlimited.
+    pub max_subscriptions_per_client: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0".into(),
+            port: 1883,
+            threads: 0,
+            max_connections: 0,
+            max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 64 * 1024,
+            connect_timeout: 10,
+            max_keepalive: 65535,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            queue_qos0_messages: false,
+            max_outgoing_bytes: 1024 * 1024,
+            sys_interval: 10,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: "auto-".into(),
+            max_subscriptions_per_client: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Parse a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// A configuration for tests: loopback, an ephemeral port, two threads.
+    pub fn for_tests() -> Config {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 0,
+            threads: 2,
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults_and_unknown_keys_fail() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        let c = Config::from_toml("port = 1884\nmax_inflight_messages = 5\n").unwrap();
+        assert_eq!((c.port, c.max_inflight_messages), (1884, 5));
+        assert!(Config::from_toml("prot = 1").is_err());
+    }
+
+    #[test]
+    fn example_config_matches_defaults() {
+        let text = include_str!("../wren.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+}

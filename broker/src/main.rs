@@ -1,0 +1,2 @@
+//! wren-broker binary (next commit).
+fn main() {}

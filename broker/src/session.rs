@@ -1,0 +1,216 @@
+//! Sessions (§4.1) and the [`SessionStore`]: what the broker keeps for a client id across
+//! connections — subscriptions, QoS 1/2 messages in flight, messages queued beyond the in-flight
+//! window (or while the client is away), and QoS 2 packet ids received but not yet released.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use wren_codec::{PacketId, QoS};
+
+use crate::message::Message;
+
+/// Identifies a session for its whole life; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Identifies a network connection; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutgoingState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitingPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitingPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+/// An outgoing QoS 1/2 message that has a packet id and is not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    /// Its packet identifier on this session.
+    pub pid: PacketId,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Delivery QoS (1 or 2).
+    pub qos: QoS,
+    /// RETAIN flag as sent.
+    pub retain: bool,
+    /// Protocol state.
+    pub state: OutgoingState,
+}
+
+/// A message waiting for room in the in-flight window (or for the client to come back).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Delivery QoS.
+    pub qos: QoS,
+    /// RETAIN flag to send it with.
+    pub retain: bool,
+}
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    /// The client identifier.
+    pub client_id: Arc<str>,
+    /// 3.1.1 Clean Session: the session ends with the connection.
+    pub clean: bool,
+    /// The connection the client is on, if connected.
+    pub conn: Option<ConnId>,
+    /// Topic filter → granted QoS (mirrors the [`crate::SubscriptionIndex`] entries).
+    pub subscriptions: HashMap<Box<str>, QoS>,
+    /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
+    pub inflight: VecDeque<Inflight>,
+    /// Messages waiting for the window, oldest first.
+    pub queued: VecDeque<Queued>,
+    /// Incoming QoS 2 packet ids delivered onwards but not released (PUBREL) yet: a duplicate
+    /// PUBLISH with one of these ids is not delivered again (exactly once).
+    pub awaiting_rel: HashSet<u16>,
+    /// Whether outgoing messages are currently being dropped (logged once per episode).
+    pub dropping: bool,
+    last_pid: u16,
+}
+
+impl Session {
+    /// A new, empty session.
+    pub fn new(client_id: Arc<str>, clean: bool) -> Self {
+        Session {
+            client_id,
+            clean,
+            conn: None,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queued: VecDeque::new(),
+            awaiting_rel: HashSet::new(),
+            dropping: false,
+            last_pid: 0,
+        }
+    }
+
+    /// The next free outgoing packet id (skipping ids still in flight).
+    pub fn next_pid(&mut self) -> PacketId {
+        loop {
+            self.last_pid = self.last_pid.wrapping_add(1);
+            let Some(pid) = PacketId::new(self.last_pid) else {
+                continue;
+            };
+            // At most 65,535 ids can be in flight and the window is far smaller, so this ends.
+            if !self.inflight.iter().any(|i| i.pid == pid) {
+                return pid;
+            }
+        }
+    }
+
+    /// Position of the in-flight message with this id.
+    pub fn inflight_position(&self, pid: PacketId) -> Option<usize> {
+        self.inflight.iter().position(|i| i.pid == pid)
+    }
+}
+
+/// All sessions, by id and by client id.
+#[derive(Debug, Default)]
+pub struct SessionStore {
+    sessions: HashMap<SessionId, Session>,
+    by_client_id: HashMap<Arc<str>, SessionId>,
+    next_id: u64,
+}
+
+impl SessionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The session of a client id.
+    pub fn find(&self, client_id: &str) -> Option<SessionId> {
+        self.by_client_id.get(client_id).copied()
+    }
+
+    /// Create a session (replacing the client id's old one, which the caller removed first).
+    pub fn create(&mut self, client_id: Arc<str>, clean: bool) -> SessionId {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = SessionId(self.next_id);
+        self.by_client_id.insert(Arc::clone(&client_id), id);
+        self.sessions.insert(id, Session::new(client_id, clean));
+        id
+    }
+
+    /// Remove a session and return it.
+    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let session = self.sessions.remove(&id)?;
+        if self.by_client_id.get(&session.client_id) == Some(&id) {
+            self.by_client_id.remove(&session.client_id);
+        }
+        Some(session)
+    }
+
+    /// A session.
+    pub fn get(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    /// A session, mutably.
+    pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(&id)
+    }
+
+    /// Every session.
+    pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
+        self.sessions.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_find_remove() {
+        let mut store = SessionStore::new();
+        let a = store.create("a".into(), false);
+        let b = store.create("b".into(), true);
+        assert_ne!(a, b);
+        assert_eq!(store.find("a"), Some(a));
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.remove(a).unwrap().client_id.as_ref(), "a");
+        assert_eq!(store.find("a"), None);
+        assert!(store.get(a).is_none());
+        assert!(store.get(b).unwrap().clean);
+        let a2 = store.create("a".into(), false);
+        assert_ne!(a, a2, "ids are never reused");
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_wrap() {
+        let mut s = Session::new("c".into(), false);
+        let m = Message::new("t", b"x", QoS::AtLeastOnce, false);
+        assert_eq!(s.next_pid().get(), 1);
+        s.inflight.push_back(Inflight {
+            pid: PacketId::new(2).unwrap(),
+            message: m,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            state: OutgoingState::AwaitingPubAck,
+        });
+        assert_eq!(s.next_pid().get(), 3, "2 is in flight");
+        s.last_pid = u16::MAX;
+        assert_eq!(s.next_pid().get(), 1, "wraps past 0");
+        assert_eq!(s.inflight_position(PacketId::new(2).unwrap()), Some(0));
+    }
+}
