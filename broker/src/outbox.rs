@@ -23,8 +23,10 @@ struct State {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Notified when the queue becomes non-empty and when the outbox closes.
+    /// Notified when the queue becomes non-empty and when the outbox closes (the writer).
     event: Event,
+    /// Notified only when the outbox closes (the reader, which must not wake for every push).
+    closed: Event,
 }
 
 /// A connection's outgoing queue (cheap to clone; clones share the queue).
@@ -72,6 +74,7 @@ impl Outbox {
             s.closed = true;
             drop(s);
             self.0.event.notify(usize::MAX);
+            self.0.closed.notify(usize::MAX);
         }
     }
 
@@ -84,6 +87,22 @@ impl Outbox {
     /// draining, then await it only if the drain found nothing, so no wake-up is lost.
     pub fn listen(&self) -> EventListener {
         self.0.event.listen()
+    }
+
+    /// A listener for the close only. Create it before checking [`Outbox::is_closed`].
+    pub fn listen_closed(&self) -> EventListener {
+        self.0.closed.listen()
+    }
+
+    /// Wait until the outbox is closed.
+    pub async fn closed(&self) {
+        loop {
+            let listener = self.listen_closed();
+            if self.is_closed() {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// Append every queued item's bytes to `buf`; returns whether the outbox is closed.

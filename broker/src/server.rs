@@ -1,5 +1,382 @@
-//! Runtime shell (next commit).
+//! The runtime shell: a smol executor on N threads, a TCP accept loop, one task per connection
+//! (reading, decoding and writing), and a ticker. It only moves bytes and fires timers; every
+//! protocol decision is the core's ([`Broker`]).
+//!
+//! Reading: a connection waits for readability without holding a buffer, then reads into a
+//! per-thread 64 KiB buffer, decodes every complete packet in place (zero-copy) and hands them
+//! to the core under one lock. Only a partial packet is copied into the connection's own buffer,
+//! so an idle connection holds no read buffer at all.
+//!
+//! Writing: the core queues items on the connection's [`Outbox`]; the writer drains everything
+//! queued into one buffer and writes it with one `write` (batching).
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use smol::future::FutureExt as _;
+use smol::io::AsyncWriteExt as _;
+use smol::{Async, Executor, Timer};
+use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
+
+use crate::broker::{Broker, Stats};
+use crate::config::Config;
+use crate::outbox::Outbox;
+use crate::session::ConnId;
+
+/// How often the core's clock advances (keep-alive, connect timeout and `$SYS` resolution).
+const TICK: Duration = Duration::from_millis(250);
+/// How long a closing connection's queued bytes may take to flush before the socket is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Per-thread read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
+}
+
+/// State shared by the shell's tasks.
 #[derive(Debug)]
-pub struct Server;
+struct Shared {
+    broker: Mutex<Broker>,
+    epoch: Instant,
+    config: Config,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Broker> {
+        // A panic in one connection's handling must not take the broker down with it.
+        self.broker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A bound, not yet running broker.
 #[derive(Debug)]
-pub struct ServerHandle;
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Config,
+}
+
+impl Server {
+    /// Bind the listening socket of `config` (`bind`:`port`; port 0 picks an ephemeral port).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let addr = (config.bind.as_str(), config.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            config,
+        })
+    }
+
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Start serving on the executor threads; returns at once.
+    pub fn start(self) -> io::Result<ServerHandle> {
+        let threads = match self.config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let epoch = Instant::now();
+        let shared = Arc::new(Shared {
+            broker: Mutex::new(Broker::new(self.config.clone(), 0)),
+            epoch,
+            config: self.config,
+        });
+        let listener = Async::new(self.listener)?;
+        let executor = Arc::new(Executor::new());
+        // Tasks hold the executor weakly, so dropping the handle's reference drops every task
+        // (and with them the listener and the sockets).
+        let weak = Arc::downgrade(&executor);
+        executor
+            .spawn(accept_loop(
+                listener,
+                self.local_addr.port(),
+                Arc::clone(&shared),
+                weak,
+            ))
+            .detach();
+        executor.spawn(ticker(Arc::clone(&shared))).detach();
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let ex = Arc::clone(&executor);
+            let stopped = stopped.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("wren-broker-{i}"))
+                    .spawn(move || {
+                        smol::block_on(ex.run(async {
+                            let _ = stopped.recv().await;
+                        }))
+                    })?,
+            );
+        }
+        log::info!(
+            "wren-broker version {} running on {} ({threads} threads).",
+            env!("CARGO_PKG_VERSION"),
+            self.local_addr
+        );
+        Ok(ServerHandle {
+            local_addr: self.local_addr,
+            shared,
+            executor: Some(executor),
+            stop: Some(stop),
+            threads: handles,
+        })
+    }
+}
+
+/// A running broker. Dropping it shuts the broker down.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    executor: Option<Arc<Executor<'static>>>,
+    stop: Option<smol::channel::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A snapshot of the `$SYS` counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats().clone()
+    }
+
+    /// Clients connected now.
+    pub fn connected_clients(&self) -> usize {
+        self.shared.lock().connected_clients()
+    }
+
+    /// Graceful shutdown: close every connection (queued bytes are flushed; wills are not
+    /// published), stop the threads, close the listener.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let Some(stop) = self.stop.take() else {
+            return;
+        };
+        log::info!("wren-broker shutting down.");
+        self.shared.lock().shutdown();
+        // Let the writers flush what the connections had queued (the handle, the accept loop
+        // and the ticker hold the other three references).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline && Arc::strong_count(&self.shared) > 3 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(stop);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.executor = None;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+async fn ticker(shared: Arc<Shared>) {
+    loop {
+        Timer::after(TICK).await;
+        let now = shared.now_ms();
+        shared.lock().tick(now);
+    }
+}
+
+async fn accept_loop(
+    listener: Async<TcpListener>,
+    port: u16,
+    shared: Arc<Shared>,
+    executor: Weak<Executor<'static>>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.get_ref().set_nodelay(true);
+        let now = shared.now_ms();
+        let Some((conn, outbox)) = shared.lock().connection_opened(peer, port, now) else {
+            continue;
+        };
+        let Some(ex) = executor.upgrade() else {
+            return;
+        };
+        ex.spawn(connection(Arc::clone(&shared), stream, conn, outbox))
+            .detach();
+    }
+}
+
+/// One connection: reader and writer polled together in one task.
+async fn connection(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId, outbox: Outbox) {
+    let reader = async {
+        read_loop(&shared, &stream, conn, &outbox).await;
+        // EOF or error (a no-op if the core closed the connection itself).
+        shared.lock().connection_lost(conn);
+        outbox.close();
+    };
+    smol::future::zip(reader, write_loop(&stream, &outbox)).await;
+}
+
+enum ReadOutcome {
+    /// Keep reading.
+    More,
+    /// The connection is over.
+    Stop,
+}
+
+async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, outbox: &Outbox) {
+    // Before CONNECT only a small first packet is accepted (CVE-2017-7651, CVE-2023-0809).
+    let mut options = DecodeOptions::new(ProtocolVersion::V311)
+        .with_max_packet_size(shared.config.max_connect_packet_size);
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let readable = async { stream.readable().await.is_ok() };
+        let closed = async {
+            outbox.closed().await;
+            false
+        };
+        if !readable.or(closed).await {
+            return;
+        }
+        let outcome = READ_BUFFER.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let n = match stream.get_ref().read(&mut buf) {
+                Ok(0) => return ReadOutcome::Stop,
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return ReadOutcome::More;
+                }
+                Err(_) => return ReadOutcome::Stop,
+            };
+            let fresh = buf.get(..n).unwrap_or_default();
+            if pending.is_empty() {
+                let (used, stop) = handle_bytes(shared, conn, outbox, fresh, &mut options);
+                if stop {
+                    return ReadOutcome::Stop;
+                }
+                // Keep only the partial packet.
+                pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
+            } else {
+                pending.extend_from_slice(fresh);
+                let (used, stop) = handle_bytes(shared, conn, outbox, &pending, &mut options);
+                if stop {
+                    return ReadOutcome::Stop;
+                }
+                pending.drain(..used.min(pending.len()));
+                if pending.is_empty() && pending.capacity() > READ_BUF {
+                    pending = Vec::new();
+                }
+            }
+            ReadOutcome::More
+        });
+        if let ReadOutcome::Stop = outcome {
+            return;
+        }
+    }
+}
+
+/// Decode and handle every complete packet at the front of `data`. Returns the bytes used and
+/// whether the connection is over.
+fn handle_bytes(
+    shared: &Shared,
+    conn: ConnId,
+    outbox: &Outbox,
+    data: &[u8],
+    options: &mut DecodeOptions,
+) -> (usize, bool) {
+    let mut used = 0usize;
+    let mut broker: Option<MutexGuard<'_, Broker>> = None;
+    let now = shared.now_ms();
+    while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+        match decode(rest, *options) {
+            Ok(Status::Complete(d)) => {
+                if let Packet::Connect(c) = &d.packet {
+                    // The connection now speaks the CONNECT's version, with the full size limit.
+                    options.version = c.protocol;
+                    options.max_packet_size = shared.config.max_packet_size;
+                }
+                let b = broker.get_or_insert_with(|| shared.lock());
+                b.packet_received(conn, &d.packet, d.consumed, now);
+                used = used.saturating_add(d.consumed);
+                if outbox.is_closed() {
+                    return (used, true);
+                }
+            }
+            Ok(Status::Partial(_)) => break,
+            Err(e) => {
+                broker
+                    .get_or_insert_with(|| shared.lock())
+                    .decode_failed(conn, e);
+                return (used, true);
+            }
+        }
+    }
+    (used, false)
+}
+
+async fn write_loop(stream: &Async<TcpStream>, outbox: &Outbox) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let listener = outbox.listen();
+        buf.clear();
+        let closed = outbox.drain_into(&mut buf);
+        if buf.is_empty() {
+            if closed {
+                break;
+            }
+            listener.await;
+            continue;
+        }
+        let mut writer = stream;
+        let write = async { writer.write_all(&buf).await.is_ok() };
+        // A peer that stops reading must not keep a closed connection alive forever.
+        let cut = async {
+            outbox.closed().await;
+            Timer::after(CLOSE_GRACE).await;
+            false
+        };
+        if !write.or(cut).await {
+            break;
+        }
+        if buf.capacity() > 4 * READ_BUF {
+            buf = Vec::new();
+        }
+    }
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
+}
