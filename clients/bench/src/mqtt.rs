@@ -127,6 +127,19 @@ impl Conn {
         .await
     }
 
+    /// Send PINGREQ and wait for PINGRESP.
+    pub async fn ping(&mut self) -> io::Result<()> {
+        self.send(&Packet::PingReq).await?;
+        self.expect(|p| match p {
+            Packet::PingResp => Ok(()),
+            other => Err(proto_err(format!(
+                "expected PINGRESP, got {:?}",
+                other.packet_type()
+            ))),
+        })
+        .await
+    }
+
     /// Encode and send one packet.
     pub async fn send(&mut self, packet: &Packet<'_>) -> io::Result<()> {
         let mut out = vec![0; packet.encoded_len(VERSION).map_err(encode_err)?];

@@ -664,7 +664,7 @@ pub async fn idle(
                     break;
                 }
                 match Conn::connect(addr, &client_id("i", i), 300).await {
-                    Ok(c) => conns.lock().map(|mut v| v.push(c.stream)).unwrap_or(()),
+                    Ok(c) => conns.lock().map(|mut v| v.push(c)).unwrap_or(()),
                     Err(e) => failures.lock().map(|mut v| v.push(e)).unwrap_or(()),
                 }
             }
@@ -683,10 +683,38 @@ pub async fn idle(
         .map(|v| v.iter().map(|e| e.to_string()).collect())
         .unwrap_or_default();
     let connected = conns.len() as u64;
-    // Verify the connections are still up: a broker that dropped them does not hold their memory.
+    // Check the connections are still up (PINGREQ answered): a broker that dropped them would
+    // look frugal.
+    let alive = Arc::new(AtomicU64::new(0));
+    let queue = Arc::new(Mutex::new(conns));
+    let mut pingers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (queue, alive) = (queue.clone(), alive.clone());
+        pingers.push(ex.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some(mut c) = next else { break };
+                let ping = smol::future::or(async { c.ping().await.is_ok() }, async {
+                    Timer::after(Duration::from_secs(5)).await;
+                    false
+                });
+                if ping.await {
+                    alive.fetch_add(1, Relaxed);
+                }
+                done.push(c);
+            }
+            done
+        }));
+    }
+    let mut conns = Vec::new();
+    for p in pingers {
+        conns.extend(p.await);
+    }
     let mut r = Report::new("idle", "-", &target.label);
     r.set("connections", connections as u64);
     r.set("connected", connected);
+    r.set("alive", alive.load(Relaxed));
     r.set("connect_rate", connected as f64 / connect_secs);
     r.set("rss_before", rss_before);
     r.set("rss_after", rss_after);
@@ -704,8 +732,8 @@ pub async fn idle(
             Some(e) => Value::Str(format!("{} failed connections, first: {e}", failed.len())),
         },
     );
-    for s in &conns {
-        let _ = s.shutdown(Shutdown::Both);
+    for c in &conns {
+        let _ = c.stream.shutdown(Shutdown::Both);
     }
     Ok(r)
 }

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Compare wren-broker, Mosquitto and rumqttd with wren-bench, alternately, in one run.
+
+Run through compare.sh, which builds the binaries first. Every measurement gets a freshly
+started broker on its own loopback port (so no run inherits another's memory or sessions), and
+the brokers take turns: rep 1 runs job 1 on A, B, C, then job 2 on A, B, C, ...; the table
+shows the median of the reps.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Broker settings for fairness (see README.md): every broker gets a large per-client queue, so an
+# unbounded flood is not cut short by a queue limit that another broker does not have, and the
+# same outgoing QoS 1 window, wren-broker's and Mosquitto's default of 20.
+QUEUE = 1_000_000
+INFLIGHT = 20
+
+
+def free_port():
+    """An unused loopback port (bound to 0 and released; the broker binds it right after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Broker:
+    """How to start one broker on a given port."""
+
+    def __init__(self, name, command_for_port):
+        self.name = name
+        self.command_for_port = command_for_port
+
+    def start(self, tmp):
+        port = free_port()
+        cmd = self.command_for_port(port, tmp)
+        log = open(os.path.join(tmp, f"{self.name}.log"), "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not wait_listening(port, proc):
+            stop(proc)
+            raise RuntimeError(f"{self.name} did not start: {' '.join(cmd)} (log in {tmp})")
+        return proc, port
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wren_broker(binary):
+    def cmd(port, tmp):
+        conf = os.path.join(tmp, "wren.toml")
+        with open(conf, "w") as f:
+            f.write(f"max_queued_messages = {QUEUE}\nmax_inflight_messages = {INFLIGHT}\n")
+        return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
+
+    return Broker("wren", cmd)
+
+
+def mosquitto(binary):
+    def cmd(port, tmp):
+        conf = os.path.join(tmp, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"listener {port} 127.0.0.1\n"
+                "allow_anonymous true\n"
+                f"max_queued_messages {QUEUE}\n"
+                f"max_inflight_messages {INFLIGHT}\n"
+            )
+        return [binary, "-c", conf]
+
+    return Broker("mosquitto", cmd)
+
+
+def rumqttd(binary):
+    def cmd(port, tmp):
+        with open(os.path.join(HERE, "rumqttd.toml")) as f:
+            text = f.read()
+        conf = os.path.join(tmp, "rumqttd.toml")
+        with open(conf, "w") as f:
+            f.write(text.replace('listen = "127.0.0.1:1883"', f'listen = "127.0.0.1:{port}"'))
+        return [binary, "-q", "-c", conf]
+
+    return Broker("rumqttd", cmd)
+
+
+def jobs(quick):
+    """(name, wren-bench arguments, [(metric, label, higher_is_better)])."""
+    k = 0.5 if quick else 1.0
+    fan_in = str(int(200_000 * k))
+    fan_out = str(int(20_000 * k))
+    qos1 = str(int(100_000 * k))
+    rate = [("rate", "msg/s", True)]
+    deliveries = [("rate", "deliveries/s", True)]
+    out = []
+    for mode in ("bounded", "unbounded"):
+        out.append((f"fan-in {mode}", ["fan-in", "--messages", fan_in, "--mode", mode], rate))
+        out.append(
+            (f"fan-out {mode}", ["fan-out", "--messages", fan_out, "--mode", mode], deliveries)
+        )
+        out.append((f"qos1 {mode}", ["qos1", "--messages", qos1, "--mode", mode], rate))
+    out.append(
+        (
+            "latency",
+            ["latency", "--rate", "2000", "--duration", "3" if quick else "5"],
+            [("p50_us", "p50 us", False), ("p99_us", "p99 us", False), ("p999_us", "p99.9 us", False)],
+        )
+    )
+    out.append(
+        (
+            "idle",
+            ["idle", "--connections", "2000"],
+            [("bytes_per_conn", "B/conn", False), ("connect_rate", "conn/s", True)],
+        )
+    )
+    return out
+
+
+def run_one(bench, broker, args, tmp, threads, log):
+    proc, port = broker.start(tmp)
+    try:
+        cmd = [
+            bench, "--json", "--port", str(port), "--label", broker.name,
+            "--broker-pid", str(proc.pid), "--threads", str(threads), "--timeout", "60",
+        ] + args
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
+        if res.returncode != 0 or not lines:
+            print(f"  ! {broker.name} {' '.join(args)}: exit {res.returncode}: "
+                  f"{res.stderr.strip()[-300:]}", file=sys.stderr)
+        for l in lines:
+            log.write(json.dumps(l) + "\n")
+        log.flush()
+        return lines[0] if lines else None
+    finally:
+        stop(proc)
+        if proc.returncode not in (0, -signal.SIGTERM, None):
+            print(f"  ! {broker.name} exited with {proc.returncode}", file=sys.stderr)
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bench", required=True, help="wren-bench binary")
+    ap.add_argument("--wren", help="wren-broker binary (skipped if missing)")
+    ap.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    ap.add_argument("--rumqttd", default=shutil.which("rumqttd"))
+    ap.add_argument("--quick", action="store_true", help="1 rep, half the messages (~2 min)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3, 1 with --quick)")
+    ap.add_argument("--threads", type=int, default=2, help="wren-bench threads")
+    ap.add_argument("--only", help="comma-separated job names to run (e.g. 'fan-in bounded,idle')")
+    ap.add_argument("--out", help="file for the raw JSON lines")
+    a = ap.parse_args()
+    reps = a.reps or (1 if a.quick else 3)
+
+    # 2000 idle connections need 2000 descriptors in the generator and in each broker.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    brokers = []
+    if a.wren and os.access(a.wren, os.X_OK):
+        brokers.append(wren_broker(a.wren))
+    else:
+        print("note: wren-broker not available, skipped", file=sys.stderr)
+    if a.mosquitto and os.access(a.mosquitto, os.X_OK):
+        brokers.append(mosquitto(a.mosquitto))
+    else:
+        print("note: mosquitto not installed, skipped", file=sys.stderr)
+    if a.rumqttd and os.access(a.rumqttd, os.X_OK):
+        brokers.append(rumqttd(a.rumqttd))
+    else:
+        print("note: rumqttd not installed (cargo install rumqttd), skipped", file=sys.stderr)
+    if not brokers:
+        sys.exit("no broker to measure")
+
+    todo = jobs(a.quick)
+    if a.only:
+        wanted = {w.strip() for w in a.only.split(",")}
+        todo = [j for j in todo if j[0] in wanted]
+    out_path = a.out or os.path.join(tempfile.gettempdir(), f"wren-compare-{int(time.time())}.jsonl")
+    results = {}  # (job, broker) -> [report]
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wren-compare-") as tmp, open(out_path, "w") as log:
+        for rep in range(reps):
+            for name, args, metrics in todo:
+                for b in brokers:
+                    r = run_one(a.bench, b, args, tmp, a.threads, log)
+                    if r is not None:
+                        results.setdefault((name, b.name), []).append(r)
+                    brief = ""
+                    if r is not None:
+                        brief = " ".join(f"{m}={fmt(r.get(m))}" for m, _, _ in metrics)
+                        if r.get("expected") is not None:
+                            brief += f" delivered={r.get('delivered')}/{r.get('expected')}"
+                    print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{reps} {name:<18} "
+                          f"{b.name:<10} {brief}", file=sys.stderr, flush=True)
+    print_table(todo, [b.name for b in brokers], results, reps)
+    print(f"\nraw results: {out_path}; total {time.monotonic() - t0:.0f} s")
+
+
+def median_of(reports, metric):
+    vals = [r[metric] for r in reports if isinstance(r.get(metric), (int, float))]
+    return statistics.median(vals) if vals else None
+
+
+def print_table(todo, names, results, reps):
+    head = ["scenario", "metric"] + names
+    others = [n for n in names if n != "wren"]
+    if "wren" in names:
+        head += [f"wren/{n}" for n in others]
+    head += ["better", "delivered/expected (worst rep)"]
+    rows = [head]
+    for name, _, metrics in todo:
+        for metric, label, higher in metrics:
+            med = {n: median_of(results.get((name, n), []), metric) for n in names}
+            row = [name, label] + [fmt(med[n]) for n in names]
+            if "wren" in names:
+                for n in others:
+                    w, o = med.get("wren"), med.get(n)
+                    row.append(f"{w / o:.2f}x" if w is not None and o else "-")
+            row.append("higher" if higher else "lower")
+            checks = []
+            for n in names:
+                rs = results.get((name, n), [])
+                if rs and rs[0].get("expected") is not None:
+                    worst = min(rs, key=lambda r: r.get("delivered") or 0)
+                    checks.append(f"{n} {worst.get('delivered')}/{worst.get('expected')}")
+                elif rs and rs[0].get("connections") is not None:
+                    worst = min(rs, key=lambda r: r.get("alive") or 0)
+                    checks.append(f"{n} {worst.get('alive')}/{worst.get('connections')} alive")
+            row.append(", ".join(checks) if metric == metrics[0][0] else "")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    print(f"\nmedian of {reps} rep(s); ratios are wren/other: above 1 is better for wren where "
+          "'better' is higher, below 1 is better where it is lower")
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(widths[j]) for j, c in enumerate(r)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    main()
