@@ -168,6 +168,11 @@ impl ServerHandle {
         self.shared.lock().connected_clients()
     }
 
+    /// Subscriptions held now (all sessions).
+    pub fn subscription_count(&self) -> usize {
+        self.shared.lock().subscriptions().len()
+    }
+
     /// Graceful shutdown: close every connection (queued bytes are flushed; wills are not
     /// published), stop the threads, close the listener.
     pub fn shutdown(mut self) {

@@ -1,0 +1,558 @@
+//! Integration tests over real TCP on 127.0.0.1 (ephemeral ports): `rumqttc` as an independent
+//! client, plus a raw codec client for what a well-behaved client library cannot do.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rumqttc::QoS as RQoS;
+use wren_codec::{Ack, Packet, QoS, QosPid};
+
+#[test]
+fn qos0_qos1_qos2_end_to_end() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (sub, present) = Mq::connect(addr, "sub", true);
+    assert!(!present);
+    sub.subscribe("e2e/#", RQoS::ExactlyOnce);
+    let (publ, _) = Mq::connect(addr, "pub", true);
+    for (i, qos) in [RQoS::AtMostOnce, RQoS::AtLeastOnce, RQoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publ.publish(&format!("e2e/{i}"), qos, false, format!("m{i}").as_bytes());
+        let p = sub.next_publish();
+        assert_eq!(p.topic, format!("e2e/{i}"));
+        assert_eq!(&p.payload[..], format!("m{i}").as_bytes());
+        assert_eq!(p.qos, qos, "delivered at min(publish QoS, granted QoS)");
+        assert!(!p.retain);
+    }
+    assert!(sub.next_publish_within(QUIET).is_none(), "nothing else");
+    // Granted QoS 1 caps a QoS 2 publish.
+    let (sub1, _) = Mq::connect(addr, "sub1", true);
+    sub1.subscribe("cap", RQoS::AtLeastOnce);
+    publ.publish("cap", RQoS::ExactlyOnce, false, b"x");
+    assert_eq!(sub1.next_publish().qos, RQoS::AtLeastOnce);
+}
+
+#[test]
+fn qos2_duplicate_before_pubrel_is_delivered_once() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (sub, _) = Mq::connect(addr, "sub", true);
+    sub.subscribe("once", RQoS::ExactlyOnce);
+    let (mut p, _) = Raw::connect(addr, "raw-pub", true, 30);
+    p.publish("once", b"1", QosPid::ExactlyOnce(pid(7)), false);
+    assert_eq!(p.recv(), Some(P::PubRec(7)));
+    // The "retransmission" (DUP would be set by a real client; the id is what matters).
+    p.publish("once", b"1", QosPid::ExactlyOnce(pid(7)), false);
+    assert_eq!(p.recv(), Some(P::PubRec(7)));
+    p.ack(Packet::PubRel(Ack::new(pid(7))));
+    assert_eq!(p.recv(), Some(P::PubComp(7)));
+    assert_eq!(&sub.next_publish().payload[..], b"1");
+    assert!(sub.next_publish_within(QUIET).is_none(), "exactly once");
+}
+
+#[test]
+fn persistent_session_queues_while_offline() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (sub, present) = Mq::connect(addr, "durable", false);
+    assert!(!present);
+    sub.subscribe("q/#", RQoS::AtLeastOnce);
+    sub.disconnect();
+    let (publ, _) = Mq::connect(addr, "pub", true);
+    publ.publish("q/1", RQoS::AtLeastOnce, false, b"a");
+    publ.publish("q/2", RQoS::ExactlyOnce, false, b"b");
+    publ.publish("q/3", RQoS::AtMostOnce, false, b"not queued");
+    std::thread::sleep(QUIET);
+    let (sub, present) = Mq::connect(addr, "durable", false);
+    assert!(present, "CONNACK session present");
+    let a = sub.next_publish();
+    let b = sub.next_publish();
+    assert_eq!((a.topic.as_str(), &a.payload[..]), ("q/1", &b"a"[..]));
+    assert_eq!(
+        (b.topic.as_str(), &b.payload[..], b.qos),
+        ("q/2", &b"b"[..], RQoS::AtLeastOnce)
+    );
+    assert!(
+        sub.next_publish_within(QUIET).is_none(),
+        "QoS 0 not queued offline"
+    );
+    sub.disconnect();
+    // A clean session connect discards it.
+    let (c, present) = Mq::connect(addr, "durable", true);
+    assert!(!present);
+    c.disconnect();
+    let (_c, present) = Mq::connect(addr, "durable", false);
+    assert!(!present);
+}
+
+#[test]
+fn unacknowledged_publish_is_redelivered_with_dup_after_reconnect() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut s, ack) = Raw::connect(addr, "flaky", false, 30);
+    assert_eq!(ack, P::ConnAck(false, 0));
+    assert_eq!(s.subscribe("r/#", QoS::ExactlyOnce), P::SubAck(1, vec![2]));
+    let (mut p, _) = Raw::connect(addr, "pub", true, 30);
+    p.publish("r/1", b"one", QosPid::AtLeastOnce(pid(1)), false);
+    p.publish("r/2", b"two", QosPid::ExactlyOnce(pid(2)), false);
+    let first = s.recv().unwrap();
+    let second = s.recv().unwrap();
+    let P::Publish {
+        dup: false,
+        pid: pid1,
+        ..
+    } = first.clone()
+    else {
+        panic!("{first:?}")
+    };
+    let P::Publish {
+        dup: false,
+        pid: pid2,
+        qos: 2,
+        ..
+    } = second.clone()
+    else {
+        panic!("{second:?}")
+    };
+    // Acknowledge the QoS 2 message's first step only, then drop without acking the QoS 1.
+    s.ack(Packet::PubRec(Ack::new(pid(pid2))));
+    assert_eq!(s.recv(), Some(P::PubRel(pid2)));
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut s, ack) = Raw::connect(addr, "flaky", false, 30);
+    assert_eq!(ack, P::ConnAck(true, 0));
+    assert_eq!(
+        s.recv(),
+        Some(P::Publish {
+            topic: "r/1".into(),
+            payload: b"one".to_vec(),
+            qos: 1,
+            pid: pid1,
+            dup: true,
+            retain: false
+        })
+    );
+    assert_eq!(
+        s.recv(),
+        Some(P::PubRel(pid2)),
+        "PUBREL re-sent for PUBREC'd message"
+    );
+    s.puback(pid1);
+    s.ack(Packet::PubComp(Ack::new(pid(pid2))));
+    assert_eq!(s.recv_within(QUIET), None);
+}
+
+#[test]
+fn will_on_dropped_socket_not_after_disconnect() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (watch, _) = Mq::connect(addr, "watcher", true);
+    watch.subscribe("wills/#", RQoS::AtLeastOnce);
+    let (c, _) = Raw::connect_with(addr, "dies", true, 30, Some(("wills/dies", b"bye")));
+    drop(c);
+    let w = watch.next_publish();
+    assert_eq!(
+        (w.topic.as_str(), &w.payload[..]),
+        ("wills/dies", &b"bye"[..])
+    );
+    let (mut c, _) = Raw::connect_with(addr, "polite", true, 30, Some(("wills/polite", b"bye")));
+    c.send(&Packet::Disconnect(wren_codec::Disconnect::NORMAL));
+    assert!(c.is_closed());
+    assert!(
+        watch.next_publish_within(QUIET).is_none(),
+        "no will after DISCONNECT"
+    );
+    // rumqttc's own will on a protocol violation by a raw client.
+    let (mut c, _) = Raw::connect_with(addr, "rude", true, 30, Some(("wills/rude", b"x")));
+    c.write(&[0xD0, 0x00]); // PINGRESP: server-only
+    assert!(c.is_closed());
+    assert_eq!(watch.next_publish().topic, "wills/rude");
+}
+
+#[test]
+fn keep_alive_timeout_disconnects_and_publishes_will() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (watch, _) = Mq::connect(addr, "watcher", true);
+    watch.subscribe("ka", RQoS::AtMostOnce);
+    let (mut c, _) = Raw::connect_with(addr, "silent", true, 1, Some(("ka", b"timeout")));
+    let t0 = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(4)));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "not before 1.5 × keep-alive: {waited:?}"
+    );
+    assert_eq!(&watch.next_publish().payload[..], b"timeout");
+    // PINGREQ keeps a connection alive.
+    let (mut c, _) = Raw::connect(addr, "pinger", true, 1);
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(600));
+        c.send(&Packet::PingReq);
+        assert_eq!(c.recv(), Some(P::PingResp));
+    }
+}
+
+#[test]
+fn retained_messages_with_wildcards_and_delete() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (publ, _) = Mq::connect(addr, "pub", true);
+    publ.publish("home/kitchen/temp", RQoS::AtLeastOnce, true, b"21");
+    publ.publish("home/hall/temp", RQoS::AtMostOnce, true, b"19");
+    publ.publish("home/hall/temp", RQoS::AtMostOnce, true, b"20");
+    publ.publish("office/temp", RQoS::AtMostOnce, true, b"18");
+    std::thread::sleep(QUIET);
+    let (sub, _) = Mq::connect(addr, "sub", true);
+    sub.subscribe("home/+/temp", RQoS::AtLeastOnce);
+    let mut got = [sub.next_publish(), sub.next_publish()];
+    got.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(got[0].topic, "home/hall/temp");
+    assert_eq!(&got[0].payload[..], b"20", "replaced");
+    assert_eq!(got[1].topic, "home/kitchen/temp");
+    assert!(got.iter().all(|p| p.retain), "retain flag set on subscribe");
+    assert!(sub.next_publish_within(QUIET).is_none());
+    // Live forwarding clears the retain flag.
+    publ.publish("home/hall/temp", RQoS::AtMostOnce, true, b"22");
+    let live = sub.next_publish();
+    assert!(!live.retain);
+    // Empty payload deletes.
+    publ.publish("home/hall/temp", RQoS::AtMostOnce, true, b"");
+    assert!(
+        sub.next_publish().payload.is_empty(),
+        "delete is forwarded live"
+    );
+    let (sub2, _) = Mq::connect(addr, "sub2", true);
+    sub2.subscribe("home/#", RQoS::AtMostOnce);
+    assert_eq!(sub2.next_publish().topic, "home/kitchen/temp");
+    assert!(sub2.next_publish_within(QUIET).is_none());
+}
+
+#[test]
+fn takeover_closes_old_connection() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (watch, _) = Mq::connect(addr, "watcher", true);
+    watch.subscribe("w", RQoS::AtMostOnce);
+    let (mut old, _) = Raw::connect_with(addr, "same-id", false, 30, Some(("w", b"old will")));
+    assert_eq!(old.subscribe("t", QoS::AtLeastOnce), P::SubAck(1, vec![1]));
+    let (mut new, ack) = Raw::connect(addr, "same-id", false, 30);
+    assert_eq!(ack, P::ConnAck(true, 0));
+    assert!(old.is_closed());
+    assert_eq!(&watch.next_publish().payload[..], b"old will");
+    // The session (with its subscription) moved to the new connection.
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    p.publish("t", b"to new", QosPid::AtMostOnce, false);
+    assert!(matches!(new.recv(), Some(P::Publish { payload, .. }) if payload == b"to new"));
+    assert_eq!(broker.connected_clients(), 3);
+}
+
+#[test]
+fn dollar_topics() {
+    let broker = start(|c| c.sys_interval = 1);
+    let addr = broker.local_addr();
+    let (mut all, _) = Raw::connect(addr, "all", true, 30);
+    all.subscribe("#", QoS::AtMostOnce);
+    all.subscribe("+/broker/#", QoS::AtMostOnce);
+    let (mut sys, _) = Raw::connect(addr, "sys", true, 30);
+    sys.subscribe("$SYS/broker/uptime", QoS::AtMostOnce);
+    let up = sys.recv_within(Duration::from_secs(3));
+    assert!(
+        matches!(&up, Some(P::Publish { topic, payload, .. })
+            if topic == "$SYS/broker/uptime" && payload.ends_with(b" seconds")),
+        "{up:?}"
+    );
+    // A client may not publish to a $ topic: dropped (QoS 1 still acknowledged).
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    p.publish(
+        "$SYS/broker/uptime",
+        b"forged",
+        QosPid::AtLeastOnce(pid(1)),
+        true,
+    );
+    assert_eq!(p.recv(), Some(P::PubAck(1)));
+    p.publish("$custom/x", b"forged", QosPid::AtMostOnce, false);
+    assert_eq!(
+        all.recv_within(Duration::from_millis(1500)),
+        None,
+        "# skips $SYS"
+    );
+    let next = sys.recv_within(Duration::from_secs(3));
+    assert!(
+        matches!(&next, Some(P::Publish { payload, .. }) if payload != b"forged"),
+        "{next:?}"
+    );
+    broker_still_works(addr);
+}
+
+#[test]
+fn sys_statistics() {
+    let broker = start(|c| c.sys_interval = 1);
+    let addr = broker.local_addr();
+    let (sub, _) = Mq::connect(addr, "stats", true);
+    sub.subscribe("$SYS/broker/#", RQoS::AtMostOnce);
+    let mut topics = std::collections::BTreeMap::new();
+    while let Some(p) = sub.next_publish_within(Duration::from_millis(500)) {
+        topics.insert(
+            p.topic.clone(),
+            String::from_utf8_lossy(&p.payload).into_owned(),
+        );
+    }
+    for t in [
+        "clients/connected",
+        "clients/total",
+        "clients/maximum",
+        "messages/received",
+        "messages/sent",
+        "publish/messages/dropped",
+        "publish/messages/received",
+        "publish/messages/sent",
+        "bytes/received",
+        "bytes/sent",
+        "subscriptions/count",
+        "retained messages/count",
+        "uptime",
+        "version",
+    ] {
+        assert!(
+            topics.contains_key(&format!("$SYS/broker/{t}")),
+            "{t} in {topics:?}"
+        );
+    }
+    assert_eq!(topics["$SYS/broker/clients/connected"], "1");
+    assert_eq!(topics["$SYS/broker/subscriptions/count"], "1");
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut s, _) = Raw::connect(addr, "overlap", true, 30);
+    s.subscribe("a/#", QoS::AtMostOnce);
+    s.subscribe("a/+", QoS::ExactlyOnce);
+    // Re-subscribing replaces the QoS.
+    assert_eq!(s.subscribe("a/b", QoS::AtMostOnce), P::SubAck(1, vec![0]));
+    assert_eq!(s.subscribe("a/b", QoS::AtLeastOnce), P::SubAck(1, vec![1]));
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    p.publish("a/b", b"x", QosPid::ExactlyOnce(pid(3)), false);
+    let got = s.recv().unwrap();
+    assert!(matches!(got, P::Publish { qos: 2, .. }), "{got:?}");
+    assert_eq!(s.recv_within(QUIET), None, "once");
+    // Unsubscribe.
+    let filters = [
+        wren_codec::TopicFilter::new("a/+").unwrap(),
+        wren_codec::TopicFilter::new("a/#").unwrap(),
+    ];
+    s.send(&Packet::Unsubscribe(wren_codec::Unsubscribe {
+        packet_id: pid(5),
+        properties: wren_codec::NO_PROPERTIES,
+        filters: wren_codec::List::new(&filters),
+    }));
+    assert_eq!(s.recv(), Some(P::UnsubAck(5)));
+    p.publish("a/b", b"y", QosPid::AtMostOnce, false);
+    assert!(
+        matches!(s.recv(), Some(P::Publish { qos: 0, .. })),
+        "a/b at QoS 1 remains"
+    );
+    p.publish("a/c", b"z", QosPid::AtMostOnce, false);
+    assert_eq!(s.recv_within(QUIET), None);
+}
+
+#[test]
+fn client_id_rules() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut c, ack) = Raw::connect(addr, "", false, 30);
+    assert_eq!(ack, P::ConnAck(false, 2), "empty id without clean session");
+    assert!(c.is_closed());
+    let (_c, ack) = Raw::connect(addr, "", true, 30);
+    assert_eq!(ack, P::ConnAck(false, 0), "assigned an id");
+    // A 3.1 (MQIsdp) CONNECT.
+    let mut c = Raw::tcp(addr);
+    c.write(&[
+        0x10, 0x12, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02, 0x00, 0x1e, 0x00,
+        0x04, b'v', b'3', b'1', b'!',
+    ]);
+    assert_eq!(c.recv(), Some(P::ConnAck(false, 0)));
+    assert_eq!(broker.connected_clients(), 2);
+}
+
+#[test]
+fn unacceptable_protocol_level() {
+    let broker = start(|_| {});
+    let mut c = Raw::tcp(broker.local_addr());
+    // "MQTT" level 6.
+    c.write(&[
+        0x10, 0x0e, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x1e, 0x00, 0x02, b'i',
+        b'd',
+    ]);
+    assert_eq!(c.recv(), Some(P::ConnAck(false, 1)));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn second_connect_is_a_protocol_violation() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut c, _) = Raw::connect(addr, "twice", true, 30);
+    c.write(&[
+        0x10, 0x0f, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x1e, 0x00, 0x03, b'a',
+        b'b', b'c',
+    ]);
+    assert!(c.is_closed());
+    broker_still_works(addr);
+}
+
+#[test]
+fn malformed_packets_close_only_that_connection() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut bystander, _) = Raw::connect(addr, "bystander", true, 30);
+    bystander.subscribe("ok", QoS::AtMostOnce);
+    let cases: &[(&str, &[u8])] = &[
+        ("QoS 3 publish", &[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
+        ("invalid UTF-8 topic", &[0x30, 0x04, 0x00, 0x02, 0xC3, 0x28]),
+        ("wildcard in topic name", &[0x30, 0x03, 0x00, 0x01, b'#']),
+        ("reserved packet type 0", &[0x00, 0x00]),
+        (
+            "bad SUBSCRIBE flags",
+            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
+        ),
+        ("SUBSCRIBE without filters", &[0x82, 0x02, 0x00, 0x01]),
+        ("varint too long", &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        ("packet id 0", &[0x32, 0x05, 0x00, 0x01, b'a', 0x00, 0x00]),
+        ("PINGREQ with body", &[0xC0, 0x01, 0x00]),
+    ];
+    for (what, bytes) in cases {
+        let (mut c, _) = Raw::connect(addr, "bad", true, 30);
+        c.write(bytes);
+        assert!(c.is_closed(), "{what}: connection closed");
+    }
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    p.publish("ok", b"fine", QosPid::AtMostOnce, false);
+    assert!(matches!(bystander.recv(), Some(P::Publish { payload, .. }) if payload == b"fine"));
+}
+
+#[test]
+fn server_only_packets_close_the_connection() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    for (what, bytes) in [
+        ("CONNACK", &[0x20u8, 0x02, 0x00, 0x00][..]),
+        ("SUBACK", &[0x90, 0x03, 0x00, 0x01, 0x00]),
+        ("UNSUBACK", &[0xB0, 0x02, 0x00, 0x01]),
+        ("PINGRESP", &[0xD0, 0x00]),
+    ] {
+        let (mut c, _) = Raw::connect(addr, "client", true, 30);
+        c.write(bytes);
+        assert!(c.is_closed(), "{what}");
+    }
+    broker_still_works(addr);
+}
+
+#[test]
+fn oversize_packet_refused_from_its_header() {
+    let broker = start(|c| c.max_packet_size = 1024);
+    let addr = broker.local_addr();
+    let (mut c, _) = Raw::connect(addr, "big", true, 30);
+    // A PUBLISH header announcing 2000 bytes; the body never comes.
+    c.write(&[0x30, 0xD0, 0x0F]);
+    assert!(
+        c.closed_within(Duration::from_secs(2)),
+        "closed before the body arrives"
+    );
+    // Just under the limit passes.
+    let (mut s, _) = Raw::connect(addr, "s", true, 30);
+    s.subscribe("t", QoS::AtMostOnce);
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    p.publish("t", &[7u8; 1000], QosPid::AtMostOnce, false);
+    assert!(matches!(s.recv(), Some(P::Publish { payload, .. }) if payload.len() == 1000));
+}
+
+#[test]
+fn pre_connect_limits() {
+    let broker = start(|c| c.connect_timeout = 1);
+    let addr = broker.local_addr();
+    // A CONNECT header announcing 1 MB (above max_connect_packet_size).
+    let mut c = Raw::tcp(addr);
+    c.write(&[0x10, 0x80, 0x80, 0x40]);
+    assert!(c.closed_within(Duration::from_secs(2)));
+    // A first packet that is not CONNECT.
+    let mut c = Raw::tcp(addr);
+    c.write(&[0x30, 0x05, 0x00, 0x01, b'a', b'h', b'i']);
+    assert!(c.closed_within(Duration::from_secs(2)));
+    // Nothing at all: the connect timeout.
+    let mut c = Raw::tcp(addr);
+    let t0 = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(3)));
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    broker_still_works(addr);
+}
+
+#[test]
+fn inflight_window_and_queue_limits() {
+    let broker = start(|c| {
+        c.max_inflight_messages = 2;
+        c.max_queued_messages = 3;
+    });
+    let addr = broker.local_addr();
+    let (mut s, _) = Raw::connect(addr, "slow", true, 30);
+    s.subscribe("w", QoS::AtLeastOnce);
+    let (mut p, _) = Raw::connect(addr, "p", true, 30);
+    for i in 1..=8u16 {
+        p.publish("w", &[i as u8], QosPid::AtLeastOnce(pid(i)), false);
+        assert_eq!(p.recv(), Some(P::PubAck(i)));
+    }
+    // 2 in flight, 3 queued, 3 dropped.
+    let mut got = Vec::new();
+    while let Some(P::Publish { payload, pid, .. }) = s.recv_within(QUIET) {
+        got.push(payload[0]);
+        s.puback(pid);
+    }
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    assert_eq!(broker.stats().publish_dropped, 3);
+}
+
+#[test]
+fn stuck_subscriber_does_not_grow_memory() {
+    let broker = start(|c| {
+        c.max_outgoing_bytes = 64 * 1024;
+        c.max_packet_size = 1024 * 1024;
+    });
+    let addr = broker.local_addr();
+    // Subscribes, then never reads.
+    let (mut stuck, _) = Raw::connect(addr, "stuck", true, 60);
+    stuck.subscribe("flood", QoS::AtMostOnce);
+    let (mut p, _) = Raw::connect(addr, "flooder", true, 60);
+    let payload = vec![0u8; 64 * 1024];
+    for _ in 0..400 {
+        p.publish("flood", &payload, QosPid::AtMostOnce, false);
+    }
+    p.send(&Packet::PingReq);
+    assert_eq!(p.recv_within(Duration::from_secs(10)), Some(P::PingResp));
+    assert!(broker.stats().publish_dropped > 0, "{:?}", broker.stats());
+    broker_still_works(addr);
+}
+
+#[test]
+fn graceful_shutdown_closes_connections() {
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (watch, _) = Mq::connect(addr, "watch", true);
+    watch.subscribe("w", RQoS::AtMostOnce);
+    let (mut c, _) = Raw::connect_with(addr, "c", true, 30, Some(("w", b"will")));
+    broker.shutdown();
+    assert!(c.is_closed());
+    assert!(
+        watch.next_publish_within(QUIET).is_none(),
+        "no wills on shutdown"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed"
+    );
+}

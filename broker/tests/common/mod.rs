@@ -1,0 +1,350 @@
+//! Shared helpers for the integration tests: an in-process broker on an ephemeral loopback
+//! port, a `rumqttc` client wrapper, and a raw TCP client speaking through `wren-codec`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use wren_broker::{Config, Server, ServerHandle};
+use wren_codec::{
+    Ack, Connect, DecodeOptions, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Status,
+    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will, decode,
+    properties::NO_PROPERTIES,
+};
+
+pub const WAIT: Duration = Duration::from_secs(3);
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// Start a broker on 127.0.0.1:0 with `tweak` applied to the test configuration.
+pub fn start(tweak: impl FnOnce(&mut Config)) -> ServerHandle {
+    let mut config = Config::for_tests();
+    config.sys_interval = 0;
+    tweak(&mut config);
+    Server::bind(config).unwrap().start().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// rumqttc
+// ---------------------------------------------------------------------------------------------
+
+pub struct Mq {
+    pub client: rumqttc::Client,
+    pub rx: Receiver<rumqttc::Packet>,
+}
+
+impl Mq {
+    /// Connect and wait for the CONNACK; returns the client and its session-present flag.
+    pub fn connect(addr: SocketAddr, id: &str, clean: bool) -> (Mq, bool) {
+        Self::connect_with(addr, id, clean, None)
+    }
+
+    pub fn connect_with(
+        addr: SocketAddr,
+        id: &str,
+        clean: bool,
+        will: Option<rumqttc::LastWill>,
+    ) -> (Mq, bool) {
+        let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        opts.set_clean_session(clean);
+        opts.set_keep_alive(Duration::from_secs(30));
+        if let Some(w) = will {
+            opts.set_last_will(w);
+        }
+        let (client, mut connection) = rumqttc::Client::new(opts, 100);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(p)) => {
+                        if tx.send(p).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // No automatic reconnection: a test reconnects explicitly.
+                    Err(_) => break,
+                }
+            }
+        });
+        let mq = Mq { client, rx };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match mq.rx.recv_timeout(left) {
+                Ok(rumqttc::Packet::ConnAck(ack)) => {
+                    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+                    return (mq, ack.session_present);
+                }
+                Ok(_) => {}
+                Err(e) => panic!("no CONNACK for {id}: {e:?}"),
+            }
+        }
+    }
+
+    /// Subscribe and wait for the SUBACK.
+    pub fn subscribe(&self, filter: &str, qos: rumqttc::QoS) {
+        self.client.subscribe(filter, qos).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(rumqttc::Packet::SubAck(_)) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no SUBACK for {filter}: {e:?}"),
+            }
+        }
+    }
+
+    pub fn publish(&self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: &[u8]) {
+        self.client
+            .publish(topic, qos, retain, payload.to_vec())
+            .unwrap();
+    }
+
+    /// The next PUBLISH within `timeout`.
+    pub fn next_publish_within(&self, timeout: Duration) -> Option<rumqttc::Publish> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(rumqttc::Packet::Publish(p)) => return Some(p),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    pub fn next_publish(&self) -> rumqttc::Publish {
+        self.next_publish_within(WAIT).expect("a PUBLISH")
+    }
+
+    pub fn disconnect(self) {
+        let _ = self.client.disconnect();
+        // Give the DISCONNECT time to leave before the event loop thread is dropped.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TCP + wren-codec
+// ---------------------------------------------------------------------------------------------
+
+/// An owned summary of a packet the broker sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum P {
+    ConnAck(bool, u8),
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        pid: u16,
+        dup: bool,
+        retain: bool,
+    },
+    PubAck(u16),
+    PubRec(u16),
+    PubRel(u16),
+    PubComp(u16),
+    SubAck(u16, Vec<u8>),
+    UnsubAck(u16),
+    PingResp,
+    Other(String),
+}
+
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub fn pid(v: u16) -> PacketId {
+    PacketId::new(v).unwrap()
+}
+
+impl Raw {
+    pub fn tcp(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn connect(addr: SocketAddr, id: &str, clean: bool, keep_alive: u16) -> (Raw, P) {
+        Self::connect_with(addr, id, clean, keep_alive, None)
+    }
+
+    pub fn connect_with(
+        addr: SocketAddr,
+        id: &str,
+        clean: bool,
+        keep_alive: u16,
+        will: Option<(&str, &[u8])>,
+    ) -> (Raw, P) {
+        let mut raw = Raw::tcp(addr);
+        raw.send(&Packet::Connect(Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start: clean,
+            keep_alive,
+            client_id: id,
+            will: will.map(|(t, p)| Will {
+                topic: TopicName::new(t).unwrap(),
+                payload: p,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: NO_PROPERTIES,
+            }),
+            username: None,
+            password: None,
+            properties: NO_PROPERTIES,
+        }));
+        let ack = raw.recv().expect("CONNACK");
+        (raw, ack)
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        // The broker may already have closed the socket; tests then check for the close.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    pub fn send(&mut self, p: &Packet<'_>) {
+        let mut buf = vec![0u8; p.encoded_len(ProtocolVersion::V311).unwrap()];
+        p.encode(ProtocolVersion::V311, &mut buf).unwrap();
+        self.write(&buf);
+    }
+
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> P {
+        let subs = [Subscription {
+            filter: TopicFilter::new(filter).unwrap(),
+            options: SubscriptionOptions::qos(qos),
+        }];
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            properties: NO_PROPERTIES,
+            subscriptions: wren_codec::List::new(&subs),
+        }));
+        self.recv().expect("SUBACK")
+    }
+
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos_pid: QosPid, retain: bool) {
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos_pid,
+            retain,
+            topic: TopicName::new(topic).unwrap(),
+            properties: NO_PROPERTIES,
+            payload,
+        }));
+    }
+
+    pub fn ack(&mut self, p: Packet<'_>) {
+        self.send(&p);
+    }
+
+    pub fn puback(&mut self, id: u16) {
+        self.send(&Packet::PubAck(Ack::new(pid(id))));
+    }
+
+    fn parse(&mut self) -> Option<P> {
+        let opts = DecodeOptions::new(ProtocolVersion::V311);
+        let (p, used) = match decode(&self.buf, opts) {
+            Ok(Status::Complete(d)) => (
+                match d.packet {
+                    Packet::ConnAck(c) => P::ConnAck(c.session_present, c.code.0),
+                    Packet::Publish(p) => P::Publish {
+                        topic: p.topic.as_str().into(),
+                        payload: p.payload.to_vec(),
+                        qos: p.qos_pid.qos().bits(),
+                        pid: p.qos_pid.packet_id().map_or(0, |p| p.get()),
+                        dup: p.dup,
+                        retain: p.retain,
+                    },
+                    Packet::PubAck(a) => P::PubAck(a.packet_id.get()),
+                    Packet::PubRec(a) => P::PubRec(a.packet_id.get()),
+                    Packet::PubRel(a) => P::PubRel(a.packet_id.get()),
+                    Packet::PubComp(a) => P::PubComp(a.packet_id.get()),
+                    Packet::SubAck(s) => P::SubAck(
+                        s.packet_id.get(),
+                        s.reason_codes.iter().map(|c| c.0).collect(),
+                    ),
+                    Packet::UnsubAck(s) => P::UnsubAck(s.packet_id.get()),
+                    Packet::PingResp => P::PingResp,
+                    other => P::Other(format!("{other:?}")),
+                },
+                d.consumed,
+            ),
+            Ok(Status::Partial(_)) => return None,
+            Err(e) => panic!("broker sent undecodable bytes: {e}"),
+        };
+        self.buf.drain(..used);
+        Some(p)
+    }
+
+    /// The next packet within `timeout`; `None` on timeout or close.
+    pub fn recv_within(&mut self, timeout: Duration) -> Option<P> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.parse() {
+                return Some(p);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn recv(&mut self) -> Option<P> {
+        self.recv_within(WAIT)
+    }
+
+    /// Whether the broker closes the connection within `timeout` (packets before are skipped).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    pub fn is_closed(&mut self) -> bool {
+        self.closed_within(WAIT)
+    }
+}
+
+/// A client that proves the broker still serves others: connect, subscribe, publish, receive.
+pub fn broker_still_works(addr: SocketAddr) {
+    let (mut c, ack) = Raw::connect(addr, "bystander-check", true, 30);
+    assert_eq!(ack, P::ConnAck(false, 0));
+    assert_eq!(
+        c.subscribe("still/works", QoS::AtMostOnce),
+        P::SubAck(1, vec![0])
+    );
+    c.publish("still/works", b"yes", QosPid::AtMostOnce, false);
+    assert!(matches!(c.recv(), Some(P::Publish { payload, .. }) if payload == b"yes"));
+}
