@@ -115,20 +115,31 @@ def rumqttd(binary):
 
 
 def jobs(quick):
-    """(name, wren-bench arguments, [(metric, label, higher_is_better)])."""
+    """(name, wren-bench arguments, [(metric, label, higher_is_better)]).
+
+    Bounded runs publish for a fixed time (as many messages as the broker takes in that time).
+    Unbounded runs publish a fixed number of messages as fast as the broker reads them (stopping
+    early at the same time limit): a time-based flood would only measure how big each broker lets
+    its queues grow (1,000,000 messages here) before it drops.
+    """
+    secs = "1" if quick else "2"
+    cap = "100000000"
     k = 0.5 if quick else 1.0
-    fan_in = str(int(200_000 * k))
-    fan_out = str(int(20_000 * k))
-    qos1 = str(int(100_000 * k))
+    fan_in, fan_out, qos1 = (str(int(n * k)) for n in (500_000, 40_000, 200_000))
     rate = [("rate", "msg/s", True)]
     deliveries = [("rate", "deliveries/s", True)]
-    out = []
-    for mode in ("bounded", "unbounded"):
-        out.append((f"fan-in {mode}", ["fan-in", "--messages", fan_in, "--mode", mode], rate))
-        out.append(
-            (f"fan-out {mode}", ["fan-out", "--messages", fan_out, "--mode", mode], deliveries)
-        )
-        out.append((f"qos1 {mode}", ["qos1", "--messages", qos1, "--mode", mode], rate))
+    timed = ["--mode", "bounded", "--duration", secs, "--messages", cap]
+    out = [
+        ("fan-in bounded", ["fan-in"] + timed, rate),
+        ("fan-out bounded", ["fan-out"] + timed, deliveries),
+        ("qos1 bounded", ["qos1"] + timed, rate),
+    ]
+    flood = ["--mode", "unbounded", "--duration", secs, "--messages"]
+    out += [
+        ("fan-in unbounded", ["fan-in"] + flood + [fan_in], rate),
+        ("fan-out unbounded", ["fan-out"] + flood + [fan_out], deliveries),
+        ("qos1 unbounded", ["qos1"] + flood + [qos1], rate),
+    ]
     out.append(
         (
             "latency",

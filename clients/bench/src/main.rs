@@ -100,9 +100,14 @@ enum Scenario {
 
 #[derive(Debug, Clone, Args)]
 struct FloodArgs {
-    /// Messages published in total (default: 200000 fan-in, 20000 fan-out, 100000 qos1).
+    /// Messages published in total (default: 200000 fan-in, 20000 fan-out, 100000 qos1); with
+    /// --duration, the most.
     #[arg(long)]
     messages: Option<u64>,
+    /// Stop publishing after this many seconds, then wait for what was sent to arrive: runs of
+    /// about the same length whatever the broker's speed.
+    #[arg(long)]
+    duration: Option<f64>,
     /// Payload bytes (at least 24: sequence, publisher and timestamp).
     #[arg(long, default_value_t = 32)]
     payload: usize,
@@ -173,6 +178,7 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
                     publishers,
                     subscribers,
                     messages: a.messages.unwrap_or(default),
+                    duration: a.duration.map(seconds),
                     qos,
                     payload: a.payload,
                     bound,
@@ -231,6 +237,7 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
             publishers: 1,
             subscribers: 1,
             messages: (a.rate * a.duration).round().max(1.0) as u64,
+            duration: None,
             qos: QoS::AtMostOnce,
             payload: a.payload,
             bound: None,
@@ -243,6 +250,7 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
         Scenario::All { scale } => {
             let scaled = |n: f64| FloodArgs {
                 messages: Some((n * scale).round().max(1.0) as u64),
+                duration: None,
                 payload: 32,
                 bound: 1000,
                 mode: Mode::Both,

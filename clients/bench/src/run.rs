@@ -57,8 +57,10 @@ pub struct Flood {
     pub publishers: usize,
     /// Subscriber connections; each should receive every message.
     pub subscribers: usize,
-    /// Messages published, over all publishers.
+    /// Messages published, over all publishers (the most, with `duration`).
     pub messages: u64,
+    /// Stop publishing after this long (then wait for what was sent to arrive).
+    pub duration: Option<Duration>,
     /// QoS of publishing and of the subscriptions.
     pub qos: QoS,
     /// Payload bytes per message (at least the 24-byte stamp).
@@ -86,6 +88,8 @@ struct Shared {
     received: Vec<AtomicU64>,
     /// PUBACKs received, over all publishers.
     acked: AtomicU64,
+    /// Publishers that have stopped publishing.
+    publishers_done: AtomicUsize,
     /// Nanoseconds since `base` of the last message received or PUBACK.
     last_progress_ns: AtomicU64,
     /// Subscribers advanced (or the run stopped): publishers held by the bound re-check.
@@ -163,6 +167,7 @@ impl Shared {
 #[derive(Debug)]
 struct Tracker {
     seen: Vec<Vec<u64>>,
+    limit: Vec<u64>,
     max_seq: Vec<Option<u64>>,
     distinct: u64,
     duplicates: u64,
@@ -173,10 +178,9 @@ struct Tracker {
 impl Tracker {
     fn new(per_publisher: &[u64]) -> Tracker {
         Tracker {
-            seen: per_publisher
-                .iter()
-                .map(|&n| vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)])
-                .collect(),
+            // Grown as sequence numbers arrive: with a duration, most of the cap is never sent.
+            seen: vec![Vec::new(); per_publisher.len()],
+            limit: per_publisher.to_vec(),
             max_seq: vec![None; per_publisher.len()],
             distinct: 0,
             duplicates: 0,
@@ -189,10 +193,21 @@ impl Tracker {
     fn record(&mut self, stamp: &Stamp) -> bool {
         let p = usize::try_from(stamp.publisher).unwrap_or(usize::MAX);
         let word = usize::try_from(stamp.seq / 64).unwrap_or(usize::MAX);
-        let (Some(bits), Some(max)) = (self.seen.get_mut(p), self.max_seq.get_mut(p)) else {
+        let (Some(bits), Some(max), Some(&limit)) = (
+            self.seen.get_mut(p),
+            self.max_seq.get_mut(p),
+            self.limit.get(p),
+        ) else {
             self.foreign += 1;
             return false;
         };
+        if stamp.seq >= limit {
+            self.foreign += 1;
+            return false;
+        }
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
         let Some(w) = bits.get_mut(word) else {
             self.foreign += 1;
             return false;
@@ -274,6 +289,7 @@ pub async fn flood(
         sent: AtomicU64::new(0),
         received: (0..cfg.subscribers).map(|_| AtomicU64::new(0)).collect(),
         acked: AtomicU64::new(0),
+        publishers_done: AtomicUsize::new(0),
         last_progress_ns: AtomicU64::new(0),
         progress: Event::new(),
         bound: cfg.bound,
@@ -295,7 +311,6 @@ pub async fn flood(
     }
 
     // Watchdog.
-    let expected_each = cfg.messages;
     let deadline = Instant::now() + target.deadline;
     let mut last_seen = (u64::MAX, u64::MAX, u64::MAX);
     let mut last_change = Instant::now();
@@ -307,9 +322,11 @@ pub async fn flood(
             sh.received.iter().map(|r| r.load(Relaxed)).sum::<u64>(),
             sh.acked.load(Relaxed),
         );
-        let all_received = sh.min_received() >= expected_each;
-        let all_acked = cfg.qos == QoS::AtMostOnce || now.2 >= cfg.messages;
-        if all_received && all_acked {
+        // Once every publisher has stopped, `sent` is final: each subscriber should have it all.
+        let published = sh.publishers_done.load(Relaxed) >= cfg.publishers;
+        let all_received = sh.min_received() >= now.0;
+        let all_acked = cfg.qos == QoS::AtMostOnce || now.2 >= now.0;
+        if published && all_received && all_acked {
             stalled = false;
             break;
         }
@@ -365,7 +382,8 @@ pub async fn flood(
     };
     let mut r = Report::new(cfg.scenario, mode, &target.label);
     let secs = elapsed_ns as f64 / 1e9;
-    let expected = cfg.messages * cfg.subscribers as u64;
+    let sent = sh.sent.load(Relaxed);
+    let expected = sent * cfg.subscribers as u64;
     r.set("rate", total.distinct as f64 / secs);
     r.set(
         "unit",
@@ -375,6 +393,7 @@ pub async fn flood(
             "msg/s"
         },
     );
+    r.set("sent", sent);
     r.set("delivered", total.distinct);
     r.set("expected", expected);
     r.set("undelivered", expected.saturating_sub(total.distinct));
@@ -541,6 +560,9 @@ async fn publisher(
     let start = sh.base;
     let result = async {
         while seq < count && !sh.stopped() {
+            if cfg.duration.is_some_and(|d| sh.base.elapsed() >= d) {
+                break;
+            }
             let mut want = batch.min(count - seq);
             if reader.is_some() {
                 want = want.min(wait_window(&window, seq, cfg.window, &sh).await);
@@ -572,6 +594,8 @@ async fn publisher(
         Ok::<(), io::Error>(())
     }
     .await;
+    // Done publishing (the PUBACK reader goes on until the run stops).
+    sh.publishers_done.fetch_add(1, Relaxed);
     if let Some(r) = reader {
         r.await;
     }
@@ -608,6 +632,7 @@ async fn puback_reader(mut conn: Conn, count: u64, w: Arc<Window>, sh: Arc<Share
     let opts = DecodeOptions::new(VERSION);
     let mut acked = 0u64;
     while acked < count && !sh.stopped() {
+        // (With a duration the publisher may send fewer than `count`: the watchdog stops us.)
         let mut pos = 0;
         let mut new = 0;
         while let Ok(Status::Complete(d)) =
@@ -779,6 +804,7 @@ mod tests {
             sent: AtomicU64::new(0),
             received: vec![AtomicU64::new(0), AtomicU64::new(0)],
             acked: AtomicU64::new(0),
+            publishers_done: AtomicUsize::new(0),
             last_progress_ns: AtomicU64::new(0),
             progress: Event::new(),
             bound: Some(100),
