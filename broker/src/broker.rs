@@ -1678,6 +1678,104 @@ mod tests {
         );
     }
 
+    /// Captures log lines (the logger is process-wide; tests filter by their own client ids).
+    struct Capture(std::sync::Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            self.0.lock().unwrap().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+
+    fn logged(needle: &str) -> Vec<String> {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Trace);
+        CAPTURE
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn mosquitto_style_log_lines() {
+        logged("");
+        let mut t = T::with(Config {
+            max_queued_messages: 1,
+            ..Config::for_tests()
+        });
+        let (c, _) = t.connect("log-sensor-1", true);
+        t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+        let (_, _, _) = t.connect_with("log-sleepy", true, 1, None);
+        t.now = 2000;
+        t.b.tick(t.now);
+        let (c, _) = t.connect("log-malformed", true);
+        t.b.decode_failed(c, DecodeError::InvalidUtf8);
+        let (c, _) = t.connect("log-violator", true);
+        t.send(c, Packet::PingResp);
+        let (c, _) = t.connect("log-big", true);
+        t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 });
+        let (c, o) = t.connect("log-dropper", false);
+        t.subscribe(c, &o, "t", QoS::AtLeastOnce);
+        t.b.connection_lost(c);
+        let (p, _) = t.connect("log-pub", true);
+        for i in 1..=3 {
+            t.publish(p, "t", b"x", QosPid::AtLeastOnce(pid(i)), false);
+        }
+        assert_eq!(
+            logged("log-sensor-1"),
+            [
+                "New client connected from 127.0.0.1:40000 as log-sensor-1 (p2, c1, k60).",
+                "Client log-sensor-1 disconnected."
+            ]
+        );
+        assert!(logged("New connection from 127.0.0.1:40000 on port 1883.").len() >= 7);
+        assert_eq!(
+            logged("Client log-sleepy has"),
+            ["Client log-sleepy has exceeded timeout, disconnecting."]
+        );
+        assert_eq!(
+            logged("Client log-malformed"),
+            ["Client log-malformed disconnected due to malformed packet."]
+        );
+        assert_eq!(
+            logged("Client log-violator d"),
+            ["Client log-violator disconnected due to protocol error."]
+        );
+        assert_eq!(
+            logged("Client log-big"),
+            ["Client log-big disconnected due to oversize packet."]
+        );
+        assert_eq!(
+            logged("dropped for client log-dropper"),
+            ["Outgoing messages are being dropped for client log-dropper."],
+            "logged once per episode"
+        );
+        assert_eq!(
+            logged("Client log-dropper closed"),
+            ["Client log-dropper closed its connection."]
+        );
+    }
+
+    #[test]
+    fn max_connections() {
+        let mut t = T::with(Config {
+            max_connections: 1,
+            ..Config::for_tests()
+        });
+        let (c, _) = t.open();
+        assert!(t.b.connection_opened(peer(), 1883, 0).is_none());
+        t.b.connection_lost(c);
+        assert!(t.b.connection_opened(peer(), 1883, 0).is_some());
+    }
+
     #[test]
     fn unsubscribe_and_refused_filters() {
         let mut t = T::with(Config {
