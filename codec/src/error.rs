@@ -83,9 +83,12 @@ pub enum DecodeError {
     EmptyUnsubscribe,
     /// A SUBACK or 5.0 UNSUBACK with no reason code. `[MQTT-3.9.3-1]`, `[MQTT-3.11.3-1]`.
     EmptyAckList,
-    /// Subscription options with reserved bits set, or Retain Handling 3.
-    /// `[MQTT-3-8.3-4]` (3.1.1, the spec's own typo id), `[MQTT-3.8.3-5]` (5.0).
+    /// Subscription options with reserved bits set: bits 2–7 in 3.1.1, bits 6–7 in 5.0.
+    /// `[MQTT-3-8.3-4]` (3.1.1, the spec's own typo id), `[MQTT-3.8.3-5]` (5.0: Malformed).
     InvalidSubscriptionOptions,
+    /// 5.0 subscription options with Maximum QoS 3 or Retain Handling 3: each "is a Protocol
+    /// Error" (5.0 §3.8.3.1), unlike the reserved bits, which are Malformed.
+    SubscriptionOptionOutOfRange,
     /// A property identifier that MQTT 5.0 does not define (5.0 §2.2.2.2: Malformed).
     UnknownProperty(u32),
     /// A property that is not allowed in this packet (5.0 §2.2.2.2: Malformed).
@@ -145,7 +148,11 @@ impl DecodeError {
             | DecodeError::NoLocalOnSharedSubscription
             | DecodeError::InvalidSharedSubscription
             | DecodeError::SessionPresentOnRefusal
-            | DecodeError::InvalidSubscriptionOptions
+            | DecodeError::SubscriptionOptionOutOfRange
+            // 5.0 §3.8.3 / §3.10.3: "a SUBSCRIBE [UNSUBSCRIBE] packet with no Payload is a
+            // Protocol Error".
+            | DecodeError::EmptySubscribe
+            | DecodeError::EmptyUnsubscribe
             | DecodeError::InvalidPacketType(_) => ErrorKind::ProtocolError,
             _ => ErrorKind::Malformed,
         }
@@ -185,6 +192,7 @@ impl DecodeError {
             DecodeError::EmptyUnsubscribe => "UNSUBSCRIBE without topic filters",
             DecodeError::EmptyAckList => "acknowledgement without reason codes",
             DecodeError::InvalidSubscriptionOptions => "reserved subscription option bits",
+            DecodeError::SubscriptionOptionOutOfRange => "subscription option value 3",
             DecodeError::UnknownProperty(_) => "unknown property identifier",
             DecodeError::PropertyNotAllowed { .. } => "property not allowed in this packet",
             DecodeError::DuplicateProperty(_) => "property given more than once",

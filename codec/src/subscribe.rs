@@ -47,13 +47,24 @@ impl SubscriptionOptions {
     }
 
     /// Parse an options byte, refusing reserved bits, QoS 3 and Retain Handling 3.
+    ///
+    /// 5.0 sorts these into two classes: reserved bits are Malformed (`[MQTT-3.8.3-5]`), while
+    /// Maximum QoS 3 and Retain Handling 3 are Protocol Errors (§3.8.3.1). In 3.1.1 the Retain
+    /// Handling bits are reserved bits, and QoS 3 is malformed (`[MQTT-3-8.3-4]`).
     pub fn from_byte(b: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
-        if b & reserved != 0 || (b >> 4) & 0x03 == 3 {
+        if b & reserved != 0 {
             return Err(DecodeError::InvalidSubscriptionOptions);
         }
         if b & 0x03 == 3 {
-            return Err(DecodeError::InvalidQos);
+            return Err(if version.is_v5() {
+                DecodeError::SubscriptionOptionOutOfRange
+            } else {
+                DecodeError::InvalidQos
+            });
+        }
+        if (b >> 4) & 0x03 == 3 {
+            return Err(DecodeError::SubscriptionOptionOutOfRange);
         }
         Ok(Self::from_byte_unchecked(b))
     }
