@@ -61,9 +61,15 @@ fn every_proper_prefix_is_partial() {
 fn prefixes_of_a_header_claiming_the_maximum_are_partial() {
     // 268,435,455 bytes announced, none of them present.
     let bytes = [0x30, 0xFF, 0xFF, 0xFF, 0x7F];
-    assert_eq!(decode(&bytes, DecodeOptions::new(V5)), Ok(Status::Partial(268_435_455)));
+    assert_eq!(
+        decode(&bytes, DecodeOptions::new(V5)),
+        Ok(Status::Partial(268_435_455))
+    );
     for k in 0..bytes.len() {
-        assert_eq!(decode(&bytes[..k], DecodeOptions::new(V5)), Ok(Status::Partial(1)));
+        assert_eq!(
+            decode(&bytes[..k], DecodeOptions::new(V5)),
+            Ok(Status::Partial(1))
+        );
     }
 }
 
@@ -226,7 +232,10 @@ fn read_packet_reads_the_whole_table_back_to_back() {
 fn read_packet_reports_a_stream_cut_inside_a_packet() {
     let mut buf = vec![0u8; 3 << 20];
     for v in vectors() {
-        for k in split_points(v).into_iter().filter(|&k| k > 0 && k < v.bytes.len()) {
+        for k in split_points(v)
+            .into_iter()
+            .filter(|&k| k > 0 && k < v.bytes.len())
+        {
             let mut r = OneByte {
                 data: &v.bytes[..k],
                 reads: 0,

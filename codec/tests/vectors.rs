@@ -26,13 +26,22 @@ fn every_vector_encodes_to_its_bytes() {
             v.name
         );
         let mut buf = vec![0u8; v.bytes.len()];
-        assert_eq!(v.packet.encode(v.version, &mut buf), Ok(v.bytes.len()), "{}", v.name);
+        assert_eq!(
+            v.packet.encode(v.version, &mut buf),
+            Ok(v.bytes.len()),
+            "{}",
+            v.name
+        );
         assert!(buf == v.bytes, "{}: encoded bytes differ", v.name);
         // A larger buffer: the same bytes, the rest untouched.
         let mut big = vec![0xEEu8; v.bytes.len() + 7];
         assert_eq!(v.packet.encode(v.version, &mut big), Ok(v.bytes.len()));
         assert!(big[..v.bytes.len()] == *v.bytes, "{}", v.name);
-        assert!(big[v.bytes.len()..].iter().all(|&b| b == 0xEE), "{}", v.name);
+        assert!(
+            big[v.bytes.len()..].iter().all(|&b| b == 0xEE),
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -41,7 +50,12 @@ fn decoded_packets_reencode_to_the_same_bytes() {
     for v in vectors() {
         let d = decode_complete(v.bytes, v.options());
         let mut buf = vec![0u8; v.bytes.len()];
-        assert_eq!(d.packet.encode(v.version, &mut buf), Ok(v.bytes.len()), "{}", v.name);
+        assert_eq!(
+            d.packet.encode(v.version, &mut buf),
+            Ok(v.bytes.len()),
+            "{}",
+            v.name
+        );
         assert!(buf == v.bytes, "{}: re-encoded bytes differ", v.name);
     }
 }
@@ -171,7 +185,9 @@ fn v311_accepts_a_non_minimal_remaining_length() {
     let bytes = [0x30, 0x85, 0x00, 0x00, 0x03, b'a', b'/', b'b'];
     let d = decode_complete(&bytes, DecodeOptions::new(V311));
     assert_eq!(d.consumed, 8);
-    let Packet::Publish(p) = d.packet else { panic!() };
+    let Packet::Publish(p) = d.packet else {
+        panic!()
+    };
     assert_eq!((p.topic.as_str(), p.payload), ("a/b", &b""[..]));
 }
 
@@ -184,17 +200,25 @@ fn v5_properties_in_any_order_decode() {
     ];
     let d = decode_complete(&bytes, DecodeOptions::new(V5));
     assert_eq!(d.consumed, bytes.len());
-    let Packet::Publish(p) = d.packet else { panic!() };
+    let Packet::Publish(p) = d.packet else {
+        panic!()
+    };
     assert_eq!(p.properties.topic_alias, Some(nz16(2)));
     assert_eq!(p.properties.content_type, Some("t"));
-    assert_eq!(p.properties.user_properties.iter().collect::<Vec<_>>(), [("k", "v")]);
+    assert_eq!(
+        p.properties.user_properties.iter().collect::<Vec<_>>(),
+        [("k", "v")]
+    );
     assert_eq!(p.payload, b"!");
     // Re-encoding writes the canonical order: same length, different bytes, same packet.
     let mut buf = [0u8; 25];
     let n = d.packet.encode(V5, &mut buf).unwrap();
     assert_eq!(n, bytes.len());
     assert_ne!(&buf[..n], &bytes[..]);
-    assert_eq!(decode_complete(&buf[..n], DecodeOptions::new(V5)).packet, d.packet);
+    assert_eq!(
+        decode_complete(&buf[..n], DecodeOptions::new(V5)).packet,
+        d.packet
+    );
 }
 
 #[test]
@@ -239,12 +263,17 @@ fn v5_packets_encode_for_v311_without_their_v5_parts() {
     let n = v5.packet.encode(V311, &mut buf).unwrap();
     assert_eq!(
         &buf[..n],
-        &[0x33, 0x09, 0x00, 0x03, b's', b'/', b't', 0x12, 0x34, b'{', b'}']
+        &[
+            0x33, 0x09, 0x00, 0x03, b's', b'/', b't', 0x12, 0x34, b'{', b'}'
+        ]
     );
     // 5.0 subscription options become a bare QoS byte.
     let v5 = vectors()
         .iter()
-        .find(|v| v.name.starts_with("5.0 SUBSCRIBE: every subscription option"))
+        .find(|v| {
+            v.name
+                .starts_with("5.0 SUBSCRIBE: every subscription option")
+        })
         .unwrap();
     let n = v5.packet.encode(V311, &mut buf).unwrap();
     let expected = cat(&[
@@ -276,7 +305,9 @@ fn decoded_strings_and_payloads_borrow_the_input() {
         .find(|v| v.name.starts_with("5.0 PUBLISH: QoS 1 retained"))
         .unwrap();
     let d = decode_complete(v.bytes, v.options());
-    let Packet::Publish(p) = d.packet else { panic!() };
+    let Packet::Publish(p) = d.packet else {
+        panic!()
+    };
     let range = v.bytes.as_ptr_range();
     assert!(range.contains(&p.payload.as_ptr()));
     assert!(range.contains(&p.topic.as_str().as_ptr()));

@@ -107,7 +107,12 @@ pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     cat(&[&[first], &vbi(body.len()), body])
 }
 
-fn v(name: &'static str, version: ProtocolVersion, bytes: Vec<u8>, packet: Packet<'static>) -> Vector {
+fn v(
+    name: &'static str,
+    version: ProtocolVersion,
+    bytes: Vec<u8>,
+    packet: Packet<'static>,
+) -> Vector {
     Vector {
         name,
         version,
@@ -144,8 +149,18 @@ fn publish_with_remaining(
     let payload: Vec<u8> = (0..remaining - fixed).map(|i| (i % 251) as u8).collect();
     let payload = leak(payload);
     let props: &[u8] = if version.is_v5() { &[0x00] } else { &[] };
-    let bytes = cat(&[&[0x30], header, &[0x00, 0x03, b'a', b'/', b'b'], props, payload]);
-    assert_eq!(&vbi(remaining)[..], header, "{name}: header written by hand");
+    let bytes = cat(&[
+        &[0x30],
+        header,
+        &[0x00, 0x03, b'a', b'/', b'b'],
+        props,
+        payload,
+    ]);
+    assert_eq!(
+        &vbi(remaining)[..],
+        header,
+        "{name}: header written by hand"
+    );
     v(
         name,
         version,
@@ -218,9 +233,17 @@ fn big_publish(name: &'static str, version: ProtocolVersion) -> Vector {
     let payload = leak(payload);
     let (first, header, var): (u8, &[u8], &[u8]) = if version.is_v5() {
         // QoS 1, packet id 2, property length 0: body 5 + 2 + 1 + 2 MiB = 2,097,160.
-        (0x32, &[0x88, 0x80, 0x80, 0x01], &[0x00, 0x03, b'a', b'/', b'b', 0x00, 0x02, 0x00])
+        (
+            0x32,
+            &[0x88, 0x80, 0x80, 0x01],
+            &[0x00, 0x03, b'a', b'/', b'b', 0x00, 0x02, 0x00],
+        )
     } else {
-        (0x30, &[0x85, 0x80, 0x80, 0x01], &[0x00, 0x03, b'a', b'/', b'b'])
+        (
+            0x30,
+            &[0x85, 0x80, 0x80, 0x01],
+            &[0x00, 0x03, b'a', b'/', b'b'],
+        )
     };
     assert_eq!(vbi(var.len() + payload.len()), header);
     let bytes = cat(&[&[first], header, var, payload]);
@@ -298,7 +321,9 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "3.1.1 CONNECT: empty client id, clean session, no keep alive",
         V311,
-        vec![0x10, 12, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x00, 0x00, 0x00],
+        vec![
+            0x10, 12, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x00, 0x00, 0x00,
+        ],
         Packet::Connect(Connect {
             protocol: V311,
             clean_start: true,
@@ -370,31 +395,31 @@ fn build() -> Vec<Vector> {
         cat(&[
             &[0x10, 0x91, 0x01], // Remaining Length 145: two bytes
             &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0xEE, 0x00, 0x3C],
-            &[47],                              // property length
-            &[0x11, 0x00, 0x00, 0x0E, 0x10],    // session expiry 3600
-            &[0x15, 0x00, 0x05],                // authentication method
+            &[47],                           // property length
+            &[0x11, 0x00, 0x00, 0x0E, 0x10], // session expiry 3600
+            &[0x15, 0x00, 0x05],             // authentication method
             b"SCRAM",
-            &[0x16, 0x00, 0x03, 1, 2, 3],       // authentication data
-            &[0x17, 0x00],                      // request problem information 0
-            &[0x19, 0x01],                      // request response information 1
-            &[0x21, 0x00, 0x14],                // receive maximum 20
-            &[0x22, 0x00, 0x0A],                // topic alias maximum 10
-            &[0x26, 0x00, 0x06],                // user property
+            &[0x16, 0x00, 0x03, 1, 2, 3], // authentication data
+            &[0x17, 0x00],                // request problem information 0
+            &[0x19, 0x01],                // request response information 1
+            &[0x21, 0x00, 0x14],          // receive maximum 20
+            &[0x22, 0x00, 0x0A],          // topic alias maximum 10
+            &[0x26, 0x00, 0x06],          // user property
             b"region",
             &[0x00, 0x02],
             b"eu",
-            &[0x27, 0x00, 0x10, 0x00, 0x00],    // maximum packet size 1 MiB
+            &[0x27, 0x00, 0x10, 0x00, 0x00], // maximum packet size 1 MiB
             &[0x00, 0x06],
             b"wren-1",
-            &[57],                              // will property length
-            &[0x01, 0x01],                      // payload format: UTF-8
-            &[0x02, 0x00, 0x00, 0x00, 0x78],    // message expiry 120
+            &[57],                           // will property length
+            &[0x01, 0x01],                   // payload format: UTF-8
+            &[0x02, 0x00, 0x00, 0x00, 0x78], // message expiry 120
             &[0x03, 0x00, 0x0A],
             b"text/plain",
             &[0x08, 0x00, 0x06],
             b"resp/t",
-            &[0x09, 0x00, 0x02, 0xAB, 0xCD],    // correlation data
-            &[0x18, 0x00, 0x00, 0x00, 0x1E],    // will delay 30
+            &[0x09, 0x00, 0x02, 0xAB, 0xCD], // correlation data
+            &[0x18, 0x00, 0x00, 0x00, 0x1E], // will delay 30
             &[0x26, 0x00, 0x02],
             b"k1",
             &[0x00, 0x02],
@@ -584,7 +609,9 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "3.1.1 PUBLISH: QoS 1, packet id 10 (spec example)",
         V311,
-        vec![0x32, 0x0A, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'x', b'y', b'z'],
+        vec![
+            0x32, 0x0A, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'x', b'y', b'z',
+        ],
         Packet::Publish(Publish {
             dup: false,
             qos_pid: QosPid::AtLeastOnce(pid(10)),
@@ -687,7 +714,9 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "5.0 PUBLISH: QoS 2 DUP, empty topic with Topic Alias",
         V5,
-        vec![0x3C, 0x09, 0x00, 0x00, 0x00, 0x07, 0x03, 0x23, 0x00, 0x0A, b'p'],
+        vec![
+            0x3C, 0x09, 0x00, 0x00, 0x00, 0x07, 0x03, 0x23, 0x00, 0x0A, b'p',
+        ],
         Packet::Publish(Publish {
             dup: true,
             qos_pid: QosPid::ExactlyOnce(pid(7)),
@@ -728,9 +757,24 @@ fn build() -> Vec<Vector> {
         }),
     ));
     // Remaining Length boundaries (3.1.1 §2.2.3 table 2.4 / 5.0 §1.5.5 table 1-1).
-    out.push(publish_with_remaining("3.1.1 PUBLISH: Remaining Length 127", V311, 127, &[0x7F]));
-    out.push(publish_with_remaining("3.1.1 PUBLISH: Remaining Length 128", V311, 128, &[0x80, 0x01]));
-    out.push(publish_with_remaining("5.0 PUBLISH: Remaining Length 16383", V5, 16_383, &[0xFF, 0x7F]));
+    out.push(publish_with_remaining(
+        "3.1.1 PUBLISH: Remaining Length 127",
+        V311,
+        127,
+        &[0x7F],
+    ));
+    out.push(publish_with_remaining(
+        "3.1.1 PUBLISH: Remaining Length 128",
+        V311,
+        128,
+        &[0x80, 0x01],
+    ));
+    out.push(publish_with_remaining(
+        "5.0 PUBLISH: Remaining Length 16383",
+        V5,
+        16_383,
+        &[0xFF, 0x7F],
+    ));
     out.push(publish_with_remaining(
         "5.0 PUBLISH: Remaining Length 16384",
         V5,
@@ -748,10 +792,34 @@ fn build() -> Vec<Vector> {
 
     // ---------------------------------------------------------------- PUBACK .. PUBCOMP
     for (first, name311, name5_2, name5_3, code) in [
-        (0x40u8, "3.1.1 PUBACK", "5.0 PUBACK: Remaining Length 2 (rust-mqtt #59)", "5.0 PUBACK: Remaining Length 3", 0x10u8),
-        (0x50, "3.1.1 PUBREC", "5.0 PUBREC: Remaining Length 2", "5.0 PUBREC: Remaining Length 3", 0x80),
-        (0x62, "3.1.1 PUBREL", "5.0 PUBREL: Remaining Length 2", "5.0 PUBREL: Remaining Length 3", 0x92),
-        (0x70, "3.1.1 PUBCOMP", "5.0 PUBCOMP: Remaining Length 2", "5.0 PUBCOMP: Remaining Length 3", 0x92),
+        (
+            0x40u8,
+            "3.1.1 PUBACK",
+            "5.0 PUBACK: Remaining Length 2 (rust-mqtt #59)",
+            "5.0 PUBACK: Remaining Length 3",
+            0x10u8,
+        ),
+        (
+            0x50,
+            "3.1.1 PUBREC",
+            "5.0 PUBREC: Remaining Length 2",
+            "5.0 PUBREC: Remaining Length 3",
+            0x80,
+        ),
+        (
+            0x62,
+            "3.1.1 PUBREL",
+            "5.0 PUBREL: Remaining Length 2",
+            "5.0 PUBREL: Remaining Length 3",
+            0x92,
+        ),
+        (
+            0x70,
+            "3.1.1 PUBCOMP",
+            "5.0 PUBCOMP: Remaining Length 2",
+            "5.0 PUBCOMP: Remaining Length 3",
+            0x92,
+        ),
     ] {
         let wrap = |a: Ack<'static>| match first {
             0x40 => Packet::PubAck(a),
@@ -759,8 +827,18 @@ fn build() -> Vec<Vector> {
             0x62 => Packet::PubRel(a),
             _ => Packet::PubComp(a),
         };
-        out.push(v(name311, V311, vec![first, 0x02, 0x00, 0x0A], wrap(Ack::new(pid(10)))));
-        out.push(v(name5_2, V5, vec![first, 0x02, 0xAB, 0xCD], wrap(Ack::new(pid(0xABCD)))));
+        out.push(v(
+            name311,
+            V311,
+            vec![first, 0x02, 0x00, 0x0A],
+            wrap(Ack::new(pid(10))),
+        ));
+        out.push(v(
+            name5_2,
+            V5,
+            vec![first, 0x02, 0xAB, 0xCD],
+            wrap(Ack::new(pid(0xABCD))),
+        ));
         out.push(v(
             name5_3,
             V5,
@@ -794,7 +872,10 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "5.0 PUBCOMP: success with a reason string",
         V5,
-        cat(&[&[0x70, 0x08, 0x00, 0x02, 0x00, 0x04, 0x1F, 0x00, 0x01], b"x"]),
+        cat(&[
+            &[0x70, 0x08, 0x00, 0x02, 0x00, 0x04, 0x1F, 0x00, 0x01],
+            b"x",
+        ]),
         Packet::PubComp(Ack {
             packet_id: pid(2),
             reason_code: ReasonCode::SUCCESS,
@@ -810,7 +891,13 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "3.1.1 SUBSCRIBE: spec example",
         V311,
-        cat(&[&[0x82, 0x0E, 0x00, 0x0A, 0x00, 0x03], b"a/b", &[0x01, 0x00, 0x03], b"c/d", &[0x02]]),
+        cat(&[
+            &[0x82, 0x0E, 0x00, 0x0A, 0x00, 0x03],
+            b"a/b",
+            &[0x01, 0x00, 0x03],
+            b"c/d",
+            &[0x02],
+        ]),
         Packet::Subscribe(Subscribe {
             packet_id: pid(10),
             properties: NO_PROPERTIES,
@@ -849,15 +936,44 @@ fn build() -> Vec<Vector> {
             },
             subscriptions: List::new(leak(vec![
                 sub("a/+", SubscriptionOptions::qos(QoS::AtLeastOnce)),
-                sub("b/#", opts(QoS::ExactlyOnce, true, true, RetainHandling::SendIfNew)),
-                sub("$share/g/c", opts(QoS::AtMostOnce, false, false, RetainHandling::DoNotSend)),
-                sub("d", opts(QoS::AtLeastOnce, false, true, RetainHandling::SendAtSubscribe)),
+                sub(
+                    "b/#",
+                    opts(QoS::ExactlyOnce, true, true, RetainHandling::SendIfNew),
+                ),
+                sub(
+                    "$share/g/c",
+                    opts(QoS::AtMostOnce, false, false, RetainHandling::DoNotSend),
+                ),
+                sub(
+                    "d",
+                    opts(
+                        QoS::AtLeastOnce,
+                        false,
+                        true,
+                        RetainHandling::SendAtSubscribe,
+                    ),
+                ),
             ])),
         }),
     ));
-    out.push(many_filters("3.1.1 SUBSCRIBE: 20 filters (mqttrs truncation)", V311, 20, 300));
-    out.push(many_filters("5.0 SUBSCRIBE: 20 filters with all options", V5, 20, 300));
-    out.push(many_filters("3.1.1 SUBSCRIBE: 8 filters, some 5000 bytes long", V311, 8, 5000));
+    out.push(many_filters(
+        "3.1.1 SUBSCRIBE: 20 filters (mqttrs truncation)",
+        V311,
+        20,
+        300,
+    ));
+    out.push(many_filters(
+        "5.0 SUBSCRIBE: 20 filters with all options",
+        V5,
+        20,
+        300,
+    ));
+    out.push(many_filters(
+        "3.1.1 SUBSCRIBE: 8 filters, some 5000 bytes long",
+        V311,
+        8,
+        5000,
+    ));
     // One filter of the maximum string length, 65,535 bytes.
     {
         let filter = leak_str(format!("{}/#", "f".repeat(65_533)));
@@ -894,7 +1010,9 @@ fn build() -> Vec<Vector> {
         V5,
         cat(&[
             &[0x90, 19, 0x00, 0x0B, 4, 0x1F, 0x00, 0x01, b'x'],
-            &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2],
+            &[
+                0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+            ],
         ]),
         Packet::SubAck(SubAck {
             packet_id: pid(11),
@@ -924,7 +1042,12 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "3.1.1 UNSUBSCRIBE: spec example",
         V311,
-        cat(&[&[0xA2, 0x0C, 0x00, 0x0A, 0x00, 0x03], b"a/b", &[0x00, 0x03], b"c/d"]),
+        cat(&[
+            &[0xA2, 0x0C, 0x00, 0x0A, 0x00, 0x03],
+            b"a/b",
+            &[0x00, 0x03],
+            b"c/d",
+        ]),
         Packet::Unsubscribe(Unsubscribe {
             packet_id: pid(10),
             properties: NO_PROPERTIES,
@@ -966,7 +1089,9 @@ fn build() -> Vec<Vector> {
     out.push(v(
         "5.0 UNSUBACK: every UNSUBACK reason code",
         V5,
-        vec![0xB0, 10, 0x00, 0x0C, 0x00, 0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91],
+        vec![
+            0xB0, 10, 0x00, 0x0C, 0x00, 0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91,
+        ],
         Packet::UnsubAck(SubAck {
             packet_id: pid(12),
             properties: NO_PROPERTIES,
@@ -994,7 +1119,12 @@ fn build() -> Vec<Vector> {
     }
 
     // ---------------------------------------------------------------- DISCONNECT / AUTH
-    out.push(v("3.1.1 DISCONNECT", V311, vec![0xE0, 0x00], Packet::Disconnect(Disconnect::NORMAL)));
+    out.push(v(
+        "3.1.1 DISCONNECT",
+        V311,
+        vec![0xE0, 0x00],
+        Packet::Disconnect(Disconnect::NORMAL),
+    ));
     out.push(v(
         "5.0 DISCONNECT: Remaining Length 0 (rust-mqtt #59)",
         V5,
@@ -1029,7 +1159,12 @@ fn build() -> Vec<Vector> {
             },
         }),
     ));
-    out.push(v("5.0 AUTH: Remaining Length 0", V5, vec![0xF0, 0x00], Packet::Auth(Disconnect::NORMAL)));
+    out.push(v(
+        "5.0 AUTH: Remaining Length 0",
+        V5,
+        vec![0xF0, 0x00],
+        Packet::Auth(Disconnect::NORMAL),
+    ));
     out.push(v(
         "5.0 AUTH: Remaining Length 1, continue authentication",
         V5,
@@ -1061,25 +1196,49 @@ fn build() -> Vec<Vector> {
 
 /// Compare two property sets field by field, iterating both lists.
 pub fn assert_properties_eq(ctx: &str, a: &Properties<'_>, e: &Properties<'_>) {
-    assert_eq!(a.payload_format_indicator, e.payload_format_indicator, "{ctx}: payload format");
-    assert_eq!(a.message_expiry_interval, e.message_expiry_interval, "{ctx}: message expiry");
+    assert_eq!(
+        a.payload_format_indicator, e.payload_format_indicator,
+        "{ctx}: payload format"
+    );
+    assert_eq!(
+        a.message_expiry_interval, e.message_expiry_interval,
+        "{ctx}: message expiry"
+    );
     assert_eq!(a.content_type, e.content_type, "{ctx}: content type");
     assert_eq!(a.response_topic, e.response_topic, "{ctx}: response topic");
-    assert_eq!(a.correlation_data, e.correlation_data, "{ctx}: correlation data");
+    assert_eq!(
+        a.correlation_data, e.correlation_data,
+        "{ctx}: correlation data"
+    );
     assert_eq!(
         a.subscription_identifiers.iter().collect::<Vec<_>>(),
         e.subscription_identifiers.iter().collect::<Vec<_>>(),
         "{ctx}: subscription identifiers"
     );
-    assert_eq!(a.subscription_identifiers.len(), e.subscription_identifiers.len());
-    assert_eq!(a.session_expiry_interval, e.session_expiry_interval, "{ctx}: session expiry");
-    assert_eq!(a.assigned_client_identifier, e.assigned_client_identifier, "{ctx}");
+    assert_eq!(
+        a.subscription_identifiers.len(),
+        e.subscription_identifiers.len()
+    );
+    assert_eq!(
+        a.session_expiry_interval, e.session_expiry_interval,
+        "{ctx}: session expiry"
+    );
+    assert_eq!(
+        a.assigned_client_identifier, e.assigned_client_identifier,
+        "{ctx}"
+    );
     assert_eq!(a.server_keep_alive, e.server_keep_alive, "{ctx}");
     assert_eq!(a.authentication_method, e.authentication_method, "{ctx}");
     assert_eq!(a.authentication_data, e.authentication_data, "{ctx}");
-    assert_eq!(a.request_problem_information, e.request_problem_information, "{ctx}");
+    assert_eq!(
+        a.request_problem_information, e.request_problem_information,
+        "{ctx}"
+    );
     assert_eq!(a.will_delay_interval, e.will_delay_interval, "{ctx}");
-    assert_eq!(a.request_response_information, e.request_response_information, "{ctx}");
+    assert_eq!(
+        a.request_response_information, e.request_response_information,
+        "{ctx}"
+    );
     assert_eq!(a.response_information, e.response_information, "{ctx}");
     assert_eq!(a.server_reference, e.server_reference, "{ctx}");
     assert_eq!(a.reason_string, e.reason_string, "{ctx}");
@@ -1095,9 +1254,18 @@ pub fn assert_properties_eq(ctx: &str, a: &Properties<'_>, e: &Properties<'_>) {
     );
     assert_eq!(a.user_properties.len(), e.user_properties.len(), "{ctx}");
     assert_eq!(a.maximum_packet_size, e.maximum_packet_size, "{ctx}");
-    assert_eq!(a.wildcard_subscription_available, e.wildcard_subscription_available, "{ctx}");
-    assert_eq!(a.subscription_identifier_available, e.subscription_identifier_available, "{ctx}");
-    assert_eq!(a.shared_subscription_available, e.shared_subscription_available, "{ctx}");
+    assert_eq!(
+        a.wildcard_subscription_available, e.wildcard_subscription_available,
+        "{ctx}"
+    );
+    assert_eq!(
+        a.subscription_identifier_available, e.subscription_identifier_available,
+        "{ctx}"
+    );
+    assert_eq!(
+        a.shared_subscription_available, e.shared_subscription_available,
+        "{ctx}"
+    );
     assert_eq!(a.is_empty(), e.is_empty(), "{ctx}: is_empty");
     assert_eq!(a, e, "{ctx}: whole property set");
 }
@@ -1117,7 +1285,11 @@ fn assert_suback_eq(ctx: &str, a: &SubAck<'_>, e: &SubAck<'_>) {
         "{ctx}: reason codes"
     );
     assert_eq!(a.reason_codes.len(), e.reason_codes.len(), "{ctx}");
-    assert_eq!(a.reason_codes.is_empty(), e.reason_codes.is_empty(), "{ctx}");
+    assert_eq!(
+        a.reason_codes.is_empty(),
+        e.reason_codes.is_empty(),
+        "{ctx}"
+    );
 }
 
 fn assert_disconnect_eq(ctx: &str, a: &Disconnect<'_>, e: &Disconnect<'_>) {
@@ -1127,7 +1299,11 @@ fn assert_disconnect_eq(ctx: &str, a: &Disconnect<'_>, e: &Disconnect<'_>) {
 
 /// Compare a decoded packet with the expected one, every field, iterating every list.
 pub fn assert_packet_eq(ctx: &str, actual: &Packet<'_>, expected: &Packet<'_>) {
-    assert_eq!(actual.packet_type(), expected.packet_type(), "{ctx}: packet type");
+    assert_eq!(
+        actual.packet_type(),
+        expected.packet_type(),
+        "{ctx}: packet type"
+    );
     match (actual, expected) {
         (Packet::Connect(a), Packet::Connect(e)) => {
             assert_eq!(a.protocol, e.protocol, "{ctx}: protocol");
@@ -1150,7 +1326,10 @@ pub fn assert_packet_eq(ctx: &str, actual: &Packet<'_>, expected: &Packet<'_>) {
             }
         }
         (Packet::ConnAck(a), Packet::ConnAck(e)) => {
-            assert_eq!(a.session_present, e.session_present, "{ctx}: session present");
+            assert_eq!(
+                a.session_present, e.session_present,
+                "{ctx}: session present"
+            );
             assert_eq!(a.code, e.code, "{ctx}: code");
             assert_properties_eq(ctx, &a.properties, &e.properties);
         }
@@ -1197,7 +1376,10 @@ pub fn assert_packet_eq(ctx: &str, actual: &Packet<'_>, expected: &Packet<'_>) {
         }
         (a, e) => panic!("{ctx}: {:?} != {:?}", a.packet_type(), e.packet_type()),
     }
-    assert!(actual == expected, "{ctx}: PartialEq disagrees with the field comparison");
+    assert!(
+        actual == expected,
+        "{ctx}: PartialEq disagrees with the field comparison"
+    );
 }
 
 /// Decode a whole packet, expecting it complete.
