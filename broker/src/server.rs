@@ -254,8 +254,10 @@ async fn connection(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId,
 }
 
 enum ReadOutcome {
-    /// Keep reading.
-    More,
+    /// Bytes were read and handled; try again.
+    Handled,
+    /// Nothing to read now: wait for readability.
+    WouldBlock,
     /// The connection is over.
     Stop,
 }
@@ -266,27 +268,16 @@ async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, out
         .with_max_packet_size(shared.config.max_connect_packet_size);
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        let readable = async { stream.readable().await.is_ok() };
-        let closed = async {
-            outbox.closed().await;
-            false
-        };
-        if !readable.or(closed).await {
-            return;
-        }
+        // Try the read first: a busy connection never waits for the reactor.
         let outcome = READ_BUFFER.with(|buf| {
             let mut buf = buf.borrow_mut();
             let n = match stream.get_ref().read(&mut buf) {
                 Ok(0) => return ReadOutcome::Stop,
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    return ReadOutcome::More;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return ReadOutcome::WouldBlock;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Handled,
                 Err(_) => return ReadOutcome::Stop,
             };
             let fresh = buf.get(..n).unwrap_or_default();
@@ -308,10 +299,22 @@ async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, out
                     pending = Vec::new();
                 }
             }
-            ReadOutcome::More
+            ReadOutcome::Handled
         });
-        if let ReadOutcome::Stop = outcome {
-            return;
+        match outcome {
+            ReadOutcome::Stop => return,
+            // Let the other connections of this thread run between two reads.
+            ReadOutcome::Handled => smol::future::yield_now().await,
+            ReadOutcome::WouldBlock => {
+                let readable = async { stream.readable().await.is_ok() };
+                let closed = async {
+                    outbox.closed().await;
+                    false
+                };
+                if !readable.or(closed).await {
+                    return;
+                }
+            }
         }
     }
 }
