@@ -1146,7 +1146,9 @@ fn allowed_codes(t: PacketType, version: ProtocolVersion) -> Vec<u8> {
 
 #[test]
 fn invalid_reason_code_per_packet_type() {
-    let cases: Vec<(PacketType, ProtocolVersion, fn(u8) -> Vec<u8>)> = vec![
+    // A packet type, a version, and the packet carrying a given code.
+    type Case = (PacketType, ProtocolVersion, fn(u8) -> Vec<u8>);
+    let cases: Vec<Case> = vec![
         (PacketType::ConnAck, V311, |c| vec![0x20, 0x02, 0x00, c]),
         (PacketType::SubAck, V311, |c| {
             vec![0x90, 0x03, 0x00, 0x01, c]

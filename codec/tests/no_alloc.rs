@@ -75,7 +75,7 @@ fn walk(p: &Packet<'_>) -> usize {
             + p.subscription_identifiers
                 .iter()
                 .map(|id| id as usize)
-                .count()
+                .sum::<usize>()
             + p.user_properties.len()
     }
     match p {
@@ -93,7 +93,11 @@ fn walk(p: &Packet<'_>) -> usize {
                     .sum::<usize>()
         }
         Packet::SubAck(a) | Packet::UnsubAck(a) => {
-            props(&a.properties) + a.reason_codes.iter().map(|c| usize::from(c.0)).count()
+            props(&a.properties)
+                + a.reason_codes
+                    .iter()
+                    .map(|c| usize::from(c.0))
+                    .sum::<usize>()
         }
         Packet::Unsubscribe(u) => props(&u.properties) + u.filters.iter().count(),
         Packet::PingReq | Packet::PingResp => 0,

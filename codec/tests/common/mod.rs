@@ -277,7 +277,8 @@ pub fn small_vectors() -> impl Iterator<Item = &'static Vector> {
     vectors().iter().filter(|v| !v.is_large())
 }
 
-#[allow(clippy::too_many_lines)]
+// One commented `push` per vector reads better than one huge `vec![]` literal.
+#[allow(clippy::too_many_lines, clippy::vec_init_then_push)]
 fn build() -> Vec<Vector> {
     let mut out = Vec::new();
 
