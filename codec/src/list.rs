@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::data::{u8_, utf8, varint};
+use crate::data::{u8_, utf8_prevalidated, varint};
 use crate::properties::{PropertyId, skip_value};
 use crate::reason::ReasonCode;
 use crate::subscribe::{Subscription, SubscriptionOptions};
@@ -179,8 +179,8 @@ impl sealed::Sealed for UserProperty<'_> {}
 impl<'a> ListItem<'a> for UserProperty<'a> {
     fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
         let value = next_property(rest, PropertyId::USER_PROPERTY)?;
-        let (value, k) = utf8(value).ok()?;
-        let (_, v) = utf8(value).ok()?;
+        let (value, k) = utf8_prevalidated(value)?;
+        let (_, v) = utf8_prevalidated(value)?;
         Some((k, v))
     }
 }
@@ -196,11 +196,11 @@ impl<'a> ListItem<'a> for u32 {
 impl sealed::Sealed for Subscription<'_> {}
 impl<'a> ListItem<'a> for Subscription<'a> {
     fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let (after, filter) = utf8(rest).ok()?;
+        let (after, filter) = utf8_prevalidated(rest)?;
         let (after, options) = u8_(after).ok()?;
         *rest = after;
         Some(Subscription {
-            filter: TopicFilter::new(filter).ok()?,
+            filter: TopicFilter::prevalidated(filter),
             options: SubscriptionOptions::from_byte_unchecked(options),
         })
     }
@@ -209,9 +209,9 @@ impl<'a> ListItem<'a> for Subscription<'a> {
 impl sealed::Sealed for TopicFilter<'_> {}
 impl<'a> ListItem<'a> for TopicFilter<'a> {
     fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let (after, filter) = utf8(rest).ok()?;
+        let (after, filter) = utf8_prevalidated(rest)?;
         *rest = after;
-        TopicFilter::new(filter).ok()
+        Some(TopicFilter::prevalidated(filter))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use crate::data::check_str;
+use crate::data::{HAS_NUL, HAS_WILDCARD, scan};
 use crate::error::DecodeError;
 
 /// A topic name: the topic a message is published to. Never contains `+` or `#`.
@@ -37,8 +37,11 @@ impl<'a> TopicName<'a> {
         if topic.len() > usize::from(u16::MAX) {
             return Err(DecodeError::UnexpectedEnd);
         }
-        check_str(topic)?;
-        if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        let found = scan(topic.as_bytes());
+        if found & HAS_NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        if found & HAS_WILDCARD != 0 {
             return Err(DecodeError::WildcardInTopicName);
         }
         Ok(TopicName(topic))
@@ -68,6 +71,28 @@ impl<'a> TopicName<'a> {
     pub fn levels(&self) -> core::str::Split<'a, char> {
         self.0.split('/')
     }
+}
+
+/// `+` only as a whole level, `#` only as the whole last level (§4.7.1).
+fn wildcards_well_placed(bytes: &[u8]) -> bool {
+    // The byte before the first level counts as a separator.
+    let mut prev = b'/';
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'+' || b == b'#' {
+            let next = bytes.get(i.wrapping_add(1)).copied();
+            let alone = prev == b'/'
+                && if b == b'#' {
+                    next.is_none()
+                } else {
+                    matches!(next, None | Some(b'/'))
+                };
+            if !alone {
+                return false;
+            }
+        }
+        prev = b;
+    }
+    true
 }
 
 impl fmt::Debug for TopicName<'_> {
@@ -109,19 +134,21 @@ impl<'a> TopicFilter<'a> {
         if filter.len() > usize::from(u16::MAX) {
             return Err(DecodeError::UnexpectedEnd);
         }
-        check_str(filter)?;
-        let mut levels = filter.split('/').peekable();
-        while let Some(level) = levels.next() {
-            let has_hash = level.contains('#');
-            let has_plus = level.contains('+');
-            if has_hash && (level != "#" || levels.peek().is_some()) {
-                return Err(DecodeError::InvalidTopicFilter);
-            }
-            if has_plus && level != "+" {
-                return Err(DecodeError::InvalidTopicFilter);
-            }
+        let found = scan(filter.as_bytes());
+        if found & HAS_NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        if found & HAS_WILDCARD != 0 && !wildcards_well_placed(filter.as_bytes()) {
+            return Err(DecodeError::InvalidTopicFilter);
         }
         Ok(TopicFilter(filter))
+    }
+
+    /// A filter read back from packet bytes that [`TopicFilter::new`] already accepted when the
+    /// packet was decoded (lazy lists re-read their bytes; validating twice would cost as much as
+    /// decoding).
+    pub(crate) const fn prevalidated(filter: &'a str) -> Self {
+        TopicFilter(filter)
     }
 
     /// The filter as a string.
