@@ -24,9 +24,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Broker settings for fairness (see README.md): every broker gets a large per-client queue, so an
 # unbounded flood is not cut short by a queue limit that another broker does not have, and the
-# same outgoing QoS 1 window, wren-broker's and Mosquitto's default of 20.
+# same outgoing QoS 1 window, wren-broker's and Mosquitto's default of 20. wren-broker also drops
+# QoS 0 messages to a connection whose socket queue holds more than max_outgoing_bytes (1 MiB by
+# default): raised to 64 MiB, as Mosquitto (max_queued_bytes 0) and rumqttd do not drop them.
 QUEUE = 1_000_000
 INFLIGHT = 20
+OUTGOING_BYTES = 64 * 1024 * 1024
 
 
 def free_port():
@@ -81,7 +84,11 @@ def wren_broker(binary):
     def cmd(port, tmp):
         conf = os.path.join(tmp, "wren.toml")
         with open(conf, "w") as f:
-            f.write(f"max_queued_messages = {QUEUE}\nmax_inflight_messages = {INFLIGHT}\n")
+            f.write(
+                f"max_queued_messages = {QUEUE}\n"
+                f"max_inflight_messages = {INFLIGHT}\n"
+                f"max_outgoing_bytes = {OUTGOING_BYTES}\n"
+            )
         return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
 
     return Broker("wren", cmd)
@@ -228,6 +235,8 @@ def main():
         todo = [j for j in todo if j[0] in wanted]
     out_path = a.out or os.path.join(tempfile.gettempdir(), f"wren-compare-{int(time.time())}.jsonl")
     results = {}  # (job, broker) -> [report]
+    # Other work on the machine skews everything (latency tails most): say how busy it was.
+    load0 = loadavg()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wren-compare-") as tmp, open(out_path, "w") as log:
         for rep in range(reps):
@@ -244,7 +253,12 @@ def main():
                     print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{reps} {name:<18} "
                           f"{b.name:<10} {brief}", file=sys.stderr, flush=True)
     print_table(todo, [b.name for b in brokers], results, reps)
-    print(f"\nraw results: {out_path}; total {time.monotonic() - t0:.0f} s")
+    print(f"\nraw results: {out_path}; total {time.monotonic() - t0:.0f} s; "
+          f"load average at start {load0}, at end {loadavg()} ({os.cpu_count()} CPUs)")
+
+
+def loadavg():
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def median_of(reports, metric):
