@@ -1834,3 +1834,43 @@ fn encode_values_out_of_range() {
         );
     }
 }
+
+#[test]
+fn encode_packet_larger_than_the_maximum_remaining_length() {
+    // The encoder only counts the payload, so a zeroed (untouched) 256 MiB buffer costs nothing.
+    let payload = vec![0u8; 268_435_451];
+    let publish = |payload| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: false,
+            topic: tn("a/b"),
+            properties: NO_PROPERTIES,
+            payload,
+        })
+    };
+    // Remaining Length 5 + 268,435,450 = 268,435,455: the largest packet, 268,435,460 bytes.
+    assert_eq!(publish(&payload[1..]).encoded_len(V311), Ok(268_435_460));
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        publish(&payload[1..]).encode(V311, &mut buf),
+        Err(EncodeError::BufferTooSmall {
+            needed: 268_435_460
+        })
+    );
+    // One byte more cannot be expressed.
+    assert_eq!(
+        publish(&payload).encoded_len(V311),
+        Err(EncodeError::PacketTooLarge)
+    );
+    assert_eq!(
+        publish(&payload).encode(V311, &mut buf),
+        Err(EncodeError::PacketTooLarge)
+    );
+    // 5.0 adds the property length byte.
+    assert_eq!(
+        publish(&payload[1..]).encoded_len(V5),
+        Err(EncodeError::PacketTooLarge)
+    );
+    assert_eq!(publish(&payload[2..]).encoded_len(V5), Ok(268_435_460));
+}

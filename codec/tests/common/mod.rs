@@ -474,6 +474,48 @@ fn build() -> Vec<Vector> {
             },
         }),
     ));
+    // 5.0 §3.1.2.11 example (figure 3-7): flags 0xCE, Keep Alive 10, Property Length 5 with
+    // Session Expiry Interval 10; the payload as in the 3.1.1 vector, with an empty will property
+    // block.
+    out.push(v(
+        "5.0 CONNECT: spec example header, will + username + password",
+        V5,
+        cat(&[
+            &[0x10, 43],
+            &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0xCE, 0x00, 0x0A],
+            &[0x05, 0x11, 0x00, 0x00, 0x00, 0x0A],
+            &[0x00, 0x04],
+            b"wren",
+            &[0x00],
+            &[0x00, 0x03],
+            b"w/t",
+            &[0x00, 0x03],
+            b"bye",
+            &[0x00, 0x04],
+            b"user",
+            &[0x00, 0x02],
+            b"pw",
+        ]),
+        Packet::Connect(Connect {
+            protocol: V5,
+            clean_start: true,
+            keep_alive: 10,
+            client_id: "wren",
+            will: Some(Will {
+                topic: tn("w/t"),
+                payload: b"bye",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: NO_PROPERTIES,
+            }),
+            username: Some("user"),
+            password: Some(b"pw"),
+            properties: Properties {
+                session_expiry_interval: Some(10),
+                ..NO_PROPERTIES
+            },
+        }),
+    ));
     // 5.0 allows a password without a user name (§3.1.2.9).
     out.push(v(
         "5.0 CONNECT: password without username",
