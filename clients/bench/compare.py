@@ -133,8 +133,9 @@ def jobs(quick):
     cap = "100000000"
     k = 0.5 if quick else 1.0
     fan_in, fan_out, qos1 = (str(int(n * k)) for n in (500_000, 40_000, 200_000))
-    rate = [("rate", "msg/s", True)]
-    deliveries = [("rate", "deliveries/s", True)]
+    per_core = ("per_core", "per broker CPU-s", True)
+    rate = [("rate", "msg/s", True), per_core]
+    deliveries = [("rate", "deliveries/s", True), per_core]
     timed = ["--mode", "bounded", "--duration", secs, "--messages", cap]
     out = [
         ("fan-in bounded", ["fan-in"] + timed, rate),
