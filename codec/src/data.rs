@@ -294,6 +294,20 @@ pub(crate) trait Sink {
     fn put_packet_id(&mut self, id: PacketId) -> Result<(), EncodeError> {
         self.put_u16(id.get())
     }
+
+    /// Write what `write` writes, which is known to be `len` bytes long. A sink that only counts
+    /// adds `len` without running `write`.
+    fn put_counted(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError>
+    where
+        Self: Sized,
+    {
+        let _ = len;
+        write(self)
+    }
 }
 
 /// A [`Sink`] that only counts.
@@ -306,6 +320,15 @@ impl Sink for Counter {
             .0
             .checked_add(bytes.len())
             .ok_or(EncodeError::PacketTooLarge)?;
+        Ok(())
+    }
+
+    fn put_counted(
+        &mut self,
+        len: usize,
+        _write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        self.0 = self.0.checked_add(len).ok_or(EncodeError::PacketTooLarge)?;
         Ok(())
     }
 }
@@ -341,6 +364,31 @@ impl Sink for SliceWriter<'_> {
         dst.copy_from_slice(bytes);
         self.pos = end;
         Ok(())
+    }
+
+    // Single bytes and two-byte lengths are most of what an encoder writes: store them directly
+    // instead of through a `memcpy` call.
+    fn put_u8(&mut self, v: u8) -> Result<(), EncodeError> {
+        let end = self.pos.checked_add(1).ok_or(EncodeError::PacketTooLarge)?;
+        let slot = self
+            .buf
+            .get_mut(self.pos)
+            .ok_or(EncodeError::BufferTooSmall { needed: end })?;
+        *slot = v;
+        self.pos = end;
+        Ok(())
+    }
+
+    fn put_u16(&mut self, v: u16) -> Result<(), EncodeError> {
+        let end = self.pos.checked_add(2).ok_or(EncodeError::PacketTooLarge)?;
+        match self.buf.get_mut(self.pos..end) {
+            Some([hi, lo]) => {
+                [*hi, *lo] = v.to_be_bytes();
+                self.pos = end;
+                Ok(())
+            }
+            _ => Err(EncodeError::BufferTooSmall { needed: end }),
+        }
     }
 }
 

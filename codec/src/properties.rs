@@ -482,7 +482,65 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
 impl Properties<'_> {
     /// Whether no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == NO_PROPERTIES
+        // Field by field rather than `== NO_PROPERTIES`, which compares both lists item by item:
+        // every encode asks this, and most packets carry no properties. The destructuring makes
+        // a new field a compile error here until it is added.
+        let Properties {
+            payload_format_indicator,
+            message_expiry_interval,
+            content_type,
+            response_topic,
+            correlation_data,
+            subscription_identifiers,
+            session_expiry_interval,
+            assigned_client_identifier,
+            server_keep_alive,
+            authentication_method,
+            authentication_data,
+            request_problem_information,
+            will_delay_interval,
+            request_response_information,
+            response_information,
+            server_reference,
+            reason_string,
+            receive_maximum,
+            topic_alias_maximum,
+            topic_alias,
+            maximum_qos,
+            retain_available,
+            user_properties,
+            maximum_packet_size,
+            wildcard_subscription_available,
+            subscription_identifier_available,
+            shared_subscription_available,
+        } = self;
+        payload_format_indicator.is_none()
+            && message_expiry_interval.is_none()
+            && content_type.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && session_expiry_interval.is_none()
+            && assigned_client_identifier.is_none()
+            && server_keep_alive.is_none()
+            && authentication_method.is_none()
+            && authentication_data.is_none()
+            && request_problem_information.is_none()
+            && will_delay_interval.is_none()
+            && request_response_information.is_none()
+            && response_information.is_none()
+            && server_reference.is_none()
+            && reason_string.is_none()
+            && receive_maximum.is_none()
+            && topic_alias_maximum.is_none()
+            && topic_alias.is_none()
+            && maximum_qos.is_none()
+            && retain_available.is_none()
+            && maximum_packet_size.is_none()
+            && wildcard_subscription_available.is_none()
+            && subscription_identifier_available.is_none()
+            && shared_subscription_available.is_none()
+            && subscription_identifiers.is_empty()
+            && user_properties.is_empty()
     }
 
     /// Write the property block (length prefix included) for `ctx`.
@@ -491,10 +549,17 @@ impl Properties<'_> {
         ctx: PropertyContext,
         s: &mut S,
     ) -> Result<(), EncodeError> {
+        // No property, nothing to check against `ctx`: the block is its zero length alone.
+        if self.is_empty() {
+            return s.put_u8(0);
+        }
         let len = count(|c| self.write_items(ctx, c))?;
-        let len = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
-        s.put_varint(len).map_err(|_| EncodeError::PacketTooLarge)?;
-        self.write_items(ctx, s)
+        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
+        s.put_varint(len32)
+            .map_err(|_| EncodeError::PacketTooLarge)?;
+        // When `s` itself only counts (the length pass of `Packet::encode`), the items were just
+        // counted: do not walk them a second time.
+        s.put_counted(len, |s| self.write_items(ctx, s))
     }
 
     fn write_items<S: Sink>(&self, ctx: PropertyContext, s: &mut S) -> Result<(), EncodeError> {
