@@ -315,3 +315,46 @@ fn decoded_strings_and_payloads_borrow_the_input() {
     let (k, _) = p.properties.user_properties.iter().next().unwrap();
     assert!(range.contains(&k.as_ptr()));
 }
+
+#[test]
+fn v31_connections_follow_v311_rules() {
+    // After a 3.1 (MQIsdp) CONNECT the connection speaks 3.1.1's packet formats.
+    for v in small_vectors().filter(|v| v.version == V311) {
+        let d = decode_complete(v.bytes, DecodeOptions::new(V31));
+        assert_eq!(d.consumed, v.bytes.len());
+        assert_packet_eq(v.name, &d.packet, &v.packet);
+        let mut buf = vec![0u8; v.bytes.len()];
+        assert_eq!(
+            v.packet.encode(V31, &mut buf),
+            Ok(v.bytes.len()),
+            "{}",
+            v.name
+        );
+        assert!(buf == v.bytes, "{}", v.name);
+    }
+}
+
+#[test]
+fn write_packet_writes_the_vector_bytes() {
+    for v in small_vectors() {
+        let len = v.bytes.len();
+        let mut out = vec![0xAAu8; len + 8];
+        let mut scratch = vec![0u8; len];
+        let mut w: &mut [u8] = &mut out;
+        let n = wren_codec::io::write_packet(&mut w, &v.packet, v.version, &mut scratch).unwrap();
+        assert_eq!(n, len);
+        assert!(out[..len] == *v.bytes, "{}", v.name);
+        assert!(out[len..].iter().all(|&b| b == 0xAA));
+        // A scratch buffer one byte short is an encode error, and nothing is written.
+        let mut out = vec![0xAAu8; len];
+        let mut short = vec![0u8; len - 1];
+        let mut w: &mut [u8] = &mut out;
+        assert_eq!(
+            wren_codec::io::write_packet(&mut w, &v.packet, v.version, &mut short),
+            Err(wren_codec::io::WriteError::Encode(
+                EncodeError::BufferTooSmall { needed: len }
+            ))
+        );
+        assert!(out.iter().all(|&b| b == 0xAA));
+    }
+}
