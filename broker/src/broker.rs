@@ -1815,3 +1815,14 @@ mod tests {
         assert_eq!(drain(&so), [P::PingResp]);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn per_connection_state_stays_small() {
+        let conn = std::mem::size_of::<super::Conn>();
+        let session = std::mem::size_of::<crate::session::Session>();
+        eprintln!("Conn {conn} B, Session {session} B");
+        assert!(conn + session < 512, "Conn {conn} B + Session {session} B");
+    }
+}

@@ -3,13 +3,13 @@
 //! The core pushes encoded items while it holds the broker lock; the writer task drains everything
 //! queued into one buffer and writes it with one system call (write batching). The outbox counts
 //! its queued bytes so the core can bound memory per connection (see `max_outgoing_bytes`).
-//! It is plain Rust (a mutex and an `event_listener::Event`), so the core stays testable without
-//! a runtime.
+//! It is plain Rust (a mutex and two stored [`Waker`]s, no runtime types), so the core stays
+//! testable without a runtime, and an idle connection's outbox costs one small allocation.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use event_listener::{Event, EventListener};
+use std::task::{Context, Poll, Waker};
 
 use crate::message::Out;
 
@@ -18,20 +18,22 @@ struct State {
     items: VecDeque<Out>,
     bytes: usize,
     closed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    state: Mutex<State>,
-    /// Notified when the queue becomes non-empty and when the outbox closes (the writer).
-    event: Event,
-    /// Notified only when the outbox closes (the reader, which must not wake for every push).
-    closed: Event,
+    /// The writer, waiting for items or the close.
+    writer: Option<Waker>,
+    /// The reader, waiting for the close only (it must not wake for every push).
+    reader: Option<Waker>,
 }
 
 /// A connection's outgoing queue (cheap to clone; clones share the queue).
 #[derive(Debug, Clone, Default)]
-pub struct Outbox(Arc<Shared>);
+pub struct Outbox(Arc<Mutex<State>>);
+
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
 
 impl Outbox {
     /// An empty, open outbox.
@@ -41,7 +43,7 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue inconsistent: keep going.
-        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queue an item; returns the bytes now queued. Items pushed after `close` are discarded.
@@ -50,14 +52,14 @@ impl Outbox {
         if s.closed || out.is_empty() {
             return s.bytes;
         }
-        let was_empty = s.items.is_empty();
         s.bytes = s.bytes.saturating_add(out.len());
         s.items.push_back(out);
         let bytes = s.bytes;
+        // The writer only sleeps on an empty queue, so only the first push finds it registered.
+        let writer = s.writer.take();
         drop(s);
-        // The writer only sleeps on an empty queue, so only the first push needs to wake it.
-        if was_empty {
-            self.0.event.notify(usize::MAX);
+        if let Some(w) = writer {
+            w.wake();
         }
         bytes
     }
@@ -70,11 +72,14 @@ impl Outbox {
     /// Close: the writer flushes what is queued, then shuts the socket; the reader stops.
     pub fn close(&self) {
         let mut s = self.lock();
-        if !s.closed {
-            s.closed = true;
-            drop(s);
-            self.0.event.notify(usize::MAX);
-            self.0.closed.notify(usize::MAX);
+        if s.closed {
+            return;
+        }
+        s.closed = true;
+        let (writer, reader) = (s.writer.take(), s.reader.take());
+        drop(s);
+        for w in [writer, reader].into_iter().flatten() {
+            w.wake();
         }
     }
 
@@ -83,26 +88,34 @@ impl Outbox {
         self.lock().closed
     }
 
-    /// A listener for the next push into an empty queue or the close. Create it *before*
-    /// draining, then await it only if the drain found nothing, so no wake-up is lost.
-    pub fn listen(&self) -> EventListener {
-        self.0.event.listen()
-    }
-
-    /// A listener for the close only. Create it before checking [`Outbox::is_closed`].
-    pub fn listen_closed(&self) -> EventListener {
-        self.0.closed.listen()
+    /// Poll for the close (registers the reader's waker).
+    pub fn poll_closed(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.closed {
+            Poll::Ready(())
+        } else {
+            register(&mut s.reader, cx);
+            Poll::Pending
+        }
     }
 
     /// Wait until the outbox is closed.
     pub async fn closed(&self) {
-        loop {
-            let listener = self.listen_closed();
-            if self.is_closed() {
-                return;
+        poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// Wait until there is something to drain or the outbox is closed.
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            let mut s = self.lock();
+            if s.closed || !s.items.is_empty() {
+                Poll::Ready(())
+            } else {
+                register(&mut s.writer, cx);
+                Poll::Pending
             }
-            listener.await;
-        }
+        })
+        .await
     }
 
     /// Append every queued item's bytes to `buf`; returns whether the outbox is closed.
@@ -127,6 +140,23 @@ mod tests {
     use bytes::Bytes;
 
     #[test]
+    fn ready_wakes_on_first_push() {
+        let o = Outbox::new();
+        let o2 = o.clone();
+        let t = std::thread::spawn(move || smol::block_on(o2.ready()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        o.push(Out::Raw(Bytes::from_static(b"x")));
+        t.join().unwrap();
+        let o3 = o.clone();
+        let t = std::thread::spawn(move || smol::block_on(o3.closed()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        o.push(Out::Raw(Bytes::from_static(b"y")));
+        assert!(!t.is_finished(), "pushes do not wake the reader");
+        o.close();
+        t.join().unwrap();
+    }
+
+    #[test]
     fn push_drain_close() {
         let o = Outbox::new();
         assert_eq!(o.push(Out::Raw(Bytes::from_static(b"abc"))), 3);
@@ -137,6 +167,8 @@ mod tests {
         assert_eq!(o.queued_bytes(), 0);
         o.close();
         assert!(o.is_closed());
+        smol::block_on(o.closed());
+        smol::block_on(o.ready());
         assert_eq!(o.push(Out::Raw(Bytes::from_static(b"x"))), 0, "ignored");
         buf.clear();
         assert!(o.drain_into(&mut buf));

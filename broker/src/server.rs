@@ -11,9 +11,10 @@
 //! queued into one buffer and writes it with one `write` (batching).
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ const READ_BUF: usize = 64 * 1024;
 
 thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
+    static WRITE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// State shared by the shell's tasks.
@@ -306,12 +308,16 @@ async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, out
             // Let the other connections of this thread run between two reads.
             ReadOutcome::Handled => smol::future::yield_now().await,
             ReadOutcome::WouldBlock => {
-                let readable = async { stream.readable().await.is_ok() };
-                let closed = async {
-                    outbox.closed().await;
-                    false
-                };
-                if !readable.or(closed).await {
+                // Readable, or closed by the core: one small poll_fn instead of two futures, to
+                // keep the idle task small.
+                let readable = std::future::poll_fn(|cx| {
+                    if outbox.poll_closed(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
+                    stream.poll_readable(cx).map(|r| r.is_ok())
+                })
+                .await;
+                if !readable {
                     return;
                 }
             }
@@ -359,32 +365,78 @@ fn handle_bytes(
 }
 
 async fn write_loop(stream: &Async<TcpStream>, outbox: &Outbox) {
-    let mut buf: Vec<u8> = Vec::new();
     loop {
-        let listener = outbox.listen();
-        buf.clear();
-        let closed = outbox.drain_into(&mut buf);
-        if buf.is_empty() {
-            if closed {
-                break;
+        outbox.ready().await;
+        // Fast path: drain into this thread's buffer and write without waiting. Only bytes the
+        // socket would not take are copied out, so an idle connection holds no write buffer.
+        let (closed, rest) = WRITE_BUFFER.with(|tl| {
+            let mut buf = tl.borrow_mut();
+            buf.clear();
+            let closed = outbox.drain_into(&mut buf);
+            let mut written = 0usize;
+            while let Some(unwritten) = buf.get(written..).filter(|b| !b.is_empty()) {
+                match stream.get_ref().write(unwritten) {
+                    Ok(0) => return (closed, None),
+                    Ok(n) => written = written.saturating_add(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return (closed, None),
+                }
             }
-            listener.await;
-            continue;
-        }
-        let mut writer = stream;
-        let write = async { writer.write_all(&buf).await.is_ok() };
-        // A peer that stops reading must not keep a closed connection alive forever.
-        let cut = async {
-            outbox.closed().await;
-            Timer::after(CLOSE_GRACE).await;
-            false
+            let rest = buf.get(written..).unwrap_or_default().to_vec();
+            if buf.capacity() > 16 * READ_BUF {
+                *buf = Vec::new();
+            }
+            (closed, Some(rest))
+        });
+        let Some(rest) = rest else {
+            break;
         };
-        if !write.or(cut).await {
+        // Slow path (the peer's receive window is full): boxed, so the idle task stays small.
+        if !rest.is_empty() && !Box::pin(write_slowly(stream, outbox, &rest)).await {
             break;
         }
-        if buf.capacity() > 4 * READ_BUF {
-            buf = Vec::new();
+        if closed {
+            break;
         }
     }
     let _ = stream.get_ref().shutdown(Shutdown::Both);
+}
+
+/// Write `bytes` as the socket accepts them; false on error or when the connection was closed
+/// and the peer did not take the bytes within [`CLOSE_GRACE`].
+async fn write_slowly(stream: &Async<TcpStream>, outbox: &Outbox, bytes: &[u8]) -> bool {
+    let mut writer = stream;
+    let write = async { writer.write_all(bytes).await.is_ok() };
+    // A peer that stops reading must not keep a closed connection alive forever.
+    let cut = async {
+        outbox.closed().await;
+        Timer::after(CLOSE_GRACE).await;
+        false
+    };
+    write.or(cut).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_task_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream = Async::new(client).unwrap();
+        let shared = Arc::new(Shared {
+            broker: Mutex::new(Broker::new(Config::for_tests(), 0)),
+            epoch: Instant::now(),
+            config: Config::for_tests(),
+        });
+        let fut = connection(shared, stream, ConnId(1), Outbox::new());
+        eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
+        eprintln!(
+            "Outbox shared: {} bytes",
+            std::mem::size_of::<crate::outbox::Outbox>()
+        );
+        assert!(std::mem::size_of_val(&fut) < 4096);
+    }
 }
