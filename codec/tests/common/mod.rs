@@ -227,6 +227,37 @@ fn many_filters(name: &'static str, version: ProtocolVersion, n: usize, long: us
     )
 }
 
+/// A 5.0 QoS 0 PUBLISH to `a/b` with one Content Type of `len` bytes, so that the property
+/// length takes `prop_len_bytes` bytes: the property block length is a Variable Byte Integer too.
+fn publish_with_long_property(name: &'static str, len: usize, prop_len_bytes: &[u8]) -> Vector {
+    let content_type = leak_str("c".repeat(len));
+    // Property block: id (1) + string length (2) + string.
+    assert_eq!(vbi(3 + len), prop_len_bytes, "{name}: written by hand");
+    let body = cat(&[
+        &[0x00, 0x03, b'a', b'/', b'b'],
+        prop_len_bytes,
+        &[0x03],
+        &field(content_type.as_bytes()),
+        b"!",
+    ]);
+    v(
+        name,
+        V5,
+        frame(0x30, &body),
+        Packet::Publish(Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: false,
+            topic: tn("a/b"),
+            properties: Properties {
+                content_type: Some(content_type),
+                ..NO_PROPERTIES
+            },
+            payload: b"!",
+        }),
+    )
+}
+
 fn big_publish(name: &'static str, version: ProtocolVersion) -> Vector {
     // 2 MiB payload: Remaining Length 2,097,157 (3.1.1) / 2,097,160 (5.0) needs four length bytes.
     let payload: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
@@ -829,6 +860,22 @@ fn build() -> Vec<Vector> {
         V311,
         2_097_151,
         &[0xFF, 0xFF, 0x7F],
+    ));
+    // Property length boundaries: 127 / 128 (two bytes) / 16,384 (three bytes).
+    out.push(publish_with_long_property(
+        "5.0 PUBLISH: property length 127",
+        124,
+        &[0x7F],
+    ));
+    out.push(publish_with_long_property(
+        "5.0 PUBLISH: property length 128",
+        125,
+        &[0x80, 0x01],
+    ));
+    out.push(publish_with_long_property(
+        "5.0 PUBLISH: property length 16384",
+        16_381,
+        &[0x80, 0x80, 0x01],
     ));
     out.push(big_publish("3.1.1 PUBLISH: 2 MiB payload", V311));
     out.push(big_publish("5.0 PUBLISH: 2 MiB payload, QoS 1", V5));
