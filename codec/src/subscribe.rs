@@ -167,6 +167,14 @@ impl Subscribe<'_> {
         }
         for sub in self.subscriptions.iter() {
             let options = if version.is_v5() {
+                // Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1
+                // SUBSCRIBE may carry `$share/x` as an ordinary filter and be forwarded as 5.0),
+                // or No Local on a shared subscription `[MQTT-3.8.3-4]`.
+                match sub.filter.shared() {
+                    Err(_) => return Err(EncodeError::InvalidValue),
+                    Ok(Some(_)) if sub.options.no_local => return Err(EncodeError::InvalidValue),
+                    Ok(_) => {}
+                }
                 sub.options
             } else {
                 SubscriptionOptions::qos(sub.options.qos)
@@ -175,5 +183,63 @@ impl Subscribe<'_> {
             s.put_u8(options.to_byte())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DecodeOptions, Packet, Status, decode};
+
+    fn subscribe<'a>(subs: &'a [Subscription<'a>]) -> Packet<'a> {
+        Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(11).unwrap(),
+            properties: Properties::default(),
+            subscriptions: List::new(subs),
+        })
+    }
+
+    /// Found by the `roundtrip` fuzz target: a 3.1.1 SUBSCRIBE to `$share/temperature` (an
+    /// ordinary filter in 3.1.1) encoded for 5.0 gave bytes the 5.0 decoder refuses.
+    #[test]
+    fn encoding_for_v5_refuses_what_v5_decoding_refuses() {
+        let mut buf = [0u8; 64];
+        let subs = [Subscription {
+            filter: TopicFilter::new("$share/temperature").unwrap(),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        }];
+        let malformed_share = subscribe(&subs);
+        let n = malformed_share
+            .encode(ProtocolVersion::V311, &mut buf)
+            .unwrap();
+        let opts = DecodeOptions::new(ProtocolVersion::V311);
+        assert!(matches!(decode(&buf[..n], opts), Ok(Status::Complete(_))));
+        assert_eq!(
+            malformed_share.encode(ProtocolVersion::V5, &mut buf),
+            Err(EncodeError::InvalidValue)
+        );
+        assert_eq!(
+            malformed_share.encoded_len(ProtocolVersion::V5),
+            Err(EncodeError::InvalidValue)
+        );
+
+        let subs = [Subscription {
+            filter: TopicFilter::new("$share/g/a").unwrap(),
+            options: SubscriptionOptions {
+                no_local: true,
+                ..SubscriptionOptions::qos(QoS::AtLeastOnce)
+            },
+        }];
+        let no_local_shared = subscribe(&subs);
+        assert_eq!(
+            no_local_shared.encode(ProtocolVersion::V5, &mut buf),
+            Err(EncodeError::InvalidValue)
+        );
+        // 3.1.1 has no No Local: the option is dropped and the filter is ordinary.
+        assert!(
+            no_local_shared
+                .encode(ProtocolVersion::V311, &mut buf)
+                .is_ok()
+        );
     }
 }
