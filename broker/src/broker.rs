@@ -140,7 +140,8 @@ impl Conn {
 #[derive(Debug)]
 pub struct Broker {
     config: Config,
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: the table holds many empty slots at its load factor, so keep slots small.
+    conns: HashMap<ConnId, Box<Conn>>,
     next_conn: u64,
     connected: usize,
     sessions: SessionStore,
@@ -231,7 +232,7 @@ impl Broker {
         let outbox = Outbox::new();
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 id,
                 peer,
                 opened_ms: now_ms,
@@ -239,7 +240,7 @@ impl Broker {
                 version: ProtocolVersion::V311,
                 outbox: outbox.clone(),
                 state: ConnState::AwaitingConnect,
-            },
+            }),
         );
         Some((id, outbox))
     }
@@ -975,7 +976,7 @@ impl Broker {
             CloseReason::ConnectRefused => log::debug!("Client {id} refused."),
             CloseReason::Shutdown => log::debug!("Client {id} disconnected: shutting down."),
         }
-        let ConnState::Connected(client) = c.state else {
+        let ConnState::Connected(client) = (*c).state else {
             return;
         };
         self.connected = self.connected.saturating_sub(1);

@@ -116,7 +116,8 @@ impl Session {
 /// All sessions, by id and by client id.
 #[derive(Debug, Default)]
 pub struct SessionStore {
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: the table holds many empty slots at its load factor, so keep slots small.
+    sessions: HashMap<SessionId, Box<Session>>,
     by_client_id: HashMap<Arc<str>, SessionId>,
     next_id: u64,
 }
@@ -147,12 +148,13 @@ impl SessionStore {
         self.next_id = self.next_id.wrapping_add(1);
         let id = SessionId(self.next_id);
         self.by_client_id.insert(Arc::clone(&client_id), id);
-        self.sessions.insert(id, Session::new(client_id, clean));
+        self.sessions
+            .insert(id, Box::new(Session::new(client_id, clean)));
         id
     }
 
     /// Remove a session and return it.
-    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+    pub fn remove(&mut self, id: SessionId) -> Option<Box<Session>> {
         let session = self.sessions.remove(&id)?;
         if self.by_client_id.get(&session.client_id) == Some(&id) {
             self.by_client_id.remove(&session.client_id);
@@ -162,17 +164,17 @@ impl SessionStore {
 
     /// A session.
     pub fn get(&self, id: SessionId) -> Option<&Session> {
-        self.sessions.get(&id)
+        self.sessions.get(&id).map(|s| &**s)
     }
 
     /// A session, mutably.
     pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(&id)
+        self.sessions.get_mut(&id).map(|s| &mut **s)
     }
 
     /// Every session.
     pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
-        self.sessions.iter()
+        self.sessions.iter().map(|(id, s)| (id, &**s))
     }
 }
 
