@@ -976,7 +976,7 @@ impl Broker {
             CloseReason::ConnectRefused => log::debug!("Client {id} refused."),
             CloseReason::Shutdown => log::debug!("Client {id} disconnected: shutting down."),
         }
-        let ConnState::Connected(client) = (*c).state else {
+        let ConnState::Connected(client) = c.state else {
             return;
         };
         self.connected = self.connected.saturating_sub(1);
