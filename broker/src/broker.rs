@@ -160,7 +160,16 @@ pub struct Broker {
 
 impl Broker {
     /// A broker with this configuration, started at `now_ms`.
-    pub fn new(config: Config, now_ms: u64) -> Broker {
+    pub fn new(mut config: Config, now_ms: u64) -> Broker {
+        // As in Mosquitto, 0 means unlimited for these two.
+        if config.max_inflight_messages == 0 {
+            config.max_inflight_messages = usize::MAX;
+        }
+        // Leave at least one packet id free, so `Session::next_pid` always finds one.
+        config.max_inflight_messages = config.max_inflight_messages.min(usize::from(u16::MAX) - 1);
+        if config.max_queued_messages == 0 {
+            config.max_queued_messages = usize::MAX;
+        }
         Broker {
             config,
             conns: HashMap::new(),

@@ -28,10 +28,11 @@ pub struct Config {
     /// CONNACK 0x02 (as Mosquitto does).
     pub max_keepalive: u16,
     /// QoS 1/2 messages in flight (sent, not yet acknowledged) per client; more are queued.
+    /// 0: unlimited.
     pub max_inflight_messages: usize,
     /// Messages queued per session beyond the in-flight window or while the client is offline.
     /// When full: a new QoS 0 message is dropped, else the oldest queued QoS 0 message makes
-    /// room, else the new message is dropped.
+    /// room, else the new message is dropped. 0: unlimited (memory is then unbounded).
     pub max_queued_messages: usize,
     /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto's
     /// `queue_qos0_messages`).
