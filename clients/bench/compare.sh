@@ -15,11 +15,21 @@ root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 cd "$root"
-echo "building wren-bench (release)..." >&2
-CARGO_TARGET_DIR="$target" cargo build --release -q -p wren-bench
+# A failed build falls back to the binary of the last good build, with a warning (the tree may
+# be mid-edit); without one, wren-bench is required and wren-broker is skipped.
+build() {
+    echo "building $1 (release)..." >&2
+    if CARGO_TARGET_DIR="$target" cargo build --release -q -p "$1"; then
+        return 0
+    elif [ -x "$target/release/$1" ]; then
+        echo "WARNING: $1 did not build; using the previous build $target/release/$1" >&2
+        return 0
+    fi
+    return 1
+}
+build wren-bench || { echo "wren-bench did not build" >&2; exit 1; }
 wren=()
-echo "building wren-broker (release)..." >&2
-if CARGO_TARGET_DIR="$target" cargo build --release -q -p wren-broker; then
+if build wren-broker; then
     wren=(--wren "$target/release/wren-broker")
 else
     echo "note: wren-broker did not build; comparing the others only" >&2
@@ -36,6 +46,13 @@ mosquitto=()
 if [ -x /usr/sbin/mosquitto ]; then
     mosquitto=(--mosquitto /usr/sbin/mosquitto)
 fi
+
+# Say which wren-broker was measured (the tree may hold uncommitted work).
+rev="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git -C "$root" diff --quiet HEAD -- broker codec 2>/dev/null; then
+    rev="$rev + uncommitted changes in broker/ or codec/"
+fi
+echo "wren-broker from tree $rev; $(/usr/sbin/mosquitto -h 2>/dev/null | head -1); rumqttd ${rumqttd[1]:+$("${rumqttd[1]}" -V 2>/dev/null)}"
 
 exec python3 "$here/compare.py" --bench "$target/release/wren-bench" \
     "${wren[@]}" "${mosquitto[@]}" "${rumqttd[@]}" "$@"
