@@ -224,3 +224,32 @@ fn idle_measures_broker_memory_per_connection() {
     let per = num(l, "bytes_per_conn");
     assert!((-100_000.0..100_000.0).contains(&per), "{l}");
 }
+
+#[test]
+fn duration_stops_publishing_and_drains_what_was_sent() {
+    let Some(m) = start_mosquitto("duration") else {
+        return;
+    };
+    let lines = bench(
+        &m,
+        &[
+            "fan-out",
+            "--subscribers",
+            "3",
+            "--mode",
+            "bounded",
+            "--duration",
+            "0.3",
+            "--messages",
+            "100000000",
+        ],
+    );
+    let l = &lines[0];
+    let sent = num(l, "sent");
+    // Far fewer than the cap were sent, and every subscriber got every one of them.
+    assert!(sent > 0.0 && sent < 100_000_000.0, "{l}");
+    assert_eq!(num(l, "expected"), 3.0 * sent, "{l}");
+    assert_eq!(num(l, "delivered"), 3.0 * sent, "{l}");
+    assert_eq!(num(l, "stalled"), 0.0, "{l}");
+    assert!(num(l, "elapsed_s") < 5.0, "{l}");
+}
