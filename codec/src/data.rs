@@ -12,6 +12,7 @@ use core::num::{NonZeroU16, NonZeroU32};
 use nom::{IResult, Parser};
 
 use crate::error::{DecodeError, EncodeError};
+use crate::properties::{Properties, PropertyContext};
 
 /// The largest value a Variable Byte Integer can hold.
 pub const VARINT_MAX: u32 = 268_435_455;
@@ -295,19 +296,12 @@ pub(crate) trait Sink {
         self.put_u16(id.get())
     }
 
-    /// Write what `write` writes, which is known to be `len` bytes long. A sink that only counts
-    /// adds `len` without running `write`.
-    fn put_counted(
+    /// Write a 5.0 property block: its Variable Byte Integer length, then the properties.
+    fn put_properties(
         &mut self,
-        len: usize,
-        write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
-    ) -> Result<(), EncodeError>
-    where
-        Self: Sized,
-    {
-        let _ = len;
-        write(self)
-    }
+        properties: &Properties<'_>,
+        ctx: PropertyContext,
+    ) -> Result<(), EncodeError>;
 }
 
 /// A [`Sink`] that only counts.
@@ -323,12 +317,18 @@ impl Sink for Counter {
         Ok(())
     }
 
-    fn put_counted(
+    fn put_properties(
         &mut self,
-        len: usize,
-        _write: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
+        properties: &Properties<'_>,
+        ctx: PropertyContext,
     ) -> Result<(), EncodeError> {
-        self.0 = self.0.checked_add(len).ok_or(EncodeError::PacketTooLarge)?;
+        let len = count(|c| properties.write_items(ctx, c))?;
+        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
+        self.0 = self
+            .0
+            .checked_add(varint_len(len32))
+            .and_then(|n| n.checked_add(len))
+            .ok_or(EncodeError::PacketTooLarge)?;
         Ok(())
     }
 }
@@ -366,29 +366,40 @@ impl Sink for SliceWriter<'_> {
         Ok(())
     }
 
-    // Single bytes and two-byte lengths are most of what an encoder writes: store them directly
-    // instead of through a `memcpy` call.
-    fn put_u8(&mut self, v: u8) -> Result<(), EncodeError> {
-        let end = self.pos.checked_add(1).ok_or(EncodeError::PacketTooLarge)?;
-        let slot = self
-            .buf
-            .get_mut(self.pos)
-            .ok_or(EncodeError::BufferTooSmall { needed: end })?;
-        *slot = v;
+    /// One walk over the properties instead of two (count, then write): write them after a
+    /// one-byte length, which fits blocks up to 127 bytes; a longer block is moved right to make
+    /// room for its longer length. `Packet::encode` has already checked the packet fits.
+    fn put_properties(
+        &mut self,
+        properties: &Properties<'_>,
+        ctx: PropertyContext,
+    ) -> Result<(), EncodeError> {
+        let len_at = self.pos;
+        self.put_u8(0)?;
+        let items_at = self.pos;
+        properties.write_items(ctx, self)?;
+        let items_end = self.pos;
+        let len = items_end.saturating_sub(items_at);
+        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
+        if len32 > VARINT_MAX {
+            return Err(EncodeError::PacketTooLarge);
+        }
+        // The length takes 1..=4 bytes: `extra` is 0..=3.
+        let extra = varint_len(len32).saturating_sub(1);
+        let end = items_end
+            .checked_add(extra)
+            .ok_or(EncodeError::PacketTooLarge)?;
+        if extra > 0 {
+            if self.buf.get(..end).is_none() {
+                return Err(EncodeError::BufferTooSmall { needed: end });
+            }
+            self.buf
+                .copy_within(items_at..items_end, items_at.saturating_add(extra));
+        }
+        self.pos = len_at;
+        self.put_varint(len32)?;
         self.pos = end;
         Ok(())
-    }
-
-    fn put_u16(&mut self, v: u16) -> Result<(), EncodeError> {
-        let end = self.pos.checked_add(2).ok_or(EncodeError::PacketTooLarge)?;
-        match self.buf.get_mut(self.pos..end) {
-            Some([hi, lo]) => {
-                [*hi, *lo] = v.to_be_bytes();
-                self.pos = end;
-                Ok(())
-            }
-            _ => Err(EncodeError::BufferTooSmall { needed: end }),
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use core::num::{NonZeroU16, NonZeroU32};
 use nom::{IResult, Parser};
 
 use crate::QoS;
-use crate::data::{Sink, binary, count, nonzero_u32, u8_, u16_, u32_, utf8, varint};
+use crate::data::{Sink, binary, nonzero_u32, u8_, u16_, u32_, utf8, varint};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 use crate::list::{SubscriptionIdentifiers, UserProperties};
@@ -553,16 +553,14 @@ impl Properties<'_> {
         if self.is_empty() {
             return s.put_u8(0);
         }
-        let len = count(|c| self.write_items(ctx, c))?;
-        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
-        s.put_varint(len32)
-            .map_err(|_| EncodeError::PacketTooLarge)?;
-        // When `s` itself only counts (the length pass of `Packet::encode`), the items were just
-        // counted: do not walk them a second time.
-        s.put_counted(len, |s| self.write_items(ctx, s))
+        s.put_properties(self, ctx)
     }
 
-    fn write_items<S: Sink>(&self, ctx: PropertyContext, s: &mut S) -> Result<(), EncodeError> {
+    pub(crate) fn write_items<S: Sink>(
+        &self,
+        ctx: PropertyContext,
+        s: &mut S,
+    ) -> Result<(), EncodeError> {
         let packet = ctx.packet();
         let head = |s: &mut S, id: u8| -> Result<(), EncodeError> {
             if !is_allowed(id, ctx) {
@@ -703,6 +701,42 @@ impl Properties<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Property blocks of 127 bytes and less take a one-byte length; longer ones are moved right
+    /// after being written to make room for a longer length. Both must round-trip, in a buffer of
+    /// exactly the encoded length.
+    #[test]
+    fn property_blocks_around_the_one_byte_length_limit() {
+        use crate::{DecodeOptions, Packet, ProtocolVersion, Publish, QosPid, Status, decode};
+        let long = [b't'; 20_000];
+        let long = core::str::from_utf8(&long).unwrap();
+        for content_len in [0usize, 1, 120, 123, 124, 125, 200, 16_380, 16_381, 20_000] {
+            let users = [("k", "v"), ("key", "value")];
+            let p = Packet::Publish(Publish {
+                dup: false,
+                qos_pid: QosPid::AtMostOnce,
+                retain: false,
+                topic: TopicName::new("a/b").unwrap(),
+                properties: Properties {
+                    content_type: Some(&long[..content_len]),
+                    user_properties: UserProperties::new(&users),
+                    ..Properties::default()
+                },
+                payload: b"payload",
+            });
+            let len = p.encoded_len(ProtocolVersion::V5).unwrap();
+            let mut storage = [0u8; 20_100];
+            let buf = &mut storage[..len];
+            assert_eq!(p.encode(ProtocolVersion::V5, buf), Ok(len));
+            match decode(buf, DecodeOptions::new(ProtocolVersion::V5)) {
+                Ok(Status::Complete(d)) => {
+                    assert_eq!(d.consumed, len);
+                    assert_eq!(d.packet, p, "content type of {content_len} bytes");
+                }
+                other => panic!("{content_len}: {other:?}"),
+            }
+        }
+    }
     use crate::data::SliceWriter;
 
     const PUB: PropertyContext = PropertyContext::Packet(PacketType::Publish);

@@ -170,7 +170,12 @@ impl Subscribe<'_> {
                 // Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1
                 // SUBSCRIBE may carry `$share/x` as an ordinary filter and be forwarded as 5.0),
                 // or No Local on a shared subscription `[MQTT-3.8.3-4]`.
-                match sub.filter.shared() {
+                let maybe_shared = sub.filter.as_str().starts_with('$');
+                match if maybe_shared {
+                    sub.filter.shared()
+                } else {
+                    Ok(None)
+                } {
                     Err(_) => return Err(EncodeError::InvalidValue),
                     Ok(Some(_)) if sub.options.no_local => return Err(EncodeError::InvalidValue),
                     Ok(_) => {}
