@@ -24,12 +24,24 @@ mod sealed {
 pub trait ListItem<'a>: Copy + sealed::Sealed + 'a {
     #[doc(hidden)]
     fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self>;
+
+    /// The next item from validated wire bytes that are also valid UTF-8 as a whole (see
+    /// [`Repr::Text`]); only lists of strings can be stored so.
+    #[doc(hidden)]
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        let _ = rest;
+        None
+    }
 }
 
 #[derive(Clone, Copy)]
 enum Repr<'a, T> {
     /// Validated wire bytes (for property lists: the whole property block).
     Wire(&'a [u8]),
+    /// Validated wire bytes that are valid UTF-8 as a whole, as a SUBSCRIBE or UNSUBSCRIBE payload
+    /// is when its filters are shorter than 128 bytes (the length and options bytes are then
+    /// ASCII). Items are sliced out as `&str` without validating each filter's UTF-8 again.
+    Text(&'a str),
     /// A caller's items.
     Items(&'a [T]),
 }
@@ -67,11 +79,21 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         }
     }
 
+    /// A decoded list of strings whose wire bytes are valid UTF-8 as a whole.
+    pub(crate) const fn from_text(text: &'a str) -> Self {
+        List {
+            repr: Repr::Text(text),
+        }
+    }
+
     /// Iterate the items in order.
     pub fn iter(&self) -> ListIter<'a, T> {
         match self.repr {
             Repr::Wire(bytes) => ListIter {
                 repr: Repr::Wire(bytes),
+            },
+            Repr::Text(text) => ListIter {
+                repr: Repr::Text(text),
             },
             Repr::Items(items) => ListIter {
                 repr: Repr::Items(items),
@@ -88,7 +110,7 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
     pub fn len(&self) -> usize {
         match self.repr {
             Repr::Items(items) => items.len(),
-            Repr::Wire(_) => self.iter().count(),
+            Repr::Wire(_) | Repr::Text(_) => self.iter().count(),
         }
     }
 }
@@ -146,6 +168,7 @@ impl<'a, T: ListItem<'a>> Iterator for ListIter<'a, T> {
     fn next(&mut self) -> Option<T> {
         match &mut self.repr {
             Repr::Wire(rest) => T::next_from_wire(rest),
+            Repr::Text(rest) => T::next_from_text(rest),
             Repr::Items(items) => {
                 let (first, tail) = items.split_first()?;
                 *items = tail;
@@ -173,6 +196,15 @@ fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
         }
     }
     None
+}
+
+/// A two-byte length and that many bytes, sliced from `text` (whose bytes are the wire bytes):
+/// the field and the text after it. `None` if the field is cut short or would split a character.
+pub(crate) fn next_text_field(text: &str) -> Option<(&str, &str)> {
+    let (&hi, tail) = text.as_bytes().split_first()?;
+    let &lo = tail.first()?;
+    let end = usize::from(u16::from_be_bytes([hi, lo])).checked_add(2)?;
+    Some((text.get(2..end)?, text.get(end..)?))
 }
 
 impl sealed::Sealed for UserProperty<'_> {}
@@ -204,12 +236,28 @@ impl<'a> ListItem<'a> for Subscription<'a> {
             options: SubscriptionOptions::from_byte_unchecked(options),
         })
     }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        let (filter, after) = next_text_field(rest)?;
+        let (&options, _) = after.as_bytes().split_first()?;
+        *rest = after.get(1..)?;
+        Some(Subscription {
+            filter: TopicFilter::prevalidated(filter),
+            options: SubscriptionOptions::from_byte_unchecked(options),
+        })
+    }
 }
 
 impl sealed::Sealed for TopicFilter<'_> {}
 impl<'a> ListItem<'a> for TopicFilter<'a> {
     fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
         let (after, filter) = utf8_prevalidated(rest)?;
+        *rest = after;
+        Some(TopicFilter::prevalidated(filter))
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        let (filter, after) = next_text_field(rest)?;
         *rest = after;
         Some(TopicFilter::prevalidated(filter))
     }

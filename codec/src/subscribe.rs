@@ -4,7 +4,7 @@ use crate::ProtocolVersion;
 use crate::data::{PacketId, QoS, Sink, packet_id, u8_, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::List;
+use crate::list::{List, next_text_field};
 use crate::properties::{Properties, PropertyContext, parse_properties};
 use crate::topic::TopicFilter;
 
@@ -133,15 +133,25 @@ pub(crate) fn parse(
     if payload.is_empty() {
         return Err(fail(DecodeError::EmptySubscribe));
     }
+    // Fast path: when every filter is shorter than 128 bytes the whole payload is valid UTF-8
+    // (length and options bytes are then ASCII). One UTF-8 check of the payload replaces one per
+    // filter, here and each time the list is read. Anything unusual takes the exact path below,
+    // which also names the error.
+    if let Ok(text) = core::str::from_utf8(payload) {
+        if subscriptions_valid(text, version) {
+            return Ok(Subscribe {
+                packet_id,
+                properties,
+                subscriptions: List::from_text(text),
+            });
+        }
+    }
     let mut rest = payload;
     while !rest.is_empty() {
         let (r, filter) = utf8(rest)?;
         let filter = TopicFilter::new(filter).map_err(fail)?;
         let (r, options) = u8_(r)?;
-        let options = SubscriptionOptions::from_byte(options, version).map_err(fail)?;
-        if version.is_v5() && filter.shared().map_err(fail)?.is_some() && options.no_local {
-            return Err(fail(DecodeError::NoLocalOnSharedSubscription));
-        }
+        check_subscription(filter, options, version).map_err(fail)?;
         rest = r;
     }
     Ok(Subscribe {
@@ -149,6 +159,47 @@ pub(crate) fn parse(
         properties,
         subscriptions: List::from_wire(payload),
     })
+}
+
+/// The rules on one subscription's options, and the 5.0 shared subscription rules.
+fn check_subscription(
+    filter: TopicFilter<'_>,
+    options: u8,
+    version: ProtocolVersion,
+) -> Result<(), DecodeError> {
+    let options = SubscriptionOptions::from_byte(options, version)?;
+    // Only a filter starting with `$` can be a `$share/` one; most are not.
+    if version.is_v5()
+        && filter.as_str().starts_with('$')
+        && filter.shared()?.is_some()
+        && options.no_local
+    {
+        return Err(DecodeError::NoLocalOnSharedSubscription);
+    }
+    Ok(())
+}
+
+/// Whether every subscription in a payload that is valid UTF-8 as a whole is valid.
+fn subscriptions_valid(mut text: &str, version: ProtocolVersion) -> bool {
+    while !text.is_empty() {
+        let Some((filter, after)) = next_text_field(text) else {
+            return false;
+        };
+        let Some((&options, _)) = after.as_bytes().split_first() else {
+            return false;
+        };
+        let Ok(filter) = TopicFilter::new(filter) else {
+            return false;
+        };
+        if check_subscription(filter, options, version).is_err() {
+            return false;
+        }
+        let Some(rest) = after.get(1..) else {
+            return false;
+        };
+        text = rest;
+    }
+    true
 }
 
 impl Subscribe<'_> {
@@ -202,6 +253,60 @@ mod tests {
             properties: Properties::default(),
             subscriptions: List::new(subs),
         })
+    }
+
+    /// Filters of 128 bytes and more make the payload invalid UTF-8 as a whole (their length's
+    /// low byte is >= 0x80): those packets take the per-filter path. Both paths must accept and
+    /// list the same subscriptions, and refuse with the same errors.
+    #[test]
+    fn whole_payload_and_per_filter_paths_agree() {
+        let long = [b'x'; 200];
+        let long = core::str::from_utf8(&long).unwrap();
+        let mut buf = [0u8; 512];
+        for (first, v) in [
+            ("a/+/ü", ProtocolVersion::V311),
+            (long, ProtocolVersion::V311),
+            ("a/+/ü", ProtocolVersion::V5),
+            (long, ProtocolVersion::V5),
+        ] {
+            let subs = [
+                Subscription {
+                    filter: TopicFilter::new(first).unwrap(),
+                    options: SubscriptionOptions::qos(QoS::ExactlyOnce),
+                },
+                Subscription {
+                    filter: TopicFilter::new("$share/g/#").unwrap(),
+                    options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+                },
+            ];
+            let p = subscribe(&subs);
+            let n = p.encode(v, &mut buf).unwrap();
+            let Ok(Status::Complete(d)) = decode(&buf[..n], DecodeOptions::new(v)) else {
+                panic!("{first}");
+            };
+            assert_eq!(d.packet, p);
+            let Packet::Subscribe(s) = d.packet else {
+                panic!()
+            };
+            assert_eq!(s.subscriptions.len(), 2);
+            // Options byte 3 (QoS 3) on the last subscription: refused either way.
+            buf[n - 1] = 3;
+            let qos_3 = if v.is_v5() {
+                DecodeError::SubscriptionOptionOutOfRange
+            } else {
+                DecodeError::InvalidQos
+            };
+            assert_eq!(decode(&buf[..n], DecodeOptions::new(v)), Err(qos_3));
+            // A NUL inside the first filter.
+            buf[n - 1] = 1;
+            let header_len = if n > 129 { 3 } else { 2 };
+            let first_filter_byte = header_len + 2 + usize::from(v.is_v5()) + 2;
+            buf[first_filter_byte] = 0;
+            assert_eq!(
+                decode(&buf[..n], DecodeOptions::new(v)),
+                Err(DecodeError::NullCharacter)
+            );
+        }
     }
 
     /// Found by the `roundtrip` fuzz target: a 3.1.1 SUBSCRIBE to `$share/temperature` (an

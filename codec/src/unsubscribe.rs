@@ -4,7 +4,7 @@ use crate::ProtocolVersion;
 use crate::data::{PacketId, Sink, packet_id, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::List;
+use crate::list::{List, next_text_field};
 use crate::properties::{Properties, PropertyContext, parse_properties};
 use crate::topic::TopicFilter;
 
@@ -34,6 +34,16 @@ pub(crate) fn parse(
     if payload.is_empty() {
         return Err(fail(DecodeError::EmptyUnsubscribe));
     }
+    // As in SUBSCRIBE: a payload of filters shorter than 128 bytes is valid UTF-8 as a whole.
+    if let Ok(text) = core::str::from_utf8(payload) {
+        if filters_valid(text) {
+            return Ok(Unsubscribe {
+                packet_id,
+                properties,
+                filters: List::from_text(text),
+            });
+        }
+    }
     let mut rest = payload;
     while !rest.is_empty() {
         let (r, filter) = utf8(rest)?;
@@ -45,6 +55,20 @@ pub(crate) fn parse(
         properties,
         filters: List::from_wire(payload),
     })
+}
+
+/// Whether every filter in a payload that is valid UTF-8 as a whole is valid.
+fn filters_valid(mut text: &str) -> bool {
+    while !text.is_empty() {
+        let Some((filter, rest)) = next_text_field(text) else {
+            return false;
+        };
+        if TopicFilter::new(filter).is_err() {
+            return false;
+        }
+        text = rest;
+    }
+    true
 }
 
 impl Unsubscribe<'_> {
