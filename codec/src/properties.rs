@@ -289,6 +289,10 @@ pub(crate) fn parse_properties<'a>(
     i: &'a [u8],
     ctx: PropertyContext,
 ) -> IResult<&'a [u8], Properties<'a>, DecodeError> {
+    // Most packets carry no properties: a lone 0 length needs no block parsing.
+    if let Some((0, rest)) = i.split_first() {
+        return Ok((rest, NO_PROPERTIES));
+    }
     let (i, len) = varint(i)?;
     let (rest, block) = nom::bytes::complete::take(len).parse(i)?;
     let props = parse_block(block, ctx).map_err(nom::Err::Failure)?;

@@ -66,6 +66,9 @@ pub struct Publish<'a> {
     pub payload: &'a [u8],
 }
 
+// Inlined into `decode` so the 280-byte `Publish` is built in place rather than copied out
+// through each `Result` layer (PUBLISH is the packet a broker decodes most).
+#[inline]
 pub(crate) fn parse(
     flags: u8,
     i: &[u8],
