@@ -1,0 +1,403 @@
+//! `wren-pub`: publish messages, compatible with `mosquitto_pub`; `--console` for an interactive
+//! (or scripted) session.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use smol::Timer;
+use smol::future::FutureExt;
+use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
+use wren_clients::client::{Client, ClientError, Event, MessageProperties, OutgoingMessage};
+use wren_codec::{QoS, TopicName};
+
+/// Publish a message (or many) on a topic.
+#[derive(Debug, Parser)]
+#[command(name = "wren-pub", version, help_template = HELP_TEMPLATE,
+          disable_help_flag = true, disable_version_flag = true)]
+struct Args {
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    will: WillArgs,
+    /// Topic to publish to.
+    #[arg(short = 't', long = "topic", value_name = "topic")]
+    topic: Option<String>,
+    /// Message payload.
+    #[arg(short = 'm', long = "message", value_name = "message")]
+    message: Option<String>,
+    /// Send the contents of a file as the message.
+    #[arg(short = 'f', long = "file", value_name = "file")]
+    file: Option<std::path::PathBuf>,
+    /// Read stdin, sending each line as a message.
+    #[arg(short = 'l', long = "stdin-line")]
+    lines: bool,
+    /// Read stdin, sending all of it as one message.
+    #[arg(short = 's', long = "stdin-file")]
+    stdin: bool,
+    /// Send a null (zero length) message.
+    #[arg(short = 'n', long = "null-message")]
+    null: bool,
+    /// QoS of the messages.
+    #[arg(short = 'q', long = "qos", default_value = "0", value_parser = cli::parse_qos, value_name = "qos")]
+    qos: QoS,
+    /// Retain the message.
+    #[arg(short = 'r', long = "retain")]
+    retain: bool,
+    /// Publish the message this many times (-m, -f, -s, -n).
+    #[arg(long = "repeat", default_value_t = 1, value_name = "count")]
+    repeat: u32,
+    /// Seconds between repeated publishes.
+    #[arg(long = "repeat-delay", default_value_t = 0.0, value_name = "seconds")]
+    repeat_delay: f64,
+    /// Most QoS 1/2 messages in flight at once.
+    #[arg(short = 'M', value_name = "max_inflight", default_value_t = 20)]
+    max_inflight: usize,
+    /// 5.0 PUBLISH property: `-D publish content-type text/plain`, `-D publish user-property k v`,
+    /// also response-topic, correlation-data, message-expiry-interval, payload-format-indicator.
+    #[arg(short = 'D', long = "property", num_args = 3..=4, action = clap::ArgAction::Append,
+          value_names = ["command", "identifier", "value"])]
+    properties: Vec<String>,
+    /// Interactive console: PUBLISH <topic> <value…>, DISCONNECT.
+    #[arg(long = "console")]
+    console: bool,
+    /// Print this help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// Where the payloads come from.
+enum Source {
+    Fixed(Vec<u8>),
+    Lines,
+    Console,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse_or_exit("wren-pub");
+    let (source, properties) = match check(&args) {
+        Ok(s) => s,
+        Err(e) => cli::usage_error("wren-pub", &e),
+    };
+    let mut options = args.conn.client_options(args.conn.client_id("wren_pub"));
+    options.will = args.will.will();
+    options.max_in_flight = args.max_inflight.max(1);
+    smol::block_on(async {
+        let (client, _) = match Client::connect(options).await {
+            Ok(c) => c,
+            Err(e) => return cli::fail(args.conn.quiet, &e),
+        };
+        let result = match source {
+            Source::Fixed(payload) => publish_fixed(&args, &client, payload, &properties).await,
+            Source::Lines => publish_lines(&args, &client, &properties).await,
+            Source::Console => console(&args, &client, &properties).await,
+        };
+        match result {
+            Ok(()) => {
+                let _ = client.disconnect().await;
+                drain_logs(&client);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let _ = client.disconnect().await;
+                cli::fail(args.conn.quiet, &e)
+            }
+        }
+    })
+}
+
+fn check(args: &Args) -> Result<(Source, MessageProperties), String> {
+    args.conn.validate()?;
+    let sources = [
+        args.message.is_some(),
+        args.file.is_some(),
+        args.lines,
+        args.stdin,
+        args.null,
+    ]
+    .iter()
+    .filter(|&&s| s)
+    .count();
+    if sources > 1 || (args.console && sources > 0) {
+        return Err("Only one type of message can be sent at once.".into());
+    }
+    if let Some(t) = &args.will.will_topic {
+        TopicName::new(t).map_err(|_| format!("Invalid will topic '{t}'."))?;
+    }
+    let properties = parse_properties(args)?;
+    if args.console {
+        return Ok((Source::Console, properties));
+    }
+    let Some(topic) = &args.topic else {
+        return Err("Both topic and message must be supplied.".into());
+    };
+    if sources == 0 {
+        return Err("Both topic and message must be supplied.".into());
+    }
+    match TopicName::new(topic) {
+        Ok(t) if !t.as_str().contains(['+', '#']) => {}
+        _ => {
+            return Err(format!(
+                "Invalid publish topic '{topic}', does it contain '+' or '#'?"
+            ));
+        }
+    }
+    let source = if let Some(m) = &args.message {
+        Source::Fixed(m.clone().into_bytes())
+    } else if let Some(f) = &args.file {
+        Source::Fixed(
+            std::fs::read(f)
+                .map_err(|e| format!("Unable to read file \"{}\": {e}.", f.display()))?,
+        )
+    } else if args.stdin {
+        let mut all = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut all)
+            .map_err(|e| format!("Unable to read stdin: {e}."))?;
+        Source::Fixed(all)
+    } else if args.lines {
+        Source::Lines
+    } else {
+        Source::Fixed(Vec::new())
+    };
+    Ok((source, properties))
+}
+
+fn parse_properties(args: &Args) -> Result<MessageProperties, String> {
+    let mut p = MessageProperties::default();
+    // Occurrences arrive flattened: `command identifier value` or, for user-property,
+    // `command user-property key value`.
+    let mut tokens = args.properties.iter();
+    while let Some(command) = tokens.next() {
+        let missing = || "-D needs a command, a property and a value.".to_owned();
+        let id = tokens.next().ok_or_else(missing)?;
+        let value = tokens.next().ok_or_else(missing)?;
+        let extra = if id == "user-property" {
+            Some(tokens.next().ok_or_else(missing)?)
+        } else {
+            None
+        };
+        if !args.conn.protocol.is_v5() {
+            return Err("-D/--property is only available with MQTT 5.0 (-V mqttv5).".into());
+        }
+        if !command.eq_ignore_ascii_case("publish") {
+            return Err(format!(
+                "Unsupported -D command '{command}' (only 'publish')."
+            ));
+        }
+        match (id.as_str(), extra) {
+            ("user-property", Some(v)) => p.user_properties.push((value.clone(), v.clone())),
+            ("content-type", None) => p.content_type = Some(value.clone()),
+            ("response-topic", None) => p.response_topic = Some(value.clone()),
+            ("correlation-data", None) => p.correlation_data = Some(value.clone().into_bytes()),
+            ("message-expiry-interval", None) => {
+                p.message_expiry_interval = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("Invalid expiry '{value}'."))?,
+                )
+            }
+            ("payload-format-indicator", None) => {
+                p.payload_format_utf8 = Some(value == "1");
+            }
+            _ => return Err(format!("Invalid or unsupported property '{id}'.")),
+        }
+    }
+    Ok(p)
+}
+
+fn log_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Print pending debug lines (and drop other events that need no action).
+fn drain_logs(client: &Client) {
+    while let Some(e) = client.try_next_event() {
+        if let Event::Log(l) = e {
+            log_line(&l);
+        }
+    }
+}
+
+fn message(
+    args: &Args,
+    topic: &str,
+    payload: Vec<u8>,
+    properties: &MessageProperties,
+) -> OutgoingMessage {
+    OutgoingMessage {
+        topic: topic.to_owned(),
+        payload,
+        qos: args.qos,
+        retain: args.retain,
+        properties: properties.clone(),
+    }
+}
+
+/// Handle one event while waiting for acknowledgements; `Err` if the connection is gone.
+fn on_event(
+    event: Event,
+    outstanding: &mut HashSet<u16>,
+    console: bool,
+) -> Result<(), ClientError> {
+    match &event {
+        Event::Log(l) => log_line(l),
+        Event::PubAck(a) | Event::PubComp(a) => {
+            outstanding.remove(&a.packet_id);
+        }
+        Event::PubRec(a) if a.reason_code >= 0x80 => {
+            outstanding.remove(&a.packet_id);
+        }
+        Event::Closed => return Err(ClientError::Closed),
+        Event::ConnectionLost(why) => {
+            return Err(ClientError::Io(std::io::Error::other(why.clone())));
+        }
+        _ => {}
+    }
+    if console {
+        if let Some(line) = cli::console_line(&event) {
+            log_line(&line);
+        }
+    }
+    Ok(())
+}
+
+async fn wait_acks(
+    client: &Client,
+    outstanding: &mut HashSet<u16>,
+    console: bool,
+) -> Result<(), ClientError> {
+    while !outstanding.is_empty() {
+        let event = client.next_event().await.ok_or(ClientError::Closed)?;
+        on_event(event, outstanding, console)?;
+    }
+    Ok(())
+}
+
+async fn publish_fixed(
+    args: &Args,
+    client: &Client,
+    payload: Vec<u8>,
+    properties: &MessageProperties,
+) -> Result<(), ClientError> {
+    let topic = args.topic.as_deref().unwrap_or_default();
+    let mut outstanding = HashSet::new();
+    for i in 0..args.repeat.max(1) {
+        if i > 0 && args.repeat_delay > 0.0 {
+            Timer::after(Duration::from_secs_f64(args.repeat_delay)).await;
+        }
+        if let Some(id) = client
+            .publish(message(args, topic, payload.clone(), properties))
+            .await?
+        {
+            outstanding.insert(id);
+        }
+        while let Some(e) = client.try_next_event() {
+            on_event(e, &mut outstanding, false)?;
+        }
+    }
+    wait_acks(client, &mut outstanding, false).await
+}
+
+async fn publish_lines(
+    args: &Args,
+    client: &Client,
+    properties: &MessageProperties,
+) -> Result<(), ClientError> {
+    let topic = args.topic.as_deref().unwrap_or_default();
+    let lines = cli::stdin_lines();
+    let mut outstanding = HashSet::new();
+    while let Ok(line) = lines.recv().await {
+        if let Some(id) = client
+            .publish(message(args, topic, line.into_bytes(), properties))
+            .await?
+        {
+            outstanding.insert(id);
+        }
+        while let Some(e) = client.try_next_event() {
+            on_event(e, &mut outstanding, false)?;
+        }
+    }
+    wait_acks(client, &mut outstanding, false).await
+}
+
+enum Wake {
+    Line(Option<String>),
+    Event(Option<Event>),
+}
+
+async fn console(
+    args: &Args,
+    client: &Client,
+    properties: &MessageProperties,
+) -> Result<(), ClientError> {
+    let lines = cli::stdin_lines();
+    let mut outstanding = HashSet::new();
+    log_line("CONNACK accepted");
+    loop {
+        let wake = async { Wake::Event(client.next_event().await) }
+            .or(async { Wake::Line(lines.recv().await.ok()) })
+            .await;
+        let line = match wake {
+            Wake::Event(Some(e)) => {
+                on_event(e, &mut outstanding, true)?;
+                continue;
+            }
+            Wake::Event(None) => return Err(ClientError::Closed),
+            Wake::Line(None) => break,
+            Wake::Line(Some(line)) => line,
+        };
+        let (command, rest) = cli::split_command(&line);
+        match command.as_str() {
+            "" => {}
+            "DISCONNECT" => break,
+            "PUBLISH" => {
+                let (topic, value) = match rest.split_once(char::is_whitespace) {
+                    Some((t, v)) => (t, v),
+                    None => (rest, ""),
+                };
+                if topic.is_empty() {
+                    eprintln!(
+                        "error: PUBLISH needs a topic and a value, e.g. PUBLISH site/lab/temperature 21.5"
+                    );
+                    continue;
+                }
+                if TopicName::new(topic).is_err() || topic.contains(['+', '#']) {
+                    eprintln!("error: '{topic}' is not a valid topic name");
+                    continue;
+                }
+                let m = message(args, topic, value.as_bytes().to_vec(), properties);
+                match client.publish(m).await {
+                    Ok(id) => {
+                        log_line(&format!(
+                            "PUBLISH {topic} mid={} qos={}",
+                            id.unwrap_or(0),
+                            args.qos.bits()
+                        ));
+                        if let Some(id) = id {
+                            outstanding.insert(id);
+                        }
+                    }
+                    Err(ClientError::Closed) => return Err(ClientError::Closed),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            other => eprintln!(
+                "error: unknown command '{other}' (commands: PUBLISH <topic> <value>, DISCONNECT)"
+            ),
+        }
+    }
+    // A clean end: wait (briefly) for the acknowledgements of what was published.
+    let wait = async { wait_acks(client, &mut outstanding, true).await };
+    let timeout = async {
+        Timer::after(Duration::from_secs(5)).await;
+        Ok(())
+    };
+    wait.or(timeout).await?;
+    log_line("DISCONNECTED");
+    Ok(())
+}

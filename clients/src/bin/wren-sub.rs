@@ -1,0 +1,327 @@
+//! `wren-sub`: subscribe and print messages, compatible with `mosquitto_sub`; `--console` for an
+//! interactive (or scripted) session.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use smol::Timer;
+use smol::future::FutureExt;
+use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
+use wren_clients::client::{Client, ClientError, Event, ReceivedMessage, Reconnect};
+use wren_clients::format::format_message;
+use wren_codec::{QoS, TopicFilter, TopicName};
+
+/// Subscribe to topics and print the messages received.
+#[derive(Debug, Parser)]
+#[command(name = "wren-sub", version, help_template = HELP_TEMPLATE,
+          disable_help_flag = true, disable_version_flag = true)]
+struct Args {
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    will: WillArgs,
+    /// Topic filter to subscribe to (repeat for several).
+    #[arg(short = 't', long = "topic", value_name = "topic")]
+    topics: Vec<String>,
+    /// Topic filter to leave out of the output (repeatable).
+    #[arg(short = 'T', long = "filter-out", value_name = "filter_out")]
+    filter_out: Vec<String>,
+    /// Topic filter to unsubscribe from after subscribing (repeatable; with -c cleans a session).
+    #[arg(short = 'U', long = "unsubscribe", value_name = "topic")]
+    unsubscribe: Vec<String>,
+    /// Maximum QoS of the subscriptions.
+    #[arg(short = 'q', long = "qos", default_value = "0", value_parser = cli::parse_qos, value_name = "qos")]
+    qos: QoS,
+    /// Print the topic before the payload.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Do not print a newline after each message.
+    #[arg(short = 'N')]
+    no_eol: bool,
+    /// Output format (see the -F codes in the README).
+    #[arg(short = 'F', value_name = "format")]
+    format: Option<String>,
+    /// Disconnect and exit after this many messages.
+    #[arg(short = 'C', value_name = "msg_count")]
+    count: Option<u64>,
+    /// Exit with status 27 if this many seconds pass (from the connection) before -C is reached.
+    #[arg(short = 'W', value_name = "secs")]
+    timeout: Option<u64>,
+    /// Do not print stale (retained) messages.
+    #[arg(short = 'R')]
+    no_retained: bool,
+    /// Exit once the subscriptions are acknowledged.
+    #[arg(short = 'E')]
+    exit_after_sub: bool,
+    /// Interactive console: SUBSCRIBE <topic>, UNSUBSCRIBE <topic>, DISCONNECT.
+    #[arg(long = "console")]
+    console: bool,
+    /// Print this help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse_or_exit("wren-sub");
+    if let Err(e) = check(&args) {
+        cli::usage_error("wren-sub", &e);
+    }
+    let mut options = args.conn.client_options(args.conn.client_id("wren_sub"));
+    options.will = args.will.will();
+    // Long-running like mosquitto_sub: survive broker restarts.
+    options.reconnect = Some(Reconnect::default());
+    smol::block_on(async {
+        let (client, _) = match Client::connect(options).await {
+            Ok(c) => c,
+            Err(e) => return cli::fail(args.conn.quiet, &e),
+        };
+        let result = if args.console {
+            console(&args, &client).await
+        } else {
+            subscribe(&args, &client).await
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = client.disconnect().await;
+                cli::fail(args.conn.quiet, &e)
+            }
+        }
+    })
+}
+
+fn check(args: &Args) -> Result<(), String> {
+    args.conn.validate()?;
+    if !args.console && args.topics.is_empty() {
+        return Err("You must specify a topic to subscribe to.".into());
+    }
+    for t in args
+        .topics
+        .iter()
+        .chain(&args.filter_out)
+        .chain(&args.unsubscribe)
+    {
+        TopicFilter::new(t).map_err(|_| {
+            format!("Invalid subscription topic '{t}', are all '+' and '#' wildcards correct?")
+        })?;
+    }
+    if args.count == Some(0) {
+        return Err("Invalid message count \"0\".".into());
+    }
+    if args.timeout == Some(0) {
+        return Err("Invalid timeout \"0\".".into());
+    }
+    if let Some(t) = &args.will.will_topic {
+        TopicName::new(t).map_err(|_| format!("Invalid will topic '{t}'."))?;
+    }
+    Ok(())
+}
+
+fn print_message(args: &Args, m: &ReceivedMessage) {
+    let mut out = match &args.format {
+        Some(f) => format_message(f, m, SystemTime::now()),
+        None if args.verbose => {
+            let mut line = m.topic.as_bytes().to_vec();
+            line.push(b' ');
+            if m.payload.is_empty() {
+                line.extend_from_slice(b"(null)");
+            } else {
+                line.extend_from_slice(&m.payload);
+            }
+            line
+        }
+        None => m.payload.clone(),
+    };
+    if !args.no_eol {
+        out.push(b'\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out);
+    let _ = stdout.flush();
+}
+
+fn log_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+enum Wake {
+    Event(Option<Event>),
+    Timeout,
+}
+
+async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError> {
+    let filters = args.topics.iter().map(|t| (t.clone(), args.qos)).collect();
+    client.subscribe(filters).await?;
+    if !args.unsubscribe.is_empty() {
+        client.unsubscribe(args.unsubscribe.clone()).await?;
+    }
+    let filter_out: Vec<TopicFilter<'_>> = args
+        .filter_out
+        .iter()
+        .filter_map(|f| TopicFilter::new(f).ok())
+        .collect();
+    let deadline = args
+        .timeout
+        .map(|secs| std::time::Instant::now() + Duration::from_secs(secs));
+    let mut received = 0u64;
+    loop {
+        let wake = async { Wake::Event(client.next_event().await) }
+            .or(async {
+                match deadline {
+                    Some(at) => Timer::at(at).await,
+                    None => Timer::never().await,
+                };
+                Wake::Timeout
+            })
+            .await;
+        let event = match wake {
+            Wake::Timeout => {
+                if !args.conn.quiet {
+                    eprintln!("Timed out");
+                }
+                client.disconnect().await?;
+                return Ok(ExitCode::from(cli::EXIT_TIMEOUT));
+            }
+            Wake::Event(None) | Wake::Event(Some(Event::Closed)) => {
+                return Err(ClientError::Closed);
+            }
+            Wake::Event(Some(e)) => e,
+        };
+        match event {
+            Event::Log(line) => log_line(&line),
+            Event::SubAck { packet_id, codes } => {
+                if args.conn.debug {
+                    let granted: Vec<String> = codes.iter().map(u8::to_string).collect();
+                    log_line(&format!(
+                        "Subscribed (mid: {packet_id}): {}",
+                        granted.join(", ")
+                    ));
+                }
+                if !codes.is_empty() && codes.iter().all(|&c| c >= 0x80) {
+                    if !args.conn.quiet {
+                        eprintln!("All subscription requests were denied.");
+                    }
+                    client.disconnect().await?;
+                    return Ok(ExitCode::from(1));
+                }
+                if args.exit_after_sub {
+                    client.disconnect().await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Event::Message(m) => {
+                if args.no_retained && m.retain {
+                    continue;
+                }
+                if let Ok(topic) = TopicName::new(&m.topic) {
+                    if filter_out.iter().any(|f| f.matches(topic)) {
+                        continue;
+                    }
+                }
+                print_message(args, &m);
+                received += 1;
+                if args.count.is_some_and(|c| received >= c) {
+                    client.disconnect().await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Event::ConnectionLost(why) if !args.conn.quiet => {
+                eprintln!("Connection lost: {why}");
+            }
+            Event::ServerDisconnect { .. } if !args.conn.quiet => {
+                if let Some(line) = cli::console_line(&event) {
+                    eprintln!("{line}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+enum ConsoleWake {
+    Line(Option<String>),
+    Event(Option<Event>),
+    Timeout,
+}
+
+async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> {
+    let lines = cli::stdin_lines();
+    let mut pending: Vec<u16> = Vec::new();
+    let mut draining: Option<std::time::Instant> = None;
+    loop {
+        if draining.is_some() && pending.is_empty() {
+            break;
+        }
+        let wake = async { ConsoleWake::Event(client.next_event().await) }
+            .or(async {
+                if draining.is_some() {
+                    Timer::never().await;
+                }
+                ConsoleWake::Line(lines.recv().await.ok())
+            })
+            .or(async {
+                match draining {
+                    Some(at) => Timer::at(at).await,
+                    None => Timer::never().await,
+                };
+                ConsoleWake::Timeout
+            })
+            .await;
+        match wake {
+            ConsoleWake::Timeout => break,
+            ConsoleWake::Event(None | Some(Event::Closed)) => return Err(ClientError::Closed),
+            ConsoleWake::Event(Some(Event::Log(line))) => log_line(&line),
+            ConsoleWake::Event(Some(e)) => {
+                if let Event::SubAck { packet_id, .. } | Event::UnsubAck { packet_id, .. } = &e {
+                    pending.retain(|id| id != packet_id);
+                }
+                if let Some(line) = cli::console_line(&e) {
+                    log_line(&line);
+                }
+            }
+            // End of input means DISCONNECT: first let outstanding acknowledgements arrive.
+            ConsoleWake::Line(None) => {
+                draining = Some(std::time::Instant::now() + Duration::from_secs(5));
+            }
+            ConsoleWake::Line(Some(line)) => {
+                let (command, rest) = cli::split_command(&line);
+                match command.as_str() {
+                    "" => {}
+                    "SUBSCRIBE" | "UNSUBSCRIBE" if rest.trim().is_empty() => {
+                        eprintln!("error: {command} needs a topic filter, e.g. {command} site/#");
+                    }
+                    "SUBSCRIBE" | "UNSUBSCRIBE" => {
+                        let filter = rest.trim();
+                        if TopicFilter::new(filter).is_err() {
+                            eprintln!("error: '{filter}' is not a valid topic filter");
+                            continue;
+                        }
+                        let result = if command == "SUBSCRIBE" {
+                            client.subscribe(vec![(filter.to_owned(), args.qos)]).await
+                        } else {
+                            client.unsubscribe(vec![filter.to_owned()]).await
+                        };
+                        match result {
+                            Ok(id) => pending.push(id),
+                            Err(ClientError::Closed) => return Err(ClientError::Closed),
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                    }
+                    "DISCONNECT" => {
+                        draining = Some(std::time::Instant::now() + Duration::from_secs(5));
+                    }
+                    other => eprintln!(
+                        "error: unknown command '{other}' (commands: SUBSCRIBE <topic>, UNSUBSCRIBE <topic>, DISCONNECT)"
+                    ),
+                }
+            }
+        }
+    }
+    client.disconnect().await?;
+    log_line("DISCONNECTED");
+    Ok(ExitCode::SUCCESS)
+}
