@@ -1775,6 +1775,74 @@ mod tests {
     }
 
     #[test]
+    fn exactly_once_survives_reconnect() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "x", QoS::ExactlyOnce);
+        let (p, po) = t.connect("pub", false);
+        t.publish(p, "x", b"1", QosPid::ExactlyOnce(pid(5)), false);
+        assert_eq!(drain(&po), [P::PubRec(5)]);
+        t.b.connection_lost(p);
+        // The publisher never saw PUBREC, so it resends with DUP on its resumed session.
+        let (p, po, _) = t.connect_with("pub", false, 60, None);
+        t.publish(p, "x", b"1", QosPid::ExactlyOnce(pid(5)), false);
+        assert_eq!(drain(&po), [P::PubRec(5)]);
+        t.send(p, Packet::PubRel(Ack::new(pid(5))));
+        assert_eq!(drain(&po), [P::PubComp(5)]);
+        assert_eq!(
+            publishes(&so).len(),
+            1,
+            "delivered once across the reconnect"
+        );
+    }
+
+    #[test]
+    fn v5_basics() {
+        let mut t = T::new();
+        let (c, o) = t.open();
+        t.send(
+            c,
+            Packet::Connect(Connect {
+                protocol: ProtocolVersion::V5,
+                clean_start: true,
+                keep_alive: 30,
+                client_id: "",
+                will: None,
+                username: None,
+                password: None,
+                properties: NO_PROPERTIES,
+            }),
+        );
+        let mut buf = Vec::new();
+        o.drain_into(&mut buf);
+        let opts = DecodeOptions::new(ProtocolVersion::V5);
+        let Ok(Status::Complete(d)) = decode(&buf, opts) else {
+            panic!("{buf:?}")
+        };
+        let Packet::ConnAck(ack) = d.packet else {
+            panic!()
+        };
+        assert_eq!(ack.code, ReasonCode::SUCCESS);
+        assert!(
+            ack.properties
+                .assigned_client_identifier
+                .is_some_and(|id| id.starts_with("auto-"))
+        );
+        // A protocol violation gets DISCONNECT with a reason before the close.
+        t.send(c, Packet::PingResp);
+        buf.clear();
+        o.drain_into(&mut buf);
+        let Ok(Status::Complete(d)) = decode(&buf, opts) else {
+            panic!("{buf:?}")
+        };
+        assert_eq!(
+            d.packet,
+            Packet::Disconnect(Disconnect::with_reason(ReasonCode::PROTOCOL_ERROR))
+        );
+        assert!(o.is_closed());
+    }
+
+    #[test]
     fn max_connections() {
         let mut t = T::with(Config {
             max_connections: 1,
