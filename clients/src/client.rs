@@ -769,7 +769,9 @@ impl Task {
                         }
                     }
                     Poll::KeepAliveTimeout => {
-                        return Stop::Lost("keep-alive timeout: no PINGRESP from the broker".into());
+                        return Stop::Lost(
+                            "keep-alive timeout: no PINGRESP from the broker".into(),
+                        );
                     }
                     Poll::ConnectTimeout => return Stop::Lost("no CONNACK".into()),
                 }
