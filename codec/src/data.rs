@@ -141,6 +141,12 @@ pub(crate) fn u32_(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
 
 /// A Variable Byte Integer inside a packet body (always 5.0, so minimal encoding is enforced).
 pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
+    // One byte is by far the common case (every property identifier, most lengths).
+    if let Some((&b, rest)) = i.split_first() {
+        if b < 0x80 {
+            return Ok((rest, u32::from(b)));
+        }
+    }
     match varint_prefix(i, true) {
         VarintStatus::Complete { value, len } => {
             let (rest, _) = nom::bytes::complete::take(len).parse(i)?;
@@ -153,8 +159,13 @@ pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
 
 /// Binary Data: a two-byte length and that many bytes (§1.5.6).
 pub(crate) fn binary(i: &[u8]) -> IResult<&[u8], &[u8], DecodeError> {
-    let (i, len) = u16_(i)?;
-    nom::bytes::complete::take(len).parse(i)
+    // By hand rather than `be_u16` + `take`: every string field of every packet comes here.
+    let short = || nom::Err::Error(DecodeError::UnexpectedEnd);
+    let (len, rest) = i.split_first_chunk::<2>().ok_or_else(short)?;
+    let (value, rest) = rest
+        .split_at_checked(usize::from(u16::from_be_bytes(*len)))
+        .ok_or_else(short)?;
+    Ok((rest, value))
 }
 
 /// A UTF-8 Encoded String (§1.5.4 in 5.0, §1.5.3 in 3.1.1): well-formed, no surrogates, no U+0000.

@@ -257,16 +257,17 @@ pub const NO_PROPERTIES: Properties<'static> = Properties {
     shared_subscription_available: None,
 };
 
-/// Skip the value of property `id` (already known to be defined) and return what follows.
+/// Skip the value of property `id` in a block decoding already validated, and return what
+/// follows. Strings are skipped by their length alone: re-checking their UTF-8 here made reading a
+/// lazy list (user properties, subscription identifiers) cost more than decoding the packet.
 pub(crate) fn skip_value(i: &[u8], id: u8) -> Result<&[u8], nom::Err<DecodeError>> {
     let rest = match value_type(id) {
         Some(ValueType::Byte) => u8_(i)?.0,
         Some(ValueType::U16) => u16_(i)?.0,
         Some(ValueType::U32) => u32_(i)?.0,
         Some(ValueType::Varint) => varint(i)?.0,
-        Some(ValueType::Utf8) => utf8(i)?.0,
-        Some(ValueType::Binary) => binary(i)?.0,
-        Some(ValueType::Pair) => utf8(utf8(i)?.0)?.0,
+        Some(ValueType::Utf8 | ValueType::Binary) => binary(i)?.0,
+        Some(ValueType::Pair) => binary(binary(i)?.0)?.0,
         None => {
             return Err(nom::Err::Failure(DecodeError::UnknownProperty(u32::from(
                 id,
