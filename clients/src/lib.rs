@@ -54,3 +54,5 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "std")]
 pub mod format;
+#[cfg(feature = "std")]
+pub mod sensor;
