@@ -295,12 +295,29 @@ fn sys_statistics() {
     let addr = broker.local_addr();
     let (sub, _) = Mq::connect(addr, "stats", true);
     sub.subscribe("$SYS/broker/#", RQoS::AtMostOnce);
+    // Collect until the values reflect this client (the first interval may predate it).
     let mut topics = std::collections::BTreeMap::new();
-    while let Some(p) = sub.next_publish_within(Duration::from_millis(500)) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let Some(p) = sub.next_publish_within(Duration::from_millis(1500)) else {
+            break;
+        };
         topics.insert(
             p.topic.clone(),
             String::from_utf8_lossy(&p.payload).into_owned(),
         );
+        if topics.len() >= 14
+            && topics
+                .get("$SYS/broker/clients/connected")
+                .map(String::as_str)
+                == Some("1")
+            && topics
+                .get("$SYS/broker/subscriptions/count")
+                .map(String::as_str)
+                == Some("1")
+        {
+            break;
+        }
     }
     for t in [
         "clients/connected",
