@@ -165,17 +165,30 @@ pub struct ListIter<'a, T> {
 
 impl<'a, T: ListItem<'a>> Iterator for ListIter<'a, T> {
     type Item = T;
+    #[inline]
     fn next(&mut self) -> Option<T> {
         match &mut self.repr {
-            Repr::Wire(rest) => T::next_from_wire(rest),
-            Repr::Text(rest) => T::next_from_text(rest),
             Repr::Items(items) => {
                 let (first, tail) = items.split_first()?;
                 *items = tail;
                 Some(*first)
             }
+            Repr::Wire(rest) => next_from_wire(rest),
+            Repr::Text(rest) => next_from_text(rest),
         }
     }
+}
+
+// Out of line so that the loops encoders run over a caller's items stay small: inlining the
+// wire readers into every `for item in list` made the encode loop spill registers.
+#[inline(never)]
+fn next_from_wire<'a, T: ListItem<'a>>(rest: &mut &'a [u8]) -> Option<T> {
+    T::next_from_wire(rest)
+}
+
+#[inline(never)]
+fn next_from_text<'a, T: ListItem<'a>>(rest: &mut &'a str) -> Option<T> {
+    T::next_from_text(rest)
 }
 
 impl<T> fmt::Debug for ListIter<'_, T> {
