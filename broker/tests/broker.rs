@@ -306,7 +306,7 @@ fn sys_statistics() {
             p.topic.clone(),
             String::from_utf8_lossy(&p.payload).into_owned(),
         );
-        if topics.len() >= 14
+        if topics.len() >= 15
             && topics
                 .get("$SYS/broker/clients/connected")
                 .map(String::as_str)
