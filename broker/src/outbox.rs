@@ -104,18 +104,20 @@ impl Outbox {
         poll_fn(|cx| self.poll_closed(cx)).await
     }
 
+    /// Poll for something to drain or the close (registers the writer's waker).
+    pub fn poll_ready(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.closed || !s.items.is_empty() {
+            Poll::Ready(())
+        } else {
+            register(&mut s.writer, cx);
+            Poll::Pending
+        }
+    }
+
     /// Wait until there is something to drain or the outbox is closed.
     pub async fn ready(&self) {
-        poll_fn(|cx| {
-            let mut s = self.lock();
-            if s.closed || !s.items.is_empty() {
-                Poll::Ready(())
-            } else {
-                register(&mut s.writer, cx);
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     /// Append every queued item's bytes to `buf`; returns whether the outbox is closed.

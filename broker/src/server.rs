@@ -11,15 +11,15 @@
 //! queued into one buffer and writes it with one `write` (batching).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use smol::future::FutureExt as _;
-use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
 
@@ -239,20 +239,46 @@ async fn accept_loop(
         let Some(ex) = executor.upgrade() else {
             return;
         };
-        ex.spawn(connection(Arc::clone(&shared), stream, conn, outbox))
+        ex.spawn(Connection::new(Arc::clone(&shared), stream, conn, outbox))
             .detach();
     }
 }
 
-/// One connection: reader and writer polled together in one task.
-async fn connection(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId, outbox: Outbox) {
-    let reader = async {
-        read_loop(&shared, &stream, conn, &outbox).await;
-        // EOF or error (a no-op if the core closed the connection itself).
-        shared.lock().connection_lost(conn);
-        outbox.close();
-    };
-    smol::future::zip(reader, write_loop(&stream, &outbox)).await;
+/// One connection's task: reader and writer in one hand-written future, so an idle connection
+/// costs a small fixed struct (no buffers, no nested future states).
+#[derive(Debug)]
+struct Connection {
+    shared: Arc<Shared>,
+    stream: Async<TcpStream>,
+    conn: ConnId,
+    outbox: Outbox,
+    /// How packets are decoded: the CONNECT's version, the size limit for the current state.
+    options: DecodeOptions,
+    /// An incomplete packet carried over between reads.
+    pending: Vec<u8>,
+    /// Whether the reader still runs.
+    reading: bool,
+    writer: Writer,
+}
+
+#[derive(Debug)]
+enum Writer {
+    /// Waiting for the outbox.
+    Idle,
+    /// The socket did not take everything (boxed: rare, and it keeps the idle task small).
+    Blocked(Box<Blocked>),
+    /// The socket is shut down.
+    Done,
+}
+
+#[derive(Debug)]
+struct Blocked {
+    rest: Vec<u8>,
+    written: usize,
+    /// The outbox was closed when `rest` was drained: shut down once it is written.
+    closed: bool,
+    /// Once the outbox closes, how long the peer still gets to take `rest`.
+    grace: Option<Timer>,
 }
 
 enum ReadOutcome {
@@ -264,27 +290,68 @@ enum ReadOutcome {
     Stop,
 }
 
-async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, outbox: &Outbox) {
-    // Before CONNECT only a small first packet is accepted (CVE-2017-7651, CVE-2023-0809).
-    let mut options = DecodeOptions::new(ProtocolVersion::V311)
-        .with_max_packet_size(shared.config.max_connect_packet_size);
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        // Try the read first: a busy connection never waits for the reactor.
-        let outcome = READ_BUFFER.with(|buf| {
+/// Reads handled in one poll before the task yields to the others on its thread.
+const READ_BUDGET: u32 = 2;
+/// Outbox drains written in one poll before the task yields.
+const WRITE_BUDGET: u32 = 8;
+
+impl Connection {
+    fn new(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId, outbox: Outbox) -> Self {
+        // Before CONNECT only a small first packet is accepted (CVE-2017-7651, CVE-2023-0809).
+        let options = DecodeOptions::new(ProtocolVersion::V311)
+            .with_max_packet_size(shared.config.max_connect_packet_size);
+        Connection {
+            shared,
+            stream,
+            conn,
+            outbox,
+            options,
+            pending: Vec::new(),
+            reading: true,
+            writer: Writer::Idle,
+        }
+    }
+
+    /// The reader is over (EOF, error, or the core closed the connection).
+    fn finish_reading(&mut self) {
+        if self.reading {
+            self.reading = false;
+            // A no-op if the core closed the connection itself.
+            self.shared.lock().connection_lost(self.conn);
+            self.outbox.close();
+        }
+    }
+
+    /// The writer is over: shut the socket (which also ends the peer's view of it).
+    fn finish_writing(&mut self) {
+        self.writer = Writer::Done;
+        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        self.finish_reading();
+    }
+
+    /// One non-blocking read into this thread's buffer, and everything it completes handled.
+    fn try_read(&mut self) -> ReadOutcome {
+        let Connection {
+            shared,
+            stream,
+            conn,
+            outbox,
+            options,
+            pending,
+            ..
+        } = self;
+        READ_BUFFER.with(|buf| {
             let mut buf = buf.borrow_mut();
             let n = match stream.get_ref().read(&mut buf) {
                 Ok(0) => return ReadOutcome::Stop,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return ReadOutcome::WouldBlock;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Handled,
                 Err(_) => return ReadOutcome::Stop,
             };
             let fresh = buf.get(..n).unwrap_or_default();
             if pending.is_empty() {
-                let (used, stop) = handle_bytes(shared, conn, outbox, fresh, &mut options);
+                let (used, stop) = handle_bytes(shared, *conn, outbox, fresh, options);
                 if stop {
                     return ReadOutcome::Stop;
                 }
@@ -292,37 +359,156 @@ async fn read_loop(shared: &Shared, stream: &Async<TcpStream>, conn: ConnId, out
                 pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
             } else {
                 pending.extend_from_slice(fresh);
-                let (used, stop) = handle_bytes(shared, conn, outbox, &pending, &mut options);
+                let (used, stop) = handle_bytes(shared, *conn, outbox, pending, options);
                 if stop {
                     return ReadOutcome::Stop;
                 }
                 pending.drain(..used.min(pending.len()));
                 if pending.is_empty() && pending.capacity() > READ_BUF {
-                    pending = Vec::new();
+                    *pending = Vec::new();
                 }
             }
             ReadOutcome::Handled
-        });
-        match outcome {
-            ReadOutcome::Stop => return,
-            // Let the other connections of this thread run between two reads.
-            ReadOutcome::Handled => smol::future::yield_now().await,
-            ReadOutcome::WouldBlock => {
-                // Readable, or closed by the core: one small poll_fn instead of two futures, to
-                // keep the idle task small.
-                let readable = std::future::poll_fn(|cx| {
-                    if outbox.poll_closed(cx).is_ready() {
-                        return Poll::Ready(false);
+        })
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        let mut budget = READ_BUDGET;
+        while self.reading {
+            // Try the read first: a busy connection never waits for the reactor.
+            match self.try_read() {
+                ReadOutcome::Stop => self.finish_reading(),
+                ReadOutcome::Handled => {
+                    budget = budget.saturating_sub(1);
+                    if budget == 0 {
+                        // Let the other connections of this thread run between reads.
+                        cx.waker().wake_by_ref();
+                        return;
                     }
-                    stream.poll_readable(cx).map(|r| r.is_ok())
-                })
-                .await;
-                if !readable {
-                    return;
+                }
+                ReadOutcome::WouldBlock => match self.stream.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => self.finish_reading(),
+                    Poll::Pending => {
+                        // Also wake when the core closes the connection.
+                        if self.outbox.poll_closed(cx).is_ready() {
+                            self.finish_reading();
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        let mut budget = WRITE_BUDGET;
+        loop {
+            match &mut self.writer {
+                Writer::Done => return,
+                Writer::Idle => {
+                    if self.outbox.poll_ready(cx).is_pending() {
+                        return;
+                    }
+                    budget = budget.saturating_sub(1);
+                    if budget == 0 {
+                        cx.waker().wake_by_ref();
+                        return;
+                    }
+                    match drain_and_write(&self.stream, &self.outbox) {
+                        None => self.finish_writing(),
+                        Some((closed, rest)) if rest.is_empty() => {
+                            if closed {
+                                self.finish_writing();
+                            }
+                        }
+                        Some((closed, rest)) => {
+                            self.writer = Writer::Blocked(Box::new(Blocked {
+                                rest,
+                                written: 0,
+                                closed,
+                                grace: None,
+                            }));
+                        }
+                    }
+                }
+                Writer::Blocked(b) => {
+                    while let Some(unwritten) = b.rest.get(b.written..).filter(|r| !r.is_empty()) {
+                        match self.stream.get_ref().write(unwritten) {
+                            Ok(0) => return self.finish_writing(),
+                            Ok(n) => b.written = b.written.saturating_add(n),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                match self.stream.poll_writable(cx) {
+                                    Poll::Ready(Ok(())) => continue,
+                                    Poll::Ready(Err(_)) => return self.finish_writing(),
+                                    Poll::Pending => {}
+                                }
+                                // A peer that stops reading must not keep a closed connection
+                                // alive forever.
+                                if b.grace.is_none() && self.outbox.poll_closed(cx).is_ready() {
+                                    b.grace = Some(Timer::after(CLOSE_GRACE));
+                                }
+                                if let Some(timer) = &mut b.grace
+                                    && Pin::new(timer).poll(cx).is_ready()
+                                {
+                                    return self.finish_writing();
+                                }
+                                return;
+                            }
+                            Err(_) => return self.finish_writing(),
+                        }
+                    }
+                    let closed = b.closed;
+                    self.writer = Writer::Idle;
+                    if closed {
+                        return self.finish_writing();
+                    }
                 }
             }
         }
     }
+}
+
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.poll_read(cx);
+        this.poll_write(cx);
+        if !this.reading && matches!(this.writer, Writer::Done) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Drain the outbox into this thread's buffer and write what the socket takes without waiting.
+/// Returns whether the outbox is closed and the bytes the socket did not take (usually none:
+/// an idle connection holds no write buffer), or `None` if the socket failed.
+fn drain_and_write(stream: &Async<TcpStream>, outbox: &Outbox) -> Option<(bool, Vec<u8>)> {
+    WRITE_BUFFER.with(|tl| {
+        let mut buf = tl.borrow_mut();
+        buf.clear();
+        let closed = outbox.drain_into(&mut buf);
+        let mut written = 0usize;
+        while let Some(unwritten) = buf.get(written..).filter(|b| !b.is_empty()) {
+            match stream.get_ref().write(unwritten) {
+                Ok(0) => return None,
+                Ok(n) => written = written.saturating_add(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let rest = buf.get(written..).unwrap_or_default().to_vec();
+        if buf.capacity() > 16 * READ_BUF {
+            *buf = Vec::new();
+        }
+        Some((closed, rest))
+    })
 }
 
 /// Decode and handle every complete packet at the front of `data`. Returns the bytes used and
@@ -364,59 +550,6 @@ fn handle_bytes(
     (used, false)
 }
 
-async fn write_loop(stream: &Async<TcpStream>, outbox: &Outbox) {
-    loop {
-        outbox.ready().await;
-        // Fast path: drain into this thread's buffer and write without waiting. Only bytes the
-        // socket would not take are copied out, so an idle connection holds no write buffer.
-        let (closed, rest) = WRITE_BUFFER.with(|tl| {
-            let mut buf = tl.borrow_mut();
-            buf.clear();
-            let closed = outbox.drain_into(&mut buf);
-            let mut written = 0usize;
-            while let Some(unwritten) = buf.get(written..).filter(|b| !b.is_empty()) {
-                match stream.get_ref().write(unwritten) {
-                    Ok(0) => return (closed, None),
-                    Ok(n) => written = written.saturating_add(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return (closed, None),
-                }
-            }
-            let rest = buf.get(written..).unwrap_or_default().to_vec();
-            if buf.capacity() > 16 * READ_BUF {
-                *buf = Vec::new();
-            }
-            (closed, Some(rest))
-        });
-        let Some(rest) = rest else {
-            break;
-        };
-        // Slow path (the peer's receive window is full): boxed, so the idle task stays small.
-        if !rest.is_empty() && !Box::pin(write_slowly(stream, outbox, &rest)).await {
-            break;
-        }
-        if closed {
-            break;
-        }
-    }
-    let _ = stream.get_ref().shutdown(Shutdown::Both);
-}
-
-/// Write `bytes` as the socket accepts them; false on error or when the connection was closed
-/// and the peer did not take the bytes within [`CLOSE_GRACE`].
-async fn write_slowly(stream: &Async<TcpStream>, outbox: &Outbox, bytes: &[u8]) -> bool {
-    let mut writer = stream;
-    let write = async { writer.write_all(bytes).await.is_ok() };
-    // A peer that stops reading must not keep a closed connection alive forever.
-    let cut = async {
-        outbox.closed().await;
-        Timer::after(CLOSE_GRACE).await;
-        false
-    };
-    write.or(cut).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,7 +564,7 @@ mod tests {
             epoch: Instant::now(),
             config: Config::for_tests(),
         });
-        let fut = connection(shared, stream, ConnId(1), Outbox::new());
+        let fut = Connection::new(shared, stream, ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
         eprintln!(
             "Outbox shared: {} bytes",
