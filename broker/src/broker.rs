@@ -276,6 +276,14 @@ impl Broker {
         self.process_closes();
     }
 
+    /// Part of a packet arrived from `conn`: it counts as activity for the keep-alive (a large
+    /// packet on a slow link may take longer than the keep-alive to arrive).
+    pub fn bytes_arrived(&mut self, conn: ConnId, now_ms: u64) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_seen_ms = now_ms;
+        }
+    }
+
     /// The bytes from `conn` could not be decoded; the stream cannot be resynchronised.
     pub fn decode_failed(&mut self, conn: ConnId, error: DecodeError) {
         let Some(c) = self.conns.get(&conn) else {
@@ -1839,6 +1847,20 @@ mod tests {
             d.packet,
             Packet::Disconnect(Disconnect::with_reason(ReasonCode::PROTOCOL_ERROR))
         );
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn partial_packets_count_as_keep_alive_activity() {
+        let mut t = T::new();
+        let (c, o, _) = t.connect_with("slow-upload", true, 1, None);
+        t.now = 1400;
+        t.b.bytes_arrived(c, t.now);
+        t.now = 2000;
+        t.b.tick(t.now);
+        assert!(!o.is_closed());
+        t.now = 3000;
+        t.b.tick(t.now);
         assert!(o.is_closed());
     }
 

@@ -547,6 +547,9 @@ fn handle_bytes(
             }
         }
     }
+    if used == 0 && !data.is_empty() {
+        shared.lock().bytes_arrived(conn, now);
+    }
     (used, false)
 }
 
