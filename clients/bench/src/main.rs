@@ -43,8 +43,8 @@ struct Cli {
     /// Print one JSON object per run on stdout (the table goes to stderr).
     #[arg(long, global = true)]
     json: bool,
-    /// Generator threads. Two keep 50 sockets served promptly (one thread left brokers without
-    /// TCP_NODELAY waiting on delayed ACKs); the generator's CPU use is reported either way.
+    /// Generator threads. With one, 50 subscriber sockets were served slowly enough to halve
+    /// rumqttd's bounded fan-out at little generator CPU; the generator's CPU use is reported.
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
     /// Longest time one run may take once connected, in seconds.
