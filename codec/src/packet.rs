@@ -238,6 +238,9 @@ impl Packet<'_> {
     ///            Err(EncodeError::BufferTooSmall { needed: 2 }));
     /// ```
     pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if let Packet::Publish(p) = self {
+            return p.encode_packet(version, buf);
+        }
         let (remaining, total) = self.lengths(version)?;
         if buf.len() < total {
             return Err(EncodeError::BufferTooSmall { needed: total });
