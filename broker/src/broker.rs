@@ -3,21 +3,28 @@
 //! it: a connection opened, a packet decoded, a decode error, a connection lost, a clock tick.
 //! It has no sockets, tasks or clocks: time comes in as milliseconds, bytes go out through each
 //! connection's [`Outbox`], and log lines through the `log` facade.
+//!
+//! MQTT 3.1.1 and 5.0 share every path; the 5.0 additions (properties, reason codes, session
+//! and message expiry, topic aliases, flow control, shared subscriptions, subscription options,
+//! will delay, enhanced authentication) are described in `broker/MQTT5.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
 use wren_codec::{
-    Ack, ConnAck, Connect, DecodeError, Disconnect, ErrorKind, List, Packet, PacketId,
-    ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe, Unsubscribe,
+    Ack, Auth, ConnAck, Connect, DecodeError, Disconnect, ErrorKind, List, Packet, PacketId,
+    PayloadFormat, ProtocolVersion, Publish, QoS, QosPid, ReasonCode, RetainHandling, SubAck,
+    Subscribe, TopicFilter, TopicName, Unsubscribe,
     properties::{NO_PROPERTIES, Properties},
 };
 
+use crate::auth::{AuthExchange, AuthStep, Authenticator};
 use crate::config::Config;
-use crate::index::{SubscriptionIndex, dedup_max_qos};
-use crate::message::{Message, Out};
+use crate::index::{Sub, SubscriptionIndex, group_by_session};
+use crate::message::{Delivery, Message, Out};
 use crate::outbox::Outbox;
 use crate::retained::RetainedStore;
 use crate::session::{ConnId, Inflight, OutgoingState, Queued, Session, SessionId, SessionStore};
@@ -25,11 +32,14 @@ use crate::session::{ConnId, Inflight, OutgoingState, Queued, Session, SessionId
 /// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
 const MAX_TOPIC_LEVELS: usize = 200;
 
-/// Why a connection was closed. Decides the log line and whether the will is published.
+/// Why a connection was closed. Decides the log line, the 5.0 DISCONNECT reason and whether the
+/// will is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The client sent DISCONNECT: the will is discarded.
     Disconnected,
+    /// The client sent DISCONNECT 0x04 (5.0 Disconnect with Will Message): the will is published.
+    DisconnectedWithWill,
     /// The socket reached EOF or failed.
     ConnectionLost,
     /// Nothing received for 1.5 × keep-alive.
@@ -50,6 +60,18 @@ pub enum CloseReason {
     ConnectRefused,
     /// The broker is shutting down.
     Shutdown,
+    /// 5.0: more unreleased QoS 2 messages than the broker's Receive Maximum.
+    ReceiveMaximumExceeded,
+    /// 5.0: a Topic Alias above the Topic Alias Maximum, or unknown.
+    TopicAliasInvalid,
+    /// 5.0: a QoS 0 payload that is not UTF-8 although its Payload Format Indicator says so.
+    PayloadFormatInvalid,
+    /// 5.0: a PUBLISH above the broker's Maximum QoS.
+    QosNotSupported,
+    /// 5.0: a retained PUBLISH when Retain Available is 0.
+    RetainNotSupported,
+    /// 5.0: re-authentication failed.
+    NotAuthorized,
 }
 
 impl CloseReason {
@@ -63,16 +85,31 @@ impl CloseReason {
         )
     }
 
-    /// The 5.0 DISCONNECT reason sent before closing, if any.
-    fn v5_reason(self) -> Option<ReasonCode> {
+    /// The 5.0 DISCONNECT reason (and reason string) sent before closing, if any.
+    fn v5_reason(self) -> Option<(ReasonCode, &'static str)> {
         Some(match self {
-            CloseReason::KeepAliveTimeout => ReasonCode::KEEP_ALIVE_TIMEOUT,
-            CloseReason::Malformed => ReasonCode::MALFORMED_PACKET,
-            CloseReason::ProtocolError => ReasonCode::PROTOCOL_ERROR,
-            CloseReason::Oversize => ReasonCode::PACKET_TOO_LARGE,
-            CloseReason::TakenOver => ReasonCode::SESSION_TAKEN_OVER,
-            CloseReason::SlowConsumer => ReasonCode::QUOTA_EXCEEDED,
-            CloseReason::Shutdown => ReasonCode::SERVER_SHUTTING_DOWN,
+            CloseReason::KeepAliveTimeout => (ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout"),
+            CloseReason::Malformed => (ReasonCode::MALFORMED_PACKET, "malformed packet"),
+            CloseReason::ProtocolError => (ReasonCode::PROTOCOL_ERROR, "protocol error"),
+            CloseReason::Oversize => (ReasonCode::PACKET_TOO_LARGE, "packet too large"),
+            CloseReason::TakenOver => (ReasonCode::SESSION_TAKEN_OVER, "session taken over"),
+            CloseReason::SlowConsumer => (ReasonCode::QUOTA_EXCEEDED, "outgoing queue full"),
+            CloseReason::Shutdown => (ReasonCode::SERVER_SHUTTING_DOWN, "server shutting down"),
+            CloseReason::ReceiveMaximumExceeded => (
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "receive maximum exceeded",
+            ),
+            CloseReason::TopicAliasInvalid => {
+                (ReasonCode::TOPIC_ALIAS_INVALID, "topic alias invalid")
+            }
+            CloseReason::PayloadFormatInvalid => {
+                (ReasonCode::PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
+            }
+            CloseReason::QosNotSupported => (ReasonCode::QOS_NOT_SUPPORTED, "QoS not supported"),
+            CloseReason::RetainNotSupported => {
+                (ReasonCode::RETAIN_NOT_SUPPORTED, "retain not supported")
+            }
+            CloseReason::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "re-authentication failed"),
             _ => return None,
         })
     }
@@ -89,7 +126,7 @@ pub struct Stats {
     pub publish_received: u64,
     /// PUBLISH packets sent.
     pub publish_sent: u64,
-    /// Messages dropped by the queue limits.
+    /// Messages dropped by the queue limits (and, 5.0, by a client's Maximum Packet Size).
     pub publish_dropped: u64,
     /// Bytes received.
     pub bytes_received: u64,
@@ -106,13 +143,61 @@ struct Client {
     client_id: Arc<str>,
     keep_alive: u16,
     will: Option<Arc<Message>>,
+    /// 5.0 Will Delay Interval, seconds.
+    will_delay: u32,
+    /// 5.0 Session Expiry Interval of the CONNECT (0 forbids a non-zero one in DISCONNECT).
+    connect_expiry: u32,
+    /// 5.0 inbound topic aliases (index = alias - 1), created on first use.
+    aliases: Vec<Option<Box<str>>>,
+    /// 5.0 enhanced authentication: the method, and a re-authentication in progress.
+    auth: Option<Box<ClientAuth>>,
+}
+
+#[derive(Debug)]
+struct ClientAuth {
+    method: Box<str>,
+    exchange: Option<Box<dyn AuthExchange>>,
+}
+
+/// A CONNECT kept while its enhanced authentication exchange runs (the packet's bytes are gone
+/// by then), and what `finish_connect` needs of it.
+#[derive(Debug)]
+struct ConnectInfo {
+    protocol: ProtocolVersion,
+    clean_start: bool,
+    keep_alive: u16,
+    client_id: String,
+    username: Option<String>,
+    will: Option<Arc<Message>>,
+    will_delay: u32,
+    session_expiry: u32,
+    receive_maximum: Option<NonZeroU16>,
+    maximum_packet_size: Option<NonZeroU32>,
+    topic_alias_maximum: u16,
+    request_response_information: bool,
+}
+
+#[derive(Debug)]
+struct PendingAuth {
+    connect: ConnectInfo,
+    method: Box<str>,
+    exchange: Box<dyn AuthExchange>,
 }
 
 #[derive(Debug)]
 enum ConnState {
     /// Waiting for CONNECT.
     AwaitingConnect,
+    /// CONNECT received; 5.0 enhanced authentication in progress.
+    Authenticating(Box<PendingAuth>),
     Connected(Client),
+}
+
+/// Topic aliases the broker assigned toward one 5.0 client.
+#[derive(Debug, Default)]
+struct OutAliases {
+    by_topic: HashMap<Box<str>, NonZeroU16>,
+    limit: u16,
 }
 
 /// One network connection.
@@ -123,17 +208,53 @@ struct Conn {
     opened_ms: u64,
     last_seen_ms: u64,
     version: ProtocolVersion,
+    /// 5.0: the client's Maximum Packet Size (larger messages are not sent, [MQTT-3.1.2-25]).
+    max_packet_size: u32,
     outbox: Outbox,
     state: ConnState,
+    out_aliases: Option<Box<OutAliases>>,
 }
 
 impl Conn {
     fn client_id(&self) -> &str {
         match &self.state {
             ConnState::Connected(c) => &c.client_id,
+            ConnState::Authenticating(p) => &p.connect.client_id,
             ConnState::AwaitingConnect => "<unknown>",
         }
     }
+
+    /// The Topic Alias to send `topic` with: an existing one (topic left out), a new one (topic
+    /// sent too), or none when the client takes no aliases or they are all used.
+    fn out_alias(&mut self, topic: &str) -> Option<(NonZeroU16, bool)> {
+        let a = self.out_aliases.as_mut()?;
+        if let Some(&alias) = a.by_topic.get(topic) {
+            return Some((alias, false));
+        }
+        let next = u16::try_from(a.by_topic.len()).ok()?.checked_add(1)?;
+        if next > a.limit {
+            return None;
+        }
+        let alias = NonZeroU16::new(next)?;
+        a.by_topic.insert(topic.into(), alias);
+        Some((alias, true))
+    }
+}
+
+/// A shared subscription `$share/{group}/{filter}`: its members, and whose turn it is.
+#[derive(Debug)]
+struct SharedGroup {
+    filter: Box<str>,
+    members: Vec<Sub>,
+    next: usize,
+}
+
+/// A will waiting for its Will Delay Interval (5.0 §3.1.3.2).
+#[derive(Debug)]
+struct PendingWill {
+    client_id: Arc<str>,
+    due_ms: u64,
+    message: Arc<Message>,
 }
 
 /// The broker core.
@@ -146,14 +267,24 @@ pub struct Broker {
     connected: usize,
     sessions: SessionStore,
     index: SubscriptionIndex,
+    /// Shared subscriptions by their full filter (`$share/{group}/{filter}`).
+    shared: HashMap<Arc<str>, SharedGroup>,
     retained: RetainedStore,
     stats: Stats,
-    /// Reused buffer for subscription matches (no allocation per publish).
-    matches: Vec<(SessionId, QoS)>,
+    /// Reused buffers for subscription matches and identifiers (no allocation per publish).
+    matches: Vec<Sub>,
+    sub_ids: Vec<u32>,
     /// Connections to close once the current event is handled (found while borrowed).
     to_close: Vec<(ConnId, CloseReason)>,
+    /// Disconnected sessions with a finite expiry, by expiry time.
+    expiring: BTreeSet<(u64, SessionId)>,
+    pending_wills: Vec<PendingWill>,
+    authenticators: Vec<Arc<dyn Authenticator>>,
+    /// The latest time an event brought (for events that carry none).
+    now_ms: u64,
     started_ms: u64,
     next_sys_ms: u64,
+    next_sweep_ms: u64,
     id_seed: u64,
     id_counter: u64,
 }
@@ -170,6 +301,10 @@ impl Broker {
         if config.max_queued_messages == 0 {
             config.max_queued_messages = usize::MAX;
         }
+        if config.receive_maximum == 0 {
+            config.receive_maximum = u16::MAX;
+        }
+        config.maximum_qos = config.maximum_qos.min(2);
         Broker {
             config,
             conns: HashMap::new(),
@@ -177,15 +312,27 @@ impl Broker {
             connected: 0,
             sessions: SessionStore::new(),
             index: SubscriptionIndex::new(),
+            shared: HashMap::new(),
             retained: RetainedStore::new(),
             stats: Stats::default(),
             matches: Vec::new(),
+            sub_ids: Vec::new(),
             to_close: Vec::new(),
+            expiring: BTreeSet::new(),
+            pending_wills: Vec::new(),
+            authenticators: Vec::new(),
+            now_ms,
             started_ms: now_ms,
             next_sys_ms: now_ms,
+            next_sweep_ms: now_ms,
             id_seed: RandomState::new().hash_one(now_ms),
             id_counter: 0,
         }
+    }
+
+    /// Offer an enhanced authentication method (5.0 §4.12) to clients that name it.
+    pub fn add_authenticator(&mut self, authenticator: Arc<dyn Authenticator>) {
+        self.authenticators.push(authenticator);
     }
 
     /// The configuration.
@@ -208,9 +355,15 @@ impl Broker {
         &self.sessions
     }
 
-    /// The subscription index.
+    /// The subscription index (shared subscriptions are kept apart, see
+    /// [`Broker::shared_subscription_members`]).
     pub fn subscriptions(&self) -> &SubscriptionIndex {
         &self.index
+    }
+
+    /// Members of a shared subscription (`$share/{group}/{filter}`).
+    pub fn shared_subscription_members(&self, filter: &str) -> usize {
+        self.shared.get(filter).map_or(0, |g| g.members.len())
     }
 
     /// The retained messages.
@@ -230,6 +383,7 @@ impl Broker {
         local_port: u16,
         now_ms: u64,
     ) -> Option<(ConnId, Outbox)> {
+        self.now_ms = self.now_ms.max(now_ms);
         let max = self.config.max_connections;
         if max > 0 && self.conns.len() >= max {
             log::warn!("Client connection from {peer} denied: max_connections exceeded.");
@@ -247,8 +401,10 @@ impl Broker {
                 opened_ms: now_ms,
                 last_seen_ms: now_ms,
                 version: ProtocolVersion::V311,
+                max_packet_size: u32::MAX,
                 outbox: outbox.clone(),
                 state: ConnState::AwaitingConnect,
+                out_aliases: None,
             }),
         );
         Some((id, outbox))
@@ -256,6 +412,7 @@ impl Broker {
 
     /// A packet of `len` bytes was decoded from `conn`.
     pub fn packet_received(&mut self, conn: ConnId, packet: &Packet<'_>, len: usize, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -266,6 +423,12 @@ impl Broker {
             ConnState::AwaitingConnect => match packet {
                 Packet::Connect(connect) => self.on_connect(conn, connect),
                 // CVE-2023-0809: the first packet must be CONNECT.
+                _ => self.close(conn, CloseReason::ProtocolError),
+            },
+            ConnState::Authenticating(_) => match packet {
+                Packet::Auth(a) if a.reason_code == ReasonCode::CONTINUE_AUTHENTICATION => {
+                    self.on_connect_auth(conn, a)
+                }
                 _ => self.close(conn, CloseReason::ProtocolError),
             },
             ConnState::Connected(client) => {
@@ -279,6 +442,7 @@ impl Broker {
     /// Part of a packet arrived from `conn`: it counts as activity for the keep-alive (a large
     /// packet on a slow link may take longer than the keep-alive to arrive).
     pub fn bytes_arrived(&mut self, conn: ConnId, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_seen_ms = now_ms;
         }
@@ -316,12 +480,14 @@ impl Broker {
         self.process_closes();
     }
 
-    /// Time passed: enforce the connect timeout and keep-alives, publish `$SYS`.
+    /// Time passed: enforce the connect timeout and keep-alives, expire sessions, publish
+    /// delayed wills and `$SYS`, drop expired retained messages.
     pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         let connect_timeout = self.config.connect_timeout.saturating_mul(1000);
         for (&id, c) in &self.conns {
             match &c.state {
-                ConnState::AwaitingConnect
+                ConnState::AwaitingConnect | ConnState::Authenticating(_)
                     if now_ms.saturating_sub(c.opened_ms) >= connect_timeout =>
                 {
                     self.to_close.push((id, CloseReason::ConnectTimeout));
@@ -338,6 +504,37 @@ impl Broker {
             }
         }
         self.process_closes();
+        // Session expiry (5.0 §3.1.2.11.2): ended sessions also release their delayed wills.
+        while let Some(&(at, sid)) = self.expiring.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiring.pop_first();
+            if self
+                .sessions
+                .get(sid)
+                .is_some_and(|s| s.conn.is_none() && s.expires_at == Some(at))
+            {
+                if let Some(s) = self.sessions.get(sid) {
+                    log::info!("Session of client {} expired.", s.client_id);
+                }
+                self.end_session(sid);
+            }
+        }
+        if self.pending_wills.iter().any(|w| w.due_ms <= now_ms) {
+            let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
+                .into_iter()
+                .partition(|w| w.due_ms <= now_ms);
+            self.pending_wills = waiting;
+            for w in due {
+                self.route(w.message, None);
+            }
+        }
+        if now_ms >= self.next_sweep_ms {
+            // Message expiry of retained messages ([MQTT-3.3.2-5]); once a second is plenty.
+            self.retained.remove_expired(now_ms);
+            self.next_sweep_ms = now_ms.saturating_add(1000);
+        }
         if self.config.sys_interval > 0 && now_ms >= self.next_sys_ms {
             self.publish_sys(now_ms);
             self.next_sys_ms = now_ms.saturating_add(self.config.sys_interval.saturating_mul(1000));
@@ -345,7 +542,8 @@ impl Broker {
         self.process_closes();
     }
 
-    /// Close every connection (graceful shutdown): queued bytes are flushed, no wills published.
+    /// Close every connection (graceful shutdown): queued bytes are flushed, no wills published;
+    /// 5.0 clients get DISCONNECT 0x8B.
     pub fn shutdown(&mut self) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
@@ -368,32 +566,170 @@ impl Broker {
 
     fn on_connect(&mut self, conn: ConnId, connect: &Connect<'_>) {
         let version = connect.protocol;
+        let now = self.now_ms;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.version = version;
         }
+        let v5 = version.is_v5();
+        let p = &connect.properties;
+        let will_delay = connect
+            .will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .unwrap_or(0);
+        if let Some(w) = &connect.will
+            && v5
+        {
+            // [MQTT-3.2.2-12], [MQTT-3.2.2-13]: a will the broker could not publish.
+            if w.qos.bits() > self.config.maximum_qos {
+                return self.refuse(
+                    conn,
+                    ReasonCode::QOS_NOT_SUPPORTED,
+                    "will QoS not supported",
+                );
+            }
+            if w.retain && !self.config.retain_available {
+                return self.refuse(
+                    conn,
+                    ReasonCode::RETAIN_NOT_SUPPORTED,
+                    "will retain not supported",
+                );
+            }
+        }
+        let info = ConnectInfo {
+            protocol: version,
+            clean_start: connect.clean_start,
+            keep_alive: connect.keep_alive,
+            client_id: connect.client_id.into(),
+            username: connect.username.map(Into::into),
+            will: connect.will.as_ref().map(|w| {
+                Message::with_properties(
+                    w.topic.as_str(),
+                    w.payload,
+                    w.qos,
+                    w.retain,
+                    &w.properties,
+                    now,
+                )
+            }),
+            will_delay,
+            session_expiry: p.session_expiry_interval.unwrap_or(0),
+            receive_maximum: p.receive_maximum,
+            maximum_packet_size: p.maximum_packet_size,
+            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
+            request_response_information: p.request_response_information.unwrap_or(false),
+        };
+        let Some(method) = p.authentication_method.filter(|_| v5) else {
+            return self.finish_connect(conn, info, None);
+        };
+        // Enhanced authentication (5.0 §4.12).
+        let Some(authenticator) = self
+            .authenticators
+            .iter()
+            .find(|a| a.method() == method)
+            .cloned()
+        else {
+            return self.refuse(
+                conn,
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "unknown authentication method",
+            );
+        };
+        let mut exchange = authenticator.begin(&info.client_id, info.username.as_deref());
+        let step = exchange.step(p.authentication_data.unwrap_or_default());
+        self.auth_step(
+            conn,
+            step,
+            Box::new(PendingAuth {
+                connect: info,
+                method: method.into(),
+                exchange,
+            }),
+        );
+    }
+
+    /// Act on one step of a CONNECT's authentication exchange.
+    fn auth_step(&mut self, conn: ConnId, step: AuthStep, pending: Box<PendingAuth>) {
+        match step {
+            AuthStep::Continue(data) => {
+                let auth = Packet::Auth(Auth {
+                    reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+                    properties: Properties {
+                        authentication_method: Some(&pending.method),
+                        authentication_data: Some(&data),
+                        ..NO_PROPERTIES
+                    },
+                });
+                self.send_packet(conn, &auth);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.state = ConnState::Authenticating(pending);
+                }
+            }
+            AuthStep::Success(data) => {
+                let PendingAuth {
+                    connect, method, ..
+                } = *pending;
+                self.finish_connect(conn, connect, Some((method, data)));
+            }
+            AuthStep::Failure => {
+                self.refuse(conn, ReasonCode::NOT_AUTHORIZED, "authentication failed")
+            }
+        }
+    }
+
+    /// An AUTH 0x18 during a CONNECT's authentication exchange.
+    fn on_connect_auth(&mut self, conn: ConnId, auth: &Auth<'_>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let state = std::mem::replace(&mut c.state, ConnState::AwaitingConnect);
+        let ConnState::Authenticating(mut pending) = state else {
+            c.state = state;
+            return;
+        };
+        // [MQTT-4.12.0-5]: the method must stay the same.
+        if auth.properties.authentication_method != Some(&*pending.method) {
+            c.state = ConnState::Authenticating(pending);
+            return self.close(conn, CloseReason::ProtocolError);
+        }
+        let step = pending
+            .exchange
+            .step(auth.properties.authentication_data.unwrap_or_default());
+        self.auth_step(conn, step, pending);
+    }
+
+    /// Accept a (possibly authenticated) CONNECT: session, CONNACK, redelivery.
+    fn finish_connect(
+        &mut self,
+        conn: ConnId,
+        info: ConnectInfo,
+        auth: Option<(Box<str>, Option<Vec<u8>>)>,
+    ) {
+        let version = info.protocol;
         let v5 = version.is_v5();
         let id_rejected = if v5 {
             ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
         } else {
             ReasonCode::V3_IDENTIFIER_REJECTED
         };
-        let assigned = connect.client_id.is_empty();
+        let assigned = info.client_id.is_empty();
         if assigned {
             // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
             // ([MQTT-3.1.3-8]); 5.0 with any Clean Start.
             let allowed = self.config.allow_zero_length_clientid
                 && version != ProtocolVersion::V31
-                && (connect.clean_start || v5);
+                && (info.clean_start || v5);
             if !allowed {
                 return self.refuse(conn, id_rejected, "empty client id not allowed");
             }
-        } else if version == ProtocolVersion::V31 && connect.client_id.len() > 23 {
+        } else if version == ProtocolVersion::V31 && info.client_id.len() > 23 {
             return self.refuse(conn, id_rejected, "MQTT 3.1 client id longer than 23 bytes");
         }
-        let mut keep_alive = connect.keep_alive;
+        let mut keep_alive = info.keep_alive;
         let mut server_keep_alive = None;
         if keep_alive > self.config.max_keepalive {
             if v5 {
+                // 5.0 §3.2.2.3.14: the server's keep-alive wins; the client is told.
                 keep_alive = self.config.max_keepalive;
                 server_keep_alive = Some(keep_alive);
             } else {
@@ -403,10 +739,11 @@ impl Broker {
         let client_id: Arc<str> = if assigned {
             self.assign_client_id().into()
         } else {
-            connect.client_id.into()
+            info.client_id.as_str().into()
         };
 
-        // Session takeover: the old connection goes ([MQTT-3.1.4-2]) and its will is published.
+        // Session takeover: the old connection goes ([MQTT-3.1.4-2]) and its will is published
+        // (or, 5.0, delayed — and then cancelled below when the session continues).
         if let Some(old_conn) = self
             .sessions
             .find(&client_id)
@@ -416,19 +753,24 @@ impl Broker {
             self.close(old_conn, CloseReason::TakenOver);
         }
         // 5.0: a session outlives its connection only with a Session Expiry Interval.
-        let ends_with_connection = if v5 {
-            connect
-                .properties
-                .session_expiry_interval
-                .is_none_or(|e| e == 0)
+        let expiry = if v5 {
+            info.session_expiry
+        } else if info.clean_start {
+            0
         } else {
-            connect.clean_start
+            u32::MAX
         };
+        let ends_with_connection = expiry == 0;
+        if !info.clean_start {
+            // [MQTT-3.1.3-9]: a new connection to the session before the Will Delay Interval
+            // passed: the delayed will is not sent.
+            self.pending_wills.retain(|w| w.client_id != client_id);
+        }
         let (sid, session_present) = match self.sessions.find(&client_id) {
-            Some(sid) if !connect.clean_start => (sid, true),
+            Some(sid) if !info.clean_start => (sid, true),
             existing => {
                 if let Some(old) = existing {
-                    self.discard_session(old);
+                    self.end_session(old);
                 }
                 (
                     self.sessions
@@ -437,36 +779,78 @@ impl Broker {
                 )
             }
         };
+        let receive_maximum = info
+            .receive_maximum
+            .map_or(usize::MAX, |r| usize::from(r.get()));
         if let Some(s) = self.sessions.get_mut(sid) {
+            if let Some(at) = s.expires_at.take() {
+                self.expiring.remove(&(at, sid));
+            }
             s.clean = ends_with_connection;
+            s.expiry_interval = expiry;
             s.conn = Some(conn);
             s.dropping = false;
+            s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
         }
-        let will = connect
-            .will
-            .as_ref()
-            .map(|w| Message::new(w.topic.as_str(), w.payload, w.qos, w.retain));
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         let peer = c.peer;
+        if v5 {
+            c.max_packet_size = info.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
+            let limit = self
+                .config
+                .outbound_topic_aliases
+                .min(info.topic_alias_maximum);
+            if limit > 0 {
+                c.out_aliases = Some(Box::new(OutAliases {
+                    by_topic: HashMap::new(),
+                    limit,
+                }));
+            }
+        }
         c.state = ConnState::Connected(Client {
             session: sid,
             client_id: Arc::clone(&client_id),
             keep_alive,
-            will,
+            will: info.will,
+            will_delay: info.will_delay,
+            connect_expiry: info.session_expiry,
+            aliases: Vec::new(),
+            auth: auth.as_ref().map(|(method, _)| {
+                Box::new(ClientAuth {
+                    method: method.clone(),
+                    exchange: None,
+                })
+            }),
         });
         self.connected = self.connected.saturating_add(1);
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
 
-        let properties = Properties {
-            assigned_client_identifier: if assigned && v5 {
-                Some(&client_id)
-            } else {
-                None
-            },
-            server_keep_alive,
-            ..NO_PROPERTIES
+        let cfg = &self.config;
+        let properties = if v5 {
+            Properties {
+                assigned_client_identifier: if assigned { Some(&client_id) } else { None },
+                server_keep_alive,
+                receive_maximum: NonZeroU16::new(cfg.receive_maximum),
+                maximum_packet_size: NonZeroU32::new(cfg.max_packet_size),
+                topic_alias_maximum: Some(cfg.topic_alias_maximum).filter(|&m| m > 0),
+                maximum_qos: QoS::from_bits(cfg.maximum_qos).filter(|&q| q != QoS::ExactlyOnce),
+                retain_available: Some(false).filter(|_| !cfg.retain_available),
+                wildcard_subscription_available: Some(false)
+                    .filter(|_| !cfg.wildcard_subscription_available),
+                subscription_identifier_available: Some(false)
+                    .filter(|_| !cfg.subscription_identifier_available),
+                shared_subscription_available: Some(false)
+                    .filter(|_| !cfg.shared_subscription_available),
+                response_information: Some(cfg.response_information.as_str())
+                    .filter(|r| info.request_response_information && !r.is_empty()),
+                authentication_method: auth.as_ref().map(|(m, _)| &**m),
+                authentication_data: auth.as_ref().and_then(|(_, d)| d.as_deref()),
+                ..NO_PROPERTIES
+            }
+        } else {
+            NO_PROPERTIES
         };
         let connack = Packet::ConnAck(ConnAck {
             session_present,
@@ -479,14 +863,14 @@ impl Broker {
             ProtocolVersion::V311 => 2,
             ProtocolVersion::V5 => 5,
         };
-        let user = connect
+        let user = info
             .username
             .map(|u| format!(", u'{u}'"))
             .unwrap_or_default();
         log::info!(
             "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
-            u8::from(connect.clean_start),
-            connect.keep_alive,
+            u8::from(info.clean_start),
+            info.keep_alive,
         );
         if session_present {
             self.resume(sid);
@@ -520,13 +904,16 @@ impl Broker {
     /// A resumed session: redeliver what is in flight (DUP set; PUBREL for messages whose PUBREC
     /// arrived, [MQTT-4.4.0-1]), then fill the window from the queue.
     fn resume(&mut self, sid: SessionId) {
+        let now = self.now_ms;
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
         let Some(conn) = session.conn else { return };
-        let Some(version) = self.conns.get(&conn).map(|c| c.version) else {
+        let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let version = c.version;
+        let max_size = c.max_packet_size;
         let outs: Vec<Out> = session
             .inflight
             .iter()
@@ -534,10 +921,20 @@ impl Broker {
                 OutgoingState::AwaitingPubComp => {
                     Out::packet(&Packet::PubRel(Ack::new(i.pid)), version)
                 }
-                _ => i
-                    .message
-                    .delivery(version, i.qos, Some(i.pid), true, i.retain),
+                _ => i.message.delivery_with(
+                    version,
+                    i.qos,
+                    Some(i.pid),
+                    true,
+                    i.retain,
+                    &Delivery {
+                        now_ms: now,
+                        subscription_ids: &i.sub_ids,
+                        topic_alias: None,
+                    },
+                ),
             })
+            .filter(|o| o.len() <= max_size as usize)
             .collect();
         for out in outs {
             let is_publish = !matches!(out, Out::Inline { .. });
@@ -553,37 +950,60 @@ impl Broker {
     // Packets of a connected client
     // ---------------------------------------------------------------------------------------
 
+    fn version(&self, conn: ConnId) -> ProtocolVersion {
+        self.conns
+            .get(&conn)
+            .map_or(ProtocolVersion::V311, |c| c.version)
+    }
+
     fn on_packet(&mut self, conn: ConnId, sid: SessionId, packet: &Packet<'_>) {
         match packet {
             Packet::Publish(p) => self.on_publish(conn, sid, p),
             Packet::PubAck(a) => self.on_ack(sid, a.packet_id, OutgoingState::AwaitingPubAck),
             Packet::PubRec(a) => {
+                let mut known = false;
                 if let Some(s) = self.sessions.get_mut(sid)
                     && let Some(pos) = s.inflight_position(a.packet_id)
                     && let Some(i) = s.inflight.get_mut(pos)
                     && i.state != OutgoingState::AwaitingPubAck
                 {
-                    i.state = OutgoingState::AwaitingPubComp;
+                    known = true;
+                    if a.reason_code.is_success() {
+                        i.state = OutgoingState::AwaitingPubComp;
+                    } else {
+                        // 5.0 §4.3.3: a PUBREC with an error code ends the exchange.
+                        s.inflight.remove(pos);
+                        self.fill_window(sid);
+                        return;
+                    }
                 }
-                self.send_packet(conn, &Packet::PubRel(Ack::new(a.packet_id)));
+                let mut rel = Ack::new(a.packet_id);
+                if !known && self.version(conn).is_v5() {
+                    rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                self.send_packet(conn, &Packet::PubRel(rel));
             }
             Packet::PubRel(a) => {
-                if let Some(s) = self.sessions.get_mut(sid) {
-                    s.awaiting_rel.remove(&a.packet_id.get());
+                let known = self
+                    .sessions
+                    .get_mut(sid)
+                    .is_some_and(|s| s.awaiting_rel.remove(&a.packet_id.get()));
+                // [MQTT-4.3.3-2]: PUBCOMP even for an id already released (5.0 says so with
+                // 0x92 Packet Identifier not found).
+                let mut comp = Ack::new(a.packet_id);
+                if !known && self.version(conn).is_v5() {
+                    comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
                 }
-                // [MQTT-4.3.3-2]: PUBCOMP even for an id already released.
-                self.send_packet(conn, &Packet::PubComp(Ack::new(a.packet_id)));
+                self.send_packet(conn, &Packet::PubComp(comp));
             }
             Packet::PubComp(a) => self.on_ack(sid, a.packet_id, OutgoingState::AwaitingPubComp),
             Packet::Subscribe(s) => self.on_subscribe(conn, sid, s),
             Packet::Unsubscribe(u) => self.on_unsubscribe(conn, sid, u),
             Packet::PingReq => self.send_packet(conn, &Packet::PingResp),
-            Packet::Disconnect(_) => {
-                // [MQTT-3.14.4-3]: the will is discarded.
-                self.close(conn, CloseReason::Disconnected);
-            }
+            Packet::Disconnect(d) => self.on_disconnect(conn, sid, d),
+            Packet::Auth(a) if self.version(conn).is_v5() => self.on_reauth(conn, a),
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation. Packets only a server
-            // sends (CVE-2021-28166) and AUTH (no enhanced authentication) likewise.
+            // sends (CVE-2021-28166) likewise.
             Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)
@@ -602,46 +1022,218 @@ impl Broker {
         }
     }
 
+    fn on_disconnect(&mut self, conn: ConnId, sid: SessionId, d: &Disconnect<'_>) {
+        if let Some(new_expiry) = d.properties.session_expiry_interval {
+            let connect_expiry = match self.conns.get(&conn).map(|c| &c.state) {
+                Some(ConnState::Connected(client)) => client.connect_expiry,
+                _ => 0,
+            };
+            // [MQTT-3.14.2-2]: from 0 at CONNECT to non-zero is a protocol error.
+            if connect_expiry == 0 && new_expiry != 0 {
+                return self.close(conn, CloseReason::ProtocolError);
+            }
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.expiry_interval = new_expiry;
+                s.clean = new_expiry == 0;
+            }
+        }
+        if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL {
+            self.close(conn, CloseReason::DisconnectedWithWill);
+        } else {
+            // [MQTT-3.14.4-3]: the will is discarded.
+            self.close(conn, CloseReason::Disconnected);
+        }
+    }
+
+    /// 5.0 AUTH from a connected client: re-authentication (§4.12.1).
+    fn on_reauth(&mut self, conn: ConnId, a: &Auth<'_>) {
+        let Some(ConnState::Connected(client)) = self.conns.get_mut(&conn).map(|c| &mut c.state)
+        else {
+            return;
+        };
+        let Some(auth) = client.auth.as_mut() else {
+            // No enhanced authentication on this connection: AUTH is a protocol error.
+            return self.close(conn, CloseReason::ProtocolError);
+        };
+        if a.properties.authentication_method != Some(&*auth.method) {
+            return self.close(conn, CloseReason::ProtocolError);
+        }
+        let client_id = Arc::clone(&client.client_id);
+        let data = a.properties.authentication_data.unwrap_or_default();
+        let step = match (a.reason_code, auth.exchange.as_mut()) {
+            (ReasonCode::RE_AUTHENTICATE, _) => {
+                let Some(authenticator) = self
+                    .authenticators
+                    .iter()
+                    .find(|x| x.method() == &*auth.method)
+                else {
+                    return self.close(conn, CloseReason::NotAuthorized);
+                };
+                let mut exchange = authenticator.begin(&client_id, None);
+                let step = exchange.step(data);
+                auth.exchange = Some(exchange);
+                step
+            }
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(exchange)) => exchange.step(data),
+            _ => return self.close(conn, CloseReason::ProtocolError),
+        };
+        let method = auth.method.clone();
+        let (code, data) = match step {
+            AuthStep::Continue(d) => (ReasonCode::CONTINUE_AUTHENTICATION, Some(d)),
+            AuthStep::Success(d) => {
+                auth.exchange = None;
+                (ReasonCode::SUCCESS, d)
+            }
+            AuthStep::Failure => return self.close(conn, CloseReason::NotAuthorized),
+        };
+        let packet = Packet::Auth(Auth {
+            reason_code: code,
+            properties: Properties {
+                authentication_method: Some(&method),
+                authentication_data: data.as_deref(),
+                ..NO_PROPERTIES
+            },
+        });
+        self.send_packet(conn, &packet);
+    }
+
+    /// Resolve a 5.0 Topic Alias (§3.3.2.3.4): `Err` closes the connection.
+    fn resolve_topic(&mut self, conn: ConnId, p: &Publish<'_>) -> Result<Box<str>, CloseReason> {
+        let max = self.config.topic_alias_maximum;
+        let Some(ConnState::Connected(client)) = self.conns.get_mut(&conn).map(|c| &mut c.state)
+        else {
+            return Err(CloseReason::ProtocolError);
+        };
+        let Some(alias) = p.properties.topic_alias else {
+            if p.topic.is_empty() {
+                // An empty topic needs an alias.
+                return Err(CloseReason::ProtocolError);
+            }
+            return Ok(p.topic.as_str().into());
+        };
+        // [MQTT-3.3.2-9], [MQTT-3.3.2-10]: 1..=Topic Alias Maximum.
+        if alias.get() > max {
+            return Err(CloseReason::TopicAliasInvalid);
+        }
+        let slot = usize::from(alias.get() - 1);
+        if client.aliases.len() <= slot {
+            client.aliases.resize(slot + 1, None);
+        }
+        let Some(entry) = client.aliases.get_mut(slot) else {
+            return Err(CloseReason::TopicAliasInvalid);
+        };
+        if p.topic.is_empty() {
+            entry.clone().ok_or(CloseReason::TopicAliasInvalid)
+        } else {
+            *entry = Some(p.topic.as_str().into());
+            Ok(p.topic.as_str().into())
+        }
+    }
+
     fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
-        if p.topic.is_empty() {
-            // A 5.0 topic alias: we advertise none, so using one is a protocol error.
+        let v5 = self.version(conn).is_v5();
+        let topic: Box<str> = if v5 {
+            match self.resolve_topic(conn, p) {
+                Ok(t) => t,
+                Err(reason) => return self.close(conn, reason),
+            }
+        } else if p.topic.is_empty() {
             return self.close(conn, CloseReason::ProtocolError);
+        } else {
+            p.topic.as_str().into()
+        };
+        let qos = p.qos_pid.qos();
+        if v5 {
+            // [MQTT-3.2.2-11]: above the Maximum QoS the broker announced.
+            if qos.bits() > self.config.maximum_qos {
+                return self.close(conn, CloseReason::QosNotSupported);
+            }
+            // [MQTT-3.3.1-14]: RETAIN when Retain Available is 0.
+            if p.retain && !self.config.retain_available {
+                return self.close(conn, CloseReason::RetainNotSupported);
+            }
+        }
+        // [MQTT-3.3.2-4]-style check: the payload must be UTF-8 if the publisher says so.
+        let bad_format = v5
+            && p.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(p.payload).is_err();
+        if bad_format && qos == QoS::AtMostOnce {
+            return self.close(conn, CloseReason::PayloadFormatInvalid);
         }
         // Clients may not publish to `$` topics (`$SYS` belongs to the broker): the message is
         // acknowledged and dropped, as Mosquitto does (CVE-2018-12543: never an assert).
-        let accepted = !p.topic.is_system();
-        if !accepted && let Some(c) = self.conns.get(&conn) {
+        let accepted = !topic.starts_with('$') && !bad_format;
+        if topic.starts_with('$')
+            && let Some(c) = self.conns.get(&conn)
+        {
             log::debug!(
-                "Denied PUBLISH from {} to '{}': $ topics are reserved.",
+                "Denied PUBLISH from {} to '{topic}': $ topics are reserved.",
                 c.client_id(),
-                p.topic
             );
         }
-        let message = || Message::new(p.topic.as_str(), p.payload, p.qos_pid.qos(), p.retain);
+        let now = self.now_ms;
+        let retain = p.retain && self.config.retain_available;
+        let message =
+            || Message::with_properties(&topic, p.payload, qos, retain, &p.properties, now);
+        // The 5.0 acknowledgement code: what happened to the message.
+        let code = |matched: usize| {
+            if bad_format {
+                ReasonCode::PAYLOAD_FORMAT_INVALID
+            } else if topic.starts_with('$') {
+                ReasonCode::NOT_AUTHORIZED
+            } else if matched == 0 {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            }
+        };
         match p.qos_pid {
             QosPid::AtMostOnce => {
                 if accepted {
-                    self.publish(message());
+                    self.route(message(), Some(sid));
                 }
             }
             QosPid::AtLeastOnce(pid) => {
-                if accepted {
-                    self.publish(message());
+                let matched = if accepted {
+                    self.route(message(), Some(sid))
+                } else {
+                    0
+                };
+                let mut ack = Ack::new(pid);
+                if v5 {
+                    ack.reason_code = code(matched);
                 }
-                self.send_packet(conn, &Packet::PubAck(Ack::new(pid)));
+                self.send_packet(conn, &Packet::PubAck(ack));
             }
             QosPid::ExactlyOnce(pid) => {
                 // Exactly once: deliver on the first PUBLISH with this id, remember the id until
                 // PUBREL, and only acknowledge duplicates (MQTT §4.3.3, method B).
-                let first = self
-                    .sessions
-                    .get_mut(sid)
-                    .is_some_and(|s| s.awaiting_rel.insert(pid.get()));
-                if first && accepted {
-                    self.publish(message());
+                let receive_maximum = usize::from(self.config.receive_maximum);
+                let Some(s) = self.sessions.get_mut(sid) else {
+                    return;
+                };
+                let duplicate = s.awaiting_rel.contains(&pid.get());
+                if !duplicate && v5 && s.awaiting_rel.len() >= receive_maximum {
+                    // [MQTT-3.3.4-8]: more unacknowledged QoS 2 than the Receive Maximum.
+                    return self.close(conn, CloseReason::ReceiveMaximumExceeded);
                 }
-                self.send_packet(conn, &Packet::PubRec(Ack::new(pid)));
+                let mut matched = 1;
+                if !duplicate && !bad_format {
+                    // A PUBREC with an error code ends the exchange, so the id is only
+                    // remembered for messages that were accepted.
+                    s.awaiting_rel.insert(pid.get());
+                    matched = if accepted {
+                        self.route(message(), Some(sid))
+                    } else {
+                        1
+                    };
+                }
+                let mut rec = Ack::new(pid);
+                if v5 {
+                    rec.reason_code = code(matched);
+                }
+                self.send_packet(conn, &Packet::PubRec(rec));
             }
         }
     }
@@ -659,30 +1251,111 @@ impl Broker {
     }
 
     fn on_subscribe(&mut self, conn: ConnId, sid: SessionId, sub: &Subscribe<'_>) {
+        let v5 = self.version(conn).is_v5();
         let max = self.config.max_subscriptions_per_client;
+        let sub_id = sub
+            .properties
+            .subscription_identifiers
+            .iter()
+            .next()
+            .and_then(NonZeroU32::new);
         let mut codes = Vec::new();
-        let mut granted = Vec::new();
+        // Granted filters that may receive retained messages now, with their subscription.
+        let mut granted: Vec<(TopicFilter<'_>, Sub)> = Vec::new();
         for s in sub.subscriptions.iter() {
-            let filter = s.filter.as_str();
+            let full = s.filter.as_str();
+            let refuse = |v5_code: ReasonCode| {
+                if v5 {
+                    v5_code
+                } else {
+                    ReasonCode::V3_SUBACK_FAILURE
+                }
+            };
+            let shared = match s.filter.shared() {
+                // Shared subscriptions are a 5.0 feature; a 3.1.1 `$share/…` is refused.
+                Ok(Some(_)) if !v5 => {
+                    codes.push(ReasonCode::V3_SUBACK_FAILURE);
+                    continue;
+                }
+                Ok(Some((_, inner))) => {
+                    if !self.config.shared_subscription_available {
+                        codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                        continue;
+                    }
+                    // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                    if s.options.no_local {
+                        return self.close(conn, CloseReason::ProtocolError);
+                    }
+                    Some(inner)
+                }
+                Ok(None) => None,
+                Err(_) => {
+                    codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
+                    continue;
+                }
+            };
+            let filter = shared.unwrap_or(s.filter);
+            if filter.has_wildcards() && !self.config.wildcard_subscription_available {
+                codes.push(refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED));
+                continue;
+            }
+            if sub_id.is_some() && !self.config.subscription_identifier_available {
+                codes.push(refuse(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED));
+                continue;
+            }
+            if filter.as_str().split('/').count() > MAX_TOPIC_LEVELS {
+                codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
+                continue;
+            }
             let Some(session) = self.sessions.get_mut(sid) else {
                 return;
             };
-            let over_limit = max > 0
-                && session.subscriptions.len() >= max
-                && !session.subscriptions.contains_key(filter);
-            // Shared subscriptions are not supported yet; deep filters are refused as Mosquitto does.
-            let refused = over_limit
-                || filter.starts_with(wren_codec::topic::SHARE_PREFIX)
-                || filter.split('/').count() > MAX_TOPIC_LEVELS;
-            if refused {
-                codes.push(ReasonCode::V3_SUBACK_FAILURE);
+            let existed = session.subscriptions.contains_key(full);
+            if max > 0 && session.subscriptions.len() >= max && !existed {
+                codes.push(refuse(ReasonCode::QUOTA_EXCEEDED));
                 continue;
             }
-            let qos = s.options.qos;
-            session.subscriptions.insert(filter.into(), qos);
-            self.index.subscribe(filter, sid, qos);
-            codes.push(ReasonCode(qos.bits()));
-            granted.push((s.filter, qos));
+            let qos_bits = s.options.qos.bits().min(self.config.maximum_qos);
+            let qos = QoS::from_bits(qos_bits).unwrap_or(QoS::AtMostOnce);
+            let entry = Sub {
+                session: sid,
+                qos,
+                no_local: s.options.no_local,
+                retain_as_published: s.options.retain_as_published,
+                id: sub_id,
+            };
+            session.subscriptions.insert(full.into(), entry);
+            match shared {
+                Some(inner) => {
+                    let group = self
+                        .shared
+                        .entry(full.into())
+                        .or_insert_with(|| SharedGroup {
+                            filter: inner.as_str().into(),
+                            members: Vec::new(),
+                            next: 0,
+                        });
+                    match group.members.iter_mut().find(|m| m.session == sid) {
+                        Some(m) => *m = entry,
+                        None => group.members.push(entry),
+                    }
+                }
+                None => {
+                    self.index.subscribe(full, entry);
+                }
+            }
+            codes.push(ReasonCode(qos_bits));
+            // [MQTT-3.3.1-10] … Retain Handling; shared subscriptions get no retained messages
+            // ([MQTT-3.8.4-?]: "retained messages are not sent to a shared subscription").
+            let send_retained = shared.is_none()
+                && match s.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                granted.push((filter, entry));
+            }
         }
         let suback = Packet::SubAck(SubAck {
             packet_id: sub.packet_id,
@@ -691,12 +1364,16 @@ impl Broker {
         });
         self.send_packet(conn, &suback);
         // [MQTT-3.3.1-6]: matching retained messages follow, with RETAIN set, at min(QoS).
+        let now = self.now_ms;
         let mut retained = Vec::new();
-        for (filter, qos) in granted {
+        for (filter, entry) in granted {
             retained.clear();
             self.retained.matching(filter, &mut retained);
+            let ids: Vec<u32> = entry.id.map(NonZeroU32::get).into_iter().collect();
             for m in &retained {
-                self.deliver(sid, m, qos.min(m.qos()), true);
+                if !m.is_expired(now) {
+                    self.deliver(sid, m, entry.qos.min(m.qos()), true, &ids, None);
+                }
             }
         }
     }
@@ -704,10 +1381,16 @@ impl Broker {
     fn on_unsubscribe(&mut self, conn: ConnId, sid: SessionId, unsub: &Unsubscribe<'_>) {
         let mut codes = Vec::new();
         for f in unsub.filters.iter() {
-            let existed = self.index.unsubscribe(f.as_str(), sid);
-            if let Some(s) = self.sessions.get_mut(sid) {
-                s.subscriptions.remove(f.as_str());
-            }
+            let removed = self
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.subscriptions.remove(f.as_str()));
+            let existed = if matches!(f.shared(), Ok(Some(_))) {
+                self.leave_shared(f.as_str(), sid);
+                removed.is_some()
+            } else {
+                self.index.unsubscribe(f.as_str(), sid)
+            };
             codes.push(if existed {
                 ReasonCode::SUCCESS
             } else {
@@ -723,37 +1406,125 @@ impl Broker {
         self.send_packet(conn, &unsuback);
     }
 
+    /// Remove a session from a shared group (the group goes when empty).
+    fn leave_shared(&mut self, filter: &str, sid: SessionId) {
+        if let Some(group) = self.shared.get_mut(filter) {
+            group.members.retain(|m| m.session != sid);
+            if group.members.is_empty() {
+                self.shared.remove(filter);
+            }
+        }
+    }
+
     // ---------------------------------------------------------------------------------------
     // Routing
     // ---------------------------------------------------------------------------------------
 
-    /// Publish a message: store or delete it as retained, and deliver it to every matching
-    /// session once, at min(its QoS, the highest granted QoS), with RETAIN clear (3.1.1 live
-    /// forwarding, [MQTT-3.3.1-9]).
+    /// Publish a message as the broker (`$SYS`, tests): store or delete it as retained, and
+    /// deliver it to every matching subscription.
     pub fn publish(&mut self, message: Arc<Message>) {
+        self.route(message, None);
+    }
+
+    /// Store or delete the message as retained, and deliver it to every matching session once
+    /// (at min(its QoS, the highest granted QoS), with every matching Subscription Identifier),
+    /// and to one member of every matching shared subscription. RETAIN is cleared unless a
+    /// matching subscription has Retain As Published ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
+    /// `origin` is the publisher's session, for No Local. Returns the number of deliveries.
+    fn route(&mut self, message: Arc<Message>, origin: Option<SessionId>) -> usize {
         if message.retain() {
             self.retained.set(Arc::clone(&message));
         }
         let mut matches = std::mem::take(&mut self.matches);
+        let mut ids = std::mem::take(&mut self.sub_ids);
         matches.clear();
         self.index.matches(message.topic(), &mut matches);
-        dedup_max_qos(&mut matches);
-        for &(sid, qos) in &matches {
-            self.deliver(sid, &message, qos.min(message.qos()), false);
+        if let Some(o) = origin {
+            // [MQTT-3.8.3-3]: No Local.
+            matches.retain(|s| !(s.no_local && s.session == o));
+        }
+        group_by_session(&mut matches);
+        let mut count = 0usize;
+        for group in matches.chunk_by(|a, b| a.session == b.session) {
+            let Some(first) = group.first() else { continue };
+            let qos = group.iter().map(|s| s.qos).max().unwrap_or(QoS::AtMostOnce);
+            let retain = message.retain() && group.iter().any(|s| s.retain_as_published);
+            ids.clear();
+            ids.extend(group.iter().filter_map(|s| s.id.map(NonZeroU32::get)));
+            self.deliver(
+                first.session,
+                &message,
+                qos.min(message.qos()),
+                retain,
+                &ids,
+                None,
+            );
+            count = count.saturating_add(1);
         }
         self.matches = matches;
+        if !self.shared.is_empty() {
+            count = count.saturating_add(self.route_shared(&message, &mut ids));
+        }
+        self.sub_ids = ids;
+        count
+    }
+
+    /// Shared subscriptions: each matching group gets the message once, at the member whose turn
+    /// it is (round robin), skipping members that are not connected when one is.
+    fn route_shared(&mut self, message: &Arc<Message>, ids: &mut Vec<u32>) -> usize {
+        let Ok(topic) = TopicName::new(message.topic()) else {
+            return 0;
+        };
+        let mut picks: Vec<(Sub, Arc<str>)> = Vec::new();
+        for (key, group) in self.shared.iter_mut() {
+            if !TopicFilter::new(&group.filter).is_ok_and(|f| f.matches(topic)) {
+                continue;
+            }
+            if let Some(i) = pick_member(group, &self.sessions) {
+                if let Some(m) = group.members.get(i) {
+                    picks.push((*m, Arc::clone(key)));
+                }
+                group.next = i.saturating_add(1);
+            }
+        }
+        let count = picks.len();
+        for (m, key) in picks {
+            ids.clear();
+            ids.extend(m.id.map(NonZeroU32::get));
+            let retain = message.retain() && m.retain_as_published;
+            self.deliver(
+                m.session,
+                message,
+                m.qos.min(message.qos()),
+                retain,
+                ids,
+                Some(&key),
+            );
+        }
+        count
     }
 
     /// Deliver one message to one session: straight to the socket if the client is connected and
     /// the window has room, else into the session queue (bounded, see `max_queued_messages`).
-    fn deliver(&mut self, sid: SessionId, message: &Arc<Message>, qos: QoS, retain: bool) {
+    fn deliver(
+        &mut self,
+        sid: SessionId,
+        message: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        sub_ids: &[u32],
+        shared: Option<&Arc<str>>,
+    ) {
+        let now = self.now_ms;
+        if message.is_expired(now) {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
         let conn = session
             .conn
-            .and_then(|id| self.conns.get(&id).map(|c| (id, c)));
-        let max_inflight = self.config.max_inflight_messages;
+            .and_then(|id| self.conns.get_mut(&id).map(|c| (id, c)));
         let stats = &mut self.stats;
         match conn {
             Some((_, c)) if qos == QoS::AtMostOnce => {
@@ -761,7 +1532,11 @@ impl Broker {
                     return drop_message(stats, session);
                 }
                 session.dropping = false;
-                let out = message.delivery(c.version, qos, None, false, retain);
+                let out = out_for(c, message, qos, None, retain, sub_ids, now);
+                if out.len() > c.max_packet_size as usize {
+                    // [MQTT-3.1.2-25]: too large for the client: dropped, counted.
+                    return drop_message(stats, session);
+                }
                 push(
                     stats,
                     c,
@@ -771,10 +1546,15 @@ impl Broker {
                 );
                 stats.publish_sent = stats.publish_sent.saturating_add(1);
             }
-            Some((_, c)) if session.inflight.len() < max_inflight && session.queued.is_empty() => {
+            Some((_, c))
+                if session.inflight.len() < session.inflight_max && session.queued.is_empty() =>
+            {
                 session.dropping = false;
                 let pid = session.next_pid();
-                let out = message.delivery(c.version, qos, Some(pid), false, retain);
+                let out = out_for(c, message, qos, Some(pid), retain, sub_ids, now);
+                if out.len() > c.max_packet_size as usize {
+                    return drop_message(stats, session);
+                }
                 session.inflight.push_back(Inflight {
                     pid,
                     message: Arc::clone(message),
@@ -785,6 +1565,8 @@ impl Broker {
                     } else {
                         OutgoingState::AwaitingPubAck
                     },
+                    sub_ids: sub_ids.into(),
+                    shared: shared.cloned(),
                 });
                 push(
                     stats,
@@ -802,8 +1584,18 @@ impl Broker {
                     message: Arc::clone(message),
                     qos,
                     retain,
+                    sub_ids: sub_ids.into(),
+                    shared: shared.cloned(),
                 };
                 if session.queued.len() < self.config.max_queued_messages {
+                    session.queued.push_back(queued);
+                } else if let Some(pos) = session
+                    .queued
+                    .iter()
+                    .position(|q| q.message.is_expired(now))
+                {
+                    // An expired message makes room first ([MQTT-3.3.2-5]).
+                    session.queued.remove(pos);
                     session.queued.push_back(queued);
                 } else if qos != QoS::AtMostOnce
                     && let Some(pos) = session.queued.iter().position(|q| q.qos == QoS::AtMostOnce)
@@ -819,38 +1611,49 @@ impl Broker {
         }
     }
 
-    /// Move queued messages into the in-flight window while it has room.
+    /// Move queued messages into the in-flight window while it has room; expired messages are
+    /// dropped on the way ([MQTT-3.3.2-5]).
     fn fill_window(&mut self, sid: SessionId) {
+        let now = self.now_ms;
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        let Some(c) = session.conn.and_then(|id| self.conns.get(&id)) else {
+        let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             return;
         };
-        while session.inflight.len() < self.config.max_inflight_messages {
+        while session.inflight.len() < session.inflight_max {
             let Some(q) = session.queued.pop_front() else {
                 break;
             };
+            if q.message.is_expired(now) {
+                continue;
+            }
             let out = if q.qos == QoS::AtMostOnce {
-                q.message.delivery(c.version, q.qos, None, false, q.retain)
+                out_for(c, &q.message, q.qos, None, q.retain, &q.sub_ids, now)
             } else {
                 let pid = session.next_pid();
-                let out = q
-                    .message
-                    .delivery(c.version, q.qos, Some(pid), false, q.retain);
-                session.inflight.push_back(Inflight {
-                    pid,
-                    state: if q.qos == QoS::ExactlyOnce {
-                        OutgoingState::AwaitingPubRec
-                    } else {
-                        OutgoingState::AwaitingPubAck
-                    },
-                    message: q.message,
-                    qos: q.qos,
-                    retain: q.retain,
-                });
+                let out = out_for(c, &q.message, q.qos, Some(pid), q.retain, &q.sub_ids, now);
+                if out.len() <= c.max_packet_size as usize {
+                    session.inflight.push_back(Inflight {
+                        pid,
+                        state: if q.qos == QoS::ExactlyOnce {
+                            OutgoingState::AwaitingPubRec
+                        } else {
+                            OutgoingState::AwaitingPubAck
+                        },
+                        message: q.message,
+                        qos: q.qos,
+                        retain: q.retain,
+                        sub_ids: q.sub_ids,
+                        shared: q.shared,
+                    });
+                }
                 out
             };
+            if out.len() > c.max_packet_size as usize {
+                drop_message(&mut self.stats, session);
+                continue;
+            }
             push(
                 &mut self.stats,
                 c,
@@ -891,7 +1694,13 @@ impl Broker {
             ("publish/messages/sent", s.publish_sent.to_string()),
             ("bytes/received", s.bytes_received.to_string()),
             ("bytes/sent", s.bytes_sent.to_string()),
-            ("subscriptions/count", self.index.len().to_string()),
+            (
+                "subscriptions/count",
+                self.index
+                    .len()
+                    .saturating_add(self.shared.values().map(|g| g.members.len()).sum())
+                    .to_string(),
+            ),
             ("retained messages/count", self.retained.len().to_string()),
         ];
         for (name, value) in items {
@@ -951,23 +1760,41 @@ impl Broker {
         }
     }
 
-    /// Close a connection: log why, detach (or end) its session, publish its will if the reason
-    /// calls for it, and close its outbox (the writer flushes, then shuts the socket).
+    /// Close a connection: log why, detach (or end) its session, publish (or delay) its will if
+    /// the reason calls for it, and close its outbox (the writer flushes, then shuts the socket).
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         if c.version.is_v5()
             && matches!(c.state, ConnState::Connected(_))
-            && let Some(code) = reason.v5_reason()
+            && let Some((code, why)) = reason.v5_reason()
         {
-            let d = Packet::Disconnect(Disconnect::with_reason(code));
-            c.outbox.push(Out::packet(&d, c.version));
+            // The reason string is left out if it would make the packet larger than the
+            // client's Maximum Packet Size ([MQTT-3.1.2-25]).
+            let with_string = Disconnect {
+                reason_code: code,
+                properties: Properties {
+                    reason_string: Some(why),
+                    ..NO_PROPERTIES
+                },
+            };
+            let mut out = Out::packet(&Packet::Disconnect(with_string), c.version);
+            if out.len() > c.max_packet_size as usize {
+                out = Out::packet(
+                    &Packet::Disconnect(Disconnect::with_reason(code)),
+                    c.version,
+                );
+            }
+            c.outbox.push(out);
         }
         c.outbox.close();
         let id = c.client_id();
         match reason {
             CloseReason::Disconnected => log::info!("Client {id} disconnected."),
+            CloseReason::DisconnectedWithWill => {
+                log::info!("Client {id} disconnected (with will).")
+            }
             CloseReason::ConnectionLost => log::info!("Client {id} closed its connection."),
             CloseReason::KeepAliveTimeout => {
                 log::info!("Client {id} has exceeded timeout, disconnecting.")
@@ -992,39 +1819,169 @@ impl Broker {
             ),
             CloseReason::ConnectRefused => log::debug!("Client {id} refused."),
             CloseReason::Shutdown => log::debug!("Client {id} disconnected: shutting down."),
+            other => {
+                let why = other.v5_reason().map_or("", |(_, w)| w);
+                log::info!("Client {id} disconnected: {why}.")
+            }
         }
         let ConnState::Connected(client) = c.state else {
             return;
         };
         self.connected = self.connected.saturating_sub(1);
+        let now = self.now_ms;
+        if reason.publishes_will()
+            && let Some(will) = client.will
+            && !will.topic().starts_with('$')
+        {
+            if client.will_delay == 0 {
+                self.route(will, None);
+            } else {
+                // 5.0 §3.1.3.2: published after the delay, or when the session ends if sooner.
+                self.pending_wills.push(PendingWill {
+                    client_id: Arc::clone(&client.client_id),
+                    due_ms: now.saturating_add(u64::from(client.will_delay).saturating_mul(1000)),
+                    message: will,
+                });
+            }
+        }
         if let Some(s) = self.sessions.get_mut(client.session)
             && s.conn == Some(conn)
         {
             s.conn = None;
             if s.clean {
-                self.discard_session(client.session);
+                self.end_session(client.session);
+            } else if s.expiry_interval != u32::MAX {
+                let at = now.saturating_add(u64::from(s.expiry_interval).saturating_mul(1000));
+                s.expires_at = Some(at);
+                self.expiring.insert((at, client.session));
             }
-        }
-        if reason.publishes_will()
-            && let Some(will) = client.will
-            && !will.topic().starts_with('$')
-        {
-            self.publish(will);
         }
     }
 
-    /// End a session: its subscriptions leave the index.
-    fn discard_session(&mut self, sid: SessionId) {
-        if let Some(session) = self.sessions.remove(sid) {
-            drop_subscriptions(&mut self.index, sid, &session);
+    /// End a session: its subscriptions leave the index and the shared groups, its delayed will
+    /// is published now ([MQTT-3.1.3-9]: "or the Session ends, whichever happens first"), and
+    /// the messages it held for shared subscriptions go to another member of their group.
+    fn end_session(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.remove(sid) else {
+            return;
+        };
+        if let Some(at) = session.expires_at {
+            self.expiring.remove(&(at, sid));
+        }
+        for (filter, _) in session.subscriptions.iter() {
+            if filter.starts_with(wren_codec::topic::SHARE_PREFIX) {
+                self.leave_shared(filter, sid);
+            } else {
+                self.index.unsubscribe(filter, sid);
+            }
+        }
+        if let Some(pos) = self
+            .pending_wills
+            .iter()
+            .position(|w| w.client_id == session.client_id)
+        {
+            let will = self.pending_wills.swap_remove(pos);
+            self.route(will.message, None);
+        }
+        // Fail-over of shared-subscription messages not yet acknowledged (5.0 §4.8.2: "If the
+        // Client's Session terminates before the Client reconnects, the Server SHOULD send the
+        // Application Message to another Client that is subscribed to the same Shared
+        // Subscription"). A QoS 2 message whose PUBREC arrived was received: not re-sent.
+        let unacked = session
+            .inflight
+            .iter()
+            .filter(|i| i.state != OutgoingState::AwaitingPubComp)
+            .filter_map(|i| Some((Arc::clone(&i.message), i.shared.clone()?)))
+            .chain(
+                session
+                    .queued
+                    .iter()
+                    .filter_map(|q| Some((Arc::clone(&q.message), q.shared.clone()?))),
+            )
+            .collect::<Vec<_>>();
+        let mut ids = Vec::new();
+        for (message, key) in unacked {
+            let Some(group) = self.shared.get_mut(&key) else {
+                continue;
+            };
+            let Some(i) = pick_member(group, &self.sessions) else {
+                continue;
+            };
+            group.next = i.saturating_add(1);
+            let Some(m) = group.members.get(i).copied() else {
+                continue;
+            };
+            ids.clear();
+            ids.extend(m.id.map(NonZeroU32::get));
+            let retain = message.retain() && m.retain_as_published;
+            self.deliver(
+                m.session,
+                &message,
+                m.qos.min(message.qos()),
+                retain,
+                &ids,
+                Some(&key),
+            );
         }
     }
 }
 
-fn drop_subscriptions(index: &mut SubscriptionIndex, sid: SessionId, session: &Session) {
-    for filter in session.subscriptions.keys() {
-        index.unsubscribe(filter, sid);
+/// The member of a shared group whose turn it is: the next connected member in round-robin
+/// order, or (none connected) the next member, whose session queues the message.
+fn pick_member(group: &SharedGroup, sessions: &SessionStore) -> Option<usize> {
+    let n = group.members.len();
+    if n == 0 {
+        return None;
     }
+    let start = group.next % n;
+    let order = (0..n).map(|k| (start + k) % n);
+    order
+        .clone()
+        .find(|&i| {
+            group
+                .members
+                .get(i)
+                .and_then(|m| sessions.get(m.session))
+                .is_some_and(|s| s.conn.is_some())
+        })
+        .or(Some(start))
+}
+
+/// The output item delivering `message` on connection `c`: 5.0 connections get the message's
+/// Subscription Identifiers, remaining expiry and an outbound Topic Alias (if assigned).
+fn out_for(
+    c: &mut Conn,
+    message: &Message,
+    qos: QoS,
+    pid: Option<PacketId>,
+    retain: bool,
+    sub_ids: &[u32],
+    now_ms: u64,
+) -> Out {
+    if !c.version.is_v5() {
+        return message.delivery(c.version, qos, pid, false, retain);
+    }
+    let topic_alias = c.out_alias(message.topic());
+    let out = message.delivery_with(
+        c.version,
+        qos,
+        pid,
+        false,
+        retain,
+        &Delivery {
+            now_ms,
+            subscription_ids: sub_ids,
+            topic_alias,
+        },
+    );
+    if out.len() > c.max_packet_size as usize
+        && let Some((_, true)) = topic_alias
+        && let Some(a) = c.out_aliases.as_mut()
+    {
+        // Not sent after all: the client never learns this alias.
+        a.by_topic.remove(message.topic());
+    }
+    out
 }
 
 /// Count and log (once per episode) a dropped message.
@@ -1843,10 +2800,11 @@ mod tests {
         let Ok(Status::Complete(d)) = decode(&buf, opts) else {
             panic!("{buf:?}")
         };
-        assert_eq!(
-            d.packet,
-            Packet::Disconnect(Disconnect::with_reason(ReasonCode::PROTOCOL_ERROR))
-        );
+        let Packet::Disconnect(d) = d.packet else {
+            panic!("{:?}", d.packet)
+        };
+        assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR);
+        assert_eq!(d.properties.reason_string, Some("protocol error"));
         assert!(o.is_closed());
     }
 

@@ -49,6 +49,29 @@ pub struct Config {
     pub auto_id_prefix: String,
     /// Most subscriptions one session may hold; further filters get SUBACK 0x80. 0: unlimited.
     pub max_subscriptions_per_client: usize,
+    /// 5.0 Receive Maximum sent in CONNACK: incoming QoS 2 messages a client may have
+    /// unreleased (QoS 1 is acknowledged at once); more is DISCONNECT 0x93. 0 means 65535.
+    pub receive_maximum: u16,
+    /// 5.0 Topic Alias Maximum sent in CONNACK: aliases a client may set up; 0 = none.
+    pub topic_alias_maximum: u16,
+    /// 5.0: topic aliases the broker assigns toward a client (at most the client's Topic Alias
+    /// Maximum), first come first served per connection; 0 = never assign.
+    pub outbound_topic_aliases: u16,
+    /// Highest QoS accepted and granted (0, 1 or 2); sent in a 5.0 CONNACK when below 2.
+    pub maximum_qos: u8,
+    /// Whether retained messages are supported (5.0 CONNACK Retain Available); when false a
+    /// 5.0 PUBLISH with RETAIN gets DISCONNECT 0x9A and 3.1.1 retained publishes are forwarded
+    /// without being stored.
+    pub retain_available: bool,
+    /// Whether wildcard filters are accepted (else SUBACK 0xA2 in 5.0, 0x80 in 3.1.1).
+    pub wildcard_subscription_available: bool,
+    /// Whether 5.0 Subscription Identifiers are accepted (else SUBACK 0xA1).
+    pub subscription_identifier_available: bool,
+    /// Whether `$share/{group}/{filter}` subscriptions are accepted (else SUBACK 0x9E).
+    pub shared_subscription_available: bool,
+    /// 5.0 Response Information sent in CONNACK to a client that requests it (the prefix of
+    /// response topics it may use); empty = never sent.
+    pub response_information: String,
 }
 
 impl Default for Config {
@@ -70,6 +93,15 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".into(),
             max_subscriptions_per_client: 0,
+            receive_maximum: 100,
+            topic_alias_maximum: 10,
+            outbound_topic_aliases: 0,
+            maximum_qos: 2,
+            retain_available: true,
+            wildcard_subscription_available: true,
+            subscription_identifier_available: true,
+            shared_subscription_available: true,
+            response_information: String::new(),
         }
     }
 }

@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod index;
@@ -23,10 +24,11 @@ pub mod retained;
 pub mod server;
 pub mod session;
 
+pub use auth::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use broker::{Broker, CloseReason, Stats};
 pub use config::Config;
-pub use index::SubscriptionIndex;
-pub use message::{Message, Out};
+pub use index::{Sub, SubscriptionIndex};
+pub use message::{Delivery, Message, MessageProperties, Out};
 pub use outbox::Outbox;
 pub use retained::RetainedStore;
 pub use server::{Server, ServerHandle};

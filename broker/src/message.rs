@@ -1,42 +1,127 @@
 //! Application messages as the broker stores and forwards them, and the per-connection output
 //! items built from them.
 //!
-//! A [`Message`] is encoded at most twice in its life (once without and once with a packet
-//! identifier), however many subscribers receive it: every subscriber shares the same bytes, and
-//! the writer only patches the first byte (DUP/QoS/RETAIN) and the packet identifier while copying
-//! into its socket buffer. That is what makes fan-out cheap.
+//! A [`Message`] is encoded at most twice per protocol family in its life (once without and once
+//! with a packet identifier; 3.1/3.1.1 share one pair, 5.0 has its own because its PUBLISH has a
+//! property block), however many subscribers receive it: every subscriber shares the same bytes,
+//! and the writer only patches the first byte (DUP/QoS/RETAIN) and the packet identifier while
+//! copying into its socket buffer. That is what makes fan-out cheap.
+//!
+//! A 5.0 delivery whose properties differ per subscriber — Subscription Identifiers, a Message
+//! Expiry Interval already counted down by the time the message waited, an outbound Topic
+//! Alias — is encoded for that delivery alone ([`Delivery`]).
 
+use std::num::NonZeroU16;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use wren_codec::{
-    Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, TopicName, properties::NO_PROPERTIES,
+    List, Packet, PacketId, PayloadFormat, ProtocolVersion, Publish, QoS, QosPid, TopicName,
+    properties::{NO_PROPERTIES, Properties},
 };
 
-/// An application message: topic, payload, the QoS it was published with and its RETAIN flag.
+/// The 5.0 properties a PUBLISH (or a will) carries that the broker forwards unchanged
+/// ([MQTT-3.3.2-15] … [MQTT-3.3.2-20]): every 5.0 subscriber gets them as published, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageProperties {
+    /// Payload Format Indicator.
+    pub payload_format: Option<PayloadFormat>,
+    /// Content Type.
+    pub content_type: Option<Box<str>>,
+    /// Response Topic.
+    pub response_topic: Option<Box<str>>,
+    /// Correlation Data.
+    pub correlation_data: Option<Box<[u8]>>,
+    /// User Properties, order kept ([MQTT-3.3.2-18]).
+    pub user_properties: Vec<(Box<str>, Box<str>)>,
+}
+
+impl MessageProperties {
+    /// The forwarded properties of a PUBLISH or will; `None` if it has none (the common case,
+    /// which then costs no allocation).
+    pub fn from_packet(p: &Properties<'_>) -> Option<Box<MessageProperties>> {
+        if p.payload_format_indicator.is_none()
+            && p.content_type.is_none()
+            && p.response_topic.is_none()
+            && p.correlation_data.is_none()
+            && p.user_properties.is_empty()
+        {
+            return None;
+        }
+        Some(Box::new(MessageProperties {
+            payload_format: p.payload_format_indicator,
+            content_type: p.content_type.map(Into::into),
+            response_topic: p.response_topic.map(|t| t.as_str().into()),
+            correlation_data: p.correlation_data.map(Into::into),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }))
+    }
+}
+
+/// What makes one 5.0 delivery of a message differ from the shared encoding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delivery<'a> {
+    /// Now, in the broker's milliseconds: the Message Expiry Interval sent is the published one
+    /// minus the whole seconds the message waited ([MQTT-3.3.2-6]).
+    pub now_ms: u64,
+    /// Subscription Identifiers of the subscriptions that matched ([MQTT-3.3.4-3]).
+    pub subscription_ids: &'a [u32],
+    /// An outbound Topic Alias, and whether the topic name is sent along (first use of the
+    /// alias) or left empty.
+    pub topic_alias: Option<(NonZeroU16, bool)>,
+}
+
+/// An application message: topic, payload, the QoS it was published with, its RETAIN flag and
+/// (5.0) its properties and expiry.
 #[derive(Debug)]
 pub struct Message {
     topic: Box<str>,
     payload: Bytes,
     qos: QoS,
     retain: bool,
+    properties: Option<Box<MessageProperties>>,
+    /// Message Expiry Interval in seconds, and when the broker received the message (ms).
+    expiry: Option<(u32, u64)>,
     /// 3.1.1 PUBLISH at QoS 0 (no packet identifier), encoded on first use.
     without_pid: OnceLock<Bytes>,
     /// 3.1.1 PUBLISH at QoS 1 with a placeholder packet identifier, encoded on first use; serves
     /// QoS 1 and QoS 2 deliveries (same length, only flags and identifier differ).
     with_pid: OnceLock<Bytes>,
+    /// The same two for 5.0 connections (no per-subscriber properties).
+    v5_without_pid: OnceLock<Bytes>,
+    v5_with_pid: OnceLock<Bytes>,
 }
 
 impl Message {
     /// A message; the topic is assumed valid (it came out of the codec or the broker itself).
     pub fn new(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Arc<Message> {
+        Self::with_properties(topic, payload, qos, retain, &NO_PROPERTIES, 0)
+    }
+
+    /// A message with the properties of its PUBLISH (or will), received at `now_ms`.
+    pub fn with_properties(
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: &Properties<'_>,
+        now_ms: u64,
+    ) -> Arc<Message> {
         Arc::new(Message {
             topic: topic.into(),
             payload: Bytes::copy_from_slice(payload),
             qos,
             retain,
+            properties: MessageProperties::from_packet(properties),
+            expiry: properties.message_expiry_interval.map(|e| (e, now_ms)),
             without_pid: OnceLock::new(),
             with_pid: OnceLock::new(),
+            v5_without_pid: OnceLock::new(),
+            v5_with_pid: OnceLock::new(),
         })
     }
 
@@ -60,23 +145,81 @@ impl Message {
         self.retain
     }
 
-    /// The message as a PUBLISH packet with these delivery parameters.
-    fn packet(&self, qos_pid: QosPid, dup: bool, retain: bool) -> Option<Packet<'_>> {
-        let topic = TopicName::new(&self.topic).ok()?;
-        Some(Packet::Publish(Publish {
+    /// The forwarded 5.0 properties.
+    pub fn properties(&self) -> Option<&MessageProperties> {
+        self.properties.as_deref()
+    }
+
+    /// Whether its Message Expiry Interval has passed at `now_ms` ([MQTT-3.3.2-5]).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expiry.is_some_and(|(secs, received)| {
+            now_ms.saturating_sub(received) >= u64::from(secs).saturating_mul(1000)
+        })
+    }
+
+    /// The Message Expiry Interval to send at `now_ms`: the published one minus the whole
+    /// seconds waited.
+    pub fn remaining_expiry(&self, now_ms: u64) -> Option<u32> {
+        self.expiry.map(|(secs, received)| {
+            let waited = now_ms.saturating_sub(received) / 1000;
+            secs.saturating_sub(u32::try_from(waited).unwrap_or(u32::MAX))
+        })
+    }
+
+    /// Whether a delivery at `now_ms` with `d` can use the shared 5.0 encoding.
+    fn shared_v5(&self, d: &Delivery<'_>) -> bool {
+        d.subscription_ids.is_empty()
+            && d.topic_alias.is_none()
+            && self.remaining_expiry(d.now_ms) == self.expiry.map(|(s, _)| s)
+    }
+
+    /// Encode the message as a PUBLISH with these delivery parameters.
+    fn encode(
+        &self,
+        version: ProtocolVersion,
+        qos_pid: QosPid,
+        dup: bool,
+        retain: bool,
+        d: &Delivery<'_>,
+    ) -> Bytes {
+        let (topic, alias) = match d.topic_alias {
+            Some((alias, true)) => (TopicName::new(&self.topic).ok(), Some(alias)),
+            Some((alias, false)) => (Some(TopicName::alias_only()), Some(alias)),
+            None => (TopicName::new(&self.topic).ok(), None),
+        };
+        let Some(topic) = topic else {
+            return Bytes::new();
+        };
+        let user: Vec<(&str, &str)>;
+        let mut properties = NO_PROPERTIES;
+        if version.is_v5() {
+            if let Some(p) = &self.properties {
+                user = p
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (&**k, &**v))
+                    .collect();
+                properties.payload_format_indicator = p.payload_format;
+                properties.content_type = p.content_type.as_deref();
+                properties.response_topic = p
+                    .response_topic
+                    .as_deref()
+                    .and_then(|t| TopicName::new(t).ok());
+                properties.correlation_data = p.correlation_data.as_deref();
+                properties.user_properties = List::new(&user);
+            }
+            properties.message_expiry_interval = self.remaining_expiry(d.now_ms);
+            properties.subscription_identifiers = List::new(d.subscription_ids);
+            properties.topic_alias = alias;
+        }
+        let packet = Packet::Publish(Publish {
             dup,
             qos_pid,
             retain,
             topic,
-            properties: NO_PROPERTIES,
+            properties,
             payload: &self.payload,
-        }))
-    }
-
-    fn encode(&self, qos_pid: QosPid, version: ProtocolVersion) -> Bytes {
-        let Some(packet) = self.packet(qos_pid, false, false) else {
-            return Bytes::new();
-        };
+        });
         let mut buf = vec![0u8; packet.encoded_len(version).unwrap_or(0)];
         match packet.encode(version, &mut buf) {
             Ok(n) => {
@@ -87,10 +230,8 @@ impl Message {
         }
     }
 
-    /// The output item that delivers this message to a connection speaking `version`.
-    ///
-    /// `pid` is `None` for a QoS 0 delivery. 3.1 and 3.1.1 connections share the cached
-    /// encoding; a 5.0 connection gets its own (its PUBLISH has a property length).
+    /// The output item that delivers this message to a connection speaking `version`, with no
+    /// per-subscriber properties (see [`Message::delivery_with`]).
     pub fn delivery(
         &self,
         version: ProtocolVersion,
@@ -99,47 +240,78 @@ impl Message {
         dup: bool,
         retain: bool,
     ) -> Out {
+        self.delivery_with(version, qos, pid, dup, retain, &Delivery::default())
+    }
+
+    /// The output item that delivers this message to a connection speaking `version`.
+    ///
+    /// `pid` is `None` for a QoS 0 delivery. Deliveries share one cached encoding per protocol
+    /// family unless `d` asks for per-subscriber 5.0 properties.
+    pub fn delivery_with(
+        &self,
+        version: ProtocolVersion,
+        qos: QoS,
+        pid: Option<PacketId>,
+        dup: bool,
+        retain: bool,
+        d: &Delivery<'_>,
+    ) -> Out {
         let qos_pid = match pid {
             Some(id) => QosPid::new(qos, id),
             None => QosPid::AtMostOnce,
         };
         let dup = dup && qos_pid != QosPid::AtMostOnce;
         let flags = (u8::from(dup) << 3) | (qos_pid.qos().bits() << 1) | u8::from(retain);
-        if version.is_v5() {
-            // Rare for now: 5.0 encodes per delivery.
-            let Some(packet) = self.packet(qos_pid, dup, retain) else {
-                return Out::Raw(Bytes::new());
-            };
-            let mut buf = vec![0u8; packet.encoded_len(version).unwrap_or(0)];
-            let n = packet.encode(version, &mut buf).unwrap_or(0);
-            buf.truncate(n);
-            return Out::Raw(Bytes::from(buf));
+        let v5 = version.is_v5();
+        if v5 && !self.shared_v5(d) {
+            return Out::Raw(self.encode(version, qos_pid, dup, retain, d));
         }
+        // 3.1 and 3.1.1 PUBLISH encodings are identical.
+        let family = if v5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V311
+        };
+        let base = Delivery {
+            now_ms: d.now_ms,
+            ..Delivery::default()
+        };
         match qos_pid.packet_id() {
-            None => Out::Publish {
-                template: self
-                    .without_pid
-                    .get_or_init(|| self.encode(QosPid::AtMostOnce, ProtocolVersion::V311))
-                    .clone(),
-                flags,
-                pid: None,
-            },
+            None => {
+                let cell = if v5 {
+                    &self.v5_without_pid
+                } else {
+                    &self.without_pid
+                };
+                Out::Publish {
+                    template: cell
+                        .get_or_init(|| {
+                            self.encode(family, QosPid::AtMostOnce, false, false, &base)
+                        })
+                        .clone(),
+                    flags,
+                    pid: None,
+                }
+            }
             Some(id) => {
-                let template = self
-                    .with_pid
+                let cell = if v5 {
+                    &self.v5_with_pid
+                } else {
+                    &self.with_pid
+                };
+                let template = cell
                     .get_or_init(|| {
                         let placeholder = PacketId::new(1).map(QosPid::AtLeastOnce);
                         self.encode(
+                            family,
                             placeholder.unwrap_or(QosPid::AtMostOnce),
-                            ProtocolVersion::V311,
+                            false,
+                            false,
+                            &base,
                         )
                     })
                     .clone();
-                // 3.1.1 has nothing between the packet identifier and the payload.
-                let offset = template
-                    .len()
-                    .saturating_sub(self.payload.len())
-                    .saturating_sub(2);
+                let offset = pid_offset(&template, self.topic.len());
                 Out::Publish {
                     template,
                     flags,
@@ -148,6 +320,21 @@ impl Message {
             }
         }
     }
+}
+
+/// Offset of the packet identifier in an encoded PUBLISH: after the fixed header (the type
+/// byte and the Remaining Length's bytes) and the topic name (two length bytes and the topic).
+fn pid_offset(packet: &[u8], topic_len: usize) -> usize {
+    let length_bytes = packet
+        .iter()
+        .skip(1)
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .map_or(1, |p| p.saturating_add(1));
+    1usize
+        .saturating_add(length_bytes)
+        .saturating_add(2)
+        .saturating_add(topic_len)
 }
 
 /// One item queued for a connection's socket.

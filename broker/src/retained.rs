@@ -39,6 +39,11 @@ impl RetainedStore {
         }
     }
 
+    /// Drop messages whose Message Expiry Interval has passed ([MQTT-3.3.2-5]).
+    pub fn remove_expired(&mut self, now_ms: u64) {
+        self.by_topic.retain(|_, m| !m.is_expired(now_ms));
+    }
+
     /// The retained message of one topic.
     pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
         self.by_topic.get(topic)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wren_codec::{PacketId, QoS};
 
+use crate::index::Sub;
 use crate::message::Message;
 
 /// Identifies a session for its whole life; never reused.
@@ -41,6 +42,11 @@ pub struct Inflight {
     pub retain: bool,
     /// Protocol state.
     pub state: OutgoingState,
+    /// Subscription Identifiers sent with it (5.0; sent again with a redelivery).
+    pub sub_ids: Box<[u32]>,
+    /// The shared subscription (`$share/{group}/{filter}`) it was sent through, if any: when
+    /// this session ends unacknowledged, it goes to another member of the group.
+    pub shared: Option<Arc<str>>,
 }
 
 /// A message waiting for room in the in-flight window (or for the client to come back).
@@ -52,6 +58,10 @@ pub struct Queued {
     pub qos: QoS,
     /// RETAIN flag to send it with.
     pub retain: bool,
+    /// Subscription Identifiers to send with it.
+    pub sub_ids: Box<[u32]>,
+    /// The shared subscription it was routed through, if any.
+    pub shared: Option<Arc<str>>,
 }
 
 /// One client's session.
@@ -59,12 +69,21 @@ pub struct Queued {
 pub struct Session {
     /// The client identifier.
     pub client_id: Arc<str>,
-    /// 3.1.1 Clean Session: the session ends with the connection.
+    /// The session ends with the connection (3.1.1 Clean Session, 5.0 Session Expiry
+    /// Interval 0).
     pub clean: bool,
+    /// 5.0 Session Expiry Interval in seconds (`u32::MAX`: never; 3.1.1 persistent sessions).
+    pub expiry_interval: u32,
+    /// When a disconnected session expires (broker milliseconds).
+    pub expires_at: Option<u64>,
+    /// Most QoS 1/2 messages in flight to the client: the broker's limit, lowered to the
+    /// client's 5.0 Receive Maximum ([MQTT-3.3.4-9]).
+    pub inflight_max: usize,
     /// The connection the client is on, if connected.
     pub conn: Option<ConnId>,
-    /// Topic filter → granted QoS (mirrors the [`crate::SubscriptionIndex`] entries).
-    pub subscriptions: HashMap<Box<str>, QoS>,
+    /// Topic filter (`$share/…` for shared ones) → subscription (mirrors the
+    /// [`crate::SubscriptionIndex`] entries and the broker's shared groups).
+    pub subscriptions: HashMap<Box<str>, Sub>,
     /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
     pub inflight: VecDeque<Inflight>,
     /// Messages waiting for the window, oldest first.
@@ -83,6 +102,9 @@ impl Session {
         Session {
             client_id,
             clean,
+            expiry_interval: if clean { 0 } else { u32::MAX },
+            expires_at: None,
+            inflight_max: usize::MAX,
             conn: None,
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
@@ -209,6 +231,8 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             state: OutgoingState::AwaitingPubAck,
+            sub_ids: Box::default(),
+            shared: None,
         });
         assert_eq!(s.next_pid().get(), 3, "2 is in flight");
         s.last_pid = u16::MAX;
