@@ -2013,6 +2013,10 @@ fn push(
 }
 
 #[cfg(test)]
+#[path = "broker_v5_tests.rs"]
+mod v5_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use wren_codec::{
