@@ -65,9 +65,16 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Config,
+    authenticators: Vec<Arc<dyn crate::auth::Authenticator>>,
 }
 
 impl Server {
+    /// Offer an enhanced authentication method (5.0 AUTH exchange) to clients.
+    pub fn with_authenticator(mut self, a: Arc<dyn crate::auth::Authenticator>) -> Server {
+        self.authenticators.push(a);
+        self
+    }
+
     /// Bind the listening socket of `config` (`bind`:`port`; port 0 picks an ephemeral port).
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = (config.bind.as_str(), config.port)
@@ -80,6 +87,7 @@ impl Server {
             listener,
             local_addr,
             config,
+            authenticators: Vec::new(),
         })
     }
 
@@ -95,8 +103,12 @@ impl Server {
             n => n,
         };
         let epoch = Instant::now();
+        let mut broker = Broker::new(self.config.clone(), 0);
+        for a in self.authenticators {
+            broker.add_authenticator(a);
+        }
         let shared = Arc::new(Shared {
-            broker: Mutex::new(Broker::new(self.config.clone(), 0)),
+            broker: Mutex::new(broker),
             epoch,
             config: self.config,
         });

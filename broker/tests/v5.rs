@@ -1,0 +1,582 @@
+//! MQTT 5.0 over loopback TCP: an independent client (`rumqttc::v5`) for the behaviour a
+//! well-behaved library exercises, and a raw 5.0 codec client for every reason-code path a
+//! library will not provoke (bad aliases, too many QoS 2, oversize, bad payload format, AUTH).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS as RQoS;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectProperties, Packet as RPacket, PublishProperties, SubscribeProperties,
+    SubscribeReasonCode,
+};
+use rumqttc::v5::{Client, Event, MqttOptions};
+use wren_broker::HmacChallenge;
+use wren_codec::{
+    Auth, Connect, DecodeOptions, Packet, PacketId, PayloadFormat, ProtocolVersion, Publish, QoS,
+    QosPid, ReasonCode, Status, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
+    TopicName, Unsubscribe, decode,
+    properties::{NO_PROPERTIES, Properties},
+};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------------------------
+// rumqttc v5
+// ---------------------------------------------------------------------------------------------
+
+struct Mq5 {
+    client: Client,
+    rx: Receiver<RPacket>,
+}
+
+fn mq5(addr: SocketAddr, id: &str, tweak: impl FnOnce(&mut MqttOptions)) -> (Mq5, bool) {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    tweak(&mut opts);
+    let (client, mut connection) = Client::new(opts, 100);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(p)) => {
+                    if tx.send(p).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(RPacket::ConnAck(ack)) => {
+                return (Mq5 { client, rx }, ack.session_present);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no CONNACK: {e}"),
+        }
+    }
+}
+
+impl Mq5 {
+    /// Wait for the SUBACK of the subscription just sent; asserts it granted QoS 1.
+    fn suback(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(RPacket::SubAck(s)) => {
+                    assert_eq!(
+                        s.return_codes,
+                        [SubscribeReasonCode::Success(RQoS::AtLeastOnce)]
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("no SUBACK: {e}"),
+            }
+        }
+    }
+
+    fn next_publish_within(
+        &self,
+        timeout: Duration,
+    ) -> Option<rumqttc::v5::mqttbytes::v5::Publish> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(RPacket::Publish(p)) => return Some(p),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+#[test]
+fn v5_properties_and_subscription_identifier_reach_v5_and_v311_subscribers() {
+    let broker = common::start(|_| {});
+    let addr = broker.local_addr();
+    let (sub, _) = mq5(addr, "v5-sub", |_| {});
+    sub.client
+        .subscribe_with_properties(
+            "req/+",
+            RQoS::AtLeastOnce,
+            SubscribeProperties {
+                id: Some(42),
+                user_properties: vec![],
+            },
+        )
+        .unwrap();
+    sub.suback();
+    let (old, _) = common::Mq::connect(addr, "v311-sub", true);
+    old.subscribe("req/+", rumqttc::QoS::AtLeastOnce);
+    let (publisher, _) = mq5(addr, "v5-pub", |_| {});
+    let props = PublishProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json".into()),
+        response_topic: Some("resp/1".into()),
+        correlation_data: Some(b"corr".to_vec().into()),
+        user_properties: vec![("z".into(), "1".into()), ("a".into(), "2".into())],
+        ..Default::default()
+    };
+    publisher
+        .client
+        .publish_with_properties("req/x", RQoS::AtLeastOnce, false, "{}", props)
+        .unwrap();
+    let got = sub.next_publish_within(WAIT).expect("5.0 subscriber");
+    let p = got.properties.expect("properties forwarded");
+    assert_eq!(p.subscription_identifiers, [42]);
+    assert_eq!(p.content_type.as_deref(), Some("application/json"));
+    assert_eq!(p.response_topic.as_deref(), Some("resp/1"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"corr"[..]));
+    assert_eq!(p.payload_format_indicator, Some(1));
+    assert_eq!(
+        p.user_properties,
+        [("z".to_string(), "1".to_string()), ("a".into(), "2".into())],
+        "order kept"
+    );
+    let old_got = old.next_publish();
+    assert_eq!(
+        &old_got.payload[..],
+        b"{}",
+        "3.1.1 subscriber gets the 5.0 publish"
+    );
+    // And the reverse: a 3.1.1 publish reaches the 5.0 subscriber.
+    old.publish("req/y", rumqttc::QoS::AtMostOnce, false, b"old");
+    let got = sub.next_publish_within(WAIT).expect("from 3.1.1");
+    assert_eq!(&got.payload[..], b"old");
+}
+
+#[test]
+fn v5_shared_subscription_round_robin_and_session_expiry() {
+    let broker = common::start(|_| {});
+    let addr = broker.local_addr();
+    let (a, _) = mq5(addr, "share-a", |_| {});
+    let (b, _) = mq5(addr, "share-b", |_| {});
+    for m in [&a, &b] {
+        m.client
+            .subscribe("$share/workers/job", RQoS::AtLeastOnce)
+            .unwrap();
+        m.suback();
+    }
+    let (p, _) = mq5(addr, "share-pub", |_| {});
+    for i in 0..6u8 {
+        p.client
+            .publish("job", RQoS::AtLeastOnce, false, vec![i])
+            .unwrap();
+    }
+    let count = |m: &Mq5| {
+        let mut n = 0;
+        while m.next_publish_within(Duration::from_millis(500)).is_some() {
+            n += 1;
+        }
+        n
+    };
+    assert_eq!(
+        (count(&a), count(&b)),
+        (3, 3),
+        "round robin over two members"
+    );
+
+    // Session Expiry Interval 1 s: present right after a disconnect, gone 2 s later.
+    let expiring = |o: &mut MqttOptions| {
+        o.set_clean_start(false);
+        let mut cp = ConnectProperties::new();
+        cp.session_expiry_interval = Some(1);
+        o.set_connect_properties(cp);
+    };
+    let (e, present) = mq5(addr, "expiring", expiring);
+    assert!(!present);
+    e.client.disconnect().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (e, present) = mq5(addr, "expiring", expiring);
+    assert!(present, "resumed within the interval");
+    e.client.disconnect().unwrap();
+    std::thread::sleep(Duration::from_millis(1800));
+    let (_e, present) = mq5(addr, "expiring", expiring);
+    assert!(!present, "expired");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw 5.0 client
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq)]
+enum R {
+    ConnAck(u8),
+    Publish(String, Vec<u8>, Option<u16>),
+    PubAck(u16, u8),
+    PubRec(u16, u8),
+    SubAck(Vec<u8>),
+    UnsubAck(Vec<u8>),
+    Disconnect(u8, Option<String>),
+    Auth(u8, Vec<u8>),
+    Other(String),
+}
+
+struct Raw5 {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+fn pid(v: u16) -> PacketId {
+    PacketId::new(v).unwrap()
+}
+
+impl Raw5 {
+    fn open(addr: SocketAddr, id: &str, properties: Properties<'_>) -> (Raw5, R) {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut raw = Raw5 {
+            stream,
+            buf: Vec::new(),
+        };
+        raw.send(&Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 30,
+            client_id: id,
+            will: None,
+            username: None,
+            password: None,
+            properties,
+        }));
+        let first = raw.recv().expect("CONNACK or AUTH");
+        (raw, first)
+    }
+
+    fn connect(addr: SocketAddr, id: &str) -> Raw5 {
+        let (raw, ack) = Self::open(addr, id, NO_PROPERTIES);
+        assert_eq!(ack, R::ConnAck(0));
+        raw
+    }
+
+    fn send(&mut self, p: &Packet<'_>) {
+        let mut buf = vec![0u8; p.encoded_len(ProtocolVersion::V5).unwrap()];
+        p.encode(ProtocolVersion::V5, &mut buf).unwrap();
+        let _ = self.stream.write_all(&buf);
+    }
+
+    fn publish(&mut self, topic: &str, payload: &[u8], qos_pid: QosPid, props: Properties<'_>) {
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos_pid,
+            retain: false,
+            topic: TopicName::new(topic).unwrap(),
+            properties: props,
+            payload,
+        }));
+    }
+
+    fn subscribe(&mut self, filter: &str) -> R {
+        let subs = [Subscription {
+            filter: TopicFilter::new(filter).unwrap(),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        }];
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            properties: NO_PROPERTIES,
+            subscriptions: wren_codec::List::new(&subs),
+        }));
+        self.recv().expect("SUBACK")
+    }
+
+    fn parse(&mut self) -> Option<R> {
+        let (r, used) = match decode(&self.buf, DecodeOptions::new(ProtocolVersion::V5)) {
+            Ok(Status::Complete(d)) => (
+                match d.packet {
+                    Packet::ConnAck(c) => R::ConnAck(c.code.0),
+                    Packet::Publish(p) => R::Publish(
+                        p.topic.as_str().into(),
+                        p.payload.to_vec(),
+                        p.properties.topic_alias.map(|a| a.get()),
+                    ),
+                    Packet::PubAck(a) => R::PubAck(a.packet_id.get(), a.reason_code.0),
+                    Packet::PubRec(a) => R::PubRec(a.packet_id.get(), a.reason_code.0),
+                    Packet::SubAck(s) => R::SubAck(s.reason_codes.iter().map(|c| c.0).collect()),
+                    Packet::UnsubAck(s) => {
+                        R::UnsubAck(s.reason_codes.iter().map(|c| c.0).collect())
+                    }
+                    Packet::Disconnect(d) => {
+                        R::Disconnect(d.reason_code.0, d.properties.reason_string.map(Into::into))
+                    }
+                    Packet::Auth(a) => R::Auth(
+                        a.reason_code.0,
+                        a.properties
+                            .authentication_data
+                            .unwrap_or_default()
+                            .to_vec(),
+                    ),
+                    other => R::Other(format!("{other:?}")),
+                },
+                d.consumed,
+            ),
+            Ok(Status::Partial(_)) => return None,
+            Err(e) => panic!("broker sent undecodable 5.0 bytes: {e}"),
+        };
+        self.buf.drain(..used);
+        Some(r)
+    }
+
+    fn recv(&mut self) -> Option<R> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(p) = self.parse() {
+                return Some(p);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The DISCONNECT reason the broker sends before it closes the connection.
+    fn disconnect_reason(&mut self) -> u8 {
+        loop {
+            match self.recv() {
+                Some(R::Disconnect(code, _)) => {
+                    assert!(self.recv().is_none(), "closed after DISCONNECT");
+                    return code;
+                }
+                Some(_) => {}
+                None => panic!("closed without DISCONNECT"),
+            }
+        }
+    }
+}
+
+#[test]
+fn raw_v5_ack_reason_codes() {
+    let broker = common::start(|_| {});
+    let addr = broker.local_addr();
+    let mut c = Raw5::connect(addr, "acks");
+    c.publish(
+        "nobody/here",
+        b"x",
+        QosPid::AtLeastOnce(pid(1)),
+        NO_PROPERTIES,
+    );
+    assert_eq!(
+        c.recv(),
+        Some(R::PubAck(1, 0x10)),
+        "No matching subscribers"
+    );
+    c.publish(
+        "nobody/here",
+        b"x",
+        QosPid::ExactlyOnce(pid(2)),
+        NO_PROPERTIES,
+    );
+    assert_eq!(c.recv(), Some(R::PubRec(2, 0x10)));
+    let utf8 = Properties {
+        payload_format_indicator: Some(PayloadFormat::Utf8),
+        ..NO_PROPERTIES
+    };
+    c.publish("a", b"\xc3\x28", QosPid::AtLeastOnce(pid(3)), utf8);
+    assert_eq!(c.recv(), Some(R::PubAck(3, 0x99)), "Payload format invalid");
+    let filters = [TopicFilter::new("never/subscribed").unwrap()];
+    c.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: pid(4),
+        properties: NO_PROPERTIES,
+        filters: wren_codec::List::new(&filters),
+    }));
+    assert_eq!(c.recv(), Some(R::UnsubAck(vec![0x11])));
+    // A filter deeper than 200 levels: Topic Filter invalid.
+    let deep = vec!["a"; 201].join("/");
+    assert_eq!(c.subscribe(&deep), R::SubAck(vec![0x8F]));
+    c.publish("a", b"\xff", QosPid::AtMostOnce, utf8);
+    assert_eq!(c.disconnect_reason(), 0x99);
+    // An invalid share name is refused by the codec when decoding (the codec will not encode
+    // one, so the bytes are written by hand): DISCONNECT 0x81.
+    let mut c = Raw5::connect(addr, "bad-share");
+    let filter = b"$share/g+/x";
+    let mut sub = vec![
+        0x82,
+        (2 + 1 + 2 + filter.len() + 1) as u8,
+        0x00,
+        0x05,
+        0x00,
+        0x00,
+    ];
+    sub.push(filter.len() as u8);
+    sub.extend_from_slice(filter);
+    sub.push(0x01);
+    let _ = c.stream.write_all(&sub);
+    assert_eq!(c.disconnect_reason(), 0x81);
+}
+
+#[test]
+fn raw_v5_server_disconnect_reasons() {
+    let broker = common::start(|c| {
+        c.receive_maximum = 1;
+        c.topic_alias_maximum = 2;
+        c.max_packet_size = 256;
+    });
+    let addr = broker.local_addr();
+    let alias = |a| Properties {
+        topic_alias: std::num::NonZeroU16::new(a),
+        ..NO_PROPERTIES
+    };
+    // Topic alias above the maximum.
+    let mut c = Raw5::connect(addr, "alias-high");
+    c.publish("t", b"x", QosPid::AtMostOnce, alias(3));
+    assert_eq!(c.disconnect_reason(), 0x94);
+    // Unknown alias with an empty topic.
+    let mut c = Raw5::connect(addr, "alias-unknown");
+    c.send(&Packet::Publish(Publish {
+        dup: false,
+        qos_pid: QosPid::AtMostOnce,
+        retain: false,
+        topic: TopicName::alias_only(),
+        properties: alias(1),
+        payload: b"x",
+    }));
+    assert_eq!(c.disconnect_reason(), 0x94);
+    // More unreleased QoS 2 than Receive Maximum 1.
+    let mut c = Raw5::connect(addr, "greedy");
+    c.publish("t", b"1", QosPid::ExactlyOnce(pid(1)), NO_PROPERTIES);
+    assert_eq!(c.recv(), Some(R::PubRec(1, 0x10)));
+    c.publish("t", b"2", QosPid::ExactlyOnce(pid(2)), NO_PROPERTIES);
+    assert_eq!(c.disconnect_reason(), 0x93);
+    // Packet larger than the broker's Maximum Packet Size.
+    let mut c = Raw5::connect(addr, "big");
+    c.publish("t", &[0u8; 400], QosPid::AtMostOnce, NO_PROPERTIES);
+    assert_eq!(c.disconnect_reason(), 0x95);
+    // Malformed: PUBLISH at QoS 3.
+    let mut c = Raw5::connect(addr, "malformed");
+    let _ = c.stream.write_all(&[0x36, 0x03, 0x00, 0x01, b't']);
+    assert_eq!(c.disconnect_reason(), 0x81);
+    // Protocol error: a second CONNECT; with a reason string.
+    let mut c = Raw5::connect(addr, "twice");
+    c.send(&Packet::Connect(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 30,
+        client_id: "twice",
+        will: None,
+        username: None,
+        password: None,
+        properties: NO_PROPERTIES,
+    }));
+    assert_eq!(
+        c.recv(),
+        Some(R::Disconnect(0x82, Some("protocol error".into())))
+    );
+    // Session taken over.
+    let mut old = Raw5::connect(addr, "taken");
+    let _new = Raw5::connect(addr, "taken");
+    assert_eq!(old.disconnect_reason(), 0x8E);
+    // Inbound alias round trip works for a well-behaved client.
+    let mut s = Raw5::connect(addr, "alias-sub");
+    assert_eq!(s.subscribe("long/name"), R::SubAck(vec![1]));
+    let mut p = Raw5::connect(addr, "alias-pub");
+    p.publish("long/name", b"1", QosPid::AtMostOnce, alias(1));
+    p.send(&Packet::Publish(Publish {
+        dup: false,
+        qos_pid: QosPid::AtMostOnce,
+        retain: false,
+        topic: TopicName::alias_only(),
+        properties: alias(1),
+        payload: b"2",
+    }));
+    assert_eq!(
+        s.recv(),
+        Some(R::Publish("long/name".into(), b"1".to_vec(), None))
+    );
+    assert_eq!(
+        s.recv(),
+        Some(R::Publish("long/name".into(), b"2".to_vec(), None))
+    );
+}
+
+#[test]
+fn raw_v5_enhanced_authentication() {
+    let mut config = wren_broker::Config::for_tests();
+    config.sys_interval = 0;
+    let broker = wren_broker::Server::bind(config)
+        .unwrap()
+        .with_authenticator(Arc::new(HmacChallenge::new().user("alice", b"secret")))
+        .start()
+        .unwrap();
+    let addr = broker.local_addr();
+    let props = |method, data: &'static [u8]| Properties {
+        authentication_method: Some(method),
+        authentication_data: Some(data),
+        ..NO_PROPERTIES
+    };
+    let (_, ack) = Raw5::open(addr, "nope", props("SCRAM-SHA-1", b""));
+    assert_eq!(
+        ack,
+        R::ConnAck(0x8C),
+        "unknown method: Bad authentication method"
+    );
+    let (mut c, first) = Raw5::open(addr, "alice-1", props(HmacChallenge::METHOD, b"alice"));
+    let R::Auth(0x18, nonce) = first else {
+        panic!("{first:?}")
+    };
+    let answer = HmacChallenge::respond(b"secret", &nonce);
+    c.send(&Packet::Auth(Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some(HmacChallenge::METHOD),
+            authentication_data: Some(&answer),
+            ..NO_PROPERTIES
+        },
+    }));
+    assert_eq!(c.recv(), Some(R::ConnAck(0)));
+    // Re-authentication.
+    c.send(&Packet::Auth(Auth {
+        reason_code: ReasonCode::RE_AUTHENTICATE,
+        properties: props(HmacChallenge::METHOD, b"alice"),
+    }));
+    let Some(R::Auth(0x18, nonce)) = c.recv() else {
+        panic!()
+    };
+    let answer = HmacChallenge::respond(b"secret", &nonce);
+    c.send(&Packet::Auth(Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some(HmacChallenge::METHOD),
+            authentication_data: Some(&answer),
+            ..NO_PROPERTIES
+        },
+    }));
+    assert_eq!(c.recv(), Some(R::Auth(0, vec![])));
+    // Wrong secret: CONNACK 0x87.
+    let (mut c, first) = Raw5::open(addr, "alice-2", props(HmacChallenge::METHOD, b"alice"));
+    let R::Auth(0x18, nonce) = first else {
+        panic!("{first:?}")
+    };
+    let answer = HmacChallenge::respond(b"guess", &nonce);
+    c.send(&Packet::Auth(Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some(HmacChallenge::METHOD),
+            authentication_data: Some(&answer),
+            ..NO_PROPERTIES
+        },
+    }));
+    assert_eq!(c.recv(), Some(R::ConnAck(0x87)));
+    assert_eq!(c.recv(), None, "closed");
+}
