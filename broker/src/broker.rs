@@ -567,11 +567,14 @@ impl Broker {
     fn on_connect(&mut self, conn: ConnId, connect: &Connect<'_>) {
         let version = connect.protocol;
         let now = self.now_ms;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.version = version;
-        }
         let v5 = version.is_v5();
         let p = &connect.properties;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.version = version;
+            if v5 {
+                c.max_packet_size = p.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
+            }
+        }
         let will_delay = connect
             .will
             .as_ref()
@@ -660,10 +663,19 @@ impl Broker {
                         ..NO_PROPERTIES
                     },
                 });
-                self.send_packet(conn, &auth);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.state = ConnState::Authenticating(pending);
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let out = Out::packet(&auth, c.version);
+                if out.len() > c.max_packet_size as usize {
+                    return self.refuse(
+                        conn,
+                        ReasonCode::PACKET_TOO_LARGE,
+                        "authentication data above the client's Maximum Packet Size",
+                    );
                 }
+                c.state = ConnState::Authenticating(pending);
+                self.send(conn, out);
             }
             AuthStep::Success(data) => {
                 let PendingAuth {
@@ -852,12 +864,33 @@ impl Broker {
         } else {
             NO_PROPERTIES
         };
-        let connack = Packet::ConnAck(ConnAck {
-            session_present,
-            code: ReasonCode::SUCCESS,
-            properties,
-        });
-        self.send(conn, Out::packet(&connack, version));
+        let connack = |properties| {
+            Out::packet(
+                &Packet::ConnAck(ConnAck {
+                    session_present,
+                    code: ReasonCode::SUCCESS,
+                    properties,
+                }),
+                version,
+            )
+        };
+        let mut out = connack(properties);
+        let max_size = self
+            .conns
+            .get(&conn)
+            .map_or(u32::MAX, |c| c.max_packet_size);
+        if out.len() > max_size as usize {
+            // [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size gets the properties it
+            // cannot do without (its id, the keep-alive it must use, the authentication).
+            out = connack(Properties {
+                assigned_client_identifier: properties.assigned_client_identifier,
+                server_keep_alive: properties.server_keep_alive,
+                authentication_method: properties.authentication_method,
+                authentication_data: properties.authentication_data,
+                ..NO_PROPERTIES
+            });
+        }
+        self.send(conn, out);
         let protocol = match version {
             ProtocolVersion::V31 => 1,
             ProtocolVersion::V311 => 2,
@@ -1720,6 +1753,16 @@ impl Broker {
 
     fn send(&mut self, conn: ConnId, out: Out) {
         if let Some(c) = self.conns.get(&conn) {
+            if out.len() > c.max_packet_size as usize {
+                // [MQTT-3.1.2-24]: never more than the client accepts; an acknowledgement this
+                // large only happens with absurdly small limits, and is left out.
+                log::debug!(
+                    "Not sending {} bytes to {}: above its Maximum Packet Size.",
+                    out.len(),
+                    c.client_id()
+                );
+                return;
+            }
             push(
                 &mut self.stats,
                 c,

@@ -1019,3 +1019,33 @@ fn enhanced_authentication_and_reauthentication() {
     t.send(c, reply(ReasonCode::RE_AUTHENTICATE, b""));
     assert_eq!(drain5(&o), [Q::Disconnect(0x82)]);
 }
+
+#[test]
+fn connack_fits_a_tiny_maximum_packet_size() {
+    // Found by the broker_core fuzz target: the full CONNACK (capabilities) is ~30 bytes.
+    let mut t = T::new();
+    let (c, o) = t.open();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "tiny",
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties {
+                maximum_packet_size: NonZeroU32::new(20),
+                ..NO_PROPERTIES
+            },
+        }),
+    );
+    let mut buf = Vec::new();
+    o.drain_into(&mut buf);
+    assert!(buf.len() <= 20, "{} bytes", buf.len());
+    let Ok(Status::Complete(d)) = decode(&buf, DecodeOptions::new(ProtocolVersion::V5)) else {
+        panic!("{buf:?}")
+    };
+    assert!(matches!(d.packet, Packet::ConnAck(a) if a.code == ReasonCode::SUCCESS));
+}

@@ -531,6 +531,90 @@ mod tests {
     }
 
     #[test]
+    fn v5_deliveries_share_one_encoding_unless_properties_differ() {
+        let user = [("k", "v")];
+        let props = Properties {
+            content_type: Some("text/plain"),
+            user_properties: List::new(&user),
+            message_expiry_interval: Some(60),
+            ..NO_PROPERTIES
+        };
+        let m = Message::with_properties("a/b", b"hello", QoS::AtLeastOnce, false, &props, 1000);
+        let pid = |v| PacketId::new(v);
+        let at = |now_ms| Delivery {
+            now_ms,
+            ..Delivery::default()
+        };
+        let v5 = ProtocolVersion::V5;
+        let d1 = m.delivery_with(v5, QoS::AtLeastOnce, pid(7), false, false, &at(1500));
+        let d2 = m.delivery_with(v5, QoS::AtLeastOnce, pid(0x1234), true, true, &at(1900));
+        let (Out::Publish { template: t1, .. }, Out::Publish { template: t2, .. }) = (&d1, &d2)
+        else {
+            panic!("expected shared publishes: {d1:?}")
+        };
+        assert_eq!(t1.as_ptr(), t2.as_ptr(), "one 5.0 encoding shared");
+        let decode5 = |out: &Out| {
+            let mut buf = Vec::new();
+            out.write_to(&mut buf);
+            let Ok(Status::Complete(d)) = decode(&buf, DecodeOptions::new(v5)) else {
+                panic!("{buf:?}")
+            };
+            let Packet::Publish(p) = d.packet else {
+                panic!()
+            };
+            (
+                p.qos_pid,
+                p.dup,
+                p.properties.message_expiry_interval,
+                p.properties
+                    .subscription_identifiers
+                    .iter()
+                    .collect::<Vec<_>>(),
+                p.properties.content_type.map(str::to_owned),
+                p.payload.to_vec(),
+            )
+        };
+        let got = decode5(&d2);
+        assert_eq!(
+            got.0,
+            QosPid::AtLeastOnce(pid(0x1234).unwrap()),
+            "id patched"
+        );
+        assert!(got.1);
+        assert_eq!(got.4.as_deref(), Some("text/plain"));
+        assert_eq!(got.5, b"hello");
+        // Subscription identifiers or a counted-down expiry: an encoding of its own.
+        let ids = [3, 9];
+        let d3 = m.delivery_with(
+            v5,
+            QoS::AtMostOnce,
+            None,
+            false,
+            false,
+            &Delivery {
+                now_ms: 3500,
+                subscription_ids: &ids,
+                topic_alias: None,
+            },
+        );
+        assert!(matches!(d3, Out::Raw(_)));
+        let got = decode5(&d3);
+        assert_eq!((got.2, got.3), (Some(58), vec![3, 9]));
+        assert!(m.is_expired(61_000) && !m.is_expired(60_999));
+        // 3.1.1 gets the message without properties, from its own shared encoding.
+        let d4 = m.delivery(
+            ProtocolVersion::V311,
+            QoS::AtLeastOnce,
+            pid(2),
+            false,
+            false,
+        );
+        let mut buf = Vec::new();
+        d4.write_to(&mut buf);
+        assert_eq!(decode_publish(&buf).4, b"hello");
+    }
+
+    #[test]
     fn inline_control_packets() {
         let ack = Packet::PubAck(wren_codec::Ack::new(PacketId::new(9).unwrap()));
         let out = Out::packet(&ack, ProtocolVersion::V311);
