@@ -667,7 +667,7 @@ impl Task {
             self.stream = None;
             match stop {
                 Stop::Requested(done) => {
-                    self.fail_pending();
+                    self.close_commands();
                     self.emit(Event::Closed);
                     if let Some(done) = done {
                         let _ = done.try_send(());
@@ -678,7 +678,7 @@ impl Task {
                     self.engine.connection_lost();
                     self.emit(Event::ConnectionLost(why));
                     if self.options.reconnect.is_none() || !self.reconnect().await {
-                        self.fail_pending();
+                        self.close_commands();
                         self.emit(Event::Closed);
                         return;
                     }
@@ -691,6 +691,26 @@ impl Task {
         for (_, reply) in self.pending.drain(..) {
             let _ = reply.try_send(Err(ClientError::Closed));
         }
+    }
+
+    /// The task is ending: refuse new commands and answer those already queued, whose reply
+    /// senders would otherwise stay alive in the channel and leave their callers waiting.
+    fn close_commands(&mut self) {
+        self.commands.close();
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Publish(_, r) => {
+                    let _ = r.try_send(Err(ClientError::Closed));
+                }
+                Command::Subscribe(_, r) | Command::Unsubscribe(_, r) => {
+                    let _ = r.try_send(Err(ClientError::Closed));
+                }
+                Command::Disconnect(done) => {
+                    let _ = done.try_send(());
+                }
+            }
+        }
+        self.fail_pending();
     }
 
     /// Keep trying to connect; `false` if a disconnect was requested meanwhile.
