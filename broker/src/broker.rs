@@ -8,6 +8,7 @@
 //! and message expiry, topic aliases, flow control, shared subscriptions, subscription options,
 //! will delay, enhanced authentication) are described in `broker/MQTT5.md`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -1131,7 +1132,11 @@ impl Broker {
     }
 
     /// Resolve a 5.0 Topic Alias (§3.3.2.3.4): `Err` closes the connection.
-    fn resolve_topic(&mut self, conn: ConnId, p: &Publish<'_>) -> Result<Box<str>, CloseReason> {
+    fn resolve_topic<'p>(
+        &mut self,
+        conn: ConnId,
+        p: &Publish<'p>,
+    ) -> Result<Cow<'p, str>, CloseReason> {
         let max = self.config.topic_alias_maximum;
         let Some(ConnState::Connected(client)) = self.conns.get_mut(&conn).map(|c| &mut c.state)
         else {
@@ -1142,7 +1147,7 @@ impl Broker {
                 // An empty topic needs an alias.
                 return Err(CloseReason::ProtocolError);
             }
-            return Ok(p.topic.as_str().into());
+            return Ok(Cow::Borrowed(p.topic.as_str()));
         };
         // [MQTT-3.3.2-9], [MQTT-3.3.2-10]: 1..=Topic Alias Maximum.
         if alias.get() > max {
@@ -1156,17 +1161,21 @@ impl Broker {
             return Err(CloseReason::TopicAliasInvalid);
         };
         if p.topic.is_empty() {
-            entry.clone().ok_or(CloseReason::TopicAliasInvalid)
+            entry
+                .as_deref()
+                .map(|t| Cow::Owned(t.to_owned()))
+                .ok_or(CloseReason::TopicAliasInvalid)
         } else {
             *entry = Some(p.topic.as_str().into());
-            Ok(p.topic.as_str().into())
+            Ok(Cow::Borrowed(p.topic.as_str()))
         }
     }
 
     fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
         let v5 = self.version(conn).is_v5();
-        let topic: Box<str> = if v5 {
+        // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
+        let topic: Cow<'_, str> = if v5 {
             match self.resolve_topic(conn, p) {
                 Ok(t) => t,
                 Err(reason) => return self.close(conn, reason),
@@ -1174,7 +1183,7 @@ impl Broker {
         } else if p.topic.is_empty() {
             return self.close(conn, CloseReason::ProtocolError);
         } else {
-            p.topic.as_str().into()
+            Cow::Borrowed(p.topic.as_str())
         };
         let qos = p.qos_pid.qos();
         if v5 {
