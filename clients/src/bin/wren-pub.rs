@@ -337,7 +337,6 @@ async fn console(
 ) -> Result<(), ClientError> {
     let lines = cli::stdin_lines();
     let mut outstanding = HashSet::new();
-    log_line("CONNACK accepted");
     loop {
         let wake = async { Wake::Event(client.next_event().await) }
             .or(async { Wake::Line(lines.recv().await.ok()) })
