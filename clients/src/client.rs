@@ -326,6 +326,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Most QoS 1/2 publishes awaiting acknowledgement; more wait their turn (Mosquitto's `-M`).
     pub max_in_flight: usize,
+    /// 3.1.1 only: resend an unacknowledged QoS 1/2 PUBLISH (DUP) or PUBREL after this long.
+    /// `None` (default) resends only after reconnecting to a resumed session, as 5.0 requires.
+    pub retry_interval: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -347,6 +350,7 @@ impl ClientOptions {
             debug: false,
             connect_timeout: Duration::from_secs(30),
             max_in_flight: 20,
+            retry_interval: None,
         }
     }
 }
@@ -494,6 +498,7 @@ impl Task {
     fn new(options: ClientOptions, events: Sender<Event>, commands: Receiver<Command>) -> Self {
         let mut config = engine::Config::new(options.version);
         config.connect_timeout_ms = millis(options.connect_timeout);
+        config.retry_interval_ms = options.retry_interval.map(millis);
         let reconnect = options.reconnect.unwrap_or_default();
         Task {
             engine: Box::new(Engine::new(config)),
