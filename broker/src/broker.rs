@@ -28,7 +28,9 @@ use crate::index::{Sub, SubscriptionIndex, group_by_session};
 use crate::message::{Delivery, Message, Out};
 use crate::outbox::Outbox;
 use crate::retained::RetainedStore;
-use crate::session::{ConnId, Inflight, OutgoingState, Queued, Session, SessionId, SessionStore};
+use crate::session::{
+    ConnId, IdHash, Inflight, OutgoingState, Queued, Session, SessionId, SessionStore,
+};
 
 /// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
 const MAX_TOPIC_LEVELS: usize = 200;
@@ -263,7 +265,7 @@ struct PendingWill {
 pub struct Broker {
     config: Config,
     /// Boxed: the table holds many empty slots at its load factor, so keep slots small.
-    conns: HashMap<ConnId, Box<Conn>>,
+    conns: HashMap<ConnId, Box<Conn>, IdHash>,
     next_conn: u64,
     connected: usize,
     sessions: SessionStore,
@@ -308,7 +310,7 @@ impl Broker {
         config.maximum_qos = config.maximum_qos.min(2);
         Broker {
             config,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             next_conn: 0,
             connected: 0,
             sessions: SessionStore::new(),
@@ -1489,10 +1491,18 @@ impl Broker {
         let mut count = 0usize;
         for group in matches.chunk_by(|a, b| a.session == b.session) {
             let Some(first) = group.first() else { continue };
-            let qos = group.iter().map(|s| s.qos).max().unwrap_or(QoS::AtMostOnce);
-            let retain = message.retain() && group.iter().any(|s| s.retain_as_published);
             ids.clear();
-            ids.extend(group.iter().filter_map(|s| s.id.map(NonZeroU32::get)));
+            let (qos, retain) = if let [only] = group {
+                // The common case: one matching subscription (no iterator work).
+                ids.extend(only.id.map(NonZeroU32::get));
+                (only.qos, message.retain() && only.retain_as_published)
+            } else {
+                ids.extend(group.iter().filter_map(|s| s.id.map(NonZeroU32::get)));
+                (
+                    group.iter().map(|s| s.qos).max().unwrap_or(QoS::AtMostOnce),
+                    message.retain() && group.iter().any(|s| s.retain_as_published),
+                )
+            };
             self.deliver(
                 first.session,
                 &message,
@@ -2001,6 +2011,7 @@ fn pick_member(group: &SharedGroup, sessions: &SessionStore) -> Option<usize> {
 
 /// The output item delivering `message` on connection `c`: 5.0 connections get the message's
 /// Subscription Identifiers, remaining expiry and an outbound Topic Alias (if assigned).
+#[inline]
 fn out_for(
     c: &mut Conn,
     message: &Message,

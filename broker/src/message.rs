@@ -232,6 +232,7 @@ impl Message {
 
     /// The output item that delivers this message to a connection speaking `version`, with no
     /// per-subscriber properties (see [`Message::delivery_with`]).
+    #[inline]
     pub fn delivery(
         &self,
         version: ProtocolVersion,
@@ -240,7 +241,12 @@ impl Message {
         dup: bool,
         retain: bool,
     ) -> Out {
-        self.delivery_with(version, qos, pid, dup, retain, &Delivery::default())
+        if version.is_v5() {
+            return self.delivery_with(version, qos, pid, dup, retain, &Delivery::default());
+        }
+        // The 3.1.1 fan-out path: straight to the shared encoding.
+        let (qos_pid, flags) = delivery_flags(qos, pid, dup, retain);
+        self.shared_delivery(false, qos_pid, flags, 0)
     }
 
     /// The output item that delivers this message to a connection speaking `version`.
@@ -256,24 +262,26 @@ impl Message {
         retain: bool,
         d: &Delivery<'_>,
     ) -> Out {
-        let qos_pid = match pid {
-            Some(id) => QosPid::new(qos, id),
-            None => QosPid::AtMostOnce,
-        };
-        let dup = dup && qos_pid != QosPid::AtMostOnce;
-        let flags = (u8::from(dup) << 3) | (qos_pid.qos().bits() << 1) | u8::from(retain);
+        let (qos_pid, flags) = delivery_flags(qos, pid, dup, retain);
         let v5 = version.is_v5();
         if v5 && !self.shared_v5(d) {
+            let dup = flags & 0x08 != 0;
             return Out::Raw(self.encode(version, qos_pid, dup, retain, d));
         }
-        // 3.1 and 3.1.1 PUBLISH encodings are identical.
+        self.shared_delivery(v5, qos_pid, flags, d.now_ms)
+    }
+
+    /// A delivery from the shared encoding of its protocol family (3.1 and 3.1.1 PUBLISH
+    /// encodings are identical), encoded on first use.
+    #[inline]
+    fn shared_delivery(&self, v5: bool, qos_pid: QosPid, flags: u8, now_ms: u64) -> Out {
         let family = if v5 {
             ProtocolVersion::V5
         } else {
             ProtocolVersion::V311
         };
         let base = Delivery {
-            now_ms: d.now_ms,
+            now_ms,
             ..Delivery::default()
         };
         match qos_pid.packet_id() {
@@ -311,7 +319,15 @@ impl Message {
                         )
                     })
                     .clone();
-                let offset = pid_offset(&template, self.topic.len());
+                let offset = if v5 {
+                    pid_offset(&template, self.topic.len())
+                } else {
+                    // 3.1.1 has nothing between the packet identifier and the payload.
+                    template
+                        .len()
+                        .saturating_sub(self.payload.len())
+                        .saturating_sub(2)
+                };
                 Out::Publish {
                     template,
                     flags,
@@ -320,6 +336,18 @@ impl Message {
             }
         }
     }
+}
+
+/// The PUBLISH's QoS and packet id, and the low nibble of its first byte (DUP, QoS, RETAIN).
+#[inline]
+fn delivery_flags(qos: QoS, pid: Option<PacketId>, dup: bool, retain: bool) -> (QosPid, u8) {
+    let qos_pid = match pid {
+        Some(id) => QosPid::new(qos, id),
+        None => QosPid::AtMostOnce,
+    };
+    let dup = dup && qos_pid != QosPid::AtMostOnce;
+    let flags = (u8::from(dup) << 3) | (qos_pid.qos().bits() << 1) | u8::from(retain);
+    (qos_pid, flags)
 }
 
 /// Offset of the packet identifier in an encoded PUBLISH: after the fixed header (the type
