@@ -150,6 +150,11 @@ impl Message {
         self.properties.as_deref()
     }
 
+    /// Whether it has a Message Expiry Interval.
+    pub fn expires(&self) -> bool {
+        self.expiry.is_some()
+    }
+
     /// Whether its Message Expiry Interval has passed at `now_ms` ([MQTT-3.3.2-5]).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expiry.is_some_and(|(secs, received)| {

@@ -11,6 +11,9 @@ use crate::message::Message;
 #[derive(Debug, Default)]
 pub struct RetainedStore {
     by_topic: HashMap<Box<str>, Arc<Message>>,
+    /// Whether a stored message may have a Message Expiry Interval (so the sweep can be skipped
+    /// for a large store without any).
+    has_expiring: bool,
 }
 
 impl RetainedStore {
@@ -35,13 +38,18 @@ impl RetainedStore {
         if message.payload().is_empty() {
             self.by_topic.remove(message.topic());
         } else {
+            self.has_expiring |= message.expires();
             self.by_topic.insert(message.topic().into(), message);
         }
     }
 
     /// Drop messages whose Message Expiry Interval has passed ([MQTT-3.3.2-5]).
     pub fn remove_expired(&mut self, now_ms: u64) {
+        if !self.has_expiring {
+            return;
+        }
         self.by_topic.retain(|_, m| !m.is_expired(now_ms));
+        self.has_expiring = self.by_topic.values().any(|m| m.expires());
     }
 
     /// The retained message of one topic.
@@ -95,5 +103,28 @@ mod tests {
         s.set(Message::new("a/b", b"", QoS::AtMostOnce, true));
         assert_eq!(topics(&s, "a/#"), ["a/c"]);
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn expired_messages_are_swept() {
+        let mut s = RetainedStore::new();
+        let props = wren_codec::Properties {
+            message_expiry_interval: Some(2),
+            ..wren_codec::properties::NO_PROPERTIES
+        };
+        s.set(Message::with_properties(
+            "e",
+            b"1",
+            QoS::AtMostOnce,
+            true,
+            &props,
+            1000,
+        ));
+        s.set(Message::new("keep", b"2", QoS::AtMostOnce, true));
+        s.remove_expired(2999);
+        assert_eq!(s.len(), 2);
+        s.remove_expired(3000);
+        assert_eq!(topics(&s, "#"), ["keep"]);
+        assert!(!s.has_expiring);
     }
 }
