@@ -432,7 +432,12 @@ impl Broker {
                 Packet::Auth(a) if a.reason_code == ReasonCode::CONTINUE_AUTHENTICATION => {
                     self.on_connect_auth(conn, a)
                 }
-                _ => self.close(conn, CloseReason::ProtocolError),
+                // Before CONNACK only AUTH may flow; a refusal is a CONNACK.
+                _ => self.refuse(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "protocol error during authentication",
+                ),
             },
             ConnState::Connected(client) => {
                 let sid = client.session;
@@ -530,7 +535,7 @@ impl Broker {
                 .partition(|w| w.due_ms <= now_ms);
             self.pending_wills = waiting;
             for w in due {
-                self.route(w.message, None);
+                self.route(w.message.restamped(now_ms), None);
             }
         }
         if now_ms >= self.next_sweep_ms {
@@ -705,7 +710,11 @@ impl Broker {
         // [MQTT-4.12.0-5]: the method must stay the same.
         if auth.properties.authentication_method != Some(&*pending.method) {
             c.state = ConnState::Authenticating(pending);
-            return self.close(conn, CloseReason::ProtocolError);
+            return self.refuse(
+                conn,
+                ReasonCode::PROTOCOL_ERROR,
+                "authentication method changed",
+            );
         }
         let step = pending
             .exchange
@@ -1896,7 +1905,7 @@ impl Broker {
             && !will.topic().starts_with('$')
         {
             if client.will_delay == 0 {
-                self.route(will, None);
+                self.route(will.restamped(now), None);
             } else {
                 // 5.0 §3.1.3.2: published after the delay, or when the session ends if sooner.
                 self.pending_wills.push(PendingWill {
@@ -1943,7 +1952,7 @@ impl Broker {
             .position(|w| w.client_id == session.client_id)
         {
             let will = self.pending_wills.swap_remove(pos);
-            self.route(will.message, None);
+            self.route(will.message.restamped(self.now_ms), None);
         }
         // Fail-over of shared-subscription messages not yet acknowledged (5.0 §4.8.2: "If the
         // Client's Session terminates before the Client reconnects, the Server SHOULD send the

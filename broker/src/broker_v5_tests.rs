@@ -892,6 +892,22 @@ fn will_delay_interval() {
     let (c, _, _, _) = t.connect_full("c", true, NO_PROPERTIES, Some(will("will/c", 100)));
     t.b.connection_lost(c);
     assert_eq!(pubs(&so).len(), 1);
+    // A will's Message Expiry Interval counts from its publication, not from CONNECT.
+    let expiring_will = Will {
+        properties: Properties {
+            will_delay_interval: Some(2),
+            message_expiry_interval: Some(3),
+            ..NO_PROPERTIES
+        },
+        ..will("will/e", 0)
+    };
+    let (c, _, _, _) = t.connect_full("e", true, exp, Some(expiring_will));
+    t.tick(50_000);
+    t.b.connection_lost(c);
+    t.tick(52_000);
+    let got = pubs(&so);
+    assert_eq!(got.len(), 1, "not expired although CONNECT was 50 s ago");
+    assert_eq!(got[0].expiry, Some(3));
     // DISCONNECT 0x04: the will is published.
     let (c, _, _, _) = t.connect_full("d", true, NO_PROPERTIES, Some(will("will/d", 0)));
     t.send(
@@ -1014,6 +1030,16 @@ fn enhanced_authentication_and_reauthentication() {
         }]
     );
     assert!(o.is_closed());
+    // Anything but AUTH during the exchange: CONNACK 0x82.
+    let (c, o, _, _) = t.connect_full("c", true, auth_props(b"alice"), None);
+    t.send(c, Packet::PingReq);
+    assert_eq!(
+        drain5(&o),
+        [Q::ConnAck {
+            present: false,
+            code: 0x82
+        }]
+    );
     // AUTH without enhanced authentication is a protocol error.
     let (c, o) = t.connect("plain");
     t.send(c, reply(ReasonCode::RE_AUTHENTICATE, b""));

@@ -150,6 +150,26 @@ impl Message {
         self.properties.as_deref()
     }
 
+    /// The message as published at `now_ms`: a will is built at CONNECT but published later,
+    /// and its Message Expiry Interval counts from the publication.
+    pub fn restamped(self: &Arc<Self>, now_ms: u64) -> Arc<Message> {
+        let Some((secs, _)) = self.expiry else {
+            return Arc::clone(self);
+        };
+        Arc::new(Message {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            expiry: Some((secs, now_ms)),
+            without_pid: OnceLock::new(),
+            with_pid: OnceLock::new(),
+            v5_without_pid: OnceLock::new(),
+            v5_with_pid: OnceLock::new(),
+        })
+    }
+
     /// Whether it has a Message Expiry Interval.
     pub fn expires(&self) -> bool {
         self.expiry.is_some()
