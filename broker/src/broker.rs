@@ -777,8 +777,11 @@ impl Broker {
             self.close(old_conn, CloseReason::TakenOver);
         }
         // 5.0: a session outlives its connection only with a Session Expiry Interval.
+        // 5.0 §3.2.2.3.2: the broker may shorten the interval, and then says so in CONNACK.
+        let cap = self.config.max_session_expiry_interval;
+        let capped_expiry = (v5 && info.session_expiry > cap).then_some(cap);
         let expiry = if v5 {
-            info.session_expiry
+            info.session_expiry.min(cap)
         } else if info.clean_start {
             0
         } else {
@@ -856,6 +859,7 @@ impl Broker {
             Properties {
                 assigned_client_identifier: if assigned { Some(&client_id) } else { None },
                 server_keep_alive,
+                session_expiry_interval: capped_expiry,
                 receive_maximum: NonZeroU16::new(cfg.receive_maximum),
                 maximum_packet_size: NonZeroU32::new(cfg.max_packet_size),
                 topic_alias_maximum: Some(cfg.topic_alias_maximum).filter(|&m| m > 0),
@@ -1078,7 +1082,7 @@ impl Broker {
                 return self.close(conn, CloseReason::ProtocolError);
             }
             if let Some(s) = self.sessions.get_mut(sid) {
-                s.expiry_interval = new_expiry;
+                s.expiry_interval = new_expiry.min(self.config.max_session_expiry_interval);
                 s.clean = new_expiry == 0;
             }
         }

@@ -752,6 +752,40 @@ fn session_expiry_interval() {
         }),
     );
     assert!(t.b.sessions().find("y").is_none());
+    // A cap: the interval is shortened and CONNACK says so.
+    let mut t2 = T::with(Config {
+        max_session_expiry_interval: 5,
+        ..Config::for_tests()
+    });
+    let (c, o) = t2.open();
+    t2.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "capped",
+            will: None,
+            username: None,
+            password: None,
+            properties: exp(100),
+        }),
+    );
+    let mut buf = Vec::new();
+    o.drain_into(&mut buf);
+    let Ok(Status::Complete(d)) = decode(&buf, DecodeOptions::new(ProtocolVersion::V5)) else {
+        panic!()
+    };
+    let Packet::ConnAck(ack) = d.packet else {
+        panic!()
+    };
+    assert_eq!(ack.properties.session_expiry_interval, Some(5));
+    t2.b.connection_lost(c);
+    t2.tick(5_000);
+    assert!(
+        t2.b.sessions().find("capped").is_none(),
+        "expired after 5 s"
+    );
     // 0xFFFFFFFF: never.
     let (c, _, _, _) = t.connect_full("n", true, exp(u32::MAX), None);
     t.b.connection_lost(c);

@@ -49,6 +49,9 @@ pub struct Config {
     pub auto_id_prefix: String,
     /// Most subscriptions one session may hold; further filters get SUBACK 0x80. 0: unlimited.
     pub max_subscriptions_per_client: usize,
+    /// Longest 5.0 Session Expiry Interval granted, in seconds (4294967295 = "never expires" is
+    /// allowed); a longer request is shortened and CONNACK says so.
+    pub max_session_expiry_interval: u32,
     /// 5.0 Receive Maximum sent in CONNACK: incoming QoS 2 messages a client may have
     /// unreleased (QoS 1 is acknowledged at once); more is DISCONNECT 0x93. 0 means 65535.
     pub receive_maximum: u16,
@@ -93,6 +96,7 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".into(),
             max_subscriptions_per_client: 0,
+            max_session_expiry_interval: u32::MAX,
             receive_maximum: 100,
             topic_alias_maximum: 10,
             outbound_topic_aliases: 0,
