@@ -1,6 +1,8 @@
 //! Broker configuration: every setting and limit with its default. Loaded from TOML (see
 //! `broker/wren.toml`, which documents each key); the command line overrides `port` and `bind`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// Broker configuration. Every field has a default, so an empty file is a valid configuration.
@@ -75,6 +77,9 @@ pub struct Config {
     /// 5.0 Response Information sent in CONNACK to a client that requests it (the prefix of
     /// response topics it may use); empty = never sent.
     pub response_information: String,
+    /// Users and secrets of the example 5.0 enhanced-authentication method `WREN-HMAC-SHA256`
+    /// ([`crate::HmacChallenge`]); empty = the method is not offered.
+    pub auth_hmac_users: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -106,6 +111,7 @@ impl Default for Config {
             subscription_identifier_available: true,
             shared_subscription_available: true,
             response_information: String::new(),
+            auth_hmac_users: BTreeMap::new(),
         }
     }
 }
@@ -137,6 +143,11 @@ mod tests {
         let c = Config::from_toml("port = 1884\nmax_inflight_messages = 5\n").unwrap();
         assert_eq!((c.port, c.max_inflight_messages), (1884, 5));
         assert!(Config::from_toml("prot = 1").is_err());
+        let c = Config::from_toml("[auth_hmac_users]\nalice = \"s3cret\"\n").unwrap();
+        assert_eq!(
+            c.auth_hmac_users.get("alice").map(String::as_str),
+            Some("s3cret")
+        );
     }
 
     #[test]

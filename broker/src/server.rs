@@ -104,6 +104,16 @@ impl Server {
         };
         let epoch = Instant::now();
         let mut broker = Broker::new(self.config.clone(), 0);
+        if !self.config.auth_hmac_users.is_empty() {
+            let method = self
+                .config
+                .auth_hmac_users
+                .iter()
+                .fold(crate::auth::HmacChallenge::new(), |m, (user, secret)| {
+                    m.user(user, secret.as_bytes())
+                });
+            broker.add_authenticator(Arc::new(method));
+        }
         for a in self.authenticators {
             broker.add_authenticator(a);
         }

@@ -580,3 +580,33 @@ fn raw_v5_enhanced_authentication() {
     assert_eq!(c.recv(), Some(R::ConnAck(0x87)));
     assert_eq!(c.recv(), None, "closed");
 }
+
+#[test]
+fn raw_v5_authentication_users_from_config() {
+    let broker = common::start(|c| {
+        c.auth_hmac_users.insert("bob".into(), "pw".into());
+    });
+    let addr = broker.local_addr();
+    let (mut c, first) = Raw5::open(
+        addr,
+        "bob-1",
+        Properties {
+            authentication_method: Some(HmacChallenge::METHOD),
+            authentication_data: Some(b"bob"),
+            ..NO_PROPERTIES
+        },
+    );
+    let R::Auth(0x18, nonce) = first else {
+        panic!("{first:?}")
+    };
+    let answer = HmacChallenge::respond(b"pw", &nonce);
+    c.send(&Packet::Auth(Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some(HmacChallenge::METHOD),
+            authentication_data: Some(&answer),
+            ..NO_PROPERTIES
+        },
+    }));
+    assert_eq!(c.recv(), Some(R::ConnAck(0)));
+}
