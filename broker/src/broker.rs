@@ -2175,7 +2175,7 @@ mod tests {
             .collect()
     }
 
-    fn pid(v: u16) -> PacketId {
+    pub(super) fn pid(v: u16) -> PacketId {
         PacketId::new(v).unwrap()
     }
 
@@ -2183,16 +2183,17 @@ mod tests {
         "127.0.0.1:40000".parse().unwrap()
     }
 
-    struct T {
-        b: Broker,
-        now: u64,
+    /// The test harness shared with the 5.0 tests (`broker_v5_tests.rs`): a core and its clock.
+    pub(super) struct T {
+        pub(super) b: Broker,
+        pub(super) now: u64,
     }
 
     impl T {
-        fn new() -> T {
+        pub(super) fn new() -> T {
             Self::with(Config::for_tests())
         }
-        fn with(config: Config) -> T {
+        pub(super) fn with(config: Config) -> T {
             T {
                 b: Broker::new(
                     Config {
@@ -2204,10 +2205,10 @@ mod tests {
                 now: 0,
             }
         }
-        fn open(&mut self) -> (ConnId, Outbox) {
+        pub(super) fn open(&mut self) -> (ConnId, Outbox) {
             self.b.connection_opened(peer(), 1883, self.now).unwrap()
         }
-        fn send(&mut self, conn: ConnId, p: Packet<'_>) {
+        pub(super) fn send(&mut self, conn: ConnId, p: Packet<'_>) {
             self.b.packet_received(conn, &p, 10, self.now);
         }
         fn connect_with(

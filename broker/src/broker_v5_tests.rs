@@ -1,6 +1,7 @@
 //! Unit tests of the core's MQTT 5.0 behaviour (driven through `Broker` events, output decoded
 //! as 5.0). Named after the behaviour; `broker/MQTT5.md` maps spec sections to them.
 
+use super::tests::{T, pid};
 use super::*;
 use crate::auth::HmacChallenge;
 use wren_codec::{
@@ -139,41 +140,7 @@ fn pubs(o: &Outbox) -> Vec<Pb> {
         .collect()
 }
 
-fn pid(v: u16) -> PacketId {
-    PacketId::new(v).unwrap()
-}
-
-fn peer() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
-}
-
-struct T {
-    b: Broker,
-    now: u64,
-}
-
 impl T {
-    fn new() -> T {
-        Self::with(Config::for_tests())
-    }
-    fn with(config: Config) -> T {
-        T {
-            b: Broker::new(
-                Config {
-                    sys_interval: 0,
-                    ..config
-                },
-                0,
-            ),
-            now: 0,
-        }
-    }
-    fn open(&mut self) -> (ConnId, Outbox) {
-        self.b.connection_opened(peer(), 1883, self.now).unwrap()
-    }
-    fn send(&mut self, conn: ConnId, p: Packet<'_>) {
-        self.b.packet_received(conn, &p, 10, self.now);
-    }
     fn tick(&mut self, now: u64) {
         self.now = now;
         self.b.tick(now);
@@ -202,7 +169,8 @@ impl T {
         let (out, props) = drain_v(&o, ProtocolVersion::V5);
         (c, o, out, props)
     }
-    fn connect(&mut self, id: &str) -> (ConnId, Outbox) {
+    /// A 5.0 client with a clean start and no properties, CONNACK checked.
+    fn connect5(&mut self, id: &str) -> (ConnId, Outbox) {
         let (c, o, out, _) = self.connect_full(id, true, NO_PROPERTIES, None);
         assert!(matches!(out[0], Q::ConnAck { code: 0, .. }), "{out:?}");
         (c, o)
@@ -275,7 +243,7 @@ impl T {
             }),
         );
     }
-    fn publish(&mut self, conn: ConnId, topic: &str, payload: &[u8], qos_pid: QosPid) {
+    fn publish5(&mut self, conn: ConnId, topic: &str, payload: &[u8], qos_pid: QosPid) {
         self.publish_p(conn, topic, payload, qos_pid, false, NO_PROPERTIES);
     }
 }
@@ -332,14 +300,14 @@ fn connack_capabilities_server_keep_alive_and_response_information() {
     let (_, _, _, p) = t.connect_full("x", true, NO_PROPERTIES, None);
     assert_eq!(p.response_information, None);
     // QoS 2 publish above Maximum QoS 1 → DISCONNECT 0x9B; retain → 0x9A.
-    let (c, o) = t.connect("q");
-    t.publish(c, "t", b"x", QosPid::ExactlyOnce(pid(1)));
+    let (c, o) = t.connect5("q");
+    t.publish5(c, "t", b"x", QosPid::ExactlyOnce(pid(1)));
     assert_eq!(drain5(&o), [Q::Disconnect(0x9B)]);
-    let (c, o) = t.connect("r");
+    let (c, o) = t.connect5("r");
     t.publish_p(c, "t", b"x", QosPid::AtMostOnce, true, NO_PROPERTIES);
     assert_eq!(drain5(&o), [Q::Disconnect(0x9A)]);
     // SUBACK grants at most Maximum QoS; shared refused with 0x9E.
-    let (c, o) = t.connect("s");
+    let (c, o) = t.connect5("s");
     assert_eq!(t.sub(c, &o, "a", QoS::ExactlyOnce), [Q::SubAck(vec![1])]);
     assert_eq!(
         t.sub(c, &o, "$share/g/a", QoS::AtMostOnce),
@@ -350,13 +318,13 @@ fn connack_capabilities_server_keep_alive_and_response_information() {
 #[test]
 fn puback_pubrec_reason_codes_no_subscribers_and_payload_format() {
     let mut t = T::new();
-    let (p, po) = t.connect("pub");
-    t.publish(p, "nobody", b"x", QosPid::AtLeastOnce(pid(1)));
-    t.publish(p, "nobody", b"x", QosPid::ExactlyOnce(pid(2)));
+    let (p, po) = t.connect5("pub");
+    t.publish5(p, "nobody", b"x", QosPid::AtLeastOnce(pid(1)));
+    t.publish5(p, "nobody", b"x", QosPid::ExactlyOnce(pid(2)));
     assert_eq!(drain5(&po), [Q::PubAck(1, 0x10), Q::PubRec(2, 0x10)]);
-    let (s, so) = t.connect("sub");
+    let (s, so) = t.connect5("sub");
     t.sub(s, &so, "t", QoS::AtLeastOnce);
-    t.publish(p, "t", b"x", QosPid::AtLeastOnce(pid(3)));
+    t.publish5(p, "t", b"x", QosPid::AtLeastOnce(pid(3)));
     assert_eq!(drain5(&po), [Q::PubAck(3, 0)]);
     // Payload Format Indicator 1 with bytes that are not UTF-8.
     let utf8 = Properties {
@@ -388,7 +356,7 @@ fn puback_pubrec_reason_codes_no_subscribers_and_payload_format() {
     t.publish_p(p, "t", b"\xff", QosPid::AtMostOnce, false, utf8);
     assert_eq!(drain5(&po), [Q::Disconnect(0x99)]);
     // PUBREL for an unknown id: PUBCOMP 0x92.
-    let (p, po) = t.connect("pub2");
+    let (p, po) = t.connect5("pub2");
     t.send(p, Packet::PubRel(Ack::new(pid(77))));
     assert_eq!(drain5(&po), [Q::PubComp(77, 0x92)]);
 }
@@ -401,7 +369,7 @@ fn suback_and_unsuback_reason_codes() {
         max_subscriptions_per_client: 2,
         ..Config::for_tests()
     });
-    let (c, o) = t.connect("c");
+    let (c, o) = t.connect5("c");
     assert_eq!(
         t.sub(c, &o, "a/+", QoS::AtMostOnce),
         [Q::SubAck(vec![0xA2])]
@@ -436,7 +404,7 @@ fn suback_and_unsuback_reason_codes() {
     let mut opts = SubscriptionOptions::qos(QoS::AtMostOnce);
     opts.no_local = true;
     let mut t = T::new();
-    let (c, o) = t.connect("c");
+    let (c, o) = t.connect5("c");
     assert_eq!(
         t.sub_opts(c, &o, "$share/g/x", opts, None),
         [Q::Disconnect(0x82)]
@@ -446,7 +414,7 @@ fn suback_and_unsuback_reason_codes() {
 #[test]
 fn properties_forwarded_in_order_between_versions() {
     let mut t = T::new();
-    let (s5, so5) = t.connect("s5");
+    let (s5, so5) = t.connect5("s5");
     t.sub(s5, &so5, "t", QoS::AtLeastOnce);
     let (s3, so3) = t.connect_v3("s3");
     let subs = [Subscription {
@@ -470,7 +438,7 @@ fn properties_forwarded_in_order_between_versions() {
         user_properties: List::new(&user),
         ..NO_PROPERTIES
     };
-    let (p, _) = t.connect("p");
+    let (p, _) = t.connect5("p");
     t.publish_p(p, "t", b"hi", QosPid::AtLeastOnce(pid(1)), false, props);
     let got = pubs(&so5);
     assert_eq!(got.len(), 1);
@@ -503,7 +471,7 @@ fn properties_forwarded_in_order_between_versions() {
 #[test]
 fn subscription_options_and_identifiers() {
     let mut t = T::new();
-    let (c, o) = t.connect("c");
+    let (c, o) = t.connect5("c");
     let mut nl = SubscriptionOptions::qos(QoS::AtLeastOnce);
     nl.no_local = true;
     t.sub_opts(c, &o, "own/#", nl, Some(7));
@@ -514,8 +482,8 @@ fn subscription_options_and_identifiers() {
         SubscriptionOptions::qos(QoS::AtMostOnce),
         Some(9),
     );
-    let (p, _) = t.connect("p");
-    t.publish(p, "own/a", b"1", QosPid::AtLeastOnce(pid(1)));
+    let (p, _) = t.connect5("p");
+    t.publish5(p, "own/a", b"1", QosPid::AtLeastOnce(pid(1)));
     let got = pubs(&o);
     assert_eq!(got.len(), 1, "overlapping subscriptions: one delivery");
     let mut ids = got[0].sub_ids.clone();
@@ -523,12 +491,12 @@ fn subscription_options_and_identifiers() {
     assert_eq!(ids, [7, 9], "one identifier per matching subscription");
     assert_eq!(got[0].qos, 1);
     // No Local: own publish skips the no-local subscription, not the other one.
-    t.publish(c, "own/a", b"2", QosPid::AtMostOnce);
+    t.publish5(c, "own/a", b"2", QosPid::AtMostOnce);
     let got = pubs(&o);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].sub_ids, [9]);
     // Retain As Published.
-    let (s, so) = t.connect("s");
+    let (s, so) = t.connect5("s");
     let mut rap = SubscriptionOptions::qos(QoS::AtMostOnce);
     rap.retain_as_published = true;
     t.sub_opts(s, &so, "r/rap", rap, None);
@@ -540,7 +508,7 @@ fn subscription_options_and_identifiers() {
     // Retain Handling: 0 sends, 1 sends only for a new subscription, 2 never.
     let mut rh = SubscriptionOptions::qos(QoS::AtMostOnce);
     rh.retain_handling = RetainHandling::SendIfNew;
-    let (r, ro) = t.connect("r");
+    let (r, ro) = t.connect5("r");
     assert_eq!(t.sub_opts(r, &ro, "r/rap", rh, None).len(), 2);
     assert_eq!(t.sub_opts(r, &ro, "r/rap", rh, None).len(), 1, "exists");
     rh.retain_handling = RetainHandling::DoNotSend;
@@ -560,9 +528,9 @@ fn topic_alias_inbound() {
         topic_alias_maximum: 2,
         ..Config::for_tests()
     });
-    let (s, so) = t.connect("s");
+    let (s, so) = t.connect5("s");
     t.sub(s, &so, "long/topic/name", QoS::AtMostOnce);
-    let (p, po) = t.connect("p");
+    let (p, po) = t.connect5("p");
     let alias = |a| Properties {
         topic_alias: NonZeroU16::new(a),
         ..NO_PROPERTIES
@@ -605,7 +573,7 @@ fn topic_alias_inbound() {
     assert_eq!(drain5(&po), [Q::Disconnect(0x94)]);
     assert!(po.is_closed());
     // Above the Topic Alias Maximum → 0x94.
-    let (p, po) = t.connect("p2");
+    let (p, po) = t.connect5("p2");
     t.publish_p(p, "a", b"1", QosPid::AtMostOnce, false, alias(3));
     assert_eq!(drain5(&po), [Q::Disconnect(0x94)]);
 }
@@ -626,9 +594,9 @@ fn topic_alias_outbound() {
         None,
     );
     t.sub(s, &so, "#", QoS::AtMostOnce);
-    let (p, _) = t.connect("p");
+    let (p, _) = t.connect5("p");
     for topic in ["a/b", "a/b", "c"] {
-        t.publish(p, topic, b"x", QosPid::AtMostOnce);
+        t.publish5(p, topic, b"x", QosPid::AtMostOnce);
     }
     let got = pubs(&so);
     let seen: Vec<_> = got.iter().map(|p| (p.topic.as_str(), p.alias)).collect();
@@ -645,12 +613,12 @@ fn receive_maximum_both_directions() {
         receive_maximum: 2,
         ..Config::for_tests()
     });
-    let (p, po) = t.connect("p");
-    t.publish(p, "t", b"1", QosPid::ExactlyOnce(pid(1)));
-    t.publish(p, "t", b"2", QosPid::ExactlyOnce(pid(2)));
-    t.publish(p, "t", b"2", QosPid::ExactlyOnce(pid(2)));
+    let (p, po) = t.connect5("p");
+    t.publish5(p, "t", b"1", QosPid::ExactlyOnce(pid(1)));
+    t.publish5(p, "t", b"2", QosPid::ExactlyOnce(pid(2)));
+    t.publish5(p, "t", b"2", QosPid::ExactlyOnce(pid(2)));
     assert_eq!(drain5(&po).len(), 3, "duplicates do not count");
-    t.publish(p, "t", b"3", QosPid::ExactlyOnce(pid(3)));
+    t.publish5(p, "t", b"3", QosPid::ExactlyOnce(pid(3)));
     assert_eq!(drain5(&po), [Q::Disconnect(0x93)]);
     // The client's Receive Maximum caps the broker's window toward it.
     let (s, so, _, _) = t.connect_full(
@@ -663,9 +631,9 @@ fn receive_maximum_both_directions() {
         None,
     );
     t.sub(s, &so, "w", QoS::AtLeastOnce);
-    let (p, _) = t.connect("p3");
+    let (p, _) = t.connect5("p3");
     for i in 1..=3 {
-        t.publish(p, "w", &[i], QosPid::AtLeastOnce(pid(u16::from(i))));
+        t.publish5(p, "w", &[i], QosPid::AtLeastOnce(pid(u16::from(i))));
     }
     let got = pubs(&so);
     assert_eq!(got.len(), 1, "window of 1");
@@ -686,10 +654,10 @@ fn maximum_packet_size_toward_client_drops_and_counts() {
         None,
     );
     t.sub(s, &so, "t", QoS::AtLeastOnce);
-    let (p, _) = t.connect("p");
-    t.publish(p, "t", &[0u8; 100], QosPid::AtLeastOnce(pid(1)));
-    t.publish(p, "t", &[0u8; 100], QosPid::AtMostOnce);
-    t.publish(p, "t", b"small", QosPid::AtLeastOnce(pid(2)));
+    let (p, _) = t.connect5("p");
+    t.publish5(p, "t", &[0u8; 100], QosPid::AtLeastOnce(pid(1)));
+    t.publish5(p, "t", &[0u8; 100], QosPid::AtMostOnce);
+    t.publish5(p, "t", b"small", QosPid::AtLeastOnce(pid(2)));
     let got = pubs(&so);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, b"small");
@@ -732,7 +700,7 @@ fn session_expiry_interval() {
     assert!(t.b.sessions().find("e").is_none(), "expired");
     assert!(t.b.subscriptions().is_empty());
     // 0: ends at disconnect; DISCONNECT may not raise 0 to non-zero.
-    let (c, o) = t.connect("z");
+    let (c, o) = t.connect5("z");
     t.send(
         c,
         Packet::Disconnect(Disconnect {
@@ -803,7 +771,7 @@ fn message_expiry_counts_down_and_drops() {
     let (c, o, _, _) = t.connect_full("s", true, exp(100), None);
     t.sub(c, &o, "t", QoS::AtLeastOnce);
     t.b.connection_lost(c);
-    let (p, _) = t.connect("p");
+    let (p, _) = t.connect5("p");
     let mexp = |e| Properties {
         message_expiry_interval: Some(e),
         ..NO_PROPERTIES
@@ -850,10 +818,10 @@ fn message_expiry_counts_down_and_drops() {
 #[test]
 fn shared_subscriptions_round_robin_no_retained_and_fail_over() {
     let mut t = T::new();
-    let (p, _) = t.connect("p");
+    let (p, _) = t.connect5("p");
     t.publish_p(p, "job/1", b"old", QosPid::AtMostOnce, true, NO_PROPERTIES);
-    let (a, ao) = t.connect("a");
-    let (b, bo) = t.connect("b");
+    let (a, ao) = t.connect5("a");
+    let (b, bo) = t.connect5("b");
     assert_eq!(
         t.sub(a, &ao, "$share/g/job/+", QoS::AtLeastOnce),
         [Q::SubAck(vec![1])],
@@ -865,7 +833,7 @@ fn shared_subscriptions_round_robin_no_retained_and_fail_over() {
     );
     assert_eq!(t.b.shared_subscription_members("$share/g/job/+"), 2);
     for i in 1..=4u8 {
-        t.publish(p, "job/x", &[i], QosPid::AtLeastOnce(pid(u16::from(i))));
+        t.publish5(p, "job/x", &[i], QosPid::AtLeastOnce(pid(u16::from(i))));
     }
     let (ga, gb) = (pubs(&ao), pubs(&bo));
     assert_eq!((ga.len(), gb.len()), (2, 2), "round robin");
@@ -879,9 +847,9 @@ fn shared_subscriptions_round_robin_no_retained_and_fail_over() {
     assert_eq!(payloads, expected, "fail-over of unacknowledged messages");
     assert_eq!(t.b.shared_subscription_members("$share/g/job/+"), 1);
     // A non-shared subscriber still gets every message too.
-    let (c, co) = t.connect("c");
+    let (c, co) = t.connect5("c");
     t.sub(c, &co, "job/+", QoS::AtMostOnce);
-    t.publish(p, "job/y", b"z", QosPid::AtMostOnce);
+    t.publish5(p, "job/y", b"z", QosPid::AtMostOnce);
     assert_eq!(pubs(&co).len(), 1);
     assert_eq!(pubs(&bo).len(), 1);
 }
@@ -889,7 +857,7 @@ fn shared_subscriptions_round_robin_no_retained_and_fail_over() {
 #[test]
 fn will_delay_interval() {
     let mut t = T::new();
-    let (s, so) = t.connect("watch");
+    let (s, so) = t.connect5("watch");
     t.sub(s, &so, "will/#", QoS::AtMostOnce);
     let will = |topic, delay| Will {
         topic: TopicName::new(topic).unwrap(),
@@ -976,18 +944,18 @@ fn server_disconnect_reasons() {
     t.tick(2_000);
     assert_eq!(drain5(&o), [Q::Disconnect(0x8D)]);
     // Session taken over.
-    let (_, o1) = t.connect("x");
-    t.connect("x");
+    let (_, o1) = t.connect5("x");
+    t.connect5("x");
     assert_eq!(drain5(&o1), [Q::Disconnect(0x8E)]);
     // Malformed and too large.
-    let (c, o) = t.connect("m");
+    let (c, o) = t.connect5("m");
     t.b.decode_failed(c, DecodeError::InvalidUtf8);
     assert_eq!(drain5(&o), [Q::Disconnect(0x81)]);
-    let (c, o) = t.connect("l");
+    let (c, o) = t.connect5("l");
     t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 });
     assert_eq!(drain5(&o), [Q::Disconnect(0x95)]);
     // Shutdown.
-    let (_, o) = t.connect("sd");
+    let (_, o) = t.connect5("sd");
     t.b.shutdown();
     assert_eq!(drain5(&o), [Q::Disconnect(0x8B)]);
 }
@@ -1075,7 +1043,7 @@ fn enhanced_authentication_and_reauthentication() {
         }]
     );
     // AUTH without enhanced authentication is a protocol error.
-    let (c, o) = t.connect("plain");
+    let (c, o) = t.connect5("plain");
     t.send(c, reply(ReasonCode::RE_AUTHENTICATE, b""));
     assert_eq!(drain5(&o), [Q::Disconnect(0x82)]);
 }
