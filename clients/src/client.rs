@@ -117,6 +117,23 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
+    /// The engine's borrowed view of this message, for a first send or a retransmission;
+    /// `pairs` is `self.properties.user_pairs()`, kept alive by the caller.
+    fn to_engine<'a>(
+        &'a self,
+        pairs: &'a [(&'a str, &'a str)],
+    ) -> Result<Message<'a>, ClientError> {
+        let topic = TopicName::new(&self.topic)
+            .map_err(|_| ClientError::InvalidTopic(self.topic.clone()))?;
+        Ok(Message {
+            topic,
+            payload: &self.payload,
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.to_codec(pairs)?,
+        })
+    }
+
     /// A non-retained message without properties.
     pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>, qos: QoS) -> Self {
         OutgoingMessage {
@@ -962,16 +979,8 @@ impl Task {
     }
 
     async fn publish_now(&mut self, m: &OutgoingMessage) -> Result<Option<u16>, ClientError> {
-        let topic =
-            TopicName::new(&m.topic).map_err(|_| ClientError::InvalidTopic(m.topic.clone()))?;
         let pairs = m.properties.user_pairs();
-        let message = Message {
-            topic,
-            payload: &m.payload,
-            qos: m.qos,
-            retain: m.retain,
-            properties: m.properties.to_codec(&pairs)?,
-        };
+        let message = m.to_engine(&pairs)?;
         let now = self.now();
         let publish = self.engine.publish(message, now)?;
         let id = publish.qos_pid.packet_id().map(PacketId::get);
@@ -990,16 +999,8 @@ impl Task {
         let Some(m) = self.stored.get(&id.get()).cloned() else {
             return Ok(());
         };
-        let topic =
-            TopicName::new(&m.topic).map_err(|_| ClientError::InvalidTopic(m.topic.clone()))?;
         let pairs = m.properties.user_pairs();
-        let message = Message {
-            topic,
-            payload: &m.payload,
-            qos: m.qos,
-            retain: m.retain,
-            properties: m.properties.to_codec(&pairs)?,
-        };
+        let message = m.to_engine(&pairs)?;
         if let Some(p) = self.engine.duplicate(id, message) {
             self.send(&Packet::Publish(p)).await?;
         }
