@@ -3,10 +3,10 @@
 use crate::ack::{self, Ack};
 use crate::connack::{self, ConnAck};
 use crate::connect::{self, Connect};
-use crate::data::{Counter, Sink, SliceWriter, count, varint_len};
+use crate::data::{encode_framed, frame_lengths};
 use crate::disconnect::{self, Auth, Disconnect};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{MAX_REMAINING_LENGTH, PacketType, parse_fixed_header};
+use crate::header::{PacketType, parse_fixed_header};
 use crate::publish::{self, Publish};
 use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
@@ -172,29 +172,6 @@ impl Packet<'_> {
         ((t as u8) << 4) | flags
     }
 
-    fn write_body<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
-        let t = self.packet_type();
-        match self {
-            Packet::Connect(p) => p.write_body(s),
-            Packet::ConnAck(p) => p.write_body(version, s),
-            Packet::Publish(p) => p.write_body(version, s),
-            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
-                p.write_body(t, version, s)
-            }
-            Packet::Subscribe(p) => p.write_body(version, s),
-            Packet::SubAck(p) | Packet::UnsubAck(p) => p.write_body(t, version, s),
-            Packet::Unsubscribe(p) => p.write_body(version, s),
-            Packet::PingReq | Packet::PingResp => Ok(()),
-            Packet::Disconnect(p) => p.write_body(t, version, s),
-            Packet::Auth(p) => {
-                if !version.is_v5() {
-                    return Err(EncodeError::NotInVersion);
-                }
-                p.write_body(t, version, s)
-            }
-        }
-    }
-
     /// The version a packet is encoded in: a CONNECT's own, otherwise the connection's.
     fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
         match self {
@@ -203,24 +180,33 @@ impl Packet<'_> {
         }
     }
 
-    /// Remaining Length and total length of the encoded packet.
-    fn lengths(&self, version: ProtocolVersion) -> Result<(u32, usize), EncodeError> {
-        let version = self.effective_version(version);
-        let body = count(|c: &mut Counter| self.write_body(version, c))?;
-        let remaining = u32::try_from(body)
-            .ok()
-            .filter(|&r| r <= MAX_REMAINING_LENGTH)
-            .ok_or(EncodeError::PacketTooLarge)?;
-        let total = body
-            .checked_add(1)
-            .and_then(|n| n.checked_add(varint_len(remaining)))
-            .ok_or(EncodeError::PacketTooLarge)?;
-        Ok((remaining, total))
-    }
-
     /// Length of the packet encoded for a `version` connection, or why it cannot be encoded.
+    ///
+    /// This is the same computation [`Packet::encode`] starts with: a sum over the packet's
+    /// fields that also checks them against the protocol rules.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        self.lengths(version).map(|(_, total)| total)
+        let t = self.packet_type();
+        let v = self.effective_version(version);
+        let body = match self {
+            Packet::Connect(p) => p.body_len()?.0,
+            Packet::ConnAck(p) => p.body_len(v)?.0,
+            Packet::Publish(p) => p.body_len(v)?.0,
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                p.body_len(t, v)?.0
+            }
+            Packet::Subscribe(p) => p.body_len(v)?.0,
+            Packet::SubAck(p) | Packet::UnsubAck(p) => p.body_len(t, v)?.0,
+            Packet::Unsubscribe(p) => p.body_len(v)?.0,
+            Packet::PingReq | Packet::PingResp => 0,
+            Packet::Disconnect(p) => p.body_len(t, v)?.0,
+            Packet::Auth(p) => {
+                if !v.is_v5() {
+                    return Err(EncodeError::NotInVersion);
+                }
+                p.body_len(t, v)?.0
+            }
+        };
+        frame_lengths(body).map(|(_, total)| total)
     }
 
     /// Encode the packet for a `version` connection into `buf`; returns the bytes written.
@@ -228,6 +214,10 @@ impl Packet<'_> {
     /// 3.1.1 encoding leaves out what 3.1.1 cannot carry (properties, and the 5.0-only
     /// subscription options), so a broker can forward a 5.0 PUBLISH to a 3.1.1 subscriber as is.
     /// A CONNECT is encoded in its own `protocol` version.
+    ///
+    /// The packet's length is computed first, by arithmetic over its fields, which also checks
+    /// it against the protocol rules; a packet that breaks one, or a buffer too small, is refused
+    /// before a byte is written. The packet is then written in one pass.
     ///
     /// ```
     /// use wren_codec::{Packet, ProtocolVersion, EncodeError};
@@ -238,18 +228,42 @@ impl Packet<'_> {
     ///            Err(EncodeError::BufferTooSmall { needed: 2 }));
     /// ```
     pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        if let Packet::Publish(p) = self {
-            return p.encode_packet(version, buf);
+        let t = self.packet_type();
+        let v = self.effective_version(version);
+        let first = self.first_byte();
+        match self {
+            Packet::Publish(p) => {
+                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
+            }
+            Packet::Connect(p) => encode_framed(buf, first, || p.body_len(), |&l, w| p.write(l, w)),
+            Packet::ConnAck(p) => {
+                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
+            }
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
+            }
+            Packet::Subscribe(p) => {
+                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
+            }
+            Packet::SubAck(p) | Packet::UnsubAck(p) => {
+                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(t, v, l, w))
+            }
+            Packet::Unsubscribe(p) => {
+                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
+            }
+            Packet::PingReq | Packet::PingResp => {
+                encode_framed(buf, first, || Ok((0, ())), |_, _| {})
+            }
+            Packet::Disconnect(p) => {
+                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
+            }
+            Packet::Auth(p) => {
+                if !v.is_v5() {
+                    return Err(EncodeError::NotInVersion);
+                }
+                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
+            }
         }
-        let (remaining, total) = self.lengths(version)?;
-        if buf.len() < total {
-            return Err(EncodeError::BufferTooSmall { needed: total });
-        }
-        let mut w = SliceWriter::new(buf);
-        w.put_u8(self.first_byte())?;
-        w.put_varint(remaining)?;
-        self.write_body(self.effective_version(version), &mut w)?;
-        Ok(w.position())
     }
 }
 

@@ -11,10 +11,13 @@ use core::num::{NonZeroU16, NonZeroU32};
 use nom::{IResult, Parser};
 
 use crate::QoS;
-use crate::data::{Sink, binary, nonzero_u32, u8_, u16_, u32_, utf8, varint};
+use crate::data::{
+    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8, varint,
+    varint_field_len, varint_len,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::{SubscriptionIdentifiers, UserProperties};
+use crate::list::{SubscriptionIdentifiers, UserProperties, for_items};
 use crate::topic::TopicName;
 
 /// Property identifiers (§2.2.2.2, table 2-4).
@@ -489,7 +492,9 @@ impl Properties<'_> {
     pub fn is_empty(&self) -> bool {
         // Field by field rather than `== NO_PROPERTIES`, which compares both lists item by item:
         // every encode asks this, and most packets carry no properties. The destructuring makes
-        // a new field a compile error here until it is added.
+        // a new field a compile error here until it is added. `&` rather than `&&` for the
+        // plain fields: no branch per field, and the compiler merges the tests of the fields
+        // whose `None` is zero into one test of their bits or'ed together.
         let Properties {
             payload_format_indicator,
             message_expiry_interval,
@@ -520,187 +525,397 @@ impl Properties<'_> {
             shared_subscription_available,
         } = self;
         payload_format_indicator.is_none()
-            && message_expiry_interval.is_none()
-            && content_type.is_none()
-            && response_topic.is_none()
-            && correlation_data.is_none()
-            && session_expiry_interval.is_none()
-            && assigned_client_identifier.is_none()
-            && server_keep_alive.is_none()
-            && authentication_method.is_none()
-            && authentication_data.is_none()
-            && request_problem_information.is_none()
-            && will_delay_interval.is_none()
-            && request_response_information.is_none()
-            && response_information.is_none()
-            && server_reference.is_none()
-            && reason_string.is_none()
-            && receive_maximum.is_none()
-            && topic_alias_maximum.is_none()
-            && topic_alias.is_none()
-            && maximum_qos.is_none()
-            && retain_available.is_none()
-            && maximum_packet_size.is_none()
-            && wildcard_subscription_available.is_none()
-            && subscription_identifier_available.is_none()
-            && shared_subscription_available.is_none()
+            & message_expiry_interval.is_none()
+            & content_type.is_none()
+            & response_topic.is_none()
+            & correlation_data.is_none()
+            & session_expiry_interval.is_none()
+            & assigned_client_identifier.is_none()
+            & server_keep_alive.is_none()
+            & authentication_method.is_none()
+            & authentication_data.is_none()
+            & request_problem_information.is_none()
+            & will_delay_interval.is_none()
+            & request_response_information.is_none()
+            & response_information.is_none()
+            & server_reference.is_none()
+            & reason_string.is_none()
+            & receive_maximum.is_none()
+            & topic_alias_maximum.is_none()
+            & topic_alias.is_none()
+            & maximum_qos.is_none()
+            & retain_available.is_none()
+            & maximum_packet_size.is_none()
+            & wildcard_subscription_available.is_none()
+            & subscription_identifier_available.is_none()
+            & shared_subscription_available.is_none()
+            // The lists last, and only if nothing else is set: a decoded list is read to tell.
             && subscription_identifiers.is_empty()
             && user_properties.is_empty()
     }
 
-    /// Write the property block (length prefix included) for `ctx`.
-    pub(crate) fn write<S: Sink>(
-        &self,
-        ctx: PropertyContext,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        // No property, nothing to check against `ctx`: the block is its zero length alone.
+    /// Length of the property items for `ctx`, the block's length prefix not included, and the
+    /// check that every property set may appear in `ctx` and has a value in range. 0 exactly when
+    /// no property is set (every property takes at least two bytes).
+    ///
+    /// The checks and errors are in the order [`Self::write_block`] writes the properties (by
+    /// identifier), so the first rule broken is the one reported.
+    pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
         if self.is_empty() {
-            return s.put_u8(0);
+            return Ok(Block::EMPTY);
         }
-        s.put_properties(self, ctx)
-    }
-
-    pub(crate) fn write_items<S: Sink>(
-        &self,
-        ctx: PropertyContext,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
         let packet = ctx.packet();
-        let head = |s: &mut S, id: u8| -> Result<(), EncodeError> {
-            if !is_allowed(id, ctx) {
-                return Err(EncodeError::PropertyNotAllowed { id, packet });
+        let check = |id: u8| -> Result<(), EncodeError> {
+            if is_allowed(id, ctx) {
+                Ok(())
+            } else {
+                Err(EncodeError::PropertyNotAllowed { id, packet })
             }
-            s.put_u8(id)
         };
-        if let Some(v) = self.payload_format_indicator {
-            head(s, PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            s.put_u8(match v {
-                PayloadFormat::Unspecified => 0,
-                PayloadFormat::Utf8 => 1,
-            })?;
+        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
+        // near `usize::MAX` is far beyond the largest packet and refused as such.
+        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
+        let mut n = 0usize;
+        // Bit `id` for each property present, so that the writer visits only those.
+        let mut present = 0u64;
+        if self.payload_format_indicator.is_some() {
+            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
+            present |= bit(PropertyId::PAYLOAD_FORMAT_INDICATOR);
+            n = item(n, 1);
         }
-        if let Some(v) = self.message_expiry_interval {
-            head(s, PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            s.put_u32(v)?;
+        if self.message_expiry_interval.is_some() {
+            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
+            present |= bit(PropertyId::MESSAGE_EXPIRY_INTERVAL);
+            n = item(n, 4);
         }
         if let Some(v) = self.content_type {
-            head(s, PropertyId::CONTENT_TYPE)?;
-            s.put_str(v)?;
+            check(PropertyId::CONTENT_TYPE)?;
+            present |= bit(PropertyId::CONTENT_TYPE);
+            n = item(n, str_len(v)?);
         }
         if let Some(v) = self.response_topic {
-            head(s, PropertyId::RESPONSE_TOPIC)?;
+            check(PropertyId::RESPONSE_TOPIC)?;
+            present |= bit(PropertyId::RESPONSE_TOPIC);
             if v.is_empty() {
                 return Err(EncodeError::InvalidValue);
             }
-            s.put_str(v.as_str())?;
+            n = item(n, str_len(v.as_str())?);
         }
         if let Some(v) = self.correlation_data {
-            head(s, PropertyId::CORRELATION_DATA)?;
-            s.put_binary(v)?;
+            check(PropertyId::CORRELATION_DATA)?;
+            present |= bit(PropertyId::CORRELATION_DATA);
+            n = item(n, binary_len(v)?);
         }
         let mut sub_ids = 0usize;
-        for id in self.subscription_identifiers.iter() {
-            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-            if id == 0 {
-                return Err(EncodeError::InvalidValue);
+        for_items!(self.subscription_identifiers, |ids| {
+            for id in ids {
+                check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+                present |= bit(PropertyId::SUBSCRIPTION_IDENTIFIER);
+                if id == 0 {
+                    return Err(EncodeError::InvalidValue);
+                }
+                n = item(n, varint_field_len(id)?);
+                sub_ids = sub_ids.saturating_add(1);
             }
-            s.put_varint(id)?;
-            sub_ids = sub_ids.saturating_add(1);
-        }
+        });
         if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
             return Err(EncodeError::InvalidValue);
         }
-        if let Some(v) = self.session_expiry_interval {
-            head(s, PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            s.put_u32(v)?;
+        if self.session_expiry_interval.is_some() {
+            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
+            present |= bit(PropertyId::SESSION_EXPIRY_INTERVAL);
+            n = item(n, 4);
         }
         if let Some(v) = self.assigned_client_identifier {
-            head(s, PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            s.put_str(v)?;
+            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
+            present |= bit(PropertyId::ASSIGNED_CLIENT_IDENTIFIER);
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.server_keep_alive {
-            head(s, PropertyId::SERVER_KEEP_ALIVE)?;
-            s.put_u16(v)?;
+        if self.server_keep_alive.is_some() {
+            check(PropertyId::SERVER_KEEP_ALIVE)?;
+            present |= bit(PropertyId::SERVER_KEEP_ALIVE);
+            n = item(n, 2);
         }
         if let Some(v) = self.authentication_method {
-            head(s, PropertyId::AUTHENTICATION_METHOD)?;
-            s.put_str(v)?;
+            check(PropertyId::AUTHENTICATION_METHOD)?;
+            present |= bit(PropertyId::AUTHENTICATION_METHOD);
+            n = item(n, str_len(v)?);
         }
         if let Some(v) = self.authentication_data {
-            head(s, PropertyId::AUTHENTICATION_DATA)?;
-            s.put_binary(v)?;
+            check(PropertyId::AUTHENTICATION_DATA)?;
+            present |= bit(PropertyId::AUTHENTICATION_DATA);
+            n = item(n, binary_len(v)?);
         }
-        if let Some(v) = self.request_problem_information {
-            head(s, PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            s.put_u8(u8::from(v))?;
+        if self.request_problem_information.is_some() {
+            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
+            present |= bit(PropertyId::REQUEST_PROBLEM_INFORMATION);
+            n = item(n, 1);
         }
-        if let Some(v) = self.will_delay_interval {
-            head(s, PropertyId::WILL_DELAY_INTERVAL)?;
-            s.put_u32(v)?;
+        if self.will_delay_interval.is_some() {
+            check(PropertyId::WILL_DELAY_INTERVAL)?;
+            present |= bit(PropertyId::WILL_DELAY_INTERVAL);
+            n = item(n, 4);
         }
-        if let Some(v) = self.request_response_information {
-            head(s, PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            s.put_u8(u8::from(v))?;
+        if self.request_response_information.is_some() {
+            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
+            present |= bit(PropertyId::REQUEST_RESPONSE_INFORMATION);
+            n = item(n, 1);
         }
         if let Some(v) = self.response_information {
-            head(s, PropertyId::RESPONSE_INFORMATION)?;
-            s.put_str(v)?;
+            check(PropertyId::RESPONSE_INFORMATION)?;
+            present |= bit(PropertyId::RESPONSE_INFORMATION);
+            n = item(n, str_len(v)?);
         }
         if let Some(v) = self.server_reference {
-            head(s, PropertyId::SERVER_REFERENCE)?;
-            s.put_str(v)?;
+            check(PropertyId::SERVER_REFERENCE)?;
+            present |= bit(PropertyId::SERVER_REFERENCE);
+            n = item(n, str_len(v)?);
         }
         if let Some(v) = self.reason_string {
-            head(s, PropertyId::REASON_STRING)?;
-            s.put_str(v)?;
+            check(PropertyId::REASON_STRING)?;
+            present |= bit(PropertyId::REASON_STRING);
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.receive_maximum {
-            head(s, PropertyId::RECEIVE_MAXIMUM)?;
-            s.put_u16(v.get())?;
+        if self.receive_maximum.is_some() {
+            check(PropertyId::RECEIVE_MAXIMUM)?;
+            present |= bit(PropertyId::RECEIVE_MAXIMUM);
+            n = item(n, 2);
         }
-        if let Some(v) = self.topic_alias_maximum {
-            head(s, PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            s.put_u16(v)?;
+        if self.topic_alias_maximum.is_some() {
+            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
+            present |= bit(PropertyId::TOPIC_ALIAS_MAXIMUM);
+            n = item(n, 2);
         }
-        if let Some(v) = self.topic_alias {
-            head(s, PropertyId::TOPIC_ALIAS)?;
-            s.put_u16(v.get())?;
+        if self.topic_alias.is_some() {
+            check(PropertyId::TOPIC_ALIAS)?;
+            present |= bit(PropertyId::TOPIC_ALIAS);
+            n = item(n, 2);
         }
         if let Some(v) = self.maximum_qos {
-            head(s, PropertyId::MAXIMUM_QOS)?;
+            check(PropertyId::MAXIMUM_QOS)?;
+            present |= bit(PropertyId::MAXIMUM_QOS);
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
-            s.put_u8(v.bits())?;
+            check(PropertyId::MAXIMUM_QOS)?;
+            present |= bit(PropertyId::MAXIMUM_QOS);
+            n = item(n, 1);
         }
-        if let Some(v) = self.retain_available {
-            head(s, PropertyId::RETAIN_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if self.retain_available.is_some() {
+            check(PropertyId::RETAIN_AVAILABLE)?;
+            present |= bit(PropertyId::RETAIN_AVAILABLE);
+            n = item(n, 1);
         }
-        for (k, v) in self.user_properties.iter() {
-            head(s, PropertyId::USER_PROPERTY)?;
-            s.put_str(k)?;
-            s.put_str(v)?;
+        for_items!(self.user_properties, |users| {
+            for (k, v) in users {
+                check(PropertyId::USER_PROPERTY)?;
+                present |= bit(PropertyId::USER_PROPERTY);
+                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+            }
+        });
+        if self.maximum_packet_size.is_some() {
+            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
+            present |= bit(PropertyId::MAXIMUM_PACKET_SIZE);
+            n = item(n, 4);
         }
-        if let Some(v) = self.maximum_packet_size {
-            head(s, PropertyId::MAXIMUM_PACKET_SIZE)?;
-            s.put_u32(v.get())?;
+        if self.wildcard_subscription_available.is_some() {
+            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
+            present |= bit(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE);
+            n = item(n, 1);
         }
-        if let Some(v) = self.wildcard_subscription_available {
-            head(s, PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if self.subscription_identifier_available.is_some() {
+            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
+            present |= bit(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE);
+            n = item(n, 1);
         }
-        if let Some(v) = self.subscription_identifier_available {
-            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if self.shared_subscription_available.is_some() {
+            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
+            present |= bit(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE);
+            n = item(n, 1);
         }
-        if let Some(v) = self.shared_subscription_available {
-            head(s, PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
-        }
-        Ok(())
+        Ok(Block { len: n, present })
     }
+
+    /// Write the property block (length prefix included) that [`Self::items_len`] measured and
+    /// checked.
+    #[inline]
+    pub(crate) fn write_block(&self, block: Block, w: &mut Writer<'_>) {
+        w.varint(u32::try_from(block.len).unwrap_or(u32::MAX));
+        if block.present != 0 {
+            self.write_items(block.present, w);
+        }
+    }
+
+    /// Write the properties whose bits are set in `present`, in identifier order. The bits are
+    /// tested in a register, a group of identifiers at a time, rather than every field in memory.
+    fn write_items(&self, present: u64, w: &mut Writer<'_>) {
+        let byte = |w: &mut Writer<'_>, id: u8, v: u8| w.array([id, v]);
+        let two = |w: &mut Writer<'_>, id: u8, v: u16| {
+            let [a, b] = v.to_be_bytes();
+            w.array([id, a, b]);
+        };
+        let four = |w: &mut Writer<'_>, id: u8, v: u32| {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([id, a, b, c, d]);
+        };
+        let text = |w: &mut Writer<'_>, id: u8, v: &[u8]| {
+            w.u8(id);
+            w.binary(v);
+        };
+        // 0x01..=0x0B: PUBLISH and will properties.
+        if present & GROUP_PUBLISH != 0 {
+            if let Some(v) = self.payload_format_indicator {
+                let v = match v {
+                    PayloadFormat::Unspecified => 0,
+                    PayloadFormat::Utf8 => 1,
+                };
+                byte(w, PropertyId::PAYLOAD_FORMAT_INDICATOR, v);
+            }
+            if let Some(v) = self.message_expiry_interval {
+                four(w, PropertyId::MESSAGE_EXPIRY_INTERVAL, v);
+            }
+            if let Some(v) = self.content_type {
+                text(w, PropertyId::CONTENT_TYPE, v.as_bytes());
+            }
+            if let Some(v) = self.response_topic {
+                text(w, PropertyId::RESPONSE_TOPIC, v.as_str().as_bytes());
+            }
+            if let Some(v) = self.correlation_data {
+                text(w, PropertyId::CORRELATION_DATA, v);
+            }
+            if present & bit(PropertyId::SUBSCRIPTION_IDENTIFIER) != 0 {
+                for_items!(self.subscription_identifiers, |ids| {
+                    for v in ids {
+                        w.u8(PropertyId::SUBSCRIPTION_IDENTIFIER);
+                        w.varint(v);
+                    }
+                });
+            }
+        }
+        // 0x11..=0x1F: CONNECT, CONNACK, DISCONNECT, AUTH and acknowledgement properties.
+        if present & GROUP_SESSION != 0 {
+            if let Some(v) = self.session_expiry_interval {
+                four(w, PropertyId::SESSION_EXPIRY_INTERVAL, v);
+            }
+            if let Some(v) = self.assigned_client_identifier {
+                text(w, PropertyId::ASSIGNED_CLIENT_IDENTIFIER, v.as_bytes());
+            }
+            if let Some(v) = self.server_keep_alive {
+                two(w, PropertyId::SERVER_KEEP_ALIVE, v);
+            }
+            if let Some(v) = self.authentication_method {
+                text(w, PropertyId::AUTHENTICATION_METHOD, v.as_bytes());
+            }
+            if let Some(v) = self.authentication_data {
+                text(w, PropertyId::AUTHENTICATION_DATA, v);
+            }
+            if let Some(v) = self.request_problem_information {
+                byte(w, PropertyId::REQUEST_PROBLEM_INFORMATION, u8::from(v));
+            }
+            if let Some(v) = self.will_delay_interval {
+                four(w, PropertyId::WILL_DELAY_INTERVAL, v);
+            }
+            if let Some(v) = self.request_response_information {
+                byte(w, PropertyId::REQUEST_RESPONSE_INFORMATION, u8::from(v));
+            }
+            if let Some(v) = self.response_information {
+                text(w, PropertyId::RESPONSE_INFORMATION, v.as_bytes());
+            }
+            if let Some(v) = self.server_reference {
+                text(w, PropertyId::SERVER_REFERENCE, v.as_bytes());
+            }
+            if let Some(v) = self.reason_string {
+                text(w, PropertyId::REASON_STRING, v.as_bytes());
+            }
+        }
+        // 0x21..=0x2A: limits, topic alias, user properties and CONNACK flags.
+        if present & GROUP_LIMITS != 0 {
+            if let Some(v) = self.receive_maximum {
+                two(w, PropertyId::RECEIVE_MAXIMUM, v.get());
+            }
+            if let Some(v) = self.topic_alias_maximum {
+                two(w, PropertyId::TOPIC_ALIAS_MAXIMUM, v);
+            }
+            if let Some(v) = self.topic_alias {
+                two(w, PropertyId::TOPIC_ALIAS, v.get());
+            }
+            if let Some(v) = self.maximum_qos {
+                byte(w, PropertyId::MAXIMUM_QOS, v.bits());
+            }
+            if let Some(v) = self.retain_available {
+                byte(w, PropertyId::RETAIN_AVAILABLE, u8::from(v));
+            }
+            if present & bit(PropertyId::USER_PROPERTY) != 0 {
+                for_items!(self.user_properties, |users| {
+                    for (k, v) in users {
+                        w.u8(PropertyId::USER_PROPERTY);
+                        w.str(k);
+                        w.str(v);
+                    }
+                });
+            }
+            if let Some(v) = self.maximum_packet_size {
+                four(w, PropertyId::MAXIMUM_PACKET_SIZE, v.get());
+            }
+            if let Some(v) = self.wildcard_subscription_available {
+                byte(w, PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE, u8::from(v));
+            }
+            if let Some(v) = self.subscription_identifier_available {
+                byte(
+                    w,
+                    PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+                    u8::from(v),
+                );
+            }
+            if let Some(v) = self.shared_subscription_available {
+                byte(w, PropertyId::SHARED_SUBSCRIPTION_AVAILABLE, u8::from(v));
+            }
+        }
+    }
+}
+
+/// A property block as [`Properties::items_len`] measured and checked it: the length of its
+/// items, and which properties are present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Bytes of the items, the block's length prefix not included.
+    pub(crate) len: usize,
+    /// Bit `id` set for each property `id` present.
+    present: u64,
+}
+
+impl Block {
+    /// No properties: a block of one zero byte.
+    pub(crate) const EMPTY: Block = Block { len: 0, present: 0 };
+
+    /// Whether no property is present.
+    pub(crate) const fn is_empty(self) -> bool {
+        self.present == 0
+    }
+}
+
+/// The bits of property identifiers 0x01..=0x0B, 0x11..=0x1F and 0x21..=0x2A.
+const GROUP_PUBLISH: u64 = 0x0000_0000_0000_0FFE;
+const GROUP_SESSION: u64 = 0x0000_0000_FFFE_0000;
+const GROUP_LIMITS: u64 = 0x0000_07FE_0000_0000;
+
+/// The bit of property `id` (every identifier is below 64).
+const fn bit(id: u8) -> u64 {
+    match 1u64.checked_shl(id as u32) {
+        Some(b) => b,
+        None => 0,
+    }
+}
+
+/// Length of a property block, its Variable Byte Integer prefix included; a block longer than a Variable Byte Integer can say is
+/// [`EncodeError::PacketTooLarge`].
+#[inline]
+pub(crate) fn block_len(block: Block) -> Result<usize, EncodeError> {
+    let len = u32::try_from(block.len)
+        .ok()
+        .filter(|&l| l <= VARINT_MAX)
+        .ok_or(EncodeError::PacketTooLarge)?;
+    Ok(block.len.saturating_add(varint_len(len)))
 }
 
 #[cfg(test)]
@@ -742,7 +957,7 @@ mod tests {
             }
         }
     }
-    use crate::data::SliceWriter;
+    use crate::data::Writer;
 
     const PUB: PropertyContext = PropertyContext::Packet(PacketType::Publish);
 
@@ -760,9 +975,12 @@ mod tests {
         assert!(p.subscription_identifiers.iter().eq([5u32, 7]));
         assert_eq!(p.content_type, Some("t"));
         let mut buf = [0u8; 64];
-        let mut w = SliceWriter::new(&mut buf);
-        p.write(PUB, &mut w).unwrap();
-        let n = w.position();
+        let items = p.items_len(PUB).unwrap();
+        let n = block_len(items).unwrap();
+        let mut w = Writer::new(&mut buf[..n]);
+        p.write_block(items, &mut w);
+        w.finish().unwrap();
+        assert_eq!(buf[0] as usize, items.len);
         let (_, again) = parse_properties(&buf[..n], PUB).unwrap();
         assert_eq!(again, p);
     }
@@ -816,9 +1034,8 @@ mod tests {
             session_expiry_interval: Some(1),
             ..NO_PROPERTIES
         };
-        let mut c = crate::data::Counter(0);
         assert_eq!(
-            p.write(PUB, &mut c),
+            p.items_len(PUB),
             Err(EncodeError::PropertyNotAllowed {
                 id: 0x11,
                 packet: PacketType::Publish
