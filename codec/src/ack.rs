@@ -75,10 +75,16 @@ impl Ack<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
-    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+    pub(crate) fn write(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+        properties: Block,
+        w: &mut Writer<'_>,
+    ) {
         w.u16(self.packet_id.get());
         if version.is_v5() {
-            write_reason_tail(self.reason_code, &self.properties, properties, w);
+            write_reason_tail(self.reason_code, &self.properties, packet, properties, w);
         }
     }
 }

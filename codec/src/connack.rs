@@ -81,7 +81,11 @@ impl ConnAck<'_> {
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.array([u8::from(self.session_present), self.code.0]);
         if version.is_v5() {
-            self.properties.write_block(properties, w);
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::ConnAck),
+                w,
+            );
         }
     }
 }

@@ -135,6 +135,7 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
 impl Connect<'_> {
     /// The body length and the property items lengths of the CONNECT and of its will (5.0),
     /// checking the packet against the rules the decoder enforces.
+    #[inline(always)]
     pub(crate) fn body_len(&self) -> Result<(usize, (Block, Block)), EncodeError> {
         let v5 = self.protocol.is_v5();
         if !v5 && self.password.is_some() && self.username.is_none() {
@@ -176,6 +177,7 @@ impl Connect<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
+    #[inline(always)]
     pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
         let mut flags = 0u8;
         if self.clean_start {
@@ -205,12 +207,17 @@ impl Connect<'_> {
         }
         let v5 = self.protocol.is_v5();
         if v5 {
-            self.properties.write_block(properties, w);
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Connect),
+                w,
+            );
         }
         w.str(self.client_id);
         if let Some(will) = &self.will {
             if v5 {
-                will.properties.write_block(will_properties, w);
+                will.properties
+                    .write_block(will_properties, PropertyContext::Will, w);
             }
             w.str(will.topic.as_str());
             w.binary(will.payload);

@@ -298,6 +298,41 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
     ))
 }
 
+/// Copy `src` into `dst` of the same length. MQTT's strings are short (topics, filters, client
+/// identifiers, property names): up to 32 bytes they are copied inline with two overlapping
+/// fixed-size moves, without a call to `memcpy` and the register spills around it; longer ones
+/// with `copy_from_slice`.
+#[inline]
+fn copy_into(dst: &mut [u8], src: &[u8]) {
+    /// The first and the last `N` bytes (overlapping when `src` is shorter than `2 * N`).
+    #[inline(always)]
+    fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+            *d = *s;
+        }
+    }
+    let n = src.len();
+    if n != dst.len() {
+        return;
+    }
+    match n {
+        0 => {}
+        1 => {
+            if let (Some(d), Some(s)) = (dst.first_mut(), src.first()) {
+                *d = *s;
+            }
+        }
+        2..=3 => ends::<2>(dst, src),
+        4..=7 => ends::<4>(dst, src),
+        8..=16 => ends::<8>(dst, src),
+        17..=32 => ends::<16>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// Writes a packet into a buffer that was cut to exactly the packet's length, which every
 /// encoder computes (and validates the packet with) before the first byte is written: a buffer
 /// too small is refused untouched, and the writes themselves cannot fail. Each write splits the
@@ -308,55 +343,62 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
 /// whole.
 #[derive(Debug)]
 pub(crate) struct Writer<'b> {
-    rest: &'b mut [u8],
+    buf: &'b mut [u8],
+    pos: usize,
     overrun: bool,
 }
 
 impl<'b> Writer<'b> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
         Writer {
-            rest: buf,
+            buf,
+            pos: 0,
             overrun: false,
         }
     }
 
-    /// Whether exactly the whole buffer was written.
-    pub(crate) fn finish(self) -> Result<(), EncodeError> {
-        if self.overrun || !self.rest.is_empty() {
+    /// The bytes written, if exactly the whole buffer was written.
+    #[inline(always)]
+    pub(crate) fn finish(self) -> Result<usize, EncodeError> {
+        if self.overrun || self.pos != self.buf.len() {
             // Unreachable while the length computations are right (every test and fuzz target
             // checks `encoded_len` against `encode`).
             return Err(EncodeError::InvalidValue);
         }
-        Ok(())
+        Ok(self.pos)
     }
 
     #[cold]
     fn overrun(&mut self) {
         self.overrun = true;
+        self.pos = self.buf.len();
+    }
+
+    /// The next `n` bytes of the buffer, or `None` (and the writer stopped) past its end.
+    #[inline]
+    fn next(&mut self, n: usize) -> Option<&mut [u8]> {
+        // Wrapping: an end below `pos` is refused by `get_mut` as any other bad range.
+        let end = self.pos.wrapping_add(n);
+        if end > self.buf.len() || end < self.pos {
+            self.overrun();
+            return None;
+        }
+        let start = core::mem::replace(&mut self.pos, end);
+        self.buf.get_mut(start..end)
     }
 
     #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
-        let rest = core::mem::take(&mut self.rest);
-        match rest.split_at_mut_checked(bytes.len()) {
-            Some((dst, tail)) => {
-                dst.copy_from_slice(bytes);
-                self.rest = tail;
-            }
-            None => self.overrun(),
+        if let Some(dst) = self.next(bytes.len()) {
+            dst.copy_from_slice(bytes);
         }
     }
 
     /// Several fixed-size fields in one write.
     #[inline]
     pub(crate) fn array<const N: usize>(&mut self, bytes: [u8; N]) {
-        let rest = core::mem::take(&mut self.rest);
-        match rest.split_first_chunk_mut::<N>() {
-            Some((dst, tail)) => {
-                *dst = bytes;
-                self.rest = tail;
-            }
-            None => self.overrun(),
+        if let Some(dst) = self.next(N).and_then(|d| <&mut [u8; N]>::try_from(d).ok()) {
+            *dst = bytes;
         }
     }
 
@@ -416,21 +458,18 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Binary Data (or a string's bytes): two-byte length, then the bytes, in one split. The
+    /// Binary Data (or a string's bytes): two-byte length, then the bytes, in one write. The
     /// length computation has checked the length fits.
     #[inline]
     pub(crate) fn binary(&mut self, b: &[u8]) {
         let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
-        let rest = core::mem::take(&mut self.rest);
-        let Some((dst, tail)) = rest.split_at_mut_checked(b.len().saturating_add(2)) else {
-            return self.overrun();
+        let Some(dst) = self.next(b.len().wrapping_add(2)) else {
+            return;
         };
-        let Some((len_dst, bytes_dst)) = dst.split_first_chunk_mut::<2>() else {
-            return self.overrun();
-        };
-        *len_dst = len.to_be_bytes();
-        bytes_dst.copy_from_slice(b);
-        self.rest = tail;
+        if let Some((len_dst, bytes_dst)) = dst.split_first_chunk_mut::<2>() {
+            *len_dst = len.to_be_bytes();
+            copy_into(bytes_dst, b);
+        }
     }
 
     #[inline]
@@ -438,47 +477,41 @@ impl<'b> Writer<'b> {
         self.binary(s.as_bytes());
     }
 
-    /// A string and the byte after it (a SUBSCRIBE filter and its options), in one split.
+    /// A string and the byte after it (a SUBSCRIBE filter and its options), in one write.
     #[inline]
     pub(crate) fn str_then_u8(&mut self, s: &str, byte: u8) {
         let b = s.as_bytes();
         let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
-        let rest = core::mem::take(&mut self.rest);
-        let Some((dst, tail)) = rest.split_at_mut_checked(b.len().saturating_add(3)) else {
-            return self.overrun();
+        let Some(dst) = self.next(b.len().wrapping_add(3)) else {
+            return;
         };
-        let Some((len_dst, dst)) = dst.split_first_chunk_mut::<2>() else {
-            return self.overrun();
-        };
-        let Some((last, bytes_dst)) = dst.split_last_mut() else {
-            return self.overrun();
-        };
-        *len_dst = len.to_be_bytes();
-        bytes_dst.copy_from_slice(b);
-        *last = byte;
-        self.rest = tail;
+        if let Some((len_dst, dst)) = dst.split_first_chunk_mut::<2>() {
+            *len_dst = len.to_be_bytes();
+            if let Some((last, bytes_dst)) = dst.split_last_mut() {
+                *last = byte;
+                copy_into(bytes_dst, b);
+            }
+        }
     }
 }
 
-/// Write a whole packet: compute its body length (which validates it) with `len`, refuse a buffer
-/// too small untouched, then write the fixed header and the body with `write` in one pass.
-#[inline]
-pub(crate) fn encode_framed<L>(
+/// Start writing a packet whose body (measured, and checked against the protocol rules, by the
+/// caller) is `body` bytes: refuse a buffer too small untouched, naming the size needed, cut the
+/// buffer to the packet's exact length and write the fixed header. The caller writes the body
+/// and ends with [`Writer::finish`].
+#[inline(always)]
+pub(crate) fn start_packet(
     buf: &mut [u8],
     first: u8,
-    len: impl FnOnce() -> Result<(usize, L), EncodeError>,
-    write: impl FnOnce(&L, &mut Writer<'_>),
-) -> Result<usize, EncodeError> {
-    let (body, layout) = len()?;
+    body: usize,
+) -> Result<Writer<'_>, EncodeError> {
     let (remaining, total) = frame_lengths(body)?;
     let Some(out) = buf.get_mut(..total) else {
         return Err(EncodeError::BufferTooSmall { needed: total });
     };
     let mut w = Writer::new(out);
     w.header(first, remaining);
-    write(&layout, &mut w);
-    w.finish()?;
-    Ok(total)
+    Ok(w)
 }
 
 /// A `u32` that must not be zero, as Receive Maximum and Maximum Packet Size are.
@@ -500,7 +533,7 @@ mod tests {
             assert_eq!(n, varint_len(v));
             let mut w = Writer::new(&mut buf[..n]);
             w.varint(v);
-            w.finish().unwrap();
+            assert_eq!(w.finish(), Ok(n));
             assert_eq!(
                 varint_prefix(&buf[..n], true),
                 VarintStatus::Complete { value: v, len: n }
@@ -579,23 +612,19 @@ mod tests {
     fn writer_reports_needed_size() {
         // A 4-byte string is a 6-byte field, 8 bytes with the fixed header: a buffer of 3 is
         // refused untouched, naming the 8 bytes needed.
+        let encode = |buf: &mut [u8]| -> Result<usize, EncodeError> {
+            let mut w = start_packet(buf, 0x30, str_len("abcd")?)?;
+            w.str("abcd");
+            w.finish()
+        };
         let mut buf = [0xAAu8; 3];
-        let r = encode_framed(
-            &mut buf,
-            0x30,
-            || Ok((str_len("abcd")?, ())),
-            |_, w| w.str("abcd"),
+        assert_eq!(
+            encode(&mut buf),
+            Err(EncodeError::BufferTooSmall { needed: 8 })
         );
-        assert_eq!(r, Err(EncodeError::BufferTooSmall { needed: 8 }));
         assert_eq!(buf, [0xAA; 3]);
         let mut buf = [0u8; 8];
-        let r = encode_framed(
-            &mut buf,
-            0x30,
-            || Ok((str_len("abcd")?, ())),
-            |_, w| w.str("abcd"),
-        );
-        assert_eq!(r, Ok(8));
+        assert_eq!(encode(&mut buf), Ok(8));
         assert_eq!(buf, [0x30, 6, 0, 4, b'a', b'b', b'c', b'd']);
     }
 
@@ -613,8 +642,8 @@ mod tests {
         w.u16(1);
         assert_eq!(w.finish(), Err(EncodeError::InvalidValue));
         let mut buf = [0u8; 3];
-        let r = encode_framed(&mut buf, 0xC0, || Ok((1, ())), |_, _| {});
-        assert_eq!(r, Err(EncodeError::InvalidValue));
+        let w = start_packet(&mut buf, 0xC0, 1).unwrap();
+        assert_eq!(w.finish(), Err(EncodeError::InvalidValue));
         let long = [b'x'; 65_536];
         let long = core::str::from_utf8(&long).unwrap();
         assert_eq!(str_len(long), Err(EncodeError::FieldTooLong));

@@ -105,6 +105,7 @@ pub(crate) fn reason_tail_len(
 pub(crate) fn write_reason_tail(
     code: ReasonCode,
     properties: &Properties<'_>,
+    packet: PacketType,
     items: Block,
     w: &mut Writer<'_>,
 ) {
@@ -115,7 +116,7 @@ pub(crate) fn write_reason_tail(
         return;
     }
     w.u8(code.0);
-    properties.write_block(items, w);
+    properties.write_block(items, PropertyContext::Packet(packet), w);
 }
 
 impl Disconnect<'_> {
@@ -144,9 +145,15 @@ impl Disconnect<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
-    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+    pub(crate) fn write(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+        properties: Block,
+        w: &mut Writer<'_>,
+    ) {
         if version.is_v5() {
-            write_reason_tail(self.reason_code, &self.properties, properties, w);
+            write_reason_tail(self.reason_code, &self.properties, packet, properties, w);
         }
     }
 }

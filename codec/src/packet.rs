@@ -3,7 +3,7 @@
 use crate::ack::{self, Ack};
 use crate::connack::{self, ConnAck};
 use crate::connect::{self, Connect};
-use crate::data::{encode_framed, frame_lengths};
+use crate::data::{frame_lengths, start_packet};
 use crate::disconnect::{self, Auth, Disconnect};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::{PacketType, parse_fixed_header};
@@ -12,6 +12,18 @@ use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
 use crate::unsubscribe::{self, Unsubscribe};
 use crate::{DecodeOptions, ProtocolVersion, Status};
+
+/// Measure (and check) a packet with `$len`, start it in `$buf` with `$first` as the first
+/// byte, write its body with `$write` (`$l`: what `$len` measured, `$w`: the writer) and finish.
+macro_rules! framed {
+    ($buf:expr, $first:expr, $len:expr, |$l:ident, $w:ident| $write:expr) => {{
+        let (body, $l) = $len?;
+        let mut w = start_packet($buf, $first, body)?;
+        let $w = &mut w;
+        $write;
+        w.finish()
+    }};
+}
 
 /// An MQTT control packet, borrowing its strings, payload and lists from the bytes it was decoded
 /// from (or from the caller, for encoding).
@@ -163,15 +175,6 @@ impl Packet<'_> {
         }
     }
 
-    fn first_byte(&self) -> u8 {
-        let t = self.packet_type();
-        let flags = match self {
-            Packet::Publish(p) => p.flags(),
-            _ => t.required_flags().unwrap_or(0),
-        };
-        ((t as u8) << 4) | flags
-    }
-
     /// The version a packet is encoded in: a CONNECT's own, otherwise the connection's.
     fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
         match self {
@@ -228,43 +231,119 @@ impl Packet<'_> {
     ///            Err(EncodeError::BufferTooSmall { needed: 2 }));
     /// ```
     pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let t = self.packet_type();
-        let v = self.effective_version(version);
-        let first = self.first_byte();
+        // Each packet in a function of its own: this one only dispatches, and PUBLISH, the
+        // packet a broker encodes most, stays small, with no register pressure from the other
+        // packets' code.
         match self {
-            Packet::Publish(p) => {
-                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
-            }
-            Packet::Connect(p) => encode_framed(buf, first, || p.body_len(), |&l, w| p.write(l, w)),
-            Packet::ConnAck(p) => {
-                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
-            }
-            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
-                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
-            }
-            Packet::Subscribe(p) => {
-                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
-            }
-            Packet::SubAck(p) | Packet::UnsubAck(p) => {
-                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(t, v, l, w))
-            }
-            Packet::Unsubscribe(p) => {
-                encode_framed(buf, first, || p.body_len(v), |&l, w| p.write(v, l, w))
-            }
-            Packet::PingReq | Packet::PingResp => {
-                encode_framed(buf, first, || Ok((0, ())), |_, _| {})
-            }
-            Packet::Disconnect(p) => {
-                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
-            }
+            Packet::Publish(p) => p.encode(version, buf),
+            Packet::Connect(p) => encode_connect(p, buf),
+            Packet::ConnAck(p) => encode_connack(p, version, buf),
+            Packet::PubAck(p) => encode_ack(p, PacketType::PubAck, version, buf),
+            Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
+            Packet::PubRel(p) => encode_ack(p, PacketType::PubRel, version, buf),
+            Packet::PubComp(p) => encode_ack(p, PacketType::PubComp, version, buf),
+            Packet::Subscribe(p) => encode_subscribe(p, version, buf),
+            Packet::SubAck(p) => encode_suback(p, PacketType::SubAck, version, buf),
+            Packet::Unsubscribe(p) => encode_unsubscribe(p, version, buf),
+            Packet::UnsubAck(p) => encode_suback(p, PacketType::UnsubAck, version, buf),
+            Packet::PingReq => encode_empty(PacketType::PingReq, buf),
+            Packet::PingResp => encode_empty(PacketType::PingResp, buf),
+            Packet::Disconnect(p) => encode_disconnect(p, PacketType::Disconnect, version, buf),
             Packet::Auth(p) => {
-                if !v.is_v5() {
+                if !version.is_v5() {
                     return Err(EncodeError::NotInVersion);
                 }
-                encode_framed(buf, first, || p.body_len(t, v), |&l, w| p.write(v, l, w))
+                encode_disconnect(p, PacketType::Auth, version, buf)
             }
         }
     }
+}
+
+/// The first byte of the fixed header of a packet other than PUBLISH.
+const fn first_byte(t: PacketType) -> u8 {
+    let flags = match t.required_flags() {
+        Some(f) => f,
+        None => 0,
+    };
+    ((t as u8) << 4) | flags
+}
+
+#[inline(never)]
+fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Connect);
+    framed!(buf, first, p.body_len(), |l, w| p.write(l, w))
+}
+
+#[inline(never)]
+fn encode_subscribe(
+    p: &Subscribe<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Subscribe);
+    if v.is_v5() {
+        let v = ProtocolVersion::V5;
+        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+    } else {
+        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+    }
+}
+
+#[inline(never)]
+fn encode_connack(
+    p: &ConnAck<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::ConnAck);
+    framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+}
+
+#[inline(never)]
+fn encode_ack(
+    p: &Ack<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+#[inline(never)]
+fn encode_suback(
+    p: &SubAck<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+#[inline(never)]
+fn encode_unsubscribe(
+    p: &Unsubscribe<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Unsubscribe);
+    framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+}
+
+#[inline(never)]
+fn encode_disconnect(
+    p: &Disconnect<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+fn encode_empty(t: PacketType, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    start_packet(buf, first_byte(t), 0)?.finish()
 }
 
 impl<'a> From<Publish<'a>> for Packet<'a> {

@@ -489,6 +489,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
 
 impl Properties<'_> {
     /// Whether no property is set.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         // Field by field rather than `== NO_PROPERTIES`, which compares both lists item by item:
         // every encode asks this, and most packets carry no properties. The destructuring makes
@@ -555,15 +556,203 @@ impl Properties<'_> {
     }
 
     /// Length of the property items for `ctx`, the block's length prefix not included, and the
-    /// check that every property set may appear in `ctx` and has a value in range. 0 exactly when
-    /// no property is set (every property takes at least two bytes).
+    /// check that every property set may appear in `ctx` and has a value in range.
     ///
-    /// The checks and errors are in the order [`Self::write_block`] writes the properties (by
-    /// identifier), so the first rule broken is the one reported.
+    /// Inlined where `ctx` is a constant, [`is_allowed`] is decided at compile time: the
+    /// properties `ctx` may not carry become one test of all of them together (no branch per
+    /// field), and only the ones it may carry are measured. If one it may not carry is set,
+    /// [`Self::first_error`] names the first rule broken in identifier order, as a property by
+    /// property check would.
+    #[inline(always)]
     pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        if self.is_empty() {
-            return Ok(Block::EMPTY);
+        let allowed = |id: u8| is_allowed(id, ctx);
+        let refused = (!allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR)
+            & self.payload_format_indicator.is_some())
+            | (!allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL)
+                & self.message_expiry_interval.is_some())
+            | (!allowed(PropertyId::CONTENT_TYPE) & self.content_type.is_some())
+            | (!allowed(PropertyId::RESPONSE_TOPIC) & self.response_topic.is_some())
+            | (!allowed(PropertyId::CORRELATION_DATA) & self.correlation_data.is_some())
+            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER)
+                && !self.subscription_identifiers.is_empty())
+            | (!allowed(PropertyId::SESSION_EXPIRY_INTERVAL)
+                & self.session_expiry_interval.is_some())
+            | (!allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)
+                & self.assigned_client_identifier.is_some())
+            | (!allowed(PropertyId::SERVER_KEEP_ALIVE) & self.server_keep_alive.is_some())
+            | (!allowed(PropertyId::AUTHENTICATION_METHOD) & self.authentication_method.is_some())
+            | (!allowed(PropertyId::AUTHENTICATION_DATA) & self.authentication_data.is_some())
+            | (!allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+                & self.request_problem_information.is_some())
+            | (!allowed(PropertyId::WILL_DELAY_INTERVAL) & self.will_delay_interval.is_some())
+            | (!allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+                & self.request_response_information.is_some())
+            | (!allowed(PropertyId::RESPONSE_INFORMATION) & self.response_information.is_some())
+            | (!allowed(PropertyId::SERVER_REFERENCE) & self.server_reference.is_some())
+            | (!allowed(PropertyId::REASON_STRING) & self.reason_string.is_some())
+            | (!allowed(PropertyId::RECEIVE_MAXIMUM) & self.receive_maximum.is_some())
+            | (!allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) & self.topic_alias_maximum.is_some())
+            | (!allowed(PropertyId::TOPIC_ALIAS) & self.topic_alias.is_some())
+            | (!allowed(PropertyId::MAXIMUM_QOS) & self.maximum_qos.is_some())
+            | (!allowed(PropertyId::RETAIN_AVAILABLE) & self.retain_available.is_some())
+            | (!allowed(PropertyId::USER_PROPERTY) && !self.user_properties.is_empty())
+            | (!allowed(PropertyId::MAXIMUM_PACKET_SIZE) & self.maximum_packet_size.is_some())
+            | (!allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+                & self.wildcard_subscription_available.is_some())
+            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+                & self.subscription_identifier_available.is_some())
+            | (!allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+                & self.shared_subscription_available.is_some());
+        if refused {
+            return Err(self.first_error(ctx));
         }
+        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
+        // near `usize::MAX` is far beyond the largest packet and refused as such.
+        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
+        let mut n = 0usize;
+        if allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some()
+        {
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+            n = item(n, 4);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+            n = item(n, str_len(v)?);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+            if v.is_empty() {
+                return Err(EncodeError::InvalidValue);
+            }
+            n = item(n, str_len(v.as_str())?);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            n = item(n, binary_len(v)?);
+        }
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+            let mut count = 0usize;
+            for_items!(self.subscription_identifiers, |ids| {
+                for id in ids {
+                    if id == 0 {
+                        return Err(EncodeError::InvalidValue);
+                    }
+                    n = item(n, varint_field_len(id)?);
+                    count = count.saturating_add(1);
+                }
+            });
+            if count > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
+                return Err(EncodeError::InvalidValue);
+            }
+        }
+        if allowed(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+            n = item(n, 4);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            self.assigned_client_identifier,
+        ) {
+            n = item(n, str_len(v)?);
+        }
+        if allowed(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+            n = item(n, 2);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_METHOD),
+            self.authentication_method,
+        ) {
+            n = item(n, str_len(v)?);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_DATA),
+            self.authentication_data,
+        ) {
+            n = item(n, binary_len(v)?);
+        }
+        if allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+            && self.request_problem_information.is_some()
+        {
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+            n = item(n, 4);
+        }
+        if allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+            && self.request_response_information.is_some()
+        {
+            n = item(n, 1);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::RESPONSE_INFORMATION),
+            self.response_information,
+        ) {
+            n = item(n, str_len(v)?);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            n = item(n, str_len(v)?);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+            n = item(n, str_len(v)?);
+        }
+        if allowed(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+            n = item(n, 2);
+        }
+        if allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+            n = item(n, 2);
+        }
+        if allowed(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+            n = item(n, 2);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+            if v == QoS::ExactlyOnce {
+                return Err(EncodeError::InvalidValue);
+            }
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::USER_PROPERTY) {
+            for_items!(self.user_properties, |users| {
+                for (k, v) in users {
+                    n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+                }
+            });
+        }
+        if allowed(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+            n = item(n, 4);
+        }
+        if allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+            && self.wildcard_subscription_available.is_some()
+        {
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+            && self.subscription_identifier_available.is_some()
+        {
+            n = item(n, 1);
+        }
+        if allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+            && self.shared_subscription_available.is_some()
+        {
+            n = item(n, 1);
+        }
+        Ok(Block { len: n })
+    }
+
+    /// The error of a property block that sets a property `ctx` may not carry: the first rule
+    /// broken, checking property by property in identifier order.
+    #[cold]
+    #[inline(never)]
+    fn first_error(&self, ctx: PropertyContext) -> EncodeError {
+        match self.items_len_checked(ctx) {
+            Err(e) => e,
+            // Unreachable: `items_len` found a property `ctx` may not carry.
+            Ok(_) => EncodeError::InvalidValue,
+        }
+    }
+
+    /// [`Self::items_len`] property by property, each checked against `ctx` before its value.
+    fn items_len_checked(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
         let packet = ctx.packet();
         let check = |id: u8| -> Result<(), EncodeError> {
             if is_allowed(id, ctx) {
@@ -576,26 +765,20 @@ impl Properties<'_> {
         // near `usize::MAX` is far beyond the largest packet and refused as such.
         let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
         let mut n = 0usize;
-        // Bit `id` for each property present, so that the writer visits only those.
-        let mut present = 0u64;
         if self.payload_format_indicator.is_some() {
             check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            present |= bit(PropertyId::PAYLOAD_FORMAT_INDICATOR);
             n = item(n, 1);
         }
         if self.message_expiry_interval.is_some() {
             check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            present |= bit(PropertyId::MESSAGE_EXPIRY_INTERVAL);
             n = item(n, 4);
         }
         if let Some(v) = self.content_type {
             check(PropertyId::CONTENT_TYPE)?;
-            present |= bit(PropertyId::CONTENT_TYPE);
             n = item(n, str_len(v)?);
         }
         if let Some(v) = self.response_topic {
             check(PropertyId::RESPONSE_TOPIC)?;
-            present |= bit(PropertyId::RESPONSE_TOPIC);
             if v.is_empty() {
                 return Err(EncodeError::InvalidValue);
             }
@@ -603,14 +786,12 @@ impl Properties<'_> {
         }
         if let Some(v) = self.correlation_data {
             check(PropertyId::CORRELATION_DATA)?;
-            present |= bit(PropertyId::CORRELATION_DATA);
             n = item(n, binary_len(v)?);
         }
         let mut sub_ids = 0usize;
         for_items!(self.subscription_identifiers, |ids| {
             for id in ids {
                 check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-                present |= bit(PropertyId::SUBSCRIPTION_IDENTIFIER);
                 if id == 0 {
                     return Err(EncodeError::InvalidValue);
                 }
@@ -623,287 +804,286 @@ impl Properties<'_> {
         }
         if self.session_expiry_interval.is_some() {
             check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            present |= bit(PropertyId::SESSION_EXPIRY_INTERVAL);
             n = item(n, 4);
         }
         if let Some(v) = self.assigned_client_identifier {
             check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            present |= bit(PropertyId::ASSIGNED_CLIENT_IDENTIFIER);
             n = item(n, str_len(v)?);
         }
         if self.server_keep_alive.is_some() {
             check(PropertyId::SERVER_KEEP_ALIVE)?;
-            present |= bit(PropertyId::SERVER_KEEP_ALIVE);
             n = item(n, 2);
         }
         if let Some(v) = self.authentication_method {
             check(PropertyId::AUTHENTICATION_METHOD)?;
-            present |= bit(PropertyId::AUTHENTICATION_METHOD);
             n = item(n, str_len(v)?);
         }
         if let Some(v) = self.authentication_data {
             check(PropertyId::AUTHENTICATION_DATA)?;
-            present |= bit(PropertyId::AUTHENTICATION_DATA);
             n = item(n, binary_len(v)?);
         }
         if self.request_problem_information.is_some() {
             check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            present |= bit(PropertyId::REQUEST_PROBLEM_INFORMATION);
             n = item(n, 1);
         }
         if self.will_delay_interval.is_some() {
             check(PropertyId::WILL_DELAY_INTERVAL)?;
-            present |= bit(PropertyId::WILL_DELAY_INTERVAL);
             n = item(n, 4);
         }
         if self.request_response_information.is_some() {
             check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            present |= bit(PropertyId::REQUEST_RESPONSE_INFORMATION);
             n = item(n, 1);
         }
         if let Some(v) = self.response_information {
             check(PropertyId::RESPONSE_INFORMATION)?;
-            present |= bit(PropertyId::RESPONSE_INFORMATION);
             n = item(n, str_len(v)?);
         }
         if let Some(v) = self.server_reference {
             check(PropertyId::SERVER_REFERENCE)?;
-            present |= bit(PropertyId::SERVER_REFERENCE);
             n = item(n, str_len(v)?);
         }
         if let Some(v) = self.reason_string {
             check(PropertyId::REASON_STRING)?;
-            present |= bit(PropertyId::REASON_STRING);
             n = item(n, str_len(v)?);
         }
         if self.receive_maximum.is_some() {
             check(PropertyId::RECEIVE_MAXIMUM)?;
-            present |= bit(PropertyId::RECEIVE_MAXIMUM);
             n = item(n, 2);
         }
         if self.topic_alias_maximum.is_some() {
             check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            present |= bit(PropertyId::TOPIC_ALIAS_MAXIMUM);
             n = item(n, 2);
         }
         if self.topic_alias.is_some() {
             check(PropertyId::TOPIC_ALIAS)?;
-            present |= bit(PropertyId::TOPIC_ALIAS);
             n = item(n, 2);
         }
         if let Some(v) = self.maximum_qos {
             check(PropertyId::MAXIMUM_QOS)?;
-            present |= bit(PropertyId::MAXIMUM_QOS);
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
             check(PropertyId::MAXIMUM_QOS)?;
-            present |= bit(PropertyId::MAXIMUM_QOS);
             n = item(n, 1);
         }
         if self.retain_available.is_some() {
             check(PropertyId::RETAIN_AVAILABLE)?;
-            present |= bit(PropertyId::RETAIN_AVAILABLE);
             n = item(n, 1);
         }
         for_items!(self.user_properties, |users| {
             for (k, v) in users {
                 check(PropertyId::USER_PROPERTY)?;
-                present |= bit(PropertyId::USER_PROPERTY);
                 n = item(n, str_len(k)?.saturating_add(str_len(v)?));
             }
         });
         if self.maximum_packet_size.is_some() {
             check(PropertyId::MAXIMUM_PACKET_SIZE)?;
-            present |= bit(PropertyId::MAXIMUM_PACKET_SIZE);
             n = item(n, 4);
         }
         if self.wildcard_subscription_available.is_some() {
             check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            present |= bit(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE);
             n = item(n, 1);
         }
         if self.subscription_identifier_available.is_some() {
             check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            present |= bit(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE);
             n = item(n, 1);
         }
         if self.shared_subscription_available.is_some() {
             check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            present |= bit(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE);
             n = item(n, 1);
         }
-        Ok(Block { len: n, present })
+        Ok(Block { len: n })
     }
 
     /// Write the property block (length prefix included) that [`Self::items_len`] measured and
-    /// checked.
-    #[inline]
-    pub(crate) fn write_block(&self, block: Block, w: &mut Writer<'_>) {
+    /// checked for `ctx`: only the properties `ctx` may carry can be set, so only those are
+    /// looked at (decided at compile time where `ctx` is a constant).
+    #[inline(always)]
+    pub(crate) fn write_block(&self, block: Block, ctx: PropertyContext, w: &mut Writer<'_>) {
         w.varint(u32::try_from(block.len).unwrap_or(u32::MAX));
-        if block.present != 0 {
-            self.write_items(block.present, w);
+        if block.is_empty() {
+            return;
         }
-    }
-
-    /// Write the properties whose bits are set in `present`, in identifier order. The bits are
-    /// tested in a register, a group of identifiers at a time, rather than every field in memory.
-    fn write_items(&self, present: u64, w: &mut Writer<'_>) {
-        let byte = |w: &mut Writer<'_>, id: u8, v: u8| w.array([id, v]);
-        let two = |w: &mut Writer<'_>, id: u8, v: u16| {
-            let [a, b] = v.to_be_bytes();
-            w.array([id, a, b]);
-        };
-        let four = |w: &mut Writer<'_>, id: u8, v: u32| {
+        let allowed = |id: u8| is_allowed(id, ctx);
+        if let (true, Some(v)) = (
+            allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR),
+            self.payload_format_indicator,
+        ) {
+            let v = match v {
+                PayloadFormat::Unspecified => 0,
+                PayloadFormat::Utf8 => 1,
+            };
+            w.array([PropertyId::PAYLOAD_FORMAT_INDICATOR, v]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL),
+            self.message_expiry_interval,
+        ) {
             let [a, b, c, d] = v.to_be_bytes();
-            w.array([id, a, b, c, d]);
-        };
-        let text = |w: &mut Writer<'_>, id: u8, v: &[u8]| {
-            w.u8(id);
+            w.array([PropertyId::MESSAGE_EXPIRY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+            w.u8(PropertyId::CONTENT_TYPE);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+            w.u8(PropertyId::RESPONSE_TOPIC);
+            w.str(v.as_str());
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            w.u8(PropertyId::CORRELATION_DATA);
             w.binary(v);
-        };
-        // 0x01..=0x0B: PUBLISH and will properties.
-        if present & GROUP_PUBLISH != 0 {
-            if let Some(v) = self.payload_format_indicator {
-                let v = match v {
-                    PayloadFormat::Unspecified => 0,
-                    PayloadFormat::Utf8 => 1,
-                };
-                byte(w, PropertyId::PAYLOAD_FORMAT_INDICATOR, v);
-            }
-            if let Some(v) = self.message_expiry_interval {
-                four(w, PropertyId::MESSAGE_EXPIRY_INTERVAL, v);
-            }
-            if let Some(v) = self.content_type {
-                text(w, PropertyId::CONTENT_TYPE, v.as_bytes());
-            }
-            if let Some(v) = self.response_topic {
-                text(w, PropertyId::RESPONSE_TOPIC, v.as_str().as_bytes());
-            }
-            if let Some(v) = self.correlation_data {
-                text(w, PropertyId::CORRELATION_DATA, v);
-            }
-            if present & bit(PropertyId::SUBSCRIPTION_IDENTIFIER) != 0 {
-                for_items!(self.subscription_identifiers, |ids| {
-                    for v in ids {
-                        w.u8(PropertyId::SUBSCRIPTION_IDENTIFIER);
-                        w.varint(v);
-                    }
-                });
-            }
         }
-        // 0x11..=0x1F: CONNECT, CONNACK, DISCONNECT, AUTH and acknowledgement properties.
-        if present & GROUP_SESSION != 0 {
-            if let Some(v) = self.session_expiry_interval {
-                four(w, PropertyId::SESSION_EXPIRY_INTERVAL, v);
-            }
-            if let Some(v) = self.assigned_client_identifier {
-                text(w, PropertyId::ASSIGNED_CLIENT_IDENTIFIER, v.as_bytes());
-            }
-            if let Some(v) = self.server_keep_alive {
-                two(w, PropertyId::SERVER_KEEP_ALIVE, v);
-            }
-            if let Some(v) = self.authentication_method {
-                text(w, PropertyId::AUTHENTICATION_METHOD, v.as_bytes());
-            }
-            if let Some(v) = self.authentication_data {
-                text(w, PropertyId::AUTHENTICATION_DATA, v);
-            }
-            if let Some(v) = self.request_problem_information {
-                byte(w, PropertyId::REQUEST_PROBLEM_INFORMATION, u8::from(v));
-            }
-            if let Some(v) = self.will_delay_interval {
-                four(w, PropertyId::WILL_DELAY_INTERVAL, v);
-            }
-            if let Some(v) = self.request_response_information {
-                byte(w, PropertyId::REQUEST_RESPONSE_INFORMATION, u8::from(v));
-            }
-            if let Some(v) = self.response_information {
-                text(w, PropertyId::RESPONSE_INFORMATION, v.as_bytes());
-            }
-            if let Some(v) = self.server_reference {
-                text(w, PropertyId::SERVER_REFERENCE, v.as_bytes());
-            }
-            if let Some(v) = self.reason_string {
-                text(w, PropertyId::REASON_STRING, v.as_bytes());
-            }
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+            for_items!(self.subscription_identifiers, |ids| {
+                for v in ids {
+                    w.u8(PropertyId::SUBSCRIPTION_IDENTIFIER);
+                    w.varint(v);
+                }
+            });
         }
-        // 0x21..=0x2A: limits, topic alias, user properties and CONNACK flags.
-        if present & GROUP_LIMITS != 0 {
-            if let Some(v) = self.receive_maximum {
-                two(w, PropertyId::RECEIVE_MAXIMUM, v.get());
-            }
-            if let Some(v) = self.topic_alias_maximum {
-                two(w, PropertyId::TOPIC_ALIAS_MAXIMUM, v);
-            }
-            if let Some(v) = self.topic_alias {
-                two(w, PropertyId::TOPIC_ALIAS, v.get());
-            }
-            if let Some(v) = self.maximum_qos {
-                byte(w, PropertyId::MAXIMUM_QOS, v.bits());
-            }
-            if let Some(v) = self.retain_available {
-                byte(w, PropertyId::RETAIN_AVAILABLE, u8::from(v));
-            }
-            if present & bit(PropertyId::USER_PROPERTY) != 0 {
-                for_items!(self.user_properties, |users| {
-                    for (k, v) in users {
-                        w.u8(PropertyId::USER_PROPERTY);
-                        w.str(k);
-                        w.str(v);
-                    }
-                });
-            }
-            if let Some(v) = self.maximum_packet_size {
-                four(w, PropertyId::MAXIMUM_PACKET_SIZE, v.get());
-            }
-            if let Some(v) = self.wildcard_subscription_available {
-                byte(w, PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE, u8::from(v));
-            }
-            if let Some(v) = self.subscription_identifier_available {
-                byte(
-                    w,
-                    PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-                    u8::from(v),
-                );
-            }
-            if let Some(v) = self.shared_subscription_available {
-                byte(w, PropertyId::SHARED_SUBSCRIPTION_AVAILABLE, u8::from(v));
-            }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SESSION_EXPIRY_INTERVAL),
+            self.session_expiry_interval,
+        ) {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([PropertyId::SESSION_EXPIRY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            self.assigned_client_identifier,
+        ) {
+            w.u8(PropertyId::ASSIGNED_CLIENT_IDENTIFIER);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SERVER_KEEP_ALIVE),
+            self.server_keep_alive,
+        ) {
+            let [a, b] = v.to_be_bytes();
+            w.array([PropertyId::SERVER_KEEP_ALIVE, a, b]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_METHOD),
+            self.authentication_method,
+        ) {
+            w.u8(PropertyId::AUTHENTICATION_METHOD);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_DATA),
+            self.authentication_data,
+        ) {
+            w.u8(PropertyId::AUTHENTICATION_DATA);
+            w.binary(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::REQUEST_PROBLEM_INFORMATION),
+            self.request_problem_information,
+        ) {
+            w.array([PropertyId::REQUEST_PROBLEM_INFORMATION, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::WILL_DELAY_INTERVAL),
+            self.will_delay_interval,
+        ) {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([PropertyId::WILL_DELAY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::REQUEST_RESPONSE_INFORMATION),
+            self.request_response_information,
+        ) {
+            w.array([PropertyId::REQUEST_RESPONSE_INFORMATION, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::RESPONSE_INFORMATION),
+            self.response_information,
+        ) {
+            w.u8(PropertyId::RESPONSE_INFORMATION);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            w.u8(PropertyId::SERVER_REFERENCE);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+            w.u8(PropertyId::REASON_STRING);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RECEIVE_MAXIMUM), self.receive_maximum) {
+            let [a, b] = v.get().to_be_bytes();
+            w.array([PropertyId::RECEIVE_MAXIMUM, a, b]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::TOPIC_ALIAS_MAXIMUM),
+            self.topic_alias_maximum,
+        ) {
+            let [a, b] = v.to_be_bytes();
+            w.array([PropertyId::TOPIC_ALIAS_MAXIMUM, a, b]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::TOPIC_ALIAS), self.topic_alias) {
+            let [a, b] = v.get().to_be_bytes();
+            w.array([PropertyId::TOPIC_ALIAS, a, b]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+            w.array([PropertyId::MAXIMUM_QOS, v.bits()]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RETAIN_AVAILABLE), self.retain_available) {
+            w.array([PropertyId::RETAIN_AVAILABLE, u8::from(v)]);
+        }
+        if allowed(PropertyId::USER_PROPERTY) {
+            for_items!(self.user_properties, |users| {
+                for (k, v) in users {
+                    w.u8(PropertyId::USER_PROPERTY);
+                    w.str(k);
+                    w.str(v);
+                }
+            });
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::MAXIMUM_PACKET_SIZE),
+            self.maximum_packet_size,
+        ) {
+            let [a, b, c, d] = v.get().to_be_bytes();
+            w.array([PropertyId::MAXIMUM_PACKET_SIZE, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE),
+            self.wildcard_subscription_available,
+        ) {
+            w.array([PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE),
+            self.subscription_identifier_available,
+        ) {
+            w.array([PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE),
+            self.shared_subscription_available,
+        ) {
+            w.array([PropertyId::SHARED_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
         }
     }
 }
 
-/// A property block as [`Properties::items_len`] measured and checked it: the length of its
-/// items, and which properties are present.
+/// A property block as [`Properties::items_len`] measured and checked it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Block {
-    /// Bytes of the items, the block's length prefix not included.
+    /// Bytes of the items, the block's length prefix not included: 0 exactly when no property
+    /// is set (every property takes at least two bytes).
     pub(crate) len: usize,
-    /// Bit `id` set for each property `id` present.
-    present: u64,
 }
 
 impl Block {
     /// No properties: a block of one zero byte.
-    pub(crate) const EMPTY: Block = Block { len: 0, present: 0 };
+    pub(crate) const EMPTY: Block = Block { len: 0 };
 
     /// Whether no property is present.
     pub(crate) const fn is_empty(self) -> bool {
-        self.present == 0
-    }
-}
-
-/// The bits of property identifiers 0x01..=0x0B, 0x11..=0x1F and 0x21..=0x2A.
-const GROUP_PUBLISH: u64 = 0x0000_0000_0000_0FFE;
-const GROUP_SESSION: u64 = 0x0000_0000_FFFE_0000;
-const GROUP_LIMITS: u64 = 0x0000_07FE_0000_0000;
-
-/// The bit of property `id` (every identifier is below 64).
-const fn bit(id: u8) -> u64 {
-    match 1u64.checked_shl(id as u32) {
-        Some(b) => b,
-        None => 0,
+        self.len == 0
     }
 }
 
@@ -978,7 +1158,7 @@ mod tests {
         let items = p.items_len(PUB).unwrap();
         let n = block_len(items).unwrap();
         let mut w = Writer::new(&mut buf[..n]);
-        p.write_block(items, &mut w);
+        p.write_block(items, PUB, &mut w);
         w.finish().unwrap();
         assert_eq!(buf[0] as usize, items.len);
         let (_, again) = parse_properties(&buf[..n], PUB).unwrap();

@@ -1,7 +1,7 @@
 //! PUBLISH (§3.3): an application message.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, QoS, Writer, packet_id, str_len, utf8};
+use crate::data::{PacketId, QoS, Writer, packet_id, start_packet, str_len, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
@@ -122,9 +122,44 @@ impl Publish<'_> {
         (u8::from(self.dup) << 3) | (self.qos_pid.qos().bits() << 1) | u8::from(self.retain)
     }
 
+    /// [`crate::Packet::encode`] for a PUBLISH, the packet a broker encodes most (once for every
+    /// subscriber it forwards a message to): one function for each version, so that each stays
+    /// small and the 3.1.1 one holds no property code.
+    #[inline]
+    pub(crate) fn encode(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        if version.is_v5() {
+            self.encode_v5(buf)
+        } else {
+            self.encode_v311(buf)
+        }
+    }
+
+    #[inline(never)]
+    fn encode_v5(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_in(ProtocolVersion::V5, buf)
+    }
+
+    #[inline(never)]
+    fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_in(ProtocolVersion::V311, buf)
+    }
+
+    #[inline(always)]
+    fn encode_in(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (body, properties) = self.body_len(version)?;
+        let first = ((PacketType::Publish as u8) << 4) | self.flags();
+        let mut w = start_packet(buf, first, body)?;
+        self.write(version, properties, &mut w);
+        w.finish()
+    }
+
     /// The body length, and the length of the property items (5.0), checking the packet against
     /// the rules the decoder enforces.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
@@ -139,25 +174,43 @@ impl Publish<'_> {
         // 3.1.1 carries no properties: they are left out, not checked.
         let mut properties = Block::EMPTY;
         if version.is_v5() {
-            properties = self
-                .properties
-                .items_len(PropertyContext::Packet(PacketType::Publish))?;
+            // Most PUBLISH packets carry no properties; the others are measured out of line, so
+            // that the common path keeps no property field live.
+            if !self.properties.is_empty() {
+                properties = self.properties_len()?;
+            }
             body = body.saturating_add(block_len(properties)?);
         }
         // Saturating: anything near usize::MAX is far above the largest Remaining Length.
         Ok((body.saturating_add(self.payload.len()), properties))
     }
 
+    #[inline(never)]
+    fn properties_len(&self) -> Result<Block, EncodeError> {
+        self.properties
+            .items_len(PropertyContext::Packet(PacketType::Publish))
+    }
+
     /// Write the body [`Self::body_len`] measured (`properties`: its property items length).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.str(self.topic.as_str());
         if let Some(id) = self.qos_pid.packet_id() {
             w.u16(id.get());
         }
         if version.is_v5() {
-            self.properties.write_block(properties, w);
+            if properties.is_empty() {
+                w.u8(0);
+            } else {
+                self.write_properties(properties, w);
+            }
         }
         w.put(self.payload);
+    }
+
+    #[inline(never)]
+    fn write_properties(&self, properties: Block, w: &mut Writer<'_>) {
+        self.properties
+            .write_block(properties, PropertyContext::Packet(PacketType::Publish), w);
     }
 }

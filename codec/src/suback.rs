@@ -100,7 +100,8 @@ impl SubAck<'_> {
     ) {
         w.u16(self.packet_id.get());
         if version.is_v5() {
-            self.properties.write_block(properties, w);
+            self.properties
+                .write_block(properties, PropertyContext::Packet(packet), w);
         } else if packet == PacketType::UnsubAck {
             return;
         }

@@ -205,6 +205,7 @@ fn subscriptions_valid(mut text: &str, version: ProtocolVersion) -> bool {
 impl Subscribe<'_> {
     /// The body length and the property items length (5.0), checking the packet against the
     /// rules the decoder enforces.
+    #[inline(always)]
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
@@ -217,37 +218,41 @@ impl Subscribe<'_> {
                 .items_len(PropertyContext::Packet(PacketType::Subscribe))?;
             n = n.saturating_add(block_len(properties)?);
         }
-        let v5 = version.is_v5();
-        for_items!(self.subscriptions, |subs| {
-            for sub in subs {
-                // Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1
-                // SUBSCRIBE may carry `$share/x` as an ordinary filter and be forwarded as 5.0),
-                // or No Local on a shared subscription `[MQTT-3.8.3-4]`. The filter's own syntax
-                // was checked when the `TopicFilter` was made; only a filter starting with `$`
-                // can be a shared one.
-                if v5 && sub.filter.as_str().starts_with('$') {
-                    match sub.filter.shared() {
-                        Err(_) => return Err(EncodeError::InvalidValue),
-                        Ok(Some(_)) if sub.options.no_local => {
-                            return Err(EncodeError::InvalidValue);
-                        }
-                        Ok(_) => {}
+        // The filter and its options byte. The filters' syntax was checked when each
+        // `TopicFilter` was made.
+        let sub_len = |n: usize, filter: &str| -> Result<usize, EncodeError> {
+            Ok(n.saturating_add(str_len(filter)?).saturating_add(1))
+        };
+        if version.is_v5() {
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    // Only a filter starting with `$` can be a shared one.
+                    if sub.filter.as_str().starts_with('$') {
+                        check_shared_for_v5(sub.filter.as_str(), sub.options.no_local)?;
                     }
+                    n = sub_len(n, sub.filter.as_str())?;
                 }
-                // The filter and its options byte.
-                n = n
-                    .saturating_add(str_len(sub.filter.as_str())?)
-                    .saturating_add(1);
-            }
-        });
+            });
+        } else {
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    n = sub_len(n, sub.filter.as_str())?;
+                }
+            });
+        }
         Ok((n, properties))
     }
 
     /// Write the body [`Self::body_len`] measured.
+    #[inline(always)]
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.u16(self.packet_id.get());
         if version.is_v5() {
-            self.properties.write_block(properties, w);
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Subscribe),
+                w,
+            );
             for_items!(self.subscriptions, |subs| {
                 for sub in subs {
                     w.str_then_u8(sub.filter.as_str(), sub.options.to_byte());
@@ -261,6 +266,18 @@ impl Subscribe<'_> {
                 }
             });
         }
+    }
+}
+
+/// Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1 SUBSCRIBE may
+/// carry `$share/x` as an ordinary filter and be forwarded as 5.0), or No Local on a shared
+/// subscription `[MQTT-3.8.3-4]`.
+#[inline(never)]
+fn check_shared_for_v5(filter: &str, no_local: bool) -> Result<(), EncodeError> {
+    match TopicFilter::prevalidated(filter).shared() {
+        Err(_) => Err(EncodeError::InvalidValue),
+        Ok(Some(_)) if no_local => Err(EncodeError::InvalidValue),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -98,7 +98,11 @@ impl Unsubscribe<'_> {
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.u16(self.packet_id.get());
         if version.is_v5() {
-            self.properties.write_block(properties, w);
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Unsubscribe),
+                w,
+            );
         }
         for_items!(self.filters, |filters| {
             for f in filters {
