@@ -318,18 +318,21 @@ fn copy_into(dst: &mut [u8], src: &[u8]) {
     if n != dst.len() {
         return;
     }
-    match n {
-        0 => {}
-        1 => {
-            if let (Some(d), Some(s)) = (dst.first_mut(), src.first()) {
-                *d = *s;
-            }
+    // Most likely sizes first: topics, filters and identifiers are mostly 8 to 32 bytes.
+    if n >= 8 {
+        if n <= 16 {
+            ends::<8>(dst, src);
+        } else if n <= 32 {
+            ends::<16>(dst, src);
+        } else {
+            dst.copy_from_slice(src);
         }
-        2..=3 => ends::<2>(dst, src),
-        4..=7 => ends::<4>(dst, src),
-        8..=16 => ends::<8>(dst, src),
-        17..=32 => ends::<16>(dst, src),
-        _ => dst.copy_from_slice(src),
+    } else if n >= 4 {
+        ends::<4>(dst, src);
+    } else if n >= 2 {
+        ends::<2>(dst, src);
+    } else if let (Some(d), Some(s)) = (dst.first_mut(), src.first()) {
+        *d = *s;
     }
 }
 
