@@ -632,6 +632,33 @@ mod tests {
     }
 
     #[test]
+    fn strings_of_every_short_length_are_copied_exactly() {
+        let src: [u8; 70] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=70 {
+            let mut buf = [0u8; 80];
+            let mut w = Writer::new(&mut buf[..n + 3]);
+            w.str_then_u8(core::str::from_utf8(&[b'a'; 70][..n]).unwrap(), 0xEE);
+            assert_eq!(w.finish(), Ok(n + 3));
+            assert_eq!(&buf[..2], &(n as u16).to_be_bytes());
+            assert!(buf[2..n + 2].iter().all(|&b| b == b'a'), "{n}");
+            assert_eq!(buf[n + 2], 0xEE);
+            assert!(
+                buf[n + 3..].iter().all(|&b| b == 0),
+                "{n}: wrote past the field"
+            );
+            let mut buf = [0u8; 80];
+            let mut w = Writer::new(&mut buf[..n + 2]);
+            w.binary(&src[..n]);
+            assert_eq!(w.finish(), Ok(n + 2));
+            assert_eq!(&buf[2..n + 2], &src[..n], "{n}");
+            assert!(
+                buf[n + 2..].iter().all(|&b| b == 0),
+                "{n}: wrote past the field"
+            );
+        }
+    }
+
+    #[test]
     fn writer_reports_a_length_that_disagrees() {
         // Writing more than was counted stops at the end of the buffer and is an error...
         let mut buf = [0u8; 3];
