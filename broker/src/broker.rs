@@ -151,7 +151,7 @@ struct Client {
     /// 5.0 Session Expiry Interval of the CONNECT (0 forbids a non-zero one in DISCONNECT).
     connect_expiry: u32,
     /// 5.0 inbound topic aliases (index = alias - 1), created on first use.
-    aliases: Vec<Option<Box<str>>>,
+    aliases: Box<[Option<Box<str>>]>,
     /// 5.0 enhanced authentication: the method, and a re-authentication in progress.
     auth: Option<Box<ClientAuth>>,
 }
@@ -843,7 +843,7 @@ impl Broker {
             will: info.will,
             will_delay: info.will_delay,
             connect_expiry: info.session_expiry,
-            aliases: Vec::new(),
+            aliases: Box::default(),
             auth: auth.as_ref().map(|(method, _)| {
                 Box::new(ClientAuth {
                     method: method.clone(),
@@ -1170,7 +1170,9 @@ impl Broker {
         }
         let slot = usize::from(alias.get() - 1);
         if client.aliases.len() <= slot {
-            client.aliases.resize(slot + 1, None);
+            let mut grown = std::mem::take(&mut client.aliases).into_vec();
+            grown.resize(slot + 1, None);
+            client.aliases = grown.into_boxed_slice();
         }
         let Some(entry) = client.aliases.get_mut(slot) else {
             return Err(CloseReason::TopicAliasInvalid);

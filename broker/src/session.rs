@@ -39,6 +39,23 @@ impl std::hash::Hasher for IdHasher {
 /// `BuildHasher` of [`IdHasher`].
 pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
+/// SipHash keyed once per process: the hash-flooding resistance of `RandomState` for maps keyed
+/// by what a client chooses (its topic filters), without `RandomState`'s 16 bytes of keys in
+/// every one of them — a session's maps are per client, and idle clients are most of a
+/// broker's memory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessRandomState;
+
+impl std::hash::BuildHasher for ProcessRandomState {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        KEYS.get_or_init(Default::default).build_hasher()
+    }
+}
+
 /// Identifies a session for its whole life; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -112,14 +129,14 @@ pub struct Session {
     pub conn: Option<ConnId>,
     /// Topic filter (`$share/…` for shared ones) → subscription (mirrors the
     /// [`crate::SubscriptionIndex`] entries and the broker's shared groups).
-    pub subscriptions: HashMap<Box<str>, Sub>,
+    pub subscriptions: HashMap<Box<str>, Sub, ProcessRandomState>,
     /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
     pub inflight: VecDeque<Inflight>,
     /// Messages waiting for the window, oldest first.
     pub queued: VecDeque<Queued>,
     /// Incoming QoS 2 packet ids delivered onwards but not released (PUBREL) yet: a duplicate
     /// PUBLISH with one of these ids is not delivered again (exactly once).
-    pub awaiting_rel: HashSet<u16>,
+    pub awaiting_rel: HashSet<u16, IdHash>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
     last_pid: u16,
@@ -135,10 +152,10 @@ impl Session {
             expires_at: None,
             inflight_max: usize::MAX,
             conn: None,
-            subscriptions: HashMap::new(),
+            subscriptions: HashMap::default(),
             inflight: VecDeque::new(),
             queued: VecDeque::new(),
-            awaiting_rel: HashSet::new(),
+            awaiting_rel: HashSet::default(),
             dropping: false,
             last_pid: 0,
         }
