@@ -964,6 +964,7 @@ impl Broker {
         let version = c.version;
         let max_size = c.max_packet_size;
         let outs: Vec<Out> = session
+            .delivery()
             .inflight
             .iter()
             .map(|i| match i.state {
@@ -1013,7 +1014,7 @@ impl Broker {
                 let mut known = false;
                 if let Some(s) = self.sessions.get_mut(sid)
                     && let Some(pos) = s.inflight_position(a.packet_id)
-                    && let Some(i) = s.inflight.get_mut(pos)
+                    && let Some(i) = s.delivery_mut().inflight.get_mut(pos)
                     && i.state != OutgoingState::AwaitingPubAck
                 {
                     known = true;
@@ -1021,7 +1022,7 @@ impl Broker {
                         i.state = OutgoingState::AwaitingPubComp;
                     } else {
                         // 5.0 §4.3.3: a PUBREC with an error code ends the exchange.
-                        s.inflight.remove(pos);
+                        s.delivery_mut().inflight.remove(pos);
                         self.fill_window(sid);
                         return;
                     }
@@ -1033,10 +1034,11 @@ impl Broker {
                 self.send_packet(conn, &Packet::PubRel(rel));
             }
             Packet::PubRel(a) => {
-                let known = self
-                    .sessions
-                    .get_mut(sid)
-                    .is_some_and(|s| s.awaiting_rel.remove(&a.packet_id.get()));
+                let known = self.sessions.get_mut(sid).is_some_and(|s| {
+                    let known = s.delivery_mut().awaiting_rel.remove(&a.packet_id.get());
+                    s.release_idle_delivery();
+                    known
+                });
                 // [MQTT-4.3.3-2]: PUBCOMP even for an id already released (5.0 says so with
                 // 0x92 Packet Identifier not found).
                 let mut comp = Ack::new(a.packet_id);
@@ -1272,8 +1274,8 @@ impl Broker {
                 let Some(s) = self.sessions.get_mut(sid) else {
                     return;
                 };
-                let duplicate = s.awaiting_rel.contains(&pid.get());
-                if !duplicate && v5 && s.awaiting_rel.len() >= receive_maximum {
+                let duplicate = s.delivery().awaiting_rel.contains(&pid.get());
+                if !duplicate && v5 && s.delivery().awaiting_rel.len() >= receive_maximum {
                     // [MQTT-3.3.4-8]: more unacknowledged QoS 2 than the Receive Maximum.
                     return self.close(conn, CloseReason::ReceiveMaximumExceeded);
                 }
@@ -1281,7 +1283,7 @@ impl Broker {
                 if !duplicate && !bad_format {
                     // A PUBREC with an error code ends the exchange, so the id is only
                     // remembered for messages that were accepted.
-                    s.awaiting_rel.insert(pid.get());
+                    s.delivery_mut().awaiting_rel.insert(pid.get());
                     matched = if accepted {
                         self.route(message(), Some(sid))
                     } else {
@@ -1302,9 +1304,12 @@ impl Broker {
             return;
         };
         if let Some(pos) = s.inflight_position(pid)
-            && s.inflight.get(pos).is_some_and(|i| i.state == expected)
+            && s.delivery()
+                .inflight
+                .get(pos)
+                .is_some_and(|i| i.state == expected)
         {
-            s.inflight.remove(pos);
+            s.delivery_mut().inflight.remove(pos);
             self.fill_window(sid);
         }
     }
@@ -1614,7 +1619,8 @@ impl Broker {
                 stats.publish_sent = stats.publish_sent.saturating_add(1);
             }
             Some((_, c))
-                if session.inflight.len() < session.inflight_max && session.queued.is_empty() =>
+                if session.delivery().inflight.len() < session.inflight_max
+                    && session.delivery().queued.is_empty() =>
             {
                 session.dropping = false;
                 let pid = session.next_pid();
@@ -1622,7 +1628,7 @@ impl Broker {
                 if out.len() > c.max_packet_size as usize {
                     return drop_message(stats, session);
                 }
-                session.inflight.push_back(Inflight {
+                session.delivery_mut().inflight.push_back(Inflight {
                     pid,
                     message: Arc::clone(message),
                     qos,
@@ -1654,22 +1660,27 @@ impl Broker {
                     sub_ids: sub_ids.into(),
                     shared: shared.cloned(),
                 };
-                if session.queued.len() < self.config.max_queued_messages {
-                    session.queued.push_back(queued);
+                if session.delivery().queued.len() < self.config.max_queued_messages {
+                    session.delivery_mut().queued.push_back(queued);
                 } else if let Some(pos) = session
+                    .delivery()
                     .queued
                     .iter()
                     .position(|q| q.message.is_expired(now))
                 {
                     // An expired message makes room first ([MQTT-3.3.2-5]).
-                    session.queued.remove(pos);
-                    session.queued.push_back(queued);
+                    session.delivery_mut().queued.remove(pos);
+                    session.delivery_mut().queued.push_back(queued);
                 } else if qos != QoS::AtMostOnce
-                    && let Some(pos) = session.queued.iter().position(|q| q.qos == QoS::AtMostOnce)
+                    && let Some(pos) = session
+                        .delivery()
+                        .queued
+                        .iter()
+                        .position(|q| q.qos == QoS::AtMostOnce)
                 {
                     // Drop policy: the oldest queued QoS 0 message makes room for QoS 1/2.
-                    session.queued.remove(pos);
-                    session.queued.push_back(queued);
+                    session.delivery_mut().queued.remove(pos);
+                    session.delivery_mut().queued.push_back(queued);
                     drop_message(stats, session);
                 } else {
                     drop_message(stats, session);
@@ -1688,8 +1699,12 @@ impl Broker {
         let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             return;
         };
-        while session.inflight.len() < session.inflight_max {
-            let Some(q) = session.queued.pop_front() else {
+        while session.delivery().inflight.len() < session.inflight_max {
+            // (Checked first so that a session with nothing queued allocates nothing here.)
+            if session.delivery().queued.is_empty() {
+                break;
+            }
+            let Some(q) = session.delivery_mut().queued.pop_front() else {
                 break;
             };
             if q.message.is_expired(now) {
@@ -1701,7 +1716,7 @@ impl Broker {
                 let pid = session.next_pid();
                 let out = out_for(c, &q.message, q.qos, Some(pid), q.retain, &q.sub_ids, now);
                 if out.len() <= c.max_packet_size as usize {
-                    session.inflight.push_back(Inflight {
+                    session.delivery_mut().inflight.push_back(Inflight {
                         pid,
                         state: if q.qos == QoS::ExactlyOnce {
                             OutgoingState::AwaitingPubRec
@@ -1730,9 +1745,10 @@ impl Broker {
             );
             self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
         }
-        if session.queued.is_empty() {
+        if session.delivery().queued.is_empty() {
             session.dropping = false;
         }
+        session.release_idle_delivery();
     }
 
     fn publish_sys(&mut self, now_ms: u64) {
@@ -1965,12 +1981,14 @@ impl Broker {
         // Application Message to another Client that is subscribed to the same Shared
         // Subscription"). A QoS 2 message whose PUBREC arrived was received: not re-sent.
         let unacked = session
+            .delivery()
             .inflight
             .iter()
             .filter(|i| i.state != OutgoingState::AwaitingPubComp)
             .filter_map(|i| Some((Arc::clone(&i.message), i.shared.clone()?)))
             .chain(
                 session
+                    .delivery()
                     .queued
                     .iter()
                     .filter_map(|q| Some((Arc::clone(&q.message), q.shared.clone()?))),
@@ -2424,7 +2442,10 @@ mod tests {
         assert_eq!(publishes(&so).len(), 1);
         // Outgoing QoS 2 to the subscriber: PUBREC → PUBREL, PUBCOMP frees the slot.
         let sess = t.b.sessions().find("sub").unwrap();
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 3);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            3
+        );
         let P::Publish {
             pid: p2, qos: 2, ..
         } = got[1].clone()
@@ -2434,7 +2455,10 @@ mod tests {
         t.send(s, Packet::PubRec(Ack::new(pid(p2))));
         assert_eq!(drain(&so), [P::PubRel(p2)]);
         t.send(s, Packet::PubComp(Ack::new(pid(p2))));
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 2);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            2
+        );
         let P::Publish {
             pid: p1, qos: 1, ..
         } = got[0].clone()
@@ -2442,7 +2466,10 @@ mod tests {
             panic!()
         };
         t.send(s, Packet::PubAck(Ack::new(pid(p1))));
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 1);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            1
+        );
     }
 
     #[test]
