@@ -1191,6 +1191,11 @@ impl Broker {
     fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
         let v5 = self.version(conn).is_v5();
+        // [MQTT-3.3.4-6]: Subscription Identifiers are the broker's to send; one from a client
+        // is a protocol error (checked before a Topic Alias it carries is set up).
+        if v5 && !p.properties.subscription_identifiers.is_empty() {
+            return self.close(conn, CloseReason::ProtocolError);
+        }
         // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
         let topic: Cow<'_, str> = if v5 {
             match self.resolve_topic(conn, p) {

@@ -427,6 +427,12 @@ fn v5_violations_get_the_right_disconnect_reason() {
             0x82,
         ),
         ("empty topic without alias", publish5(b"", &[]), 0x82),
+        // [MQTT-3.3.4-6]: a client's PUBLISH carries no Subscription Identifier.
+        (
+            "Subscription Identifier in PUBLISH",
+            publish5(b"t", &[0x0B, 5]),
+            0x82,
+        ),
         // CVE-2021-28166: server-only packets.
         ("CONNACK", vec![0x20, 0x03, 0x00, 0x00, 0x00], 0x82),
         ("SUBACK", vec![0x90, 0x04, 0x00, 0x01, 0x00, 0x00], 0x82),
