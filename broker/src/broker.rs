@@ -631,6 +631,14 @@ impl Broker {
             request_response_information: p.request_response_information.unwrap_or(false),
         };
         let Some(method) = p.authentication_method.filter(|_| v5) else {
+            // 5.0 §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if v5 && p.authentication_data.is_some() {
+                return self.refuse(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "authentication data without a method",
+                );
+            }
             return self.finish_connect(conn, info, None);
         };
         // Enhanced authentication (5.0 §4.12).

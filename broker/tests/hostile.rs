@@ -503,6 +503,13 @@ fn v5_bad_connect_properties_are_refused() {
         c.write(&connect5(props));
         assert_eq!(answer_then_close(&mut c), Some(vec![]), "{what}");
     }
+    // 5.0 §3.1.2.11.10: Authentication Data without Authentication Method is a Protocol Error.
+    let mut c = Raw::tcp(addr).v5();
+    c.write(&connect5(&[0x16, 0, 1, 7]));
+    assert_eq!(
+        answer_then_close(&mut c),
+        Some(vec![P::ConnAck(false, 0x82)])
+    );
     assert_eq!(broker.connected_clients(), 0);
     broker_still_works(addr);
 }
