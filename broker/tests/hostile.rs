@@ -503,6 +503,35 @@ fn v5_bad_connect_properties_are_refused() {
         c.write(&connect5(props));
         assert_eq!(answer_then_close(&mut c), Some(vec![]), "{what}");
     }
+    // CVE-2023-3592: a will whose properties are not will properties (Topic Alias, Session
+    // Expiry) or are repeated.
+    // (Will Delay once, the control, is accepted.)
+    for (what, will_props, answer) in [
+        (
+            "Will Delay once",
+            &[0x18u8, 0, 0, 0, 1][..],
+            Some(P::ConnAck(false, 0)),
+        ),
+        ("Topic Alias in will", &[0x23, 0, 1], None),
+        ("Session Expiry in will", &[0x11, 0, 0, 0, 1], None),
+        (
+            "Will Delay twice",
+            &[0x18, 0, 0, 0, 1, 0x18, 0, 0, 0, 1],
+            None,
+        ),
+    ] {
+        let mut b = s(b"MQTT");
+        b.extend_from_slice(&[5, 0x06, 0, 30, 0]);
+        b.extend_from_slice(&s(b"will5"));
+        varint(will_props.len(), &mut b);
+        b.extend_from_slice(will_props);
+        b.extend_from_slice(&[s(b"w"), s(b"bye")].concat());
+        let mut c = Raw::tcp(addr).v5();
+        c.write(&pkt(0x10, &b));
+        assert_eq!(c.recv(), answer, "{what}");
+        c.write(&[0xE0, 0x00]);
+        assert!(c.is_closed(), "{what}");
+    }
     // 5.0 §3.1.2.11.10: Authentication Data without Authentication Method is a Protocol Error.
     let mut c = Raw::tcp(addr).v5();
     c.write(&connect5(&[0x16, 0, 1, 7]));
