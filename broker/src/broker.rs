@@ -631,6 +631,14 @@ impl Broker {
             request_response_information: p.request_response_information.unwrap_or(false),
         };
         let Some(method) = p.authentication_method.filter(|_| v5) else {
+            // 5.0 §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if v5 && p.authentication_data.is_some() {
+                return self.refuse(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "authentication data without a method",
+                );
+            }
             return self.finish_connect(conn, info, None);
         };
         // Enhanced authentication (5.0 §4.12).
@@ -1193,6 +1201,11 @@ impl Broker {
     fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
         let v5 = self.version(conn).is_v5();
+        // [MQTT-3.3.4-6]: Subscription Identifiers are the broker's to send; one from a client
+        // is a protocol error (checked before a Topic Alias it carries is set up).
+        if v5 && !p.properties.subscription_identifiers.is_empty() {
+            return self.close(conn, CloseReason::ProtocolError);
+        }
         // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
         let topic: Cow<'_, str> = if v5 {
             match self.resolve_topic(conn, p) {
