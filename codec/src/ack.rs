@@ -2,11 +2,11 @@
 //! shape, a packet identifier and (5.0) a reason code and properties, both of which may be left out.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, Sink, packet_id};
-use crate::disconnect::{parse_reason_tail, write_reason_tail};
+use crate::data::{PacketId, Writer, packet_id};
+use crate::disconnect::{parse_reason_tail, reason_tail_len, write_reason_tail};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::properties::Properties;
+use crate::properties::{Block, Properties};
 use crate::reason::ReasonCode;
 
 /// A PUBACK, PUBREC, PUBREL or PUBCOMP (which one is the [`crate::Packet`] variant).
@@ -54,22 +54,37 @@ pub(crate) fn parse(
 }
 
 impl Ack<'_> {
-    pub(crate) fn write_body<S: Sink>(
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces.
+    pub(crate) fn body_len(
         &self,
         packet: PacketType,
         version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<(usize, Block), EncodeError> {
         if !self.reason_code.is_valid_for(packet, version) {
             return Err(EncodeError::InvalidReasonCode {
                 code: self.reason_code.0,
                 packet,
             });
         }
-        s.put_packet_id(self.packet_id)?;
-        if version.is_v5() {
-            write_reason_tail(self.reason_code, &self.properties, packet, s)?;
+        if !version.is_v5() {
+            return Ok((2, Block::EMPTY));
         }
-        Ok(())
+        let (tail, properties) = reason_tail_len(self.reason_code, &self.properties, packet)?;
+        Ok((tail.saturating_add(2), properties))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    pub(crate) fn write(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+        properties: Block,
+        w: &mut Writer<'_>,
+    ) {
+        w.u16(self.packet_id.get());
+        if version.is_v5() {
+            write_reason_tail(self.reason_code, &self.properties, packet, properties, w);
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! CONNACK (§3.2): the server's answer to CONNECT.
 
 use crate::ProtocolVersion;
-use crate::data::{Sink, u8_};
+use crate::data::{Writer, u8_};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
 
 /// A CONNACK packet.
@@ -56,11 +56,9 @@ pub(crate) fn parse(
 }
 
 impl ConnAck<'_> {
-    pub(crate) fn write_body<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces.
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if !self.code.is_valid_for(PacketType::ConnAck, version) {
             return Err(EncodeError::InvalidReasonCode {
                 code: self.code.0,
@@ -70,12 +68,24 @@ impl ConnAck<'_> {
         if self.session_present && self.code != ReasonCode::SUCCESS {
             return Err(EncodeError::InvalidValue);
         }
-        s.put_u8(u8::from(self.session_present))?;
-        s.put_u8(self.code.0)?;
-        if version.is_v5() {
-            self.properties
-                .write(PropertyContext::Packet(PacketType::ConnAck), s)?;
+        if !version.is_v5() {
+            return Ok((2, Block::EMPTY));
         }
-        Ok(())
+        let properties = self
+            .properties
+            .items_len(PropertyContext::Packet(PacketType::ConnAck))?;
+        Ok((block_len(properties)?.saturating_add(2), properties))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+        w.array([u8::from(self.session_present), self.code.0]);
+        if version.is_v5() {
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::ConnAck),
+                w,
+            );
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! CONNECT (§3.1): the first packet of every connection. It names its own protocol version.
 
 use crate::ProtocolVersion;
-use crate::data::{QoS, Sink, binary, u8_, u16_, utf8};
+use crate::data::{QoS, Writer, binary, binary_len, str_len, u8_, u16_, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicName;
 
 /// A will message: what the server publishes if the connection ends without DISCONNECT.
@@ -133,23 +133,59 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
 }
 
 impl Connect<'_> {
-    pub(crate) fn write_body<S: Sink>(&self, s: &mut S) -> Result<(), EncodeError> {
-        let (name, level) = match self.protocol {
-            ProtocolVersion::V31 => ("MQIsdp", 3),
-            ProtocolVersion::V311 => ("MQTT", 4),
-            ProtocolVersion::V5 => ("MQTT", 5),
-        };
+    /// The body length and the property items lengths of the CONNECT and of its will (5.0),
+    /// checking the packet against the rules the decoder enforces.
+    #[inline(always)]
+    pub(crate) fn body_len(&self) -> Result<(usize, (Block, Block)), EncodeError> {
         let v5 = self.protocol.is_v5();
         if !v5 && self.password.is_some() && self.username.is_none() {
             return Err(EncodeError::InvalidValue);
         }
+        // Protocol name, level, flags, keep alive.
+        let mut n: usize = match self.protocol {
+            ProtocolVersion::V31 => 12,
+            ProtocolVersion::V311 | ProtocolVersion::V5 => 10,
+        };
+        let mut properties = Block::EMPTY;
+        if v5 {
+            properties = self
+                .properties
+                .items_len(PropertyContext::Packet(PacketType::Connect))?;
+            n = n.saturating_add(block_len(properties)?);
+        }
+        n = n.saturating_add(str_len(self.client_id)?);
+        let mut will_properties = Block::EMPTY;
+        if let Some(w) = &self.will {
+            if v5 {
+                will_properties = w.properties.items_len(PropertyContext::Will)?;
+                n = n.saturating_add(block_len(will_properties)?);
+            }
+            if w.topic.is_empty() {
+                return Err(EncodeError::InvalidValue);
+            }
+            n = n
+                .saturating_add(str_len(w.topic.as_str())?)
+                .saturating_add(binary_len(w.payload)?);
+        }
+        if let Some(u) = self.username {
+            n = n.saturating_add(str_len(u)?);
+        }
+        if let Some(p) = self.password {
+            n = n.saturating_add(binary_len(p)?);
+        }
+        Ok((n, (properties, will_properties)))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    #[inline(always)]
+    pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
         let mut flags = 0u8;
         if self.clean_start {
             flags |= CLEAN;
         }
-        if let Some(w) = &self.will {
-            flags |= WILL | (w.qos.bits() << 3);
-            if w.retain {
+        if let Some(will) = &self.will {
+            flags |= WILL | (will.qos.bits() << 3);
+            if will.retain {
                 flags |= WILL_RETAIN;
             }
         }
@@ -159,31 +195,38 @@ impl Connect<'_> {
         if self.password.is_some() {
             flags |= PASSWORD;
         }
-        s.put_str(name)?;
-        s.put_u8(level)?;
-        s.put_u8(flags)?;
-        s.put_u16(self.keep_alive)?;
-        if v5 {
-            self.properties
-                .write(PropertyContext::Packet(PacketType::Connect), s)?;
+        let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
+        match self.protocol {
+            ProtocolVersion::V31 => w.array([
+                0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, flags, ka_hi, ka_lo,
+            ]),
+            ProtocolVersion::V311 => {
+                w.array([0, 4, b'M', b'Q', b'T', b'T', 4, flags, ka_hi, ka_lo])
+            }
+            ProtocolVersion::V5 => w.array([0, 4, b'M', b'Q', b'T', b'T', 5, flags, ka_hi, ka_lo]),
         }
-        s.put_str(self.client_id)?;
-        if let Some(w) = &self.will {
+        let v5 = self.protocol.is_v5();
+        if v5 {
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Connect),
+                w,
+            );
+        }
+        w.str(self.client_id);
+        if let Some(will) = &self.will {
             if v5 {
-                w.properties.write(PropertyContext::Will, s)?;
+                will.properties
+                    .write_block(will_properties, PropertyContext::Will, w);
             }
-            if w.topic.is_empty() {
-                return Err(EncodeError::InvalidValue);
-            }
-            s.put_str(w.topic.as_str())?;
-            s.put_binary(w.payload)?;
+            w.str(will.topic.as_str());
+            w.binary(will.payload);
         }
         if let Some(u) = self.username {
-            s.put_str(u)?;
+            w.str(u);
         }
         if let Some(p) = self.password {
-            s.put_binary(p)?;
+            w.binary(p);
         }
-        Ok(())
     }
 }

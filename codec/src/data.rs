@@ -2,17 +2,18 @@
 //! plus the packet identifier and QoS types every packet shares.
 //!
 //! Decoding uses nom `complete` parsers over a packet body whose length the fixed header already
-//! fixed, so running out of bytes is [`DecodeError::UnexpectedEnd`]. Encoding goes through the
-//! [`Sink`] trait, whose two implementations count ([`Counter`]) or write ([`SliceWriter`]): every
-//! packet has one `write_body` that serves both `encoded_len()` and `encode()`, so the two can never
-//! disagree.
+//! fixed, so running out of bytes is [`DecodeError::UnexpectedEnd`]. Encoding is two steps per
+//! packet: a length computation by arithmetic that also checks the packet against the protocol
+//! rules (it serves both `encoded_len()` and `encode()`), then one pass of a [`Writer`] into a
+//! buffer cut to exactly that length. The writer checks that it filled the buffer exactly, so
+//! the two steps cannot disagree unnoticed.
 
 use core::num::{NonZeroU16, NonZeroU32};
 
 use nom::{IResult, Parser};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{Properties, PropertyContext};
+use crate::header::MAX_REMAINING_LENGTH;
 
 /// The largest value a Variable Byte Integer can hold.
 pub const VARINT_MAX: u32 = 268_435_455;
@@ -256,26 +257,175 @@ pub(crate) fn finish_err(e: nom::Err<DecodeError>) -> DecodeError {
     }
 }
 
-/// Where encoded bytes go: counted ([`Counter`]) or written ([`SliceWriter`]).
-pub(crate) trait Sink {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+/// Bytes a Binary Data or UTF-8 String field takes, its two-byte length included; a field over
+/// 65,535 bytes is [`EncodeError::FieldTooLong`] (5.0 §1.5.4, §1.5.6).
+#[inline]
+pub(crate) fn binary_len(b: &[u8]) -> Result<usize, EncodeError> {
+    if b.len() > usize::from(u16::MAX) {
+        return Err(EncodeError::FieldTooLong);
+    }
+    Ok(b.len().saturating_add(2))
+}
 
-    fn put_u8(&mut self, v: u8) -> Result<(), EncodeError> {
-        self.put(&[v])
+/// [`binary_len`] of a string.
+#[inline]
+pub(crate) fn str_len(s: &str) -> Result<usize, EncodeError> {
+    binary_len(s.as_bytes())
+}
+
+/// Bytes a Variable Byte Integer field takes; a value above [`VARINT_MAX`] is
+/// [`EncodeError::InvalidValue`].
+#[inline]
+pub(crate) fn varint_field_len(v: u32) -> Result<usize, EncodeError> {
+    if v > VARINT_MAX {
+        return Err(EncodeError::InvalidValue);
+    }
+    Ok(varint_len(v))
+}
+
+/// The Remaining Length for a body of `body` bytes and the length of the whole packet, or
+/// [`EncodeError::PacketTooLarge`]. Lengths are summed with saturating arithmetic, so an overflow
+/// shows here as a body far above the maximum.
+#[inline]
+pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
+    let remaining = u32::try_from(body)
+        .ok()
+        .filter(|&r| r <= MAX_REMAINING_LENGTH)
+        .ok_or(EncodeError::PacketTooLarge)?;
+    Ok((
+        remaining,
+        body.saturating_add(varint_len(remaining)).saturating_add(1),
+    ))
+}
+
+/// Copy `src` into `dst` of the same length. MQTT's strings are short (topics, filters, client
+/// identifiers, property names): up to 32 bytes they are copied inline with two overlapping
+/// fixed-size moves, without a call to `memcpy` and the register spills around it; longer ones
+/// with `copy_from_slice`.
+#[inline]
+fn copy_into(dst: &mut [u8], src: &[u8]) {
+    /// The first and the last `N` bytes (overlapping when `src` is shorter than `2 * N`).
+    #[inline(always)]
+    fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+            *d = *s;
+        }
+    }
+    let n = src.len();
+    if n != dst.len() {
+        return;
+    }
+    // Most likely sizes first: topics, filters and identifiers are mostly 8 to 32 bytes.
+    if n >= 8 {
+        if n <= 16 {
+            ends::<8>(dst, src);
+        } else if n <= 32 {
+            ends::<16>(dst, src);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    } else if n >= 4 {
+        ends::<4>(dst, src);
+    } else if n >= 2 {
+        ends::<2>(dst, src);
+    } else if let (Some(d), Some(s)) = (dst.first_mut(), src.first()) {
+        *d = *s;
+    }
+}
+
+/// Writes a packet into a buffer that was cut to exactly the packet's length, which every
+/// encoder computes (and validates the packet with) before the first byte is written: a buffer
+/// too small is refused untouched, and the writes themselves cannot fail. Each write splits the
+/// front off the rest of the buffer and copies into it.
+///
+/// Should a length computation and its writer ever disagree, the writer stops at the end of the
+/// buffer and [`Writer::finish`] reports it: never a panic, never a short packet passed off as
+/// whole.
+#[derive(Debug)]
+pub(crate) struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    overrun: bool,
+}
+
+impl<'b> Writer<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Writer {
+            buf,
+            pos: 0,
+            overrun: false,
+        }
     }
 
-    fn put_u16(&mut self, v: u16) -> Result<(), EncodeError> {
-        self.put(&v.to_be_bytes())
-    }
-
-    fn put_u32(&mut self, v: u32) -> Result<(), EncodeError> {
-        self.put(&v.to_be_bytes())
-    }
-
-    fn put_varint(&mut self, mut v: u32) -> Result<(), EncodeError> {
-        if v > VARINT_MAX {
+    /// The bytes written, if exactly the whole buffer was written.
+    #[inline(always)]
+    pub(crate) fn finish(self) -> Result<usize, EncodeError> {
+        if self.overrun || self.pos != self.buf.len() {
+            // Unreachable while the length computations are right (every test and fuzz target
+            // checks `encoded_len` against `encode`).
             return Err(EncodeError::InvalidValue);
         }
+        Ok(self.pos)
+    }
+
+    #[cold]
+    fn overrun(&mut self) {
+        self.overrun = true;
+        self.pos = self.buf.len();
+    }
+
+    /// The next `n` bytes of the buffer, or `None` (and the writer stopped) past its end.
+    #[inline]
+    fn next(&mut self, n: usize) -> Option<&mut [u8]> {
+        // Wrapping: an end below `pos` is refused by `get_mut` as any other bad range.
+        let end = self.pos.wrapping_add(n);
+        if end > self.buf.len() || end < self.pos {
+            self.overrun();
+            return None;
+        }
+        let start = core::mem::replace(&mut self.pos, end);
+        self.buf.get_mut(start..end)
+    }
+
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.next(bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+
+    /// Several fixed-size fields in one write.
+    #[inline]
+    pub(crate) fn array<const N: usize>(&mut self, bytes: [u8; N]) {
+        if let Some(dst) = self.next(N).and_then(|d| <&mut [u8; N]>::try_from(d).ok()) {
+            *dst = bytes;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.array([v]);
+    }
+
+    #[inline]
+    pub(crate) fn u16(&mut self, v: u16) {
+        self.array(v.to_be_bytes());
+    }
+
+    /// A Variable Byte Integer; the length computation has checked it is at most
+    /// [`VARINT_MAX`].
+    #[inline]
+    pub(crate) fn varint(&mut self, v: u32) {
+        match u8::try_from(v) {
+            Ok(b) if b < 0x80 => self.u8(b),
+            _ => self.varint_long(v),
+        }
+    }
+
+    fn varint_long(&mut self, mut v: u32) {
         let mut out = [0u8; 4];
         let mut n = 0usize;
         for slot in out.iter_mut() {
@@ -290,137 +440,81 @@ pub(crate) trait Sink {
                 break;
             }
         }
-        self.put(out.get(..n).unwrap_or_default())
+        self.put(out.get(..n).unwrap_or_default());
     }
 
-    fn put_binary(&mut self, b: &[u8]) -> Result<(), EncodeError> {
-        let len = u16::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong)?;
-        self.put_u16(len)?;
-        self.put(b)
-    }
-
-    fn put_str(&mut self, s: &str) -> Result<(), EncodeError> {
-        self.put_binary(s.as_bytes())
-    }
-
-    fn put_packet_id(&mut self, id: PacketId) -> Result<(), EncodeError> {
-        self.put_u16(id.get())
-    }
-
-    /// Write a 5.0 property block: its Variable Byte Integer length, then the properties.
-    fn put_properties(
-        &mut self,
-        properties: &Properties<'_>,
-        ctx: PropertyContext,
-    ) -> Result<(), EncodeError>;
-}
-
-/// A [`Sink`] that only counts.
-#[derive(Debug, Default)]
-pub(crate) struct Counter(pub usize);
-
-impl Sink for Counter {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        self.0 = self
-            .0
-            .checked_add(bytes.len())
-            .ok_or(EncodeError::PacketTooLarge)?;
-        Ok(())
-    }
-
-    fn put_properties(
-        &mut self,
-        properties: &Properties<'_>,
-        ctx: PropertyContext,
-    ) -> Result<(), EncodeError> {
-        let len = count(|c| properties.write_items(ctx, c))?;
-        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
-        self.0 = self
-            .0
-            .checked_add(varint_len(len32))
-            .and_then(|n| n.checked_add(len))
-            .ok_or(EncodeError::PacketTooLarge)?;
-        Ok(())
-    }
-}
-
-/// A [`Sink`] that writes into a caller's buffer.
-#[derive(Debug)]
-pub(crate) struct SliceWriter<'b> {
-    buf: &'b mut [u8],
-    pos: usize,
-}
-
-impl<'b> SliceWriter<'b> {
-    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
-        SliceWriter { buf, pos: 0 }
-    }
-
-    pub(crate) fn position(&self) -> usize {
-        self.pos
-    }
-}
-
-impl Sink for SliceWriter<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        let end = self
-            .pos
-            .checked_add(bytes.len())
-            .ok_or(EncodeError::PacketTooLarge)?;
-        let needed = end;
-        let dst = self
-            .buf
-            .get_mut(self.pos..end)
-            .ok_or(EncodeError::BufferTooSmall { needed })?;
-        dst.copy_from_slice(bytes);
-        self.pos = end;
-        Ok(())
-    }
-
-    /// One walk over the properties instead of two (count, then write): write them after a
-    /// one-byte length, which fits blocks up to 127 bytes; a longer block is moved right to make
-    /// room for its longer length. `Packet::encode` has already checked the packet fits.
-    fn put_properties(
-        &mut self,
-        properties: &Properties<'_>,
-        ctx: PropertyContext,
-    ) -> Result<(), EncodeError> {
-        let len_at = self.pos;
-        self.put_u8(0)?;
-        let items_at = self.pos;
-        properties.write_items(ctx, self)?;
-        let items_end = self.pos;
-        let len = items_end.saturating_sub(items_at);
-        let len32 = u32::try_from(len).map_err(|_| EncodeError::PacketTooLarge)?;
-        if len32 > VARINT_MAX {
-            return Err(EncodeError::PacketTooLarge);
+    /// The fixed header: first byte and Remaining Length (one write for the one- and two-byte
+    /// lengths of packets up to 16 KiB).
+    #[inline]
+    pub(crate) fn header(&mut self, first: u8, remaining: u32) {
+        if remaining < 0x80 {
+            self.array([first, (remaining & 0x7F) as u8]);
+        } else if remaining < 0x4000 {
+            self.array([
+                first,
+                (remaining & 0x7F) as u8 | 0x80,
+                (remaining >> 7) as u8,
+            ]);
+        } else {
+            self.u8(first);
+            self.varint_long(remaining);
         }
-        // The length takes 1..=4 bytes: `extra` is 0..=3.
-        let extra = varint_len(len32).saturating_sub(1);
-        let end = items_end
-            .checked_add(extra)
-            .ok_or(EncodeError::PacketTooLarge)?;
-        if extra > 0 {
-            if self.buf.get(..end).is_none() {
-                return Err(EncodeError::BufferTooSmall { needed: end });
+    }
+
+    /// Binary Data (or a string's bytes): two-byte length, then the bytes, in one write. The
+    /// length computation has checked the length fits.
+    #[inline]
+    pub(crate) fn binary(&mut self, b: &[u8]) {
+        let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+        let Some(dst) = self.next(b.len().wrapping_add(2)) else {
+            return;
+        };
+        if let Some((len_dst, bytes_dst)) = dst.split_first_chunk_mut::<2>() {
+            *len_dst = len.to_be_bytes();
+            copy_into(bytes_dst, b);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn str(&mut self, s: &str) {
+        self.binary(s.as_bytes());
+    }
+
+    /// A string and the byte after it (a SUBSCRIBE filter and its options), in one write.
+    #[inline]
+    pub(crate) fn str_then_u8(&mut self, s: &str, byte: u8) {
+        let b = s.as_bytes();
+        let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+        let Some(dst) = self.next(b.len().wrapping_add(3)) else {
+            return;
+        };
+        if let Some((len_dst, dst)) = dst.split_first_chunk_mut::<2>() {
+            *len_dst = len.to_be_bytes();
+            if let Some((last, bytes_dst)) = dst.split_last_mut() {
+                *last = byte;
+                copy_into(bytes_dst, b);
             }
-            self.buf
-                .copy_within(items_at..items_end, items_at.saturating_add(extra));
         }
-        self.pos = len_at;
-        self.put_varint(len32)?;
-        self.pos = end;
-        Ok(())
     }
 }
 
-/// Count what `f` writes.
-pub(crate) fn count(
-    f: impl FnOnce(&mut Counter) -> Result<(), EncodeError>,
-) -> Result<usize, EncodeError> {
-    let mut c = Counter(0);
-    f(&mut c)?;
-    Ok(c.0)
+/// Start writing a packet whose body (measured, and checked against the protocol rules, by the
+/// caller) is `body` bytes: refuse a buffer too small untouched, naming the size needed, cut the
+/// buffer to the packet's exact length and write the fixed header. The caller writes the body
+/// and ends with [`Writer::finish`].
+#[inline(always)]
+pub(crate) fn start_packet(
+    buf: &mut [u8],
+    first: u8,
+    body: usize,
+) -> Result<Writer<'_>, EncodeError> {
+    let (remaining, total) = frame_lengths(body)?;
+    let Some(out) = buf.get_mut(..total) else {
+        return Err(EncodeError::BufferTooSmall { needed: total });
+    };
+    let mut w = Writer::new(out);
+    w.header(first, remaining);
+    Ok(w)
 }
 
 /// A `u32` that must not be zero, as Receive Maximum and Maximum Packet Size are.
@@ -438,10 +532,11 @@ mod tests {
             0u32, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, VARINT_MAX,
         ] {
             let mut buf = [0u8; 4];
-            let mut w = SliceWriter::new(&mut buf);
-            w.put_varint(v).unwrap();
-            let n = w.position();
+            let n = varint_field_len(v).unwrap();
             assert_eq!(n, varint_len(v));
+            let mut w = Writer::new(&mut buf[..n]);
+            w.varint(v);
+            assert_eq!(w.finish(), Ok(n));
             assert_eq!(
                 varint_prefix(&buf[..n], true),
                 VarintStatus::Complete { value: v, len: n }
@@ -449,9 +544,17 @@ mod tests {
             for cut in 0..n {
                 assert_eq!(varint_prefix(&buf[..cut], true), VarintStatus::Incomplete);
             }
+            // The fixed header's length writer gives the same bytes.
+            let mut header = [0u8; 5];
+            let mut w = Writer::new(&mut header[..n + 1]);
+            w.header(0x30, v);
+            w.finish().unwrap();
+            assert_eq!((header[0], &header[1..n + 1]), (0x30, &buf[..n]));
         }
-        let mut w = Counter(0);
-        assert_eq!(w.put_varint(VARINT_MAX + 1), Err(EncodeError::InvalidValue));
+        assert_eq!(
+            varint_field_len(VARINT_MAX + 1),
+            Err(EncodeError::InvalidValue)
+        );
     }
 
     #[test]
@@ -510,12 +613,44 @@ mod tests {
 
     #[test]
     fn writer_reports_needed_size() {
-        let mut buf = [0u8; 3];
-        let mut w = SliceWriter::new(&mut buf);
+        // A 4-byte string is a 6-byte field, 8 bytes with the fixed header: a buffer of 3 is
+        // refused untouched, naming the 8 bytes needed.
+        let encode = |buf: &mut [u8]| -> Result<usize, EncodeError> {
+            let mut w = start_packet(buf, 0x30, str_len("abcd")?)?;
+            w.str("abcd");
+            w.finish()
+        };
+        let mut buf = [0xAAu8; 3];
         assert_eq!(
-            w.put_str("abcd"),
-            Err(EncodeError::BufferTooSmall { needed: 6 })
+            encode(&mut buf),
+            Err(EncodeError::BufferTooSmall { needed: 8 })
         );
+        assert_eq!(buf, [0xAA; 3]);
+        let mut buf = [0u8; 8];
+        assert_eq!(encode(&mut buf), Ok(8));
+        assert_eq!(buf, [0x30, 6, 0, 4, b'a', b'b', b'c', b'd']);
+    }
+
+    #[test]
+    fn writer_reports_a_length_that_disagrees() {
+        // Writing more than was counted stops at the end of the buffer and is an error...
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        w.str("abcd");
+        w.u8(1);
+        assert_eq!(w.finish(), Err(EncodeError::InvalidValue));
+        // ... and so is writing less.
+        let mut buf = [0u8; 3];
+        let mut w = Writer::new(&mut buf);
+        w.u16(1);
+        assert_eq!(w.finish(), Err(EncodeError::InvalidValue));
+        let mut buf = [0u8; 3];
+        let w = start_packet(&mut buf, 0xC0, 1).unwrap();
+        assert_eq!(w.finish(), Err(EncodeError::InvalidValue));
+        let long = [b'x'; 65_536];
+        let long = core::str::from_utf8(&long).unwrap();
+        assert_eq!(str_len(long), Err(EncodeError::FieldTooLong));
+        assert_eq!(str_len(&long[1..]), Ok(65_537));
     }
 
     #[test]

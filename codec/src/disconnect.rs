@@ -3,10 +3,10 @@
 //! empty; AUTH does not exist in 3.1.1.
 
 use crate::ProtocolVersion;
-use crate::data::{Sink, u8_};
+use crate::data::{Writer, u8_};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
 
 /// A DISCONNECT or AUTH (which one is the [`crate::Packet`] variant).
@@ -86,37 +86,53 @@ pub(crate) fn parse_reason_tail(
     Ok((code, properties))
 }
 
-/// Write the tail [`parse_reason_tail`] reads, in its shortest form.
-pub(crate) fn write_reason_tail<S: Sink>(
+/// The length of the tail [`parse_reason_tail`] reads, in its shortest form, and of its property
+/// items, checking the properties against `packet`.
+pub(crate) fn reason_tail_len(
     code: ReasonCode,
     properties: &Properties<'_>,
     packet: PacketType,
-    s: &mut S,
-) -> Result<(), EncodeError> {
-    let no_props = properties.is_empty();
-    if code == ReasonCode::SUCCESS && no_props {
-        return Ok(());
+) -> Result<(usize, Block), EncodeError> {
+    let items = properties.items_len(PropertyContext::Packet(packet))?;
+    if items.is_empty() {
+        // No properties: the code alone, or nothing at all for success.
+        return Ok((usize::from(code != ReasonCode::SUCCESS), items));
     }
-    s.put_u8(code.0)?;
-    if !no_props {
-        properties.write(PropertyContext::Packet(packet), s)?;
+    Ok((block_len(items)?.saturating_add(1), items))
+}
+
+/// Write the tail [`reason_tail_len`] measured (`items`: its property block).
+pub(crate) fn write_reason_tail(
+    code: ReasonCode,
+    properties: &Properties<'_>,
+    packet: PacketType,
+    items: Block,
+    w: &mut Writer<'_>,
+) {
+    if items.is_empty() {
+        if code != ReasonCode::SUCCESS {
+            w.u8(code.0);
+        }
+        return;
     }
-    Ok(())
+    w.u8(code.0);
+    properties.write_block(items, PropertyContext::Packet(packet), w);
 }
 
 impl Disconnect<'_> {
-    pub(crate) fn write_body<S: Sink>(
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces.
+    pub(crate) fn body_len(
         &self,
         packet: PacketType,
         version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<(usize, Block), EncodeError> {
         if !version.is_v5() {
             // 3.1.1 DISCONNECT is empty: a 5.0 reason cannot be expressed and is left out.
             return if packet == PacketType::Auth {
                 Err(EncodeError::NotInVersion)
             } else {
-                Ok(())
+                Ok((0, Block::EMPTY))
             };
         }
         if !self.reason_code.is_valid_for(packet, version) {
@@ -125,6 +141,19 @@ impl Disconnect<'_> {
                 packet,
             });
         }
-        write_reason_tail(self.reason_code, &self.properties, packet, s)
+        reason_tail_len(self.reason_code, &self.properties, packet)
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    pub(crate) fn write(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+        properties: Block,
+        w: &mut Writer<'_>,
+    ) {
+        if version.is_v5() {
+            write_reason_tail(self.reason_code, &self.properties, packet, properties, w);
+        }
     }
 }

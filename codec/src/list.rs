@@ -13,6 +13,25 @@ use crate::reason::ReasonCode;
 use crate::subscribe::{Subscription, SubscriptionOptions};
 use crate::topic::TopicFilter;
 
+/// Evaluate `$body` with `$it` bound to an iterator over the items of the list `$list`: a plain
+/// slice iterator for a list built with [`List::new`] (what encoders are given), the list's own
+/// [`ListIter`] for a decoded one. The body is compiled once for each.
+macro_rules! for_items {
+    ($list:expr, |$it:ident| $body:expr) => {
+        match $list.as_items() {
+            Some(items) => {
+                let $it = items.iter().copied();
+                $body
+            }
+            None => {
+                let $it = $list.iter();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use for_items;
+
 /// A user property: a UTF-8 string pair (5.0 §3.1.2.11.8). Order and repeats are kept.
 pub type UserProperty<'a> = (&'a str, &'a str);
 
@@ -101,8 +120,22 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         }
     }
 
+    /// The caller's items, for a list built with [`List::new`]: encoders loop over the slice
+    /// directly rather than through [`ListIter`], which matches the representation at every
+    /// item.
+    #[inline]
+    pub(crate) fn as_items(&self) -> Option<&'a [T]> {
+        match self.repr {
+            Repr::Items(items) => Some(items),
+            Repr::Wire(_) | Repr::Text(_) => None,
+        }
+    }
+
     /// Whether there are no items.
     pub fn is_empty(&self) -> bool {
+        if let Repr::Items(items) = self.repr {
+            return items.is_empty();
+        }
         self.iter().next().is_none()
     }
 

@@ -3,15 +3,27 @@
 use crate::ack::{self, Ack};
 use crate::connack::{self, ConnAck};
 use crate::connect::{self, Connect};
-use crate::data::{Counter, Sink, SliceWriter, count, varint_len};
+use crate::data::{frame_lengths, start_packet};
 use crate::disconnect::{self, Auth, Disconnect};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{MAX_REMAINING_LENGTH, PacketType, parse_fixed_header};
+use crate::header::{PacketType, parse_fixed_header};
 use crate::publish::{self, Publish};
 use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
 use crate::unsubscribe::{self, Unsubscribe};
 use crate::{DecodeOptions, ProtocolVersion, Status};
+
+/// Measure (and check) a packet with `$len`, start it in `$buf` with `$first` as the first
+/// byte, write its body with `$write` (`$l`: what `$len` measured, `$w`: the writer) and finish.
+macro_rules! framed {
+    ($buf:expr, $first:expr, $len:expr, |$l:ident, $w:ident| $write:expr) => {{
+        let (body, $l) = $len?;
+        let mut w = start_packet($buf, $first, body)?;
+        let $w = &mut w;
+        $write;
+        w.finish()
+    }};
+}
 
 /// An MQTT control packet, borrowing its strings, payload and lists from the bytes it was decoded
 /// from (or from the caller, for encoding).
@@ -163,38 +175,6 @@ impl Packet<'_> {
         }
     }
 
-    fn first_byte(&self) -> u8 {
-        let t = self.packet_type();
-        let flags = match self {
-            Packet::Publish(p) => p.flags(),
-            _ => t.required_flags().unwrap_or(0),
-        };
-        ((t as u8) << 4) | flags
-    }
-
-    fn write_body<S: Sink>(&self, version: ProtocolVersion, s: &mut S) -> Result<(), EncodeError> {
-        let t = self.packet_type();
-        match self {
-            Packet::Connect(p) => p.write_body(s),
-            Packet::ConnAck(p) => p.write_body(version, s),
-            Packet::Publish(p) => p.write_body(version, s),
-            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
-                p.write_body(t, version, s)
-            }
-            Packet::Subscribe(p) => p.write_body(version, s),
-            Packet::SubAck(p) | Packet::UnsubAck(p) => p.write_body(t, version, s),
-            Packet::Unsubscribe(p) => p.write_body(version, s),
-            Packet::PingReq | Packet::PingResp => Ok(()),
-            Packet::Disconnect(p) => p.write_body(t, version, s),
-            Packet::Auth(p) => {
-                if !version.is_v5() {
-                    return Err(EncodeError::NotInVersion);
-                }
-                p.write_body(t, version, s)
-            }
-        }
-    }
-
     /// The version a packet is encoded in: a CONNECT's own, otherwise the connection's.
     fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
         match self {
@@ -203,24 +183,33 @@ impl Packet<'_> {
         }
     }
 
-    /// Remaining Length and total length of the encoded packet.
-    fn lengths(&self, version: ProtocolVersion) -> Result<(u32, usize), EncodeError> {
-        let version = self.effective_version(version);
-        let body = count(|c: &mut Counter| self.write_body(version, c))?;
-        let remaining = u32::try_from(body)
-            .ok()
-            .filter(|&r| r <= MAX_REMAINING_LENGTH)
-            .ok_or(EncodeError::PacketTooLarge)?;
-        let total = body
-            .checked_add(1)
-            .and_then(|n| n.checked_add(varint_len(remaining)))
-            .ok_or(EncodeError::PacketTooLarge)?;
-        Ok((remaining, total))
-    }
-
     /// Length of the packet encoded for a `version` connection, or why it cannot be encoded.
+    ///
+    /// This is the same computation [`Packet::encode`] starts with: a sum over the packet's
+    /// fields that also checks them against the protocol rules.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        self.lengths(version).map(|(_, total)| total)
+        let t = self.packet_type();
+        let v = self.effective_version(version);
+        let body = match self {
+            Packet::Connect(p) => p.body_len()?.0,
+            Packet::ConnAck(p) => p.body_len(v)?.0,
+            Packet::Publish(p) => p.body_len(v)?.0,
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                p.body_len(t, v)?.0
+            }
+            Packet::Subscribe(p) => p.body_len(v)?.0,
+            Packet::SubAck(p) | Packet::UnsubAck(p) => p.body_len(t, v)?.0,
+            Packet::Unsubscribe(p) => p.body_len(v)?.0,
+            Packet::PingReq | Packet::PingResp => 0,
+            Packet::Disconnect(p) => p.body_len(t, v)?.0,
+            Packet::Auth(p) => {
+                if !v.is_v5() {
+                    return Err(EncodeError::NotInVersion);
+                }
+                p.body_len(t, v)?.0
+            }
+        };
+        frame_lengths(body).map(|(_, total)| total)
     }
 
     /// Encode the packet for a `version` connection into `buf`; returns the bytes written.
@@ -228,6 +217,10 @@ impl Packet<'_> {
     /// 3.1.1 encoding leaves out what 3.1.1 cannot carry (properties, and the 5.0-only
     /// subscription options), so a broker can forward a 5.0 PUBLISH to a 3.1.1 subscriber as is.
     /// A CONNECT is encoded in its own `protocol` version.
+    ///
+    /// The packet's length is computed first, by arithmetic over its fields, which also checks
+    /// it against the protocol rules; a packet that breaks one, or a buffer too small, is refused
+    /// before a byte is written. The packet is then written in one pass.
     ///
     /// ```
     /// use wren_codec::{Packet, ProtocolVersion, EncodeError};
@@ -238,19 +231,119 @@ impl Packet<'_> {
     ///            Err(EncodeError::BufferTooSmall { needed: 2 }));
     /// ```
     pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        if let Packet::Publish(p) = self {
-            return p.encode_packet(version, buf);
+        // Each packet in a function of its own: this one only dispatches, and PUBLISH, the
+        // packet a broker encodes most, stays small, with no register pressure from the other
+        // packets' code.
+        match self {
+            Packet::Publish(p) => p.encode(version, buf),
+            Packet::Connect(p) => encode_connect(p, buf),
+            Packet::ConnAck(p) => encode_connack(p, version, buf),
+            Packet::PubAck(p) => encode_ack(p, PacketType::PubAck, version, buf),
+            Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
+            Packet::PubRel(p) => encode_ack(p, PacketType::PubRel, version, buf),
+            Packet::PubComp(p) => encode_ack(p, PacketType::PubComp, version, buf),
+            Packet::Subscribe(p) => encode_subscribe(p, version, buf),
+            Packet::SubAck(p) => encode_suback(p, PacketType::SubAck, version, buf),
+            Packet::Unsubscribe(p) => encode_unsubscribe(p, version, buf),
+            Packet::UnsubAck(p) => encode_suback(p, PacketType::UnsubAck, version, buf),
+            Packet::PingReq => encode_empty(PacketType::PingReq, buf),
+            Packet::PingResp => encode_empty(PacketType::PingResp, buf),
+            Packet::Disconnect(p) => encode_disconnect(p, PacketType::Disconnect, version, buf),
+            Packet::Auth(p) => {
+                if !version.is_v5() {
+                    return Err(EncodeError::NotInVersion);
+                }
+                encode_disconnect(p, PacketType::Auth, version, buf)
+            }
         }
-        let (remaining, total) = self.lengths(version)?;
-        if buf.len() < total {
-            return Err(EncodeError::BufferTooSmall { needed: total });
-        }
-        let mut w = SliceWriter::new(buf);
-        w.put_u8(self.first_byte())?;
-        w.put_varint(remaining)?;
-        self.write_body(self.effective_version(version), &mut w)?;
-        Ok(w.position())
     }
+}
+
+/// The first byte of the fixed header of a packet other than PUBLISH.
+const fn first_byte(t: PacketType) -> u8 {
+    let flags = match t.required_flags() {
+        Some(f) => f,
+        None => 0,
+    };
+    ((t as u8) << 4) | flags
+}
+
+#[inline(never)]
+fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Connect);
+    framed!(buf, first, p.body_len(), |l, w| p.write(l, w))
+}
+
+#[inline(never)]
+fn encode_subscribe(
+    p: &Subscribe<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Subscribe);
+    if v.is_v5() {
+        let v = ProtocolVersion::V5;
+        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+    } else {
+        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+    }
+}
+
+#[inline(never)]
+fn encode_connack(
+    p: &ConnAck<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::ConnAck);
+    framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+}
+
+#[inline(never)]
+fn encode_ack(
+    p: &Ack<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+#[inline(never)]
+fn encode_suback(
+    p: &SubAck<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+#[inline(never)]
+fn encode_unsubscribe(
+    p: &Unsubscribe<'_>,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let first = first_byte(PacketType::Unsubscribe);
+    framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
+}
+
+#[inline(never)]
+fn encode_disconnect(
+    p: &Disconnect<'_>,
+    t: PacketType,
+    v: ProtocolVersion,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    framed!(buf, first_byte(t), p.body_len(t, v), |l, w| p
+        .write(t, v, l, w))
+}
+
+fn encode_empty(t: PacketType, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    start_packet(buf, first_byte(t), 0)?.finish()
 }
 
 impl<'a> From<Publish<'a>> for Packet<'a> {

@@ -11,10 +11,13 @@ use core::num::{NonZeroU16, NonZeroU32};
 use nom::{IResult, Parser};
 
 use crate::QoS;
-use crate::data::{Sink, binary, nonzero_u32, u8_, u16_, u32_, utf8, varint};
+use crate::data::{
+    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8, varint,
+    varint_field_len, varint_len,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::{SubscriptionIdentifiers, UserProperties};
+use crate::list::{SubscriptionIdentifiers, UserProperties, for_items};
 use crate::topic::TopicName;
 
 /// Property identifiers (§2.2.2.2, table 2-4).
@@ -486,10 +489,13 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
 
 impl Properties<'_> {
     /// Whether no property is set.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         // Field by field rather than `== NO_PROPERTIES`, which compares both lists item by item:
         // every encode asks this, and most packets carry no properties. The destructuring makes
-        // a new field a compile error here until it is added.
+        // a new field a compile error here until it is added. `&` rather than `&&` for the
+        // plain fields: no branch per field, and the compiler merges the tests of the fields
+        // whose `None` is zero into one test of their bits or'ed together.
         let Properties {
             payload_format_indicator,
             message_expiry_interval,
@@ -520,187 +526,576 @@ impl Properties<'_> {
             shared_subscription_available,
         } = self;
         payload_format_indicator.is_none()
-            && message_expiry_interval.is_none()
-            && content_type.is_none()
-            && response_topic.is_none()
-            && correlation_data.is_none()
-            && session_expiry_interval.is_none()
-            && assigned_client_identifier.is_none()
-            && server_keep_alive.is_none()
-            && authentication_method.is_none()
-            && authentication_data.is_none()
-            && request_problem_information.is_none()
-            && will_delay_interval.is_none()
-            && request_response_information.is_none()
-            && response_information.is_none()
-            && server_reference.is_none()
-            && reason_string.is_none()
-            && receive_maximum.is_none()
-            && topic_alias_maximum.is_none()
-            && topic_alias.is_none()
-            && maximum_qos.is_none()
-            && retain_available.is_none()
-            && maximum_packet_size.is_none()
-            && wildcard_subscription_available.is_none()
-            && subscription_identifier_available.is_none()
-            && shared_subscription_available.is_none()
+            & message_expiry_interval.is_none()
+            & content_type.is_none()
+            & response_topic.is_none()
+            & correlation_data.is_none()
+            & session_expiry_interval.is_none()
+            & assigned_client_identifier.is_none()
+            & server_keep_alive.is_none()
+            & authentication_method.is_none()
+            & authentication_data.is_none()
+            & request_problem_information.is_none()
+            & will_delay_interval.is_none()
+            & request_response_information.is_none()
+            & response_information.is_none()
+            & server_reference.is_none()
+            & reason_string.is_none()
+            & receive_maximum.is_none()
+            & topic_alias_maximum.is_none()
+            & topic_alias.is_none()
+            & maximum_qos.is_none()
+            & retain_available.is_none()
+            & maximum_packet_size.is_none()
+            & wildcard_subscription_available.is_none()
+            & subscription_identifier_available.is_none()
+            & shared_subscription_available.is_none()
+            // The lists last, and only if nothing else is set: a decoded list is read to tell.
             && subscription_identifiers.is_empty()
             && user_properties.is_empty()
     }
 
-    /// Write the property block (length prefix included) for `ctx`.
-    pub(crate) fn write<S: Sink>(
-        &self,
-        ctx: PropertyContext,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        // No property, nothing to check against `ctx`: the block is its zero length alone.
-        if self.is_empty() {
-            return s.put_u8(0);
+    /// Length of the property items for `ctx`, the block's length prefix not included, and the
+    /// check that every property set may appear in `ctx` and has a value in range.
+    ///
+    /// Inlined where `ctx` is a constant, [`is_allowed`] is decided at compile time: the
+    /// properties `ctx` may not carry become one test of all of them together (no branch per
+    /// field), and only the ones it may carry are measured. If one it may not carry is set,
+    /// [`Self::first_error`] names the first rule broken in identifier order, as a property by
+    /// property check would.
+    #[inline(always)]
+    pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+        let allowed = |id: u8| is_allowed(id, ctx);
+        let refused = (!allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR)
+            & self.payload_format_indicator.is_some())
+            | (!allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL)
+                & self.message_expiry_interval.is_some())
+            | (!allowed(PropertyId::CONTENT_TYPE) & self.content_type.is_some())
+            | (!allowed(PropertyId::RESPONSE_TOPIC) & self.response_topic.is_some())
+            | (!allowed(PropertyId::CORRELATION_DATA) & self.correlation_data.is_some())
+            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER)
+                && !self.subscription_identifiers.is_empty())
+            | (!allowed(PropertyId::SESSION_EXPIRY_INTERVAL)
+                & self.session_expiry_interval.is_some())
+            | (!allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)
+                & self.assigned_client_identifier.is_some())
+            | (!allowed(PropertyId::SERVER_KEEP_ALIVE) & self.server_keep_alive.is_some())
+            | (!allowed(PropertyId::AUTHENTICATION_METHOD) & self.authentication_method.is_some())
+            | (!allowed(PropertyId::AUTHENTICATION_DATA) & self.authentication_data.is_some())
+            | (!allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+                & self.request_problem_information.is_some())
+            | (!allowed(PropertyId::WILL_DELAY_INTERVAL) & self.will_delay_interval.is_some())
+            | (!allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+                & self.request_response_information.is_some())
+            | (!allowed(PropertyId::RESPONSE_INFORMATION) & self.response_information.is_some())
+            | (!allowed(PropertyId::SERVER_REFERENCE) & self.server_reference.is_some())
+            | (!allowed(PropertyId::REASON_STRING) & self.reason_string.is_some())
+            | (!allowed(PropertyId::RECEIVE_MAXIMUM) & self.receive_maximum.is_some())
+            | (!allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) & self.topic_alias_maximum.is_some())
+            | (!allowed(PropertyId::TOPIC_ALIAS) & self.topic_alias.is_some())
+            | (!allowed(PropertyId::MAXIMUM_QOS) & self.maximum_qos.is_some())
+            | (!allowed(PropertyId::RETAIN_AVAILABLE) & self.retain_available.is_some())
+            | (!allowed(PropertyId::USER_PROPERTY) && !self.user_properties.is_empty())
+            | (!allowed(PropertyId::MAXIMUM_PACKET_SIZE) & self.maximum_packet_size.is_some())
+            | (!allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+                & self.wildcard_subscription_available.is_some())
+            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+                & self.subscription_identifier_available.is_some())
+            | (!allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+                & self.shared_subscription_available.is_some());
+        if refused {
+            return Err(self.first_error(ctx));
         }
-        s.put_properties(self, ctx)
-    }
-
-    pub(crate) fn write_items<S: Sink>(
-        &self,
-        ctx: PropertyContext,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        let packet = ctx.packet();
-        let head = |s: &mut S, id: u8| -> Result<(), EncodeError> {
-            if !is_allowed(id, ctx) {
-                return Err(EncodeError::PropertyNotAllowed { id, packet });
-            }
-            s.put_u8(id)
-        };
-        if let Some(v) = self.payload_format_indicator {
-            head(s, PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            s.put_u8(match v {
-                PayloadFormat::Unspecified => 0,
-                PayloadFormat::Utf8 => 1,
-            })?;
+        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
+        // near `usize::MAX` is far beyond the largest packet and refused as such.
+        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
+        let mut n = 0usize;
+        if allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some()
+        {
+            n = item(n, 1);
         }
-        if let Some(v) = self.message_expiry_interval {
-            head(s, PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            s.put_u32(v)?;
+        if allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+            n = item(n, 4);
         }
-        if let Some(v) = self.content_type {
-            head(s, PropertyId::CONTENT_TYPE)?;
-            s.put_str(v)?;
+        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.response_topic {
-            head(s, PropertyId::RESPONSE_TOPIC)?;
+        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
             if v.is_empty() {
                 return Err(EncodeError::InvalidValue);
             }
-            s.put_str(v.as_str())?;
+            n = item(n, str_len(v.as_str())?);
         }
-        if let Some(v) = self.correlation_data {
-            head(s, PropertyId::CORRELATION_DATA)?;
-            s.put_binary(v)?;
+        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            n = item(n, binary_len(v)?);
         }
-        let mut sub_ids = 0usize;
-        for id in self.subscription_identifiers.iter() {
-            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-            if id == 0 {
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+            let mut count = 0usize;
+            for_items!(self.subscription_identifiers, |ids| {
+                for id in ids {
+                    if id == 0 {
+                        return Err(EncodeError::InvalidValue);
+                    }
+                    n = item(n, varint_field_len(id)?);
+                    count = count.saturating_add(1);
+                }
+            });
+            if count > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
                 return Err(EncodeError::InvalidValue);
             }
-            s.put_varint(id)?;
-            sub_ids = sub_ids.saturating_add(1);
         }
-        if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
-            return Err(EncodeError::InvalidValue);
+        if allowed(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+            n = item(n, 4);
         }
-        if let Some(v) = self.session_expiry_interval {
-            head(s, PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            s.put_u32(v)?;
+        if let (true, Some(v)) = (
+            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            self.assigned_client_identifier,
+        ) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.assigned_client_identifier {
-            head(s, PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            s.put_str(v)?;
+        if allowed(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+            n = item(n, 2);
         }
-        if let Some(v) = self.server_keep_alive {
-            head(s, PropertyId::SERVER_KEEP_ALIVE)?;
-            s.put_u16(v)?;
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_METHOD),
+            self.authentication_method,
+        ) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.authentication_method {
-            head(s, PropertyId::AUTHENTICATION_METHOD)?;
-            s.put_str(v)?;
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_DATA),
+            self.authentication_data,
+        ) {
+            n = item(n, binary_len(v)?);
         }
-        if let Some(v) = self.authentication_data {
-            head(s, PropertyId::AUTHENTICATION_DATA)?;
-            s.put_binary(v)?;
+        if allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+            && self.request_problem_information.is_some()
+        {
+            n = item(n, 1);
         }
-        if let Some(v) = self.request_problem_information {
-            head(s, PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            s.put_u8(u8::from(v))?;
+        if allowed(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+            n = item(n, 4);
         }
-        if let Some(v) = self.will_delay_interval {
-            head(s, PropertyId::WILL_DELAY_INTERVAL)?;
-            s.put_u32(v)?;
+        if allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+            && self.request_response_information.is_some()
+        {
+            n = item(n, 1);
         }
-        if let Some(v) = self.request_response_information {
-            head(s, PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            s.put_u8(u8::from(v))?;
+        if let (true, Some(v)) = (
+            allowed(PropertyId::RESPONSE_INFORMATION),
+            self.response_information,
+        ) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.response_information {
-            head(s, PropertyId::RESPONSE_INFORMATION)?;
-            s.put_str(v)?;
+        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.server_reference {
-            head(s, PropertyId::SERVER_REFERENCE)?;
-            s.put_str(v)?;
+        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+            n = item(n, str_len(v)?);
         }
-        if let Some(v) = self.reason_string {
-            head(s, PropertyId::REASON_STRING)?;
-            s.put_str(v)?;
+        if allowed(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+            n = item(n, 2);
         }
-        if let Some(v) = self.receive_maximum {
-            head(s, PropertyId::RECEIVE_MAXIMUM)?;
-            s.put_u16(v.get())?;
+        if allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+            n = item(n, 2);
         }
-        if let Some(v) = self.topic_alias_maximum {
-            head(s, PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            s.put_u16(v)?;
+        if allowed(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+            n = item(n, 2);
         }
-        if let Some(v) = self.topic_alias {
-            head(s, PropertyId::TOPIC_ALIAS)?;
-            s.put_u16(v.get())?;
-        }
-        if let Some(v) = self.maximum_qos {
-            head(s, PropertyId::MAXIMUM_QOS)?;
+        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
-            s.put_u8(v.bits())?;
+            n = item(n, 1);
         }
-        if let Some(v) = self.retain_available {
-            head(s, PropertyId::RETAIN_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if allowed(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+            n = item(n, 1);
         }
-        for (k, v) in self.user_properties.iter() {
-            head(s, PropertyId::USER_PROPERTY)?;
-            s.put_str(k)?;
-            s.put_str(v)?;
+        if allowed(PropertyId::USER_PROPERTY) {
+            for_items!(self.user_properties, |users| {
+                for (k, v) in users {
+                    n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+                }
+            });
         }
-        if let Some(v) = self.maximum_packet_size {
-            head(s, PropertyId::MAXIMUM_PACKET_SIZE)?;
-            s.put_u32(v.get())?;
+        if allowed(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+            n = item(n, 4);
         }
-        if let Some(v) = self.wildcard_subscription_available {
-            head(s, PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+            && self.wildcard_subscription_available.is_some()
+        {
+            n = item(n, 1);
         }
-        if let Some(v) = self.subscription_identifier_available {
-            head(s, PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+            && self.subscription_identifier_available.is_some()
+        {
+            n = item(n, 1);
         }
-        if let Some(v) = self.shared_subscription_available {
-            head(s, PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            s.put_u8(u8::from(v))?;
+        if allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+            && self.shared_subscription_available.is_some()
+        {
+            n = item(n, 1);
         }
-        Ok(())
+        Ok(Block { len: n })
     }
+
+    /// The error of a property block that sets a property `ctx` may not carry: the first rule
+    /// broken, checking property by property in identifier order.
+    #[cold]
+    #[inline(never)]
+    fn first_error(&self, ctx: PropertyContext) -> EncodeError {
+        match self.items_len_checked(ctx) {
+            Err(e) => e,
+            // Unreachable: `items_len` found a property `ctx` may not carry.
+            Ok(_) => EncodeError::InvalidValue,
+        }
+    }
+
+    /// [`Self::items_len`] property by property, each checked against `ctx` before its value.
+    fn items_len_checked(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+        let packet = ctx.packet();
+        let check = |id: u8| -> Result<(), EncodeError> {
+            if is_allowed(id, ctx) {
+                Ok(())
+            } else {
+                Err(EncodeError::PropertyNotAllowed { id, packet })
+            }
+        };
+        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
+        // near `usize::MAX` is far beyond the largest packet and refused as such.
+        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
+        let mut n = 0usize;
+        if self.payload_format_indicator.is_some() {
+            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
+            n = item(n, 1);
+        }
+        if self.message_expiry_interval.is_some() {
+            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
+            n = item(n, 4);
+        }
+        if let Some(v) = self.content_type {
+            check(PropertyId::CONTENT_TYPE)?;
+            n = item(n, str_len(v)?);
+        }
+        if let Some(v) = self.response_topic {
+            check(PropertyId::RESPONSE_TOPIC)?;
+            if v.is_empty() {
+                return Err(EncodeError::InvalidValue);
+            }
+            n = item(n, str_len(v.as_str())?);
+        }
+        if let Some(v) = self.correlation_data {
+            check(PropertyId::CORRELATION_DATA)?;
+            n = item(n, binary_len(v)?);
+        }
+        let mut sub_ids = 0usize;
+        for_items!(self.subscription_identifiers, |ids| {
+            for id in ids {
+                check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+                if id == 0 {
+                    return Err(EncodeError::InvalidValue);
+                }
+                n = item(n, varint_field_len(id)?);
+                sub_ids = sub_ids.saturating_add(1);
+            }
+        });
+        if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
+            return Err(EncodeError::InvalidValue);
+        }
+        if self.session_expiry_interval.is_some() {
+            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
+            n = item(n, 4);
+        }
+        if let Some(v) = self.assigned_client_identifier {
+            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
+            n = item(n, str_len(v)?);
+        }
+        if self.server_keep_alive.is_some() {
+            check(PropertyId::SERVER_KEEP_ALIVE)?;
+            n = item(n, 2);
+        }
+        if let Some(v) = self.authentication_method {
+            check(PropertyId::AUTHENTICATION_METHOD)?;
+            n = item(n, str_len(v)?);
+        }
+        if let Some(v) = self.authentication_data {
+            check(PropertyId::AUTHENTICATION_DATA)?;
+            n = item(n, binary_len(v)?);
+        }
+        if self.request_problem_information.is_some() {
+            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
+            n = item(n, 1);
+        }
+        if self.will_delay_interval.is_some() {
+            check(PropertyId::WILL_DELAY_INTERVAL)?;
+            n = item(n, 4);
+        }
+        if self.request_response_information.is_some() {
+            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
+            n = item(n, 1);
+        }
+        if let Some(v) = self.response_information {
+            check(PropertyId::RESPONSE_INFORMATION)?;
+            n = item(n, str_len(v)?);
+        }
+        if let Some(v) = self.server_reference {
+            check(PropertyId::SERVER_REFERENCE)?;
+            n = item(n, str_len(v)?);
+        }
+        if let Some(v) = self.reason_string {
+            check(PropertyId::REASON_STRING)?;
+            n = item(n, str_len(v)?);
+        }
+        if self.receive_maximum.is_some() {
+            check(PropertyId::RECEIVE_MAXIMUM)?;
+            n = item(n, 2);
+        }
+        if self.topic_alias_maximum.is_some() {
+            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
+            n = item(n, 2);
+        }
+        if self.topic_alias.is_some() {
+            check(PropertyId::TOPIC_ALIAS)?;
+            n = item(n, 2);
+        }
+        if let Some(v) = self.maximum_qos {
+            check(PropertyId::MAXIMUM_QOS)?;
+            if v == QoS::ExactlyOnce {
+                return Err(EncodeError::InvalidValue);
+            }
+            check(PropertyId::MAXIMUM_QOS)?;
+            n = item(n, 1);
+        }
+        if self.retain_available.is_some() {
+            check(PropertyId::RETAIN_AVAILABLE)?;
+            n = item(n, 1);
+        }
+        for_items!(self.user_properties, |users| {
+            for (k, v) in users {
+                check(PropertyId::USER_PROPERTY)?;
+                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+            }
+        });
+        if self.maximum_packet_size.is_some() {
+            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
+            n = item(n, 4);
+        }
+        if self.wildcard_subscription_available.is_some() {
+            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
+            n = item(n, 1);
+        }
+        if self.subscription_identifier_available.is_some() {
+            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
+            n = item(n, 1);
+        }
+        if self.shared_subscription_available.is_some() {
+            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
+            n = item(n, 1);
+        }
+        Ok(Block { len: n })
+    }
+
+    /// Write the property block (length prefix included) that [`Self::items_len`] measured and
+    /// checked for `ctx`: only the properties `ctx` may carry can be set, so only those are
+    /// looked at (decided at compile time where `ctx` is a constant).
+    #[inline(always)]
+    pub(crate) fn write_block(&self, block: Block, ctx: PropertyContext, w: &mut Writer<'_>) {
+        w.varint(u32::try_from(block.len).unwrap_or(u32::MAX));
+        if block.is_empty() {
+            return;
+        }
+        let allowed = |id: u8| is_allowed(id, ctx);
+        if let (true, Some(v)) = (
+            allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR),
+            self.payload_format_indicator,
+        ) {
+            let v = match v {
+                PayloadFormat::Unspecified => 0,
+                PayloadFormat::Utf8 => 1,
+            };
+            w.array([PropertyId::PAYLOAD_FORMAT_INDICATOR, v]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL),
+            self.message_expiry_interval,
+        ) {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([PropertyId::MESSAGE_EXPIRY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+            w.u8(PropertyId::CONTENT_TYPE);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+            w.u8(PropertyId::RESPONSE_TOPIC);
+            w.str(v.as_str());
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            w.u8(PropertyId::CORRELATION_DATA);
+            w.binary(v);
+        }
+        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+            for_items!(self.subscription_identifiers, |ids| {
+                for v in ids {
+                    w.u8(PropertyId::SUBSCRIPTION_IDENTIFIER);
+                    w.varint(v);
+                }
+            });
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SESSION_EXPIRY_INTERVAL),
+            self.session_expiry_interval,
+        ) {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([PropertyId::SESSION_EXPIRY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            self.assigned_client_identifier,
+        ) {
+            w.u8(PropertyId::ASSIGNED_CLIENT_IDENTIFIER);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SERVER_KEEP_ALIVE),
+            self.server_keep_alive,
+        ) {
+            let [a, b] = v.to_be_bytes();
+            w.array([PropertyId::SERVER_KEEP_ALIVE, a, b]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_METHOD),
+            self.authentication_method,
+        ) {
+            w.u8(PropertyId::AUTHENTICATION_METHOD);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::AUTHENTICATION_DATA),
+            self.authentication_data,
+        ) {
+            w.u8(PropertyId::AUTHENTICATION_DATA);
+            w.binary(v);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::REQUEST_PROBLEM_INFORMATION),
+            self.request_problem_information,
+        ) {
+            w.array([PropertyId::REQUEST_PROBLEM_INFORMATION, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::WILL_DELAY_INTERVAL),
+            self.will_delay_interval,
+        ) {
+            let [a, b, c, d] = v.to_be_bytes();
+            w.array([PropertyId::WILL_DELAY_INTERVAL, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::REQUEST_RESPONSE_INFORMATION),
+            self.request_response_information,
+        ) {
+            w.array([PropertyId::REQUEST_RESPONSE_INFORMATION, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::RESPONSE_INFORMATION),
+            self.response_information,
+        ) {
+            w.u8(PropertyId::RESPONSE_INFORMATION);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            w.u8(PropertyId::SERVER_REFERENCE);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+            w.u8(PropertyId::REASON_STRING);
+            w.str(v);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RECEIVE_MAXIMUM), self.receive_maximum) {
+            let [a, b] = v.get().to_be_bytes();
+            w.array([PropertyId::RECEIVE_MAXIMUM, a, b]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::TOPIC_ALIAS_MAXIMUM),
+            self.topic_alias_maximum,
+        ) {
+            let [a, b] = v.to_be_bytes();
+            w.array([PropertyId::TOPIC_ALIAS_MAXIMUM, a, b]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::TOPIC_ALIAS), self.topic_alias) {
+            let [a, b] = v.get().to_be_bytes();
+            w.array([PropertyId::TOPIC_ALIAS, a, b]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+            w.array([PropertyId::MAXIMUM_QOS, v.bits()]);
+        }
+        if let (true, Some(v)) = (allowed(PropertyId::RETAIN_AVAILABLE), self.retain_available) {
+            w.array([PropertyId::RETAIN_AVAILABLE, u8::from(v)]);
+        }
+        if allowed(PropertyId::USER_PROPERTY) {
+            for_items!(self.user_properties, |users| {
+                for (k, v) in users {
+                    w.u8(PropertyId::USER_PROPERTY);
+                    w.str(k);
+                    w.str(v);
+                }
+            });
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::MAXIMUM_PACKET_SIZE),
+            self.maximum_packet_size,
+        ) {
+            let [a, b, c, d] = v.get().to_be_bytes();
+            w.array([PropertyId::MAXIMUM_PACKET_SIZE, a, b, c, d]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE),
+            self.wildcard_subscription_available,
+        ) {
+            w.array([PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE),
+            self.subscription_identifier_available,
+        ) {
+            w.array([PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE, u8::from(v)]);
+        }
+        if let (true, Some(v)) = (
+            allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE),
+            self.shared_subscription_available,
+        ) {
+            w.array([PropertyId::SHARED_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
+        }
+    }
+}
+
+/// A property block as [`Properties::items_len`] measured and checked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Bytes of the items, the block's length prefix not included: 0 exactly when no property
+    /// is set (every property takes at least two bytes).
+    pub(crate) len: usize,
+}
+
+impl Block {
+    /// No properties: a block of one zero byte.
+    pub(crate) const EMPTY: Block = Block { len: 0 };
+
+    /// Whether no property is present.
+    pub(crate) const fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Length of a property block, its Variable Byte Integer prefix included; a block longer than a Variable Byte Integer can say is
+/// [`EncodeError::PacketTooLarge`].
+#[inline]
+pub(crate) fn block_len(block: Block) -> Result<usize, EncodeError> {
+    let len = u32::try_from(block.len)
+        .ok()
+        .filter(|&l| l <= VARINT_MAX)
+        .ok_or(EncodeError::PacketTooLarge)?;
+    Ok(block.len.saturating_add(varint_len(len)))
 }
 
 #[cfg(test)]
@@ -742,7 +1137,7 @@ mod tests {
             }
         }
     }
-    use crate::data::SliceWriter;
+    use crate::data::Writer;
 
     const PUB: PropertyContext = PropertyContext::Packet(PacketType::Publish);
 
@@ -760,9 +1155,12 @@ mod tests {
         assert!(p.subscription_identifiers.iter().eq([5u32, 7]));
         assert_eq!(p.content_type, Some("t"));
         let mut buf = [0u8; 64];
-        let mut w = SliceWriter::new(&mut buf);
-        p.write(PUB, &mut w).unwrap();
-        let n = w.position();
+        let items = p.items_len(PUB).unwrap();
+        let n = block_len(items).unwrap();
+        let mut w = Writer::new(&mut buf[..n]);
+        p.write_block(items, PUB, &mut w);
+        w.finish().unwrap();
+        assert_eq!(buf[0] as usize, items.len);
         let (_, again) = parse_properties(&buf[..n], PUB).unwrap();
         assert_eq!(again, p);
     }
@@ -816,9 +1214,8 @@ mod tests {
             session_expiry_interval: Some(1),
             ..NO_PROPERTIES
         };
-        let mut c = crate::data::Counter(0);
         assert_eq!(
-            p.write(PUB, &mut c),
+            p.items_len(PUB),
             Err(EncodeError::PropertyNotAllowed {
                 id: 0x11,
                 packet: PacketType::Publish

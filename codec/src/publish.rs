@@ -1,11 +1,10 @@
 //! PUBLISH (§3.3): an application message.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, QoS, Sink, SliceWriter, count, packet_id, utf8, varint_len};
+use crate::data::{PacketId, QoS, Writer, packet_id, start_packet, str_len, utf8};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::MAX_REMAINING_LENGTH;
 use crate::header::PacketType;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicName;
 
 /// QoS together with the packet identifier it requires: a QoS 0 PUBLISH has none
@@ -123,85 +122,95 @@ impl Publish<'_> {
         (u8::from(self.dup) << 3) | (self.qos_pid.qos().bits() << 1) | u8::from(self.retain)
     }
 
-    pub(crate) fn write_body<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        if self.dup && self.qos_pid == QosPid::AtMostOnce {
-            return Err(EncodeError::InvalidValue);
-        }
-        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
-            return Err(EncodeError::InvalidValue);
-        }
-        s.put_str(self.topic.as_str())?;
-        if let Some(id) = self.qos_pid.packet_id() {
-            s.put_packet_id(id)?;
-        }
-        if version.is_v5() {
-            self.properties
-                .write(PropertyContext::Packet(PacketType::Publish), s)?;
-        }
-        s.put(self.payload)
-    }
-
     /// [`crate::Packet::encode`] for a PUBLISH, the packet a broker encodes most (once for every
-    /// subscriber it forwards a message to). The generic path runs `write_body` twice, to count
-    /// and then to write; here the body length is a sum and the writes go straight to `buf`.
-    /// Same checks, same errors in the same order and the same bytes as [`Self::write_body`]
-    /// (the `roundtrip` fuzz target and the codec's vector tests compare both).
-    pub(crate) fn encode_packet(
+    /// subscriber it forwards a message to): one function for each version, so that each stays
+    /// small and the 3.1.1 one holds no property code.
+    #[inline]
+    pub(crate) fn encode(
         &self,
         version: ProtocolVersion,
         buf: &mut [u8],
     ) -> Result<usize, EncodeError> {
+        if version.is_v5() {
+            self.encode_v5(buf)
+        } else {
+            self.encode_v311(buf)
+        }
+    }
+
+    #[inline(never)]
+    fn encode_v5(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_in(ProtocolVersion::V5, buf)
+    }
+
+    #[inline(never)]
+    fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_in(ProtocolVersion::V311, buf)
+    }
+
+    #[inline(always)]
+    fn encode_in(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (body, properties) = self.body_len(version)?;
+        let first = ((PacketType::Publish as u8) << 4) | self.flags();
+        let mut w = start_packet(buf, first, body)?;
+        self.write(version, properties, &mut w);
+        w.finish()
+    }
+
+    /// The body length, and the length of the property items (5.0), checking the packet against
+    /// the rules the decoder enforces.
+    #[inline(always)]
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
         }
         if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
             return Err(EncodeError::InvalidValue);
         }
-        let topic = self.topic.as_str().as_bytes();
-        let topic_len = u16::try_from(topic.len()).map_err(|_| EncodeError::FieldTooLong)?;
-        let packet_id = self.qos_pid.packet_id();
-        let ctx = PropertyContext::Packet(PacketType::Publish);
-        // 3.1.1 carries no properties; asking whether there are any costs a look at every field.
-        let no_properties = !version.is_v5() || self.properties.is_empty();
-        let properties_len = match (version.is_v5(), no_properties) {
-            (false, _) => 0,
-            (true, true) => 1,
-            (true, false) => count(|c| self.properties.write(ctx, c))?,
-        };
-        // Saturating: anything near usize::MAX is far above the largest Remaining Length.
-        let body = topic
-            .len()
-            .saturating_add(if packet_id.is_some() { 4 } else { 2 })
-            .saturating_add(properties_len)
-            .saturating_add(self.payload.len());
-        let remaining = u32::try_from(body)
-            .ok()
-            .filter(|&r| r <= MAX_REMAINING_LENGTH)
-            .ok_or(EncodeError::PacketTooLarge)?;
-        let total = body.saturating_add(varint_len(remaining)).saturating_add(1);
-        if buf.len() < total {
-            return Err(EncodeError::BufferTooSmall { needed: total });
+        let mut body = str_len(self.topic.as_str())?;
+        if self.qos_pid.packet_id().is_some() {
+            body = body.saturating_add(2);
         }
-        let mut w = SliceWriter::new(buf);
-        w.put_u8(((PacketType::Publish as u8) << 4) | self.flags())?;
-        w.put_varint(remaining)?;
-        w.put_u16(topic_len)?;
-        w.put(topic)?;
-        if let Some(id) = packet_id {
-            w.put_packet_id(id)?;
+        // 3.1.1 carries no properties: they are left out, not checked.
+        let mut properties = Block::EMPTY;
+        if version.is_v5() {
+            // Most PUBLISH packets carry no properties; the others are measured out of line, so
+            // that the common path keeps no property field live.
+            if !self.properties.is_empty() {
+                properties = self.properties_len()?;
+            }
+            body = body.saturating_add(block_len(properties)?);
+        }
+        // Saturating: anything near usize::MAX is far above the largest Remaining Length.
+        Ok((body.saturating_add(self.payload.len()), properties))
+    }
+
+    #[inline(never)]
+    fn properties_len(&self) -> Result<Block, EncodeError> {
+        self.properties
+            .items_len(PropertyContext::Packet(PacketType::Publish))
+    }
+
+    /// Write the body [`Self::body_len`] measured (`properties`: its property items length).
+    #[inline(always)]
+    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+        w.str(self.topic.as_str());
+        if let Some(id) = self.qos_pid.packet_id() {
+            w.u16(id.get());
         }
         if version.is_v5() {
-            if no_properties {
-                w.put_u8(0)?;
+            if properties.is_empty() {
+                w.u8(0);
             } else {
-                self.properties.write(ctx, &mut w)?;
+                self.write_properties(properties, w);
             }
         }
-        w.put(self.payload)?;
-        Ok(w.position())
+        w.put(self.payload);
+    }
+
+    #[inline(never)]
+    fn write_properties(&self, properties: Block, w: &mut Writer<'_>) {
+        self.properties
+            .write_block(properties, PropertyContext::Packet(PacketType::Publish), w);
     }
 }

@@ -2,11 +2,11 @@
 //! A 3.1.1 UNSUBACK carries no codes.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, Sink, packet_id};
+use crate::data::{PacketId, Writer, packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::List;
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::list::{List, for_items};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
 
 /// A SUBACK or UNSUBACK (which one is the [`crate::Packet`] variant).
@@ -57,31 +57,58 @@ pub(crate) fn parse(
 }
 
 impl SubAck<'_> {
-    pub(crate) fn write_body<S: Sink>(
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces.
+    pub(crate) fn body_len(
         &self,
         packet: PacketType,
         version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
-        s.put_packet_id(self.packet_id)?;
+    ) -> Result<(usize, Block), EncodeError> {
+        let mut n: usize = 2;
+        let mut properties = Block::EMPTY;
         if version.is_v5() {
-            self.properties.write(PropertyContext::Packet(packet), s)?;
+            properties = self.properties.items_len(PropertyContext::Packet(packet))?;
+            n = n.saturating_add(block_len(properties)?);
         } else if packet == PacketType::UnsubAck {
             // 3.1.1 UNSUBACK has no payload; 5.0 codes cannot be expressed and are left out.
-            return Ok(());
+            return Ok((n, properties));
         }
         if self.reason_codes.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        for code in self.reason_codes.iter() {
-            if !code.is_valid_for(packet, version) {
-                return Err(EncodeError::InvalidReasonCode {
-                    code: code.0,
-                    packet,
-                });
+        for_items!(self.reason_codes, |codes| {
+            for code in codes {
+                if !code.is_valid_for(packet, version) {
+                    return Err(EncodeError::InvalidReasonCode {
+                        code: code.0,
+                        packet,
+                    });
+                }
+                n = n.saturating_add(1);
             }
-            s.put_u8(code.0)?;
+        });
+        Ok((n, properties))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    pub(crate) fn write(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+        properties: Block,
+        w: &mut Writer<'_>,
+    ) {
+        w.u16(self.packet_id.get());
+        if version.is_v5() {
+            self.properties
+                .write_block(properties, PropertyContext::Packet(packet), w);
+        } else if packet == PacketType::UnsubAck {
+            return;
         }
-        Ok(())
+        for_items!(self.reason_codes, |codes| {
+            for code in codes {
+                w.u8(code.0);
+            }
+        });
     }
 }

@@ -1,11 +1,11 @@
 //! SUBSCRIBE (§3.8): a list of topic filters with their subscription options.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, QoS, Sink, packet_id, u8_, utf8};
+use crate::data::{PacketId, QoS, Writer, packet_id, str_len, u8_, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::{List, next_text_field};
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::list::{List, for_items, next_text_field};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicFilter;
 
 /// Retain Handling (5.0 §3.8.3.1): whether retained messages are sent when subscribing.
@@ -203,42 +203,81 @@ fn subscriptions_valid(mut text: &str, version: ProtocolVersion) -> bool {
 }
 
 impl Subscribe<'_> {
-    pub(crate) fn write_body<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces.
+    #[inline(always)]
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        s.put_packet_id(self.packet_id)?;
+        let mut n: usize = 2;
+        let mut properties = Block::EMPTY;
         if version.is_v5() {
-            self.properties
-                .write(PropertyContext::Packet(PacketType::Subscribe), s)?;
+            properties = self
+                .properties
+                .items_len(PropertyContext::Packet(PacketType::Subscribe))?;
+            n = n.saturating_add(block_len(properties)?);
         }
-        for sub in self.subscriptions.iter() {
-            let options = if version.is_v5() {
-                // Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1
-                // SUBSCRIBE may carry `$share/x` as an ordinary filter and be forwarded as 5.0),
-                // or No Local on a shared subscription `[MQTT-3.8.3-4]`.
-                let maybe_shared = sub.filter.as_str().starts_with('$');
-                match if maybe_shared {
-                    sub.filter.shared()
-                } else {
-                    Ok(None)
-                } {
-                    Err(_) => return Err(EncodeError::InvalidValue),
-                    Ok(Some(_)) if sub.options.no_local => return Err(EncodeError::InvalidValue),
-                    Ok(_) => {}
+        // The filter and its options byte. The filters' syntax was checked when each
+        // `TopicFilter` was made.
+        let sub_len = |n: usize, filter: &str| -> Result<usize, EncodeError> {
+            Ok(n.saturating_add(str_len(filter)?).saturating_add(1))
+        };
+        if version.is_v5() {
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    // Only a filter starting with `$` can be a shared one.
+                    if sub.filter.as_str().starts_with('$') {
+                        check_shared_for_v5(sub.filter.as_str(), sub.options.no_local)?;
+                    }
+                    n = sub_len(n, sub.filter.as_str())?;
                 }
-                sub.options
-            } else {
-                SubscriptionOptions::qos(sub.options.qos)
-            };
-            s.put_str(sub.filter.as_str())?;
-            s.put_u8(options.to_byte())?;
+            });
+        } else {
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    n = sub_len(n, sub.filter.as_str())?;
+                }
+            });
         }
-        Ok(())
+        Ok((n, properties))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    #[inline(always)]
+    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+        w.u16(self.packet_id.get());
+        if version.is_v5() {
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Subscribe),
+                w,
+            );
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    w.str_then_u8(sub.filter.as_str(), sub.options.to_byte());
+                }
+            });
+        } else {
+            // 3.1.1 has only the maximum QoS.
+            for_items!(self.subscriptions, |subs| {
+                for sub in subs {
+                    w.str_then_u8(sub.filter.as_str(), sub.options.qos.bits());
+                }
+            });
+        }
+    }
+}
+
+/// Send nothing a 5.0 receiver must refuse: a malformed `$share/` filter (a 3.1.1 SUBSCRIBE may
+/// carry `$share/x` as an ordinary filter and be forwarded as 5.0), or No Local on a shared
+/// subscription `[MQTT-3.8.3-4]`.
+#[inline(never)]
+fn check_shared_for_v5(filter: &str, no_local: bool) -> Result<(), EncodeError> {
+    match TopicFilter::prevalidated(filter).shared() {
+        Err(_) => Err(EncodeError::InvalidValue),
+        Ok(Some(_)) if no_local => Err(EncodeError::InvalidValue),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -1,11 +1,11 @@
 //! UNSUBSCRIBE (§3.10): a list of topic filters to remove.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, Sink, packet_id, utf8};
+use crate::data::{PacketId, Writer, packet_id, str_len, utf8};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
-use crate::list::{List, next_text_field};
-use crate::properties::{Properties, PropertyContext, parse_properties};
+use crate::list::{List, for_items, next_text_field};
+use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicFilter;
 
 /// An UNSUBSCRIBE packet.
@@ -72,22 +72,42 @@ fn filters_valid(mut text: &str) -> bool {
 }
 
 impl Unsubscribe<'_> {
-    pub(crate) fn write_body<S: Sink>(
-        &self,
-        version: ProtocolVersion,
-        s: &mut S,
-    ) -> Result<(), EncodeError> {
+    /// The body length and the property items length (5.0), checking the packet against the
+    /// rules the decoder enforces (the filters' syntax was checked when they were made).
+    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::InvalidValue);
         }
-        s.put_packet_id(self.packet_id)?;
+        let mut n: usize = 2;
+        let mut properties = Block::EMPTY;
         if version.is_v5() {
-            self.properties
-                .write(PropertyContext::Packet(PacketType::Unsubscribe), s)?;
+            properties = self
+                .properties
+                .items_len(PropertyContext::Packet(PacketType::Unsubscribe))?;
+            n = n.saturating_add(block_len(properties)?);
         }
-        for f in self.filters.iter() {
-            s.put_str(f.as_str())?;
+        for_items!(self.filters, |filters| {
+            for f in filters {
+                n = n.saturating_add(str_len(f.as_str())?);
+            }
+        });
+        Ok((n, properties))
+    }
+
+    /// Write the body [`Self::body_len`] measured.
+    pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
+        w.u16(self.packet_id.get());
+        if version.is_v5() {
+            self.properties.write_block(
+                properties,
+                PropertyContext::Packet(PacketType::Unsubscribe),
+                w,
+            );
         }
-        Ok(())
+        for_items!(self.filters, |filters| {
+            for f in filters {
+                w.str(f.as_str());
+            }
+        });
     }
 }
