@@ -151,7 +151,7 @@ struct Client {
     /// 5.0 Session Expiry Interval of the CONNECT (0 forbids a non-zero one in DISCONNECT).
     connect_expiry: u32,
     /// 5.0 inbound topic aliases (index = alias - 1), created on first use.
-    aliases: Vec<Option<Box<str>>>,
+    aliases: Box<[Option<Box<str>>]>,
     /// 5.0 enhanced authentication: the method, and a re-authentication in progress.
     auth: Option<Box<ClientAuth>>,
 }
@@ -631,6 +631,14 @@ impl Broker {
             request_response_information: p.request_response_information.unwrap_or(false),
         };
         let Some(method) = p.authentication_method.filter(|_| v5) else {
+            // 5.0 §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if v5 && p.authentication_data.is_some() {
+                return self.refuse(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "authentication data without a method",
+                );
+            }
             return self.finish_connect(conn, info, None);
         };
         // Enhanced authentication (5.0 §4.12).
@@ -843,7 +851,7 @@ impl Broker {
             will: info.will,
             will_delay: info.will_delay,
             connect_expiry: info.session_expiry,
-            aliases: Vec::new(),
+            aliases: Box::default(),
             auth: auth.as_ref().map(|(method, _)| {
                 Box::new(ClientAuth {
                     method: method.clone(),
@@ -964,6 +972,7 @@ impl Broker {
         let version = c.version;
         let max_size = c.max_packet_size;
         let outs: Vec<Out> = session
+            .delivery()
             .inflight
             .iter()
             .map(|i| match i.state {
@@ -1013,7 +1022,7 @@ impl Broker {
                 let mut known = false;
                 if let Some(s) = self.sessions.get_mut(sid)
                     && let Some(pos) = s.inflight_position(a.packet_id)
-                    && let Some(i) = s.inflight.get_mut(pos)
+                    && let Some(i) = s.delivery_mut().inflight.get_mut(pos)
                     && i.state != OutgoingState::AwaitingPubAck
                 {
                     known = true;
@@ -1021,7 +1030,7 @@ impl Broker {
                         i.state = OutgoingState::AwaitingPubComp;
                     } else {
                         // 5.0 §4.3.3: a PUBREC with an error code ends the exchange.
-                        s.inflight.remove(pos);
+                        s.delivery_mut().inflight.remove(pos);
                         self.fill_window(sid);
                         return;
                     }
@@ -1033,10 +1042,11 @@ impl Broker {
                 self.send_packet(conn, &Packet::PubRel(rel));
             }
             Packet::PubRel(a) => {
-                let known = self
-                    .sessions
-                    .get_mut(sid)
-                    .is_some_and(|s| s.awaiting_rel.remove(&a.packet_id.get()));
+                let known = self.sessions.get_mut(sid).is_some_and(|s| {
+                    let known = s.delivery_mut().awaiting_rel.remove(&a.packet_id.get());
+                    s.release_idle_delivery();
+                    known
+                });
                 // [MQTT-4.3.3-2]: PUBCOMP even for an id already released (5.0 says so with
                 // 0x92 Packet Identifier not found).
                 let mut comp = Ack::new(a.packet_id);
@@ -1170,7 +1180,9 @@ impl Broker {
         }
         let slot = usize::from(alias.get() - 1);
         if client.aliases.len() <= slot {
-            client.aliases.resize(slot + 1, None);
+            let mut grown = std::mem::take(&mut client.aliases).into_vec();
+            grown.resize(slot + 1, None);
+            client.aliases = grown.into_boxed_slice();
         }
         let Some(entry) = client.aliases.get_mut(slot) else {
             return Err(CloseReason::TopicAliasInvalid);
@@ -1189,6 +1201,11 @@ impl Broker {
     fn on_publish(&mut self, conn: ConnId, sid: SessionId, p: &Publish<'_>) {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
         let v5 = self.version(conn).is_v5();
+        // [MQTT-3.3.4-6]: Subscription Identifiers are the broker's to send; one from a client
+        // is a protocol error (checked before a Topic Alias it carries is set up).
+        if v5 && !p.properties.subscription_identifiers.is_empty() {
+            return self.close(conn, CloseReason::ProtocolError);
+        }
         // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
         let topic: Cow<'_, str> = if v5 {
             match self.resolve_topic(conn, p) {
@@ -1270,8 +1287,8 @@ impl Broker {
                 let Some(s) = self.sessions.get_mut(sid) else {
                     return;
                 };
-                let duplicate = s.awaiting_rel.contains(&pid.get());
-                if !duplicate && v5 && s.awaiting_rel.len() >= receive_maximum {
+                let duplicate = s.delivery().awaiting_rel.contains(&pid.get());
+                if !duplicate && v5 && s.delivery().awaiting_rel.len() >= receive_maximum {
                     // [MQTT-3.3.4-8]: more unacknowledged QoS 2 than the Receive Maximum.
                     return self.close(conn, CloseReason::ReceiveMaximumExceeded);
                 }
@@ -1279,7 +1296,7 @@ impl Broker {
                 if !duplicate && !bad_format {
                     // A PUBREC with an error code ends the exchange, so the id is only
                     // remembered for messages that were accepted.
-                    s.awaiting_rel.insert(pid.get());
+                    s.delivery_mut().awaiting_rel.insert(pid.get());
                     matched = if accepted {
                         self.route(message(), Some(sid))
                     } else {
@@ -1300,9 +1317,12 @@ impl Broker {
             return;
         };
         if let Some(pos) = s.inflight_position(pid)
-            && s.inflight.get(pos).is_some_and(|i| i.state == expected)
+            && s.delivery()
+                .inflight
+                .get(pos)
+                .is_some_and(|i| i.state == expected)
         {
-            s.inflight.remove(pos);
+            s.delivery_mut().inflight.remove(pos);
             self.fill_window(sid);
         }
     }
@@ -1612,7 +1632,8 @@ impl Broker {
                 stats.publish_sent = stats.publish_sent.saturating_add(1);
             }
             Some((_, c))
-                if session.inflight.len() < session.inflight_max && session.queued.is_empty() =>
+                if session.delivery().inflight.len() < session.inflight_max
+                    && session.delivery().queued.is_empty() =>
             {
                 session.dropping = false;
                 let pid = session.next_pid();
@@ -1620,7 +1641,7 @@ impl Broker {
                 if out.len() > c.max_packet_size as usize {
                     return drop_message(stats, session);
                 }
-                session.inflight.push_back(Inflight {
+                session.delivery_mut().inflight.push_back(Inflight {
                     pid,
                     message: Arc::clone(message),
                     qos,
@@ -1652,22 +1673,27 @@ impl Broker {
                     sub_ids: sub_ids.into(),
                     shared: shared.cloned(),
                 };
-                if session.queued.len() < self.config.max_queued_messages {
-                    session.queued.push_back(queued);
+                if session.delivery().queued.len() < self.config.max_queued_messages {
+                    session.delivery_mut().queued.push_back(queued);
                 } else if let Some(pos) = session
+                    .delivery()
                     .queued
                     .iter()
                     .position(|q| q.message.is_expired(now))
                 {
                     // An expired message makes room first ([MQTT-3.3.2-5]).
-                    session.queued.remove(pos);
-                    session.queued.push_back(queued);
+                    session.delivery_mut().queued.remove(pos);
+                    session.delivery_mut().queued.push_back(queued);
                 } else if qos != QoS::AtMostOnce
-                    && let Some(pos) = session.queued.iter().position(|q| q.qos == QoS::AtMostOnce)
+                    && let Some(pos) = session
+                        .delivery()
+                        .queued
+                        .iter()
+                        .position(|q| q.qos == QoS::AtMostOnce)
                 {
                     // Drop policy: the oldest queued QoS 0 message makes room for QoS 1/2.
-                    session.queued.remove(pos);
-                    session.queued.push_back(queued);
+                    session.delivery_mut().queued.remove(pos);
+                    session.delivery_mut().queued.push_back(queued);
                     drop_message(stats, session);
                 } else {
                     drop_message(stats, session);
@@ -1686,8 +1712,12 @@ impl Broker {
         let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             return;
         };
-        while session.inflight.len() < session.inflight_max {
-            let Some(q) = session.queued.pop_front() else {
+        while session.delivery().inflight.len() < session.inflight_max {
+            // (Checked first so that a session with nothing queued allocates nothing here.)
+            if session.delivery().queued.is_empty() {
+                break;
+            }
+            let Some(q) = session.delivery_mut().queued.pop_front() else {
                 break;
             };
             if q.message.is_expired(now) {
@@ -1699,7 +1729,7 @@ impl Broker {
                 let pid = session.next_pid();
                 let out = out_for(c, &q.message, q.qos, Some(pid), q.retain, &q.sub_ids, now);
                 if out.len() <= c.max_packet_size as usize {
-                    session.inflight.push_back(Inflight {
+                    session.delivery_mut().inflight.push_back(Inflight {
                         pid,
                         state: if q.qos == QoS::ExactlyOnce {
                             OutgoingState::AwaitingPubRec
@@ -1728,9 +1758,10 @@ impl Broker {
             );
             self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
         }
-        if session.queued.is_empty() {
+        if session.delivery().queued.is_empty() {
             session.dropping = false;
         }
+        session.release_idle_delivery();
     }
 
     fn publish_sys(&mut self, now_ms: u64) {
@@ -1963,12 +1994,14 @@ impl Broker {
         // Application Message to another Client that is subscribed to the same Shared
         // Subscription"). A QoS 2 message whose PUBREC arrived was received: not re-sent.
         let unacked = session
+            .delivery()
             .inflight
             .iter()
             .filter(|i| i.state != OutgoingState::AwaitingPubComp)
             .filter_map(|i| Some((Arc::clone(&i.message), i.shared.clone()?)))
             .chain(
                 session
+                    .delivery()
                     .queued
                     .iter()
                     .filter_map(|q| Some((Arc::clone(&q.message), q.shared.clone()?))),
@@ -2422,7 +2455,10 @@ mod tests {
         assert_eq!(publishes(&so).len(), 1);
         // Outgoing QoS 2 to the subscriber: PUBREC → PUBREL, PUBCOMP frees the slot.
         let sess = t.b.sessions().find("sub").unwrap();
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 3);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            3
+        );
         let P::Publish {
             pid: p2, qos: 2, ..
         } = got[1].clone()
@@ -2432,7 +2468,10 @@ mod tests {
         t.send(s, Packet::PubRec(Ack::new(pid(p2))));
         assert_eq!(drain(&so), [P::PubRel(p2)]);
         t.send(s, Packet::PubComp(Ack::new(pid(p2))));
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 2);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            2
+        );
         let P::Publish {
             pid: p1, qos: 1, ..
         } = got[0].clone()
@@ -2440,7 +2479,10 @@ mod tests {
             panic!()
         };
         t.send(s, Packet::PubAck(Ack::new(pid(p1))));
-        assert_eq!(t.b.sessions().get(sess).unwrap().inflight.len(), 1);
+        assert_eq!(
+            t.b.sessions().get(sess).unwrap().delivery().inflight.len(),
+            1
+        );
     }
 
     #[test]

@@ -663,7 +663,10 @@ fn maximum_packet_size_toward_client_drops_and_counts() {
     assert_eq!(got[0].payload, b"small");
     assert_eq!(t.b.stats().publish_dropped, 2);
     let sid = t.b.sessions().find("s").unwrap();
-    assert_eq!(t.b.sessions().get(sid).unwrap().inflight.len(), 1);
+    assert_eq!(
+        t.b.sessions().get(sid).unwrap().delivery().inflight.len(),
+        1
+    );
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! queued into one buffer and writes it with one system call (write batching). The outbox counts
 //! its queued bytes so the core can bound memory per connection (see `max_outgoing_bytes`).
 //! It is plain Rust (a mutex and two stored [`Waker`]s, no runtime types), so the core stays
-//! testable without a runtime, and an idle connection's outbox costs one small allocation.
+//! testable without a runtime, and an idle connection's outbox costs one small allocation: the
+//! queue's storage is given back when a small batch is drained, so a connection that is not
+//! sending holds none.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -18,10 +20,25 @@ struct State {
     items: VecDeque<Out>,
     bytes: usize,
     closed: bool,
-    /// The writer, waiting for items or the close.
-    writer: Option<Waker>,
-    /// The reader, waiting for the close only (it must not wake for every push).
-    reader: Option<Waker>,
+    /// The connection task (reader and writer are one task, so one waker serves both).
+    waker: Option<Waker>,
+    /// The writer waits for items or the close: a push wakes the task.
+    writer_waiting: bool,
+    /// The reader waits for the close only: it must not wake for every push (a writer blocked
+    /// on a full socket would be polled for nothing on each one).
+    reader_waiting: bool,
+}
+
+impl State {
+    /// The waker to wake for a push, if the writer waits for one.
+    fn wake_writer(&mut self) -> Option<Waker> {
+        if !self.writer_waiting {
+            return None;
+        }
+        self.writer_waiting = false;
+        self.reader_waiting = false;
+        self.waker.take()
+    }
 }
 
 /// A connection's outgoing queue (cheap to clone; clones share the queue).
@@ -55,10 +72,10 @@ impl Outbox {
         s.bytes = s.bytes.saturating_add(out.len());
         s.items.push_back(out);
         let bytes = s.bytes;
-        // The writer only sleeps on an empty queue, so only the first push finds it registered.
-        let writer = s.writer.take();
+        // The writer only sleeps on an empty queue, so only the first push finds it waiting.
+        let waker = s.wake_writer();
         drop(s);
-        if let Some(w) = writer {
+        if let Some(w) = waker {
             w.wake();
         }
         bytes
@@ -76,9 +93,11 @@ impl Outbox {
             return;
         }
         s.closed = true;
-        let (writer, reader) = (s.writer.take(), s.reader.take());
+        s.writer_waiting = false;
+        s.reader_waiting = false;
+        let waker = s.waker.take();
         drop(s);
-        for w in [writer, reader].into_iter().flatten() {
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -94,7 +113,8 @@ impl Outbox {
         if s.closed {
             Poll::Ready(())
         } else {
-            register(&mut s.reader, cx);
+            register(&mut s.waker, cx);
+            s.reader_waiting = true;
             Poll::Pending
         }
     }
@@ -110,7 +130,8 @@ impl Outbox {
         if s.closed || !s.items.is_empty() {
             Poll::Ready(())
         } else {
-            register(&mut s.writer, cx);
+            register(&mut s.waker, cx);
+            s.writer_waiting = true;
             Poll::Pending
         }
     }
@@ -124,15 +145,24 @@ impl Outbox {
     pub fn drain_into(&self, buf: &mut Vec<u8>) -> bool {
         let mut s = self.lock();
         buf.reserve(s.bytes);
-        for out in s.items.drain(..) {
+        s.bytes = 0;
+        // Take the items and copy them out after unlocking, so the core is not held up by the
+        // copy. A small batch (a CONNACK, a PINGRESP, a trickle of messages) gives the storage
+        // back: an idle connection then holds none. A busy one gets fresh room for a batch of
+        // about the same size (capped, so a burst's memory is not kept either).
+        let n = s.items.len();
+        let fresh = if n > 4 {
+            VecDeque::with_capacity(n.min(64))
+        } else {
+            VecDeque::new()
+        };
+        let items = std::mem::replace(&mut s.items, fresh);
+        let closed = s.closed;
+        drop(s);
+        for out in items {
             out.write_to(buf);
         }
-        s.bytes = 0;
-        // Release the memory of a queue that once held a burst.
-        if s.items.capacity() > 64 {
-            s.items.shrink_to(16);
-        }
-        s.closed
+        closed
     }
 }
 
@@ -175,5 +205,29 @@ mod tests {
         buf.clear();
         assert!(o.drain_into(&mut buf));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn drained_outbox_gives_its_storage_back() {
+        let o = Outbox::new();
+        let mut buf = Vec::new();
+        // A CONNACK-sized exchange: nothing kept once written (idle connections hold no queue).
+        o.push(Out::Raw(Bytes::from_static(b"\x20\x02\x00\x00")));
+        assert!(o.lock().items.capacity() > 0);
+        o.drain_into(&mut buf);
+        assert_eq!(o.lock().items.capacity(), 0);
+        // A burst: the next batch gets room for a similar one, but never more than 64 items.
+        for _ in 0..1000 {
+            o.push(Out::Raw(Bytes::from_static(b"m")));
+        }
+        buf.clear();
+        o.drain_into(&mut buf);
+        assert_eq!(buf.len(), 1000);
+        let cap = o.lock().items.capacity();
+        assert!((64..128).contains(&cap), "capacity {cap}");
+        o.push(Out::Raw(Bytes::from_static(b"m")));
+        buf.clear();
+        o.drain_into(&mut buf);
+        assert_eq!(o.lock().items.capacity(), 0);
     }
 }

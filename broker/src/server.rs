@@ -280,6 +280,8 @@ struct Connection {
     pending: Vec<u8>,
     /// Whether the reader still runs.
     reading: bool,
+    /// Whether the socket may hold unread bytes (see `poll_read`).
+    readable: bool,
     writer: Writer,
 }
 
@@ -304,8 +306,9 @@ struct Blocked {
 }
 
 enum ReadOutcome {
-    /// Bytes were read and handled; try again.
-    Handled,
+    /// Bytes were read and handled. `drained`: the read did not fill the buffer, so the socket
+    /// most likely holds nothing more.
+    Handled { drained: bool },
     /// Nothing to read now: wait for readability.
     WouldBlock,
     /// The connection is over.
@@ -330,6 +333,7 @@ impl Connection {
             options,
             pending: Vec::new(),
             reading: true,
+            readable: false,
             writer: Writer::Idle,
         }
     }
@@ -368,9 +372,12 @@ impl Connection {
                 Ok(0) => return ReadOutcome::Stop,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Handled,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    return ReadOutcome::Handled { drained: false };
+                }
                 Err(_) => return ReadOutcome::Stop,
             };
+            let drained = n < buf.len();
             let fresh = buf.get(..n).unwrap_or_default();
             if pending.is_empty() {
                 let (used, stop) = handle_bytes(shared, *conn, outbox, fresh, options);
@@ -390,26 +397,20 @@ impl Connection {
                     *pending = Vec::new();
                 }
             }
-            ReadOutcome::Handled
+            ReadOutcome::Handled { drained }
         })
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) {
         let mut budget = READ_BUDGET;
         while self.reading {
-            // Try the read first: a busy connection never waits for the reactor.
-            match self.try_read() {
-                ReadOutcome::Stop => self.finish_reading(),
-                ReadOutcome::Handled => {
-                    budget = budget.saturating_sub(1);
-                    if budget == 0 {
-                        // Let the other connections of this thread run between reads.
-                        cx.waker().wake_by_ref();
-                        return;
-                    }
-                }
-                ReadOutcome::WouldBlock => match self.stream.poll_readable(cx) {
-                    Poll::Ready(Ok(())) => {}
+            // Read only when there is reason to expect bytes: the reactor said so, or the last
+            // read filled the buffer, or the read budget cut a busy connection short. A read
+            // that comes back with less than the buffer has emptied the socket, so the next one
+            // waits for the reactor instead of spending a system call on EAGAIN.
+            if !self.readable {
+                match self.stream.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => self.readable = true,
                     Poll::Ready(Err(_)) => self.finish_reading(),
                     Poll::Pending => {
                         // Also wake when the core closes the connection.
@@ -418,7 +419,21 @@ impl Connection {
                         }
                         return;
                     }
-                },
+                }
+                continue;
+            }
+            match self.try_read() {
+                ReadOutcome::Stop => self.finish_reading(),
+                ReadOutcome::WouldBlock => self.readable = false,
+                ReadOutcome::Handled { drained } => {
+                    self.readable = !drained;
+                    budget = budget.saturating_sub(1);
+                    if budget == 0 {
+                        // Let the other connections of this thread run between reads.
+                        cx.waker().wake_by_ref();
+                        return;
+                    }
+                }
             }
         }
     }

@@ -39,6 +39,23 @@ impl std::hash::Hasher for IdHasher {
 /// `BuildHasher` of [`IdHasher`].
 pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
+/// SipHash keyed once per process: the hash-flooding resistance of `RandomState` for maps keyed
+/// by what a client chooses (its topic filters), without `RandomState`'s 16 bytes of keys in
+/// every one of them — a session's maps are per client, and idle clients are most of a
+/// broker's memory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessRandomState;
+
+impl std::hash::BuildHasher for ProcessRandomState {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        KEYS.get_or_init(Default::default).build_hasher()
+    }
+}
+
 /// Identifies a session for its whole life; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -93,6 +110,33 @@ pub struct Queued {
     pub shared: Option<Arc<str>>,
 }
 
+/// A session's QoS 1/2 state. Boxed apart from the [`Session`] and there only while it holds
+/// something: most connected clients have nothing in flight most of the time, and these three
+/// collections are half a session's size.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
+    pub inflight: VecDeque<Inflight>,
+    /// Messages waiting for the window, oldest first.
+    pub queued: VecDeque<Queued>,
+    /// Incoming QoS 2 packet ids delivered onwards but not released (PUBREL) yet: a duplicate
+    /// PUBLISH with one of these ids is not delivered again (exactly once).
+    pub awaiting_rel: HashSet<u16, IdHash>,
+}
+
+impl Delivery {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.queued.is_empty() && self.awaiting_rel.is_empty()
+    }
+}
+
+/// What [`Session::delivery`] shows while a session holds no QoS 1/2 state.
+static NO_DELIVERY: Delivery = Delivery {
+    inflight: VecDeque::new(),
+    queued: VecDeque::new(),
+    awaiting_rel: HashSet::with_hasher(IdHash::new()),
+};
+
 /// One client's session.
 #[derive(Debug)]
 pub struct Session {
@@ -112,14 +156,9 @@ pub struct Session {
     pub conn: Option<ConnId>,
     /// Topic filter (`$share/…` for shared ones) → subscription (mirrors the
     /// [`crate::SubscriptionIndex`] entries and the broker's shared groups).
-    pub subscriptions: HashMap<Box<str>, Sub>,
-    /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
-    pub inflight: VecDeque<Inflight>,
-    /// Messages waiting for the window, oldest first.
-    pub queued: VecDeque<Queued>,
-    /// Incoming QoS 2 packet ids delivered onwards but not released (PUBREL) yet: a duplicate
-    /// PUBLISH with one of these ids is not delivered again (exactly once).
-    pub awaiting_rel: HashSet<u16>,
+    pub subscriptions: HashMap<Box<str>, Sub, ProcessRandomState>,
+    /// Messages in flight and queued, allocated while there are any (see [`Delivery`]).
+    delivery: Option<Box<Delivery>>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
     last_pid: u16,
@@ -135,12 +174,27 @@ impl Session {
             expires_at: None,
             inflight_max: usize::MAX,
             conn: None,
-            subscriptions: HashMap::new(),
-            inflight: VecDeque::new(),
-            queued: VecDeque::new(),
-            awaiting_rel: HashSet::new(),
+            subscriptions: HashMap::default(),
+            delivery: None,
             dropping: false,
             last_pid: 0,
+        }
+    }
+
+    /// The session's QoS 1/2 state (empty if it holds none).
+    pub fn delivery(&self) -> &Delivery {
+        self.delivery.as_deref().unwrap_or(&NO_DELIVERY)
+    }
+
+    /// The session's QoS 1/2 state, to change (allocated on first use).
+    pub fn delivery_mut(&mut self) -> &mut Delivery {
+        self.delivery.get_or_insert_with(Box::default)
+    }
+
+    /// Give the QoS 1/2 state's memory back once it holds nothing (after acknowledgements).
+    pub fn release_idle_delivery(&mut self) {
+        if self.delivery.as_deref().is_some_and(Delivery::is_empty) {
+            self.delivery = None;
         }
     }
 
@@ -152,7 +206,7 @@ impl Session {
                 continue;
             };
             // At most 65,535 ids can be in flight and the window is far smaller, so this ends.
-            if !self.inflight.iter().any(|i| i.pid == pid) {
+            if !self.delivery().inflight.iter().any(|i| i.pid == pid) {
                 return pid;
             }
         }
@@ -160,7 +214,7 @@ impl Session {
 
     /// Position of the in-flight message with this id.
     pub fn inflight_position(&self, pid: PacketId) -> Option<usize> {
-        self.inflight.iter().position(|i| i.pid == pid)
+        self.delivery().inflight.iter().position(|i| i.pid == pid)
     }
 }
 
@@ -254,7 +308,7 @@ mod tests {
         let mut s = Session::new("c".into(), false);
         let m = Message::new("t", b"x", QoS::AtLeastOnce, false);
         assert_eq!(s.next_pid().get(), 1);
-        s.inflight.push_back(Inflight {
+        s.delivery_mut().inflight.push_back(Inflight {
             pid: PacketId::new(2).unwrap(),
             message: m,
             qos: QoS::AtLeastOnce,

@@ -150,12 +150,16 @@ pub enum P {
     SubAck(u16, Vec<u8>),
     UnsubAck(u16),
     PingResp,
+    /// A 5.0 DISCONNECT's reason code.
+    Disconnect(u8),
     Other(String),
 }
 
 pub struct Raw {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// How packets are encoded and decoded (3.1.1 unless [`Raw::v5`]).
+    version: ProtocolVersion,
 }
 
 pub fn pid(v: u16) -> PacketId {
@@ -169,7 +173,14 @@ impl Raw {
         Raw {
             stream,
             buf: Vec::new(),
+            version: ProtocolVersion::V311,
         }
+    }
+
+    /// The same connection speaking 5.0 from now on (send a 5.0 CONNECT with [`Raw::send`]).
+    pub fn v5(mut self) -> Raw {
+        self.version = ProtocolVersion::V5;
+        self
     }
 
     pub fn connect(addr: SocketAddr, id: &str, clean: bool, keep_alive: u16) -> (Raw, P) {
@@ -210,8 +221,8 @@ impl Raw {
     }
 
     pub fn send(&mut self, p: &Packet<'_>) {
-        let mut buf = vec![0u8; p.encoded_len(ProtocolVersion::V311).unwrap()];
-        p.encode(ProtocolVersion::V311, &mut buf).unwrap();
+        let mut buf = vec![0u8; p.encoded_len(self.version).unwrap()];
+        p.encode(self.version, &mut buf).unwrap();
         self.write(&buf);
     }
 
@@ -248,7 +259,7 @@ impl Raw {
     }
 
     fn parse(&mut self) -> Option<P> {
-        let opts = DecodeOptions::new(ProtocolVersion::V311);
+        let opts = DecodeOptions::new(self.version);
         let (p, used) = match decode(&self.buf, opts) {
             Ok(Status::Complete(d)) => (
                 match d.packet {
@@ -271,6 +282,7 @@ impl Raw {
                     ),
                     Packet::UnsubAck(s) => P::UnsubAck(s.packet_id.get()),
                     Packet::PingResp => P::PingResp,
+                    Packet::Disconnect(d) => P::Disconnect(d.reason_code.0),
                     other => P::Other(format!("{other:?}")),
                 },
                 d.consumed,
