@@ -442,7 +442,12 @@ mod tests {
         let mut filters = Vec::new();
         let mut partial: Vec<String> = FILTER_LEVELS.iter().map(|l| l.to_string()).collect();
         for _ in 0..3 {
-            filters.extend(partial.iter().filter(|f| TopicFilter::new(f).is_ok()).cloned());
+            filters.extend(
+                partial
+                    .iter()
+                    .filter(|f| TopicFilter::new(f).is_ok())
+                    .cloned(),
+            );
             partial = partial
                 .iter()
                 .flat_map(|f| FILTER_LEVELS.iter().map(move |l| format!("{f}/{l}")))
@@ -511,7 +516,10 @@ mod tests {
         check_shape(&s);
         assert_eq!(s.len(), 2001);
         assert_eq!(s.get(&deep).unwrap().payload(), b"deep");
-        assert!(topics(&s, "/+/#") == [deep.clone()], "only the deep topic starts empty");
+        assert!(
+            topics(&s, "/+/#") == [deep.clone()],
+            "only the deep topic starts empty"
+        );
         let mut all = Vec::new();
         s.matching(TopicFilter::new("#").unwrap(), &mut all);
         assert_eq!(all.len(), 2001);
@@ -530,7 +538,12 @@ mod tests {
     fn nothing_is_visited_for_filters_that_match_nothing() {
         let mut s = RetainedStore::new();
         for i in 0..1000 {
-            s.set(Message::new(&format!("n{i}/x"), b"1", QoS::AtMostOnce, true));
+            s.set(Message::new(
+                &format!("n{i}/x"),
+                b"1",
+                QoS::AtMostOnce,
+                true,
+            ));
         }
         // Each of these is one lookup at the first level, whatever the store holds (the scan
         // of every message per wildcard filter let one SUBSCRIBE stall the broker).
@@ -539,7 +552,10 @@ mod tests {
             assert_eq!(visits(|| assert!(topics(&s, &f).is_empty())), 1);
         }
         assert_eq!(visits(|| assert_eq!(topics(&s, "n7/#"), ["n7/x"])), 2);
-        assert_eq!(visits(|| assert_eq!(topics(&s, "n7/+/+"), [] as [&str; 0])), 2);
+        assert_eq!(
+            visits(|| assert_eq!(topics(&s, "n7/+/+"), [] as [&str; 0])),
+            2
+        );
         assert_eq!(topics(&s, "+/y").len(), 0);
         assert_eq!(topics(&s, "+/x").len(), 1000);
     }
