@@ -201,13 +201,8 @@ impl Packet<'_> {
             Packet::SubAck(p) | Packet::UnsubAck(p) => p.body_len(t, v)?.0,
             Packet::Unsubscribe(p) => p.body_len(v)?.0,
             Packet::PingReq | Packet::PingResp => 0,
-            Packet::Disconnect(p) => p.body_len(t, v)?.0,
-            Packet::Auth(p) => {
-                if !v.is_v5() {
-                    return Err(EncodeError::NotInVersion);
-                }
-                p.body_len(t, v)?.0
-            }
+            // (`body_len` refuses a 3.1.1 AUTH with `NotInVersion`.)
+            Packet::Disconnect(p) | Packet::Auth(p) => p.body_len(t, v)?.0,
         };
         frame_lengths(body).map(|(_, total)| total)
     }
@@ -249,12 +244,7 @@ impl Packet<'_> {
             Packet::PingReq => encode_empty(PacketType::PingReq, buf),
             Packet::PingResp => encode_empty(PacketType::PingResp, buf),
             Packet::Disconnect(p) => encode_disconnect(p, PacketType::Disconnect, version, buf),
-            Packet::Auth(p) => {
-                if !version.is_v5() {
-                    return Err(EncodeError::NotInVersion);
-                }
-                encode_disconnect(p, PacketType::Auth, version, buf)
-            }
+            Packet::Auth(p) => encode_disconnect(p, PacketType::Auth, version, buf),
         }
     }
 }

@@ -863,7 +863,6 @@ impl Properties<'_> {
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
-            check(PropertyId::MAXIMUM_QOS)?;
             n = item(n, 1);
         }
         if self.retain_available.is_some() {
