@@ -1042,11 +1042,10 @@ impl Broker {
                 self.send_packet(conn, &Packet::PubRel(rel));
             }
             Packet::PubRel(a) => {
-                let known = self.sessions.get_mut(sid).is_some_and(|s| {
-                    let known = s.delivery_mut().awaiting_rel.remove(&a.packet_id.get());
-                    s.release_idle_delivery();
-                    known
-                });
+                let known = self
+                    .sessions
+                    .get_mut(sid)
+                    .is_some_and(|s| s.release_awaiting_rel(a.packet_id.get()));
                 // [MQTT-4.3.3-2]: PUBCOMP even for an id already released (5.0 says so with
                 // 0x92 Packet Identifier not found).
                 let mut comp = Ack::new(a.packet_id);

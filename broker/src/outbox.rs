@@ -3,7 +3,7 @@
 //! The core pushes encoded items while it holds the broker lock; the writer task drains everything
 //! queued into one buffer and writes it with one system call (write batching). The outbox counts
 //! its queued bytes so the core can bound memory per connection (see `max_outgoing_bytes`).
-//! It is plain Rust (a mutex and two stored [`Waker`]s, no runtime types), so the core stays
+//! It is plain Rust (a mutex and the connection task's [`Waker`], no runtime types), so the core stays
 //! testable without a runtime, and an idle connection's outbox costs one small allocation: the
 //! queue's storage is given back when a small batch is drained, so a connection that is not
 //! sending holds none.

@@ -78,10 +78,9 @@ impl Node {
         let Some(key) = self.children.keys().next().cloned() else {
             return;
         };
-        let Some(child) = self.children.remove(&key) else {
+        let Some(mut child) = self.children.remove(&key) else {
             return;
         };
-        let mut child = child;
         let label = format!("{}/{}", self.label, child.label);
         self.label = label.into_boxed_str();
         self.message = child.message.take();
@@ -179,21 +178,9 @@ impl RetainedStore {
     /// Delete the retained message of `topic`, if any.
     fn remove(&mut self, topic: &str) {
         let levels: Vec<&str> = topic.split('/').collect();
-        // Find the keys of the path down to the topic's node.
         let mut path: Vec<&str> = Vec::new();
-        let mut node = &self.root;
-        let mut i = 0;
-        while let Some(&first) = levels.get(i) {
-            let Some(child) = node.children.get(first) else {
-                return;
-            };
-            let (common, whole) = child.common_prefix(levels.get(i..).unwrap_or_default());
-            if !whole {
-                return;
-            }
-            path.push(first);
-            node = child;
-            i += common;
+        if self.exact_node(&levels, Some(&mut path)).is_none() {
+            return;
         }
         let Some((&last, above)) = path.split_last() else {
             return;
@@ -230,7 +217,7 @@ impl RetainedStore {
         }
         let mut expired = Vec::new();
         let mut expiring = false;
-        self.for_each(|m| {
+        each_message(&self.root, |m| {
             if m.is_expired(now_ms) {
                 expired.push(Arc::clone(m));
             } else {
@@ -243,19 +230,13 @@ impl RetainedStore {
         self.has_expiring = expiring;
     }
 
-    fn for_each(&self, mut f: impl FnMut(&Arc<Message>)) {
-        let mut stack = vec![&self.root];
-        while let Some(node) = stack.pop() {
-            if let Some(m) = &node.message {
-                f(m);
-            }
-            stack.extend(node.children.values());
-        }
-    }
-
-    /// The retained message of one topic.
-    pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
-        let levels: Vec<&str> = topic.split('/').collect();
+    /// The node whose path is exactly `levels`, if there is one; `path` gets the key of each
+    /// node on the way down.
+    fn exact_node<'t>(
+        &self,
+        levels: &[&'t str],
+        mut path: Option<&mut Vec<&'t str>>,
+    ) -> Option<&Node> {
         let mut node = &self.root;
         let mut i = 0;
         while let Some(&first) = levels.get(i) {
@@ -264,10 +245,19 @@ impl RetainedStore {
             if !whole {
                 return None;
             }
+            if let Some(path) = path.as_deref_mut() {
+                path.push(first);
+            }
             node = child;
             i += common;
         }
-        node.message.as_ref()
+        Some(node)
+    }
+
+    /// The retained message of one topic.
+    pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        self.exact_node(&levels, None)?.message.as_ref()
     }
 
     /// Append every retained message matching `filter` to `out` (§4.7: `+` one level, `#` the
@@ -338,11 +328,18 @@ fn descend<'n>(
 
 /// Every message at or below `node`.
 fn subtree(node: &Node, out: &mut Vec<Arc<Message>>) {
+    each_message(node, |m| out.push(Arc::clone(m)));
+}
+
+/// Call `f` for every message at or below `node` (a loop: the trie may be deeper than a stack).
+fn each_message(node: &Node, mut f: impl FnMut(&Arc<Message>)) {
     let mut stack = vec![node];
     while let Some(n) = stack.pop() {
         #[cfg(test)]
         tests::VISITS.with(|v| v.set(v.get() + 1));
-        out.extend(n.message.iter().cloned());
+        if let Some(m) = &n.message {
+            f(m);
+        }
         stack.extend(n.children.values());
     }
 }

@@ -191,6 +191,17 @@ impl Session {
         self.delivery.get_or_insert_with(Box::default)
     }
 
+    /// Forget an incoming QoS 2 packet id on its PUBREL; whether it was awaiting release. A
+    /// session with no QoS 1/2 state allocates none for an unknown id.
+    pub fn release_awaiting_rel(&mut self, id: u16) -> bool {
+        let known = self
+            .delivery
+            .as_mut()
+            .is_some_and(|d| d.awaiting_rel.remove(&id));
+        self.release_idle_delivery();
+        known
+    }
+
     /// Give the QoS 1/2 state's memory back once it holds nothing (after acknowledgements).
     pub fn release_idle_delivery(&mut self) {
         if self.delivery.as_deref().is_some_and(Delivery::is_empty) {
