@@ -213,12 +213,24 @@ struct Conn {
     version: ProtocolVersion,
     /// 5.0: the client's Maximum Packet Size (larger messages are not sent, [MQTT-3.1.2-25]).
     max_packet_size: u32,
-    outbox: Outbox,
+    /// `None` while the shell has the connection hibernating (see [`Broker::hibernate`]).
+    outbox: Option<Outbox>,
     state: ConnState,
     out_aliases: Option<Box<OutAliases>>,
 }
 
 impl Conn {
+    /// The outbox to queue on. A hibernating connection gets a new one, and the shell is told
+    /// (through `woken`) to give it its task back.
+    fn outbox(&mut self, woken: &mut Vec<(ConnId, Outbox)>) -> &Outbox {
+        let id = self.id;
+        self.outbox.get_or_insert_with(|| {
+            let outbox = Outbox::new();
+            woken.push((id, outbox.clone()));
+            outbox
+        })
+    }
+
     fn client_id(&self) -> &str {
         match &self.state {
             ConnState::Connected(c) => &c.client_id,
@@ -279,6 +291,8 @@ pub struct Broker {
     sub_ids: Vec<u32>,
     /// Connections to close once the current event is handled (found while borrowed).
     to_close: Vec<(ConnId, CloseReason)>,
+    /// Hibernating connections that were given an outbox again (see [`Broker::take_woken`]).
+    woken: Vec<(ConnId, Outbox)>,
     /// Disconnected sessions with a finite expiry, by expiry time.
     expiring: BTreeSet<(u64, SessionId)>,
     pending_wills: Vec<PendingWill>,
@@ -321,6 +335,7 @@ impl Broker {
             matches: Vec::new(),
             sub_ids: Vec::new(),
             to_close: Vec::new(),
+            woken: Vec::new(),
             expiring: BTreeSet::new(),
             pending_wills: Vec::new(),
             authenticators: Vec::new(),
@@ -405,7 +420,7 @@ impl Broker {
                 last_seen_ms: now_ms,
                 version: ProtocolVersion::V311,
                 max_packet_size: u32::MAX,
-                outbox: outbox.clone(),
+                outbox: Some(outbox.clone()),
                 state: ConnState::AwaitingConnect,
                 out_aliases: None,
             }),
@@ -548,6 +563,40 @@ impl Broker {
             self.next_sys_ms = now_ms.saturating_add(self.config.sys_interval.saturating_mul(1000));
         }
         self.process_closes();
+    }
+
+    /// The shell's connection `conn` is quiet and wants to hibernate: it gives up its outbox
+    /// (the core makes a new one, and reports it in [`Broker::take_woken`], when it has
+    /// something to send or closes the connection). Refused (`false`) when something is queued
+    /// already.
+    pub fn hibernate(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.outbox.as_ref().is_some_and(Outbox::is_idle) {
+            c.outbox = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A hibernating connection's socket has an event: the outbox its task drains again, or
+    /// `None` if the connection is gone.
+    pub fn wake(&mut self, conn: ConnId) -> Option<Outbox> {
+        let c = self.conns.get_mut(&conn)?;
+        Some(c.outbox.get_or_insert_with(Outbox::new).clone())
+    }
+
+    /// Hibernating connections the core has queued something for, or closed, since the last
+    /// call, each with its new outbox: the shell gives them their task back.
+    pub fn take_woken(&mut self) -> Vec<(ConnId, Outbox)> {
+        std::mem::take(&mut self.woken)
+    }
+
+    /// Whether a call to [`Broker::take_woken`] would return anything.
+    pub fn has_woken(&self) -> bool {
+        !self.woken.is_empty()
     }
 
     /// Close every connection (graceful shutdown): queued bytes are flushed, no wills published;
@@ -1612,7 +1661,9 @@ impl Broker {
         let stats = &mut self.stats;
         match conn {
             Some((_, c)) if qos == QoS::AtMostOnce => {
-                if c.outbox.queued_bytes() > self.config.max_outgoing_bytes {
+                if c.outbox.as_ref().map_or(0, Outbox::queued_bytes)
+                    > self.config.max_outgoing_bytes
+                {
                     return drop_message(stats, session);
                 }
                 session.dropping = false;
@@ -1626,7 +1677,10 @@ impl Broker {
                     c,
                     out,
                     self.config.max_outgoing_bytes,
-                    &mut self.to_close,
+                    PushTo {
+                        to_close: &mut self.to_close,
+                        woken: &mut self.woken,
+                    },
                 );
                 stats.publish_sent = stats.publish_sent.saturating_add(1);
             }
@@ -1658,7 +1712,10 @@ impl Broker {
                     c,
                     out,
                     self.config.max_outgoing_bytes,
-                    &mut self.to_close,
+                    PushTo {
+                        to_close: &mut self.to_close,
+                        woken: &mut self.woken,
+                    },
                 );
                 stats.publish_sent = stats.publish_sent.saturating_add(1);
             }
@@ -1753,7 +1810,10 @@ impl Broker {
                 c,
                 out,
                 self.config.max_outgoing_bytes,
-                &mut self.to_close,
+                PushTo {
+                    to_close: &mut self.to_close,
+                    woken: &mut self.woken,
+                },
             );
             self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
         }
@@ -1814,7 +1874,7 @@ impl Broker {
     // ---------------------------------------------------------------------------------------
 
     fn send(&mut self, conn: ConnId, out: Out) {
-        if let Some(c) = self.conns.get(&conn) {
+        if let Some(c) = self.conns.get_mut(&conn) {
             if out.len() > c.max_packet_size as usize {
                 // [MQTT-3.1.2-24]: never more than the client accepts; an acknowledgement this
                 // large only happens with absurdly small limits, and is left out.
@@ -1830,7 +1890,10 @@ impl Broker {
                 c,
                 out,
                 self.config.max_outgoing_bytes,
-                &mut self.to_close,
+                PushTo {
+                    to_close: &mut self.to_close,
+                    woken: &mut self.woken,
+                },
             );
         }
     }
@@ -1868,7 +1931,7 @@ impl Broker {
     /// Close a connection: log why, detach (or end) its session, publish (or delay) its will if
     /// the reason calls for it, and close its outbox (the writer flushes, then shuts the socket).
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(mut c) = self.conns.remove(&conn) else {
             return;
         };
         if c.version.is_v5()
@@ -1891,9 +1954,9 @@ impl Broker {
                     c.version,
                 );
             }
-            c.outbox.push(out);
+            c.outbox(&mut self.woken).push(out);
         }
-        c.outbox.close();
+        c.outbox(&mut self.woken).close();
         let id = c.client_id();
         match reason {
             CloseReason::Disconnected => log::info!("Client {id} disconnected."),
@@ -2104,19 +2167,19 @@ fn drop_message(stats: &mut Stats, session: &mut Session) {
     }
 }
 
+/// Where [`push`] reports: connections to close, hibernating connections woken.
+struct PushTo<'a> {
+    to_close: &'a mut Vec<(ConnId, CloseReason)>,
+    woken: &'a mut Vec<(ConnId, Outbox)>,
+}
+
 /// Queue `out` on a connection, counting it; a queue past its hard limit closes the connection.
-fn push(
-    stats: &mut Stats,
-    c: &Conn,
-    out: Out,
-    max_outgoing_bytes: usize,
-    to_close: &mut Vec<(ConnId, CloseReason)>,
-) {
+fn push(stats: &mut Stats, c: &mut Conn, out: Out, max_outgoing_bytes: usize, to: PushTo<'_>) {
     stats.messages_sent = stats.messages_sent.saturating_add(1);
     stats.bytes_sent = stats.bytes_sent.saturating_add(out.len() as u64);
-    let queued = c.outbox.push(out);
+    let queued = c.outbox(to.woken).push(out);
     if queued > max_outgoing_bytes.saturating_mul(8) {
-        to_close.push((c.id, CloseReason::SlowConsumer));
+        to.to_close.push((c.id, CloseReason::SlowConsumer));
     }
 }
 
@@ -2307,6 +2370,75 @@ mod tests {
                 }),
             );
         }
+    }
+
+    #[test]
+    fn hibernating_connection_gives_up_its_outbox_and_is_woken_with_a_new_one() {
+        let mut t = T::new();
+        let (s, so) = t.connect("sub", true);
+        t.subscribe(s, &so, "h/#", QoS::AtLeastOnce);
+        let (p, po) = t.connect("pub", true);
+        // Refused while something is queued; granted once the writer has taken it.
+        t.publish(p, "h/1", b"one", QosPid::AtMostOnce, false);
+        assert!(!t.b.hibernate(s), "a message is waiting");
+        assert_eq!(publishes(&so), [("h/1".into(), b"one".to_vec(), 0)]);
+        assert!(t.b.hibernate(s));
+        assert!(!t.b.hibernate(s), "already hibernating");
+        assert!(!t.b.hibernate(ConnId(999)), "unknown connection");
+        assert!(!t.b.has_woken());
+        // A message for it: a new outbox with the message, reported once.
+        t.publish(p, "h/2", b"two", QosPid::AtLeastOnce(pid(5)), false);
+        assert_eq!(drain(&po), [P::PubAck(5)]);
+        assert_eq!(so.queued_bytes(), 0, "the old outbox gets nothing");
+        let woken = t.b.take_woken();
+        assert_eq!(woken.len(), 1);
+        let (id, fresh) = &woken[0];
+        assert_eq!(*id, s);
+        assert!(matches!(
+            &drain(fresh)[..],
+            [P::Publish { topic, qos: 1, .. }] if topic == "h/2"
+        ));
+        assert!(t.b.take_woken().is_empty());
+        // Woken by its socket instead: the core hands out the outbox it queues on from then on.
+        assert!(t.b.hibernate(s));
+        let back = t.b.wake(s).unwrap();
+        t.publish(p, "h/3", b"three", QosPid::AtMostOnce, false);
+        assert_eq!(publishes(&back), [("h/3".into(), b"three".to_vec(), 0)]);
+        assert!(!t.b.has_woken(), "it was not hibernating any more");
+        assert!(t.b.wake(ConnId(999)).is_none());
+    }
+
+    #[test]
+    fn hibernating_connection_closed_by_the_core_is_woken_closed() {
+        let mut t = T::new();
+        let will = Will {
+            topic: TopicName::new("w").unwrap(),
+            payload: b"gone",
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: NO_PROPERTIES,
+        };
+        let (w, _wo, _) = t.connect_with("sleepy", true, 1, Some(will));
+        let (s, so) = t.connect("watch", true);
+        t.subscribe(s, &so, "w", QoS::AtMostOnce);
+        assert!(t.b.hibernate(w));
+        // Keep-alive 1 s: closed after 1.5 s without a packet, will published.
+        t.now = 1600;
+        t.b.tick(t.now);
+        assert_eq!(publishes(&so), [("w".into(), b"gone".to_vec(), 0)]);
+        let woken = t.b.take_woken();
+        assert_eq!(woken.len(), 1);
+        assert_eq!(woken[0].0, w);
+        assert!(
+            woken[0].1.is_closed(),
+            "the shell flushes and shuts the socket"
+        );
+        // Takeover of a hibernating connection closes it the same way.
+        let (old, _oo) = t.connect("twin", false);
+        assert!(t.b.hibernate(old));
+        let (_new, _no) = t.connect("twin", false);
+        let woken = t.b.take_woken();
+        assert!(woken.iter().any(|(id, o)| *id == old && o.is_closed()));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub mod config;
 pub mod index;
 pub mod message;
 pub mod outbox;
+#[cfg(target_os = "linux")]
+mod park;
 pub mod retained;
 pub mod server;
 pub mod session;

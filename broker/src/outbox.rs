@@ -102,6 +102,12 @@ impl Outbox {
         }
     }
 
+    /// Whether nothing is queued and the outbox is open.
+    pub fn is_idle(&self) -> bool {
+        let s = self.lock();
+        !s.closed && s.items.is_empty()
+    }
+
     /// Whether the outbox was closed.
     pub fn is_closed(&self) -> bool {
         self.lock().closed

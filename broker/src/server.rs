@@ -9,6 +9,9 @@
 //!
 //! Writing: the core queues items on the connection's [`Outbox`]; the writer drains everything
 //! queued into one buffer and writes it with one `write` (batching).
+//!
+//! Hibernation: a quiet connection gives its task and reactor registration back and waits as a
+//! bare socket in the parking lot (`park.rs`, `hibernate_after_ms`).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -26,6 +29,8 @@ use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
 use crate::broker::{Broker, Stats};
 use crate::config::Config;
 use crate::outbox::Outbox;
+#[cfg(target_os = "linux")]
+use crate::park::{Parked, ParkingLot};
 use crate::session::ConnId;
 
 /// How often the core's clock advances (keep-alive, connect timeout and `$SYS` resolution).
@@ -46,16 +51,96 @@ struct Shared {
     broker: Mutex<Broker>,
     epoch: Instant,
     config: Config,
+    /// Where quiet connections hibernate (`None`: they keep their task).
+    #[cfg(target_os = "linux")]
+    lot: Option<Arc<ParkingLot>>,
+    /// To spawn revived connections (from inside a lock guard, see [`CoreGuard`]).
+    me: Weak<Shared>,
+    executor: Weak<Executor<'static>>,
+}
+
+/// The locked core. Dropping it revives the hibernating connections the core woke meanwhile
+/// (while still holding the lock, so that a connection is never both parked and live).
+struct CoreGuard<'a> {
+    broker: MutexGuard<'a, Broker>,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    shared: &'a Shared,
+}
+
+impl std::ops::Deref for CoreGuard<'_> {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+impl std::ops::DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Broker {
+        &mut self.broker
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if self.broker.has_woken()
+            && let Some(lot) = &self.shared.lot
+        {
+            for (conn, outbox) in self.broker.take_woken() {
+                if let Some(p) = lot.unpark(conn) {
+                    self.shared.revive(&mut self.broker, conn, p, outbox, false);
+                }
+            }
+        }
+    }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Broker> {
-        // A panic in one connection's handling must not take the broker down with it.
-        self.broker.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> CoreGuard<'_> {
+        CoreGuard {
+            // A panic in one connection's handling must not take the broker down with it.
+            broker: self.broker.lock().unwrap_or_else(|e| e.into_inner()),
+            shared: self,
+        }
+    }
+
+    /// Give a hibernating connection, just taken out of the lot, its task again (with the core
+    /// locked: `broker`).
+    #[cfg(target_os = "linux")]
+    fn revive(&self, broker: &mut Broker, conn: ConnId, p: Parked, outbox: Outbox, readable: bool) {
+        let (Some(shared), Some(ex)) = (self.me.upgrade(), self.executor.upgrade()) else {
+            return;
+        };
+        match Async::new(p.stream) {
+            Ok(stream) => {
+                let mut c = Connection::new(shared, stream, conn, outbox);
+                c.options =
+                    DecodeOptions::new(p.version).with_max_packet_size(self.config.max_packet_size);
+                c.readable = readable;
+                c.connected = true;
+                // `hibernate` stays set: it is decided again once the connection reads or
+                // writes (a revival with nothing to do hibernates again at once).
+                c.quiet_since_ms = p.since_ms;
+                ex.spawn(Task(Some(c))).detach();
+            }
+            Err(_) => {
+                broker.connection_lost(conn);
+                outbox.close();
+            }
+        }
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Connections hibernating in the parking lot now.
+    fn hibernating(&self) -> usize {
+        #[cfg(target_os = "linux")]
+        if let Some(lot) = &self.lot {
+            return lot.len();
+        }
+        0
     }
 }
 
@@ -117,16 +202,31 @@ impl Server {
         for a in self.authenticators {
             broker.add_authenticator(a);
         }
-        let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
-            epoch,
-            config: self.config,
-        });
-        let listener = Async::new(self.listener)?;
+        #[cfg(target_os = "linux")]
+        let lot = match self.config.hibernate_after_ms {
+            0 => None,
+            _ => Some(Arc::new(ParkingLot::new()?)),
+        };
         let executor = Arc::new(Executor::new());
         // Tasks hold the executor weakly, so dropping the handle's reference drops every task
         // (and with them the listener and the sockets).
         let weak = Arc::downgrade(&executor);
+        let shared = Arc::new_cyclic(|me| Shared {
+            broker: Mutex::new(broker),
+            epoch,
+            config: self.config,
+            #[cfg(target_os = "linux")]
+            lot: lot.clone(),
+            me: me.clone(),
+            executor: weak.clone(),
+        });
+        let listener = Async::new(self.listener)?;
+        #[cfg(target_os = "linux")]
+        if let Some(lot) = lot {
+            executor
+                .spawn(revive_loop(lot, Arc::downgrade(&shared)))
+                .detach();
+        }
         executor
             .spawn(accept_loop(
                 listener,
@@ -192,6 +292,11 @@ impl ServerHandle {
         self.shared.lock().connected_clients()
     }
 
+    /// Connections hibernating now (quiet, without a task: see `hibernate_after_ms`).
+    pub fn hibernating_connections(&self) -> usize {
+        self.shared.hibernating()
+    }
+
     /// Subscriptions held now (all sessions).
     pub fn subscription_count(&self) -> usize {
         self.shared.lock().subscriptions().len()
@@ -211,8 +316,11 @@ impl ServerHandle {
         self.shared.lock().shutdown();
         // Let the writers flush what the connections had queued (the handle, the accept loop
         // and the ticker hold the other three references).
+        // Hibernating connections are revived to flush theirs first.
         let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline && Arc::strong_count(&self.shared) > 3 {
+        while Instant::now() < deadline
+            && (Arc::strong_count(&self.shared) > 3 || self.shared.hibernating() > 0)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(stop);
@@ -261,8 +369,38 @@ async fn accept_loop(
         let Some(ex) = executor.upgrade() else {
             return;
         };
-        ex.spawn(Connection::new(Arc::clone(&shared), stream, conn, outbox))
-            .detach();
+        ex.spawn(Task(Some(Connection::new(
+            Arc::clone(&shared),
+            stream,
+            conn,
+            outbox,
+        ))))
+        .detach();
+    }
+}
+
+/// Give hibernating connections their task back when their sockets have events.
+#[cfg(target_os = "linux")]
+async fn revive_loop(lot: Arc<ParkingLot>, shared: Weak<Shared>) {
+    let mut ready = Vec::new();
+    loop {
+        lot.readable().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut broker = shared.lock();
+        lot.ready(&mut ready);
+        for conn in ready.drain(..) {
+            // Not there: already revived because the core woke it.
+            let Some(p) = lot.unpark(conn) else {
+                continue;
+            };
+            match broker.wake(conn) {
+                Some(outbox) => shared.revive(&mut broker, conn, p, outbox, true),
+                // The core has forgotten it (cannot happen while it is parked): drop it.
+                None => drop(p),
+            }
+        }
     }
 }
 
@@ -282,8 +420,19 @@ struct Connection {
     reading: bool,
     /// Whether the socket may hold unread bytes (see `poll_read`).
     readable: bool,
+    /// Whether the CONNECT was handled (only a connected client hibernates).
+    connected: bool,
+    /// Whether to hibernate the next time the connection falls quiet: just connected, or the
+    /// last quiet spell lasted at least `hibernate_after_ms`.
+    hibernate: bool,
+    /// When the connection last fell quiet after reading or writing (`NOT_QUIET` while busy).
+    quiet_since_ms: u64,
+    /// Whether this poll read or wrote anything.
+    active: bool,
     writer: Writer,
 }
+
+const NOT_QUIET: u64 = u64::MAX;
 
 #[derive(Debug)]
 enum Writer {
@@ -334,7 +483,68 @@ impl Connection {
             pending: Vec::new(),
             reading: true,
             readable: false,
+            connected: false,
+            hibernate: true,
+            quiet_since_ms: NOT_QUIET,
+            active: false,
             writer: Writer::Idle,
+        }
+    }
+
+    /// Hand the socket to the parking lot and end the task. Gives the connection back (with a
+    /// fresh reactor registration) if it may not hibernate after all; `Err(None)` if the
+    /// connection is over.
+    #[cfg(target_os = "linux")]
+    fn park(self, lot: &ParkingLot) -> Result<(), Option<Connection>> {
+        let Connection {
+            shared,
+            stream,
+            conn,
+            outbox,
+            options,
+            quiet_since_ms,
+            ..
+        } = self;
+        let Ok(stream) = stream.into_inner() else {
+            // The socket is gone with the failed deregistration: the connection is over.
+            shared.lock().connection_lost(conn);
+            outbox.close();
+            return Err(None);
+        };
+        let parked = Parked {
+            stream,
+            version: options.version,
+            since_ms: quiet_since_ms,
+        };
+        let mut broker = shared.lock();
+        // Both under the lock: the core drops the outbox, the lot takes the socket.
+        let back = if broker.hibernate(conn) {
+            match lot.park(conn, parked) {
+                Ok(()) => return Ok(()),
+                Err(p) => match broker.wake(conn) {
+                    Some(outbox) => (p, outbox),
+                    None => return Err(None),
+                },
+            }
+        } else {
+            // Something was queued meanwhile.
+            (parked, outbox)
+        };
+        drop(broker);
+        let (p, outbox) = back;
+        match Async::new(p.stream) {
+            Ok(stream) => {
+                let mut c = Connection::new(Arc::clone(&shared), stream, conn, outbox);
+                c.options = options;
+                c.connected = true;
+                c.quiet_since_ms = quiet_since_ms;
+                Err(Some(c))
+            }
+            Err(_) => {
+                shared.lock().connection_lost(conn);
+                outbox.close();
+                Err(None)
+            }
         }
     }
 
@@ -364,6 +574,8 @@ impl Connection {
             outbox,
             options,
             pending,
+            connected,
+            active,
             ..
         } = self;
         READ_BUFFER.with(|buf| {
@@ -377,10 +589,11 @@ impl Connection {
                 }
                 Err(_) => return ReadOutcome::Stop,
             };
+            *active = true;
             let drained = n < buf.len();
             let fresh = buf.get(..n).unwrap_or_default();
             if pending.is_empty() {
-                let (used, stop) = handle_bytes(shared, *conn, outbox, fresh, options);
+                let (used, stop) = handle_bytes(shared, *conn, outbox, fresh, options, connected);
                 if stop {
                     return ReadOutcome::Stop;
                 }
@@ -388,7 +601,7 @@ impl Connection {
                 pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
             } else {
                 pending.extend_from_slice(fresh);
-                let (used, stop) = handle_bytes(shared, *conn, outbox, pending, options);
+                let (used, stop) = handle_bytes(shared, *conn, outbox, pending, options, connected);
                 if stop {
                     return ReadOutcome::Stop;
                 }
@@ -401,7 +614,8 @@ impl Connection {
         })
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) {
+    /// Returns whether the reader waits for the socket (nothing more to read now).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut budget = READ_BUDGET;
         while self.reading {
             // Read only when there is reason to expect bytes: the reactor said so, or the last
@@ -416,8 +630,9 @@ impl Connection {
                         // Also wake when the core closes the connection.
                         if self.outbox.poll_closed(cx).is_ready() {
                             self.finish_reading();
+                            return false;
                         }
-                        return;
+                        return true;
                     }
                 }
                 continue;
@@ -431,27 +646,30 @@ impl Connection {
                     if budget == 0 {
                         // Let the other connections of this thread run between reads.
                         cx.waker().wake_by_ref();
-                        return;
+                        return false;
                     }
                 }
             }
         }
+        false
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) {
+    /// Returns whether the writer waits for the outbox (everything queued is written).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
         let mut budget = WRITE_BUDGET;
         loop {
             match &mut self.writer {
-                Writer::Done => return,
+                Writer::Done => return false,
                 Writer::Idle => {
                     if self.outbox.poll_ready(cx).is_pending() {
-                        return;
+                        return true;
                     }
                     budget = budget.saturating_sub(1);
                     if budget == 0 {
                         cx.waker().wake_by_ref();
-                        return;
+                        return false;
                     }
+                    self.active = true;
                     match drain_and_write(&self.stream, &self.outbox) {
                         None => self.finish_writing(),
                         Some((closed, rest)) if rest.is_empty() => {
@@ -472,13 +690,19 @@ impl Connection {
                 Writer::Blocked(b) => {
                     while let Some(unwritten) = b.rest.get(b.written..).filter(|r| !r.is_empty()) {
                         match self.stream.get_ref().write(unwritten) {
-                            Ok(0) => return self.finish_writing(),
+                            Ok(0) => {
+                                self.finish_writing();
+                                return false;
+                            }
                             Ok(n) => b.written = b.written.saturating_add(n),
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                                 match self.stream.poll_writable(cx) {
                                     Poll::Ready(Ok(())) => continue,
-                                    Poll::Ready(Err(_)) => return self.finish_writing(),
+                                    Poll::Ready(Err(_)) => {
+                                        self.finish_writing();
+                                        return false;
+                                    }
                                     Poll::Pending => {}
                                 }
                                 // A peer that stops reading must not keep a closed connection
@@ -489,17 +713,26 @@ impl Connection {
                                 if let Some(timer) = &mut b.grace
                                     && Pin::new(timer).poll(cx).is_ready()
                                 {
-                                    return self.finish_writing();
+                                    {
+                                        self.finish_writing();
+                                        return false;
+                                    }
                                 }
-                                return;
+                                return false;
                             }
-                            Err(_) => return self.finish_writing(),
+                            Err(_) => {
+                                self.finish_writing();
+                                return false;
+                            }
                         }
                     }
                     let closed = b.closed;
                     self.writer = Writer::Idle;
                     if closed {
-                        return self.finish_writing();
+                        {
+                            self.finish_writing();
+                            return false;
+                        }
                     }
                 }
             }
@@ -507,18 +740,51 @@ impl Connection {
     }
 }
 
-impl Future for Connection {
+/// The spawned task: one connection, until it ends or hibernates.
+#[derive(Debug)]
+struct Task(Option<Connection>);
+
+impl Future for Task {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.poll_read(cx);
-        this.poll_write(cx);
-        if !this.reading && matches!(this.writer, Writer::Done) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        let Some(c) = this.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let read_waits = c.poll_read(cx);
+        let write_waits = c.poll_write(cx);
+        if !c.reading && matches!(c.writer, Writer::Done) {
+            return Poll::Ready(());
         }
+        if std::mem::take(&mut c.active) && c.quiet_since_ms != NOT_QUIET {
+            // Busy again after a quiet spell: hibernate next time if it was a long one.
+            let quiet = c.shared.now_ms().saturating_sub(c.quiet_since_ms);
+            c.hibernate = quiet >= c.shared.config.hibernate_after_ms;
+            c.quiet_since_ms = NOT_QUIET;
+        }
+        // Quiet: nothing to read, nothing to write, no partial packet.
+        if !(read_waits && write_waits && c.connected && c.pending.is_empty()) {
+            return Poll::Pending;
+        }
+        if c.quiet_since_ms == NOT_QUIET {
+            c.quiet_since_ms = c.shared.now_ms();
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(lot) = c.shared.lot.clone().filter(|_| c.hibernate)
+            && let Some(conn) = this.0.take()
+        {
+            return match conn.park(&lot) {
+                Ok(()) | Err(None) => Poll::Ready(()),
+                Err(Some(back)) => {
+                    // Not parked after all (something was queued meanwhile): go on.
+                    this.0 = Some(back);
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            };
+        }
+        Poll::Pending
     }
 }
 
@@ -556,9 +822,10 @@ fn handle_bytes(
     outbox: &Outbox,
     data: &[u8],
     options: &mut DecodeOptions,
+    connected: &mut bool,
 ) -> (usize, bool) {
     let mut used = 0usize;
-    let mut broker: Option<MutexGuard<'_, Broker>> = None;
+    let mut broker: Option<CoreGuard<'_>> = None;
     let now = shared.now_ms();
     while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
         match decode(rest, *options) {
@@ -567,6 +834,7 @@ fn handle_bytes(
                     // The connection now speaks the CONNECT's version, with the full size limit.
                     options.version = c.protocol;
                     options.max_packet_size = shared.config.max_packet_size;
+                    *connected = true;
                 }
                 let b = broker.get_or_insert_with(|| shared.lock());
                 b.packet_received(conn, &d.packet, d.consumed, now);
@@ -603,6 +871,10 @@ mod tests {
             broker: Mutex::new(Broker::new(Config::for_tests(), 0)),
             epoch: Instant::now(),
             config: Config::for_tests(),
+            #[cfg(target_os = "linux")]
+            lot: None,
+            me: Weak::new(),
+            executor: Weak::new(),
         });
         let fut = Connection::new(shared, stream, ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));

@@ -573,3 +573,78 @@ fn graceful_shutdown_closes_connections() {
         "listener closed"
     );
 }
+
+/// Wait until at least `n` connections hibernate.
+fn wait_hibernating(broker: &wren_broker::ServerHandle, n: usize) {
+    let end = Instant::now() + WAIT;
+    while broker.hibernating_connections() < n {
+        assert!(
+            Instant::now() < end,
+            "{} hibernating, expected {n}",
+            broker.hibernating_connections()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn hibernating_connections_wake_for_messages_timeouts_hang_ups_and_takeover() {
+    let broker = start(|c| c.hibernate_after_ms = 50);
+    let addr = broker.local_addr();
+    // A subscriber that goes quiet after a long enough pause hibernates; so does a client that
+    // has just connected.
+    let (mut sub, _) = Raw::connect(addr, "sub", true, 30);
+    assert!(matches!(
+        sub.subscribe("h/#", QoS::AtLeastOnce),
+        P::SubAck(..)
+    ));
+    std::thread::sleep(Duration::from_millis(100));
+    sub.send(&Packet::PingReq);
+    assert_eq!(sub.recv(), Some(P::PingResp));
+    let (mut sleepy, _) = Raw::connect_with(addr, "sleepy", true, 1, Some(("h/will", b"ka")));
+    let (hang_up, _) = Raw::connect_with(addr, "hang-up", true, 30, Some(("h/will", b"eof")));
+    let (mut twin, _) = Raw::connect(addr, "twin", true, 30);
+    wait_hibernating(&broker, 4);
+    // A message for a hibernating subscriber wakes it, at QoS 1 with its acknowledgement.
+    let (publisher, _) = Mq::connect(addr, "pub", true);
+    publisher.publish("h/x", RQoS::AtLeastOnce, false, b"hello");
+    match sub.recv() {
+        Some(P::Publish {
+            topic,
+            payload,
+            qos: 1,
+            pid,
+            ..
+        }) => {
+            assert_eq!((topic.as_str(), &payload[..]), ("h/x", &b"hello"[..]));
+            sub.puback(pid);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its socket closing wakes it: the will goes out.
+    drop(hang_up);
+    assert!(matches!(sub.recv(), Some(P::Publish { payload, .. }) if payload == b"eof"));
+    // The keep-alive runs out while it hibernates: closed, will published.
+    assert!(sleepy.closed_within(Duration::from_secs(4)));
+    assert!(matches!(sub.recv(), Some(P::Publish { payload, .. }) if payload == b"ka"));
+    // Takeover of a hibernating connection closes it.
+    let (mut twin2, connack) = Raw::connect(addr, "twin", true, 30);
+    assert!(matches!(connack, P::ConnAck(false, 0)));
+    assert!(twin.closed_within(WAIT));
+    // Shutdown closes hibernating connections too (the new twin hibernates once connected).
+    wait_hibernating(&broker, 1);
+    broker.shutdown();
+    assert!(twin2.closed_within(WAIT));
+    assert!(sub.closed_within(WAIT));
+}
+
+#[test]
+fn hibernation_off_keeps_every_connection_live() {
+    let broker = start(|c| c.hibernate_after_ms = 0);
+    let addr = broker.local_addr();
+    let (mut c, _) = Raw::connect(addr, "c", true, 30);
+    std::thread::sleep(QUIET);
+    assert_eq!(broker.hibernating_connections(), 0);
+    c.send(&Packet::PingReq);
+    assert_eq!(c.recv(), Some(P::PingResp));
+}
