@@ -12,8 +12,8 @@ use nom::{IResult, Parser};
 
 use crate::QoS;
 use crate::data::{
-    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8, varint,
-    varint_field_len, varint_len,
+    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8,
+    utf8_check_only, utf8_scanned, varint, varint_field_len, varint_len,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -354,8 +354,8 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 r
             }
             PropertyId::RESPONSE_TOPIC => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.response_topic = Some(TopicName::new(s).map_err(|_| bad)?);
+                let (r, (s, found)) = utf8_scanned(v).map_err(f)?;
+                p.response_topic = Some(TopicName::from_scanned(s, found, false).map_err(|_| bad)?);
                 r
             }
             PropertyId::CORRELATION_DATA => {
@@ -456,8 +456,8 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 r
             }
             PropertyId::USER_PROPERTY => {
-                let (r, _) = utf8(v).map_err(f)?;
-                let (r, _) = utf8(r).map_err(f)?;
+                let (r, ()) = utf8_check_only(v).map_err(f)?;
+                let (r, ()) = utf8_check_only(r).map_err(f)?;
                 p.user_properties = UserProperties::from_wire(block);
                 r
             }
