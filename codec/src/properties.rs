@@ -308,7 +308,13 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
     let mut p = Properties::default();
     let mut seen: u64 = 0;
     let mut rest = block;
+    // Where the first user property (subscription identifier) starts and the last one ends, as
+    // offsets in `block`: the lazy lists are views of that span only, so reading them does not
+    // walk the other properties again.
+    let mut users: Option<(usize, usize)> = None;
+    let mut sub_ids: Option<(usize, usize)> = None;
     while !rest.is_empty() {
+        let start = block.len().saturating_sub(rest.len());
         let (after_id, id) = varint(rest).map_err(f)?;
         let Ok(id) = u8::try_from(id) else {
             return Err(DecodeError::UnknownProperty(id));
@@ -368,7 +374,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 if x == 0 {
                     return Err(bad);
                 }
-                p.subscription_identifiers = SubscriptionIdentifiers::from_wire(block);
+                sub_ids = Some(span(sub_ids, start, block, r));
                 r
             }
             PropertyId::SESSION_EXPIRY_INTERVAL => {
@@ -458,7 +464,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
             PropertyId::USER_PROPERTY => {
                 let (r, ()) = utf8_check_only(v).map_err(f)?;
                 let (r, ()) = utf8_check_only(r).map_err(f)?;
-                p.user_properties = UserProperties::from_wire(block);
+                users = Some(span(users, start, block, r));
                 r
             }
             PropertyId::MAXIMUM_PACKET_SIZE => {
@@ -484,7 +490,33 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
             _ => return Err(DecodeError::UnknownProperty(u32::from(id))),
         };
     }
+    if let Some((start, end)) = sub_ids {
+        p.subscription_identifiers =
+            SubscriptionIdentifiers::from_wire(block.get(start..end).unwrap_or(block));
+    }
+    if let Some((start, end)) = users {
+        let span = block.get(start..end).unwrap_or(block);
+        // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128 bytes:
+        // identifiers and lengths are then ASCII too), the span is kept as text, and reading
+        // the pairs slices them out of it with no UTF-8 check per string. The strings were
+        // each checked above, so a string boundary is a character boundary of the span.
+        p.user_properties = match core::str::from_utf8(span) {
+            Ok(text) => UserProperties::from_text(text),
+            Err(_) => UserProperties::from_wire(span),
+        };
+    }
     Ok(p)
+}
+
+/// The span of a repeatable property's items so far, `(start, end)` offsets in `block`, with
+/// the item that starts at `start` and is followed by `rest` added.
+#[inline]
+fn span(so_far: Option<(usize, usize)>, start: usize, block: &[u8], rest: &[u8]) -> (usize, usize) {
+    let end = block.len().saturating_sub(rest.len());
+    match so_far {
+        Some((first, _)) => (first, end),
+        None => (start, end),
+    }
 }
 
 impl Properties<'_> {
@@ -1162,6 +1194,64 @@ mod tests {
         assert_eq!(buf[0] as usize, items.len);
         let (_, again) = parse_properties(&buf[..n], PUB).unwrap();
         assert_eq!(again, p);
+    }
+
+    /// User properties are read back from the span of the block that holds them, as text when
+    /// that span is valid UTF-8 and as wire bytes otherwise; both give the pairs in order,
+    /// skipping the properties between them.
+    #[test]
+    fn user_properties_read_back_from_text_or_wire() {
+        let long = [b'v'; 200];
+        let long = core::str::from_utf8(&long).unwrap();
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<u32>);
+        let cases: [Case<'_>; 6] = [
+            (&[("a", "b")], None),
+            (&[("a", "b"), ("c", "d")], Some(7)),
+            // 0xFFFF_FFFF between two pairs: the span is not UTF-8.
+            (&[("a", "b"), ("c", "d")], Some(u32::MAX)),
+            (&[("clé", "valeur €"), ("k", "😀")], Some(0x0E10)),
+            // A 200-byte value: its length's low byte (0xC8) is not UTF-8 on its own.
+            (&[("k", long), ("k2", "v2")], None),
+            (&[("", ""), ("", long)], Some(1)),
+        ];
+        for (users, expiry) in cases {
+            // The first pair, then Message Expiry Interval, then the others.
+            let mut block = [0u8; 600];
+            let mut n = 0;
+            let mut put = |bytes: &[u8]| {
+                block[n..n + bytes.len()].copy_from_slice(bytes);
+                n += bytes.len();
+            };
+            for (i, (k, v)) in users.iter().enumerate() {
+                put(&[PropertyId::USER_PROPERTY]);
+                put(&(k.len() as u16).to_be_bytes());
+                put(k.as_bytes());
+                put(&(v.len() as u16).to_be_bytes());
+                put(v.as_bytes());
+                if i == 0 {
+                    if let Some(e) = expiry {
+                        put(&[PropertyId::MESSAGE_EXPIRY_INTERVAL]);
+                        put(&e.to_be_bytes());
+                    }
+                }
+            }
+            put(&[PropertyId::CONTENT_TYPE, 0, 1, b't']);
+            let mut bytes = [0u8; 602];
+            let len = varint_len(n as u32);
+            let mut w = Writer::new(&mut bytes[..len]);
+            w.varint(n as u32);
+            w.finish().unwrap();
+            bytes[len..len + n].copy_from_slice(&block[..n]);
+            let (rest, p) = parse_properties(&bytes[..len + n], PUB).unwrap();
+            assert!(rest.is_empty());
+            assert!(
+                p.user_properties.iter().eq(users.iter().copied()),
+                "{users:?}"
+            );
+            assert_eq!(p.user_properties.len(), users.len());
+            assert_eq!(p.message_expiry_interval, expiry);
+            assert_eq!(p.content_type, Some("t"));
+        }
     }
 
     #[test]
