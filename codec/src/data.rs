@@ -128,19 +128,34 @@ pub(crate) const fn varint_len(value: u32) -> usize {
     }
 }
 
+// By hand rather than nom's `be_u8` / `be_u16` / `be_u32` (the same result and error), so that
+// they inline to a length test and a load: every field of every packet comes through here.
+#[inline]
 pub(crate) fn u8_(i: &[u8]) -> IResult<&[u8], u8, DecodeError> {
-    nom::number::complete::be_u8(i)
+    match i.split_first() {
+        Some((&b, rest)) => Ok((rest, b)),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
+#[inline]
 pub(crate) fn u16_(i: &[u8]) -> IResult<&[u8], u16, DecodeError> {
-    nom::number::complete::be_u16(i)
+    match i.split_first_chunk::<2>() {
+        Some((b, rest)) => Ok((rest, u16::from_be_bytes(*b))),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
+#[inline]
 pub(crate) fn u32_(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
-    nom::number::complete::be_u32(i)
+    match i.split_first_chunk::<4>() {
+        Some((b, rest)) => Ok((rest, u32::from_be_bytes(*b))),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
 /// A Variable Byte Integer inside a packet body (always 5.0, so minimal encoding is enforced).
+#[inline]
 pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
     // One byte is by far the common case (every property identifier, most lengths).
     if let Some((&b, rest)) = i.split_first() {
@@ -148,6 +163,11 @@ pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
             return Ok((rest, u32::from(b)));
         }
     }
+    varint_long(i)
+}
+
+#[inline(never)]
+fn varint_long(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
     match varint_prefix(i, true) {
         VarintStatus::Complete { value, len } => {
             let (rest, _) = nom::bytes::complete::take(len).parse(i)?;
@@ -159,6 +179,7 @@ pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
 }
 
 /// Binary Data: a two-byte length and that many bytes (§1.5.6).
+#[inline]
 pub(crate) fn binary(i: &[u8]) -> IResult<&[u8], &[u8], DecodeError> {
     // By hand rather than `be_u16` + `take`: every string field of every packet comes here.
     let short = || nom::Err::Error(DecodeError::UnexpectedEnd);

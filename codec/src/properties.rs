@@ -314,7 +314,6 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
     let mut users: Option<(usize, usize)> = None;
     let mut sub_ids: Option<(usize, usize)> = None;
     while !rest.is_empty() {
-        let start = block.len().saturating_sub(rest.len());
         let (after_id, id) = varint(rest).map_err(f)?;
         let Ok(id) = u8::try_from(id) else {
             return Err(DecodeError::UnknownProperty(id));
@@ -374,7 +373,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 if x == 0 {
                     return Err(bad);
                 }
-                sub_ids = Some(span(sub_ids, start, block, r));
+                sub_ids = Some(span(sub_ids, block, rest, r));
                 r
             }
             PropertyId::SESSION_EXPIRY_INTERVAL => {
@@ -464,7 +463,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
             PropertyId::USER_PROPERTY => {
                 let (r, ()) = utf8_check_only(v).map_err(f)?;
                 let (r, ()) = utf8_check_only(r).map_err(f)?;
-                users = Some(span(users, start, block, r));
+                users = Some(span(users, block, rest, r));
                 r
             }
             PropertyId::MAXIMUM_PACKET_SIZE => {
@@ -509,13 +508,13 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
 }
 
 /// The span of a repeatable property's items so far, `(start, end)` offsets in `block`, with
-/// the item that starts at `start` and is followed by `rest` added.
+/// the item that starts `item` and is followed by `after` added.
 #[inline]
-fn span(so_far: Option<(usize, usize)>, start: usize, block: &[u8], rest: &[u8]) -> (usize, usize) {
-    let end = block.len().saturating_sub(rest.len());
+fn span(so_far: Option<(usize, usize)>, block: &[u8], item: &[u8], after: &[u8]) -> (usize, usize) {
+    let end = block.len().saturating_sub(after.len());
     match so_far {
         Some((first, _)) => (first, end),
-        None => (start, end),
+        None => (block.len().saturating_sub(item.len()), end),
     }
 }
 
