@@ -637,33 +637,57 @@ impl Properties<'_> {
         if refused {
             return Err(self.first_error(ctx));
         }
+        self.measure::<false>(ctx)
+    }
+
+    /// The length of the property items for `ctx` and the checks of their values, in
+    /// identifier order. With `CHECKED`, every property set is looked at and checked against
+    /// `ctx` before its value (the property-by-property check, which names the first rule
+    /// broken); without, only the properties `ctx` may carry are looked at (decided at compile
+    /// time where `ctx` is a constant), the caller having refused the others.
+    #[inline(always)]
+    fn measure<const CHECKED: bool>(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+        let packet = ctx.packet();
+        let look = |id: u8| CHECKED || is_allowed(id, ctx);
+        let check = |id: u8| -> Result<(), EncodeError> {
+            if CHECKED && !is_allowed(id, ctx) {
+                Err(EncodeError::PropertyNotAllowed { id, packet })
+            } else {
+                Ok(())
+            }
+        };
         // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
         // near `usize::MAX` is far beyond the largest packet and refused as such.
         let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
         let mut n = 0usize;
-        if allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some()
-        {
+        if look(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some() {
+            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+        if look(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
             n = item(n, 4);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+        if let (true, Some(v)) = (look(PropertyId::CONTENT_TYPE), self.content_type) {
+            check(PropertyId::CONTENT_TYPE)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+        if let (true, Some(v)) = (look(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+            check(PropertyId::RESPONSE_TOPIC)?;
             if v.is_empty() {
                 return Err(EncodeError::InvalidValue);
             }
             n = item(n, str_len(v.as_str())?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+        if let (true, Some(v)) = (look(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            check(PropertyId::CORRELATION_DATA)?;
             n = item(n, binary_len(v)?);
         }
-        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+        if look(PropertyId::SUBSCRIPTION_IDENTIFIER) {
             let mut count = 0usize;
             for_items!(self.subscription_identifiers, |ids| {
                 for id in ids {
+                    check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
                     if id == 0 {
                         return Err(EncodeError::InvalidValue);
                     }
@@ -675,96 +699,117 @@ impl Properties<'_> {
                 return Err(EncodeError::InvalidValue);
             }
         }
-        if allowed(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+        if look(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
             n = item(n, 4);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            look(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
             self.assigned_client_identifier,
         ) {
+            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
             n = item(n, str_len(v)?);
         }
-        if allowed(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+        if look(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+            check(PropertyId::SERVER_KEEP_ALIVE)?;
             n = item(n, 2);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_METHOD),
+            look(PropertyId::AUTHENTICATION_METHOD),
             self.authentication_method,
         ) {
+            check(PropertyId::AUTHENTICATION_METHOD)?;
             n = item(n, str_len(v)?);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_DATA),
+            look(PropertyId::AUTHENTICATION_DATA),
             self.authentication_data,
         ) {
+            check(PropertyId::AUTHENTICATION_DATA)?;
             n = item(n, binary_len(v)?);
         }
-        if allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+        if look(PropertyId::REQUEST_PROBLEM_INFORMATION)
             && self.request_problem_information.is_some()
         {
+            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+        if look(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+            check(PropertyId::WILL_DELAY_INTERVAL)?;
             n = item(n, 4);
         }
-        if allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+        if look(PropertyId::REQUEST_RESPONSE_INFORMATION)
             && self.request_response_information.is_some()
         {
+            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
             n = item(n, 1);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::RESPONSE_INFORMATION),
+            look(PropertyId::RESPONSE_INFORMATION),
             self.response_information,
         ) {
+            check(PropertyId::RESPONSE_INFORMATION)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+        if let (true, Some(v)) = (look(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            check(PropertyId::SERVER_REFERENCE)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+        if let (true, Some(v)) = (look(PropertyId::REASON_STRING), self.reason_string) {
+            check(PropertyId::REASON_STRING)?;
             n = item(n, str_len(v)?);
         }
-        if allowed(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+        if look(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+            check(PropertyId::RECEIVE_MAXIMUM)?;
             n = item(n, 2);
         }
-        if allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+        if look(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
             n = item(n, 2);
         }
-        if allowed(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+        if look(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+            check(PropertyId::TOPIC_ALIAS)?;
             n = item(n, 2);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+        if let (true, Some(v)) = (look(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+            check(PropertyId::MAXIMUM_QOS)?;
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
             n = item(n, 1);
         }
-        if allowed(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+        if look(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+            check(PropertyId::RETAIN_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::USER_PROPERTY) {
+        if look(PropertyId::USER_PROPERTY) {
             for_items!(self.user_properties, |users| {
                 for (k, v) in users {
+                    check(PropertyId::USER_PROPERTY)?;
                     n = item(n, str_len(k)?.saturating_add(str_len(v)?));
                 }
             });
         }
-        if allowed(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+        if look(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
             n = item(n, 4);
         }
-        if allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+        if look(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
             && self.wildcard_subscription_available.is_some()
         {
+            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+        if look(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
             && self.subscription_identifier_available.is_some()
         {
+            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+        if look(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
             && self.shared_subscription_available.is_some()
         {
+            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
             n = item(n, 1);
         }
         Ok(Block { len: n })
@@ -784,145 +829,7 @@ impl Properties<'_> {
 
     /// [`Self::items_len`] property by property, each checked against `ctx` before its value.
     fn items_len_checked(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        let packet = ctx.packet();
-        let check = |id: u8| -> Result<(), EncodeError> {
-            if is_allowed(id, ctx) {
-                Ok(())
-            } else {
-                Err(EncodeError::PropertyNotAllowed { id, packet })
-            }
-        };
-        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
-        // near `usize::MAX` is far beyond the largest packet and refused as such.
-        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
-        let mut n = 0usize;
-        if self.payload_format_indicator.is_some() {
-            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            n = item(n, 1);
-        }
-        if self.message_expiry_interval.is_some() {
-            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let Some(v) = self.content_type {
-            check(PropertyId::CONTENT_TYPE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.response_topic {
-            check(PropertyId::RESPONSE_TOPIC)?;
-            if v.is_empty() {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, str_len(v.as_str())?);
-        }
-        if let Some(v) = self.correlation_data {
-            check(PropertyId::CORRELATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        let mut sub_ids = 0usize;
-        for_items!(self.subscription_identifiers, |ids| {
-            for id in ids {
-                check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-                if id == 0 {
-                    return Err(EncodeError::InvalidValue);
-                }
-                n = item(n, varint_field_len(id)?);
-                sub_ids = sub_ids.saturating_add(1);
-            }
-        });
-        if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
-            return Err(EncodeError::InvalidValue);
-        }
-        if self.session_expiry_interval.is_some() {
-            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let Some(v) = self.assigned_client_identifier {
-            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            n = item(n, str_len(v)?);
-        }
-        if self.server_keep_alive.is_some() {
-            check(PropertyId::SERVER_KEEP_ALIVE)?;
-            n = item(n, 2);
-        }
-        if let Some(v) = self.authentication_method {
-            check(PropertyId::AUTHENTICATION_METHOD)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.authentication_data {
-            check(PropertyId::AUTHENTICATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        if self.request_problem_information.is_some() {
-            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if self.will_delay_interval.is_some() {
-            check(PropertyId::WILL_DELAY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if self.request_response_information.is_some() {
-            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if let Some(v) = self.response_information {
-            check(PropertyId::RESPONSE_INFORMATION)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.server_reference {
-            check(PropertyId::SERVER_REFERENCE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.reason_string {
-            check(PropertyId::REASON_STRING)?;
-            n = item(n, str_len(v)?);
-        }
-        if self.receive_maximum.is_some() {
-            check(PropertyId::RECEIVE_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if self.topic_alias_maximum.is_some() {
-            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if self.topic_alias.is_some() {
-            check(PropertyId::TOPIC_ALIAS)?;
-            n = item(n, 2);
-        }
-        if let Some(v) = self.maximum_qos {
-            check(PropertyId::MAXIMUM_QOS)?;
-            if v == QoS::ExactlyOnce {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, 1);
-        }
-        if self.retain_available.is_some() {
-            check(PropertyId::RETAIN_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        for_items!(self.user_properties, |users| {
-            for (k, v) in users {
-                check(PropertyId::USER_PROPERTY)?;
-                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
-            }
-        });
-        if self.maximum_packet_size.is_some() {
-            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
-            n = item(n, 4);
-        }
-        if self.wildcard_subscription_available.is_some() {
-            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if self.subscription_identifier_available.is_some() {
-            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if self.shared_subscription_available.is_some() {
-            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        Ok(Block { len: n })
+        self.measure::<true>(ctx)
     }
 
     /// Write the property block (length prefix included) that [`Self::items_len`] measured and
