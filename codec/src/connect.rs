@@ -1,7 +1,9 @@
 //! CONNECT (§3.1): the first packet of every connection. It names its own protocol version.
 
 use crate::ProtocolVersion;
-use crate::data::{QoS, Writer, binary, binary_len, str_len, u8_, u16_, utf8};
+use crate::data::{
+    QoS, Writer, binary, binary_len, check_utf8, str_len, u8_, u16_, utf8, utf8_scanned,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
@@ -53,7 +55,14 @@ const USERNAME: u8 = 0x80;
 
 pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
-    let (i, name) = utf8(i)?;
+    // The protocol name is compared as bytes first: the two names known need no UTF-8 check,
+    // and any other gets the full one, so a malformed name is still reported as such.
+    let (i, name) = binary(i)?;
+    let name = match name {
+        b"MQTT" => "MQTT",
+        b"MQIsdp" => "MQIsdp",
+        other => check_utf8(other).map_err(fail)?,
+    };
     let (i, level) = u8_(i)?;
     let protocol = match (name, level) {
         ("MQTT", 4) => ProtocolVersion::V311,
@@ -89,8 +98,8 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
         } else {
             (i, Properties::default())
         };
-        let (rest, topic) = utf8(rest)?;
-        let topic = TopicName::new(topic).map_err(fail)?;
+        let (rest, (topic, found)) = utf8_scanned(rest)?;
+        let topic = TopicName::from_scanned(topic, found, false).map_err(fail)?;
         let (rest, payload) = binary(rest)?;
         i = rest;
         Some(Will {

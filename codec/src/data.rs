@@ -128,19 +128,34 @@ pub(crate) const fn varint_len(value: u32) -> usize {
     }
 }
 
+// By hand rather than nom's `be_u8` / `be_u16` / `be_u32` (the same result and error), so that
+// they inline to a length test and a load: every field of every packet comes through here.
+#[inline]
 pub(crate) fn u8_(i: &[u8]) -> IResult<&[u8], u8, DecodeError> {
-    nom::number::complete::be_u8(i)
+    match i.split_first() {
+        Some((&b, rest)) => Ok((rest, b)),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
+#[inline]
 pub(crate) fn u16_(i: &[u8]) -> IResult<&[u8], u16, DecodeError> {
-    nom::number::complete::be_u16(i)
+    match i.split_first_chunk::<2>() {
+        Some((b, rest)) => Ok((rest, u16::from_be_bytes(*b))),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
+#[inline]
 pub(crate) fn u32_(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
-    nom::number::complete::be_u32(i)
+    match i.split_first_chunk::<4>() {
+        Some((b, rest)) => Ok((rest, u32::from_be_bytes(*b))),
+        None => Err(nom::Err::Error(DecodeError::UnexpectedEnd)),
+    }
 }
 
 /// A Variable Byte Integer inside a packet body (always 5.0, so minimal encoding is enforced).
+#[inline]
 pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
     // One byte is by far the common case (every property identifier, most lengths).
     if let Some((&b, rest)) = i.split_first() {
@@ -148,6 +163,11 @@ pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
             return Ok((rest, u32::from(b)));
         }
     }
+    varint_long(i)
+}
+
+#[inline(never)]
+fn varint_long(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
     match varint_prefix(i, true) {
         VarintStatus::Complete { value, len } => {
             let (rest, _) = nom::bytes::complete::take(len).parse(i)?;
@@ -159,6 +179,7 @@ pub(crate) fn varint(i: &[u8]) -> IResult<&[u8], u32, DecodeError> {
 }
 
 /// Binary Data: a two-byte length and that many bytes (§1.5.6).
+#[inline]
 pub(crate) fn binary(i: &[u8]) -> IResult<&[u8], &[u8], DecodeError> {
     // By hand rather than `be_u16` + `take`: every string field of every packet comes here.
     let short = || nom::Err::Error(DecodeError::UnexpectedEnd);
@@ -172,16 +193,50 @@ pub(crate) fn binary(i: &[u8]) -> IResult<&[u8], &[u8], DecodeError> {
 /// A UTF-8 Encoded String (§1.5.4 in 5.0, §1.5.3 in 3.1.1): well-formed, no surrogates, no U+0000.
 /// Disallowed-but-legal code points (controls, non-characters) are accepted: the spec says SHOULD
 /// NOT, and refusing them is a receiver's policy, not a decoding rule.
+#[inline]
 pub(crate) fn utf8(i: &[u8]) -> IResult<&[u8], &str, DecodeError> {
     let (rest, bytes) = binary(i)?;
     Ok((rest, check_utf8(bytes).map_err(nom::Err::Failure)?))
 }
 
+/// A UTF-8 Encoded String whose text the caller does not need (a user property read again
+/// lazily later): the same checks and errors as [`utf8`], but ASCII, which is what nearly every
+/// string is, needs no call of `core::str::from_utf8`.
+#[inline]
+pub(crate) fn utf8_check_only(i: &[u8]) -> IResult<&[u8], (), DecodeError> {
+    let (rest, bytes) = binary(i)?;
+    let found = scan(bytes);
+    if found & NON_ASCII != 0 && core::str::from_utf8(bytes).is_err() {
+        return Err(nom::Err::Failure(DecodeError::InvalidUtf8));
+    }
+    if found & HAS_NUL != 0 {
+        return Err(nom::Err::Failure(DecodeError::NullCharacter));
+    }
+    Ok((rest, ()))
+}
+
+/// A UTF-8 Encoded String and what [`scan`] found in it, for the callers that check more than
+/// the string rules (topic names): one pass over the bytes for all of it.
+#[inline]
+pub(crate) fn utf8_scanned(i: &[u8]) -> IResult<&[u8], (&str, u8), DecodeError> {
+    let (rest, bytes) = binary(i)?;
+    let found = scan(bytes);
+    let s = core::str::from_utf8(bytes).map_err(|_| nom::Err::Failure(DecodeError::InvalidUtf8))?;
+    if found & HAS_NUL != 0 {
+        return Err(nom::Err::Failure(DecodeError::NullCharacter));
+    }
+    Ok((rest, (s, found)))
+}
+
 /// Validate MQTT UTF-8 rules on raw bytes. `core::str::from_utf8` already rejects surrogates and
 /// overlong forms; U+0000 must be checked on its own.
+#[inline]
 pub fn check_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    let found = scan(bytes);
     let s = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
-    check_str(s)?;
+    if found & HAS_NUL != 0 {
+        return Err(DecodeError::NullCharacter);
+    }
     Ok(s)
 }
 
@@ -198,38 +253,94 @@ pub fn check_str(s: &str) -> Result<(), DecodeError> {
 pub(crate) const HAS_NUL: u8 = 1;
 /// [`scan`] bit: the bytes hold a `+` or `#` wildcard.
 pub(crate) const HAS_WILDCARD: u8 = 2;
+/// [`scan`] bit: the bytes hold a byte above 0x7F (they are not ASCII).
+pub(crate) const NON_ASCII: u8 = 4;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 const PLUSES: u64 = 0x2B2B_2B2B_2B2B_2B2B;
-const HASHES: u64 = 0x2323_2323_2323_2323;
+/// `#` (0x23) and `+` (0x2B) differ in bit 3 only, and no other byte becomes either with it set.
+const BIT3S: u64 = 0x0808_0808_0808_0808;
 
-/// Whether any of the eight bytes of `w` is zero (exact: the borrow chain can only give a false
-/// hit above a true zero byte, so "any" is never wrong).
-const fn has_zero_byte(w: u64) -> bool {
-    w.wrapping_sub(ONES) & !w & HIGHS != 0
+/// A zero byte of `w` has its high bit set in the result; with no zero byte, no high bit is set
+/// (a borrow can only give a false hit in a byte above a true zero byte, so "any" is exact, also
+/// when or'ed over several words).
+#[inline(always)]
+const fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w
 }
 
-/// Which of U+0000 and the wildcards `bytes` holds, as [`HAS_NUL`] | [`HAS_WILDCARD`] bits.
+/// [`scan`]'s accumulators: zero bytes, wildcard bytes, and the words themselves (for the high
+/// bits of non-ASCII bytes).
+#[derive(Clone, Copy)]
+struct Found {
+    nul: u64,
+    wild: u64,
+    high: u64,
+}
+
+impl Found {
+    #[inline(always)]
+    fn add(&mut self, w: u64) {
+        self.nul |= zero_bytes(w);
+        self.wild |= zero_bytes((w | BIT3S) ^ PLUSES);
+        self.high |= w;
+    }
+
+    #[inline(always)]
+    fn bits(self) -> u8 {
+        u8::from(self.nul & HIGHS != 0)
+            | (u8::from(self.wild & HIGHS != 0) << 1)
+            | (u8::from(self.high & HIGHS != 0) << 2)
+    }
+}
+
+/// A byte that sets none of [`scan`]'s bits, to fill a word out with.
+const PAD: u8 = b'a';
+
+/// Which of U+0000, the wildcards `+` `#` and non-ASCII bytes `bytes` holds, as [`HAS_NUL`] |
+/// [`HAS_WILDCARD`] | [`NON_ASCII`] bits.
 ///
 /// Every string field, PUBLISH topic and SUBSCRIBE filter goes through this, so it tests eight
-/// bytes per step (SWAR) with no early exit: on the 10–50 byte strings MQTT carries it is several
-/// times faster than a byte loop or one `memchr` per character class.
+/// bytes per step (SWAR) with no early exit and no byte loop: the bytes that do not fill a last
+/// word are tested as a last word overlapping the one before (from 8 bytes on), or as one word
+/// put together from overlapping loads and padded with a neutral byte (below 8). On the 10–50
+/// byte strings MQTT carries this is several times faster than a byte loop or one `memchr` per
+/// character class.
+#[inline]
 pub(crate) fn scan(bytes: &[u8]) -> u8 {
-    let mut found = 0u8;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            continue;
-        };
-        let w = u64::from_le_bytes(word);
-        found |= u8::from(has_zero_byte(w));
-        found |= u8::from(has_zero_byte(w ^ PLUSES) || has_zero_byte(w ^ HASHES)) << 1;
+    let mut found = Found {
+        nul: 0,
+        wild: 0,
+        high: 0,
+    };
+    let n = bytes.len();
+    if n >= 8 {
+        let mut rest = bytes;
+        while let Some((&word, tail)) = rest.split_first_chunk::<8>() {
+            found.add(u64::from_le_bytes(word));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            if let Some(&last) = bytes.last_chunk::<8>() {
+                found.add(u64::from_le_bytes(last));
+            }
+        }
+    } else if n >= 4 {
+        if let (Some(&[a, b, c, d]), Some(&[e, f, g, h])) =
+            (bytes.first_chunk::<4>(), bytes.last_chunk::<4>())
+        {
+            found.add(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
+        }
+    } else if let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) {
+        // 1 to 3 bytes: the first, the middle one (the first or last again when shorter) and
+        // the last.
+        let mid = bytes.get(n >> 1).copied().unwrap_or(PAD);
+        found.add(u64::from_le_bytes([
+            first, mid, last, PAD, PAD, PAD, PAD, PAD,
+        ]));
     }
-    for &b in words.remainder() {
-        found |= u8::from(b == 0) | (u8::from(b == b'+' || b == b'#') << 1);
-    }
-    found
+    found.bits()
 }
 
 /// A UTF-8 string field of a packet that [`utf8`] already accepted when the packet was decoded:
@@ -599,9 +710,13 @@ mod tests {
                 }
             }
         }
-        assert_eq!(scan(&[0x80; 16]), 0);
+        assert_eq!(scan(&[0x80; 16]), NON_ASCII);
         assert_eq!(scan(&[0x01; 16]), 0);
-        assert_eq!(scan(&[0x2A, 0x2C, 0x22, 0x24, 0xAB, 0xA3, 0x01, 0x81]), 0);
+        assert_eq!(scan(&[0x2A, 0x2C, 0x22, 0x24, 0x7F, 0x7F, 0x01, 0x21]), 0);
+        assert_eq!(
+            scan(&[0x2A, 0x2C, 0x22, 0x24, 0xAB, 0xA3, 0x01, 0x81]),
+            NON_ASCII
+        );
         assert_eq!(
             scan(br"\0+#aaaaaaaaaa"),
             HAS_WILDCARD,
@@ -611,6 +726,130 @@ mod tests {
             scan(&[b'+', 0, b'#', 1, 2, 3, 4, 5, 6]),
             HAS_NUL | HAS_WILDCARD
         );
+    }
+
+    use std::vec;
+
+    /// What `scan` must say, byte by byte.
+    fn scan_reference(bytes: &[u8]) -> u8 {
+        let mut found = 0;
+        for &b in bytes {
+            if b == 0 {
+                found |= HAS_NUL;
+            }
+            if b == b'+' || b == b'#' {
+                found |= HAS_WILDCARD;
+            }
+            if b >= 0x80 {
+                found |= NON_ASCII;
+            }
+        }
+        found
+    }
+
+    /// What the string checks must say: the checks as they were before the ASCII fast path
+    /// (`from_utf8` first, then U+0000).
+    fn check_reference(bytes: &[u8]) -> Result<&str, DecodeError> {
+        let s = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+        if s.contains('\0') {
+            return Err(DecodeError::NullCharacter);
+        }
+        Ok(s)
+    }
+
+    /// Every check over `bytes`, placed at each offset of an 8-byte word.
+    fn assert_checks_agree(bytes: &[u8]) {
+        let mut storage = [0u8; 8 + 64];
+        let bytes = &bytes[..bytes.len().min(64)];
+        for align in 0..8 {
+            let b = &mut storage[align..align + bytes.len()];
+            b.copy_from_slice(bytes);
+            let b = &*b;
+            assert_eq!(scan(b), scan_reference(b), "{b:x?}");
+            let want = check_reference(b);
+            assert_eq!(check_utf8(b), want, "{b:x?}");
+            let mut field = [0u8; 2 + 64];
+            field[..2].copy_from_slice(&(b.len() as u16).to_be_bytes());
+            field[2..2 + b.len()].copy_from_slice(b);
+            let field = &field[..2 + b.len()];
+            let got = utf8(field).map(|(_, s)| s).map_err(finish_err);
+            assert_eq!(got, want, "{b:x?}");
+            let got = utf8_check_only(field).map(|_| ()).map_err(finish_err);
+            assert_eq!(got, want.map(|_| ()), "{b:x?}");
+            let got = utf8_scanned(field).map(|(_, s)| s).map_err(finish_err);
+            assert_eq!(got, want.map(|s| (s, scan_reference(b))), "{b:x?}");
+        }
+    }
+
+    #[test]
+    fn checks_agree_on_hard_cases() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\0",
+            b"a\0",
+            b"plain ascii text",
+            "é".as_bytes(),
+            "€uro".as_bytes(),
+            "😀 emoji, then \0".as_bytes(),
+            &[0xED, 0xA0, 0x80], // U+D800, a surrogate (CESU-8 style)
+            &[0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80], // a CESU-8 surrogate pair
+            &[0xED, 0x9F, 0xBF], // U+D7FF, the last code point before them
+            &[0xEE, 0x80, 0x80], // U+E000, the first after them
+            &[0xC0, 0xAF],       // overlong '/'
+            &[0xC0, 0x80],       // overlong U+0000 (modified UTF-8)
+            &[0xE0, 0x80, 0xAF], // overlong 3-byte '/'
+            &[0xF0, 0x80, 0x80, 0xAF], // overlong 4-byte '/'
+            &[0xF4, 0x90, 0x80, 0x80], // above U+10FFFF
+            &[0xF8, 0x88, 0x80, 0x80, 0x80], // 5-byte form
+            &[0xE2, 0x82],       // truncated '€'
+            &[b'a', 0xE2, 0x82], // truncated after ASCII
+            &[0x80],             // lone continuation byte
+            &[0xFF],
+            &[0xFE],
+            b"+#/\x7f\x01",
+        ];
+        for case in cases {
+            assert_checks_agree(case);
+            // Also padded with ASCII on either side, so that the odd bytes fall in every
+            // position of a word and of the overlapping last word.
+            for pad in 0..12 {
+                let mut v = vec![b'x'; pad];
+                v.extend_from_slice(case);
+                assert_checks_agree(&v);
+                let mut v = case.to_vec();
+                v.extend(core::iter::repeat_n(b'x', pad));
+                assert_checks_agree(&v);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn checks_agree_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            assert_checks_agree(&bytes);
+        }
+
+        /// Mostly ASCII with a few bytes from the interesting ranges (U+0000, wildcards,
+        /// continuation bytes, lead bytes of every length, the surrogate lead 0xED).
+        #[test]
+        fn checks_agree_on_mostly_text(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    8 => 0x20u8..0x7F,
+                    1 => proptest::sample::select(vec![0u8, b'+', b'#', 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]),
+                ],
+                0..40,
+            ),
+        ) {
+            assert_checks_agree(&bytes);
+        }
+
+        #[test]
+        fn checks_agree_on_valid_strings(s in "\\PC{0,20}") {
+            assert_checks_agree(s.as_bytes());
+        }
     }
 
     #[test]

@@ -56,6 +56,10 @@
     )
 )]
 
+// The unit tests use `std` (proptest, `Vec`); the library itself does not.
+#[cfg(test)]
+extern crate std;
+
 pub mod ack;
 pub mod connack;
 pub mod connect;

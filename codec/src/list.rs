@@ -59,7 +59,9 @@ enum Repr<'a, T> {
     Wire(&'a [u8]),
     /// Validated wire bytes that are valid UTF-8 as a whole, as a SUBSCRIBE or UNSUBSCRIBE payload
     /// is when its filters are shorter than 128 bytes (the length and options bytes are then
-    /// ASCII). Items are sliced out as `&str` without validating each filter's UTF-8 again.
+    /// ASCII), and the span of a property block holding its user properties when they are ASCII
+    /// and shorter than 128 bytes. Items are sliced out as `&str` without validating each
+    /// string's UTF-8 again.
     Text(&'a str),
     /// A caller's items.
     Items(&'a [T]),
@@ -231,12 +233,10 @@ impl<T> fmt::Debug for ListIter<'_, T> {
 }
 
 /// Read properties from a validated block until one with `want` is found; return its value bytes.
+/// (Every property identifier defined is below 128: in a validated block, each takes one byte.)
 fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
-    while !rest.is_empty() {
-        let (after_id, id) = varint(rest).ok()?;
-        let id = u8::try_from(id).ok()?;
-        let after_value = skip_value(after_id, id).ok()?;
-        *rest = after_value;
+    while let Some((&id, after_id)) = rest.split_first() {
+        *rest = skip_value(after_id, id).ok()?;
         if id == want {
             return Some(after_id);
         }
@@ -260,6 +260,22 @@ impl<'a> ListItem<'a> for UserProperty<'a> {
         let (value, k) = utf8_prevalidated(value)?;
         let (_, v) = utf8_prevalidated(value)?;
         Some((k, v))
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        loop {
+            let (&id, after_id) = rest.as_bytes().split_first()?;
+            if id == PropertyId::USER_PROPERTY {
+                let (k, after) = next_text_field(rest.get(1..)?)?;
+                let (v, after) = next_text_field(after)?;
+                *rest = after;
+                return Some((k, v));
+            }
+            // Another property between two user properties: skip it (the byte after any
+            // property is an identifier, below 128, so a character boundary).
+            let after_value = skip_value(after_id, id).ok()?;
+            *rest = rest.get(rest.len().checked_sub(after_value.len())?..)?;
+        }
     }
 }
 

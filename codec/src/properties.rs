@@ -12,8 +12,8 @@ use nom::{IResult, Parser};
 
 use crate::QoS;
 use crate::data::{
-    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8, varint,
-    varint_field_len, varint_len,
+    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8,
+    utf8_check_only, utf8_scanned, varint, varint_field_len, varint_len,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -308,6 +308,11 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
     let mut p = Properties::default();
     let mut seen: u64 = 0;
     let mut rest = block;
+    // Where the first user property (subscription identifier) starts and the last one ends, as
+    // offsets in `block`: the lazy lists are views of that span only, so reading them does not
+    // walk the other properties again.
+    let mut users: Option<(usize, usize)> = None;
+    let mut sub_ids: Option<(usize, usize)> = None;
     while !rest.is_empty() {
         let (after_id, id) = varint(rest).map_err(f)?;
         let Ok(id) = u8::try_from(id) else {
@@ -354,8 +359,8 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 r
             }
             PropertyId::RESPONSE_TOPIC => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.response_topic = Some(TopicName::new(s).map_err(|_| bad)?);
+                let (r, (s, found)) = utf8_scanned(v).map_err(f)?;
+                p.response_topic = Some(TopicName::from_scanned(s, found, false).map_err(|_| bad)?);
                 r
             }
             PropertyId::CORRELATION_DATA => {
@@ -368,7 +373,7 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 if x == 0 {
                     return Err(bad);
                 }
-                p.subscription_identifiers = SubscriptionIdentifiers::from_wire(block);
+                sub_ids = Some(span(sub_ids, block, rest, r));
                 r
             }
             PropertyId::SESSION_EXPIRY_INTERVAL => {
@@ -456,9 +461,9 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
                 r
             }
             PropertyId::USER_PROPERTY => {
-                let (r, _) = utf8(v).map_err(f)?;
-                let (r, _) = utf8(r).map_err(f)?;
-                p.user_properties = UserProperties::from_wire(block);
+                let (r, ()) = utf8_check_only(v).map_err(f)?;
+                let (r, ()) = utf8_check_only(r).map_err(f)?;
+                users = Some(span(users, block, rest, r));
                 r
             }
             PropertyId::MAXIMUM_PACKET_SIZE => {
@@ -484,7 +489,33 @@ fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'
             _ => return Err(DecodeError::UnknownProperty(u32::from(id))),
         };
     }
+    if let Some((start, end)) = sub_ids {
+        p.subscription_identifiers =
+            SubscriptionIdentifiers::from_wire(block.get(start..end).unwrap_or(block));
+    }
+    if let Some((start, end)) = users {
+        let span = block.get(start..end).unwrap_or(block);
+        // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128 bytes:
+        // identifiers and lengths are then ASCII too), the span is kept as text, and reading
+        // the pairs slices them out of it with no UTF-8 check per string. The strings were
+        // each checked above, so a string boundary is a character boundary of the span.
+        p.user_properties = match core::str::from_utf8(span) {
+            Ok(text) => UserProperties::from_text(text),
+            Err(_) => UserProperties::from_wire(span),
+        };
+    }
     Ok(p)
+}
+
+/// The span of a repeatable property's items so far, `(start, end)` offsets in `block`, with
+/// the item that starts `item` and is followed by `after` added.
+#[inline]
+fn span(so_far: Option<(usize, usize)>, block: &[u8], item: &[u8], after: &[u8]) -> (usize, usize) {
+    let end = block.len().saturating_sub(after.len());
+    match so_far {
+        Some((first, _)) => (first, end),
+        None => (block.len().saturating_sub(item.len()), end),
+    }
 }
 
 impl Properties<'_> {
@@ -606,33 +637,57 @@ impl Properties<'_> {
         if refused {
             return Err(self.first_error(ctx));
         }
+        self.measure::<false>(ctx)
+    }
+
+    /// The length of the property items for `ctx` and the checks of their values, in
+    /// identifier order. With `CHECKED`, every property set is looked at and checked against
+    /// `ctx` before its value (the property-by-property check, which names the first rule
+    /// broken); without, only the properties `ctx` may carry are looked at (decided at compile
+    /// time where `ctx` is a constant), the caller having refused the others.
+    #[inline(always)]
+    fn measure<const CHECKED: bool>(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+        let packet = ctx.packet();
+        let look = |id: u8| CHECKED || is_allowed(id, ctx);
+        let check = |id: u8| -> Result<(), EncodeError> {
+            if CHECKED && !is_allowed(id, ctx) {
+                Err(EncodeError::PropertyNotAllowed { id, packet })
+            } else {
+                Ok(())
+            }
+        };
         // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
         // near `usize::MAX` is far beyond the largest packet and refused as such.
         let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
         let mut n = 0usize;
-        if allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some()
-        {
+        if look(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some() {
+            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+        if look(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
+            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
             n = item(n, 4);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
+        if let (true, Some(v)) = (look(PropertyId::CONTENT_TYPE), self.content_type) {
+            check(PropertyId::CONTENT_TYPE)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+        if let (true, Some(v)) = (look(PropertyId::RESPONSE_TOPIC), self.response_topic) {
+            check(PropertyId::RESPONSE_TOPIC)?;
             if v.is_empty() {
                 return Err(EncodeError::InvalidValue);
             }
             n = item(n, str_len(v.as_str())?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
+        if let (true, Some(v)) = (look(PropertyId::CORRELATION_DATA), self.correlation_data) {
+            check(PropertyId::CORRELATION_DATA)?;
             n = item(n, binary_len(v)?);
         }
-        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
+        if look(PropertyId::SUBSCRIPTION_IDENTIFIER) {
             let mut count = 0usize;
             for_items!(self.subscription_identifiers, |ids| {
                 for id in ids {
+                    check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
                     if id == 0 {
                         return Err(EncodeError::InvalidValue);
                     }
@@ -644,96 +699,117 @@ impl Properties<'_> {
                 return Err(EncodeError::InvalidValue);
             }
         }
-        if allowed(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+        if look(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
+            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
             n = item(n, 4);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
+            look(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
             self.assigned_client_identifier,
         ) {
+            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
             n = item(n, str_len(v)?);
         }
-        if allowed(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+        if look(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
+            check(PropertyId::SERVER_KEEP_ALIVE)?;
             n = item(n, 2);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_METHOD),
+            look(PropertyId::AUTHENTICATION_METHOD),
             self.authentication_method,
         ) {
+            check(PropertyId::AUTHENTICATION_METHOD)?;
             n = item(n, str_len(v)?);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_DATA),
+            look(PropertyId::AUTHENTICATION_DATA),
             self.authentication_data,
         ) {
+            check(PropertyId::AUTHENTICATION_DATA)?;
             n = item(n, binary_len(v)?);
         }
-        if allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
+        if look(PropertyId::REQUEST_PROBLEM_INFORMATION)
             && self.request_problem_information.is_some()
         {
+            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+        if look(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
+            check(PropertyId::WILL_DELAY_INTERVAL)?;
             n = item(n, 4);
         }
-        if allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
+        if look(PropertyId::REQUEST_RESPONSE_INFORMATION)
             && self.request_response_information.is_some()
         {
+            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
             n = item(n, 1);
         }
         if let (true, Some(v)) = (
-            allowed(PropertyId::RESPONSE_INFORMATION),
+            look(PropertyId::RESPONSE_INFORMATION),
             self.response_information,
         ) {
+            check(PropertyId::RESPONSE_INFORMATION)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
+        if let (true, Some(v)) = (look(PropertyId::SERVER_REFERENCE), self.server_reference) {
+            check(PropertyId::SERVER_REFERENCE)?;
             n = item(n, str_len(v)?);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
+        if let (true, Some(v)) = (look(PropertyId::REASON_STRING), self.reason_string) {
+            check(PropertyId::REASON_STRING)?;
             n = item(n, str_len(v)?);
         }
-        if allowed(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+        if look(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
+            check(PropertyId::RECEIVE_MAXIMUM)?;
             n = item(n, 2);
         }
-        if allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+        if look(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
+            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
             n = item(n, 2);
         }
-        if allowed(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+        if look(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
+            check(PropertyId::TOPIC_ALIAS)?;
             n = item(n, 2);
         }
-        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+        if let (true, Some(v)) = (look(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
+            check(PropertyId::MAXIMUM_QOS)?;
             if v == QoS::ExactlyOnce {
                 return Err(EncodeError::InvalidValue);
             }
             n = item(n, 1);
         }
-        if allowed(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+        if look(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
+            check(PropertyId::RETAIN_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::USER_PROPERTY) {
+        if look(PropertyId::USER_PROPERTY) {
             for_items!(self.user_properties, |users| {
                 for (k, v) in users {
+                    check(PropertyId::USER_PROPERTY)?;
                     n = item(n, str_len(k)?.saturating_add(str_len(v)?));
                 }
             });
         }
-        if allowed(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+        if look(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
+            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
             n = item(n, 4);
         }
-        if allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
+        if look(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
             && self.wildcard_subscription_available.is_some()
         {
+            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
+        if look(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
             && self.subscription_identifier_available.is_some()
         {
+            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
             n = item(n, 1);
         }
-        if allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
+        if look(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
             && self.shared_subscription_available.is_some()
         {
+            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
             n = item(n, 1);
         }
         Ok(Block { len: n })
@@ -753,145 +829,7 @@ impl Properties<'_> {
 
     /// [`Self::items_len`] property by property, each checked against `ctx` before its value.
     fn items_len_checked(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        let packet = ctx.packet();
-        let check = |id: u8| -> Result<(), EncodeError> {
-            if is_allowed(id, ctx) {
-                Ok(())
-            } else {
-                Err(EncodeError::PropertyNotAllowed { id, packet })
-            }
-        };
-        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
-        // near `usize::MAX` is far beyond the largest packet and refused as such.
-        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
-        let mut n = 0usize;
-        if self.payload_format_indicator.is_some() {
-            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            n = item(n, 1);
-        }
-        if self.message_expiry_interval.is_some() {
-            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let Some(v) = self.content_type {
-            check(PropertyId::CONTENT_TYPE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.response_topic {
-            check(PropertyId::RESPONSE_TOPIC)?;
-            if v.is_empty() {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, str_len(v.as_str())?);
-        }
-        if let Some(v) = self.correlation_data {
-            check(PropertyId::CORRELATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        let mut sub_ids = 0usize;
-        for_items!(self.subscription_identifiers, |ids| {
-            for id in ids {
-                check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-                if id == 0 {
-                    return Err(EncodeError::InvalidValue);
-                }
-                n = item(n, varint_field_len(id)?);
-                sub_ids = sub_ids.saturating_add(1);
-            }
-        });
-        if sub_ids > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
-            return Err(EncodeError::InvalidValue);
-        }
-        if self.session_expiry_interval.is_some() {
-            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let Some(v) = self.assigned_client_identifier {
-            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            n = item(n, str_len(v)?);
-        }
-        if self.server_keep_alive.is_some() {
-            check(PropertyId::SERVER_KEEP_ALIVE)?;
-            n = item(n, 2);
-        }
-        if let Some(v) = self.authentication_method {
-            check(PropertyId::AUTHENTICATION_METHOD)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.authentication_data {
-            check(PropertyId::AUTHENTICATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        if self.request_problem_information.is_some() {
-            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if self.will_delay_interval.is_some() {
-            check(PropertyId::WILL_DELAY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if self.request_response_information.is_some() {
-            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if let Some(v) = self.response_information {
-            check(PropertyId::RESPONSE_INFORMATION)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.server_reference {
-            check(PropertyId::SERVER_REFERENCE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let Some(v) = self.reason_string {
-            check(PropertyId::REASON_STRING)?;
-            n = item(n, str_len(v)?);
-        }
-        if self.receive_maximum.is_some() {
-            check(PropertyId::RECEIVE_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if self.topic_alias_maximum.is_some() {
-            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if self.topic_alias.is_some() {
-            check(PropertyId::TOPIC_ALIAS)?;
-            n = item(n, 2);
-        }
-        if let Some(v) = self.maximum_qos {
-            check(PropertyId::MAXIMUM_QOS)?;
-            if v == QoS::ExactlyOnce {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, 1);
-        }
-        if self.retain_available.is_some() {
-            check(PropertyId::RETAIN_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        for_items!(self.user_properties, |users| {
-            for (k, v) in users {
-                check(PropertyId::USER_PROPERTY)?;
-                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
-            }
-        });
-        if self.maximum_packet_size.is_some() {
-            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
-            n = item(n, 4);
-        }
-        if self.wildcard_subscription_available.is_some() {
-            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if self.subscription_identifier_available.is_some() {
-            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if self.shared_subscription_available.is_some() {
-            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        Ok(Block { len: n })
+        self.measure::<true>(ctx)
     }
 
     /// Write the property block (length prefix included) that [`Self::items_len`] measured and
@@ -1162,6 +1100,64 @@ mod tests {
         assert_eq!(buf[0] as usize, items.len);
         let (_, again) = parse_properties(&buf[..n], PUB).unwrap();
         assert_eq!(again, p);
+    }
+
+    /// User properties are read back from the span of the block that holds them, as text when
+    /// that span is valid UTF-8 and as wire bytes otherwise; both give the pairs in order,
+    /// skipping the properties between them.
+    #[test]
+    fn user_properties_read_back_from_text_or_wire() {
+        let long = [b'v'; 200];
+        let long = core::str::from_utf8(&long).unwrap();
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<u32>);
+        let cases: [Case<'_>; 6] = [
+            (&[("a", "b")], None),
+            (&[("a", "b"), ("c", "d")], Some(7)),
+            // 0xFFFF_FFFF between two pairs: the span is not UTF-8.
+            (&[("a", "b"), ("c", "d")], Some(u32::MAX)),
+            (&[("clé", "valeur €"), ("k", "😀")], Some(0x0E10)),
+            // A 200-byte value: its length's low byte (0xC8) is not UTF-8 on its own.
+            (&[("k", long), ("k2", "v2")], None),
+            (&[("", ""), ("", long)], Some(1)),
+        ];
+        for (users, expiry) in cases {
+            // The first pair, then Message Expiry Interval, then the others.
+            let mut block = [0u8; 600];
+            let mut n = 0;
+            let mut put = |bytes: &[u8]| {
+                block[n..n + bytes.len()].copy_from_slice(bytes);
+                n += bytes.len();
+            };
+            for (i, (k, v)) in users.iter().enumerate() {
+                put(&[PropertyId::USER_PROPERTY]);
+                put(&(k.len() as u16).to_be_bytes());
+                put(k.as_bytes());
+                put(&(v.len() as u16).to_be_bytes());
+                put(v.as_bytes());
+                if i == 0 {
+                    if let Some(e) = expiry {
+                        put(&[PropertyId::MESSAGE_EXPIRY_INTERVAL]);
+                        put(&e.to_be_bytes());
+                    }
+                }
+            }
+            put(&[PropertyId::CONTENT_TYPE, 0, 1, b't']);
+            let mut bytes = [0u8; 602];
+            let len = varint_len(n as u32);
+            let mut w = Writer::new(&mut bytes[..len]);
+            w.varint(n as u32);
+            w.finish().unwrap();
+            bytes[len..len + n].copy_from_slice(&block[..n]);
+            let (rest, p) = parse_properties(&bytes[..len + n], PUB).unwrap();
+            assert!(rest.is_empty());
+            assert!(
+                p.user_properties.iter().eq(users.iter().copied()),
+                "{users:?}"
+            );
+            assert_eq!(p.user_properties.len(), users.len());
+            assert_eq!(p.message_expiry_interval, expiry);
+            assert_eq!(p.content_type, Some("t"));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! PUBLISH (§3.3): an application message.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, QoS, Writer, packet_id, start_packet, str_len, utf8};
+use crate::data::{PacketId, QoS, Writer, packet_id, start_packet, str_len, utf8_scanned};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
@@ -81,8 +81,8 @@ pub(crate) fn parse(
     if dup && qos == QoS::AtMostOnce {
         return Err(fail(DecodeError::DupWithQos0));
     }
-    let (i, topic) = utf8(i)?;
-    let topic = TopicName::new_allow_empty(topic).map_err(fail)?;
+    let (i, (topic, found)) = utf8_scanned(i)?;
+    let topic = TopicName::from_scanned(topic, found, true).map_err(fail)?;
     let (i, qos_pid) = match qos {
         QoS::AtMostOnce => (i, QosPid::AtMostOnce),
         QoS::AtLeastOnce => {

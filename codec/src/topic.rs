@@ -47,6 +47,30 @@ impl<'a> TopicName<'a> {
         Ok(TopicName(topic))
     }
 
+    /// A topic name from a decoded string that [`scan`] found `found` in, U+0000 included: the
+    /// checks of [`TopicName::new`] (of [`TopicName::new_allow_empty`] with `allow_empty`) and
+    /// the same errors, without a second pass over the bytes.
+    #[inline]
+    pub(crate) fn from_scanned(
+        topic: &'a str,
+        found: u8,
+        allow_empty: bool,
+    ) -> Result<Self, DecodeError> {
+        if topic.is_empty() && !allow_empty {
+            return Err(DecodeError::EmptyTopic);
+        }
+        if topic.len() > usize::from(u16::MAX) {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        if found & HAS_NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        if found & HAS_WILDCARD != 0 {
+            return Err(DecodeError::WildcardInTopicName);
+        }
+        Ok(TopicName(topic))
+    }
+
     /// The empty topic of a PUBLISH that is named by its Topic Alias alone.
     pub const fn alias_only() -> TopicName<'static> {
         TopicName("")
