@@ -3,6 +3,7 @@
 //! window (or while the client is away), and QoS 2 packet ids received but not yet released.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use wren_codec::{PacketId, QoS};
@@ -234,7 +235,11 @@ impl Session {
 pub struct SessionStore {
     /// Boxed: the table holds many empty slots at its load factor, so keep slots small.
     sessions: HashMap<SessionId, Box<Session>, IdHash>,
-    by_client_id: HashMap<Arc<str>, SessionId>,
+    /// Session ids by their session's client id: the table holds only the ids (8 bytes a slot)
+    /// and compares through `sessions`, so the client id is stored once, in the session.
+    by_client_id: hashbrown::HashTable<SessionId>,
+    /// Keyed (random) hashing of client ids, which clients choose.
+    client_id_hasher: std::hash::RandomState,
     next_id: u64,
 }
 
@@ -254,16 +259,45 @@ impl SessionStore {
         self.sessions.is_empty()
     }
 
+    fn hash(&self, client_id: &str) -> u64 {
+        self.client_id_hasher.hash_one(client_id)
+    }
+
     /// The session of a client id.
     pub fn find(&self, client_id: &str) -> Option<SessionId> {
-        self.by_client_id.get(client_id).copied()
+        let sessions = &self.sessions;
+        self.by_client_id
+            .find(self.hash(client_id), |sid| {
+                sessions
+                    .get(sid)
+                    .is_some_and(|s| &*s.client_id == client_id)
+            })
+            .copied()
     }
 
     /// Create a session (replacing the client id's old one, which the caller removed first).
     pub fn create(&mut self, client_id: Arc<str>, clean: bool) -> SessionId {
         self.next_id = self.next_id.wrapping_add(1);
         let id = SessionId(self.next_id);
-        self.by_client_id.insert(Arc::clone(&client_id), id);
+        let hash = self.hash(&client_id);
+        let Self {
+            sessions,
+            by_client_id,
+            client_id_hasher,
+            ..
+        } = self;
+        let same_id = |sid: &SessionId| sessions.get(sid).is_some_and(|s| s.client_id == client_id);
+        match by_client_id.find_entry(hash, same_id) {
+            Ok(mut old) => *old.get_mut() = id,
+            Err(_) => {
+                // Every id in the table has its session in `sessions` (rehashing needs it).
+                by_client_id.insert_unique(hash, id, |sid| {
+                    sessions
+                        .get(sid)
+                        .map_or(0, |s| client_id_hasher.hash_one(&*s.client_id))
+                });
+            }
+        }
         self.sessions
             .insert(id, Box::new(Session::new(client_id, clean)));
         id
@@ -272,8 +306,9 @@ impl SessionStore {
     /// Remove a session and return it.
     pub fn remove(&mut self, id: SessionId) -> Option<Box<Session>> {
         let session = self.sessions.remove(&id)?;
-        if self.by_client_id.get(&session.client_id) == Some(&id) {
-            self.by_client_id.remove(&session.client_id);
+        let hash = self.hash(&session.client_id);
+        if let Ok(entry) = self.by_client_id.find_entry(hash, |sid| *sid == id) {
+            entry.remove();
         }
         Some(session)
     }
@@ -312,6 +347,30 @@ mod tests {
         assert!(store.get(b).unwrap().clean);
         let a2 = store.create("a".into(), false);
         assert_ne!(a, a2, "ids are never reused");
+    }
+
+    #[test]
+    fn client_id_index_through_growth_replacement_and_removal() {
+        let mut store = SessionStore::new();
+        let ids: Vec<SessionId> = (0..5000)
+            .map(|i| store.create(format!("client-{i}").into(), i % 2 == 0))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(store.find(&format!("client-{i}")), Some(*id));
+        }
+        // Create for a client id whose session is still there points the id at the new one.
+        let again = store.create("client-7".into(), true);
+        assert_eq!(store.find("client-7"), Some(again));
+        // Removing the replaced session leaves the new one findable.
+        store.remove(ids[7]);
+        assert_eq!(store.find("client-7"), Some(again));
+        for (i, id) in ids.iter().enumerate().step_by(3) {
+            store.remove(*id);
+            let expect = if i == 7 { Some(again) } else { None };
+            assert_eq!(store.find(&format!("client-{i}")), expect);
+        }
+        assert_eq!(store.find("client-4"), Some(ids[4]));
+        assert_eq!(store.find("client-5000"), None);
     }
 
     #[test]
