@@ -83,12 +83,13 @@ impl std::ops::DerefMut for CoreGuard<'_> {
 impl Drop for CoreGuard<'_> {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
-        if self.broker.has_woken()
-            && let Some(lot) = &self.shared.lot
-        {
-            for (conn, outbox) in self.broker.take_woken() {
-                if let Some(p) = lot.unpark(conn) {
-                    self.shared.revive(&mut self.broker, conn, p, outbox, false);
+        if let Some(lot) = &self.shared.lot {
+            // (A revival that fails closes its connection, which may wake others.)
+            while self.broker.has_woken() {
+                for (conn, outbox) in self.broker.take_woken() {
+                    if let Some(p) = lot.unpark(conn) {
+                        self.shared.revive(&mut self.broker, conn, p, outbox, false);
+                    }
                 }
             }
         }

@@ -38,6 +38,35 @@ struct Conn {
     open: bool,
     /// The Maximum Packet Size the client announced (5.0).
     max_in: Option<u32>,
+    /// Hibernating, as the shell does it: the core gave up `outbox`, which must get nothing
+    /// more; a socket event (`Broker::wake`) or the core (`Broker::take_woken`) brings a new one.
+    hibernating: bool,
+}
+
+/// What the shell does whenever it releases the core: hibernating connections the core has
+/// something for (or closed) get their new outbox.
+fn absorb_woken(broker: &mut Broker, conns: &mut [Conn]) {
+    for (id, outbox) in broker.take_woken() {
+        let c = conns
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("woken connection exists");
+        assert!(c.hibernating, "woken but not hibernating: {id:?}");
+        assert_eq!(
+            c.outbox.queued_bytes(),
+            0,
+            "old outbox used while hibernating"
+        );
+        c.outbox = outbox;
+        c.hibernating = false;
+    }
+    for c in conns.iter().filter(|c| c.hibernating) {
+        assert_eq!(
+            c.outbox.queued_bytes(),
+            0,
+            "old outbox used while hibernating"
+        );
+    }
 }
 
 const MAX_PACKET: u32 = 4096;
@@ -59,6 +88,13 @@ fn config() -> Config {
 
 /// Feed bytes to a connection the way the shell does.
 fn feed(broker: &mut Broker, c: &mut Conn, bytes: &[u8], now: u64) {
+    if c.hibernating {
+        // Bytes on a hibernating socket: the shell revives the connection first.
+        c.outbox = broker
+            .wake(c.id)
+            .expect("a hibernating connection is known");
+        c.hibernating = false;
+    }
     if !c.open {
         return;
     }
@@ -317,6 +353,7 @@ fuzz_target!(|data: &[u8]| {
                     pending: Vec::new(),
                     open: true,
                     max_in: None,
+                    hibernating: false,
                 };
                 if arg & 0x80 == 0 {
                     let ids = ["a", "b", "c", ""];
@@ -361,8 +398,15 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                if let Some(c) = conns.get(usize::from(arg) % conns.len().max(1)) {
-                    check_output(c);
+                let index = usize::from(arg & 0x7f) % conns.len().max(1);
+                if let Some(c) = conns.get_mut(index) {
+                    if !c.hibernating {
+                        check_output(c);
+                        // Quiet now: hibernate, as the shell would.
+                        if arg & 0x80 != 0 && c.open && broker.hibernate(c.id) {
+                            c.hibernating = true;
+                        }
+                    }
                 }
             }
             6 => {
@@ -379,6 +423,7 @@ fuzz_target!(|data: &[u8]| {
                     pending: Vec::new(),
                     open: true,
                     max_in: None,
+                    hibernating: false,
                 };
                 connect_v5(&mut broker, &mut c, arg, extra, now);
                 conns.push(c);
@@ -394,9 +439,18 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        absorb_woken(&mut broker, &mut conns);
     }
     for c in &conns {
         check_output(c);
     }
     broker.shutdown();
+    absorb_woken(&mut broker, &mut conns);
+    for c in conns.iter().filter(|c| c.open) {
+        assert!(
+            !c.hibernating,
+            "shutdown wakes every hibernating connection"
+        );
+        assert!(c.outbox.is_closed(), "shutdown closes every connection");
+    }
 });
