@@ -112,19 +112,9 @@ impl Shared {
         let (Some(shared), Some(ex)) = (self.me.upgrade(), self.executor.upgrade()) else {
             return;
         };
-        match Async::new(p.stream) {
-            Ok(stream) => {
-                let mut c = Connection::new(shared, stream, conn, outbox);
-                c.options =
-                    DecodeOptions::new(p.version).with_max_packet_size(self.config.max_packet_size);
-                c.readable = readable;
-                c.connected = true;
-                // `hibernate` stays set: it is decided again once the connection reads or
-                // writes (a revival with nothing to do hibernates again at once).
-                c.quiet_since_ms = p.since_ms;
-                ex.spawn(Task(Some(c))).detach();
-            }
-            Err(_) => {
+        match Connection::resumed(shared, p, conn, outbox, readable) {
+            Ok(c) => ex.spawn(Task(Some(c))).detach(),
+            Err(outbox) => {
                 broker.connection_lost(conn);
                 outbox.close();
             }
@@ -533,20 +523,38 @@ impl Connection {
         };
         drop(broker);
         let (p, outbox) = back;
-        match Async::new(p.stream) {
-            Ok(stream) => {
-                let mut c = Connection::new(Arc::clone(&shared), stream, conn, outbox);
-                c.options = options;
-                c.connected = true;
-                c.quiet_since_ms = quiet_since_ms;
-                Err(Some(c))
-            }
-            Err(_) => {
+        match Connection::resumed(Arc::clone(&shared), p, conn, outbox, false) {
+            Ok(c) => Err(Some(c)),
+            Err(outbox) => {
                 shared.lock().connection_lost(conn);
                 outbox.close();
                 Err(None)
             }
         }
+    }
+
+    /// A connected client's task again, from its socket as it hibernated (`readable`: the
+    /// socket had an event). Gives the outbox back if the socket cannot be registered.
+    #[cfg(target_os = "linux")]
+    fn resumed(
+        shared: Arc<Shared>,
+        p: Parked,
+        conn: ConnId,
+        outbox: Outbox,
+        readable: bool,
+    ) -> Result<Connection, Outbox> {
+        let Ok(stream) = Async::new(p.stream) else {
+            return Err(outbox);
+        };
+        let max_packet_size = shared.config.max_packet_size;
+        let mut c = Connection::new(shared, stream, conn, outbox);
+        c.options = DecodeOptions::new(p.version).with_max_packet_size(max_packet_size);
+        c.readable = readable;
+        c.connected = true;
+        // `hibernate` stays set: it is decided again once the connection reads or writes (a
+        // revival with nothing to do hibernates again at once).
+        c.quiet_since_ms = p.since_ms;
+        Ok(c)
     }
 
     /// The reader is over (EOF, error, or the core closed the connection).
