@@ -360,13 +360,12 @@ async fn accept_loop(
         let Some(ex) = executor.upgrade() else {
             return;
         };
-        ex.spawn(Task(Some(Connection::new(
-            Arc::clone(&shared),
-            stream,
-            conn,
-            outbox,
-        ))))
-        .detach();
+        let mut c = Connection::new(Arc::clone(&shared), stream, conn, outbox);
+        // A client sends its CONNECT as soon as its connect() returns, so it is usually in the
+        // socket by the time the task first runs: read at once rather than first arming the
+        // reactor and waiting for it to say so (an EAGAIN when it is not there yet).
+        c.readable = true;
+        ex.spawn(Task(Some(c))).detach();
     }
 }
 
