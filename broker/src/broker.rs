@@ -497,8 +497,11 @@ impl Broker {
         self.process_closes();
     }
 
-    /// The socket of `conn` reached EOF or failed.
-    pub fn connection_lost(&mut self, conn: ConnId) {
+    /// The socket of `conn` reached EOF or failed at `now_ms`. The will delay and the session
+    /// expiry count from then ([MQTT-3.1.2-8], [MQTT-3.1.3-9]), not from the last packet or
+    /// tick the broker saw, which may be a tick interval older.
+    pub fn connection_lost(&mut self, conn: ConnId, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         self.close(conn, CloseReason::ConnectionLost);
         self.process_closes();
     }
@@ -2654,7 +2657,7 @@ mod tests {
         t.send(s, Packet::PubRec(Ack::new(pid(rec_pid))));
         assert_eq!(drain(&so), [P::PubRel(rec_pid)]);
         // The subscriber drops without acknowledging; meanwhile more arrives, QoS 0 is not queued.
-        t.b.connection_lost(s);
+        t.b.connection_lost(s, t.now);
         t.publish(p, "t/4", b"d", QosPid::AtLeastOnce(pid(4)), false);
         t.publish(p, "t/5", b"e", QosPid::AtMostOnce, false);
         let (_, so, out) = t.connect_with("sub", false, 60, None);
@@ -2719,7 +2722,7 @@ mod tests {
             properties: NO_PROPERTIES,
         };
         let (c, ..) = t.connect_with("a", true, 60, Some(will("will/a")));
-        t.b.connection_lost(c);
+        t.b.connection_lost(c, t.now);
         assert_eq!(publishes(&so), [("will/a".into(), b"gone".to_vec(), 0)]);
         let (c, ..) = t.connect_with("b", true, 60, Some(will("will/b")));
         t.send(c, Packet::Disconnect(Disconnect::NORMAL));
@@ -2762,7 +2765,7 @@ mod tests {
         assert_eq!(out, [P::ConnAck(true, 0)]);
         assert_eq!(t.b.connected_clients(), 1);
         // The old connection's late EOF changes nothing.
-        t.b.connection_lost(c1);
+        t.b.connection_lost(c1, t.now);
         assert_eq!(t.b.connected_clients(), 1);
         assert_eq!(t.b.subscriptions().len(), 1);
     }
@@ -2840,7 +2843,7 @@ mod tests {
         });
         let (s, so) = t.connect("sub", false);
         t.subscribe(s, &so, "t", QoS::AtLeastOnce);
-        t.b.connection_lost(s);
+        t.b.connection_lost(s, t.now);
         let (p, _) = t.connect("pub", true);
         t.publish(p, "t", b"q0", QosPid::AtMostOnce, false);
         t.publish(p, "t", b"a", QosPid::AtLeastOnce(pid(1)), false);
@@ -2953,7 +2956,7 @@ mod tests {
         t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 });
         let (c, o) = t.connect("log-dropper", false);
         t.subscribe(c, &o, "t", QoS::AtLeastOnce);
-        t.b.connection_lost(c);
+        t.b.connection_lost(c, t.now);
         let (p, _) = t.connect("log-pub", true);
         for i in 1..=3 {
             t.publish(p, "t", b"x", QosPid::AtLeastOnce(pid(i)), false);
@@ -3001,7 +3004,7 @@ mod tests {
         let (p, po) = t.connect("pub", false);
         t.publish(p, "x", b"1", QosPid::ExactlyOnce(pid(5)), false);
         assert_eq!(drain(&po), [P::PubRec(5)]);
-        t.b.connection_lost(p);
+        t.b.connection_lost(p, t.now);
         // The publisher never saw PUBREC, so it resends with DUP on its resumed session.
         let (p, po, _) = t.connect_with("pub", false, 60, None);
         t.publish(p, "x", b"1", QosPid::ExactlyOnce(pid(5)), false);
@@ -3084,7 +3087,7 @@ mod tests {
         });
         let (c, _) = t.open();
         assert!(t.b.connection_opened(peer(), 1883, 0).is_none());
-        t.b.connection_lost(c);
+        t.b.connection_lost(c, t.now);
         assert!(t.b.connection_opened(peer(), 1883, 0).is_some());
     }
 

@@ -115,7 +115,7 @@ impl Shared {
         match Connection::resumed(shared, p, conn, outbox, readable) {
             Ok(c) => ex.spawn(Task(Some(c))).detach(),
             Err(outbox) => {
-                broker.connection_lost(conn);
+                broker.connection_lost(conn, self.now_ms());
                 outbox.close();
             }
         }
@@ -497,7 +497,8 @@ impl Connection {
         } = self;
         let Ok(stream) = stream.into_inner() else {
             // The socket is gone with the failed deregistration: the connection is over.
-            shared.lock().connection_lost(conn);
+            let now = shared.now_ms();
+            shared.lock().connection_lost(conn, now);
             outbox.close();
             return Err(None);
         };
@@ -525,7 +526,8 @@ impl Connection {
         match Connection::resumed(Arc::clone(&shared), p, conn, outbox, false) {
             Ok(c) => Err(Some(c)),
             Err(outbox) => {
-                shared.lock().connection_lost(conn);
+                let now = shared.now_ms();
+                shared.lock().connection_lost(conn, now);
                 outbox.close();
                 Err(None)
             }
@@ -561,7 +563,8 @@ impl Connection {
         if self.reading {
             self.reading = false;
             // A no-op if the core closed the connection itself.
-            self.shared.lock().connection_lost(self.conn);
+            let now = self.shared.now_ms();
+            self.shared.lock().connection_lost(self.conn, now);
             self.outbox.close();
         }
     }

@@ -393,7 +393,7 @@ fuzz_target!(|data: &[u8]| {
             4 => {
                 let index = usize::from(arg) % conns.len().max(1);
                 if let Some(c) = conns.get_mut(index) {
-                    broker.connection_lost(c.id);
+                    broker.connection_lost(c.id, now);
                     c.open = false;
                 }
             }
