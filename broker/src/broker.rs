@@ -471,8 +471,11 @@ impl Broker {
         }
     }
 
-    /// The bytes from `conn` could not be decoded; the stream cannot be resynchronised.
-    pub fn decode_failed(&mut self, conn: ConnId, error: DecodeError) {
+    /// The bytes from `conn`, read at `now_ms`, could not be decoded; the stream cannot be
+    /// resynchronised. (The will delay and session expiry count from `now_ms`, as for
+    /// [`Broker::connection_lost`].)
+    pub fn decode_failed(&mut self, conn: ConnId, error: DecodeError, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -2813,11 +2816,11 @@ mod tests {
         }
         // Decode errors.
         let (c, o) = t.connect("c", true);
-        t.b.decode_failed(c, DecodeError::InvalidUtf8);
+        t.b.decode_failed(c, DecodeError::InvalidUtf8, t.now);
         assert!(o.is_closed());
         assert_eq!(t.b.connected_clients(), 0);
         let (c, o) = t.open();
-        t.b.decode_failed(c, DecodeError::UnsupportedProtocolLevel(6));
+        t.b.decode_failed(c, DecodeError::UnsupportedProtocolLevel(6), t.now);
         assert_eq!(drain(&o), [P::ConnAck(false, 1)]);
         assert!(o.is_closed());
     }
@@ -2949,11 +2952,11 @@ mod tests {
         t.now = 2000;
         t.b.tick(t.now);
         let (c, _) = t.connect("log-malformed", true);
-        t.b.decode_failed(c, DecodeError::InvalidUtf8);
+        t.b.decode_failed(c, DecodeError::InvalidUtf8, t.now);
         let (c, _) = t.connect("log-violator", true);
         t.send(c, Packet::PingResp);
         let (c, _) = t.connect("log-big", true);
-        t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 });
+        t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 }, t.now);
         let (c, o) = t.connect("log-dropper", false);
         t.subscribe(c, &o, "t", QoS::AtLeastOnce);
         t.b.connection_lost(c, t.now);

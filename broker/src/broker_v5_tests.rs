@@ -894,6 +894,16 @@ fn will_delay_and_session_expiry_count_from_the_loss() {
     assert!(t.b.sessions().find("a").is_some(), "session expired early");
     t.tick(5_900);
     assert!(t.b.sessions().find("a").is_none());
+    // The same when the connection ends on a malformed packet (its will is published).
+    let (c, _, _, _) = t.connect_full("b", true, exp, Some(will));
+    t.b.decode_failed(c, DecodeError::InvalidUtf8, 6_800);
+    t.tick(9_799);
+    assert!(
+        pubs(&so).is_empty(),
+        "published before the will delay had passed"
+    );
+    t.tick(9_800);
+    assert_eq!(pubs(&so).len(), 1);
 }
 
 #[test]
@@ -991,10 +1001,10 @@ fn server_disconnect_reasons() {
     assert_eq!(drain5(&o1), [Q::Disconnect(0x8E)]);
     // Malformed and too large.
     let (c, o) = t.connect5("m");
-    t.b.decode_failed(c, DecodeError::InvalidUtf8);
+    t.b.decode_failed(c, DecodeError::InvalidUtf8, t.now);
     assert_eq!(drain5(&o), [Q::Disconnect(0x81)]);
     let (c, o) = t.connect5("l");
-    t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 });
+    t.b.decode_failed(c, DecodeError::PacketTooLarge { size: 10, max: 5 }, t.now);
     assert_eq!(drain5(&o), [Q::Disconnect(0x95)]);
     // Shutdown.
     let (_, o) = t.connect5("sd");

@@ -858,7 +858,7 @@ fn handle_bytes(
             Err(e) => {
                 broker
                     .get_or_insert_with(|| shared.lock())
-                    .decode_failed(conn, e);
+                    .decode_failed(conn, e, now);
                 return (used, true);
             }
         }

@@ -117,7 +117,7 @@ fn feed(broker: &mut Broker, c: &mut Conn, bytes: &[u8], now: u64) {
             }
             Ok(Status::Partial(_)) => break,
             Err(e) => {
-                broker.decode_failed(c.id, e);
+                broker.decode_failed(c.id, e, now);
                 c.open = false;
                 return;
             }
