@@ -121,6 +121,12 @@ impl Shared {
         }
     }
 
+    /// Tell the core that `conn`'s socket is gone, now.
+    fn connection_lost(&self, conn: ConnId) {
+        let now = self.now_ms();
+        self.lock().connection_lost(conn, now);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -497,8 +503,7 @@ impl Connection {
         } = self;
         let Ok(stream) = stream.into_inner() else {
             // The socket is gone with the failed deregistration: the connection is over.
-            let now = shared.now_ms();
-            shared.lock().connection_lost(conn, now);
+            shared.connection_lost(conn);
             outbox.close();
             return Err(None);
         };
@@ -526,8 +531,7 @@ impl Connection {
         match Connection::resumed(Arc::clone(&shared), p, conn, outbox, false) {
             Ok(c) => Err(Some(c)),
             Err(outbox) => {
-                let now = shared.now_ms();
-                shared.lock().connection_lost(conn, now);
+                shared.connection_lost(conn);
                 outbox.close();
                 Err(None)
             }
@@ -563,8 +567,7 @@ impl Connection {
         if self.reading {
             self.reading = false;
             // A no-op if the core closed the connection itself.
-            let now = self.shared.now_ms();
-            self.shared.lock().connection_lost(self.conn, now);
+            self.shared.connection_lost(self.conn);
             self.outbox.close();
         }
     }
