@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 
 use wren_codec::QoS;
 
-use crate::session::SessionId;
+use crate::session::{ProcessRandomState, SessionId};
 
 /// One subscription as the index keeps it: the session, the granted QoS and the 5.0
 /// subscription options that decide how a matching message is forwarded.
@@ -39,7 +39,7 @@ impl Sub {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: HashMap<Box<str>, Node, ProcessRandomState>,
     /// Subscriptions whose filter ends at this node.
     subscribers: Vec<Sub>,
 }
