@@ -412,9 +412,10 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
 /// Copy `src` into `dst` of the same length. MQTT's strings are short (topics, filters, client
 /// identifiers, property names), and so are many payloads (sensor readings): up to 64 bytes they
 /// are copied inline with two overlapping fixed-size moves, without a call to `memcpy` and the
-/// register spills around it; longer ones with `copy_from_slice`.
-#[inline]
-fn copy_into(dst: &mut [u8], src: &[u8]) {
+/// register spills around it; longer ones with `copy_from_slice`. Always inlined: with two
+/// callers in the PUBLISH encode, a plain `#[inline]` left it a call there.
+#[inline(always)]
+pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
     /// The first and the last `N` bytes (overlapping when `src` is shorter than `2 * N`).
     #[inline(always)]
     fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
@@ -628,6 +629,17 @@ pub(crate) fn start_packet(
     let mut w = Writer::new(out);
     w.header(first, remaining);
     Ok(w)
+}
+
+/// Write the fixed header (first byte `first`, Remaining Length `remaining`) at the front of
+/// `out` and return the rest, or `None` if `out` is too short; what [`Writer::header`] writes.
+pub(crate) fn split_header(out: &mut [u8], first: u8, remaining: u32) -> Option<&mut [u8]> {
+    let n = varint_len(remaining).saturating_add(1);
+    let (dst, rest) = out.split_at_mut_checked(n)?;
+    let mut w = Writer::new(dst);
+    w.header(first, remaining);
+    w.finish().ok()?;
+    Some(rest)
 }
 
 /// A `u32` that must not be zero, as Receive Maximum and Maximum Packet Size are.
