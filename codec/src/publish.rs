@@ -2,8 +2,8 @@
 
 use crate::ProtocolVersion;
 use crate::data::{
-    PacketId, QoS, Writer, copy_into, frame_lengths, packet_id, split_header, start_packet,
-    str_len, utf8_scanned,
+    PacketId, QoS, Writer, copy_into, copy_payload, frame_lengths, packet_id, split_header,
+    start_packet, str_len, utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -193,10 +193,12 @@ impl Publish<'_> {
         // The topic's length, the packet identifier, and in 5.0 the property block: a lone 0
         // length.
         let fixed = usize::from(version.is_v5()).saturating_add(if id.is_some() { 4 } else { 2 });
+        // Cannot wrap: a slice's length is at most `isize::MAX`, far below `usize::MAX` minus
+        // the 65,540 bytes of the rest.
         let body = topic
             .len()
-            .saturating_add(fixed)
-            .saturating_add(self.payload.len());
+            .wrapping_add(fixed)
+            .wrapping_add(self.payload.len());
         let first = ((PacketType::Publish as u8) << 4) | self.flags();
         // The header in one store for the one- and two-byte Remaining Lengths of packets up
         // to 16 KiB, each with its own copy of the body writes (no branch between the header
@@ -288,7 +290,7 @@ impl Publish<'_> {
         if rest.len() != self.payload.len() {
             return None;
         }
-        copy_into(rest, self.payload);
+        copy_payload(rest, self.payload);
         Some(())
     }
 
