@@ -409,22 +409,25 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
     ))
 }
 
+/// The first and the last `N` bytes of `src` into `dst` (overlapping when `src` is shorter
+/// than `2 * N`).
+#[inline(always)]
+fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+        *d = *s;
+    }
+}
+
 /// Copy `src` into `dst` of the same length. MQTT's strings are short (topics, filters, client
 /// identifiers, property names), and so are many payloads (sensor readings): up to 64 bytes they
 /// are copied inline with two overlapping fixed-size moves, without a call to `memcpy` and the
-/// register spills around it; longer ones with `copy_from_slice`.
-#[inline]
-fn copy_into(dst: &mut [u8], src: &[u8]) {
-    /// The first and the last `N` bytes (overlapping when `src` is shorter than `2 * N`).
-    #[inline(always)]
-    fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
-        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
-            *d = *s;
-        }
-        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
-            *d = *s;
-        }
-    }
+/// register spills around it; longer ones with `copy_from_slice`. Always inlined: with two
+/// callers in the PUBLISH encode, a plain `#[inline]` left it a call there.
+#[inline(always)]
+pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n != dst.len() {
         return;
@@ -440,7 +443,38 @@ fn copy_into(dst: &mut [u8], src: &[u8]) {
         } else {
             dst.copy_from_slice(src);
         }
-    } else if n >= 4 {
+    } else {
+        copy_short(dst, src);
+    }
+}
+
+/// [`copy_into`] for a PUBLISH payload, which is more often long than a string is: the sizes
+/// are tested from the longest down (a payload over 64 bytes goes to `copy_from_slice` after
+/// one test, a 33- to 64-byte one is copied after two).
+#[inline(always)]
+pub(crate) fn copy_payload(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n != dst.len() {
+        return;
+    }
+    if n > 64 {
+        dst.copy_from_slice(src);
+    } else if n > 32 {
+        ends::<32>(dst, src);
+    } else if n > 16 {
+        ends::<16>(dst, src);
+    } else if n >= 8 {
+        ends::<8>(dst, src);
+    } else {
+        copy_short(dst, src);
+    }
+}
+
+/// [`copy_into`] below 8 bytes.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n >= 4 {
         ends::<4>(dst, src);
     } else if n >= 2 {
         ends::<2>(dst, src);
@@ -628,6 +662,17 @@ pub(crate) fn start_packet(
     let mut w = Writer::new(out);
     w.header(first, remaining);
     Ok(w)
+}
+
+/// Write the fixed header (first byte `first`, Remaining Length `remaining`) at the front of
+/// `out` and return the rest, or `None` if `out` is too short; what [`Writer::header`] writes.
+pub(crate) fn split_header(out: &mut [u8], first: u8, remaining: u32) -> Option<&mut [u8]> {
+    let n = varint_len(remaining).saturating_add(1);
+    let (dst, rest) = out.split_at_mut_checked(n)?;
+    let mut w = Writer::new(dst);
+    w.header(first, remaining);
+    w.finish().ok()?;
+    Some(rest)
 }
 
 /// A `u32` that must not be zero, as Receive Maximum and Maximum Packet Size are.

@@ -133,6 +133,20 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
         }
     }
 
+    /// The length of what the list is a view of (a caller's items, or the wire bytes or text
+    /// of a decoded list): 0 only if the list is empty (a decoded list is not read, and is made
+    /// only of bytes holding items, so in practice 0 exactly when the list is empty). One load,
+    /// whatever the representation: for tests of many fields at once that want a value that is
+    /// 0 when a field is unset (`Properties::surely_empty`).
+    #[inline(always)]
+    pub(crate) const fn view_len(&self) -> usize {
+        match self.repr {
+            Repr::Items(items) => items.len(),
+            Repr::Wire(bytes) => bytes.len(),
+            Repr::Text(text) => text.len(),
+        }
+    }
+
     /// Whether there are no items.
     pub fn is_empty(&self) -> bool {
         if let Repr::Items(items) = self.repr {
