@@ -231,7 +231,9 @@ impl Packet<'_> {
         // packets' code.
         match self {
             Packet::Publish(p) => p.encode(version, buf),
-            Packet::Connect(p) => encode_connect(p, buf),
+            // 3.1.1 carries no properties: a path of its own without them.
+            Packet::Connect(p) if p.protocol == ProtocolVersion::V311 => p.encode_v311(buf),
+            Packet::Connect(p) => p.encode_other(buf),
             Packet::ConnAck(p) => encode_connack(p, version, buf),
             Packet::PubAck(p) => encode_ack(p, PacketType::PubAck, version, buf),
             Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
@@ -256,12 +258,6 @@ const fn first_byte(t: PacketType) -> u8 {
         None => 0,
     };
     ((t as u8) << 4) | flags
-}
-
-#[inline(never)]
-fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let first = first_byte(PacketType::Connect);
-    framed!(buf, first, p.body_len(), |l, w| p.write(l, w))
 }
 
 #[inline(never)]
