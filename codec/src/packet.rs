@@ -239,7 +239,7 @@ impl Packet<'_> {
             Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
             Packet::PubRel(p) => encode_ack(p, PacketType::PubRel, version, buf),
             Packet::PubComp(p) => encode_ack(p, PacketType::PubComp, version, buf),
-            Packet::Subscribe(p) => encode_subscribe(p, version, buf),
+            Packet::Subscribe(p) => p.encode(version, buf),
             Packet::SubAck(p) => encode_suback(p, PacketType::SubAck, version, buf),
             Packet::Unsubscribe(p) => encode_unsubscribe(p, version, buf),
             Packet::UnsubAck(p) => encode_suback(p, PacketType::UnsubAck, version, buf),
@@ -258,21 +258,6 @@ const fn first_byte(t: PacketType) -> u8 {
         None => 0,
     };
     ((t as u8) << 4) | flags
-}
-
-#[inline(never)]
-fn encode_subscribe(
-    p: &Subscribe<'_>,
-    v: ProtocolVersion,
-    buf: &mut [u8],
-) -> Result<usize, EncodeError> {
-    let first = first_byte(PacketType::Subscribe);
-    if v.is_v5() {
-        let v = ProtocolVersion::V5;
-        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
-    } else {
-        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
-    }
 }
 
 #[inline(never)]
