@@ -294,7 +294,7 @@ impl Subscribe<'_> {
         if V5 {
             properties = self
                 .properties
-                .items_len(PropertyContext::Packet(PacketType::Subscribe))?;
+                .items_len_few(PropertyContext::Packet(PacketType::Subscribe))?;
             fixed = fixed.saturating_add(block_len(properties)?);
         }
         let mut longest = 0usize;
@@ -415,7 +415,7 @@ impl Subscribe<'_> {
         if version.is_v5() {
             properties = self
                 .properties
-                .items_len(PropertyContext::Packet(PacketType::Subscribe))?;
+                .items_len_few(PropertyContext::Packet(PacketType::Subscribe))?;
             n = n.saturating_add(block_len(properties)?);
         }
         // The filter and its options byte. The filters' syntax was checked when each
