@@ -2,7 +2,7 @@
 
 use crate::ProtocolVersion;
 use crate::data::{
-    QoS, Writer, binary, binary_len, check_utf8, copy_into, start_packet, str_len, u8_, u16_, utf8,
+    QoS, Writer, binary, binary_len, check_utf8, put_field, start_packet, str_len, u8_, u16_, utf8,
     utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
@@ -55,17 +55,6 @@ const PASSWORD: u8 = 0x40;
 const USERNAME: u8 = 0x80;
 /// The first byte of a CONNECT's fixed header.
 const FIRST: u8 = (PacketType::Connect as u8) << 4;
-
-/// A two-byte length and `bytes` (at most 65,535, checked by the caller) at the front of
-/// `out`; the rest of `out` after them.
-#[inline(always)]
-fn put_field<'b>(out: &'b mut [u8], bytes: &[u8]) -> Option<&'b mut [u8]> {
-    let (len, rest) = out.split_first_chunk_mut::<2>()?;
-    *len = (bytes.len() as u16).to_be_bytes();
-    let (dst, rest) = rest.split_at_mut_checked(bytes.len())?;
-    copy_into(dst, bytes);
-    Some(rest)
-}
 
 pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);

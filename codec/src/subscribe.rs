@@ -1,11 +1,16 @@
 //! SUBSCRIBE (§3.8): a list of topic filters with their subscription options.
 
 use crate::ProtocolVersion;
-use crate::data::{PacketId, QoS, Writer, copy_into, packet_id, start_packet, str_len, u8_, utf8};
+use crate::data::{
+    PacketId, QoS, Writer, copy_into, packet_id, put_field, put_varint, start_packet, str_len, u8_,
+    utf8,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 use crate::list::{List, for_items, next_text_field};
-use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
+use crate::properties::{
+    Block, Properties, PropertyContext, PropertyId, block_len, parse_properties,
+};
 use crate::topic::{SHARE_PREFIX, TopicFilter};
 
 /// Retain Handling (5.0 §3.8.3.1): whether retained messages are sent when subscribing.
@@ -372,16 +377,7 @@ impl Subscribe<'_> {
                 *dst = 0;
                 rest = r;
             } else {
-                let len = block_len(properties).ok()?;
-                let (dst, r) = rest.split_at_mut_checked(len)?;
-                let mut w = Writer::new(dst);
-                self.properties.write_block(
-                    properties,
-                    PropertyContext::Packet(PacketType::Subscribe),
-                    &mut w,
-                );
-                w.finish().ok()?;
-                rest = r;
+                rest = self.write_properties(properties, rest)?;
             }
         }
         for sub in subs {
@@ -401,6 +397,30 @@ impl Subscribe<'_> {
             rest = r;
         }
         rest.is_empty().then_some(())
+    }
+
+    /// The property block [`Properties::items_len_few`] measured, at the front of `out`; the
+    /// rest of `out` after it. What [`Properties::write_block`] writes for a SUBSCRIBE (which
+    /// may carry only the subscription identifier and user properties, in that order), by
+    /// cutting the buffer.
+    #[inline(always)]
+    fn write_properties<'b>(&self, properties: Block, out: &'b mut [u8]) -> Option<&'b mut [u8]> {
+        let mut rest = put_varint(out, u32::try_from(properties.len).ok()?)?;
+        for_items!(self.properties.subscription_identifiers, |ids| {
+            for id in ids {
+                let (dst, r) = rest.split_first_mut()?;
+                *dst = PropertyId::SUBSCRIPTION_IDENTIFIER;
+                rest = put_varint(r, id)?;
+            }
+        });
+        for_items!(self.properties.user_properties, |users| {
+            for (k, v) in users {
+                let (dst, r) = rest.split_first_mut()?;
+                *dst = PropertyId::USER_PROPERTY;
+                rest = put_field(put_field(r, k.as_bytes())?, v.as_bytes())?;
+            }
+        });
+        Some(rest)
     }
 
     /// The body length and the property items length (5.0), checking the packet against the
@@ -565,7 +585,9 @@ mod tests {
         static TWO_IDS: [u32; 2] = [1, 2];
         static USERS: [(&str, &str); 2] = [("k", "v"), ("region", "eu-west")];
         let text = core::str::from_utf8(&TEXT).unwrap();
-        let properties: Vec<Properties<'static>> = vec![
+        // A property block of 128 bytes and more: a two-byte length.
+        let long_users = [("k", &text[..200]), ("l", &text[..20_000])];
+        let properties: Vec<Properties<'_>> = vec![
             Properties::default(),
             Properties {
                 subscription_identifiers: List::new(&IDS[0][..1]),
@@ -599,6 +621,15 @@ mod tests {
             Properties {
                 reason_string: Some("no"),
                 subscription_identifiers: List::new(&IDS[0][..1]),
+                ..Properties::default()
+            },
+            Properties {
+                subscription_identifiers: List::new(&IDS[0][..1]),
+                user_properties: UserProperties::new(&long_users[..1]),
+                ..Properties::default()
+            },
+            Properties {
+                user_properties: UserProperties::new(&long_users),
                 ..Properties::default()
             },
         ];
