@@ -2,7 +2,8 @@
 
 use crate::ProtocolVersion;
 use crate::data::{
-    QoS, Writer, binary, binary_len, check_utf8, str_len, u8_, u16_, utf8, utf8_scanned,
+    QoS, Writer, binary, binary_len, check_utf8, put_field, start_packet, str_len, u8_, u16_, utf8,
+    utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -52,6 +53,8 @@ const WILL: u8 = 0x04;
 const WILL_RETAIN: u8 = 0x20;
 const PASSWORD: u8 = 0x40;
 const USERNAME: u8 = 0x80;
+/// The first byte of a CONNECT's fixed header.
+const FIRST: u8 = (PacketType::Connect as u8) << 4;
 
 pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
@@ -142,6 +145,170 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
 }
 
 impl Connect<'_> {
+    /// [`crate::Packet::encode`] for a 3.1.1 CONNECT, by [`Self::encode_plain`].
+    #[inline(never)]
+    pub(crate) fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_plain(buf)
+    }
+
+    /// [`crate::Packet::encode`] for a 5.0 or 3.1 CONNECT, by the general path (compiled for
+    /// 5.0 here, the version of the two that is used).
+    #[inline(never)]
+    pub(crate) fn encode_other(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if self.protocol.is_v5() {
+            self.encode_general(buf)
+        } else {
+            self.encode_general_out_of_line(buf)
+        }
+    }
+
+    /// [`Self::encode_general`] out of line, for the packets [`Self::encode_plain`] leaves to
+    /// it.
+    #[inline(never)]
+    fn encode_general_out_of_line(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_general(buf)
+    }
+
+    /// The general path: measured and checked by [`Self::body_len`], written by [`Self::write`]
+    /// through a [`Writer`].
+    #[inline(always)]
+    fn encode_general(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (body, blocks) = self.body_len()?;
+        let mut w = start_packet(buf, FIRST, body)?;
+        self.write(blocks, &mut w);
+        w.finish()
+    }
+
+    /// A 3.1.1 CONNECT (which carries no properties): the same bytes as the general path,
+    /// without a property field in sight, written by cutting the buffer field by field rather
+    /// than through a [`Writer`] (as `Publish::encode_plain` does). The rules are checked all
+    /// at once: a packet that breaks one (a field over 65,535 bytes, an empty will topic, a
+    /// password without a user name), and a body of 16 KiB or more, take the general path,
+    /// which names the first rule broken exactly as before.
+    #[inline(always)]
+    fn encode_plain(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let client_id = self.client_id.as_bytes();
+        let (topic, payload): (&[u8], &[u8]) = match &self.will {
+            Some(w) => (w.topic.as_str().as_bytes(), w.payload),
+            None => (&[], &[]),
+        };
+        let username = self.username.unwrap_or_default().as_bytes();
+        let password = self.password.unwrap_or_default();
+        let has_will = self.will.is_some();
+        // A field is over 65,535 bytes exactly when the or of the five lengths is.
+        let longest =
+            client_id.len() | topic.len() | payload.len() | username.len() | password.len();
+        if longest > usize::from(u16::MAX)
+            || (has_will && topic.is_empty())
+            || (self.password.is_some() && self.username.is_none())
+        {
+            return self.encode_general_out_of_line(buf);
+        }
+        // Protocol name, level, flags, keep alive and the client identifier's length, then the
+        // two-byte lengths of the optional fields. Cannot wrap: five lengths of at most 65,535.
+        let fixed = 12usize
+            .wrapping_add(if has_will { 4 } else { 0 })
+            .wrapping_add(if self.username.is_some() { 2 } else { 0 })
+            .wrapping_add(if self.password.is_some() { 2 } else { 0 });
+        let body = fixed
+            .wrapping_add(client_id.len())
+            .wrapping_add(topic.len())
+            .wrapping_add(payload.len())
+            .wrapping_add(username.len())
+            .wrapping_add(password.len());
+        let flags = self.flags();
+        let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
+        let fields = [client_id, topic, payload, username, password];
+        // The fixed header and the variable header in one store for packets up to 16 KiB.
+        let (total, written) = if body < 0x80 {
+            let total = body.wrapping_add(2);
+            let Some(out) = buf.get_mut(..total) else {
+                return Err(EncodeError::BufferTooSmall { needed: total });
+            };
+            let start = [
+                FIRST, body as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, flags, ka_hi, ka_lo,
+            ];
+            (total, self.write_plain(out, start, fields))
+        } else if body < 0x4000 {
+            let total = body.wrapping_add(3);
+            let Some(out) = buf.get_mut(..total) else {
+                return Err(EncodeError::BufferTooSmall { needed: total });
+            };
+            let start = [
+                FIRST,
+                (body & 0x7F) as u8 | 0x80,
+                (body >> 7) as u8,
+                0,
+                4,
+                b'M',
+                b'Q',
+                b'T',
+                b'T',
+                4,
+                flags,
+                ka_hi,
+                ka_lo,
+            ];
+            (total, self.write_plain(out, start, fields))
+        } else {
+            return self.encode_general_out_of_line(buf);
+        };
+        // `None` only if the length above disagreed with the writes (never: the tests compare
+        // the two paths), reported as `Writer::finish` reports it.
+        match written {
+            Some(()) => Ok(total),
+            None => Err(EncodeError::InvalidValue),
+        }
+    }
+
+    /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,
+    /// starting with `start` (the fixed header and the variable header); `fields`: the client
+    /// identifier, will topic, will payload, user name and password (empty when absent).
+    #[inline(always)]
+    fn write_plain<const H: usize>(
+        &self,
+        out: &mut [u8],
+        start: [u8; H],
+        [client_id, topic, payload, username, password]: [&[u8]; 5],
+    ) -> Option<()> {
+        let (dst, rest) = out.split_first_chunk_mut::<H>()?;
+        *dst = start;
+        let mut rest = put_field(rest, client_id)?;
+        if self.will.is_some() {
+            rest = put_field(rest, topic)?;
+            rest = put_field(rest, payload)?;
+        }
+        if self.username.is_some() {
+            rest = put_field(rest, username)?;
+        }
+        if self.password.is_some() {
+            rest = put_field(rest, password)?;
+        }
+        rest.is_empty().then_some(())
+    }
+
+    /// The connect flags byte.
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        let mut flags = 0u8;
+        if self.clean_start {
+            flags |= CLEAN;
+        }
+        if let Some(will) = &self.will {
+            flags |= WILL | (will.qos.bits() << 3);
+            if will.retain {
+                flags |= WILL_RETAIN;
+            }
+        }
+        if self.username.is_some() {
+            flags |= USERNAME;
+        }
+        if self.password.is_some() {
+            flags |= PASSWORD;
+        }
+        flags
+    }
+
     /// The body length and the property items lengths of the CONNECT and of its will (5.0),
     /// checking the packet against the rules the decoder enforces.
     #[inline(always)]
@@ -188,22 +355,7 @@ impl Connect<'_> {
     /// Write the body [`Self::body_len`] measured.
     #[inline(always)]
     pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
-        let mut flags = 0u8;
-        if self.clean_start {
-            flags |= CLEAN;
-        }
-        if let Some(will) = &self.will {
-            flags |= WILL | (will.qos.bits() << 3);
-            if will.retain {
-                flags |= WILL_RETAIN;
-            }
-        }
-        if self.username.is_some() {
-            flags |= USERNAME;
-        }
-        if self.password.is_some() {
-            flags |= PASSWORD;
-        }
+        let flags = self.flags();
         let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
         match self.protocol {
             ProtocolVersion::V31 => w.array([
@@ -237,5 +389,125 @@ impl Connect<'_> {
         if let Some(p) = self.password {
             w.binary(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Packet;
+    use crate::properties::NO_PROPERTIES;
+    use std::{vec, vec::Vec};
+
+    /// `encode` (the plain path for a 3.1.1 CONNECT) and the general path give the same result
+    /// and the same bytes, in buffers of the exact size, one byte short and empty, for every
+    /// field present or absent, every length class of each field (copy sizes, the 65,535-byte
+    /// limit and one past it, an empty will topic), a password without a user name, and bodies
+    /// around the one-, two- and three-byte Remaining Length boundaries; 3.1 and 5.0 CONNECTs
+    /// (the general path) too.
+    #[test]
+    fn plain_path_agrees_with_the_general_path() {
+        static TEXT: [u8; 70_000] = [b'c'; 70_000];
+        let text = core::str::from_utf8(&TEXT).unwrap();
+        let mut client_id_lens: Vec<usize> = (0..=70).collect();
+        client_id_lens.extend([100, 115, 116, 117, 127, 128, 16_371, 16_372, 65_535, 65_536]);
+        let will_shapes: Vec<Option<(usize, usize)>> = [None]
+            .into_iter()
+            .chain(
+                [
+                    (0, 0),
+                    (1, 0),
+                    (1, 7),
+                    (35, 7),
+                    (16, 64),
+                    (8, 65),
+                    (3, 200),
+                    (65_535, 1),
+                    (2, 65_535),
+                    (2, 65_536),
+                ]
+                .map(Some),
+            )
+            .collect();
+        let user_lens = [None, Some(0), Some(5), Some(33), Some(65_535), Some(65_536)];
+        let password_lens = [None, Some(0), Some(28), Some(65_535), Some(65_536)];
+        let mut storage = vec![0u8; 400_000];
+        let mut reference = vec![0u8; 400_000];
+        let (mut checked, mut refused) = (0, 0);
+        for protocol in [
+            ProtocolVersion::V311,
+            ProtocolVersion::V31,
+            ProtocolVersion::V5,
+        ] {
+            for &c in &client_id_lens {
+                for &will_shape in &will_shapes {
+                    for &u in &user_lens {
+                        for &pw in &password_lens {
+                            let lens = [
+                                c,
+                                will_shape.map_or(0, |w| w.0),
+                                will_shape.map_or(0, |w| w.1),
+                                u.unwrap_or(0),
+                                pw.unwrap_or(0),
+                            ];
+                            // At most one long field; other versions and odd client
+                            // identifier lengths with a few shapes only.
+                            if lens.iter().filter(|&&n| n > 200).count() > 1 {
+                                continue;
+                            }
+                            let short_c = matches!(c, 0 | 1 | 8 | 20 | 33 | 127);
+                            if (protocol != ProtocolVersion::V311 || !short_c)
+                                && (will_shape.is_some() && will_shape != Some((35, 7))
+                                    || u.is_some_and(|u| u != 5)
+                                    || pw.is_some_and(|p| p != 28))
+                            {
+                                continue;
+                            }
+                            let variant = checked % 8;
+                            let will = will_shape.map(|(t, n)| Will {
+                                topic: TopicName::new_allow_empty(&text[..t]).unwrap(),
+                                payload: &TEXT[..n],
+                                qos: QoS::from_bits((variant % 3) as u8).unwrap(),
+                                retain: variant & 4 != 0,
+                                properties: NO_PROPERTIES,
+                            });
+                            let connect = Connect {
+                                protocol,
+                                clean_start: variant & 1 != 0,
+                                keep_alive: [0, 60, 0x1234, u16::MAX][variant % 4],
+                                client_id: &text[..c],
+                                will,
+                                username: u.map(|n| &text[..n]),
+                                password: pw.map(|n| &TEXT[..n]),
+                                properties: NO_PROPERTIES,
+                            };
+                            let want = connect.encode_general(&mut reference);
+                            let packet = Packet::Connect(connect);
+                            for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+                                assert_eq!(packet.encode(version, &mut storage), want, "{lens:?}");
+                            }
+                            match want {
+                                Ok(len) => {
+                                    assert_eq!(storage[..len], reference[..len], "{lens:?}");
+                                    assert_eq!(packet.encoded_len(protocol), Ok(len));
+                                    for short in [len - 1, 0] {
+                                        assert_eq!(
+                                            packet.encode(protocol, &mut storage[..short]),
+                                            Err(EncodeError::BufferTooSmall { needed: len })
+                                        );
+                                    }
+                                }
+                                Err(e) => {
+                                    assert_eq!(packet.encoded_len(protocol), Err(e));
+                                    refused += 1;
+                                }
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 3_000 && refused > 500, "{checked} {refused}");
     }
 }

@@ -483,6 +483,48 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// A two-byte length and `bytes` (at most 65,535, checked by the caller) at the front of
+/// `out`; the rest of `out` after them. For the plain paths, which write by cutting the buffer
+/// rather than through a [`Writer`].
+#[inline(always)]
+pub(crate) fn put_field<'b>(out: &'b mut [u8], bytes: &[u8]) -> Option<&'b mut [u8]> {
+    let (len, rest) = out.split_first_chunk_mut::<2>()?;
+    *len = (bytes.len() as u16).to_be_bytes();
+    let (dst, rest) = rest.split_at_mut_checked(bytes.len())?;
+    copy_into(dst, bytes);
+    Some(rest)
+}
+
+/// A Variable Byte Integer (at most [`VARINT_MAX`], checked by the caller) at the front of
+/// `out`; the rest of `out` after it. What [`Writer::varint`] writes.
+#[inline(always)]
+pub(crate) fn put_varint(out: &mut [u8], v: u32) -> Option<&mut [u8]> {
+    match u8::try_from(v) {
+        Ok(b) if b < 0x80 => {
+            let (dst, rest) = out.split_first_mut()?;
+            *dst = b;
+            Some(rest)
+        }
+        _ => put_varint_long(out, v),
+    }
+}
+
+fn put_varint_long(mut out: &mut [u8], mut v: u32) -> Option<&mut [u8]> {
+    loop {
+        let (dst, rest) = out.split_first_mut()?;
+        let mut byte = (v & 0x7F) as u8;
+        v >>= 7;
+        if v > 0 {
+            byte |= 0x80;
+        }
+        *dst = byte;
+        out = rest;
+        if v == 0 {
+            return Some(out);
+        }
+    }
+}
+
 /// Writes a packet into a buffer that was cut to exactly the packet's length, which every
 /// encoder computes (and validates the packet with) before the first byte is written: a buffer
 /// too small is refused untouched, and the writes themselves cannot fail. Each write splits the

@@ -231,13 +231,15 @@ impl Packet<'_> {
         // packets' code.
         match self {
             Packet::Publish(p) => p.encode(version, buf),
-            Packet::Connect(p) => encode_connect(p, buf),
+            // 3.1.1 carries no properties: a path of its own without them.
+            Packet::Connect(p) if p.protocol == ProtocolVersion::V311 => p.encode_v311(buf),
+            Packet::Connect(p) => p.encode_other(buf),
             Packet::ConnAck(p) => encode_connack(p, version, buf),
             Packet::PubAck(p) => encode_ack(p, PacketType::PubAck, version, buf),
             Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
             Packet::PubRel(p) => encode_ack(p, PacketType::PubRel, version, buf),
             Packet::PubComp(p) => encode_ack(p, PacketType::PubComp, version, buf),
-            Packet::Subscribe(p) => encode_subscribe(p, version, buf),
+            Packet::Subscribe(p) => p.encode(version, buf),
             Packet::SubAck(p) => encode_suback(p, PacketType::SubAck, version, buf),
             Packet::Unsubscribe(p) => encode_unsubscribe(p, version, buf),
             Packet::UnsubAck(p) => encode_suback(p, PacketType::UnsubAck, version, buf),
@@ -256,27 +258,6 @@ const fn first_byte(t: PacketType) -> u8 {
         None => 0,
     };
     ((t as u8) << 4) | flags
-}
-
-#[inline(never)]
-fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let first = first_byte(PacketType::Connect);
-    framed!(buf, first, p.body_len(), |l, w| p.write(l, w))
-}
-
-#[inline(never)]
-fn encode_subscribe(
-    p: &Subscribe<'_>,
-    v: ProtocolVersion,
-    buf: &mut [u8],
-) -> Result<usize, EncodeError> {
-    let first = first_byte(PacketType::Subscribe);
-    if v.is_v5() {
-        let v = ProtocolVersion::V5;
-        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
-    } else {
-        framed!(buf, first, p.body_len(v), |l, w| p.write(v, l, w))
-    }
 }
 
 #[inline(never)]

@@ -602,25 +602,6 @@ impl Properties<'_> {
     /// instructions in all.
     #[inline(always)]
     pub(crate) fn surely_empty(&self) -> bool {
-        #[inline(always)]
-        fn ptr<T: ?Sized>(o: Option<&T>) -> usize {
-            match o {
-                Some(r) => core::ptr::from_ref(r).cast::<u8>().addr(),
-                None => 0,
-            }
-        }
-        #[inline(always)]
-        fn tag<T>(o: &Option<T>) -> u32 {
-            u32::from(o.is_some())
-        }
-        #[inline(always)]
-        fn byte(o: Option<bool>) -> u8 {
-            match o {
-                Some(false) => 0,
-                Some(true) => 1,
-                None => 2,
-            }
-        }
         let Properties {
             payload_format_indicator,
             message_expiry_interval,
@@ -683,6 +664,102 @@ impl Properties<'_> {
         words == 0 && small == 0 && bytes & 2 != 0
     }
 
+    /// Whether a property other than the two lists is set among those `pick` selects (by
+    /// identifier): exactly `is_some()` of each picked field, or'ed. Inlined where `pick` is
+    /// decided at compile time, as [`Self::surely_empty`] tests all of them: each picked field
+    /// gives an integer that is 0 (for the one-byte ones: has bit 1 set) exactly when it is
+    /// unset, the others a constant that says unset, and the integers are or'ed (and'ed) into
+    /// a few words tested once, rather than a test and branch per field.
+    #[inline(always)]
+    fn any_scalar_set(&self, pick: impl Fn(u8) -> bool) -> bool {
+        let word = |id: u8, v: usize| if pick(id) { v } else { 0 };
+        let small = |id: u8, v: u32| if pick(id) { v } else { 0 };
+        let one = |id: u8, v: u8| if pick(id) { v } else { 2 };
+        let words = word(PropertyId::CONTENT_TYPE, ptr(self.content_type))
+            | word(
+                PropertyId::RESPONSE_TOPIC,
+                ptr(self.response_topic.map(|t| t.as_str())),
+            )
+            | word(PropertyId::CORRELATION_DATA, ptr(self.correlation_data))
+            | word(
+                PropertyId::ASSIGNED_CLIENT_IDENTIFIER,
+                ptr(self.assigned_client_identifier),
+            )
+            | word(
+                PropertyId::AUTHENTICATION_METHOD,
+                ptr(self.authentication_method),
+            )
+            | word(
+                PropertyId::AUTHENTICATION_DATA,
+                ptr(self.authentication_data),
+            )
+            | word(
+                PropertyId::RESPONSE_INFORMATION,
+                ptr(self.response_information),
+            )
+            | word(PropertyId::SERVER_REFERENCE, ptr(self.server_reference))
+            | word(PropertyId::REASON_STRING, ptr(self.reason_string));
+        let smalls = small(
+            PropertyId::MESSAGE_EXPIRY_INTERVAL,
+            tag(&self.message_expiry_interval),
+        ) | small(
+            PropertyId::SESSION_EXPIRY_INTERVAL,
+            tag(&self.session_expiry_interval),
+        ) | small(
+            PropertyId::WILL_DELAY_INTERVAL,
+            tag(&self.will_delay_interval),
+        ) | small(PropertyId::SERVER_KEEP_ALIVE, tag(&self.server_keep_alive))
+            | small(
+                PropertyId::TOPIC_ALIAS_MAXIMUM,
+                tag(&self.topic_alias_maximum),
+            )
+            | small(
+                PropertyId::RECEIVE_MAXIMUM,
+                u32::from(self.receive_maximum.map_or(0, NonZeroU16::get)),
+            )
+            | small(
+                PropertyId::TOPIC_ALIAS,
+                u32::from(self.topic_alias.map_or(0, NonZeroU16::get)),
+            )
+            | small(
+                PropertyId::MAXIMUM_PACKET_SIZE,
+                self.maximum_packet_size.map_or(0, NonZeroU32::get),
+            );
+        let bytes = one(
+            PropertyId::PAYLOAD_FORMAT_INDICATOR,
+            byte(
+                self.payload_format_indicator
+                    .map(|f| f == PayloadFormat::Utf8),
+            ),
+        ) & one(
+            PropertyId::REQUEST_PROBLEM_INFORMATION,
+            byte(self.request_problem_information),
+        ) & one(
+            PropertyId::REQUEST_RESPONSE_INFORMATION,
+            byte(self.request_response_information),
+        ) & one(PropertyId::RETAIN_AVAILABLE, byte(self.retain_available))
+            & one(
+                PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE,
+                byte(self.wildcard_subscription_available),
+            )
+            & one(
+                PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+                byte(self.subscription_identifier_available),
+            )
+            & one(
+                PropertyId::SHARED_SUBSCRIPTION_AVAILABLE,
+                byte(self.shared_subscription_available),
+            )
+            & one(
+                PropertyId::MAXIMUM_QOS,
+                match self.maximum_qos {
+                    Some(_) => 0,
+                    None => 2,
+                },
+            );
+        (words != 0) | (smalls != 0) | (bytes & 2 == 0)
+    }
+
     /// Length of the property items for `ctx`, the block's length prefix not included, and the
     /// check that every property set may appear in `ctx` and has a value in range.
     ///
@@ -731,6 +808,26 @@ impl Properties<'_> {
                 & self.subscription_identifier_available.is_some())
             | (!allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
                 & self.shared_subscription_available.is_some());
+        if refused {
+            return Err(self.first_error(ctx));
+        }
+        self.measure::<false>(ctx)
+    }
+
+    /// [`Self::items_len`] for a `ctx` that may carry few properties (SUBSCRIBE: the two
+    /// lists), where the properties it may not carry are many: those are tested by
+    /// [`Self::any_scalar_set`], fewer instructions than the test of each `is_some()` in
+    /// [`Self::items_len`] for that many (and more where `ctx` may carry many, as CONNECT
+    /// may). The same result.
+    #[inline(always)]
+    pub(crate) fn items_len_few(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+        let allowed = |id: u8| is_allowed(id, ctx);
+        // The properties that are not lists, tested together; the lists (read to tell, if
+        // decoded) only where `ctx` may not carry them.
+        let refused = self.any_scalar_set(|id| !allowed(id))
+            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER)
+                && !self.subscription_identifiers.is_empty())
+            | (!allowed(PropertyId::USER_PROPERTY) && !self.user_properties.is_empty());
         if refused {
             return Err(self.first_error(ctx));
         }
@@ -1121,6 +1218,34 @@ impl Block {
     }
 }
 
+/// For the tests of many properties at once ([`Properties::surely_empty`],
+/// [`Properties::any_scalar_set`]): the pointer of an `Option<&str>` / `Option<&[u8]>`, 0
+/// exactly when `None` (a reference is never null, even to an empty string).
+#[inline(always)]
+fn ptr<T: ?Sized>(o: Option<&T>) -> usize {
+    match o {
+        Some(r) => core::ptr::from_ref(r).cast::<u8>().addr(),
+        None => 0,
+    }
+}
+
+/// For the tests of many properties at once: 0 exactly when `None`.
+#[inline(always)]
+fn tag<T>(o: &Option<T>) -> u32 {
+    u32::from(o.is_some())
+}
+
+/// For the tests of many properties at once: 2 when `None`, a value with bit 1 clear when set
+/// (the byte the `Option<bool>` itself holds).
+#[inline(always)]
+fn byte(o: Option<bool>) -> u8 {
+    match o {
+        Some(false) => 0,
+        Some(true) => 1,
+        None => 2,
+    }
+}
+
 /// Length of a property block, its Variable Byte Integer prefix included; a block longer than a Variable Byte Integer can say is
 /// [`EncodeError::PacketTooLarge`].
 #[inline]
@@ -1171,6 +1296,82 @@ mod tests {
             }
         }
     }
+    /// `items_len_few` (the properties a context may not carry tested together by
+    /// `any_scalar_set`) and `items_len` give the same result in every context, for every
+    /// property set alone (each one-byte property at each of its values), every pair, and
+    /// none; decoded lists too.
+    #[test]
+    fn items_len_few_agrees_with_items_len() {
+        use core::num::{NonZeroU16, NonZeroU32};
+        static USERS: [(&str, &str); 1] = [("k", "v")];
+        type Set = fn(&mut Properties<'static>);
+        let settings: &[Set] = &[
+            |_| {},
+            |p| p.payload_format_indicator = Some(PayloadFormat::Unspecified),
+            |p| p.payload_format_indicator = Some(PayloadFormat::Utf8),
+            |p| p.message_expiry_interval = Some(0),
+            |p| p.content_type = Some(""),
+            |p| p.response_topic = Some(TopicName::new("r").unwrap()),
+            |p| p.correlation_data = Some(b""),
+            |p| p.subscription_identifiers = SubscriptionIdentifiers::new(&[5]),
+            |p| p.subscription_identifiers = SubscriptionIdentifiers::new(&[0]),
+            |p| p.session_expiry_interval = Some(0),
+            |p| p.assigned_client_identifier = Some(""),
+            |p| p.server_keep_alive = Some(0),
+            |p| p.authentication_method = Some(""),
+            |p| p.authentication_data = Some(b""),
+            |p| p.request_problem_information = Some(false),
+            |p| p.request_problem_information = Some(true),
+            |p| p.will_delay_interval = Some(0),
+            |p| p.request_response_information = Some(false),
+            |p| p.request_response_information = Some(true),
+            |p| p.response_information = Some(""),
+            |p| p.server_reference = Some(""),
+            |p| p.reason_string = Some(""),
+            |p| p.receive_maximum = NonZeroU16::new(1),
+            |p| p.topic_alias_maximum = Some(0),
+            |p| p.topic_alias = NonZeroU16::new(1),
+            |p| p.maximum_qos = Some(QoS::AtMostOnce),
+            |p| p.maximum_qos = Some(QoS::AtLeastOnce),
+            |p| p.maximum_qos = Some(QoS::ExactlyOnce),
+            |p| p.retain_available = Some(false),
+            |p| p.retain_available = Some(true),
+            |p| p.user_properties = UserProperties::new(&USERS),
+            |p| p.maximum_packet_size = NonZeroU32::new(1),
+            |p| p.wildcard_subscription_available = Some(false),
+            |p| p.wildcard_subscription_available = Some(true),
+            |p| p.subscription_identifier_available = Some(false),
+            |p| p.subscription_identifier_available = Some(true),
+            |p| p.shared_subscription_available = Some(false),
+            |p| p.shared_subscription_available = Some(true),
+        ];
+        let mut contexts = std::vec![PropertyContext::Will];
+        for nibble in 1..=15 {
+            contexts.push(PropertyContext::Packet(
+                PacketType::from_nibble(nibble).unwrap(),
+            ));
+        }
+        // Decoded: a subscription identifier and a user property, and an empty block.
+        let (_, decoded) =
+            parse_properties(&[9, 0x0B, 5, 0x26, 0, 1, b'k', 0, 1, b'v'][..], PUB).unwrap();
+        let (_, decoded_none) = parse_properties(&[0][..], PUB).unwrap();
+        let mut compared = 0;
+        for base in [Properties::default(), decoded, decoded_none] {
+            for first in settings {
+                for second in settings {
+                    let mut p = base;
+                    first(&mut p);
+                    second(&mut p);
+                    for &ctx in &contexts {
+                        assert_eq!(p.items_len_few(ctx), p.items_len(ctx), "{ctx:?} {p:?}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 60_000, "{compared}");
+    }
+
     use crate::data::Writer;
 
     const PUB: PropertyContext = PropertyContext::Packet(PacketType::Publish);
