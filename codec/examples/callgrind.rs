@@ -18,151 +18,21 @@
 //! the environment moves (about 12 instructions on a decode).
 
 use std::hint::black_box;
-use std::num::{NonZeroU16, NonZeroU32};
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
-use wren_codec::{
-    Connect, DecodeOptions, List, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
-    QosPid, RetainHandling, Status, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
-    TopicName, Will, decode,
-};
+use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::*;
 
 const CALLS: usize = 1000;
-const TOPIC: &str = "sensors/dev01/tc";
-const FILTERS: [&str; 8] = [
-    "site/+/temperature",
-    "site/+/humidity",
-    "site/kitchen/#",
-    "alerts/#",
-    "$SYS/broker/load/#",
-    "cmd/dev01/+",
-    "config/dev01",
-    "+/status",
-];
-
-fn publish(payload: &[u8]) -> Packet<'_> {
-    Packet::Publish(Publish {
-        dup: false,
-        qos_pid: QosPid::AtLeastOnce(PacketId::new(10).expect("non-zero")),
-        retain: false,
-        topic: TopicName::new(TOPIC).expect("valid topic"),
-        properties: Properties::default(),
-        payload,
-    })
-}
-
-fn connect(protocol: ProtocolVersion) -> Packet<'static> {
-    static USERS: [(&str, &str); 2] = [("region", "eu-west"), ("fw", "1.4.2")];
-    let v5 = protocol.is_v5();
-    let properties = if v5 {
-        Properties {
-            session_expiry_interval: Some(3600),
-            receive_maximum: NonZeroU16::new(64),
-            maximum_packet_size: NonZeroU32::new(1 << 20),
-            topic_alias_maximum: Some(16),
-            user_properties: List::new(&USERS),
-            ..Properties::default()
-        }
-    } else {
-        Properties::default()
-    };
-    let will_properties = if v5 {
-        Properties {
-            will_delay_interval: Some(30),
-            message_expiry_interval: Some(600),
-            content_type: Some("text/plain"),
-            ..Properties::default()
-        }
-    } else {
-        Properties::default()
-    };
-    Packet::Connect(Connect {
-        protocol,
-        clean_start: true,
-        keep_alive: 60,
-        client_id: "wren-bench-client-01",
-        will: Some(Will {
-            topic: TopicName::new("clients/wren-bench-client-01/status").expect("valid"),
-            payload: b"offline",
-            qos: QoS::AtLeastOnce,
-            retain: true,
-            properties: will_properties,
-        }),
-        username: Some("alice"),
-        password: Some(b"correct horse battery staple"),
-        properties,
-    })
-}
-
-fn subscriptions(v5: bool) -> Vec<Subscription<'static>> {
-    FILTERS
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let qos = QoS::from_bits((i % 3) as u8).expect("0..=2");
-            let options = if v5 {
-                SubscriptionOptions {
-                    qos,
-                    no_local: false,
-                    retain_as_published: i % 2 == 0,
-                    retain_handling: if i % 4 == 0 {
-                        RetainHandling::SendIfNew
-                    } else {
-                        RetainHandling::SendAtSubscribe
-                    },
-                }
-            } else {
-                SubscriptionOptions::qos(qos)
-            };
-            Subscription {
-                filter: TopicFilter::new(f).expect("valid filter"),
-                options,
-            }
-        })
-        .collect()
-}
-
-fn subscribe<'a>(v5: bool, subs: &'a [Subscription<'a>]) -> Packet<'a> {
-    static SUB_ID: [u32; 1] = [42];
-    let properties = if v5 {
-        Properties {
-            subscription_identifiers: List::new(&SUB_ID),
-            ..Properties::default()
-        }
-    } else {
-        Properties::default()
-    };
-    Packet::Subscribe(Subscribe {
-        packet_id: PacketId::new(11).expect("non-zero"),
-        properties,
-        subscriptions: List::new(subs),
-    })
-}
-
 #[allow(clippy::large_enum_variant, dead_code)]
 enum Reference {
     V4(v4::Packet),
     V5(v5::Packet),
-}
-
-fn read_lists(packet: &Packet<'_>) -> usize {
-    match packet {
-        Packet::Subscribe(s) => s
-            .subscriptions
-            .iter()
-            .map(|sub| sub.filter.as_str().len() + usize::from(sub.options.to_byte()))
-            .sum(),
-        Packet::Connect(c) => c
-            .properties
-            .user_properties
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum(),
-        Packet::Publish(p) => p.payload.len(),
-        _ => 0,
-    }
 }
 
 #[inline(never)]
