@@ -2,8 +2,8 @@
 
 use crate::ProtocolVersion;
 use crate::data::{
-    QoS, Writer, binary, binary_len, check_utf8, put_field, start_packet, str_len, u8_, u16_, utf8,
-    utf8_scanned,
+    QoS, Writer, binary, binary_len, check_utf8, packet_buf, plain_written, put_field,
+    start_packet, str_len, u8_, u16_, utf8, utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -222,18 +222,14 @@ impl Connect<'_> {
         // The fixed header and the variable header in one store for packets up to 16 KiB.
         let (total, written) = if body < 0x80 {
             let total = body.wrapping_add(2);
-            let Some(out) = buf.get_mut(..total) else {
-                return Err(EncodeError::BufferTooSmall { needed: total });
-            };
+            let out = packet_buf(buf, total)?;
             let start = [
                 FIRST, body as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, flags, ka_hi, ka_lo,
             ];
             (total, self.write_plain(out, start, fields))
         } else if body < 0x4000 {
             let total = body.wrapping_add(3);
-            let Some(out) = buf.get_mut(..total) else {
-                return Err(EncodeError::BufferTooSmall { needed: total });
-            };
+            let out = packet_buf(buf, total)?;
             let start = [
                 FIRST,
                 (body & 0x7F) as u8 | 0x80,
@@ -253,12 +249,7 @@ impl Connect<'_> {
         } else {
             return self.encode_general_out_of_line(buf);
         };
-        // `None` only if the length above disagreed with the writes (never: the tests compare
-        // the two paths), reported as `Writer::finish` reports it.
-        match written {
-            Some(()) => Ok(total),
-            None => Err(EncodeError::InvalidValue),
-        }
+        plain_written(total, written)
     }
 
     /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,

@@ -409,6 +409,27 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
     ))
 }
 
+/// The first `total` bytes of `buf`, where a packet of `total` bytes is written, or
+/// [`EncodeError::BufferTooSmall`] with the exact size needed (the buffer untouched).
+#[inline(always)]
+pub(crate) fn packet_buf(buf: &mut [u8], total: usize) -> Result<&mut [u8], EncodeError> {
+    match buf.get_mut(..total) {
+        Some(out) => Ok(out),
+        None => Err(EncodeError::BufferTooSmall { needed: total }),
+    }
+}
+
+/// The result of a plain-path encode of `total` bytes: `written` is `None` only if the length
+/// measured first disagreed with the writes (never: the tests compare each plain path with the
+/// general one), reported as [`Writer::finish`] reports it.
+#[inline(always)]
+pub(crate) fn plain_written(total: usize, written: Option<()>) -> Result<usize, EncodeError> {
+    match written {
+        Some(()) => Ok(total),
+        None => Err(EncodeError::InvalidValue),
+    }
+}
+
 /// The first and the last `N` bytes of `src` into `dst` (overlapping when `src` is shorter
 /// than `2 * N`).
 #[inline(always)]
@@ -698,10 +719,7 @@ pub(crate) fn start_packet(
     body: usize,
 ) -> Result<Writer<'_>, EncodeError> {
     let (remaining, total) = frame_lengths(body)?;
-    let Some(out) = buf.get_mut(..total) else {
-        return Err(EncodeError::BufferTooSmall { needed: total });
-    };
-    let mut w = Writer::new(out);
+    let mut w = Writer::new(packet_buf(buf, total)?);
     w.header(first, remaining);
     Ok(w)
 }

@@ -2,8 +2,8 @@
 
 use crate::ProtocolVersion;
 use crate::data::{
-    PacketId, QoS, Writer, copy_into, copy_payload, frame_lengths, packet_id, split_header,
-    start_packet, str_len, utf8_scanned,
+    PacketId, QoS, Writer, copy_into, copy_payload, frame_lengths, packet_buf, packet_id,
+    plain_written, split_header, start_packet, str_len, utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
@@ -205,27 +205,18 @@ impl Publish<'_> {
         // and them); longer packets out of line.
         let (total, written) = if body < 0x80 {
             let total = body.saturating_add(2);
-            let Some(out) = buf.get_mut(..total) else {
-                return Err(EncodeError::BufferTooSmall { needed: total });
-            };
+            let out = packet_buf(buf, total)?;
             let header = [first, (body & 0x7F) as u8];
             (total, self.write_plain(version, out, header, topic, id))
         } else if body < 0x4000 {
             let total = body.saturating_add(3);
-            let Some(out) = buf.get_mut(..total) else {
-                return Err(EncodeError::BufferTooSmall { needed: total });
-            };
+            let out = packet_buf(buf, total)?;
             let header = [first, (body & 0x7F) as u8 | 0x80, (body >> 7) as u8];
             (total, self.write_plain(version, out, header, topic, id))
         } else {
             return self.encode_plain_long(version, buf, first, body, topic, id);
         };
-        // `None` only if the lengths above disagreed with the writes (never: the tests
-        // compare every encode with `encoded_len`), reported as `Writer::finish` reports it.
-        match written {
-            Some(()) => Ok(total),
-            None => Err(EncodeError::InvalidValue),
-        }
+        plain_written(total, written)
     }
 
     /// [`Self::encode_plain`] for a body of 16 KiB and more.
@@ -240,15 +231,10 @@ impl Publish<'_> {
         id: Option<PacketId>,
     ) -> Result<usize, EncodeError> {
         let (remaining, total) = frame_lengths(body)?;
-        let Some(out) = buf.get_mut(..total) else {
-            return Err(EncodeError::BufferTooSmall { needed: total });
-        };
+        let out = packet_buf(buf, total)?;
         let written = split_header(out, first, remaining)
             .and_then(|rest| self.write_plain(version, rest, [], topic, id));
-        match written {
-            Some(()) => Ok(total),
-            None => Err(EncodeError::InvalidValue),
-        }
+        plain_written(total, written)
     }
 
     /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,
