@@ -87,8 +87,11 @@ impl Drop for CoreGuard<'_> {
             // (A revival that fails closes its connection, which may wake others.)
             while self.broker.has_woken() {
                 for (conn, outbox) in self.broker.take_woken() {
-                    if let Some(p) = lot.unpark(conn) {
-                        self.shared.revive(&mut self.broker, conn, p, outbox, false);
+                    if let Some(p) = lot.unpark(conn)
+                        && let Some(c) =
+                            self.shared.revive(&mut self.broker, conn, p, outbox, false)
+                    {
+                        self.shared.spawn(c);
                     }
                 }
             }
@@ -105,19 +108,33 @@ impl Shared {
         }
     }
 
-    /// Give a hibernating connection, just taken out of the lot, its task again (with the core
-    /// locked: `broker`).
+    /// A hibernating connection, just taken out of the lot, as a live one again (with the core
+    /// locked: `broker`), for [`Shared::spawn`]; `None` if it is over.
     #[cfg(target_os = "linux")]
-    fn revive(&self, broker: &mut Broker, conn: ConnId, p: Parked, outbox: Outbox, readable: bool) {
-        let (Some(shared), Some(ex)) = (self.me.upgrade(), self.executor.upgrade()) else {
-            return;
-        };
+    fn revive(
+        &self,
+        broker: &mut Broker,
+        conn: ConnId,
+        p: Parked,
+        outbox: Outbox,
+        readable: bool,
+    ) -> Option<Connection> {
+        let shared = self.me.upgrade()?;
         match Connection::resumed(shared, p, conn, outbox, readable) {
-            Ok(c) => ex.spawn(Task(Some(c))).detach(),
+            Ok(c) => Some(c),
             Err(outbox) => {
                 broker.connection_lost(conn, self.now_ms());
                 outbox.close();
+                None
             }
+        }
+    }
+
+    /// Give a connection its task.
+    #[cfg(target_os = "linux")]
+    fn spawn(&self, c: Connection) {
+        if let Some(ex) = self.executor.upgrade() {
+            ex.spawn(Task(Some(c))).detach();
         }
     }
 
@@ -455,26 +472,42 @@ async fn accept_loop(
 }
 
 /// Give hibernating connections their task back when their sockets have events.
+///
+/// Each revived connection's first read happens here, before its task is spawned: the reactor
+/// turn that woke this loop may also have woken live connections whose packets arrived after
+/// the hibernating one's, and a new task would be queued behind theirs. Reading here keeps the
+/// order of arrival (a SUBSCRIBE from a hibernating client is in force for a PUBLISH another
+/// client sent just after it).
 #[cfg(target_os = "linux")]
 async fn revive_loop(lot: Arc<ParkingLot>, shared: Weak<Shared>) {
     let mut ready = Vec::new();
+    let mut revived = Vec::new();
     loop {
         lot.readable().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut broker = shared.lock();
-        lot.ready(&mut ready);
-        for conn in ready.drain(..) {
-            // Not there: already revived because the core woke it.
-            let Some(p) = lot.unpark(conn) else {
-                continue;
-            };
-            match broker.wake(conn) {
-                Some(outbox) => shared.revive(&mut broker, conn, p, outbox, true),
-                // The core has forgotten it (cannot happen while it is parked): drop it.
-                None => drop(p),
+        {
+            let mut broker = shared.lock();
+            lot.ready(&mut ready);
+            for conn in ready.drain(..) {
+                // Not there: already revived because the core woke it.
+                let Some(p) = lot.unpark(conn) else {
+                    continue;
+                };
+                match broker.wake(conn) {
+                    Some(outbox) => {
+                        revived.extend(shared.revive(&mut broker, conn, p, outbox, true))
+                    }
+                    // The core has forgotten it (cannot happen while it is parked): drop it.
+                    None => drop(p),
+                }
             }
+        }
+        // (Reading takes the core lock.)
+        for mut c in revived.drain(..) {
+            c.read_once();
+            shared.spawn(c);
         }
     }
 }
@@ -707,6 +740,23 @@ impl Connection {
         })
     }
 
+    /// One read now, if the socket may hold bytes, with its outcome noted as `poll_read` notes
+    /// it. Returns whether the read handled bytes.
+    fn read_once(&mut self) -> bool {
+        if !(self.reading && self.readable) {
+            return false;
+        }
+        match self.try_read() {
+            ReadOutcome::Stop => self.finish_reading(),
+            ReadOutcome::WouldBlock => self.readable = false,
+            ReadOutcome::Handled { drained } => {
+                self.readable = !drained;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Returns whether the reader waits for the socket (nothing more to read now).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut budget = READ_BUDGET;
@@ -730,17 +780,12 @@ impl Connection {
                 }
                 continue;
             }
-            match self.try_read() {
-                ReadOutcome::Stop => self.finish_reading(),
-                ReadOutcome::WouldBlock => self.readable = false,
-                ReadOutcome::Handled { drained } => {
-                    self.readable = !drained;
-                    budget = budget.saturating_sub(1);
-                    if budget == 0 {
-                        // Let the other connections of this thread run between reads.
-                        cx.waker().wake_by_ref();
-                        return false;
-                    }
+            if self.read_once() {
+                budget = budget.saturating_sub(1);
+                if budget == 0 {
+                    // Let the other connections of this thread run between reads.
+                    cx.waker().wake_by_ref();
+                    return false;
                 }
             }
         }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rumqttc::QoS as RQoS;
-use wren_codec::{Ack, Packet, QoS, QosPid};
+use wren_codec::properties::NO_PROPERTIES;
+use wren_codec::{
+    Ack, Packet, QoS, QosPid, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
+};
 
 #[test]
 fn qos0_qos1_qos2_end_to_end() {
@@ -647,4 +650,54 @@ fn hibernation_off_keeps_every_connection_live() {
     assert_eq!(broker.hibernating_connections(), 0);
     c.send(&Packet::PingReq);
     assert_eq!(c.recv(), Some(P::PingResp));
+}
+
+/// A client's packets are handled in the order they reach the broker, across connections, also
+/// when the first comes from a hibernating connection: a SUBSCRIBE written just before another
+/// client's PUBLISH (without waiting for the SUBACK, as test suites and request/response clients
+/// do) matches it. Found by the Paho interoperability suite (test_request_response), where a
+/// revived connection's task was queued behind tasks woken by the same reactor turn. (With one
+/// executor thread, the default: with more, connections are handled in parallel and their
+/// relative order is up to the threads, as MQTT allows.)
+#[test]
+fn subscribe_from_a_hibernating_client_is_not_overtaken_by_a_later_publish() {
+    let broker = start(|c| {
+        c.threads = 1;
+        // A sleeping thread: both packets arrive within one reactor turn.
+        c.busy_poll_us = 0;
+    });
+    let addr = broker.local_addr();
+    for round in 0..40 {
+        // The publisher is busy (it has just subscribed after connecting: live), the
+        // subscriber has just connected (it hibernates).
+        let (mut publ, _) = Raw::connect(addr, &format!("order-pub-{round}"), true, 30);
+        assert!(matches!(
+            publ.subscribe("order/elsewhere", QoS::AtMostOnce),
+            P::SubAck(..)
+        ));
+        let (mut sub, _) = Raw::connect(addr, &format!("order-sub-{round}"), true, 30);
+        wait_hibernating(&broker, 1);
+        let topic = format!("order/{round}");
+        let subs = [Subscription {
+            filter: TopicFilter::new(&topic).unwrap(),
+            options: SubscriptionOptions::qos(QoS::AtMostOnce),
+        }];
+        sub.send(&Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            properties: NO_PROPERTIES,
+            subscriptions: wren_codec::List::new(&subs),
+        }));
+        publ.publish(&topic, b"after the subscribe", QosPid::AtMostOnce, false);
+        assert!(matches!(sub.recv(), Some(P::SubAck(..))));
+        match sub.recv_within(Duration::from_secs(2)) {
+            Some(P::Publish { payload, .. }) => assert_eq!(payload, b"after the subscribe"),
+            other => panic!("round {round}: the PUBLISH sent after the SUBSCRIBE: {other:?}"),
+        }
+        drop((sub, publ));
+        let end = Instant::now() + WAIT;
+        while broker.connected_clients() > 0 {
+            assert!(Instant::now() < end);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
