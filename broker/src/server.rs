@@ -35,7 +35,10 @@ use crate::session::ConnId;
 
 /// How often the core's clock advances (keep-alive, connect timeout and `$SYS` resolution).
 const TICK: Duration = Duration::from_millis(250);
-/// How long a closing connection's queued bytes may take to flush before the socket is cut.
+/// Most bytes a closing connection reads and discards while it waits for the peer to close.
+const LINGER_BYTES: usize = 1 << 20;
+/// How long a closing connection's queued bytes may take to flush before the socket is cut, and
+/// how long it then waits for the peer to close its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Per-thread read buffer.
 const READ_BUF: usize = 64 * 1024;
@@ -548,8 +551,19 @@ enum Writer {
     Idle,
     /// The socket did not take everything (boxed: rare, and it keeps the idle task small).
     Blocked(Box<Blocked>),
+    /// Everything is written and the write side shut down; reading on and discarding what the
+    /// peer still sends until it closes too (see [`Connection::close_gracefully`]).
+    Lingering(Box<Lingering>),
     /// The socket is shut down.
     Done,
+}
+
+#[derive(Debug)]
+struct Lingering {
+    /// The most time the peer gets to close its side.
+    until: Timer,
+    /// Bytes read and discarded so far (at most [`LINGER_BYTES`]).
+    discarded: usize,
 }
 
 #[derive(Debug)]
@@ -684,6 +698,24 @@ impl Connection {
         }
     }
 
+    /// The last packet is written and the connection is over: shut the write side only, and
+    /// read (discarding) until the peer closes its side, for up to [`CLOSE_GRACE`] and
+    /// [`LINGER_BYTES`]. Closing with the peer's packets still unread would answer them with a
+    /// reset, and a peer that is still writing (PUBRELs for the PUBRECs it has not read yet, say)
+    /// then fails on its next write before it reads the DISCONNECT and its reason code; some
+    /// TCP stacks also drop received data that was not read yet when a reset arrives.
+    fn close_gracefully(&mut self) {
+        if self.stream.get_ref().shutdown(Shutdown::Write).is_err() {
+            self.finish_writing();
+            return;
+        }
+        self.finish_reading();
+        self.writer = Writer::Lingering(Box::new(Lingering {
+            until: Timer::after(CLOSE_GRACE),
+            discarded: 0,
+        }));
+    }
+
     /// The writer is over: shut the socket (which also ends the peer's view of it).
     fn finish_writing(&mut self) {
         self.writer = Writer::Done;
@@ -798,6 +830,36 @@ impl Connection {
         loop {
             match &mut self.writer {
                 Writer::Done => return false,
+                Writer::Lingering(l) => {
+                    let read = READ_BUFFER.with(|buf| {
+                        let mut buf = buf.borrow_mut();
+                        self.stream.get_ref().read(&mut buf)
+                    });
+                    match read {
+                        Ok(n) if n > 0 && l.discarded < LINGER_BYTES => {
+                            l.discarded = l.discarded.saturating_add(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            match self.stream.poll_readable(cx) {
+                                Poll::Ready(Ok(())) => continue,
+                                Poll::Ready(Err(_)) => {}
+                                Poll::Pending => {
+                                    if Pin::new(&mut l.until).poll(cx).is_pending() {
+                                        return false;
+                                    }
+                                }
+                            }
+                            self.finish_writing();
+                            return false;
+                        }
+                        // The peer closed (or reset, or sent too much): done.
+                        _ => {
+                            self.finish_writing();
+                            return false;
+                        }
+                    }
+                }
                 Writer::Idle => {
                     if self.outbox.poll_ready(cx).is_pending() {
                         return true;
@@ -812,7 +874,7 @@ impl Connection {
                         None => self.finish_writing(),
                         Some((closed, rest)) if rest.is_empty() => {
                             if closed {
-                                self.finish_writing();
+                                self.close_gracefully();
                             }
                         }
                         Some((closed, rest)) => {
@@ -867,10 +929,7 @@ impl Connection {
                     let closed = b.closed;
                     self.writer = Writer::Idle;
                     if closed {
-                        {
-                            self.finish_writing();
-                            return false;
-                        }
+                        self.close_gracefully();
                     }
                 }
             }

@@ -783,3 +783,50 @@ fn takeover_storm_leaves_one_connection() {
     assert!(matches!(survivor.recv(), Some(P::Publish { payload, .. }) if payload == b"mine"));
     broker_still_works(addr);
 }
+
+/// A client the broker disconnects while it is still writing (as Paho's test_flow_control2
+/// does: 101 unreleased QoS 2 PUBLISHes against a Receive Maximum of 100, then a PUBREL for
+/// each PUBREC it reads) can go on writing until it reads the DISCONNECT, and then sees an
+/// orderly close (end of stream), not a reset: the broker shuts its write side and reads on
+/// until the peer closes, instead of closing with the peer's packets unanswered.
+#[test]
+fn a_client_still_writing_when_disconnected_reads_the_reason_and_an_orderly_close() {
+    use std::io::{Read, Write};
+    let broker = start(|c| c.receive_maximum = 100);
+    let addr = broker.local_addr();
+    let mut c = raw5(addr, "still-writing");
+    let publishes: Vec<u8> = (1..=101u16)
+        .flat_map(|id| {
+            let body = [&s(b"flow/2")[..], &id.to_be_bytes(), &[0], b"m"].concat();
+            pkt(0x34, &body)
+        })
+        .collect();
+    c.write(&publishes);
+    // The broker answers 100 PUBRECs and DISCONNECT 0x93 and is done with the connection;
+    // the client, not having read any of it yet, goes on releasing in two batches.
+    std::thread::sleep(Duration::from_millis(200));
+    for batch in [1..=50u16, 51..=100] {
+        let pubrels: Vec<u8> = batch.flat_map(|id| pkt(0x62, &id.to_be_bytes())).collect();
+        c.stream
+            .write_all(&pubrels)
+            .expect("writing to a connection the broker is closing gracefully");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut got = Vec::new();
+    while let Some(p) = c.recv() {
+        got.push(p);
+    }
+    assert_eq!(got.len(), 101, "{got:?}");
+    assert!(
+        got[..100].iter().all(|p| matches!(p, P::PubRec(_))),
+        "{got:?}"
+    );
+    assert_eq!(got[100], P::Disconnect(0x93));
+    // recv stops at end of stream or an error: tell them apart.
+    c.stream.set_read_timeout(Some(WAIT)).unwrap();
+    match c.stream.read(&mut [0u8; 64]) {
+        Ok(0) => {}
+        other => panic!("expected end of stream after the DISCONNECT, got {other:?}"),
+    }
+    broker_still_works(addr);
+}
