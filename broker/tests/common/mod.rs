@@ -360,3 +360,39 @@ pub fn broker_still_works(addr: SocketAddr) {
     c.publish("still/works", b"yes", QosPid::AtMostOnce, false);
     assert!(matches!(c.recv(), Some(P::Publish { payload, .. }) if payload == b"yes"));
 }
+
+/// An independent client's test script against a fresh broker: runs `program script PORT` in
+/// `dir` (relative to the crate) and checks that it exits 0 and printed `expect` (its count of
+/// passed checks, so a script that silently ran fewer fails). Skipped, with `hint`, when
+/// `program probe...` fails (the client is not installed).
+pub fn run_client_script(
+    program: &str,
+    probe: &[&str],
+    dir: &str,
+    script: &str,
+    expect: &str,
+    hint: &str,
+) {
+    use std::process::Command;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let installed = Command::new(program)
+        .args(probe)
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!("SKIPPED: {program} {} failed ({hint})", probe.join(" "));
+        return;
+    }
+    let broker = start(|_| {});
+    let out = Command::new(program)
+        .arg(script)
+        .arg(broker.local_addr().port().to_string())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed: {stdout}");
+    assert!(stdout.contains(expect), "every check ran: {stdout}");
+}
