@@ -26,7 +26,7 @@ use crate::auth::{AuthExchange, AuthStep, Authenticator};
 use crate::config::Config;
 use crate::index::{Sub, SubscriptionIndex, group_by_session};
 use crate::message::{Delivery, Message, Out};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Room};
 use crate::retained::RetainedStore;
 use crate::session::{
     ConnId, IdHash, Inflight, OutgoingState, Queued, Session, SessionId, SessionStore,
@@ -293,6 +293,9 @@ pub struct Broker {
     to_close: Vec<(ConnId, CloseReason)>,
     /// Hibernating connections that were given an outbox again (see [`Broker::take_woken`]).
     woken: Vec<(ConnId, Outbox)>,
+    /// Backpressure: the congested outboxes the current event's messages went to (see
+    /// [`Broker::take_congested`]).
+    congested: Vec<Outbox>,
     /// Disconnected sessions with a finite expiry, by expiry time.
     expiring: BTreeSet<(u64, SessionId)>,
     pending_wills: Vec<PendingWill>,
@@ -336,6 +339,7 @@ impl Broker {
             sub_ids: Vec::new(),
             to_close: Vec::new(),
             woken: Vec::new(),
+            congested: Vec::new(),
             expiring: BTreeSet::new(),
             pending_wills: Vec::new(),
             authenticators: Vec::new(),
@@ -579,8 +583,9 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if c.outbox.as_ref().is_some_and(Outbox::is_idle) {
-            c.outbox = None;
+        if let Some(o) = c.outbox.take_if(|o| o.is_idle()) {
+            // A quiet client holds no publisher back (it makes no progress either).
+            o.set_held(false);
             true
         } else {
             false
@@ -603,6 +608,21 @@ impl Broker {
     /// Whether a call to [`Broker::take_woken`] would return anything.
     pub fn has_woken(&self) -> bool {
         !self.woken.is_empty()
+    }
+
+    /// Backpressure: the outboxes of the connections that the messages handled since the last
+    /// call went to and that are congested (more than `max_outgoing_bytes` waiting, or a session
+    /// queue past half of `max_queued_messages`). The shell reads no more from the publisher
+    /// until they drain (see [`Outbox::poll_uncongested`]), or, if one does not within its
+    /// patience, marks it stalled and goes on: a subscriber that makes progress paces its
+    /// publishers instead of losing their messages, and a stuck one only loses its own.
+    pub fn take_congested(&mut self) -> Vec<Outbox> {
+        std::mem::take(&mut self.congested)
+    }
+
+    /// Whether [`Broker::take_congested`] would return anything.
+    pub fn has_congested(&self) -> bool {
+        !self.congested.is_empty()
     }
 
     /// Close every connection (graceful shutdown): queued bytes are flushed, no wills published;
@@ -1667,10 +1687,18 @@ impl Broker {
         let stats = &mut self.stats;
         match conn {
             Some((_, c)) if qos == QoS::AtMostOnce => {
-                if c.outbox.as_ref().map_or(0, Outbox::queued_bytes)
-                    > self.config.max_outgoing_bytes
+                match c
+                    .outbox
+                    .as_ref()
+                    .map_or(Room::Yes, |o| o.room(self.config.max_outgoing_bytes))
                 {
-                    return drop_message(stats, session);
+                    Room::Yes => {}
+                    Room::Congested => {
+                        if let Some(o) = &c.outbox {
+                            note_congested(&mut self.congested, o);
+                        }
+                    }
+                    Room::No => return drop_message(stats, session),
                 }
                 session.dropping = false;
                 let out = out_for(c, message, qos, None, retain, sub_ids, now);
@@ -1727,7 +1755,7 @@ impl Broker {
             }
             // QoS 0 is not queued for an offline session unless configured.
             None if qos == QoS::AtMostOnce && !self.config.queue_qos0_messages => {}
-            _ => {
+            conn => {
                 let queued = Queued {
                     message: Arc::clone(message),
                     qos,
@@ -1759,6 +1787,17 @@ impl Broker {
                     drop_message(stats, session);
                 } else {
                     drop_message(stats, session);
+                }
+                // A connected client whose queue is long holds its publishers back (an offline
+                // one never does: its queue is what it will find when it comes back).
+                let max = self.config.max_queued_messages;
+                if let Some(o) = conn.and_then(|(_, c)| c.outbox.as_ref())
+                    && max > 0
+                    && session.delivery().queued.len() >= (max / 2).max(1)
+                    && !o.is_stalled()
+                {
+                    o.set_held(true);
+                    note_congested(&mut self.congested, o);
                 }
             }
         }
@@ -1825,6 +1864,11 @@ impl Broker {
         }
         if session.delivery().queued.is_empty() {
             session.dropping = false;
+        }
+        if session.delivery().queued.len() <= self.config.max_queued_messages / 4
+            && let Some(o) = &c.outbox
+        {
+            o.set_held(false);
         }
         session.release_idle_delivery();
     }
@@ -2159,6 +2203,13 @@ fn out_for(
         a.by_topic.remove(message.topic());
     }
     out
+}
+
+/// Remember a congested outbox once per event (see [`Broker::take_congested`]).
+fn note_congested(congested: &mut Vec<Outbox>, outbox: &Outbox) {
+    if !congested.iter().any(|o| o.same(outbox)) {
+        congested.push(outbox.clone());
+    }
 }
 
 /// Count and log (once per episode) a dropped message.
@@ -2866,7 +2917,7 @@ mod tests {
     }
 
     #[test]
-    fn slow_consumer_drops_qos0_then_is_closed() {
+    fn slow_consumer_holds_publishers_back_then_drops_qos0_then_is_closed() {
         let mut t = T::with(Config {
             max_outgoing_bytes: 100,
             ..Config::for_tests()
@@ -2874,17 +2925,89 @@ mod tests {
         let (s, so) = t.connect("slow", true);
         t.subscribe(s, &so, "t", QoS::AtMostOnce);
         let (p, _) = t.connect("pub", true);
+        drop(t.b.take_congested());
+        // 45-byte PUBLISHes: three fit under the limit, two more up to twice it (the publisher
+        // is told to wait), the rest are dropped.
         for _ in 0..10 {
             t.publish(p, "t", &[0u8; 40], QosPid::AtMostOnce, false);
         }
-        assert!(t.b.stats().publish_dropped >= 7, "{:?}", t.b.stats());
-        assert!(so.queued_bytes() <= 150);
+        let congested = t.b.take_congested();
+        assert!(
+            congested.len() == 1 && congested[0].same(&so),
+            "{congested:?}"
+        );
+        assert!(so.is_congested(100));
+        assert_eq!(t.b.stats().publish_dropped, 5, "{:?}", t.b.stats());
+        assert_eq!(so.queued_bytes(), 225);
+        assert_eq!(publishes(&so).len(), 5);
+        assert!(!so.is_congested(100), "drained");
+        // A connection a publisher gave up waiting for (stalled) holds no one back, and loses
+        // what goes past the limit, until it drains.
+        for _ in 0..3 {
+            t.publish(p, "t", &[0u8; 40], QosPid::AtMostOnce, false);
+        }
+        so.mark_stalled();
+        t.publish(p, "t", &[0u8; 40], QosPid::AtMostOnce, false);
+        assert!(t.b.take_congested().is_empty());
+        assert_eq!(t.b.stats().publish_dropped, 6);
+        assert_eq!(publishes(&so).len(), 3);
+        assert!(so.is_stalled(), "drained, but not known to be written yet");
+        // The writer finds nothing more to write: caught up.
+        let caught_up =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(so.poll_ready(cx).is_pending()));
+        assert!(smol::block_on(caught_up));
+        assert!(!so.is_stalled());
         assert!(!so.is_closed());
         // Acknowledgements are never dropped; past 8× the limit the client is closed.
         for i in 1..=300u16 {
             t.publish(s, "x", b"", QosPid::AtLeastOnce(pid(i)), false);
         }
         assert!(so.is_closed());
+    }
+
+    #[test]
+    fn a_long_session_queue_holds_publishers_back_until_it_drains() {
+        let mut t = T::with(Config {
+            max_inflight_messages: 2,
+            max_queued_messages: 8,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("sub", false);
+        t.subscribe(s, &so, "t", QoS::AtLeastOnce);
+        let (p, _) = t.connect("pub", true);
+        drop(t.b.take_congested());
+        // 2 in flight, then the queue: held back once it holds half of its 8.
+        for i in 1..=5u16 {
+            t.publish(p, "t", b"m", QosPid::AtLeastOnce(pid(i)), false);
+        }
+        assert!(t.b.take_congested().is_empty(), "3 queued");
+        t.publish(p, "t", b"m", QosPid::AtLeastOnce(pid(6)), false);
+        let congested = t.b.take_congested();
+        assert!(
+            congested.len() == 1 && congested[0].same(&so),
+            "{congested:?}"
+        );
+        assert!(so.is_congested(usize::MAX));
+        // Acknowledged until 2 (a quarter) are queued: the publisher goes on.
+        let mut sent = drain(&so);
+        while so.is_congested(usize::MAX) {
+            let Some(P::Publish { pid: id, .. }) = sent.pop() else {
+                panic!("no more in flight");
+            };
+            t.send(s, Packet::PubAck(Ack::new(pid(id))));
+            sent.extend(drain(&so));
+        }
+        let sess = t.b.sessions().find("sub").unwrap();
+        assert_eq!(t.b.sessions().get(sess).unwrap().delivery().queued.len(), 2);
+        assert_eq!(t.b.stats().publish_dropped, 0);
+        // An offline client holds no one back: its queue is simply bounded.
+        t.b.connection_lost(s, t.now);
+        for i in 7..=20u16 {
+            t.publish(p, "t", b"m", QosPid::AtLeastOnce(pid(i)), false);
+        }
+        assert!(t.b.take_congested().is_empty());
+        // 6 more fill its queue of 8; the other 8 are dropped.
+        assert_eq!(t.b.stats().publish_dropped, 8, "{:?}", t.b.stats());
     }
 
     #[test]

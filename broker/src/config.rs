@@ -42,14 +42,17 @@ pub struct Config {
     /// 0: unlimited.
     pub max_inflight_messages: usize,
     /// Messages queued per session beyond the in-flight window or while the client is offline.
-    /// When full: a new QoS 0 message is dropped, else the oldest queued QoS 0 message makes
-    /// room, else the new message is dropped. 0: unlimited (memory is then unbounded).
+    /// Once a connected client's queue holds half of this, its publishers are held back until
+    /// it is down to a quarter (backpressure, see the README's drop policy). When full: a new
+    /// QoS 0 message is dropped, else the oldest queued QoS 0 message makes room, else the new
+    /// message is dropped. 0: unlimited (memory is then unbounded; no backpressure).
     pub max_queued_messages: usize,
     /// Whether QoS 0 messages are queued for offline persistent sessions (Mosquitto's
     /// `queue_qos0_messages`).
     pub queue_qos0_messages: bool,
-    /// Bytes waiting in one connection's socket queue above which QoS 0 messages to it are
-    /// dropped (a slow subscriber). At eight times this the connection is closed.
+    /// Bytes waiting in one connection's socket queue above which its publishers are held back
+    /// until it drains (backpressure), and above twice which, or once it is stalled, QoS 0
+    /// messages to it are dropped. At eight times this the connection is closed.
     pub max_outgoing_bytes: usize,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off.
     pub sys_interval: u64,

@@ -27,9 +27,26 @@ struct State {
     /// The reader waits for the close only: it must not wake for every push (a writer blocked
     /// on a full socket would be polled for nothing on each one).
     reader_waiting: bool,
+    /// Backpressure (see [`Outbox::poll_uncongested`]): the core holds publishers back while this
+    /// connection's session queue is long.
+    held: bool,
+    /// A publisher waited for this connection longer than it may: it is taken to be stuck or
+    /// too slow, and holds no one back (messages to it are dropped by the limits instead) until
+    /// it has caught up: written everything (or, for the core's hold, worked its queue down).
+    stalled: bool,
+    /// Publisher tasks waiting for this outbox to drain.
+    waiters: Vec<Waker>,
+    /// Writes to the socket so far (drains and partial writes): progress, for publishers that
+    /// wait to tell a slow connection from a stuck one.
+    written: u64,
 }
 
 impl State {
+    /// Whether a publisher should wait before sending more to this connection.
+    fn congested(&self, limit: usize) -> bool {
+        !self.closed && !self.stalled && (self.held || self.bytes > limit)
+    }
+
     /// The waker to wake for a push, if the writer waits for one.
     fn wake_writer(&mut self) -> Option<Waker> {
         if !self.writer_waiting {
@@ -39,6 +56,18 @@ impl State {
         self.reader_waiting = false;
         self.waker.take()
     }
+}
+
+/// Whether a QoS 0 message may be queued on an outbox (see [`Outbox::room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// At most the limit is waiting.
+    Yes,
+    /// More than the limit is waiting, less than twice it, and the connection is not stalled:
+    /// queue it, and let the publisher wait for the connection to drain.
+    Congested,
+    /// Twice the limit is waiting, or the connection is stalled: drop it.
+    No,
 }
 
 /// A connection's outgoing queue (cheap to clone; clones share the queue).
@@ -96,16 +125,101 @@ impl Outbox {
         s.writer_waiting = false;
         s.reader_waiting = false;
         let waker = s.waker.take();
+        let waiters = std::mem::take(&mut s.waiters);
         drop(s);
         if let Some(w) = waker {
             w.wake();
         }
+        waiters.into_iter().for_each(Waker::wake);
     }
 
     /// Whether nothing is queued and the outbox is open.
     pub fn is_idle(&self) -> bool {
         let s = self.lock();
         !s.closed && s.items.is_empty()
+    }
+
+    /// Whether a QoS 0 message may be queued here, `limit` being `max_outgoing_bytes`.
+    pub fn room(&self, limit: usize) -> Room {
+        let s = self.lock();
+        if s.bytes <= limit {
+            Room::Yes
+        } else if s.stalled || s.bytes > limit.saturating_mul(2) {
+            Room::No
+        } else {
+            Room::Congested
+        }
+    }
+
+    /// The writer wrote some of what it drained: the connection makes progress.
+    pub fn note_written(&self) {
+        let mut s = self.lock();
+        s.written = s.written.wrapping_add(1);
+    }
+
+    /// Writes so far (see [`Outbox::note_written`]).
+    pub fn written(&self) -> u64 {
+        self.lock().written
+    }
+
+    /// Whether two handles are the same outbox.
+    pub fn same(&self, other: &Outbox) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Whether a publisher should wait before sending more here: more than `limit` bytes
+    /// queued, or the core holds publishers back ([`Outbox::set_held`]), and the connection is
+    /// neither closed nor stalled.
+    pub fn is_congested(&self, limit: usize) -> bool {
+        self.lock().congested(limit)
+    }
+
+    /// Whether a publisher gave up waiting for this connection ([`Outbox::mark_stalled`]) and it
+    /// has not drained since.
+    pub fn is_stalled(&self) -> bool {
+        self.lock().stalled
+    }
+
+    /// The core holds publishers back while this connection's session queue is long (`true`),
+    /// or lets them go on (`false`: the connection made progress).
+    pub fn set_held(&self, held: bool) {
+        let mut s = self.lock();
+        if s.held == held {
+            return;
+        }
+        s.held = held;
+        let waiters = if held {
+            Vec::new()
+        } else {
+            s.stalled = false;
+            std::mem::take(&mut s.waiters)
+        };
+        drop(s);
+        waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// A publisher waited too long for this connection: it is stuck. It holds no one back until
+    /// it drains (its limits drop messages meanwhile), and whoever waits for it goes on.
+    pub fn mark_stalled(&self) {
+        let mut s = self.lock();
+        s.stalled = true;
+        let waiters = std::mem::take(&mut s.waiters);
+        drop(s);
+        waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// Poll until a publisher may send here again (see [`Outbox::is_congested`]); registers the
+    /// publisher's waker, woken when the writer drains the outbox, the core lets go, the
+    /// connection closes or someone marks it stalled.
+    pub fn poll_uncongested(&self, cx: &Context<'_>, limit: usize) -> Poll<()> {
+        let mut s = self.lock();
+        if !s.congested(limit) {
+            return Poll::Ready(());
+        }
+        if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            s.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Whether the outbox was closed.
@@ -138,6 +252,10 @@ impl Outbox {
         } else {
             register(&mut s.waker, cx);
             s.writer_waiting = true;
+            // Everything is written: caught up.
+            if !s.held {
+                s.stalled = false;
+            }
             Poll::Pending
         }
     }
@@ -164,7 +282,16 @@ impl Outbox {
         };
         let items = std::mem::replace(&mut s.items, fresh);
         let closed = s.closed;
+        s.written = s.written.wrapping_add(1);
+        // Drained: publishers waiting for this connection go on (unless the core still holds
+        // them back for its session queue).
+        let waiters = if s.held {
+            Vec::new()
+        } else {
+            std::mem::take(&mut s.waiters)
+        };
         drop(s);
+        waiters.into_iter().for_each(Waker::wake);
         for out in items {
             out.write_to(buf);
         }

@@ -541,6 +541,74 @@ struct Connection {
     /// Whether this poll read or wrote anything.
     active: bool,
     writer: Writer,
+    /// Backpressure: reading waits for the congested connections the last messages went to.
+    pause: Option<Box<Pause>>,
+}
+
+/// How often a held-back publisher checks on the congested connections it waits for: one that
+/// took no bytes since the last check is taken for stuck (see [`Broker::take_congested`]).
+const PATIENCE: Duration = Duration::from_secs(1);
+/// The longest a publisher waits in one go, however steadily the connections it waits for make
+/// progress: one that cannot take twice `max_outgoing_bytes` (or a quarter of its queue) in this
+/// time is too slow to pace its publishers, and is dropped to instead until it catches up.
+const MAX_HOLD: Duration = Duration::from_secs(2);
+
+/// A publisher held back until the connections its messages went to drain.
+#[derive(Debug)]
+struct Pause {
+    /// The congested outboxes, each with its write count at the last check.
+    on: Vec<(Outbox, u64)>,
+    /// The next check.
+    check: Timer,
+    /// When those still congested are all marked stalled.
+    until: Instant,
+}
+
+impl Pause {
+    /// Wait (also) for `congested` before reading on.
+    fn hold_back(pause: &mut Option<Box<Pause>>, congested: Vec<Outbox>) {
+        if congested.is_empty() {
+            return;
+        }
+        let p = pause.get_or_insert_with(|| {
+            Box::new(Pause {
+                on: Vec::new(),
+                check: Timer::after(PATIENCE),
+                until: Instant::now() + MAX_HOLD,
+            })
+        });
+        for o in congested {
+            if !p.on.iter().any(|(q, _)| q.same(&o)) {
+                let written = o.written();
+                p.on.push((o, written));
+            }
+        }
+    }
+
+    /// Ready when the publisher may read on. `alive` is called at each check while it waits:
+    /// its unread bytes show that it is alive, and its keep-alive must not run out meanwhile.
+    fn poll(&mut self, cx: &mut Context<'_>, limit: usize, alive: impl Fn()) -> Poll<()> {
+        self.on
+            .retain(|(o, _)| o.poll_uncongested(cx, limit).is_pending());
+        while !self.on.is_empty() {
+            if Pin::new(&mut self.check).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let over = Instant::now() >= self.until;
+            self.on.retain_mut(|(o, seen)| {
+                let written = o.written();
+                let moved = written != *seen;
+                *seen = written;
+                if over || !moved {
+                    o.mark_stalled();
+                }
+                moved && !over
+            });
+            alive();
+            self.check.set_after(PATIENCE);
+        }
+        Poll::Ready(())
+    }
 }
 
 const NOT_QUIET: u64 = u64::MAX;
@@ -610,6 +678,7 @@ impl Connection {
             quiet_since_ms: NOT_QUIET,
             active: false,
             writer: Writer::Idle,
+            pause: None,
         }
     }
 
@@ -734,9 +803,11 @@ impl Connection {
             pending,
             connected,
             active,
+            pause,
             ..
         } = self;
-        READ_BUFFER.with(|buf| {
+        let mut congested = Vec::new();
+        let outcome = READ_BUFFER.with(|buf| {
             let mut buf = buf.borrow_mut();
             let n = match stream.get_ref().read(&mut buf) {
                 Ok(0) => return ReadOutcome::Stop,
@@ -750,8 +821,19 @@ impl Connection {
             *active = true;
             let drained = n < buf.len();
             let fresh = buf.get(..n).unwrap_or_default();
+            let mut handle = |data: &[u8]| {
+                handle_bytes(
+                    shared,
+                    *conn,
+                    outbox,
+                    data,
+                    options,
+                    connected,
+                    &mut congested,
+                )
+            };
             if pending.is_empty() {
-                let (used, stop) = handle_bytes(shared, *conn, outbox, fresh, options, connected);
+                let (used, stop) = handle(fresh);
                 if stop {
                     return ReadOutcome::Stop;
                 }
@@ -759,7 +841,7 @@ impl Connection {
                 pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
             } else {
                 pending.extend_from_slice(fresh);
-                let (used, stop) = handle_bytes(shared, *conn, outbox, pending, options, connected);
+                let (used, stop) = handle(pending);
                 if stop {
                     return ReadOutcome::Stop;
                 }
@@ -769,7 +851,37 @@ impl Connection {
                 }
             }
             ReadOutcome::Handled { drained }
-        })
+        });
+        Pause::hold_back(pause, congested);
+        outcome
+    }
+
+    /// Handle the packets a pause kept back in `pending`, without reading. Returns whether the
+    /// connection is over.
+    fn handle_pending(&mut self) -> bool {
+        let Connection {
+            shared,
+            conn,
+            outbox,
+            options,
+            pending,
+            connected,
+            pause,
+            ..
+        } = self;
+        let mut congested = Vec::new();
+        let (used, stop) = handle_bytes(
+            shared,
+            *conn,
+            outbox,
+            pending,
+            options,
+            connected,
+            &mut congested,
+        );
+        pending.drain(..used.min(pending.len()));
+        Pause::hold_back(pause, congested);
+        stop
     }
 
     /// One read now, if the socket may hold bytes, with its outcome noted as `poll_read` notes
@@ -793,6 +905,22 @@ impl Connection {
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut budget = READ_BUDGET;
         while self.reading {
+            if let Some(p) = &mut self.pause {
+                // Held back (backpressure): not quiet, and woken when the wait is over.
+                let (shared, conn) = (&self.shared, self.conn);
+                let alive = || shared.lock().bytes_arrived(conn, shared.now_ms());
+                if !self.outbox.is_closed()
+                    && p.poll(cx, shared.config.max_outgoing_bytes, alive)
+                        .is_pending()
+                {
+                    return false;
+                }
+                self.pause = None;
+                if !self.pending.is_empty() && self.handle_pending() {
+                    self.finish_reading();
+                }
+                continue;
+            }
             // Read only when there is reason to expect bytes: the reactor said so, or the last
             // read filled the buffer, or the read budget cut a busy connection short. A read
             // that comes back with less than the buffer has emptied the socket, so the next one
@@ -894,7 +1022,10 @@ impl Connection {
                                 self.finish_writing();
                                 return false;
                             }
-                            Ok(n) => b.written = b.written.saturating_add(n),
+                            Ok(n) => {
+                                b.written = b.written.saturating_add(n);
+                                self.outbox.note_written();
+                            }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                                 match self.stream.poll_writable(cx) {
@@ -1020,10 +1151,17 @@ fn handle_bytes(
     data: &[u8],
     options: &mut DecodeOptions,
     connected: &mut bool,
+    congested: &mut Vec<Outbox>,
 ) -> (usize, bool) {
     let mut used = 0usize;
     let mut broker: Option<CoreGuard<'_>> = None;
     let now = shared.now_ms();
+    let lock = || {
+        let mut b = shared.lock();
+        // Congestion other events left (wills, $SYS) is not this connection's to wait for.
+        drop(b.take_congested());
+        b
+    };
     while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
         match decode(rest, *options) {
             Ok(Status::Complete(d)) => {
@@ -1033,24 +1171,29 @@ fn handle_bytes(
                     options.max_packet_size = shared.config.max_packet_size;
                     *connected = true;
                 }
-                let b = broker.get_or_insert_with(|| shared.lock());
+                let b = broker.get_or_insert_with(lock);
                 b.packet_received(conn, &d.packet, d.consumed, now);
                 used = used.saturating_add(d.consumed);
                 if outbox.is_closed() {
                     return (used, true);
                 }
+                if b.has_congested() {
+                    // Backpressure: the rest waits (in `pending`) until the subscribers drain.
+                    break;
+                }
             }
             Ok(Status::Partial(_)) => break,
             Err(e) => {
-                broker
-                    .get_or_insert_with(|| shared.lock())
-                    .decode_failed(conn, e, now);
+                broker.get_or_insert_with(lock).decode_failed(conn, e, now);
                 return (used, true);
             }
         }
     }
     if used == 0 && !data.is_empty() {
         shared.lock().bytes_arrived(conn, now);
+    }
+    if let Some(mut b) = broker {
+        congested.extend(b.take_congested());
     }
     (used, false)
 }

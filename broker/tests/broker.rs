@@ -558,6 +558,165 @@ fn stuck_subscriber_does_not_grow_memory() {
     broker_still_works(addr);
 }
 
+/// A message of `len` bytes whose first four are its sequence number.
+fn numbered(i: u32, len: usize) -> Vec<u8> {
+    let mut m = vec![0u8; len.max(4)];
+    m[..4].copy_from_slice(&i.to_be_bytes());
+    m
+}
+
+/// Publish `n` numbered messages from a thread (its writes block while the broker holds it back).
+fn flood(
+    addr: std::net::SocketAddr,
+    id: &str,
+    n: u32,
+    len: usize,
+    qos: QoS,
+) -> std::thread::JoinHandle<Duration> {
+    let (mut p, _) = Raw::connect(addr, id, true, 60);
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        for i in 0..n {
+            let qos_pid = match qos {
+                QoS::AtMostOnce => QosPid::AtMostOnce,
+                QoS::AtLeastOnce => QosPid::AtLeastOnce(pid((i % 60_000 + 1) as u16)),
+                QoS::ExactlyOnce => QosPid::ExactlyOnce(pid((i % 60_000 + 1) as u16)),
+            };
+            p.publish("flood", &numbered(i, len), qos_pid, false);
+        }
+        // Everything read and handled by the broker once this answers.
+        p.send(&Packet::PingReq);
+        loop {
+            match p.recv_within(Duration::from_secs(30)) {
+                Some(P::PingResp) => return t0.elapsed(),
+                Some(_) => {}
+                None => panic!("no PINGRESP"),
+            }
+        }
+    })
+}
+
+/// Receive numbered messages until `n` or a quiet spell; acknowledges QoS 1.
+fn receive_numbered(s: &mut Raw, n: u32) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.len() < n as usize {
+        match s.recv_within(Duration::from_secs(3)) {
+            Some(P::Publish {
+                payload, qos, pid, ..
+            }) => {
+                got.push(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+                if qos == 1 {
+                    s.puback(pid);
+                }
+            }
+            Some(other) => panic!("{other:?}"),
+            None => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn a_slow_qos0_subscriber_paces_its_publisher_instead_of_losing_messages() {
+    // 20 MB to a subscriber that starts reading late, through a 64 KiB limit: more than the
+    // kernel's socket buffers and the limit hold, so without backpressure most would be dropped.
+    let broker = start(|c| c.max_outgoing_bytes = 64 * 1024);
+    let addr = broker.local_addr();
+    let (mut s, _) = Raw::connect(addr, "slow", true, 60);
+    s.subscribe("flood", QoS::AtMostOnce);
+    let n = 20_000;
+    let publisher = flood(addr, "fast", n, 1024, QoS::AtMostOnce);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = receive_numbered(&mut s, n);
+    publisher.join().unwrap();
+    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
+    assert_eq!(got.len(), n as usize);
+    assert!(got.iter().copied().eq(0..n), "in order");
+}
+
+#[test]
+fn a_qos1_flood_reaches_a_slower_subscriber_whole() {
+    // 5,000 QoS 1 messages as fast as the socket takes them, to a subscriber that acknowledges
+    // each as it reads it, through a window of 10 and a queue of 100.
+    let broker = start(|c| {
+        c.max_inflight_messages = 10;
+        c.max_queued_messages = 100;
+    });
+    let addr = broker.local_addr();
+    let (mut s, _) = Raw::connect(addr, "slow", true, 60);
+    s.subscribe("flood", QoS::AtLeastOnce);
+    let n = 5_000;
+    let publisher = flood(addr, "fast", n, 16, QoS::AtLeastOnce);
+    let got = receive_numbered(&mut s, n);
+    publisher.join().unwrap();
+    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
+    assert_eq!(got.len(), n as usize);
+    assert!(got.iter().copied().eq(0..n), "in order");
+}
+
+#[test]
+fn a_stuck_subscriber_holds_its_publisher_back_only_briefly() {
+    let broker = start(|c| c.max_outgoing_bytes = 64 * 1024);
+    let addr = broker.local_addr();
+    // Subscribes, then never reads.
+    let (mut stuck, _) = Raw::connect(addr, "stuck", true, 60);
+    stuck.subscribe("flood", QoS::AtMostOnce);
+    let (mut healthy, _) = Raw::connect(addr, "healthy", true, 60);
+    healthy.subscribe("flood", QoS::AtMostOnce);
+    let n = 20_000;
+    let publisher = flood(addr, "fast", n, 1024, QoS::AtMostOnce);
+    let got = receive_numbered(&mut healthy, n);
+    let took = publisher.join().unwrap();
+    // Held back for one patience check (1 s) without progress, then the stuck one is stalled:
+    // its messages are dropped and everyone else goes on.
+    assert!(
+        took < Duration::from_secs(4),
+        "publisher held back for {took:?}"
+    );
+    assert_eq!(got.len(), n as usize, "the healthy subscriber lost nothing");
+    assert!(broker.stats().publish_dropped > 0, "{:?}", broker.stats());
+    broker_still_works(addr);
+}
+
+#[test]
+fn a_subscriber_too_slow_to_keep_up_does_not_pace_its_publisher() {
+    // The default limit (1 MiB): a subscriber that cannot take 2 MiB within MAX_HOLD (2 s)
+    // holds the publisher back once, then is dropped to until it catches up.
+    let broker = start(|_| {});
+    let addr = broker.local_addr();
+    let (mut slow, _) = Raw::connect(addr, "slow", true, 60);
+    slow.subscribe("flood", QoS::AtMostOnce);
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let reading = reading.clone();
+        let mut stream = slow.stream.try_clone().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            // About 320 KB/s: steady progress, but 2 MiB takes over 6 s.
+            let mut buf = [0u8; 16 * 1024];
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    // 100 MB: at its pace the slow subscriber would take over five minutes.
+    let took = flood(addr, "fast", 100_000, 1024, QoS::AtMostOnce)
+        .join()
+        .unwrap();
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        took < Duration::from_secs(10),
+        "publisher held back for {took:?}"
+    );
+    assert!(broker.stats().publish_dropped > 0, "{:?}", broker.stats());
+    drop(slow);
+    reader.join().unwrap();
+}
+
 #[test]
 fn graceful_shutdown_closes_connections() {
     let broker = start(|_| {});

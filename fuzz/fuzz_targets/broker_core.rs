@@ -44,7 +44,8 @@ struct Conn {
 }
 
 /// What the shell does whenever it releases the core: hibernating connections the core has
-/// something for (or closed) get their new outbox.
+/// something for (or closed) get their new outbox; the congested outboxes a publisher would wait
+/// for are live connections' outboxes.
 fn absorb_woken(broker: &mut Broker, conns: &mut [Conn]) {
     for (id, outbox) in broker.take_woken() {
         let c = conns
@@ -65,6 +66,12 @@ fn absorb_woken(broker: &mut Broker, conns: &mut [Conn]) {
             c.outbox.queued_bytes(),
             0,
             "old outbox used while hibernating"
+        );
+    }
+    for o in broker.take_congested() {
+        assert!(
+            o.is_closed() || conns.iter().any(|c| !c.hibernating && c.outbox.same(&o)),
+            "congestion reported on an outbox no live connection has"
         );
     }
 }
