@@ -1687,18 +1687,19 @@ impl Broker {
         let stats = &mut self.stats;
         match conn {
             Some((_, c)) if qos == QoS::AtMostOnce => {
+                let backpressure = self.config.max_publisher_hold_ms > 0;
                 match c
                     .outbox
                     .as_ref()
                     .map_or(Room::Yes, |o| o.room(self.config.max_outgoing_bytes))
                 {
                     Room::Yes => {}
-                    Room::Congested => {
+                    Room::Congested if backpressure => {
                         if let Some(o) = &c.outbox {
                             note_congested(&mut self.congested, o);
                         }
                     }
-                    Room::No => return drop_message(stats, session),
+                    Room::Congested | Room::No => return drop_message(stats, session),
                 }
                 session.dropping = false;
                 let out = out_for(c, message, qos, None, retain, sub_ids, now);
@@ -1793,6 +1794,7 @@ impl Broker {
                 let max = self.config.max_queued_messages;
                 if let Some(o) = conn.and_then(|(_, c)| c.outbox.as_ref())
                     && max > 0
+                    && self.config.max_publisher_hold_ms > 0
                     && session.delivery().queued.len() >= (max / 2).max(1)
                     && !o.is_stalled()
                 {
@@ -2963,6 +2965,30 @@ mod tests {
             t.publish(s, "x", b"", QosPid::AtLeastOnce(pid(i)), false);
         }
         assert!(so.is_closed());
+    }
+
+    #[test]
+    fn without_backpressure_a_congested_subscriber_is_dropped_to_at_once() {
+        let mut t = T::with(Config {
+            max_outgoing_bytes: 100,
+            max_inflight_messages: 1,
+            max_queued_messages: 2,
+            max_publisher_hold_ms: 0,
+            ..Config::for_tests()
+        });
+        let (s, so) = t.connect("slow", true);
+        t.subscribe(s, &so, "t", QoS::AtLeastOnce);
+        let (p, _) = t.connect("pub", true);
+        drop(t.b.take_congested());
+        for _ in 0..10 {
+            t.publish(p, "t", &[0u8; 40], QosPid::AtMostOnce, false);
+        }
+        for i in 1..=5u16 {
+            t.publish(p, "t", b"m", QosPid::AtLeastOnce(pid(i)), false);
+        }
+        assert!(t.b.take_congested().is_empty(), "no one held back");
+        // QoS 0: three under the limit; QoS 1: one in flight, two queued.
+        assert_eq!(t.b.stats().publish_dropped, 7 + 2, "{:?}", t.b.stats());
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct Config {
     /// until it drains (backpressure), and above twice which, or once it is stalled, QoS 0
     /// messages to it are dropped. At eight times this the connection is closed.
     pub max_outgoing_bytes: usize,
+    /// Backpressure: the longest a publisher is held back in one go for congested subscribers
+    /// (one that takes no bytes for a second is given up on sooner), in milliseconds. 0 turns
+    /// backpressure off: messages to a congested subscriber are dropped by the limits at once.
+    pub max_publisher_hold_ms: u64,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off.
     pub sys_interval: u64,
     /// Hibernation of quiet connections (Linux): a client that has just connected, or whose
@@ -115,6 +119,7 @@ impl Default for Config {
             max_queued_messages: 1000,
             queue_qos0_messages: false,
             max_outgoing_bytes: 1024 * 1024,
+            max_publisher_hold_ms: 2000,
             sys_interval: 10,
             hibernate_after_ms: 1000,
             allow_zero_length_clientid: true,

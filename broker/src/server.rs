@@ -548,11 +548,6 @@ struct Connection {
 /// How often a held-back publisher checks on the congested connections it waits for: one that
 /// took no bytes since the last check is taken for stuck (see [`Broker::take_congested`]).
 const PATIENCE: Duration = Duration::from_secs(1);
-/// The longest a publisher waits in one go, however steadily the connections it waits for make
-/// progress: one that cannot take twice `max_outgoing_bytes` (or a quarter of its queue) in this
-/// time is too slow to pace its publishers, and is dropped to instead until it catches up.
-const MAX_HOLD: Duration = Duration::from_secs(2);
-
 /// A publisher held back until the connections its messages went to drain.
 #[derive(Debug)]
 struct Pause {
@@ -566,15 +561,19 @@ struct Pause {
 
 impl Pause {
     /// Wait (also) for `congested` before reading on.
-    fn hold_back(pause: &mut Option<Box<Pause>>, congested: Vec<Outbox>) {
+    /// `max_hold` (`max_publisher_hold_ms`) is the longest it waits in one go, however steadily
+    /// the connections it waits for make progress: one that cannot take twice
+    /// `max_outgoing_bytes` (or a quarter of its queue) in that time is too slow to pace its
+    /// publishers, and is dropped to instead until it catches up.
+    fn hold_back(pause: &mut Option<Box<Pause>>, congested: Vec<Outbox>, max_hold: Duration) {
         if congested.is_empty() {
             return;
         }
         let p = pause.get_or_insert_with(|| {
             Box::new(Pause {
                 on: Vec::new(),
-                check: Timer::after(PATIENCE),
-                until: Instant::now() + MAX_HOLD,
+                check: Timer::after(PATIENCE.min(max_hold)),
+                until: Instant::now() + max_hold,
             })
         });
         for o in congested {
@@ -605,7 +604,8 @@ impl Pause {
                 moved && !over
             });
             alive();
-            self.check.set_after(PATIENCE);
+            self.check
+                .set_after(PATIENCE.min(self.until.saturating_duration_since(Instant::now())));
         }
         Poll::Ready(())
     }
@@ -852,7 +852,8 @@ impl Connection {
             }
             ReadOutcome::Handled { drained }
         });
-        Pause::hold_back(pause, congested);
+        let max_hold = Duration::from_millis(shared.config.max_publisher_hold_ms);
+        Pause::hold_back(pause, congested, max_hold);
         outcome
     }
 
@@ -880,7 +881,8 @@ impl Connection {
             &mut congested,
         );
         pending.drain(..used.min(pending.len()));
-        Pause::hold_back(pause, congested);
+        let max_hold = Duration::from_millis(shared.config.max_publisher_hold_ms);
+        Pause::hold_back(pause, congested, max_hold);
         stop
     }
 
