@@ -150,25 +150,31 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}")
 
 
-def print_publish_only(a, brokers, names):
+def collect(reps, brokers, jobs, run):
+    """Every job on every broker in turns, `reps` times: {(job, broker name): [results]}."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="wren-independent-") as tmp:
-        for rep in range(a.reps):
-            for qos, clients, per_client in JOBS:
+        for rep in range(reps):
+            for job in jobs:
                 for b in brokers:
-                    r = run_one(a.tool, b, tmp, qos, clients, per_client)
+                    r = run(b, tmp, *job)
                     if r:
-                        results.setdefault((qos, clients, b.name), []).append(r)
-            print(f"rep {rep + 1}/{a.reps} done", file=sys.stderr)
+                        results.setdefault((job, b.name), []).append(r)
+            print(f"rep {rep + 1}/{reps} done", file=sys.stderr)
+    return results
 
+
+def print_publish_only(a, brokers, names):
+    results = collect(a.reps, brokers, JOBS, lambda b, tmp, *job: run_one(a.tool, b, tmp, *job))
     others = names[1:]
     head = ["QoS", "clients x messages"] + [f"{n} msg/s" for n in names] + \
         [f"{n} CPU s" for n in names] + [f"wren / {n}" for n in others]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for qos, clients, per_client in JOBS:
-        rate = {n: statistics.median([r[0] for r in results.get((qos, clients, n), [])] or [0]) for n in names}
-        cpu = {n: statistics.median([r[1] for r in results.get((qos, clients, n), [])] or [0]) for n in names}
+    for job in JOBS:
+        qos, clients, per_client = job
+        rate = {n: statistics.median([r[0] for r in results.get((job, n), [])] or [0]) for n in names}
+        cpu = {n: statistics.median([r[1] for r in results.get((job, n), [])] or [0]) for n in names}
         row = [str(qos), f"{clients} x {per_client:,}"] + [fmt(rate[n]) for n in names] + \
             [f"{cpu[n]:.2f}" for n in names] + \
             [f"{rate['wren'] / rate[n]:.2f}x" if rate[n] else "-" for n in others]
@@ -176,22 +182,16 @@ def print_publish_only(a, brokers, names):
 
 
 def print_subscribed(a, brokers, names):
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="wren-independent-") as tmp:
-        for rep in range(a.reps):
-            for qos, clients, per_client in SUBSCRIBED_JOBS:
-                for b in brokers:
-                    r = run_with_subscriber(a.tool, b, tmp, qos, clients, per_client, a.sub_tool)
-                    if r:
-                        results.setdefault((qos, b.name), []).append(r)
-            print(f"with subscriber: rep {rep + 1}/{a.reps} done", file=sys.stderr)
+    results = collect(a.reps, brokers, SUBSCRIBED_JOBS,
+                      lambda b, tmp, *job: run_with_subscriber(a.tool, b, tmp, *job, a.sub_tool))
     print("With one mosquitto_sub on test/# (10 publishers x 100,000 messages; medians):\n")
     head = ["QoS"] + [f"{n} delivered" for n in names] + [f"{n} delivered/s" for n in names] + \
         [f"{n} published/s" for n in names]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for qos, _, _ in SUBSCRIBED_JOBS:
-        med = {n: [statistics.median([r[i] for r in results.get((qos, n), [])] or [0])
+    for job in SUBSCRIBED_JOBS:
+        qos = job[0]
+        med = {n: [statistics.median([r[i] for r in results.get((job, n), [])] or [0])
                    for i in range(3)] for n in names}
         row = [str(qos)] + [fmt(med[n][1]) for n in names] + [fmt(med[n][2]) for n in names] + \
             [fmt(med[n][0]) for n in names]
