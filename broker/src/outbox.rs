@@ -34,6 +34,12 @@ struct State {
     /// too slow, and holds no one back (messages to it are dropped by the limits instead) until
     /// it has caught up: written everything (or, for the core's hold, worked its queue down).
     stalled: bool,
+    /// Consecutive stalls without catching up in between, and the drains still to go before a
+    /// stalled connection may hold publishers back again: 1, 2, 4, … (up to 1024) for the first,
+    /// second, third… stall, so a connection that was only briefly starved soon paces its
+    /// publishers again, and one that is merely slow costs them a shrinking share of the time.
+    stalls: u32,
+    drains_to_go: u32,
     /// Publisher tasks waiting for this outbox to drain.
     waiters: Vec<Waker>,
     /// Writes to the socket so far (drains and partial writes): progress, for publishers that
@@ -45,6 +51,12 @@ impl State {
     /// Whether a publisher should wait before sending more to this connection.
     fn congested(&self, limit: usize) -> bool {
         !self.closed && !self.stalled && (self.held || self.bytes > limit)
+    }
+
+    /// Everything written (or the queue worked down): not stalled, and the next stall is a first.
+    fn caught_up(&mut self) {
+        self.stalled = false;
+        self.stalls = 0;
     }
 
     /// The waker to wake for a push, if the writer waits for one.
@@ -191,7 +203,7 @@ impl Outbox {
         let waiters = if held {
             Vec::new()
         } else {
-            s.stalled = false;
+            s.caught_up();
             std::mem::take(&mut s.waiters)
         };
         drop(s);
@@ -202,6 +214,10 @@ impl Outbox {
     /// it drains (its limits drop messages meanwhile), and whoever waits for it goes on.
     pub fn mark_stalled(&self) {
         let mut s = self.lock();
+        if !s.stalled {
+            s.stalls = s.stalls.saturating_add(1).min(11);
+            s.drains_to_go = 1 << (s.stalls - 1);
+        }
         s.stalled = true;
         let waiters = std::mem::take(&mut s.waiters);
         drop(s);
@@ -254,7 +270,7 @@ impl Outbox {
             s.writer_waiting = true;
             // Everything is written: caught up.
             if !s.held {
-                s.stalled = false;
+                s.caught_up();
             }
             Poll::Pending
         }
@@ -283,6 +299,13 @@ impl Outbox {
         let items = std::mem::replace(&mut s.items, fresh);
         let closed = s.closed;
         s.written = s.written.wrapping_add(1);
+        if s.stalled {
+            s.drains_to_go = s.drains_to_go.saturating_sub(1);
+            if s.drains_to_go == 0 && !s.held {
+                // Another chance to pace its publishers (see `stalls`).
+                s.stalled = false;
+            }
+        }
         // Drained: publishers waiting for this connection go on (unless the core still holds
         // them back for its session queue).
         let waiters = if s.held {
@@ -338,6 +361,41 @@ mod tests {
         buf.clear();
         assert!(o.drain_into(&mut buf));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_stalled_connection_gets_another_chance_after_more_and_more_drains() {
+        let o = Outbox::new();
+        let mut buf = Vec::new();
+        let congest = |o: &Outbox| {
+            o.push(Out::Raw(Bytes::from_static(&[0u8; 200])));
+        };
+        // Stalled once: one drain gives it another chance.
+        congest(&o);
+        assert!(o.is_congested(100));
+        o.mark_stalled();
+        assert!(!o.is_congested(100), "stalled: holds no one back");
+        o.drain_into(&mut buf);
+        assert!(!o.is_stalled());
+        // Stalled again without catching up in between: two drains, then four.
+        for drains in [2, 4] {
+            congest(&o);
+            o.mark_stalled();
+            for _ in 1..drains {
+                o.drain_into(&mut buf);
+                congest(&o);
+                assert!(o.is_stalled());
+            }
+            o.drain_into(&mut buf);
+            assert!(!o.is_stalled());
+        }
+        // Catching up (the writer finds nothing to write) starts the count afresh.
+        let caught_up = std::future::poll_fn(|cx| Poll::Ready(o.poll_ready(cx).is_pending()));
+        assert!(smol::block_on(caught_up));
+        congest(&o);
+        o.mark_stalled();
+        o.drain_into(&mut buf);
+        assert!(!o.is_stalled());
     }
 
     #[test]
