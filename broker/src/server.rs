@@ -561,14 +561,15 @@ struct Pause {
 
 impl Pause {
     /// Wait (also) for `congested` before reading on.
-    /// `max_hold` (`max_publisher_hold_ms`) is the longest it waits in one go, however steadily
-    /// the connections it waits for make progress: one that cannot take twice
+    /// `max_hold_ms` (`max_publisher_hold_ms`) is the longest it waits in one go, however
+    /// steadily the connections it waits for make progress: one that cannot take twice
     /// `max_outgoing_bytes` (or a quarter of its queue) in that time is too slow to pace its
-    /// publishers, and is dropped to instead until it catches up.
-    fn hold_back(pause: &mut Option<Box<Pause>>, congested: Vec<Outbox>, max_hold: Duration) {
+    /// publishers, and is dropped to instead (see [`Outbox::mark_stalled`]).
+    fn hold_back(pause: &mut Option<Box<Pause>>, congested: Vec<Outbox>, max_hold_ms: u64) {
         if congested.is_empty() {
             return;
         }
+        let max_hold = Duration::from_millis(max_hold_ms);
         let p = pause.get_or_insert_with(|| {
             Box::new(Pause {
                 on: Vec::new(),
@@ -837,7 +838,7 @@ impl Connection {
                 if stop {
                     return ReadOutcome::Stop;
                 }
-                // Keep only the partial packet.
+                // Keep the partial packet, and what a pause held back.
                 pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
             } else {
                 pending.extend_from_slice(fresh);
@@ -845,15 +846,11 @@ impl Connection {
                 if stop {
                     return ReadOutcome::Stop;
                 }
-                pending.drain(..used.min(pending.len()));
-                if pending.is_empty() && pending.capacity() > READ_BUF {
-                    *pending = Vec::new();
-                }
+                consume_pending(pending, used);
             }
             ReadOutcome::Handled { drained }
         });
-        let max_hold = Duration::from_millis(shared.config.max_publisher_hold_ms);
-        Pause::hold_back(pause, congested, max_hold);
+        Pause::hold_back(pause, congested, shared.config.max_publisher_hold_ms);
         outcome
     }
 
@@ -880,9 +877,8 @@ impl Connection {
             connected,
             &mut congested,
         );
-        pending.drain(..used.min(pending.len()));
-        let max_hold = Duration::from_millis(shared.config.max_publisher_hold_ms);
-        Pause::hold_back(pause, congested, max_hold);
+        consume_pending(pending, used);
+        Pause::hold_back(pause, congested, shared.config.max_publisher_hold_ms);
         stop
     }
 
@@ -1115,6 +1111,14 @@ impl Future for Task {
             };
         }
         Poll::Pending
+    }
+}
+
+/// Drop the `used` bytes of `pending`, and its storage once empty if it grew past a read.
+fn consume_pending(pending: &mut Vec<u8>, used: usize) {
+    pending.drain(..used.min(pending.len()));
+    if pending.is_empty() && pending.capacity() > READ_BUF {
+        *pending = Vec::new();
     }
 }
 
