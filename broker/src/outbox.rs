@@ -32,7 +32,8 @@ struct State {
     held: bool,
     /// A publisher waited for this connection longer than it may: it is taken to be stuck or
     /// too slow, and holds no one back (messages to it are dropped by the limits instead) until
-    /// it has caught up: written everything (or, for the core's hold, worked its queue down).
+    /// it has caught up (written everything, or, for the core's hold, worked its queue down) or
+    /// drained `drains_to_go` more times.
     stalled: bool,
     /// Consecutive stalls without catching up in between, and the drains still to go before a
     /// stalled connection may hold publishers back again: 1, 2, 4, … (up to 1024) for the first,
@@ -210,8 +211,9 @@ impl Outbox {
         waiters.into_iter().for_each(Waker::wake);
     }
 
-    /// A publisher waited too long for this connection: it is stuck. It holds no one back until
-    /// it drains (its limits drop messages meanwhile), and whoever waits for it goes on.
+    /// A publisher waited too long for this connection: it is stuck or too slow. It holds no one
+    /// back (its limits drop messages meanwhile) until it catches up or has drained 1, 2, 4, …
+    /// times (see `State::stalls`), and whoever waits for it goes on.
     pub fn mark_stalled(&self) {
         let mut s = self.lock();
         if !s.stalled {
