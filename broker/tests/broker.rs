@@ -616,6 +616,13 @@ fn receive_numbered(s: &mut Raw, n: u32) -> Vec<u32> {
     got
 }
 
+/// Nothing dropped: all `n` numbered messages arrived, in order.
+fn assert_whole_and_in_order(broker: &wren_broker::ServerHandle, got: &[u32], n: u32) {
+    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
+    assert_eq!(got.len(), n as usize);
+    assert!(got.iter().copied().eq(0..n), "in order");
+}
+
 #[test]
 fn a_slow_qos0_subscriber_paces_its_publisher_instead_of_losing_messages() {
     // 20 MB to a subscriber that starts reading late, through a 64 KiB limit: more than the
@@ -629,9 +636,7 @@ fn a_slow_qos0_subscriber_paces_its_publisher_instead_of_losing_messages() {
     std::thread::sleep(Duration::from_millis(500));
     let got = receive_numbered(&mut s, n);
     publisher.join().unwrap();
-    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
-    assert_eq!(got.len(), n as usize);
-    assert!(got.iter().copied().eq(0..n), "in order");
+    assert_whole_and_in_order(&broker, &got, n);
 }
 
 #[test]
@@ -649,9 +654,7 @@ fn a_qos1_flood_reaches_a_slower_subscriber_whole() {
     let publisher = flood(addr, "fast", n, 16, QoS::AtLeastOnce);
     let got = receive_numbered(&mut s, n);
     publisher.join().unwrap();
-    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
-    assert_eq!(got.len(), n as usize);
-    assert!(got.iter().copied().eq(0..n), "in order");
+    assert_whole_and_in_order(&broker, &got, n);
 }
 
 #[test]
@@ -680,8 +683,8 @@ fn a_stuck_subscriber_holds_its_publisher_back_only_briefly() {
 
 #[test]
 fn a_subscriber_too_slow_to_keep_up_does_not_pace_its_publisher() {
-    // The default limit (1 MiB): a subscriber that cannot take 2 MiB within MAX_HOLD (2 s)
-    // holds the publisher back once, then is dropped to until it catches up.
+    // The default limits (1 MiB, max_publisher_hold_ms 2 s): a subscriber that cannot take
+    // 2 MiB within 2 s holds the publisher back, then is dropped to for a while.
     let broker = start(|_| {});
     let addr = broker.local_addr();
     let (mut slow, _) = Raw::connect(addr, "slow", true, 60);
