@@ -2,6 +2,8 @@
 //!
 //! An MQTT 3.1, 3.1.1 and 5.0 broker: a sans-I/O core ([`Broker`] with its [`SessionStore`],
 //! [`SubscriptionIndex`] and [`RetainedStore`]) inside a thin smol runtime shell ([`Server`]).
+//! `src/core/` is the protocol (no sockets, no clock: time comes in as an argument), `src/shell/`
+//! the sockets, tasks and timers.
 //! See `broker/README.md` and, for MQTT 5.0, `broker/MQTT5.md`.
 //!
 //! Embedding the broker, e.g. in a test: bind to an ephemeral loopback port, talk MQTT to it,
@@ -33,24 +35,14 @@
     )
 )]
 
-pub mod auth;
-pub mod broker;
-pub mod config;
-pub mod index;
-pub mod message;
-pub mod outbox;
-#[cfg(target_os = "linux")]
-mod park;
-pub mod retained;
-pub mod server;
-pub mod session;
+mod config;
+mod core;
+mod shell;
 
-pub use auth::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
-pub use broker::{Broker, CloseReason, Stats};
 pub use config::Config;
-pub use index::{Sub, SubscriptionIndex};
-pub use message::{Delivery, Message, MessageProperties, Out};
-pub use outbox::Outbox;
-pub use retained::RetainedStore;
-pub use server::{Server, ServerHandle};
-pub use session::{ConnId, Session, SessionId, SessionStore};
+pub use core::{
+    AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event,
+    HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session, SessionId,
+    SessionStore, Stats, Sub, SubscriptionIndex,
+};
+pub use shell::{Server, ServerHandle};

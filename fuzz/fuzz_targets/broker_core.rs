@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
-use wren_broker::{Broker, Config, ConnId, HmacChallenge, Outbox};
+use wren_broker::{Broker, Config, ConnId, Event, HmacChallenge, Outbox};
 use wren_codec::{
     Ack, Auth, Connect, DecodeOptions, Disconnect, List, Packet, PacketId, PayloadFormat,
     ProtocolVersion, Publish, QoS, QosPid, ReasonCode, RetainHandling, Status, Subscribe,
@@ -39,7 +39,7 @@ struct Conn {
     /// The Maximum Packet Size the client announced (5.0).
     max_in: Option<u32>,
     /// Hibernating, as the shell does it: the core gave up `outbox`, which must get nothing
-    /// more; a socket event (`Broker::wake`) or the core (`Broker::take_woken`) brings a new one.
+    /// more; a socket event (`Broker::wake`) or the core (`Event::Woken` from `Broker::poll_event`) brings a new one.
     hibernating: bool,
 }
 
@@ -47,31 +47,33 @@ struct Conn {
 /// something for (or closed) get their new outbox; the congested outboxes a publisher would wait
 /// for are live connections' outboxes.
 fn absorb_woken(broker: &mut Broker, conns: &mut [Conn]) {
-    for (id, outbox) in broker.take_woken() {
-        let c = conns
-            .iter_mut()
-            .find(|c| c.id == id)
-            .expect("woken connection exists");
-        assert!(c.hibernating, "woken but not hibernating: {id:?}");
-        assert_eq!(
-            c.outbox.queued_bytes(),
-            0,
-            "old outbox used while hibernating"
-        );
-        c.outbox = outbox;
-        c.hibernating = false;
+    while let Some(event) = broker.poll_event() {
+        match event {
+            Event::Woken { conn: id, outbox } => {
+                let c = conns
+                    .iter_mut()
+                    .find(|c| c.id == id)
+                    .expect("woken connection exists");
+                assert!(c.hibernating, "woken but not hibernating: {id:?}");
+                assert_eq!(
+                    c.outbox.queued_bytes(),
+                    0,
+                    "old outbox used while hibernating"
+                );
+                c.outbox = outbox;
+                c.hibernating = false;
+            }
+            Event::Congested(o) => assert!(
+                o.is_closed() || conns.iter().any(|c| !c.hibernating && c.outbox.same(&o)),
+                "congestion reported on an outbox no live connection has"
+            ),
+        }
     }
     for c in conns.iter().filter(|c| c.hibernating) {
         assert_eq!(
             c.outbox.queued_bytes(),
             0,
             "old outbox used while hibernating"
-        );
-    }
-    for o in broker.take_congested() {
-        assert!(
-            o.is_closed() || conns.iter().any(|c| !c.hibernating && c.outbox.same(&o)),
-            "congestion reported on an outbox no live connection has"
         );
     }
 }
@@ -395,7 +397,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 now += u64::from(arg) * 50;
-                broker.tick(now);
+                broker.handle_timeout(now);
             }
             4 => {
                 let index = usize::from(arg) % conns.len().max(1);

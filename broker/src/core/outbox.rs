@@ -13,7 +13,7 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::message::Out;
+use super::message::Out;
 
 #[derive(Debug, Default)]
 struct State {

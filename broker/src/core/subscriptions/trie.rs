@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 
 use wren_codec::QoS;
 
-use crate::session::{ProcessRandomState, SessionId};
+use crate::core::ids::{ProcessRandomState, SessionId};
 
 /// One subscription as the index keeps it: the session, the granted QoS and the 5.0
 /// subscription options that decide how a matching message is forwarded.
@@ -157,7 +157,8 @@ fn remove(node: &mut Node, levels: &[&str], session: SessionId) -> bool {
 /// deliver a message once (as Mosquitto does; allowed by `[MQTT-3.3.5-1]`).
 /// (The broker itself groups matches by session with [`group_by_session`], to also collect
 /// every matching subscription's identifier.)
-pub fn dedup_max_qos(matches: &mut Vec<(SessionId, QoS)>) {
+#[cfg(test)]
+fn dedup_max_qos(matches: &mut Vec<(SessionId, QoS)>) {
     if matches.len() < 2 {
         return;
     }

@@ -3,7 +3,10 @@
 
 use super::tests::{T, pid};
 use super::*;
-use crate::auth::HmacChallenge;
+use crate::core::HmacChallenge;
+use std::num::{NonZeroU16, NonZeroU32};
+use wren_codec::properties::{NO_PROPERTIES, Properties};
+use wren_codec::*;
 use wren_codec::{
     DecodeOptions, Status, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will, decode,
 };
@@ -143,7 +146,7 @@ fn pubs(o: &Outbox) -> Vec<Pb> {
 impl T {
     fn tick(&mut self, now: u64) {
         self.now = now;
-        self.b.tick(now);
+        self.b.handle_timeout(now);
     }
     fn connect_full(
         &mut self,

@@ -8,66 +8,14 @@ use std::sync::Arc;
 
 use wren_codec::{PacketId, QoS};
 
-use crate::index::Sub;
-use crate::message::Message;
-
-/// A hasher for the broker's own sequential ids ([`SessionId`], [`ConnId`]): one multiply
-/// instead of SipHash, which was a quarter of the fan-out path's instructions. The ids are
-/// assigned by the broker, never chosen by a peer, so hash flooding is not a concern here
-/// (maps keyed by client-chosen strings keep the default hasher).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Fibonacci hashing: spreads sequential ids over the high bits (hashbrown's control
-        // bytes) and keeps the low bits (the bucket index) varied.
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 32)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8)) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// `BuildHasher` of [`IdHasher`].
-pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
-
-/// foldhash keyed once per process: seeded hashing (minimally resistant to hash flooding) for
-/// maps keyed by what a client chooses (topic levels, topic filters), without a per-map seed —
-/// a session's maps are per client, and idle clients are most of a broker's memory — and at a
-/// fraction of SipHash's cost on the routing path (every topic level of every publish).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessRandomState;
-
-impl std::hash::BuildHasher for ProcessRandomState {
-    type Hasher = foldhash::fast::FoldHasher<'static>;
-
-    #[inline]
-    fn build_hasher(&self) -> Self::Hasher {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let seed = *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(0u64));
-        foldhash::fast::FoldHasher::with_seed(seed, foldhash::SharedSeed::global_random())
-    }
-}
-
-/// Identifies a session for its whole life; never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// Identifies a network connection; never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+use super::ids::{ConnId, IdHash, ProcessRandomState, SessionId};
+use super::message::Message;
+use super::subscriptions::Sub;
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The names are the protocol's ("awaiting PUBACK"), common prefix and all.
+#[allow(clippy::enum_variant_names)]
 pub enum OutgoingState {
     /// QoS 1 PUBLISH sent, waiting for PUBACK.
     AwaitingPubAck,
@@ -116,7 +64,7 @@ pub struct Queued {
 /// something: most connected clients have nothing in flight most of the time, and these three
 /// collections are half a session's size.
 #[derive(Debug, Default)]
-pub struct Delivery {
+pub struct QosState {
     /// Outgoing QoS 1/2 messages in flight, oldest first (redelivered in this order).
     pub inflight: VecDeque<Inflight>,
     /// Messages waiting for the window, oldest first.
@@ -126,14 +74,14 @@ pub struct Delivery {
     pub awaiting_rel: HashSet<u16, IdHash>,
 }
 
-impl Delivery {
+impl QosState {
     fn is_empty(&self) -> bool {
         self.inflight.is_empty() && self.queued.is_empty() && self.awaiting_rel.is_empty()
     }
 }
 
 /// What [`Session::delivery`] shows while a session holds no QoS 1/2 state.
-static NO_DELIVERY: Delivery = Delivery {
+static NO_DELIVERY: QosState = QosState {
     inflight: VecDeque::new(),
     queued: VecDeque::new(),
     awaiting_rel: HashSet::with_hasher(IdHash::new()),
@@ -159,8 +107,8 @@ pub struct Session {
     /// Topic filter (`$share/…` for shared ones) → subscription (mirrors the
     /// [`crate::SubscriptionIndex`] entries and the broker's shared groups).
     pub subscriptions: HashMap<Box<str>, Sub, ProcessRandomState>,
-    /// Messages in flight and queued, allocated while there are any (see [`Delivery`]).
-    delivery: Option<Box<Delivery>>,
+    /// Messages in flight and queued, allocated while there are any (see [`QosState`]).
+    delivery: Option<Box<QosState>>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
     last_pid: u16,
@@ -184,12 +132,12 @@ impl Session {
     }
 
     /// The session's QoS 1/2 state (empty if it holds none).
-    pub fn delivery(&self) -> &Delivery {
+    pub fn delivery(&self) -> &QosState {
         self.delivery.as_deref().unwrap_or(&NO_DELIVERY)
     }
 
     /// The session's QoS 1/2 state, to change (allocated on first use).
-    pub fn delivery_mut(&mut self) -> &mut Delivery {
+    pub fn delivery_mut(&mut self) -> &mut QosState {
         self.delivery.get_or_insert_with(Box::default)
     }
 
@@ -206,7 +154,7 @@ impl Session {
 
     /// Give the QoS 1/2 state's memory back once it holds nothing (after acknowledgements).
     pub fn release_idle_delivery(&mut self) {
-        if self.delivery.as_deref().is_some_and(Delivery::is_empty) {
+        if self.delivery.as_deref().is_some_and(QosState::is_empty) {
             self.delivery = None;
         }
     }

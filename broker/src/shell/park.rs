@@ -29,7 +29,7 @@ use rustix::event::epoll;
 use smol::Async;
 use wren_codec::ProtocolVersion;
 
-use crate::session::{ConnId, IdHash};
+use crate::core::{ConnId, IdHash};
 
 /// A hibernating connection: what it takes to give it a task again (with the outbox the core
 /// hands back).

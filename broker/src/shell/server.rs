@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,12 +26,11 @@ use std::time::{Duration, Instant};
 use smol::{Async, Executor, Timer};
 use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
 
-use crate::broker::{Broker, Stats};
 use crate::config::Config;
-use crate::outbox::Outbox;
+use crate::core::{Broker, ConnId, Event, Outbox, Stats};
+
 #[cfg(target_os = "linux")]
-use crate::park::{Parked, ParkingLot};
-use crate::session::ConnId;
+use super::park::{Parked, ParkingLot};
 
 /// How often the core's clock advances (keep-alive, connect timeout and `$SYS` resolution).
 const TICK: Duration = Duration::from_millis(250);
@@ -57,58 +56,49 @@ struct Shared {
     /// Where quiet connections hibernate (`None`: they keep their task).
     #[cfg(target_os = "linux")]
     lot: Option<Arc<ParkingLot>>,
-    /// To spawn revived connections (from inside a lock guard, see [`CoreGuard`]).
+    /// To spawn revived connections (see [`Shared::with_core`]).
     me: Weak<Shared>,
     executor: Weak<Executor<'static>>,
 }
 
-/// The locked core. Dropping it revives the hibernating connections the core woke meanwhile
-/// (while still holding the lock, so that a connection is never both parked and live).
-struct CoreGuard<'a> {
-    broker: MutexGuard<'a, Broker>,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    shared: &'a Shared,
-}
-
-impl std::ops::Deref for CoreGuard<'_> {
-    type Target = Broker;
-    fn deref(&self) -> &Broker {
-        &self.broker
-    }
-}
-
-impl std::ops::DerefMut for CoreGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Broker {
-        &mut self.broker
-    }
-}
-
-impl Drop for CoreGuard<'_> {
-    fn drop(&mut self) {
-        #[cfg(target_os = "linux")]
-        if let Some(lot) = &self.shared.lot {
-            // (A revival that fails closes its connection, which may wake others.)
-            while self.broker.has_woken() {
-                for (conn, outbox) in self.broker.take_woken() {
-                    if let Some(p) = lot.unpark(conn)
-                        && let Some(c) =
-                            self.shared.revive(&mut self.broker, conn, p, outbox, false)
-                    {
-                        self.shared.spawn(c);
+impl Shared {
+    /// Run `f` on the locked core, then act on what it reports ([`Broker::poll_event`]) before
+    /// the lock is released: hibernating connections it woke get their task back (still under
+    /// the lock, so a connection is never both parked and live), and the congested subscribers
+    /// go to `congested` — the publisher being read waits for them — or, with `None`, are
+    /// forgotten (nobody to hold back). Every use of the core goes through here.
+    fn with_core<R>(
+        &self,
+        mut congested: Option<&mut Vec<Outbox>>,
+        f: impl FnOnce(&mut Broker) -> R,
+    ) -> R {
+        // A panic in one connection's handling must not take the broker down with it.
+        let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
+        let result = f(&mut broker);
+        while let Some(event) = broker.poll_event() {
+            match event {
+                Event::Woken { conn, outbox } => self.revive_woken(&mut broker, conn, outbox),
+                Event::Congested(outbox) => {
+                    if let Some(c) = congested.as_deref_mut() {
+                        c.push(outbox);
                     }
                 }
             }
         }
+        result
     }
-}
 
-impl Shared {
-    fn lock(&self) -> CoreGuard<'_> {
-        CoreGuard {
-            // A panic in one connection's handling must not take the broker down with it.
-            broker: self.broker.lock().unwrap_or_else(|e| e.into_inner()),
-            shared: self,
+    /// A hibernating connection the core woke (it has something to send, or was closed).
+    fn revive_woken(&self, broker: &mut Broker, conn: ConnId, outbox: Outbox) {
+        #[cfg(target_os = "linux")]
+        if let Some(lot) = &self.lot
+            && let Some(p) = lot.unpark(conn)
+            && let Some(c) = self.revive(broker, conn, p, outbox, false)
+        {
+            self.spawn(c);
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (broker, conn, outbox);
     }
 
     /// A hibernating connection, just taken out of the lot, as a live one again (with the core
@@ -121,9 +111,9 @@ impl Shared {
         p: Parked,
         outbox: Outbox,
         readable: bool,
-    ) -> Option<Connection> {
+    ) -> Option<ConnectionTask> {
         let shared = self.me.upgrade()?;
-        match Connection::resumed(shared, p, conn, outbox, readable) {
+        match ConnectionTask::resumed(shared, p, conn, outbox, readable) {
             Ok(c) => Some(c),
             Err(outbox) => {
                 broker.connection_lost(conn, self.now_ms());
@@ -135,7 +125,7 @@ impl Shared {
 
     /// Give a connection its task.
     #[cfg(target_os = "linux")]
-    fn spawn(&self, c: Connection) {
+    fn spawn(&self, c: ConnectionTask) {
         if let Some(ex) = self.executor.upgrade() {
             ex.spawn(Task(Some(c))).detach();
         }
@@ -144,7 +134,7 @@ impl Shared {
     /// Tell the core that `conn`'s socket is gone, now.
     fn connection_lost(&self, conn: ConnId) {
         let now = self.now_ms();
-        self.lock().connection_lost(conn, now);
+        self.with_core(None, |b| b.connection_lost(conn, now));
     }
 
     fn now_ms(&self) -> u64 {
@@ -167,12 +157,12 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Config,
-    authenticators: Vec<Arc<dyn crate::auth::Authenticator>>,
+    authenticators: Vec<Arc<dyn crate::core::Authenticator>>,
 }
 
 impl Server {
     /// Offer an enhanced authentication method (5.0 AUTH exchange) to clients.
-    pub fn with_authenticator(mut self, a: Arc<dyn crate::auth::Authenticator>) -> Server {
+    pub fn with_authenticator(mut self, a: Arc<dyn crate::core::Authenticator>) -> Server {
         self.authenticators.push(a);
         self
     }
@@ -212,7 +202,7 @@ impl Server {
                 .config
                 .auth_hmac_users
                 .iter()
-                .fold(crate::auth::HmacChallenge::new(), |m, (user, secret)| {
+                .fold(crate::core::HmacChallenge::new(), |m, (user, secret)| {
                     m.user(user, secret.as_bytes())
                 });
             broker.add_authenticator(Arc::new(method));
@@ -299,12 +289,12 @@ impl ServerHandle {
 
     /// A snapshot of the `$SYS` counters.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats().clone()
+        self.shared.with_core(None, |b| b.stats().clone())
     }
 
     /// Clients connected now.
     pub fn connected_clients(&self) -> usize {
-        self.shared.lock().connected_clients()
+        self.shared.with_core(None, |b| b.connected_clients())
     }
 
     /// Connections hibernating now (quiet, without a task: see `hibernate_after_ms`).
@@ -314,7 +304,7 @@ impl ServerHandle {
 
     /// Subscriptions held now (all sessions).
     pub fn subscription_count(&self) -> usize {
-        self.shared.lock().subscriptions().len()
+        self.shared.with_core(None, |b| b.subscriptions().len())
     }
 
     /// Graceful shutdown: close every connection (queued bytes are flushed; wills are not
@@ -328,7 +318,7 @@ impl ServerHandle {
             return;
         };
         log::info!("wren-broker shutting down.");
-        self.shared.lock().shutdown();
+        self.shared.with_core(None, Broker::shutdown);
         // Let the writers flush what the connections had queued (the handle, the accept loop
         // and the ticker hold the other three references).
         // Hibernating connections are revived to flush theirs first.
@@ -437,7 +427,7 @@ async fn ticker(shared: Arc<Shared>) {
     loop {
         Timer::after(TICK).await;
         let now = shared.now_ms();
-        shared.lock().tick(now);
+        shared.with_core(None, |b| b.handle_timeout(now));
     }
 }
 
@@ -459,13 +449,14 @@ async fn accept_loop(
         };
         let _ = stream.get_ref().set_nodelay(true);
         let now = shared.now_ms();
-        let Some((conn, outbox)) = shared.lock().connection_opened(peer, port, now) else {
+        let Some((conn, outbox)) = shared.with_core(None, |b| b.connection_opened(peer, port, now))
+        else {
             continue;
         };
         let Some(ex) = executor.upgrade() else {
             return;
         };
-        let mut c = Connection::new(Arc::clone(&shared), stream, conn, outbox);
+        let mut c = ConnectionTask::new(Arc::clone(&shared), stream, conn, outbox);
         // A client sends its CONNECT as soon as its connect() returns, so it is usually in the
         // socket by the time the task first runs: read at once rather than first arming the
         // reactor and waiting for it to say so (an EAGAIN when it is not there yet).
@@ -490,8 +481,7 @@ async fn revive_loop(lot: Arc<ParkingLot>, shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        {
-            let mut broker = shared.lock();
+        shared.with_core(None, |broker| {
             lot.ready(&mut ready);
             for conn in ready.drain(..) {
                 // Not there: already revived because the core woke it.
@@ -499,14 +489,12 @@ async fn revive_loop(lot: Arc<ParkingLot>, shared: Weak<Shared>) {
                     continue;
                 };
                 match broker.wake(conn) {
-                    Some(outbox) => {
-                        revived.extend(shared.revive(&mut broker, conn, p, outbox, true))
-                    }
+                    Some(outbox) => revived.extend(shared.revive(broker, conn, p, outbox, true)),
                     // The core has forgotten it (cannot happen while it is parked): drop it.
                     None => drop(p),
                 }
             }
-        }
+        });
         // (Reading takes the core lock.)
         for mut c in revived.drain(..) {
             c.read_once();
@@ -518,7 +506,7 @@ async fn revive_loop(lot: Arc<ParkingLot>, shared: Weak<Shared>) {
 /// One connection's task: reader and writer in one hand-written future, so an idle connection
 /// costs a small fixed struct (no buffers, no nested future states).
 #[derive(Debug)]
-struct Connection {
+struct ConnectionTask {
     shared: Arc<Shared>,
     stream: Async<TcpStream>,
     conn: ConnId,
@@ -621,7 +609,7 @@ enum Writer {
     /// The socket did not take everything (boxed: rare, and it keeps the idle task small).
     Blocked(Box<Blocked>),
     /// Everything is written and the write side shut down; reading on and discarding what the
-    /// peer still sends until it closes too (see [`Connection::close_gracefully`]).
+    /// peer still sends until it closes too (see [`ConnectionTask::close_gracefully`]).
     Lingering(Box<Lingering>),
     /// The socket is shut down.
     Done,
@@ -660,12 +648,12 @@ const READ_BUDGET: u32 = 2;
 /// Outbox drains written in one poll before the task yields.
 const WRITE_BUDGET: u32 = 8;
 
-impl Connection {
+impl ConnectionTask {
     fn new(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId, outbox: Outbox) -> Self {
         // Before CONNECT only a small first packet is accepted (CVE-2017-7651, CVE-2023-0809).
         let options = DecodeOptions::new(ProtocolVersion::V311)
             .with_max_packet_size(shared.config.max_connect_packet_size);
-        Connection {
+        ConnectionTask {
             shared,
             stream,
             conn,
@@ -687,8 +675,8 @@ impl Connection {
     /// fresh reactor registration) if it may not hibernate after all; `Err(None)` if the
     /// connection is over.
     #[cfg(target_os = "linux")]
-    fn park(self, lot: &ParkingLot) -> Result<(), Option<Connection>> {
-        let Connection {
+    fn park(self, lot: &ParkingLot) -> Result<(), Option<ConnectionTask>> {
+        let ConnectionTask {
             shared,
             stream,
             conn,
@@ -708,23 +696,23 @@ impl Connection {
             version: options.version,
             since_ms: quiet_since_ms,
         };
-        let mut broker = shared.lock();
         // Both under the lock: the core drops the outbox, the lot takes the socket.
-        let back = if broker.hibernate(conn) {
-            match lot.park(conn, parked) {
-                Ok(()) => return Ok(()),
-                Err(p) => match broker.wake(conn) {
-                    Some(outbox) => (p, outbox),
-                    None => return Err(None),
-                },
+        let back = shared.with_core(None, |broker| {
+            if !broker.hibernate(conn) {
+                // Something was queued meanwhile.
+                return Some(Some((parked, outbox)));
             }
-        } else {
-            // Something was queued meanwhile.
-            (parked, outbox)
+            match lot.park(conn, parked) {
+                Ok(()) => None,
+                Err(p) => Some(broker.wake(conn).map(|outbox| (p, outbox))),
+            }
+        });
+        let (p, outbox) = match back {
+            None => return Ok(()),
+            Some(None) => return Err(None),
+            Some(Some(back)) => back,
         };
-        drop(broker);
-        let (p, outbox) = back;
-        match Connection::resumed(Arc::clone(&shared), p, conn, outbox, false) {
+        match ConnectionTask::resumed(Arc::clone(&shared), p, conn, outbox, false) {
             Ok(c) => Err(Some(c)),
             Err(outbox) => {
                 shared.connection_lost(conn);
@@ -743,12 +731,12 @@ impl Connection {
         conn: ConnId,
         outbox: Outbox,
         readable: bool,
-    ) -> Result<Connection, Outbox> {
+    ) -> Result<ConnectionTask, Outbox> {
         let Ok(stream) = Async::new(p.stream) else {
             return Err(outbox);
         };
         let max_packet_size = shared.config.max_packet_size;
-        let mut c = Connection::new(shared, stream, conn, outbox);
+        let mut c = ConnectionTask::new(shared, stream, conn, outbox);
         c.options = DecodeOptions::new(p.version).with_max_packet_size(max_packet_size);
         c.readable = readable;
         c.connected = true;
@@ -795,7 +783,7 @@ impl Connection {
 
     /// One non-blocking read into this thread's buffer, and everything it completes handled.
     fn try_read(&mut self) -> ReadOutcome {
-        let Connection {
+        let ConnectionTask {
             shared,
             stream,
             conn,
@@ -857,7 +845,7 @@ impl Connection {
     /// Handle the packets a pause kept back in `pending`, without reading. Returns whether the
     /// connection is over.
     fn handle_pending(&mut self) -> bool {
-        let Connection {
+        let ConnectionTask {
             shared,
             conn,
             outbox,
@@ -906,7 +894,7 @@ impl Connection {
             if let Some(p) = &mut self.pause {
                 // Held back (backpressure): not quiet, and woken when the wait is over.
                 let (shared, conn) = (&self.shared, self.conn);
-                let alive = || shared.lock().bytes_arrived(conn, shared.now_ms());
+                let alive = || shared.with_core(None, |b| b.bytes_arrived(conn, shared.now_ms()));
                 if !self.outbox.is_closed()
                     && p.poll(cx, shared.config.max_outgoing_bytes, alive)
                         .is_pending()
@@ -1068,7 +1056,7 @@ impl Connection {
 
 /// The spawned task: one connection, until it ends or hibernates.
 #[derive(Debug)]
-struct Task(Option<Connection>);
+struct Task(Option<ConnectionTask>);
 
 impl Future for Task {
     type Output = ();
@@ -1159,49 +1147,44 @@ fn handle_bytes(
     connected: &mut bool,
     congested: &mut Vec<Outbox>,
 ) -> (usize, bool) {
-    let mut used = 0usize;
-    let mut broker: Option<CoreGuard<'_>> = None;
     let now = shared.now_ms();
-    let lock = || {
-        let mut b = shared.lock();
-        // Congestion other events left (wills, $SYS) is not this connection's to wait for.
-        drop(b.take_congested());
-        b
-    };
-    while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
-        match decode(rest, *options) {
-            Ok(Status::Complete(d)) => {
-                if let Packet::Connect(c) = &d.packet {
-                    // The connection now speaks the CONNECT's version, with the full size limit.
-                    options.version = c.protocol;
-                    options.max_packet_size = shared.config.max_packet_size;
-                    *connected = true;
+    shared.with_core(Some(congested), |broker| {
+        // Congestion other inputs left (wills, $SYS) is not this connection's to wait for.
+        broker.clear_congested();
+        let mut used = 0usize;
+        while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+            match decode(rest, *options) {
+                Ok(Status::Complete(d)) => {
+                    if let Packet::Connect(c) = &d.packet {
+                        // The connection now speaks the CONNECT's version, with the full size
+                        // limit.
+                        options.version = c.protocol;
+                        options.max_packet_size = shared.config.max_packet_size;
+                        *connected = true;
+                    }
+                    broker.packet_received(conn, &d.packet, d.consumed, now);
+                    used = used.saturating_add(d.consumed);
+                    if outbox.is_closed() {
+                        return (used, true);
+                    }
+                    if broker.is_congested() {
+                        // Backpressure: the rest waits (in `pending`) until the subscribers
+                        // drain.
+                        break;
+                    }
                 }
-                let b = broker.get_or_insert_with(lock);
-                b.packet_received(conn, &d.packet, d.consumed, now);
-                used = used.saturating_add(d.consumed);
-                if outbox.is_closed() {
+                Ok(Status::Partial(_)) => break,
+                Err(e) => {
+                    broker.decode_failed(conn, e, now);
                     return (used, true);
                 }
-                if b.has_congested() {
-                    // Backpressure: the rest waits (in `pending`) until the subscribers drain.
-                    break;
-                }
-            }
-            Ok(Status::Partial(_)) => break,
-            Err(e) => {
-                broker.get_or_insert_with(lock).decode_failed(conn, e, now);
-                return (used, true);
             }
         }
-    }
-    if used == 0 && !data.is_empty() {
-        shared.lock().bytes_arrived(conn, now);
-    }
-    if let Some(mut b) = broker {
-        congested.extend(b.take_congested());
-    }
-    (used, false)
+        if used == 0 && !data.is_empty() {
+            broker.bytes_arrived(conn, now);
+        }
+        (used, false)
+    })
 }
 
 #[cfg(test)]
@@ -1248,11 +1231,11 @@ mod tests {
             me: Weak::new(),
             executor: Weak::new(),
         });
-        let fut = Connection::new(shared, stream, ConnId(1), Outbox::new());
+        let fut = ConnectionTask::new(shared, stream, ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
         eprintln!(
             "Outbox shared: {} bytes",
-            std::mem::size_of::<crate::outbox::Outbox>()
+            std::mem::size_of::<crate::core::Outbox>()
         );
         assert!(std::mem::size_of_val(&fut) < 4096);
     }

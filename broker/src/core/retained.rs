@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use wren_codec::TopicFilter;
 
-use crate::message::Message;
-use crate::session::ProcessRandomState;
+use super::ids::ProcessRandomState;
+use super::message::Message;
 
 #[derive(Default)]
 struct Node {
@@ -121,6 +121,11 @@ impl RetainedStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether a retained message may expire (so [`RetainedStore::remove_expired`] has work).
+    pub fn has_expiring(&self) -> bool {
+        self.has_expiring
     }
 
     /// Number of retained messages.

@@ -1,0 +1,99 @@
+//! PUBACK, PUBREC, PUBREL, PUBCOMP: the QoS 1 and 2 acknowledgement flows (MQTT §4.3).
+
+use wren_codec::{Ack, Packet, PacketId, ReasonCode};
+
+use crate::core::Broker;
+use crate::core::close::CloseReason;
+use crate::core::ids::{ConnId, SessionId};
+use crate::core::session::OutgoingState;
+
+impl Broker {
+    /// PUBACK: a QoS 1 message the broker sent is delivered.
+    pub(in crate::core) fn on_puback(
+        &mut self,
+        sid: SessionId,
+        pid: PacketId,
+    ) -> Result<(), CloseReason> {
+        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubAck);
+        Ok(())
+    }
+
+    /// PUBCOMP: a QoS 2 message the broker sent is complete.
+    pub(in crate::core) fn on_pubcomp(
+        &mut self,
+        sid: SessionId,
+        pid: PacketId,
+    ) -> Result<(), CloseReason> {
+        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubComp);
+        Ok(())
+    }
+
+    /// PUBREC: a QoS 2 message the broker sent was received; PUBREL goes back (5.0: 0x92 for an
+    /// unknown id). A PUBREC with an error code ends the exchange (5.0 §4.3.3).
+    pub(in crate::core) fn on_pubrec(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        a: &Ack<'_>,
+    ) -> Result<(), CloseReason> {
+        let mut known = false;
+        if let Some(s) = self.sessions.get_mut(sid)
+            && let Some(pos) = s.inflight_position(a.packet_id)
+            && let Some(i) = s.delivery_mut().inflight.get_mut(pos)
+            && i.state != OutgoingState::AwaitingPubAck
+        {
+            known = true;
+            if a.reason_code.is_success() {
+                i.state = OutgoingState::AwaitingPubComp;
+            } else {
+                s.delivery_mut().inflight.remove(pos);
+                self.fill_window(sid);
+                return Ok(());
+            }
+        }
+        let mut rel = Ack::new(a.packet_id);
+        if !known && self.version(conn).is_v5() {
+            rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send_packet(conn, &Packet::PubRel(rel));
+        Ok(())
+    }
+
+    /// PUBREL: an incoming QoS 2 message is released; PUBCOMP goes back even for an id already
+    /// released ([MQTT-4.3.3-2] in 3.1.1, [MQTT-4.3.3-11] in 5.0, which says so with 0x92
+    /// Packet Identifier not found).
+    pub(in crate::core) fn on_pubrel(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        a: &Ack<'_>,
+    ) -> Result<(), CloseReason> {
+        let known = self
+            .sessions
+            .get_mut(sid)
+            .is_some_and(|s| s.release_awaiting_rel(a.packet_id.get()));
+        let mut comp = Ack::new(a.packet_id);
+        if !known && self.version(conn).is_v5() {
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send_packet(conn, &Packet::PubComp(comp));
+        Ok(())
+    }
+
+    /// The in-flight message `pid` is acknowledged if it was waiting for `expected`: it leaves
+    /// the window, and the window refills from the queue.
+    fn complete_outgoing(&mut self, sid: SessionId, pid: PacketId, expected: OutgoingState) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some(pos) = s.inflight_position(pid)
+            && s.delivery()
+                .inflight
+                .get(pos)
+                .is_some_and(|i| i.state == expected)
+        {
+            s.delivery_mut().inflight.remove(pos);
+            self.fill_window(sid);
+        }
+    }
+}

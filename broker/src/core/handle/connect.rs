@@ -1,0 +1,360 @@
+//! CONNECT: validation, session takeover and resumption, CONNACK with its 5.0 properties.
+
+use std::collections::HashMap;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+
+use wren_codec::{
+    ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
+    properties::{NO_PROPERTIES, Properties},
+};
+
+use crate::core::Broker;
+use crate::core::close::CloseReason;
+use crate::core::conn::{ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase};
+use crate::core::ids::ConnId;
+use crate::core::message::{Message, Out};
+
+impl Broker {
+    /// Refuse a CONNECT: log why, send the refusal CONNACK, and give the reason to close with.
+    pub(in crate::core) fn refuse(
+        &mut self,
+        conn: ConnId,
+        code: ReasonCode,
+        why: &str,
+    ) -> CloseReason {
+        if let Some(c) = self.conns.get(&conn) {
+            log::info!("Client from {} refused: {why}.", c.peer);
+        }
+        self.send_connack(conn, false, code);
+        CloseReason::ConnectRefused
+    }
+
+    /// CONNECT: check what the broker cannot accept, then accept it at once or start its
+    /// enhanced authentication exchange (5.0 §4.12, continued in `auth.rs`).
+    pub(in crate::core) fn on_connect(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect<'_>,
+    ) -> Result<(), CloseReason> {
+        let version = connect.protocol;
+        let now = self.now_ms;
+        let v5 = version.is_v5();
+        let p = &connect.properties;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.version = version;
+            if v5 {
+                c.max_packet_size = p.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
+            }
+        }
+        let will_delay = connect
+            .will
+            .as_ref()
+            .and_then(|w| w.properties.will_delay_interval)
+            .unwrap_or(0);
+        if let Some(w) = &connect.will
+            && v5
+        {
+            // [MQTT-3.2.2-12], [MQTT-3.2.2-13]: a will the broker could not publish.
+            if w.qos.bits() > self.config.maximum_qos {
+                return Err(self.refuse(
+                    conn,
+                    ReasonCode::QOS_NOT_SUPPORTED,
+                    "will QoS not supported",
+                ));
+            }
+            if w.retain && !self.config.retain_available {
+                return Err(self.refuse(
+                    conn,
+                    ReasonCode::RETAIN_NOT_SUPPORTED,
+                    "will retain not supported",
+                ));
+            }
+        }
+        let info = ConnectInfo {
+            protocol: version,
+            clean_start: connect.clean_start,
+            keep_alive: connect.keep_alive,
+            client_id: connect.client_id.into(),
+            username: connect.username.map(Into::into),
+            will: connect.will.as_ref().map(|w| {
+                Message::with_properties(
+                    w.topic.as_str(),
+                    w.payload,
+                    w.qos,
+                    w.retain,
+                    &w.properties,
+                    now,
+                )
+            }),
+            will_delay,
+            session_expiry: p.session_expiry_interval.unwrap_or(0),
+            receive_maximum: p.receive_maximum,
+            maximum_packet_size: p.maximum_packet_size,
+            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
+            request_response_information: p.request_response_information.unwrap_or(false),
+        };
+        let Some(method) = p.authentication_method.filter(|_| v5) else {
+            // 5.0 §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if v5 && p.authentication_data.is_some() {
+                return Err(self.refuse(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "authentication data without a method",
+                ));
+            }
+            return self.finish_connect(conn, info, None);
+        };
+        // Enhanced authentication (5.0 §4.12).
+        let Some(authenticator) = self
+            .authenticators
+            .iter()
+            .find(|a| a.method() == method)
+            .cloned()
+        else {
+            return Err(self.refuse(
+                conn,
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "unknown authentication method",
+            ));
+        };
+        let mut exchange = authenticator.begin(&info.client_id, info.username.as_deref());
+        let step = exchange.step(p.authentication_data.unwrap_or_default());
+        self.auth_step(
+            conn,
+            step,
+            Box::new(PendingAuth {
+                connect: info,
+                method: method.into(),
+                exchange,
+            }),
+        )
+    }
+
+    /// Accept a (possibly authenticated) CONNECT: session, CONNACK, redelivery.
+    pub(in crate::core) fn finish_connect(
+        &mut self,
+        conn: ConnId,
+        info: ConnectInfo,
+        auth: Option<(Box<str>, Option<Vec<u8>>)>,
+    ) -> Result<(), CloseReason> {
+        let version = info.protocol;
+        let v5 = version.is_v5();
+        let id_rejected = if v5 {
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+        } else {
+            ReasonCode::V3_IDENTIFIER_REJECTED
+        };
+        let assigned = info.client_id.is_empty();
+        if assigned {
+            // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
+            // ([MQTT-3.1.3-8]); 5.0 with any Clean Start.
+            let allowed = self.config.allow_zero_length_clientid
+                && version != ProtocolVersion::V31
+                && (info.clean_start || v5);
+            if !allowed {
+                return Err(self.refuse(conn, id_rejected, "empty client id not allowed"));
+            }
+        } else if version == ProtocolVersion::V31 && info.client_id.len() > 23 {
+            return Err(self.refuse(conn, id_rejected, "MQTT 3.1 client id longer than 23 bytes"));
+        }
+        let mut keep_alive = info.keep_alive;
+        let mut server_keep_alive = None;
+        if keep_alive > self.config.max_keepalive {
+            if v5 {
+                // 5.0 §3.2.2.3.14: the server's keep-alive wins; the client is told.
+                keep_alive = self.config.max_keepalive;
+                server_keep_alive = Some(keep_alive);
+            } else {
+                return Err(self.refuse(conn, id_rejected, "keep-alive above max_keepalive"));
+            }
+        }
+        let client_id: Arc<str> = if assigned {
+            self.assign_client_id().into()
+        } else {
+            info.client_id.as_str().into()
+        };
+
+        // Session takeover: the old connection goes ([MQTT-3.1.4-2]) and its will is published
+        // (or, 5.0, delayed — and then cancelled below when the session continues).
+        if let Some(old_conn) = self
+            .sessions
+            .find(&client_id)
+            .and_then(|sid| self.sessions.get(sid))
+            .and_then(|s| s.conn)
+        {
+            self.close(old_conn, CloseReason::TakenOver);
+        }
+        // 5.0: a session outlives its connection only with a Session Expiry Interval.
+        // 5.0 §3.2.2.3.2: the broker may shorten the interval, and then says so in CONNACK.
+        let cap = self.config.max_session_expiry_interval;
+        let capped_expiry = (v5 && info.session_expiry > cap).then_some(cap);
+        let expiry = if v5 {
+            info.session_expiry.min(cap)
+        } else if info.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let ends_with_connection = expiry == 0;
+        if !info.clean_start {
+            // [MQTT-3.1.3-9]: a new connection to the session before the Will Delay Interval
+            // passed: the delayed will is not sent.
+            self.cancel_delayed_will(&client_id);
+        }
+        let (sid, session_present) = match self.sessions.find(&client_id) {
+            Some(sid) if !info.clean_start => (sid, true),
+            existing => {
+                if let Some(old) = existing {
+                    self.end_session(old);
+                }
+                (
+                    self.sessions
+                        .create(Arc::clone(&client_id), ends_with_connection),
+                    false,
+                )
+            }
+        };
+        let receive_maximum = info
+            .receive_maximum
+            .map_or(usize::MAX, |r| usize::from(r.get()));
+        self.cancel_expiry(sid);
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.clean = ends_with_connection;
+            s.expiry_interval = expiry;
+            s.conn = Some(conn);
+            s.dropping = false;
+            s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let peer = c.peer;
+        if v5 {
+            c.max_packet_size = info.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
+            let limit = self
+                .config
+                .outbound_topic_aliases
+                .min(info.topic_alias_maximum);
+            if limit > 0 {
+                c.out_aliases = Some(Box::new(OutAliases {
+                    by_topic: HashMap::new(),
+                    limit,
+                }));
+            }
+        }
+        c.state = Phase::Connected(ClientState {
+            session: sid,
+            client_id: Arc::clone(&client_id),
+            keep_alive,
+            will: info.will,
+            will_delay: info.will_delay,
+            connect_expiry: info.session_expiry,
+            aliases: Box::default(),
+            auth: auth.as_ref().map(|(method, _)| {
+                Box::new(ClientAuth {
+                    method: method.clone(),
+                    exchange: None,
+                })
+            }),
+        });
+        self.connected = self.connected.saturating_add(1);
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
+
+        let cfg = &self.config;
+        let properties = if v5 {
+            Properties {
+                assigned_client_identifier: if assigned { Some(&client_id) } else { None },
+                server_keep_alive,
+                session_expiry_interval: capped_expiry,
+                receive_maximum: NonZeroU16::new(cfg.receive_maximum),
+                maximum_packet_size: NonZeroU32::new(cfg.max_packet_size),
+                topic_alias_maximum: Some(cfg.topic_alias_maximum).filter(|&m| m > 0),
+                maximum_qos: QoS::from_bits(cfg.maximum_qos).filter(|&q| q != QoS::ExactlyOnce),
+                retain_available: Some(false).filter(|_| !cfg.retain_available),
+                wildcard_subscription_available: Some(false)
+                    .filter(|_| !cfg.wildcard_subscription_available),
+                subscription_identifier_available: Some(false)
+                    .filter(|_| !cfg.subscription_identifier_available),
+                shared_subscription_available: Some(false)
+                    .filter(|_| !cfg.shared_subscription_available),
+                response_information: Some(cfg.response_information.as_str())
+                    .filter(|r| info.request_response_information && !r.is_empty()),
+                authentication_method: auth.as_ref().map(|(m, _)| &**m),
+                authentication_data: auth.as_ref().and_then(|(_, d)| d.as_deref()),
+                ..NO_PROPERTIES
+            }
+        } else {
+            NO_PROPERTIES
+        };
+        let connack = |properties| {
+            Out::packet(
+                &Packet::ConnAck(ConnAck {
+                    session_present,
+                    code: ReasonCode::SUCCESS,
+                    properties,
+                }),
+                version,
+            )
+        };
+        let mut out = connack(properties);
+        let max_size = self
+            .conns
+            .get(&conn)
+            .map_or(u32::MAX, |c| c.max_packet_size);
+        if out.len() > max_size as usize {
+            // [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size gets the properties it
+            // cannot do without (its id, the keep-alive it must use, the authentication).
+            out = connack(Properties {
+                assigned_client_identifier: properties.assigned_client_identifier,
+                server_keep_alive: properties.server_keep_alive,
+                authentication_method: properties.authentication_method,
+                authentication_data: properties.authentication_data,
+                ..NO_PROPERTIES
+            });
+        }
+        self.send(conn, out);
+        let protocol = match version {
+            ProtocolVersion::V31 => 1,
+            ProtocolVersion::V311 => 2,
+            ProtocolVersion::V5 => 5,
+        };
+        let user = info
+            .username
+            .map(|u| format!(", u'{u}'"))
+            .unwrap_or_default();
+        log::info!(
+            "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
+            u8::from(info.clean_start),
+            info.keep_alive,
+        );
+        if session_present {
+            self.resume(sid);
+        }
+        Ok(())
+    }
+
+    /// An id like Mosquitto's `auto-<uuid>`.
+    pub(in crate::core) fn assign_client_id(&mut self) -> String {
+        let mut next = || {
+            // splitmix64 over a random seed: unique enough for ids, no extra dependency.
+            self.id_counter = self.id_counter.wrapping_add(1);
+            let mut z = self
+                .id_seed
+                .wrapping_add(self.id_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let (a, b) = (next(), next());
+        format!(
+            "{}{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            self.config.auto_id_prefix,
+            a >> 32,
+            (a >> 16) & 0xFFFF,
+            a & 0xFFFF,
+            b >> 48,
+            b & 0xFFFF_FFFF_FFFF
+        )
+    }
+}

@@ -1,0 +1,135 @@
+//! PUBLISH from a client: topic aliases, the 5.0 checks, routing, and PUBACK / PUBREC.
+
+use std::borrow::Cow;
+
+use wren_codec::{Ack, Packet, PayloadFormat, Publish, QoS, QosPid, ReasonCode};
+
+use crate::core::Broker;
+use crate::core::close::CloseReason;
+use crate::core::conn::Phase;
+use crate::core::ids::{ConnId, SessionId};
+use crate::core::message::Message;
+
+impl Broker {
+    /// PUBLISH: check it, route it, acknowledge it (QoS 2: exactly once, MQTT §4.3.3 method B).
+    pub(in crate::core) fn on_publish(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        p: &Publish<'_>,
+    ) -> Result<(), CloseReason> {
+        self.stats.publish_received = self.stats.publish_received.saturating_add(1);
+        let v5 = self.version(conn).is_v5();
+        // [MQTT-3.3.4-6]: Subscription Identifiers are the broker's to send; one from a client
+        // is a protocol error (checked before a Topic Alias it carries is set up).
+        if v5 && !p.properties.subscription_identifiers.is_empty() {
+            return Err(CloseReason::ProtocolError);
+        }
+        // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
+        let topic: Cow<'_, str> = if v5 {
+            let max = self.config.topic_alias_maximum;
+            match self.conns.get_mut(&conn).map(|c| &mut c.state) {
+                Some(Phase::Connected(client)) => client.resolve_topic_alias(p, max)?,
+                _ => return Err(CloseReason::ProtocolError),
+            }
+        } else if p.topic.is_empty() {
+            return Err(CloseReason::ProtocolError);
+        } else {
+            Cow::Borrowed(p.topic.as_str())
+        };
+        let qos = p.qos_pid.qos();
+        if v5 {
+            // [MQTT-3.2.2-11]: above the Maximum QoS the broker announced.
+            if qos.bits() > self.config.maximum_qos {
+                return Err(CloseReason::QosNotSupported);
+            }
+            // [MQTT-3.3.1-14]: RETAIN when Retain Available is 0.
+            if p.retain && !self.config.retain_available {
+                return Err(CloseReason::RetainNotSupported);
+            }
+        }
+        // [MQTT-3.3.2-4]-style check: the payload must be UTF-8 if the publisher says so.
+        let bad_format = v5
+            && p.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(p.payload).is_err();
+        if bad_format && qos == QoS::AtMostOnce {
+            return Err(CloseReason::PayloadFormatInvalid);
+        }
+        // Clients may not publish to `$` topics (`$SYS` belongs to the broker): the message is
+        // acknowledged and dropped, as Mosquitto does (CVE-2018-12543: never an assert).
+        let accepted = !topic.starts_with('$') && !bad_format;
+        if topic.starts_with('$')
+            && let Some(c) = self.conns.get(&conn)
+        {
+            log::debug!(
+                "Denied PUBLISH from {} to '{topic}': $ topics are reserved.",
+                c.client_id(),
+            );
+        }
+        let now = self.now_ms;
+        let retain = p.retain && self.config.retain_available;
+        let message =
+            || Message::with_properties(&topic, p.payload, qos, retain, &p.properties, now);
+        // The 5.0 acknowledgement code: what happened to the message.
+        let code = |matched: usize| {
+            if bad_format {
+                ReasonCode::PAYLOAD_FORMAT_INVALID
+            } else if topic.starts_with('$') {
+                ReasonCode::NOT_AUTHORIZED
+            } else if matched == 0 {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            }
+        };
+        match p.qos_pid {
+            QosPid::AtMostOnce => {
+                if accepted {
+                    self.route(message(), Some(sid));
+                }
+            }
+            QosPid::AtLeastOnce(pid) => {
+                let matched = if accepted {
+                    self.route(message(), Some(sid))
+                } else {
+                    0
+                };
+                let mut ack = Ack::new(pid);
+                if v5 {
+                    ack.reason_code = code(matched);
+                }
+                self.send_packet(conn, &Packet::PubAck(ack));
+            }
+            QosPid::ExactlyOnce(pid) => {
+                // Exactly once: deliver on the first PUBLISH with this id, remember the id until
+                // PUBREL, and only acknowledge duplicates (MQTT §4.3.3, method B).
+                let receive_maximum = usize::from(self.config.receive_maximum);
+                let Some(s) = self.sessions.get_mut(sid) else {
+                    return Ok(());
+                };
+                let duplicate = s.delivery().awaiting_rel.contains(&pid.get());
+                if !duplicate && v5 && s.delivery().awaiting_rel.len() >= receive_maximum {
+                    // [MQTT-3.3.4-8]: more unacknowledged QoS 2 than the Receive Maximum.
+                    return Err(CloseReason::ReceiveMaximumExceeded);
+                }
+                let mut matched = 1;
+                if !duplicate && !bad_format {
+                    // A PUBREC with an error code ends the exchange, so the id is only
+                    // remembered for messages that were accepted.
+                    s.delivery_mut().awaiting_rel.insert(pid.get());
+                    matched = if accepted {
+                        self.route(message(), Some(sid))
+                    } else {
+                        1
+                    };
+                }
+                let mut rec = Ack::new(pid);
+                if v5 {
+                    rec.reason_code = code(matched);
+                }
+                self.send_packet(conn, &Packet::PubRec(rec));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! SUBSCRIBE and UNSUBSCRIBE: filters granted or refused, SUBACK / UNSUBACK, retained messages.
+
+use std::num::NonZeroU32;
+
+use wren_codec::{
+    List, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicFilter, Unsubscribe,
+    properties::NO_PROPERTIES,
+};
+
+use crate::core::Broker;
+use crate::core::close::CloseReason;
+use crate::core::ids::{ConnId, SessionId};
+use crate::core::subscriptions::{SharedGroup, Sub};
+
+/// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
+const MAX_TOPIC_LEVELS: usize = 200;
+
+impl Broker {
+    /// SUBSCRIBE: each filter granted (at min(requested, maximum QoS)) or refused, SUBACK, then
+    /// the retained messages the granted filters match.
+    pub(in crate::core) fn on_subscribe(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        sub: &Subscribe<'_>,
+    ) -> Result<(), CloseReason> {
+        let v5 = self.version(conn).is_v5();
+        let max = self.config.max_subscriptions_per_client;
+        let sub_id = sub
+            .properties
+            .subscription_identifiers
+            .iter()
+            .next()
+            .and_then(NonZeroU32::new);
+        let mut codes = Vec::new();
+        // Granted filters that may receive retained messages now, with their subscription.
+        let mut granted: Vec<(TopicFilter<'_>, Sub)> = Vec::new();
+        for s in sub.subscriptions.iter() {
+            let full = s.filter.as_str();
+            let refuse = |v5_code: ReasonCode| {
+                if v5 {
+                    v5_code
+                } else {
+                    ReasonCode::V3_SUBACK_FAILURE
+                }
+            };
+            let shared = match s.filter.shared() {
+                // Shared subscriptions are a 5.0 feature; a 3.1.1 `$share/…` is refused.
+                Ok(Some(_)) if !v5 => {
+                    codes.push(ReasonCode::V3_SUBACK_FAILURE);
+                    continue;
+                }
+                Ok(Some((_, inner))) => {
+                    if !self.config.shared_subscription_available {
+                        codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                        continue;
+                    }
+                    // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                    if s.options.no_local {
+                        return Err(CloseReason::ProtocolError);
+                    }
+                    Some(inner)
+                }
+                Ok(None) => None,
+                Err(_) => {
+                    codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
+                    continue;
+                }
+            };
+            let filter = shared.unwrap_or(s.filter);
+            if filter.has_wildcards() && !self.config.wildcard_subscription_available {
+                codes.push(refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED));
+                continue;
+            }
+            if sub_id.is_some() && !self.config.subscription_identifier_available {
+                codes.push(refuse(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED));
+                continue;
+            }
+            if filter.as_str().split('/').count() > MAX_TOPIC_LEVELS {
+                codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
+                continue;
+            }
+            let Some(session) = self.sessions.get_mut(sid) else {
+                return Ok(());
+            };
+            let existed = session.subscriptions.contains_key(full);
+            if max > 0 && session.subscriptions.len() >= max && !existed {
+                codes.push(refuse(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
+            let qos_bits = s.options.qos.bits().min(self.config.maximum_qos);
+            let qos = QoS::from_bits(qos_bits).unwrap_or(QoS::AtMostOnce);
+            let entry = Sub {
+                session: sid,
+                qos,
+                no_local: s.options.no_local,
+                retain_as_published: s.options.retain_as_published,
+                id: sub_id,
+            };
+            session.subscriptions.insert(full.into(), entry);
+            match shared {
+                Some(inner) => {
+                    let group = self
+                        .shared
+                        .entry(full.into())
+                        .or_insert_with(|| SharedGroup {
+                            filter: inner.as_str().into(),
+                            members: Vec::new(),
+                            next: 0,
+                        });
+                    match group.members.iter_mut().find(|m| m.session == sid) {
+                        Some(m) => *m = entry,
+                        None => group.members.push(entry),
+                    }
+                }
+                None => {
+                    self.index.subscribe(full, entry);
+                }
+            }
+            codes.push(ReasonCode(qos_bits));
+            // [MQTT-3.3.1-10] … Retain Handling; shared subscriptions get no retained messages
+            // ([MQTT-3.8.4-?]: "retained messages are not sent to a shared subscription").
+            let send_retained = shared.is_none()
+                && match s.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                granted.push((filter, entry));
+            }
+        }
+        let suback = Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            properties: NO_PROPERTIES,
+            reason_codes: List::new(&codes),
+        });
+        self.send_packet(conn, &suback);
+        // [MQTT-3.3.1-6]: matching retained messages follow, with RETAIN set, at min(QoS).
+        let now = self.now_ms;
+        let mut retained = Vec::new();
+        for (filter, entry) in granted {
+            retained.clear();
+            self.retained.matching(filter, &mut retained);
+            let ids: Vec<u32> = entry.id.map(NonZeroU32::get).into_iter().collect();
+            for m in &retained {
+                if !m.is_expired(now) {
+                    self.deliver(sid, m, entry.qos.min(m.qos()), true, &ids, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// UNSUBSCRIBE: each filter removed, UNSUBACK (5.0: with a code per filter).
+    pub(in crate::core) fn on_unsubscribe(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        unsub: &Unsubscribe<'_>,
+    ) -> Result<(), CloseReason> {
+        let mut codes = Vec::new();
+        for f in unsub.filters.iter() {
+            let removed = self
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.subscriptions.remove(f.as_str()));
+            let existed = if matches!(f.shared(), Ok(Some(_))) {
+                self.leave_shared(f.as_str(), sid);
+                removed.is_some()
+            } else {
+                self.index.unsubscribe(f.as_str(), sid)
+            };
+            codes.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        // 3.1.1 UNSUBACK carries no codes; the codec leaves them out.
+        let unsuback = Packet::UnsubAck(SubAck {
+            packet_id: unsub.packet_id,
+            properties: NO_PROPERTIES,
+            reason_codes: List::new(&codes),
+        });
+        self.send_packet(conn, &unsuback);
+        Ok(())
+    }
+
+    /// Remove a session from a shared group (the group goes when empty).
+    pub(in crate::core) fn leave_shared(&mut self, filter: &str, sid: SessionId) {
+        if let Some(group) = self.shared.get_mut(filter) {
+            group.members.retain(|m| m.session != sid);
+            if group.members.is_empty() {
+                self.shared.remove(filter);
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Wills (MQTT §3.1.2.5, 5.0 §3.1.3.2): published when a connection ends without DISCONNECT, at
+//! once or after the Will Delay Interval. A delayed will is cancelled when the client comes back
+//! to its session before the delay has passed ([MQTT-3.1.3-9]), and published early when the
+//! session ends first.
+
+use std::sync::Arc;
+
+use super::Broker;
+use super::close::CloseReason;
+use super::conn::ClientState;
+use super::message::Message;
+
+/// A will waiting for its Will Delay Interval.
+#[derive(Debug)]
+struct PendingWill {
+    client_id: Arc<str>,
+    due_ms: u64,
+    message: Arc<Message>,
+}
+
+/// The wills waiting for their delay, the only owner of them.
+#[derive(Debug, Default)]
+pub(super) struct DelayedWills(Vec<PendingWill>);
+
+impl DelayedWills {
+    /// Take the delayed will of `client_id`, if one waits.
+    fn take(&mut self, client_id: &str) -> Option<Arc<Message>> {
+        let pos = self.0.iter().position(|w| &*w.client_id == client_id)?;
+        Some(self.0.swap_remove(pos).message)
+    }
+
+    /// When the next delayed will is due.
+    pub(super) fn next_due(&self) -> Option<u64> {
+        self.0.iter().map(|w| w.due_ms).min()
+    }
+}
+
+impl Broker {
+    /// A connected client's connection ended for `reason`: publish its will now, or hold it for
+    /// its Will Delay Interval. Wills on `$` topics are never published (clients may not publish
+    /// there).
+    pub(super) fn will_on_close(&mut self, client: &mut ClientState, reason: CloseReason) {
+        if !reason.publishes_will() {
+            return;
+        }
+        let Some(will) = client.will.take() else {
+            return;
+        };
+        if will.topic().starts_with('$') {
+            return;
+        }
+        let now = self.now_ms;
+        if client.will_delay == 0 {
+            self.route(will.restamped(now), None);
+        } else {
+            self.delayed_wills.0.push(PendingWill {
+                client_id: Arc::clone(&client.client_id),
+                due_ms: now.saturating_add(u64::from(client.will_delay).saturating_mul(1000)),
+                message: will,
+            });
+        }
+    }
+
+    /// The client came back to its session before its will's delay passed: the will is not sent
+    /// ([MQTT-3.1.3-9]).
+    pub(super) fn cancel_delayed_will(&mut self, client_id: &str) {
+        self.delayed_wills.take(client_id);
+    }
+
+    /// The session of `client_id` ends: its delayed will goes out now ("or the Session ends,
+    /// whichever happens first").
+    pub(super) fn will_on_session_end(&mut self, client_id: &str) {
+        if let Some(will) = self.delayed_wills.take(client_id) {
+            self.route(will.restamped(self.now_ms), None);
+        }
+    }
+
+    /// Publish the delayed wills whose time has come.
+    pub(super) fn publish_due_wills(&mut self, now_ms: u64) {
+        if self.delayed_wills.next_due().is_none_or(|due| due > now_ms) {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_wills.0)
+            .into_iter()
+            .partition(|w| w.due_ms <= now_ms);
+        self.delayed_wills.0 = waiting;
+        for w in due {
+            self.route(w.message.restamped(now_ms), None);
+        }
+    }
+}
