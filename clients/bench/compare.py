@@ -131,8 +131,10 @@ def rumqttd(binary):
     return Broker("rumqttd", cmd)
 
 
-def jobs(quick):
+def jobs(quick, idle_connections=None):
     """(name, wren-bench arguments, [(metric, label, higher_is_better)], [in-flight window]).
+
+    `idle_connections` replaces the connection counts of `idle` (2000) and `idle-sub` (3000).
 
     Bounded runs publish for a fixed time (as many messages as the broker takes in that time).
     Unbounded runs publish a fixed number of messages as fast as the broker reads them (stopping
@@ -169,12 +171,12 @@ def jobs(quick):
             [("p50_us", "p50 us", False), ("p99_us", "p99 us", False), ("p999_us", "p99.9 us", False)],
         )
     )
+    idle_metrics = [("bytes_per_conn", "B/conn", False), ("connect_rate", "conn/s", True)]
+    out.append(("idle", ["idle", "--connections", str(idle_connections or 2000)], idle_metrics))
+    # The same with a QoS 1 subscription to its own topic per connection (a device fleet, each
+    # listening on its command topic); memory read 1 s after the last SUBACK.
     out.append(
-        (
-            "idle",
-            ["idle", "--connections", "2000"],
-            [("bytes_per_conn", "B/conn", False), ("connect_rate", "conn/s", True)],
-        )
+        ("idle-sub", ["idle-sub", "--connections", str(idle_connections or 3000)], idle_metrics)
     )
     return out
 
@@ -289,12 +291,14 @@ def main():
     ap.add_argument("--threads", default="1,2",
                     help="wren-bench thread counts to run every job with (comma-separated)")
     ap.add_argument("--only", help="comma-separated job names to run (e.g. 'fan-in bounded,idle')")
+    ap.add_argument("--idle-connections", type=int,
+                    help="connections of the idle and idle-sub jobs (default 2000 and 3000)")
     ap.add_argument("--out", help="file for the raw JSON lines")
     a = ap.parse_args()
     reps = a.reps or (1 if a.quick else 3)
     thread_counts = [int(t) for t in a.threads.split(",") if t.strip()]
 
-    # 2000 idle connections need 2000 descriptors in the generator and in each broker.
+    # 3000 idle connections need 3000 descriptors in the generator and in each broker.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -315,7 +319,7 @@ def main():
     if not brokers:
         sys.exit("no broker to measure")
 
-    todo = jobs(a.quick)
+    todo = jobs(a.quick, a.idle_connections)
     if a.only:
         wanted = {w.strip() for w in a.only.split(",")}
         todo = [j for j in todo if j[0] in wanted]
@@ -424,6 +428,11 @@ def print_table(todo, names, best, reps):
                 if rs and rs[0].get("expected") is not None:
                     worst = min(rs, key=lambda r: r.get("delivered") or 0)
                     checks.append(f"{n} {worst.get('delivered')}/{worst.get('expected')}")
+                elif rs and rs[0].get("subscribed") is not None:
+                    worst = min(rs, key=lambda r: min(r.get("alive") or 0, r.get("routed") or 0))
+                    checks.append(f"{n} {worst.get('subscribed')}/{worst.get('connections')} "
+                                  f"subscribed, {worst.get('routed')} routed, "
+                                  f"{worst.get('alive')} alive")
                 elif rs and rs[0].get("connections") is not None:
                     worst = min(rs, key=lambda r: r.get("alive") or 0)
                     checks.append(f"{n} {worst.get('alive')}/{worst.get('connections')} alive")

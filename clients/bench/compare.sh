@@ -5,6 +5,7 @@
 #   clients/bench/compare.sh            # 3 reps x generator threads 1 and 2, median (~8 min on 2 cores)
 #   clients/bench/compare.sh --quick    # 1 rep, half the messages (~2 min)
 #   clients/bench/compare.sh --only 'fan-in bounded,latency' --reps 5
+#   clients/bench/compare.sh --only 'idle,idle-sub' --idle-connections 3000 --threads 1
 #
 # Brokers: wren-broker (skipped if it does not build), /usr/sbin/mosquitto, rumqttd from PATH or
 # ~/.cargo/bin (`cargo install rumqttd`; skipped with a note if missing).

@@ -1,7 +1,7 @@
 //! wren-bench: a load generator for MQTT brokers, on raw wren-codec packets over smol TCP.
 //!
 //! Scenarios (each bounded in messages and time, loopback only): `fan-in`, `fan-out`, `qos1`,
-//! `latency`, `idle`, or `all`. See README.md.
+//! `latency`, `idle`, `idle-sub`, or `all`. See README.md.
 
 mod mqtt;
 mod report;
@@ -90,6 +90,15 @@ enum Scenario {
     Latency(LatencyArgs),
     /// N idle connections: connect rate and the broker's resident memory per connection.
     Idle(IdleArgs),
+    /// N idle connections, each subscribed to its own topic idle/<i> (like a fleet of devices
+    /// each listening on its command topic): the broker's memory per connection and subscription.
+    IdleSub {
+        #[command(flatten)]
+        idle: IdleArgs,
+        /// QoS of each subscription (0 or 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        qos: u8,
+    },
     /// Every scenario with its defaults (and the given --messages scale, if any).
     All {
         /// Multiply every scenario's default message count by this.
@@ -143,7 +152,8 @@ struct IdleArgs {
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Seconds to wait after connecting before reading the broker's memory.
+    /// Seconds to wait after the last CONNACK (`idle-sub`: the last SUBACK) before reading the
+    /// broker's memory.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
 }
@@ -246,7 +256,15 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
             pace: Some(a.rate),
             record_latency: true,
         })],
-        Scenario::Idle(a) => vec![Job::Idle(a.clone())],
+        Scenario::Idle(a) => vec![Job::Idle(a.clone(), None)],
+        Scenario::IdleSub { idle, qos } => {
+            let qos = if *qos == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            vec![Job::Idle(idle.clone(), Some(qos))]
+        }
         Scenario::All { scale } => {
             let scaled = |n: f64| FloodArgs {
                 messages: Some((n * scale).round().max(1.0) as u64),
@@ -281,6 +299,14 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
                     concurrency: 32,
                     settle: 1.0,
                 }),
+                Scenario::IdleSub {
+                    idle: IdleArgs {
+                        connections: 2000,
+                        concurrency: 32,
+                        settle: 1.0,
+                    },
+                    qos: 1,
+                },
             ] {
                 jobs.extend(plan(&s));
             }
@@ -292,7 +318,8 @@ fn plan(scenario: &Scenario) -> Vec<Job> {
 #[derive(Debug)]
 enum Job {
     Flood(Flood),
-    Idle(IdleArgs),
+    /// Idle connections; with a QoS, each subscribes to its own topic at it.
+    Idle(IdleArgs, Option<QoS>),
 }
 
 fn seconds(s: f64) -> Duration {
@@ -322,13 +349,14 @@ fn main() -> ExitCode {
         for job in &jobs {
             let result = match job {
                 Job::Flood(f) => run::flood(&EX, &target, f).await,
-                Job::Idle(a) => {
+                Job::Idle(a, subscribe) => {
                     run::idle(
                         &EX,
                         &target,
                         a.connections,
                         a.concurrency,
                         seconds(a.settle),
+                        *subscribe,
                     )
                     .await
                 }

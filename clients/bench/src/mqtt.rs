@@ -149,15 +149,21 @@ impl Conn {
 
     /// Read until one whole packet is buffered, hand it to `check`, and drop it from the buffer.
     async fn expect(&mut self, check: impl Fn(&Packet<'_>) -> io::Result<()>) -> io::Result<()> {
+        self.next(check).await?
+    }
+
+    /// Read until one whole packet is buffered, drop it from the buffer and return what `look`
+    /// made of it.
+    pub async fn next<T>(&mut self, look: impl FnOnce(&Packet<'_>) -> T) -> io::Result<T> {
         loop {
             let status = decode(self.filled_bytes(), DecodeOptions::new(VERSION))
                 .map_err(|e| proto_err(format!("decode: {e:?}")))?;
             match status {
                 Status::Complete(d) => {
-                    check(&d.packet)?;
+                    let seen = look(&d.packet);
                     let consumed = d.consumed;
                     self.consume(consumed);
-                    return Ok(());
+                    return Ok(seen);
                 }
                 Status::Partial(_) => {
                     if self.fill().await? == 0 {

@@ -178,7 +178,7 @@ fn headline(r: &Report) -> (String, String) {
             ),
             "us".into(),
         ),
-        Some(Value::Str(s)) if s == "idle" => (
+        Some(Value::Str(s)) if s == "idle" || s == "idle-sub" => (
             format!(
                 "{} B/conn, {} conn/s",
                 cell(r.get("bytes_per_conn")),

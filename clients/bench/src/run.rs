@@ -19,7 +19,7 @@ use smol::net::TcpStream;
 use smol::{Executor, Timer};
 use wren_codec::{DecodeOptions, Packet, QoS, Status, decode};
 
-use crate::mqtt::{Conn, Stamp, Template, VERSION, append_puback};
+use crate::mqtt::{Conn, STAMP_LEN, Stamp, Template, VERSION, append_puback};
 use crate::report::{self, Report, Value};
 
 /// Where the broker is and how to label and bound a run.
@@ -671,14 +671,22 @@ async fn puback_reader(mut conn: Conn, count: u64, w: Arc<Window>, sh: Arc<Share
     w.event.notify(usize::MAX);
 }
 
+/// The topic idle connection `i` subscribes to in `idle-sub`.
+fn idle_topic(i: usize) -> String {
+    format!("idle/{i}")
+}
+
 /// Open `connections` idle connections, `concurrency` at a time, and report the connect rate and
-/// the broker's resident memory per connection.
+/// the broker's resident memory per connection. With `subscribe`, connection `i` also subscribes
+/// to `idle/<i>` at that QoS (scenario `idle-sub`), and the memory is read `settle` after the
+/// last SUBACK rather than the last CONNACK.
 pub async fn idle(
     ex: &'static Executor<'static>,
     target: &Target,
     connections: usize,
     concurrency: usize,
     settle: Duration,
+    subscribe: Option<QoS>,
 ) -> io::Result<Report> {
     RUN.fetch_add(1, Relaxed);
     let rss_before = target.broker_pid.and_then(report::rss_bytes);
@@ -686,10 +694,13 @@ pub async fn idle(
     let conns = Arc::new(Mutex::new(Vec::with_capacity(connections)));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
+    // When the last CONNACK (with `subscribe`, the last SUBACK) arrived.
+    let last_ack = Arc::new(Mutex::new(start));
     let deadline = start + target.deadline;
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (next, conns, failures) = (next.clone(), conns.clone(), failures.clone());
+        let last_ack = last_ack.clone();
         let addr = target.addr;
         workers.push(ex.spawn(async move {
             loop {
@@ -697,8 +708,22 @@ pub async fn idle(
                 if i >= connections || Instant::now() >= deadline {
                     break;
                 }
-                match Conn::connect(addr, &client_id("i", i), 300).await {
-                    Ok(c) => conns.lock().map(|mut v| v.push(c)).unwrap_or(()),
+                let opened = async {
+                    let mut c = Conn::connect(addr, &client_id("i", i), 300).await?;
+                    if let Some(qos) = subscribe {
+                        // An error unless the broker granted it.
+                        c.subscribe(&idle_topic(i), qos).await?;
+                    }
+                    Ok::<Conn, io::Error>(c)
+                };
+                match opened.await {
+                    Ok(c) => {
+                        let now = Instant::now();
+                        if let Ok(mut t) = last_ack.lock() {
+                            *t = (*t).max(now);
+                        }
+                        conns.lock().map(|mut v| v.push((i, c))).unwrap_or(());
+                    }
                     Err(e) => failures.lock().map(|mut v| v.push(e)).unwrap_or(()),
                 }
             }
@@ -709,7 +734,8 @@ pub async fn idle(
     }
     let connect_secs = start.elapsed().as_secs_f64();
     // Let the broker finish setting the sessions up (and free handshake buffers) before reading.
-    Timer::after(settle).await;
+    let last_ack = *last_ack.lock().map_err(|_| io::Error::other("poisoned"))?;
+    Timer::at(last_ack + settle).await;
     let rss_after = target.broker_pid.and_then(report::rss_bytes);
     let conns = std::mem::take(&mut *conns.lock().map_err(|_| io::Error::other("poisoned"))?);
     let failed: Vec<String> = failures
@@ -718,24 +744,30 @@ pub async fn idle(
         .unwrap_or_default();
     let connected = conns.len() as u64;
     // Check the connections are still up (PINGREQ answered): a broker that dropped them would
-    // look frugal.
+    // look frugal. Subscribed ones also publish one QoS 0 message to their own topic, which must
+    // come back: a broker that acknowledged a subscription but kept none would look frugal too.
     let alive = Arc::new(AtomicU64::new(0));
+    let routed = Arc::new(AtomicU64::new(0));
     let queue = Arc::new(Mutex::new(conns));
     let mut pingers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (queue, alive) = (queue.clone(), alive.clone());
+        let (queue, alive, routed) = (queue.clone(), alive.clone(), routed.clone());
         pingers.push(ex.spawn(async move {
             let mut done = Vec::new();
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some(mut c) = next else { break };
-                let ping = smol::future::or(async { c.ping().await.is_ok() }, async {
+                let Some((i, mut c)) = next else { break };
+                let check = async {
+                    if subscribe.is_some() {
+                        let _ = check_routed(&mut c, i, &alive, &routed).await;
+                    } else if c.ping().await.is_ok() {
+                        alive.fetch_add(1, Relaxed);
+                    }
+                };
+                smol::future::or(check, async {
                     Timer::after(Duration::from_secs(5)).await;
-                    false
-                });
-                if ping.await {
-                    alive.fetch_add(1, Relaxed);
-                }
+                })
+                .await;
                 done.push(c);
             }
             done
@@ -745,11 +777,24 @@ pub async fn idle(
     for p in pingers {
         conns.extend(p.await);
     }
-    let mut r = Report::new("idle", "-", &target.label);
+    let scenario = if subscribe.is_some() {
+        "idle-sub"
+    } else {
+        "idle"
+    };
+    let mut r = Report::new(scenario, "-", &target.label);
     r.set("connections", connections as u64);
     r.set("connected", connected);
+    if let Some(qos) = subscribe {
+        r.set("topics", "idle/<i>");
+        r.set("qos", u64::from(qos.bits()));
+        // Connections whose SUBACK granted the subscription (the others count as failed).
+        r.set("subscribed", connected);
+        r.set("routed", routed.load(Relaxed));
+    }
     r.set("alive", alive.load(Relaxed));
     r.set("connect_rate", connected as f64 / connect_secs);
+    r.set("settle_s", settle.as_secs_f64());
     r.set("rss_before", rss_before);
     r.set("rss_after", rss_after);
     r.set(
@@ -770,6 +815,60 @@ pub async fn idle(
         let _ = c.stream.shutdown(Shutdown::Both);
     }
     Ok(r)
+}
+
+/// Publish one QoS 0 message on connection `i`'s own topic and send PINGREQ; count the PINGRESP
+/// in `alive` and the message coming back (MQTT 3.1.1 delivers a client's own messages to its
+/// matching subscriptions) in `routed`. The broker may answer in either order; once the PINGRESP
+/// is in, the message gets one more second.
+async fn check_routed(
+    c: &mut Conn,
+    i: usize,
+    alive: &AtomicU64,
+    routed: &AtomicU64,
+) -> io::Result<()> {
+    let topic = idle_topic(i);
+    let publisher = u32::try_from(i).unwrap_or(u32::MAX);
+    let mut out = Vec::new();
+    let stamp = Stamp {
+        publisher,
+        seq: 0,
+        sent_ns: 0,
+    };
+    Template::new(&topic, QoS::AtMostOnce, STAMP_LEN)?.append(&mut out, &stamp, 0);
+    c.stream.write_all(&out).await?;
+    c.send(&Packet::PingReq).await?;
+    let (mut pong, mut back) = (false, false);
+    while !(pong && back) {
+        let read = c.next(|p| match p {
+            Packet::PingResp => (true, false),
+            Packet::Publish(p) => (
+                false,
+                p.topic.as_str() == topic
+                    && Stamp::read(p.payload).is_some_and(|s| s.publisher == publisher),
+            ),
+            _ => (false, false),
+        });
+        let (is_pong, is_back) = if pong {
+            let grace = Timer::after(Duration::from_secs(1));
+            smol::future::or(read, async {
+                grace.await;
+                Err(io::ErrorKind::TimedOut.into())
+            })
+            .await?
+        } else {
+            read.await?
+        };
+        if is_pong && !pong {
+            pong = true;
+            alive.fetch_add(1, Relaxed);
+        }
+        if is_back && !back {
+            back = true;
+            routed.fetch_add(1, Relaxed);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

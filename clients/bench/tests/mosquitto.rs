@@ -226,6 +226,32 @@ fn idle_measures_broker_memory_per_connection() {
 }
 
 #[test]
+fn idle_sub_subscribes_every_connection_to_its_own_topic() {
+    let Some(m) = start_mosquitto("idlesub") else {
+        return;
+    };
+    for (qos, extra) in [("1", &[][..]), ("0", &["--qos", "0"][..])] {
+        let mut args = vec!["idle-sub", "--connections", "200", "--settle", "0.2"];
+        args.extend_from_slice(extra);
+        let lines = bench(&m, &args);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0];
+        assert_eq!(field(l, "scenario"), "idle-sub", "{l}");
+        assert_eq!(field(l, "topics"), "idle/<i>", "{l}");
+        assert_eq!(field(l, "qos"), qos, "{l}");
+        assert_eq!(num(l, "connected"), 200.0, "{l}");
+        assert_eq!(num(l, "subscribed"), 200.0, "{l}");
+        // Each connection got its own message back through its subscription, and PINGRESP.
+        assert_eq!(num(l, "routed"), 200.0, "{l}");
+        assert_eq!(num(l, "alive"), 200.0, "{l}");
+        assert_eq!(field(l, "errors"), "null", "{l}");
+        assert!(num(l, "rss_after") > 0.0, "{l}");
+        let per = num(l, "bytes_per_conn");
+        assert!((-100_000.0..100_000.0).contains(&per), "{l}");
+    }
+}
+
+#[test]
 fn duration_stops_publishing_and_drains_what_was_sent() {
     let Some(m) = start_mosquitto("duration") else {
         return;
