@@ -41,7 +41,7 @@ mod shell;
 
 pub use config::Config;
 pub use core::{
-    AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event,
+    AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event, Framing,
     HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session, SessionId,
     SessionStore, Stats, Sub, SubscriptionIndex,
 };

@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
-use wren_broker::{Broker, Config, ConnId, Event, HmacChallenge, Outbox};
+use wren_broker::{Broker, Config, ConnId, Event, Framing, HmacChallenge, Outbox};
 use wren_codec::{
     Ack, Auth, Connect, DecodeOptions, Disconnect, List, Packet, PacketId, PayloadFormat,
     ProtocolVersion, Publish, QoS, QosPid, ReasonCode, RetainHandling, Status, Subscribe,
@@ -31,7 +31,8 @@ use wren_codec::{
 struct Conn {
     id: ConnId,
     outbox: Outbox,
-    options: DecodeOptions,
+    /// Decoded as the shell decodes (the CONNECT switch included).
+    framing: Framing,
     /// The version the broker answers in: the first CONNECT's.
     answer_version: Option<ProtocolVersion>,
     pending: Vec<u8>,
@@ -110,11 +111,9 @@ fn feed(broker: &mut Broker, c: &mut Conn, bytes: &[u8], now: u64) {
     c.pending.extend_from_slice(bytes);
     let mut used = 0;
     while let Some(rest) = c.pending.get(used..).filter(|r| !r.is_empty()) {
-        match decode(rest, c.options) {
+        match c.framing.decode(rest) {
             Ok(Status::Complete(d)) => {
                 if let Packet::Connect(connect) = &d.packet {
-                    c.options.version = connect.protocol;
-                    c.options.max_packet_size = MAX_PACKET;
                     c.answer_version.get_or_insert(connect.protocol);
                 }
                 broker.packet_received(c.id, &d.packet, d.consumed, now);
@@ -357,7 +356,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut c = Conn {
                     id,
                     outbox,
-                    options: DecodeOptions::new(ProtocolVersion::V311).with_max_packet_size(512),
+                    framing: Framing::new(broker.config()),
                     answer_version: None,
                     pending: Vec::new(),
                     open: true,
@@ -427,7 +426,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut c = Conn {
                     id,
                     outbox,
-                    options: DecodeOptions::new(ProtocolVersion::V311).with_max_packet_size(512),
+                    framing: Framing::new(broker.config()),
                     answer_version: Some(ProtocolVersion::V5),
                     pending: Vec::new(),
                     open: true,

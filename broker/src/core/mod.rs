@@ -27,6 +27,7 @@ mod authenticator;
 mod close;
 mod conn;
 mod delivery;
+mod framing;
 mod handle;
 mod ids;
 mod keep_alive;
@@ -56,6 +57,7 @@ use wren_codec::{DecodeError, ErrorKind, Packet, ReasonCode};
 
 pub use authenticator::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use close::CloseReason;
+pub use framing::Framing;
 
 pub use ids::{ConnId, SessionId};
 pub use message::{Delivery, Message, MessageProperties, Out};

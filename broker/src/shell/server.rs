@@ -24,10 +24,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use smol::{Async, Executor, Timer};
-use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
+use wren_codec::Status;
 
 use crate::config::Config;
-use crate::core::{Broker, ConnId, Event, Outbox, Stats};
+use crate::core::{Broker, ConnId, Event, Framing, Outbox, Stats};
 
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
@@ -511,16 +511,15 @@ struct ConnectionTask {
     stream: Async<TcpStream>,
     conn: ConnId,
     outbox: Outbox,
-    /// How packets are decoded: the CONNECT's version, the size limit for the current state.
-    options: DecodeOptions,
+    /// How packets are decoded: the CONNECT's version, the size limit for the current state
+    /// (also whether the CONNECT was handled: only a connected client hibernates).
+    framing: Framing,
     /// An incomplete packet carried over between reads.
     pending: Vec<u8>,
     /// Whether the reader still runs.
     reading: bool,
     /// Whether the socket may hold unread bytes (see `poll_read`).
     readable: bool,
-    /// Whether the CONNECT was handled (only a connected client hibernates).
-    connected: bool,
     /// Whether to hibernate the next time the connection falls quiet: just connected, or the
     /// last quiet spell lasted at least `hibernate_after_ms`.
     hibernate: bool,
@@ -650,19 +649,16 @@ const WRITE_BUDGET: u32 = 8;
 
 impl ConnectionTask {
     fn new(shared: Arc<Shared>, stream: Async<TcpStream>, conn: ConnId, outbox: Outbox) -> Self {
-        // Before CONNECT only a small first packet is accepted (CVE-2017-7651, CVE-2023-0809).
-        let options = DecodeOptions::new(ProtocolVersion::V311)
-            .with_max_packet_size(shared.config.max_connect_packet_size);
+        let framing = Framing::new(&shared.config);
         ConnectionTask {
             shared,
             stream,
             conn,
             outbox,
-            options,
+            framing,
             pending: Vec::new(),
             reading: true,
             readable: false,
-            connected: false,
             hibernate: true,
             quiet_since_ms: NOT_QUIET,
             active: false,
@@ -681,7 +677,7 @@ impl ConnectionTask {
             stream,
             conn,
             outbox,
-            options,
+            framing,
             quiet_since_ms,
             ..
         } = self;
@@ -693,7 +689,7 @@ impl ConnectionTask {
         };
         let parked = Parked {
             stream,
-            version: options.version,
+            version: framing.version(),
             since_ms: quiet_since_ms,
         };
         // Both under the lock: the core drops the outbox, the lot takes the socket.
@@ -735,11 +731,10 @@ impl ConnectionTask {
         let Ok(stream) = Async::new(p.stream) else {
             return Err(outbox);
         };
-        let max_packet_size = shared.config.max_packet_size;
+        let framing = Framing::connected(&shared.config, p.version);
         let mut c = ConnectionTask::new(shared, stream, conn, outbox);
-        c.options = DecodeOptions::new(p.version).with_max_packet_size(max_packet_size);
+        c.framing = framing;
         c.readable = readable;
-        c.connected = true;
         // `hibernate` stays set: it is decided again once the connection reads or writes (a
         // revival with nothing to do hibernates again at once).
         c.quiet_since_ms = p.since_ms;
@@ -788,9 +783,8 @@ impl ConnectionTask {
             stream,
             conn,
             outbox,
-            options,
+            framing,
             pending,
-            connected,
             active,
             pause,
             ..
@@ -810,17 +804,8 @@ impl ConnectionTask {
             *active = true;
             let drained = n < buf.len();
             let fresh = buf.get(..n).unwrap_or_default();
-            let mut handle = |data: &[u8]| {
-                handle_bytes(
-                    shared,
-                    *conn,
-                    outbox,
-                    data,
-                    options,
-                    connected,
-                    &mut congested,
-                )
-            };
+            let mut handle =
+                |data: &[u8]| handle_bytes(shared, *conn, outbox, data, framing, &mut congested);
             if pending.is_empty() {
                 let (used, stop) = handle(fresh);
                 if stop {
@@ -849,22 +834,13 @@ impl ConnectionTask {
             shared,
             conn,
             outbox,
-            options,
+            framing,
             pending,
-            connected,
             pause,
             ..
         } = self;
         let mut congested = Vec::new();
-        let (used, stop) = handle_bytes(
-            shared,
-            *conn,
-            outbox,
-            pending,
-            options,
-            connected,
-            &mut congested,
-        );
+        let (used, stop) = handle_bytes(shared, *conn, outbox, pending, framing, &mut congested);
         consume_pending(pending, used);
         Pause::hold_back(pause, congested, shared.config.max_publisher_hold_ms);
         stop
@@ -1078,7 +1054,7 @@ impl Future for Task {
             c.quiet_since_ms = NOT_QUIET;
         }
         // Quiet: nothing to read, nothing to write, no partial packet.
-        if !(read_waits && write_waits && c.connected && c.pending.is_empty()) {
+        if !(read_waits && write_waits && c.framing.is_connected() && c.pending.is_empty()) {
             return Poll::Pending;
         }
         if c.quiet_since_ms == NOT_QUIET {
@@ -1143,8 +1119,7 @@ fn handle_bytes(
     conn: ConnId,
     outbox: &Outbox,
     data: &[u8],
-    options: &mut DecodeOptions,
-    connected: &mut bool,
+    framing: &mut Framing,
     congested: &mut Vec<Outbox>,
 ) -> (usize, bool) {
     let now = shared.now_ms();
@@ -1153,15 +1128,8 @@ fn handle_bytes(
         broker.clear_congested();
         let mut used = 0usize;
         while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
-            match decode(rest, *options) {
+            match framing.decode(rest) {
                 Ok(Status::Complete(d)) => {
-                    if let Packet::Connect(c) = &d.packet {
-                        // The connection now speaks the CONNECT's version, with the full size
-                        // limit.
-                        options.version = c.protocol;
-                        options.max_packet_size = shared.config.max_packet_size;
-                        *connected = true;
-                    }
                     broker.packet_received(conn, &d.packet, d.consumed, now);
                     used = used.saturating_add(d.consumed);
                     if outbox.is_closed() {
