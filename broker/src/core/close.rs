@@ -11,6 +11,7 @@ use wren_codec::{
 
 use super::Broker;
 use super::conn::Phase;
+use super::delivery::Send;
 use super::ids::{ConnId, SessionId};
 use super::message::Out;
 use super::session::OutgoingState;
@@ -126,7 +127,7 @@ impl Broker {
                 },
             };
             let mut out = Out::packet(&Packet::Disconnect(with_string), c.version);
-            if out.len() > c.max_packet_size as usize {
+            if !c.fits(&out) {
                 out = Out::packet(
                     &Packet::Disconnect(Disconnect::with_reason(code)),
                     c.version,
@@ -229,14 +230,13 @@ impl Broker {
             ids.clear();
             ids.extend(m.id.map(NonZeroU32::get));
             let retain = message.retain() && m.retain_as_published;
-            self.deliver(
-                m.session,
-                &message,
-                m.qos.min(message.qos()),
+            let send = Send {
+                qos: m.qos.min(message.qos()),
                 retain,
-                &ids,
-                Some(&key),
-            );
+                sub_ids: &ids,
+                shared: Some(&key),
+            };
+            self.deliver(m.session, &message, send);
         }
     }
 }

@@ -12,7 +12,7 @@ use wren_codec::{ProtocolVersion, Publish};
 use super::authenticator::AuthExchange;
 use super::close::CloseReason;
 use super::ids::{ConnId, SessionId};
-use super::message::Message;
+use super::message::{Message, Out};
 use super::outbox::Outbox;
 
 /// A connected client's protocol state.
@@ -163,6 +163,13 @@ impl Connection {
         })
     }
 
+    /// Whether `out` is within the client's Maximum Packet Size: the one check before anything
+    /// is sent ([MQTT-3.1.2-24] (5.0): the server must not send more).
+    pub(super) fn fits(&self, out: &Out) -> bool {
+        out.len() <= self.max_packet_size as usize
+    }
+
+    /// The client id for log lines (`<unknown>` before CONNECT).
     pub(super) fn client_id(&self) -> &str {
         match &self.state {
             Phase::Connected(c) => &c.client_id,

@@ -43,7 +43,7 @@ pub(super) fn out_for(
             topic_alias,
         },
     );
-    if out.len() > c.max_packet_size as usize
+    if !c.fits(&out)
         && let Some((_, true)) = topic_alias
         && let Some(a) = c.out_aliases.as_mut()
     {
@@ -53,7 +53,7 @@ pub(super) fn out_for(
     out
 }
 
-/// Remember a congested outbox once per event (see [`Broker::take_congested`]).
+/// Remember a congested outbox once per input (see [`super::Event::Congested`]).
 pub(super) fn note_congested(congested: &mut Vec<Outbox>, outbox: &Outbox) {
     if !congested.iter().any(|o| o.same(outbox)) {
         congested.push(outbox.clone());
@@ -72,26 +72,86 @@ pub(super) fn drop_message(stats: &mut Stats, session: &mut Session) {
     }
 }
 
-/// Where [`push`] reports: connections to close, hibernating connections woken.
-pub(super) struct PushTo<'a> {
+/// What putting bytes on a connection touches besides the connection: the counters, the
+/// connections to close, the hibernating connections woken. Borrowed apart from the [`Broker`]
+/// so that a session and its connection can be borrowed at the same time.
+pub(super) struct Wire<'a> {
+    pub(super) stats: &'a mut Stats,
     pub(super) to_close: &'a mut Vec<(ConnId, CloseReason)>,
     pub(super) woken: &'a mut Vec<(ConnId, Outbox)>,
+    pub(super) max_outgoing_bytes: usize,
+    pub(super) now_ms: u64,
 }
 
-/// Queue `out` on a connection, counting it; a queue past its hard limit closes the connection.
-pub(super) fn push(
-    stats: &mut Stats,
-    c: &mut Connection,
-    out: Out,
-    max_outgoing_bytes: usize,
-    to: PushTo<'_>,
-) {
-    stats.messages_sent = stats.messages_sent.saturating_add(1);
-    stats.bytes_sent = stats.bytes_sent.saturating_add(out.len() as u64);
-    let queued = c.outbox(to.woken).push(out);
-    if queued > max_outgoing_bytes.saturating_mul(8) {
-        to.to_close.push((c.id, CloseReason::SlowConsumer));
+impl Wire<'_> {
+    /// Queue `out` on a connection, counting it; a queue past its hard limit closes the
+    /// connection.
+    pub(super) fn push(&mut self, c: &mut Connection, out: Out) {
+        self.stats.messages_sent = self.stats.messages_sent.saturating_add(1);
+        self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(out.len() as u64);
+        let queued = c.outbox(self.woken).push(out);
+        if queued > self.max_outgoing_bytes.saturating_mul(8) {
+            self.to_close.push((c.id, CloseReason::SlowConsumer));
+        }
     }
+
+    /// The one step that sends a PUBLISH: `message` to `session` on its connection `c`, at QoS
+    /// 1/2 with a new packet identifier and recorded in flight. A PUBLISH larger than the
+    /// client's Maximum Packet Size is discarded as if sent, and counted as dropped
+    /// ([MQTT-3.1.2-25] (5.0)). Returns whether it went out.
+    pub(super) fn publish(
+        &mut self,
+        session: &mut Session,
+        c: &mut Connection,
+        message: &Arc<Message>,
+        send: Send<'_>,
+    ) -> bool {
+        let pid = (send.qos != QoS::AtMostOnce).then(|| session.next_pid());
+        let out = out_for(
+            c,
+            message,
+            send.qos,
+            pid,
+            send.retain,
+            send.sub_ids,
+            self.now_ms,
+        );
+        if !c.fits(&out) {
+            drop_message(self.stats, session);
+            return false;
+        }
+        if let Some(pid) = pid {
+            session.delivery_mut().inflight.push_back(Inflight {
+                pid,
+                message: Arc::clone(message),
+                qos: send.qos,
+                retain: send.retain,
+                state: if send.qos == QoS::ExactlyOnce {
+                    OutgoingState::AwaitingPubRec
+                } else {
+                    OutgoingState::AwaitingPubAck
+                },
+                sub_ids: send.sub_ids.into(),
+                shared: send.shared.cloned(),
+            });
+        }
+        self.push(c, out);
+        self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
+        true
+    }
+}
+
+/// How a message goes to one session: what the matching subscriptions decided.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Send<'a> {
+    /// min(the message's QoS, the granted QoS).
+    pub(super) qos: QoS,
+    /// RETAIN as sent (Retain As Published, or a retained message at subscribe time).
+    pub(super) retain: bool,
+    /// The matching subscriptions' identifiers (5.0).
+    pub(super) sub_ids: &'a [u32],
+    /// The shared subscription it goes through, if any (for fail-over when the session ends).
+    pub(super) shared: Option<&'a Arc<str>>,
 }
 
 impl Broker {
@@ -107,32 +167,34 @@ impl Broker {
             return;
         };
         let version = c.version;
-        let max_size = c.max_packet_size;
-        let outs: Vec<Out> = session
+        let outs: Vec<(Out, bool)> = session
             .delivery()
             .inflight
             .iter()
             .map(|i| match i.state {
-                OutgoingState::AwaitingPubComp => {
-                    Out::packet(&Packet::PubRel(Ack::new(i.pid)), version)
-                }
-                _ => i.message.delivery_with(
-                    version,
-                    i.qos,
-                    Some(i.pid),
+                OutgoingState::AwaitingPubComp => (
+                    Out::packet(&Packet::PubRel(Ack::new(i.pid)), version),
+                    false,
+                ),
+                _ => (
+                    i.message.delivery_with(
+                        version,
+                        i.qos,
+                        Some(i.pid),
+                        true,
+                        i.retain,
+                        &Delivery {
+                            now_ms: now,
+                            subscription_ids: &i.sub_ids,
+                            topic_alias: None,
+                        },
+                    ),
                     true,
-                    i.retain,
-                    &Delivery {
-                        now_ms: now,
-                        subscription_ids: &i.sub_ids,
-                        topic_alias: None,
-                    },
                 ),
             })
-            .filter(|o| o.len() <= max_size as usize)
+            .filter(|(o, _)| c.fits(o))
             .collect();
-        for out in outs {
-            let is_publish = !matches!(out, Out::Inline { .. });
+        for (out, is_publish) in outs {
             self.send(conn, out);
             if is_publish {
                 self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
@@ -141,17 +203,9 @@ impl Broker {
         self.fill_window(sid);
     }
 
-    /// Deliver one message to one session: straight to the socket if the client is connected and
-    /// the window has room, else into the session queue (bounded, see `max_queued_messages`).
-    pub(super) fn deliver(
-        &mut self,
-        sid: SessionId,
-        message: &Arc<Message>,
-        qos: QoS,
-        retain: bool,
-        sub_ids: &[u32],
-        shared: Option<&Arc<str>>,
-    ) {
+    /// Deliver one message to one session: straight to the connection if the client is
+    /// connected and the window has room, else into the session queue ([`Broker::enqueue`]).
+    pub(super) fn deliver(&mut self, sid: SessionId, message: &Arc<Message>, send: Send<'_>) {
         let now = self.now_ms;
         if message.is_expired(now) {
             return;
@@ -159,132 +213,103 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        let conn = session
-            .conn
-            .and_then(|id| self.conns.get_mut(&id).map(|c| (id, c)));
-        let stats = &mut self.stats;
-        match conn {
-            Some((_, c)) if qos == QoS::AtMostOnce => {
-                let backpressure = self.config.max_publisher_hold_ms > 0;
-                match c
-                    .outbox
-                    .as_ref()
-                    .map_or(Room::Yes, |o| o.room(self.config.max_outgoing_bytes))
-                {
-                    Room::Yes => {}
-                    Room::Congested if backpressure => {
-                        if let Some(o) = &c.outbox {
-                            note_congested(&mut self.congested, o);
-                        }
-                    }
-                    Room::Congested | Room::No => return drop_message(stats, session),
-                }
-                session.dropping = false;
-                let out = out_for(c, message, qos, None, retain, sub_ids, now);
-                if out.len() > c.max_packet_size as usize {
-                    // [MQTT-3.1.2-25]: too large for the client: dropped, counted.
-                    return drop_message(stats, session);
-                }
-                push(
-                    stats,
-                    c,
-                    out,
-                    self.config.max_outgoing_bytes,
-                    PushTo {
-                        to_close: &mut self.to_close,
-                        woken: &mut self.woken,
-                    },
-                );
-                stats.publish_sent = stats.publish_sent.saturating_add(1);
-            }
-            Some((_, c))
-                if session.delivery().inflight.len() < session.inflight_max
-                    && session.delivery().queued.is_empty() =>
-            {
-                session.dropping = false;
-                let pid = session.next_pid();
-                let out = out_for(c, message, qos, Some(pid), retain, sub_ids, now);
-                if out.len() > c.max_packet_size as usize {
-                    return drop_message(stats, session);
-                }
-                session.delivery_mut().inflight.push_back(Inflight {
-                    pid,
-                    message: Arc::clone(message),
-                    qos,
-                    retain,
-                    state: if qos == QoS::ExactlyOnce {
-                        OutgoingState::AwaitingPubRec
-                    } else {
-                        OutgoingState::AwaitingPubAck
-                    },
-                    sub_ids: sub_ids.into(),
-                    shared: shared.cloned(),
-                });
-                push(
-                    stats,
-                    c,
-                    out,
-                    self.config.max_outgoing_bytes,
-                    PushTo {
-                        to_close: &mut self.to_close,
-                        woken: &mut self.woken,
-                    },
-                );
-                stats.publish_sent = stats.publish_sent.saturating_add(1);
-            }
+        let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             // QoS 0 is not queued for an offline session unless configured.
-            None if qos == QoS::AtMostOnce && !self.config.queue_qos0_messages => {}
-            conn => {
-                let queued = Queued {
-                    message: Arc::clone(message),
-                    qos,
-                    retain,
-                    sub_ids: sub_ids.into(),
-                    shared: shared.cloned(),
-                };
-                if session.delivery().queued.len() < self.config.max_queued_messages {
-                    session.delivery_mut().queued.push_back(queued);
-                } else if let Some(pos) = session
-                    .delivery()
-                    .queued
-                    .iter()
-                    .position(|q| q.message.is_expired(now))
-                {
-                    // An expired message makes room first ([MQTT-3.3.2-5]).
-                    session.delivery_mut().queued.remove(pos);
-                    session.delivery_mut().queued.push_back(queued);
-                } else if qos != QoS::AtMostOnce
-                    && let Some(pos) = session
-                        .delivery()
-                        .queued
-                        .iter()
-                        .position(|q| q.qos == QoS::AtMostOnce)
-                {
-                    // Drop policy: the oldest queued QoS 0 message makes room for QoS 1/2.
-                    session.delivery_mut().queued.remove(pos);
-                    session.delivery_mut().queued.push_back(queued);
-                    drop_message(stats, session);
-                } else {
-                    drop_message(stats, session);
-                }
-                // A connected client whose queue is long holds its publishers back (an offline
-                // one never does: its queue is what it will find when it comes back).
-                let max = self.config.max_queued_messages;
-                if let Some(o) = conn.and_then(|(_, c)| c.outbox.as_ref())
-                    && max > 0
-                    && self.config.max_publisher_hold_ms > 0
-                    && session.delivery().queued.len() >= (max / 2).max(1)
-                    && !o.is_stalled()
-                {
-                    o.set_held(true);
-                    note_congested(&mut self.congested, o);
-                }
+            if send.qos != QoS::AtMostOnce || self.config.queue_qos0_messages {
+                self.enqueue(sid, message, send);
             }
+            return;
+        };
+        if send.qos == QoS::AtMostOnce {
+            let backpressure = self.config.max_publisher_hold_ms > 0;
+            match c
+                .outbox
+                .as_ref()
+                .map_or(Room::Yes, |o| o.room(self.config.max_outgoing_bytes))
+            {
+                Room::Yes => {}
+                Room::Congested if backpressure => {
+                    if let Some(o) = &c.outbox {
+                        note_congested(&mut self.congested, o);
+                    }
+                }
+                Room::Congested | Room::No => return drop_message(&mut self.stats, session),
+            }
+        } else if session.delivery().inflight.len() >= session.inflight_max
+            || !session.delivery().queued.is_empty()
+        {
+            return self.enqueue(sid, message, send);
+        }
+        session.dropping = false;
+        let mut wire = Wire {
+            stats: &mut self.stats,
+            to_close: &mut self.to_close,
+            woken: &mut self.woken,
+            max_outgoing_bytes: self.config.max_outgoing_bytes,
+            now_ms: now,
+        };
+        wire.publish(session, c, message, send);
+    }
+
+    /// Queue a message for a session whose window is full or whose client is away, within
+    /// `max_queued_messages`: an expired message makes room first ([MQTT-3.3.2-5] (5.0)), then
+    /// the oldest queued QoS 0 message for a QoS 1/2 one; otherwise the new one is dropped and
+    /// counted. A connected client whose queue is long holds its publishers back.
+    fn enqueue(&mut self, sid: SessionId, message: &Arc<Message>, send: Send<'_>) {
+        let now = self.now_ms;
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let stats = &mut self.stats;
+        let queued = Queued {
+            message: Arc::clone(message),
+            qos: send.qos,
+            retain: send.retain,
+            sub_ids: send.sub_ids.into(),
+            shared: send.shared.cloned(),
+        };
+        if session.delivery().queued.len() < self.config.max_queued_messages {
+            session.delivery_mut().queued.push_back(queued);
+        } else if let Some(pos) = session
+            .delivery()
+            .queued
+            .iter()
+            .position(|q| q.message.is_expired(now))
+        {
+            session.delivery_mut().queued.remove(pos);
+            session.delivery_mut().queued.push_back(queued);
+        } else if send.qos != QoS::AtMostOnce
+            && let Some(pos) = session
+                .delivery()
+                .queued
+                .iter()
+                .position(|q| q.qos == QoS::AtMostOnce)
+        {
+            session.delivery_mut().queued.remove(pos);
+            session.delivery_mut().queued.push_back(queued);
+            drop_message(stats, session);
+        } else {
+            drop_message(stats, session);
+        }
+        // (An offline client never holds anyone back: its queue is what it will find when it
+        // comes back.)
+        let max = self.config.max_queued_messages;
+        if let Some(o) = session
+            .conn
+            .and_then(|id| self.conns.get(&id))
+            .and_then(|c| c.outbox.as_ref())
+            && max > 0
+            && self.config.max_publisher_hold_ms > 0
+            && session.delivery().queued.len() >= (max / 2).max(1)
+            && !o.is_stalled()
+        {
+            o.set_held(true);
+            note_congested(&mut self.congested, o);
         }
     }
 
     /// Move queued messages into the in-flight window while it has room; expired messages are
-    /// dropped on the way ([MQTT-3.3.2-5]).
+    /// dropped on the way ([MQTT-3.3.2-5] (5.0)).
     pub(super) fn fill_window(&mut self, sid: SessionId) {
         let now = self.now_ms;
         let Some(session) = self.sessions.get_mut(sid) else {
@@ -292,6 +317,13 @@ impl Broker {
         };
         let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             return;
+        };
+        let mut wire = Wire {
+            stats: &mut self.stats,
+            to_close: &mut self.to_close,
+            woken: &mut self.woken,
+            max_outgoing_bytes: self.config.max_outgoing_bytes,
+            now_ms: now,
         };
         while session.delivery().inflight.len() < session.inflight_max {
             // (Checked first so that a session with nothing queued allocates nothing here.)
@@ -304,43 +336,13 @@ impl Broker {
             if q.message.is_expired(now) {
                 continue;
             }
-            let out = if q.qos == QoS::AtMostOnce {
-                out_for(c, &q.message, q.qos, None, q.retain, &q.sub_ids, now)
-            } else {
-                let pid = session.next_pid();
-                let out = out_for(c, &q.message, q.qos, Some(pid), q.retain, &q.sub_ids, now);
-                if out.len() <= c.max_packet_size as usize {
-                    session.delivery_mut().inflight.push_back(Inflight {
-                        pid,
-                        state: if q.qos == QoS::ExactlyOnce {
-                            OutgoingState::AwaitingPubRec
-                        } else {
-                            OutgoingState::AwaitingPubAck
-                        },
-                        message: q.message,
-                        qos: q.qos,
-                        retain: q.retain,
-                        sub_ids: q.sub_ids,
-                        shared: q.shared,
-                    });
-                }
-                out
+            let send = Send {
+                qos: q.qos,
+                retain: q.retain,
+                sub_ids: &q.sub_ids,
+                shared: q.shared.as_ref(),
             };
-            if out.len() > c.max_packet_size as usize {
-                drop_message(&mut self.stats, session);
-                continue;
-            }
-            push(
-                &mut self.stats,
-                c,
-                out,
-                self.config.max_outgoing_bytes,
-                PushTo {
-                    to_close: &mut self.to_close,
-                    woken: &mut self.woken,
-                },
-            );
-            self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
+            wire.publish(session, c, &q.message, send);
         }
         if session.delivery().queued.is_empty() {
             session.dropping = false;

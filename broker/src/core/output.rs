@@ -4,7 +4,7 @@
 use wren_codec::{ConnAck, Packet, ProtocolVersion, ReasonCode, properties::NO_PROPERTIES};
 
 use super::Broker;
-use super::delivery::{PushTo, push};
+use super::delivery::Wire;
 use super::ids::ConnId;
 use super::message::Out;
 
@@ -16,11 +16,13 @@ impl Broker {
             .map_or(ProtocolVersion::V311, |c| c.version)
     }
 
+    /// Queue a packet for `conn`, unless it is larger than the client's Maximum Packet Size
+    /// ([MQTT-3.1.2-24] (5.0): the server must not send it).
     pub(super) fn send(&mut self, conn: ConnId, out: Out) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            if out.len() > c.max_packet_size as usize {
-                // [MQTT-3.1.2-24]: never more than the client accepts; an acknowledgement this
-                // large only happens with absurdly small limits, and is left out.
+            if !c.fits(&out) {
+                // An acknowledgement this large only happens with absurdly small limits, and is
+                // left out.
                 log::debug!(
                     "Not sending {} bytes to {}: above its Maximum Packet Size.",
                     out.len(),
@@ -28,16 +30,14 @@ impl Broker {
                 );
                 return;
             }
-            push(
-                &mut self.stats,
-                c,
-                out,
-                self.config.max_outgoing_bytes,
-                PushTo {
-                    to_close: &mut self.to_close,
-                    woken: &mut self.woken,
-                },
-            );
+            let mut wire = Wire {
+                stats: &mut self.stats,
+                to_close: &mut self.to_close,
+                woken: &mut self.woken,
+                max_outgoing_bytes: self.config.max_outgoing_bytes,
+                now_ms: self.now_ms,
+            };
+            wire.push(c, out);
         }
     }
 

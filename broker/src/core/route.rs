@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wren_codec::{QoS, TopicFilter, TopicName};
 
 use super::Broker;
+use super::delivery::Send;
 use super::ids::SessionId;
 use super::message::Message;
 use super::subscriptions::{Sub, group_by_session, pick_member};
@@ -46,14 +47,13 @@ impl Broker {
                     message.retain() && group.iter().any(|s| s.retain_as_published),
                 )
             };
-            self.deliver(
-                first.session,
-                &message,
-                qos.min(message.qos()),
+            let send = Send {
+                qos: qos.min(message.qos()),
                 retain,
-                &ids,
-                None,
-            );
+                sub_ids: &ids,
+                shared: None,
+            };
+            self.deliver(first.session, &message, send);
             count = count.saturating_add(1);
         }
         self.matches = matches;
@@ -87,14 +87,13 @@ impl Broker {
             ids.clear();
             ids.extend(m.id.map(NonZeroU32::get));
             let retain = message.retain() && m.retain_as_published;
-            self.deliver(
-                m.session,
-                message,
-                m.qos.min(message.qos()),
+            let send = Send {
+                qos: m.qos.min(message.qos()),
                 retain,
-                ids,
-                Some(&key),
-            );
+                sub_ids: ids,
+                shared: Some(&key),
+            };
+            self.deliver(m.session, message, send);
         }
         count
     }

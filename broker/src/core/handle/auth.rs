@@ -36,7 +36,7 @@ impl Broker {
                     return Ok(());
                 };
                 let out = Out::packet(&auth, c.version);
-                if out.len() > c.max_packet_size as usize {
+                if !c.fits(&out) {
                     return Err(self.refuse(
                         conn,
                         ReasonCode::PACKET_TOO_LARGE,

@@ -298,11 +298,7 @@ impl Broker {
             )
         };
         let mut out = connack(properties);
-        let max_size = self
-            .conns
-            .get(&conn)
-            .map_or(u32::MAX, |c| c.max_packet_size);
-        if out.len() > max_size as usize {
+        if self.conns.get(&conn).is_some_and(|c| !c.fits(&out)) {
             // [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size gets the properties it
             // cannot do without (its id, the keep-alive it must use, the authentication).
             out = connack(Properties {

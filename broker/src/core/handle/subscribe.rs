@@ -9,6 +9,7 @@ use wren_codec::{
 
 use crate::core::Broker;
 use crate::core::close::CloseReason;
+use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::subscriptions::{SharedGroup, Sub};
 
@@ -145,7 +146,13 @@ impl Broker {
             let ids: Vec<u32> = entry.id.map(NonZeroU32::get).into_iter().collect();
             for m in &retained {
                 if !m.is_expired(now) {
-                    self.deliver(sid, m, entry.qos.min(m.qos()), true, &ids, None);
+                    let send = Send {
+                        qos: entry.qos.min(m.qos()),
+                        retain: true,
+                        sub_ids: &ids,
+                        shared: None,
+                    };
+                    self.deliver(sid, m, send);
                 }
             }
         }
