@@ -10,15 +10,17 @@ use core::num::{NonZeroU16, NonZeroU32};
 
 use nom::{IResult, Parser};
 
-use crate::QoS;
+use crate::data::QoS;
 use crate::data::{
-    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8,
-    utf8_check_only, utf8_scanned, varint, varint_field_len, varint_len,
+    Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8, utf8_check_only,
+    utf8_prevalidated, utf8_scanned, varint, varint_field_len,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
-use crate::list::{SubscriptionIdentifiers, UserProperties, for_items};
+use crate::list::{
+    SubscriptionIdentifiers, UserProperties, UserProperty, for_items, next_text_field,
+};
 use crate::topic::TopicName;
+use crate::wire::{PacketType, VARINT_MAX, varint_len};
 
 /// Property identifiers (§2.2.2.2, table 2-4).
 #[derive(Debug)]
@@ -1255,6 +1257,52 @@ pub(crate) fn block_len(block: Block) -> Result<usize, EncodeError> {
         .filter(|&l| l <= VARINT_MAX)
         .ok_or(EncodeError::PacketTooLarge)?;
     Ok(block.len.saturating_add(varint_len(len)))
+}
+
+/// Read properties from a validated block until one with `want` is found; return its value bytes.
+/// (Every property identifier defined is below 128: in a validated block, each takes one byte.)
+fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
+    while let Some((&id, after_id)) = rest.split_first() {
+        *rest = skip_value(after_id, id).ok()?;
+        if id == want {
+            return Some(after_id);
+        }
+    }
+    None
+}
+
+impl crate::list::sealed::Sealed for UserProperty<'_> {}
+impl<'a> crate::list::ListItem<'a> for UserProperty<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::USER_PROPERTY)?;
+        let (value, k) = utf8_prevalidated(value)?;
+        let (_, v) = utf8_prevalidated(value)?;
+        Some((k, v))
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        loop {
+            let (&id, after_id) = rest.as_bytes().split_first()?;
+            if id == PropertyId::USER_PROPERTY {
+                let (k, after) = next_text_field(rest.get(1..)?)?;
+                let (v, after) = next_text_field(after)?;
+                *rest = after;
+                return Some((k, v));
+            }
+            // Another property between two user properties: skip it (the byte after any
+            // property is an identifier, below 128, so a character boundary).
+            let after_value = skip_value(after_id, id).ok()?;
+            *rest = rest.get(rest.len().checked_sub(after_value.len())?..)?;
+        }
+    }
+}
+
+impl crate::list::sealed::Sealed for u32 {}
+impl<'a> crate::list::ListItem<'a> for u32 {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+        varint(value).ok().map(|(_, v)| v)
+    }
 }
 
 #[cfg(test)]
