@@ -43,6 +43,15 @@ pub enum PropertyContext {
 }
 
 impl PropertyContext {
+    /// One bit for each context: bit 0 for the will, the packet type's number for a packet.
+    #[inline(always)]
+    const fn bit(self) -> u16 {
+        match self {
+            PropertyContext::Will => 1,
+            PropertyContext::Packet(p) => 1u16.wrapping_shl(p as u32),
+        }
+    }
+
     fn packet(self) -> PacketType {
         match self {
             PropertyContext::Packet(p) => p,
@@ -121,14 +130,39 @@ macro_rules! properties {
         }
 
         /// Whether property `id` may appear in `ctx` (§2.2.2.2 and each packet's property list).
+        ///
+        /// Each row's contexts become a constant mask of [`PropertyContext::bit`]s, so that a
+        /// runtime `ctx` (the decoder's) costs a table lookup and a bit test; a constant one
+        /// (the encoder's) folds to a constant.
+        #[inline]
         pub const fn is_allowed(id: u8, ctx: PropertyContext) -> bool {
-            #[allow(unused_imports)]
-            use PacketType::*;
-            use PropertyContext::{Packet, Will};
-            match id {
-                $( $id => matches!(ctx, $allowed), )*
-                _ => false,
-            }
+            let mask: u16 = match id {
+                $(
+                    $id => {
+                        const MASK: u16 = {
+                            #[allow(unused_imports)]
+                            use PacketType::*;
+                            use PropertyContext::{Packet, Will};
+                            let mut mask = 0u16;
+                            let mut nibble = 0u8;
+                            while nibble < 16 {
+                                let ctx = match PacketType::from_nibble(nibble) {
+                                    Some(p) => Packet(p),
+                                    None => Will,
+                                };
+                                if matches!(ctx, $allowed) {
+                                    mask |= ctx.bit();
+                                }
+                                nibble = nibble.wrapping_add(1);
+                            }
+                            mask
+                        };
+                        MASK
+                    }
+                )*
+                _ => 0,
+            };
+            mask & ctx.bit() != 0
         }
 
         $(#[$struct_attr])*

@@ -82,7 +82,7 @@ const PAD: u8 = b'a';
 /// put together from overlapping loads and padded with a neutral byte (below 8). On the 10–50
 /// byte strings MQTT carries this is several times faster than a byte loop or one `memchr` per
 /// character class.
-#[inline]
+#[inline(always)]
 pub(crate) fn scan(bytes: &[u8]) -> u8 {
     let mut found = Found {
         nul: 0,
