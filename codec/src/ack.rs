@@ -1,13 +1,13 @@
 //! PUBACK, PUBREC, PUBREL and PUBCOMP (§3.4–3.7): the QoS 1 and QoS 2 acknowledgements share one
 //! shape, a packet identifier and (5.0) a reason code and properties, both of which may be left out.
 
-use crate::ProtocolVersion;
 use crate::data::{PacketId, Writer, packet_id};
 use crate::disconnect::{parse_reason_tail, reason_tail_len, write_reason_tail};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::properties::{Block, Properties};
 use crate::reason::ReasonCode;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// A PUBACK, PUBREC, PUBREL or PUBCOMP (which one is the [`crate::Packet`] variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! CONNACK (§3.2): the server's answer to CONNECT.
 
-use crate::ProtocolVersion;
 use crate::data::{Writer, u8_};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// A CONNACK packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,14 @@
 //! CONNECT (§3.1): the first packet of every connection. It names its own protocol version.
 
-use crate::ProtocolVersion;
 use crate::data::{
     QoS, Writer, binary, binary_len, check_utf8, packet_buf, plain_written, put_field,
     start_packet, str_len, u8_, u16_, utf8, utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicName;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// A will message: what the server publishes if the connection ends without DISCONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

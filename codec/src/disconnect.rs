@@ -2,12 +2,12 @@
 //! sender leave out (Remaining Length 0 means success and no properties). A 3.1.1 DISCONNECT is
 //! empty; AUTH does not exist in 3.1.1.
 
-use crate::ProtocolVersion;
 use crate::data::{Writer, u8_};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// A DISCONNECT or AUTH (which one is the [`crate::Packet`] variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

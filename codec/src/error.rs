@@ -8,8 +8,8 @@
 
 use core::fmt;
 
-use crate::header::PacketType;
 use crate::reason::ReasonCode;
+use crate::wire::{PacketType, VarintError};
 
 /// How serious a decode error is, in MQTT 5.0's terms (§4.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,6 +206,15 @@ impl DecodeError {
             DecodeError::ConnAckReservedFlags => "CONNACK reserved flags set",
             DecodeError::SessionPresentOnRefusal => "session present on a refused connection",
             DecodeError::EmptyTopicWithoutAlias => "empty topic without a topic alias",
+        }
+    }
+}
+
+impl From<VarintError> for DecodeError {
+    fn from(e: VarintError) -> Self {
+        match e {
+            VarintError::TooLong => DecodeError::VarintTooLong,
+            VarintError::NotMinimal => DecodeError::VarintNotMinimal,
         }
     }
 }

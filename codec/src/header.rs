@@ -7,103 +7,9 @@
 
 use nom::IResult;
 
-use crate::ProtocolVersion;
-use crate::data::{VarintStatus, varint_prefix};
 use crate::error::DecodeError;
-
-/// The largest Remaining Length MQTT can express: four 7-bit groups.
-pub const MAX_REMAINING_LENGTH: u32 = 268_435_455;
-
-/// MQTT control packet types (§2.1.2). Type 0 is reserved; AUTH (15) exists only in 5.0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u8)]
-pub enum PacketType {
-    /// Client request to connect.
-    Connect = 1,
-    /// Connect acknowledgement.
-    ConnAck = 2,
-    /// Application message.
-    Publish = 3,
-    /// QoS 1 acknowledgement.
-    PubAck = 4,
-    /// QoS 2 step 1: publish received.
-    PubRec = 5,
-    /// QoS 2 step 2: publish release.
-    PubRel = 6,
-    /// QoS 2 step 3: publish complete.
-    PubComp = 7,
-    /// Subscribe request.
-    Subscribe = 8,
-    /// Subscribe acknowledgement.
-    SubAck = 9,
-    /// Unsubscribe request.
-    Unsubscribe = 10,
-    /// Unsubscribe acknowledgement.
-    UnsubAck = 11,
-    /// Ping request.
-    PingReq = 12,
-    /// Ping response.
-    PingResp = 13,
-    /// Disconnect notification.
-    Disconnect = 14,
-    /// Authentication exchange (5.0 only).
-    Auth = 15,
-}
-
-impl PacketType {
-    /// The packet type for the high nibble of the first header byte; `None` for the reserved 0.
-    pub const fn from_nibble(nibble: u8) -> Option<Self> {
-        Some(match nibble {
-            1 => PacketType::Connect,
-            2 => PacketType::ConnAck,
-            3 => PacketType::Publish,
-            4 => PacketType::PubAck,
-            5 => PacketType::PubRec,
-            6 => PacketType::PubRel,
-            7 => PacketType::PubComp,
-            8 => PacketType::Subscribe,
-            9 => PacketType::SubAck,
-            10 => PacketType::Unsubscribe,
-            11 => PacketType::UnsubAck,
-            12 => PacketType::PingReq,
-            13 => PacketType::PingResp,
-            14 => PacketType::Disconnect,
-            15 => PacketType::Auth,
-            _ => return None,
-        })
-    }
-
-    /// The flag bits every packet but PUBLISH must carry (§2.1.3 table 2-2).
-    pub const fn required_flags(self) -> Option<u8> {
-        match self {
-            PacketType::Publish => None,
-            PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => Some(0b0010),
-            _ => Some(0),
-        }
-    }
-
-    /// The packet's name as the specification writes it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            PacketType::Connect => "CONNECT",
-            PacketType::ConnAck => "CONNACK",
-            PacketType::Publish => "PUBLISH",
-            PacketType::PubAck => "PUBACK",
-            PacketType::PubRec => "PUBREC",
-            PacketType::PubRel => "PUBREL",
-            PacketType::PubComp => "PUBCOMP",
-            PacketType::Subscribe => "SUBSCRIBE",
-            PacketType::SubAck => "SUBACK",
-            PacketType::Unsubscribe => "UNSUBSCRIBE",
-            PacketType::UnsubAck => "UNSUBACK",
-            PacketType::PingReq => "PINGREQ",
-            PacketType::PingResp => "PINGRESP",
-            PacketType::Disconnect => "DISCONNECT",
-            PacketType::Auth => "AUTH",
-        }
-    }
-}
+pub use crate::wire::{MAX_REMAINING_LENGTH, PacketType};
+use crate::wire::{ProtocolVersion, VarintStatus, varint_prefix};
 
 /// A parsed fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +83,7 @@ pub fn parse_fixed_header(
             ))
         }
         VarintStatus::Incomplete => Err(nom::Err::Incomplete(nom::Needed::new(1))),
-        VarintStatus::Invalid(e) => Err(nom::Err::Failure(e)),
+        VarintStatus::Invalid(e) => Err(nom::Err::Failure(DecodeError::from(e))),
     }
 }
 

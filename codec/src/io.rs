@@ -5,8 +5,8 @@ use core::fmt;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::header::parse_fixed_header;
-use crate::packet::{Packet, decode};
-use crate::{DecodeOptions, ProtocolVersion, Status};
+use crate::packet::{DecodeOptions, Packet, Status, decode};
+use crate::wire::ProtocolVersion;
 
 /// Why a packet could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

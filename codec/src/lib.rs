@@ -78,6 +78,7 @@ pub mod suback;
 pub mod subscribe;
 pub mod topic;
 pub mod unsubscribe;
+mod wire;
 
 pub use ack::Ack;
 pub use connack::ConnAck;
@@ -87,7 +88,7 @@ pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError, ErrorKind};
 pub use header::{FixedHeader, PacketType};
 pub use list::{List, SubscriptionIdentifiers, UserProperties, UserProperty};
-pub use packet::{Decoded, Packet, decode};
+pub use packet::{DecodeOptions, Decoded, Packet, Status, decode};
 pub use properties::{NO_PROPERTIES, PayloadFormat, Properties};
 pub use publish::{Publish, QosPid};
 pub use reason::ReasonCode;
@@ -95,69 +96,4 @@ pub use suback::SubAck;
 pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions};
 pub use topic::{TopicFilter, TopicName};
 pub use unsubscribe::Unsubscribe;
-
-/// The protocol version a connection speaks, named by its CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ProtocolVersion {
-    /// MQTT 3.1 (protocol name `MQIsdp`, level 3), accepted as Mosquitto does; 3.1.1 rules.
-    V31,
-    /// MQTT 3.1.1 (level 4).
-    V311,
-    /// MQTT 5.0 (level 5).
-    V5,
-}
-
-impl ProtocolVersion {
-    /// Whether this is MQTT 5.0.
-    pub const fn is_v5(self) -> bool {
-        matches!(self, ProtocolVersion::V5)
-    }
-
-    /// The protocol level byte of CONNECT.
-    pub const fn level(self) -> u8 {
-        match self {
-            ProtocolVersion::V31 => 3,
-            ProtocolVersion::V311 => 4,
-            ProtocolVersion::V5 => 5,
-        }
-    }
-}
-
-/// What [`decode`] needs to know about the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct DecodeOptions {
-    /// The connection's protocol version (ignored for CONNECT, which names its own).
-    pub version: ProtocolVersion,
-    /// Largest packet accepted, fixed header included; checked before the body is buffered.
-    pub max_packet_size: u32,
-}
-
-impl DecodeOptions {
-    /// Options for `version` with no size limit beyond MQTT's own (268,435,460 bytes).
-    pub const fn new(version: ProtocolVersion) -> Self {
-        DecodeOptions {
-            version,
-            max_packet_size: u32::MAX,
-        }
-    }
-
-    /// The same options with a maximum packet size.
-    pub const fn with_max_packet_size(self, max_packet_size: u32) -> Self {
-        DecodeOptions {
-            max_packet_size,
-            ..self
-        }
-    }
-}
-
-/// The outcome of a decode that may need more input (as `httparse::Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Status<T> {
-    /// A complete result.
-    Complete(T),
-    /// The input is a proper prefix; at least this many more bytes are needed.
-    Partial(usize),
-}
+pub use wire::ProtocolVersion;

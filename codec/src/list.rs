@@ -7,12 +7,6 @@
 
 use core::fmt;
 
-use crate::data::{u8_, utf8_prevalidated, varint};
-use crate::properties::{PropertyId, skip_value};
-use crate::reason::ReasonCode;
-use crate::subscribe::{Subscription, SubscriptionOptions};
-use crate::topic::TopicFilter;
-
 /// Evaluate `$body` with `$it` bound to an iterator over the items of the list `$list`: a plain
 /// slice iterator for a list built with [`List::new`] (what encoders are given), the list's own
 /// [`ListIter`] for a decoded one. The body is compiled once for each.
@@ -35,7 +29,8 @@ pub(crate) use for_items;
 /// A user property: a UTF-8 string pair (5.0 §3.1.2.11.8). Order and repeats are kept.
 pub type UserProperty<'a> = (&'a str, &'a str);
 
-mod sealed {
+/// Seals [`ListItem`]: the item types implement it beside their packets.
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
@@ -246,18 +241,6 @@ impl<T> fmt::Debug for ListIter<'_, T> {
     }
 }
 
-/// Read properties from a validated block until one with `want` is found; return its value bytes.
-/// (Every property identifier defined is below 128: in a validated block, each takes one byte.)
-fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
-    while let Some((&id, after_id)) = rest.split_first() {
-        *rest = skip_value(after_id, id).ok()?;
-        if id == want {
-            return Some(after_id);
-        }
-    }
-    None
-}
-
 /// A two-byte length and that many bytes, sliced from `text` (whose bytes are the wire bytes):
 /// the field and the text after it. `None` if the field is cut short or would split a character.
 pub(crate) fn next_text_field(text: &str) -> Option<(&str, &str)> {
@@ -265,85 +248,4 @@ pub(crate) fn next_text_field(text: &str) -> Option<(&str, &str)> {
     let &lo = tail.first()?;
     let end = usize::from(u16::from_be_bytes([hi, lo])).checked_add(2)?;
     Some((text.get(2..end)?, text.get(end..)?))
-}
-
-impl sealed::Sealed for UserProperty<'_> {}
-impl<'a> ListItem<'a> for UserProperty<'a> {
-    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let value = next_property(rest, PropertyId::USER_PROPERTY)?;
-        let (value, k) = utf8_prevalidated(value)?;
-        let (_, v) = utf8_prevalidated(value)?;
-        Some((k, v))
-    }
-
-    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
-        loop {
-            let (&id, after_id) = rest.as_bytes().split_first()?;
-            if id == PropertyId::USER_PROPERTY {
-                let (k, after) = next_text_field(rest.get(1..)?)?;
-                let (v, after) = next_text_field(after)?;
-                *rest = after;
-                return Some((k, v));
-            }
-            // Another property between two user properties: skip it (the byte after any
-            // property is an identifier, below 128, so a character boundary).
-            let after_value = skip_value(after_id, id).ok()?;
-            *rest = rest.get(rest.len().checked_sub(after_value.len())?..)?;
-        }
-    }
-}
-
-impl sealed::Sealed for u32 {}
-impl<'a> ListItem<'a> for u32 {
-    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let value = next_property(rest, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-        varint(value).ok().map(|(_, v)| v)
-    }
-}
-
-impl sealed::Sealed for Subscription<'_> {}
-impl<'a> ListItem<'a> for Subscription<'a> {
-    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let (after, filter) = utf8_prevalidated(rest)?;
-        let (after, options) = u8_(after).ok()?;
-        *rest = after;
-        Some(Subscription {
-            filter: TopicFilter::prevalidated(filter),
-            options: SubscriptionOptions::from_byte_unchecked(options),
-        })
-    }
-
-    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
-        let (filter, after) = next_text_field(rest)?;
-        let (&options, _) = after.as_bytes().split_first()?;
-        *rest = after.get(1..)?;
-        Some(Subscription {
-            filter: TopicFilter::prevalidated(filter),
-            options: SubscriptionOptions::from_byte_unchecked(options),
-        })
-    }
-}
-
-impl sealed::Sealed for TopicFilter<'_> {}
-impl<'a> ListItem<'a> for TopicFilter<'a> {
-    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let (after, filter) = utf8_prevalidated(rest)?;
-        *rest = after;
-        Some(TopicFilter::prevalidated(filter))
-    }
-
-    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
-        let (filter, after) = next_text_field(rest)?;
-        *rest = after;
-        Some(TopicFilter::prevalidated(filter))
-    }
-}
-
-impl sealed::Sealed for ReasonCode {}
-impl<'a> ListItem<'a> for ReasonCode {
-    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
-        let (first, tail) = rest.split_first()?;
-        *rest = tail;
-        Some(ReasonCode(*first))
-    }
 }

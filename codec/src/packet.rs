@@ -11,7 +11,45 @@ use crate::publish::{self, Publish};
 use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
 use crate::unsubscribe::{self, Unsubscribe};
-use crate::{DecodeOptions, ProtocolVersion, Status};
+use crate::wire::ProtocolVersion;
+
+/// What [`decode`] needs to know about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DecodeOptions {
+    /// The connection's protocol version (ignored for CONNECT, which names its own).
+    pub version: ProtocolVersion,
+    /// Largest packet accepted, fixed header included; checked before the body is buffered.
+    pub max_packet_size: u32,
+}
+
+impl DecodeOptions {
+    /// Options for `version` with no size limit beyond MQTT's own (268,435,460 bytes).
+    pub const fn new(version: ProtocolVersion) -> Self {
+        DecodeOptions {
+            version,
+            max_packet_size: u32::MAX,
+        }
+    }
+
+    /// The same options with a maximum packet size.
+    pub const fn with_max_packet_size(self, max_packet_size: u32) -> Self {
+        DecodeOptions {
+            max_packet_size,
+            ..self
+        }
+    }
+}
+
+/// The outcome of a decode that may need more input (as `httparse::Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Status<T> {
+    /// A complete result.
+    Complete(T),
+    /// The input is a proper prefix; at least this many more bytes are needed.
+    Partial(usize),
+}
 
 /// Measure (and check) a packet with `$len`, start it in `$buf` with `$first` as the first
 /// byte, write its body with `$write` (`$l`: what `$len` measured, `$w`: the writer) and finish.

@@ -1,85 +1,36 @@
 //! MQTT 5.0 properties (§2.2.2): one [`Properties`] struct for every packet, with the rules of which
 //! packet may carry which property checked both when decoding and when encoding.
 //!
+//! Everything about the 27 properties comes from one table (the `properties!` invocation below):
+//! each row gives the identifier, the name, the wire type, the packets (and will) that may carry
+//! it, and the field of [`Properties`] that holds it. From it are generated the struct, its empty
+//! value, [`PropertyId`], [`is_allowed`], the parser (with its unknown, not-allowed and duplicate
+//! checks), the emptiness tests, the length computation (one, [`Properties::measure`], which the
+//! two refusal tests put in front of) and the writer. What is particular to one field type (how
+//! a `NonZeroU16` is read, how a `TopicName` is checked, how a list is walked) is said once per
+//! type, by the `Value` and `Field` traits, not once per property.
+//!
 //! Decoding validates the whole block once: every identifier known, allowed in this packet, not
 //! repeated unless the property may repeat, every value of its type and in its range. User
 //! properties and subscription identifiers stay in the block and are read lazily by
 //! [`crate::List`]; nothing is copied and nothing is capped.
 
+use core::marker::PhantomData;
 use core::num::{NonZeroU16, NonZeroU32};
 
 use nom::{IResult, Parser};
 
-use crate::QoS;
+use crate::data::QoS;
 use crate::data::{
-    VARINT_MAX, Writer, binary, binary_len, nonzero_u32, str_len, u8_, u16_, u32_, utf8,
-    utf8_check_only, utf8_scanned, varint, varint_field_len, varint_len,
+    Writer, binary, binary_len, finish_err, nonzero_u32, str_len, u8_, u16_, u32_, utf8,
+    utf8_check_only, utf8_prevalidated, utf8_scanned, varint, varint_field_len,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
-use crate::list::{SubscriptionIdentifiers, UserProperties, for_items};
+use crate::list::{
+    List, SubscriptionIdentifiers, UserProperties, UserProperty, for_items, next_text_field,
+};
 use crate::topic::TopicName;
-
-/// Property identifiers (§2.2.2.2, table 2-4).
-#[derive(Debug)]
-pub struct PropertyId;
-
-impl PropertyId {
-    /// Payload Format Indicator (Byte).
-    pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
-    /// Message Expiry Interval (Four Byte Integer).
-    pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
-    /// Content Type (UTF-8).
-    pub const CONTENT_TYPE: u8 = 0x03;
-    /// Response Topic (UTF-8).
-    pub const RESPONSE_TOPIC: u8 = 0x08;
-    /// Correlation Data (Binary).
-    pub const CORRELATION_DATA: u8 = 0x09;
-    /// Subscription Identifier (Variable Byte Integer).
-    pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
-    /// Session Expiry Interval (Four Byte Integer).
-    pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
-    /// Assigned Client Identifier (UTF-8).
-    pub const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
-    /// Server Keep Alive (Two Byte Integer).
-    pub const SERVER_KEEP_ALIVE: u8 = 0x13;
-    /// Authentication Method (UTF-8).
-    pub const AUTHENTICATION_METHOD: u8 = 0x15;
-    /// Authentication Data (Binary).
-    pub const AUTHENTICATION_DATA: u8 = 0x16;
-    /// Request Problem Information (Byte).
-    pub const REQUEST_PROBLEM_INFORMATION: u8 = 0x17;
-    /// Will Delay Interval (Four Byte Integer).
-    pub const WILL_DELAY_INTERVAL: u8 = 0x18;
-    /// Request Response Information (Byte).
-    pub const REQUEST_RESPONSE_INFORMATION: u8 = 0x19;
-    /// Response Information (UTF-8).
-    pub const RESPONSE_INFORMATION: u8 = 0x1A;
-    /// Server Reference (UTF-8).
-    pub const SERVER_REFERENCE: u8 = 0x1C;
-    /// Reason String (UTF-8).
-    pub const REASON_STRING: u8 = 0x1F;
-    /// Receive Maximum (Two Byte Integer).
-    pub const RECEIVE_MAXIMUM: u8 = 0x21;
-    /// Topic Alias Maximum (Two Byte Integer).
-    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
-    /// Topic Alias (Two Byte Integer).
-    pub const TOPIC_ALIAS: u8 = 0x23;
-    /// Maximum QoS (Byte).
-    pub const MAXIMUM_QOS: u8 = 0x24;
-    /// Retain Available (Byte).
-    pub const RETAIN_AVAILABLE: u8 = 0x25;
-    /// User Property (UTF-8 String Pair).
-    pub const USER_PROPERTY: u8 = 0x26;
-    /// Maximum Packet Size (Four Byte Integer).
-    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
-    /// Wildcard Subscription Available (Byte).
-    pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
-    /// Subscription Identifier Available (Byte).
-    pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
-    /// Shared Subscription Available (Byte).
-    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
-}
+use crate::wire::{PacketType, VARINT_MAX, varint_len};
 
 /// Where a property block sits: in a packet, or in CONNECT's will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +43,15 @@ pub enum PropertyContext {
 }
 
 impl PropertyContext {
+    /// One bit for each context: bit 0 for the will, the packet type's number for a packet.
+    #[inline(always)]
+    const fn bit(self) -> u16 {
+        match self {
+            PropertyContext::Will => 1,
+            PropertyContext::Packet(p) => 1u16.wrapping_shl(p as u32),
+        }
+    }
+
     fn packet(self) -> PacketType {
         match self {
             PropertyContext::Packet(p) => p,
@@ -100,62 +60,23 @@ impl PropertyContext {
     }
 }
 
-/// The value type of each property, or `None` for an identifier 5.0 does not define.
+/// The wire type of a property's value (§2.2.2.2, table 2-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ValueType {
+    /// Byte.
     Byte,
+    /// Two Byte Integer.
     U16,
+    /// Four Byte Integer.
     U32,
+    /// Variable Byte Integer.
     Varint,
+    /// UTF-8 Encoded String.
     Utf8,
+    /// Binary Data.
     Binary,
+    /// UTF-8 String Pair.
     Pair,
-}
-
-const fn value_type(id: u8) -> Option<ValueType> {
-    use ValueType::*;
-    Some(match id {
-        0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => Byte,
-        0x13 | 0x21 | 0x22 | 0x23 => U16,
-        0x02 | 0x11 | 0x18 | 0x27 => U32,
-        0x0B => Varint,
-        0x03 | 0x08 | 0x12 | 0x15 | 0x1A | 0x1C | 0x1F => Utf8,
-        0x09 | 0x16 => Binary,
-        0x26 => Pair,
-        _ => return None,
-    })
-}
-
-/// Whether property `id` may appear in `ctx` (§2.2.2.2 and each packet's property list).
-pub const fn is_allowed(id: u8, ctx: PropertyContext) -> bool {
-    use PacketType::*;
-    use PropertyContext::{Packet, Will};
-    match id {
-        0x01 | 0x02 | 0x03 | 0x08 | 0x09 => matches!(ctx, Packet(Publish) | Will),
-        0x0B => matches!(ctx, Packet(Publish) | Packet(Subscribe)),
-        0x11 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Disconnect)),
-        0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => matches!(ctx, Packet(ConnAck)),
-        0x15 | 0x16 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Auth)),
-        0x17 | 0x19 => matches!(ctx, Packet(Connect)),
-        0x18 => matches!(ctx, Will),
-        0x1C => matches!(ctx, Packet(ConnAck) | Packet(Disconnect)),
-        0x1F => matches!(
-            ctx,
-            Packet(ConnAck)
-                | Packet(PubAck)
-                | Packet(PubRec)
-                | Packet(PubRel)
-                | Packet(PubComp)
-                | Packet(SubAck)
-                | Packet(UnsubAck)
-                | Packet(Disconnect)
-                | Packet(Auth)
-        ),
-        0x21 | 0x22 | 0x27 => matches!(ctx, Packet(Connect) | Packet(ConnAck)),
-        0x23 => matches!(ctx, Packet(Publish)),
-        0x26 => !matches!(ctx, Packet(PingReq) | Packet(PingResp)),
-        _ => false,
-    }
 }
 
 /// Payload Format Indicator values (§3.3.2.3.2).
@@ -168,97 +89,1116 @@ pub enum PayloadFormat {
     Utf8,
 }
 
-/// The properties of one packet (or of CONNECT's will). Fields a packet may not carry stay unset:
-/// decoding refuses them and encoding reports [`EncodeError::PropertyNotAllowed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Properties<'a> {
-    /// 0x01, PUBLISH and will.
-    pub payload_format_indicator: Option<PayloadFormat>,
-    /// 0x02, seconds; PUBLISH and will.
-    pub message_expiry_interval: Option<u32>,
-    /// 0x03, PUBLISH and will.
-    pub content_type: Option<&'a str>,
-    /// 0x08, PUBLISH and will; no wildcards (`[MQTT-3.3.2-14]`).
-    pub response_topic: Option<TopicName<'a>>,
-    /// 0x09, PUBLISH and will.
-    pub correlation_data: Option<&'a [u8]>,
-    /// 0x0B; PUBLISH (repeatable, server to client) and SUBSCRIBE (once); 1..=268,435,455.
-    pub subscription_identifiers: SubscriptionIdentifiers<'a>,
-    /// 0x11, seconds; CONNECT, CONNACK, DISCONNECT.
-    pub session_expiry_interval: Option<u32>,
-    /// 0x12, CONNACK.
-    pub assigned_client_identifier: Option<&'a str>,
-    /// 0x13, seconds; CONNACK.
-    pub server_keep_alive: Option<u16>,
-    /// 0x15; CONNECT, CONNACK, AUTH.
-    pub authentication_method: Option<&'a str>,
-    /// 0x16; CONNECT, CONNACK, AUTH.
-    pub authentication_data: Option<&'a [u8]>,
-    /// 0x17, CONNECT.
-    pub request_problem_information: Option<bool>,
-    /// 0x18, seconds; will.
-    pub will_delay_interval: Option<u32>,
-    /// 0x19, CONNECT.
-    pub request_response_information: Option<bool>,
-    /// 0x1A, CONNACK.
-    pub response_information: Option<&'a str>,
-    /// 0x1C; CONNACK, DISCONNECT.
-    pub server_reference: Option<&'a str>,
-    /// 0x1F; every acknowledgement, DISCONNECT and AUTH.
-    pub reason_string: Option<&'a str>,
-    /// 0x21; CONNECT, CONNACK. Never 0.
-    pub receive_maximum: Option<NonZeroU16>,
-    /// 0x22; CONNECT, CONNACK.
-    pub topic_alias_maximum: Option<u16>,
-    /// 0x23, PUBLISH. Never 0 (`[MQTT-3.3.2-8]`).
-    pub topic_alias: Option<NonZeroU16>,
-    /// 0x24, CONNACK: 0 or 1 (a server supporting QoS 2 leaves it out).
-    pub maximum_qos: Option<QoS>,
-    /// 0x25, CONNACK.
-    pub retain_available: Option<bool>,
-    /// 0x26; every packet but PINGREQ and PINGRESP. Order kept, repeats allowed.
-    pub user_properties: UserProperties<'a>,
-    /// 0x27; CONNECT, CONNACK. Never 0.
-    pub maximum_packet_size: Option<NonZeroU32>,
-    /// 0x28, CONNACK.
-    pub wildcard_subscription_available: Option<bool>,
-    /// 0x29, CONNACK.
-    pub subscription_identifier_available: Option<bool>,
-    /// 0x2A, CONNACK.
-    pub shared_subscription_available: Option<bool>,
+/// Generates everything about the properties from the table of them (see the module
+/// documentation). Each row:
+///
+/// ```text
+/// /// field documentation
+/// 0xID CONST_NAME "Spec Name": WireType in (contexts that may carry it) => field: FieldType,
+/// ```
+///
+/// The contexts are a pattern over [`PropertyContext`] (with the packet types in scope); the
+/// field type is an `Option` of a [`Value`] type, or one of the two lists (see [`Field`]).
+macro_rules! properties {
+    (
+        $(#[$struct_attr:meta])*
+        pub struct $Properties:ident<$a:lifetime> {
+            $(
+                $(#[$field_attr:meta])*
+                $id:literal $NAME:ident $name:literal: $wire:ident in ($allowed:pat)
+                    => $field:ident: $ty:ty,
+            )*
+        }
+    ) => {
+        /// Property identifiers (§2.2.2.2, table 2-4).
+        #[derive(Debug)]
+        pub struct PropertyId;
+
+        impl PropertyId {
+            $(
+                #[doc = concat!($name, " (", stringify!($wire), ").")]
+                pub const $NAME: u8 = $id;
+            )*
+        }
+
+        /// The value type of each property, or `None` for an identifier 5.0 does not define.
+        const fn value_type(id: u8) -> Option<ValueType> {
+            match id {
+                $( $id => Some(ValueType::$wire), )*
+                _ => None,
+            }
+        }
+
+        /// Whether property `id` may appear in `ctx` (§2.2.2.2 and each packet's property list).
+        ///
+        /// Each row's contexts become a constant mask of [`PropertyContext::bit`]s, so that a
+        /// runtime `ctx` (the decoder's) costs a table lookup and a bit test; a constant one
+        /// (the encoder's) folds to a constant.
+        #[inline]
+        pub const fn is_allowed(id: u8, ctx: PropertyContext) -> bool {
+            let mask: u16 = match id {
+                $(
+                    $id => {
+                        const MASK: u16 = {
+                            #[allow(unused_imports)]
+                            use PacketType::*;
+                            use PropertyContext::{Packet, Will};
+                            let mut mask = 0u16;
+                            let mut nibble = 0u8;
+                            while nibble < 16 {
+                                let ctx = match PacketType::from_nibble(nibble) {
+                                    Some(p) => Packet(p),
+                                    None => Will,
+                                };
+                                if matches!(ctx, $allowed) {
+                                    mask |= ctx.bit();
+                                }
+                                nibble = nibble.wrapping_add(1);
+                            }
+                            mask
+                        };
+                        MASK
+                    }
+                )*
+                _ => 0,
+            };
+            mask & ctx.bit() != 0
+        }
+
+        $(#[$struct_attr])*
+        pub struct $Properties<$a> {
+            $(
+                $(#[$field_attr])*
+                pub $field: $ty,
+            )*
+        }
+
+        /// A list's span while its block is parsed, one per property (`()` for the others).
+        #[derive(Default)]
+        struct Spans<$a> {
+            $( $field: <$ty as Field<$a>>::Span, )*
+            _block: PhantomData<&$a [u8]>,
+        }
+
+        impl<$a> $Properties<$a> {
+            /// No property set.
+            const EMPTY: Self = $Properties {
+                $( $field: <$ty as Field<$a>>::EMPTY, )*
+            };
+
+            /// Whether each row's wire type is the one its field type reads and writes.
+            const TYPES_AGREE: bool = true
+                $( && <$ty as Field<$a>>::TYPE as u8 == ValueType::$wire as u8 )*;
+
+            /// Whether a repeat of property `id` is allowed in `ctx`.
+            fn may_repeat(id: u8, ctx: PropertyContext) -> bool {
+                match id {
+                    $( $id => <$ty as Field<$a>>::may_repeat(ctx), )*
+                    _ => false,
+                }
+            }
+
+            /// Parse the items of a property block (its length prefix already taken off).
+            fn parse_block(block: &$a [u8], ctx: PropertyContext) -> Result<Self, DecodeError> {
+                let mut p = Self::default();
+                // Where the first user property (subscription identifier) starts and the last
+                // one ends: the lazy lists are views of that span only, so reading them does not
+                // walk the other properties again.
+                let mut spans = Spans::default();
+                let mut seen: u64 = 0;
+                let mut rest = block;
+                while !rest.is_empty() {
+                    let (after_id, id) = varint(rest).map_err(finish_err)?;
+                    let Ok(id) = u8::try_from(id) else {
+                        return Err(DecodeError::UnknownProperty(id));
+                    };
+                    if value_type(id).is_none() {
+                        return Err(DecodeError::UnknownProperty(u32::from(id)));
+                    }
+                    if !is_allowed(id, ctx) {
+                        return Err(DecodeError::PropertyNotAllowed {
+                            id,
+                            packet: ctx.packet(),
+                        });
+                    }
+                    // Every defined identifier is below 64, so one bit each.
+                    let bit = 1u64.checked_shl(u32::from(id)).unwrap_or(0);
+                    if seen & bit != 0 && !Self::may_repeat(id, ctx) {
+                        return Err(DecodeError::DuplicateProperty(id));
+                    }
+                    seen |= bit;
+                    rest = match id {
+                        $(
+                            $id => Field::read(
+                                &mut p.$field,
+                                &mut spans.$field,
+                                id,
+                                after_id,
+                                block,
+                                rest,
+                            )?,
+                        )*
+                        _ => return Err(DecodeError::UnknownProperty(u32::from(id))),
+                    };
+                }
+                $( Field::finish(&mut p.$field, spans.$field, block); )*
+                Ok(p)
+            }
+
+            /// Whether no property is set.
+            #[inline]
+            pub fn is_empty(&self) -> bool {
+                // Field by field rather than `== NO_PROPERTIES`, which compares both lists item
+                // by item: every encode asks this, and most packets carry no properties. `&`
+                // rather than `&&` for the plain fields: no branch per field, and the compiler
+                // merges the tests of the fields whose `None` is zero into one test of their
+                // bits or'ed together. The lists last, and only if nothing else is set: a
+                // decoded list is read to tell.
+                (true $( & Field::unset_plain(&self.$field) )*)
+                    $( && Field::unset_list(&self.$field) )*
+            }
+
+            /// Whether no property is set, tested cheaply enough for every PUBLISH encode:
+            /// `true` means none is set; `false` that one is, or (in theory: the decoder makes
+            /// no such list) that a decoded list would have to be read to tell. The caller then
+            /// takes the general path, [`Self::items_len`], which decides.
+            ///
+            /// [`Self::is_empty`] tests 27 fields one by one (the compiler turns that into about
+            /// 75 instructions of vector compares and branches); here each field gives an
+            /// integer that is 0 exactly when it is unset ([`Lanes`]), and the integers are
+            /// or'ed into a few words tested once. About 28 instructions in all.
+            #[inline(always)]
+            pub(crate) fn surely_empty(&self) -> bool {
+                let l = Lanes::UNSET $( .or(Field::lanes(&self.$field, true)) )*;
+                l.word == 0 && l.small == 0 && l.byte & 2 != 0
+            }
+
+            /// Whether a property other than the two lists is set among those `pick` selects (by
+            /// identifier): exactly `is_some()` of each picked field, or'ed. Inlined where `pick`
+            /// is decided at compile time, as [`Self::surely_empty`] tests all of them: each
+            /// picked field gives its [`Lanes`], the others [`Lanes::UNSET`], and the lanes are
+            /// combined and tested once, rather than a test and branch per field.
+            #[inline(always)]
+            fn any_scalar_set(&self, pick: impl Fn(u8) -> bool) -> bool {
+                let l = Lanes::UNSET
+                    $( .or(if pick($id) { Field::lanes(&self.$field, false) } else { Lanes::UNSET }) )*;
+                (l.word != 0) | (l.small != 0) | (l.byte & 2 == 0)
+            }
+
+            /// Length of the property items for `ctx`, the block's length prefix not included,
+            /// and the check that every property set may appear in `ctx` and has a value in
+            /// range.
+            ///
+            /// Inlined where `ctx` is a constant, [`is_allowed`] is decided at compile time: the
+            /// properties `ctx` may not carry become one test of all of them together (no branch
+            /// per field), and only the ones it may carry are measured. If one it may not carry
+            /// is set, [`Self::first_error`] names the first rule broken in identifier order, as
+            /// a property by property check would.
+            #[inline(always)]
+            pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+                let refused = false $( | Field::refused(&self.$field, !is_allowed($id, ctx)) )*;
+                if refused {
+                    return Err(self.first_error(ctx));
+                }
+                self.measure::<false>(ctx)
+            }
+
+            /// [`Self::items_len`] for a `ctx` that may carry few properties (SUBSCRIBE: the two
+            /// lists), where the properties it may not carry are many: those are tested by
+            /// [`Self::any_scalar_set`], fewer instructions than the test of each `is_some()` in
+            /// [`Self::items_len`] for that many. The same result.
+            #[inline(always)]
+            pub(crate) fn items_len_few(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
+                // The properties that are not lists, tested together; the lists (read to tell,
+                // if decoded) only where `ctx` may not carry them.
+                let refused = self.any_scalar_set(|id| !is_allowed(id, ctx))
+                    $( | Field::refused_list(&self.$field, !is_allowed($id, ctx)) )*;
+                if refused {
+                    return Err(self.first_error(ctx));
+                }
+                self.measure::<false>(ctx)
+            }
+
+            /// The length of the property items for `ctx` and the checks of their values, in
+            /// identifier order: the one length computation of a property block. With
+            /// `CHECKED`, every property set is looked at and checked against `ctx` before its
+            /// value (the property-by-property check, which names the first rule broken);
+            /// without, only the properties `ctx` may carry are looked at (decided at compile
+            /// time where `ctx` is a constant), the caller having refused the others.
+            #[inline(always)]
+            fn measure<const CHECKED: bool>(
+                &self,
+                ctx: PropertyContext,
+            ) -> Result<Block, EncodeError> {
+                let packet = ctx.packet();
+                let mut n = 0usize;
+                $(
+                    if CHECKED || is_allowed($id, ctx) {
+                        n = Field::measure(&self.$field, n, ctx, || {
+                            if CHECKED && !is_allowed($id, ctx) {
+                                Err(EncodeError::PropertyNotAllowed { id: $id, packet })
+                            } else {
+                                Ok(())
+                            }
+                        })?;
+                    }
+                )*
+                Ok(Block { len: n })
+            }
+
+            /// Write the property block (length prefix included) that [`Self::items_len`]
+            /// measured and checked for `ctx`: only the properties `ctx` may carry can be set,
+            /// so only those are looked at (decided at compile time where `ctx` is a constant).
+            #[inline(always)]
+            pub(crate) fn write_block(
+                &self,
+                block: Block,
+                ctx: PropertyContext,
+                w: &mut Writer<'_>,
+            ) {
+                w.varint(u32::try_from(block.len).unwrap_or(u32::MAX));
+                if block.is_empty() {
+                    return;
+                }
+                $(
+                    if is_allowed($id, ctx) {
+                        Field::write(&self.$field, $id, w);
+                    }
+                )*
+            }
+        }
+    };
 }
 
+properties! {
+    /// The properties of one packet (or of CONNECT's will). Fields a packet may not carry stay
+    /// unset: decoding refuses them and encoding reports [`EncodeError::PropertyNotAllowed`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub struct Properties<'a> {
+        /// 0x01, PUBLISH and will.
+        0x01 PAYLOAD_FORMAT_INDICATOR "Payload Format Indicator": Byte
+            in (Packet(Publish) | Will)
+            => payload_format_indicator: Option<PayloadFormat>,
+        /// 0x02, seconds; PUBLISH and will.
+        0x02 MESSAGE_EXPIRY_INTERVAL "Message Expiry Interval": U32
+            in (Packet(Publish) | Will)
+            => message_expiry_interval: Option<u32>,
+        /// 0x03, PUBLISH and will.
+        0x03 CONTENT_TYPE "Content Type": Utf8
+            in (Packet(Publish) | Will)
+            => content_type: Option<&'a str>,
+        /// 0x08, PUBLISH and will; no wildcards (`[MQTT-3.3.2-14]`).
+        0x08 RESPONSE_TOPIC "Response Topic": Utf8
+            in (Packet(Publish) | Will)
+            => response_topic: Option<TopicName<'a>>,
+        /// 0x09, PUBLISH and will.
+        0x09 CORRELATION_DATA "Correlation Data": Binary
+            in (Packet(Publish) | Will)
+            => correlation_data: Option<&'a [u8]>,
+        /// 0x0B; PUBLISH (repeatable, server to client) and SUBSCRIBE (once); 1..=268,435,455.
+        0x0B SUBSCRIPTION_IDENTIFIER "Subscription Identifier": Varint
+            in (Packet(Publish | Subscribe))
+            => subscription_identifiers: SubscriptionIdentifiers<'a>,
+        /// 0x11, seconds; CONNECT, CONNACK, DISCONNECT.
+        0x11 SESSION_EXPIRY_INTERVAL "Session Expiry Interval": U32
+            in (Packet(Connect | ConnAck | Disconnect))
+            => session_expiry_interval: Option<u32>,
+        /// 0x12, CONNACK.
+        0x12 ASSIGNED_CLIENT_IDENTIFIER "Assigned Client Identifier": Utf8
+            in (Packet(ConnAck))
+            => assigned_client_identifier: Option<&'a str>,
+        /// 0x13, seconds; CONNACK.
+        0x13 SERVER_KEEP_ALIVE "Server Keep Alive": U16
+            in (Packet(ConnAck))
+            => server_keep_alive: Option<u16>,
+        /// 0x15; CONNECT, CONNACK, AUTH.
+        0x15 AUTHENTICATION_METHOD "Authentication Method": Utf8
+            in (Packet(Connect | ConnAck | Auth))
+            => authentication_method: Option<&'a str>,
+        /// 0x16; CONNECT, CONNACK, AUTH.
+        0x16 AUTHENTICATION_DATA "Authentication Data": Binary
+            in (Packet(Connect | ConnAck | Auth))
+            => authentication_data: Option<&'a [u8]>,
+        /// 0x17, CONNECT.
+        0x17 REQUEST_PROBLEM_INFORMATION "Request Problem Information": Byte
+            in (Packet(Connect))
+            => request_problem_information: Option<bool>,
+        /// 0x18, seconds; will.
+        0x18 WILL_DELAY_INTERVAL "Will Delay Interval": U32
+            in (Will)
+            => will_delay_interval: Option<u32>,
+        /// 0x19, CONNECT.
+        0x19 REQUEST_RESPONSE_INFORMATION "Request Response Information": Byte
+            in (Packet(Connect))
+            => request_response_information: Option<bool>,
+        /// 0x1A, CONNACK.
+        0x1A RESPONSE_INFORMATION "Response Information": Utf8
+            in (Packet(ConnAck))
+            => response_information: Option<&'a str>,
+        /// 0x1C; CONNACK, DISCONNECT.
+        0x1C SERVER_REFERENCE "Server Reference": Utf8
+            in (Packet(ConnAck | Disconnect))
+            => server_reference: Option<&'a str>,
+        /// 0x1F; every acknowledgement, DISCONNECT and AUTH.
+        0x1F REASON_STRING "Reason String": Utf8
+            in (Packet(
+                ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck | Disconnect
+                    | Auth
+            ))
+            => reason_string: Option<&'a str>,
+        /// 0x21; CONNECT, CONNACK. Never 0.
+        0x21 RECEIVE_MAXIMUM "Receive Maximum": U16
+            in (Packet(Connect | ConnAck))
+            => receive_maximum: Option<NonZeroU16>,
+        /// 0x22; CONNECT, CONNACK.
+        0x22 TOPIC_ALIAS_MAXIMUM "Topic Alias Maximum": U16
+            in (Packet(Connect | ConnAck))
+            => topic_alias_maximum: Option<u16>,
+        /// 0x23, PUBLISH. Never 0 (`[MQTT-3.3.2-8]`).
+        0x23 TOPIC_ALIAS "Topic Alias": U16
+            in (Packet(Publish))
+            => topic_alias: Option<NonZeroU16>,
+        /// 0x24, CONNACK: 0 or 1 (a server supporting QoS 2 leaves it out).
+        0x24 MAXIMUM_QOS "Maximum QoS": Byte
+            in (Packet(ConnAck))
+            => maximum_qos: Option<QoS>,
+        /// 0x25, CONNACK.
+        0x25 RETAIN_AVAILABLE "Retain Available": Byte
+            in (Packet(ConnAck))
+            => retain_available: Option<bool>,
+        /// 0x26; every packet but PINGREQ and PINGRESP. Order kept, repeats allowed.
+        0x26 USER_PROPERTY "User Property": Pair
+            in (Will | Packet(
+                Connect | ConnAck | Publish | PubAck | PubRec | PubRel | PubComp | Subscribe
+                    | SubAck | Unsubscribe | UnsubAck | Disconnect | Auth
+            ))
+            => user_properties: UserProperties<'a>,
+        /// 0x27; CONNECT, CONNACK. Never 0.
+        0x27 MAXIMUM_PACKET_SIZE "Maximum Packet Size": U32
+            in (Packet(Connect | ConnAck))
+            => maximum_packet_size: Option<NonZeroU32>,
+        /// 0x28, CONNACK.
+        0x28 WILDCARD_SUBSCRIPTION_AVAILABLE "Wildcard Subscription Available": Byte
+            in (Packet(ConnAck))
+            => wildcard_subscription_available: Option<bool>,
+        /// 0x29, CONNACK.
+        0x29 SUBSCRIPTION_IDENTIFIER_AVAILABLE "Subscription Identifier Available": Byte
+            in (Packet(ConnAck))
+            => subscription_identifier_available: Option<bool>,
+        /// 0x2A, CONNACK.
+        0x2A SHARED_SUBSCRIPTION_AVAILABLE "Shared Subscription Available": Byte
+            in (Packet(ConnAck))
+            => shared_subscription_available: Option<bool>,
+    }
+}
+
+// Every row's wire type is the one its field type reads and writes (a compile error otherwise).
+const _: () = assert!(Properties::<'static>::TYPES_AGREE);
+
 /// An empty property set, usable in `const` contexts.
-pub const NO_PROPERTIES: Properties<'static> = Properties {
-    payload_format_indicator: None,
-    message_expiry_interval: None,
-    content_type: None,
-    response_topic: None,
-    correlation_data: None,
-    subscription_identifiers: SubscriptionIdentifiers::empty(),
-    session_expiry_interval: None,
-    assigned_client_identifier: None,
-    server_keep_alive: None,
-    authentication_method: None,
-    authentication_data: None,
-    request_problem_information: None,
-    will_delay_interval: None,
-    request_response_information: None,
-    response_information: None,
-    server_reference: None,
-    reason_string: None,
-    receive_maximum: None,
-    topic_alias_maximum: None,
-    topic_alias: None,
-    maximum_qos: None,
-    retain_available: None,
-    user_properties: UserProperties::empty(),
-    maximum_packet_size: None,
-    wildcard_subscription_available: None,
-    subscription_identifier_available: None,
-    shared_subscription_available: None,
-};
+pub const NO_PROPERTIES: Properties<'static> = Properties::EMPTY;
+
+/// How one field of [`Properties`] is read, checked, measured and written: an `Option` of a
+/// [`Value`], or one of the two lists, which may repeat and stay views of the block.
+trait Field<'a>: Copy {
+    /// The wire type it reads and writes.
+    const TYPE: ValueType;
+    /// Unset.
+    const EMPTY: Self;
+    /// What parsing a block keeps for the field between its items: the span of a list's items,
+    /// `()` for the others.
+    type Span: Copy + Default;
+
+    /// Whether the property may appear more than once in `ctx`.
+    fn may_repeat(ctx: PropertyContext) -> bool;
+
+    /// Read the value after identifier `id` (the value starts `v`; the item, identifier
+    /// included, starts `item` in `block`) and return what follows.
+    fn read(
+        &mut self,
+        span: &mut Self::Span,
+        id: u8,
+        v: &'a [u8],
+        block: &'a [u8],
+        item: &'a [u8],
+    ) -> Result<&'a [u8], DecodeError>;
+
+    /// After the whole block: make a list the view of its span.
+    fn finish(&mut self, span: Self::Span, block: &'a [u8]);
+
+    /// Unset, for a plain field (`true` for a list).
+    fn unset_plain(&self) -> bool;
+    /// Unset, for a list (read to tell, if decoded; `true` for a plain field).
+    fn unset_list(&self) -> bool;
+    /// Set where `not_allowed` says it may not be.
+    fn refused(&self, not_allowed: bool) -> bool;
+    /// [`Self::refused`] for a list, `false` for a plain field.
+    fn refused_list(&self, not_allowed: bool) -> bool;
+    /// The field's [`Lanes`]; a list's view length only with `lists`.
+    fn lanes(&self, lists: bool) -> Lanes;
+
+    /// `n` plus the items' length (identifier and value), after `check` (the context check of
+    /// a property-by-property measure) for each item and the checks of its value.
+    fn measure(
+        &self,
+        n: usize,
+        ctx: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError>;
+
+    /// Write the items (identifier and value) for property `id`.
+    fn write(&self, id: u8, w: &mut Writer<'_>);
+}
+
+/// The type of a property that appears at most once, held as an `Option` of it.
+trait Value<'a>: Copy {
+    /// The wire type it reads and writes.
+    const TYPE: ValueType;
+    /// Read the value of property `id`; out of its range is
+    /// [`DecodeError::InvalidPropertyValue`].
+    fn read(v: &'a [u8], id: u8) -> Result<(&'a [u8], Self), DecodeError>;
+    /// The length of the value on the wire; out of range is [`EncodeError::InvalidValue`].
+    fn len(self) -> Result<usize, EncodeError>;
+    /// Write identifier `id` and the value.
+    fn write(self, id: u8, w: &mut Writer<'_>);
+    /// The [`Lanes`] of the field holding `o`.
+    fn lanes(o: Option<Self>) -> Lanes;
+}
+
+/// For the tests of many properties at once ([`Properties::surely_empty`],
+/// [`Properties::any_scalar_set`]): each field gives an integer that is 0 (in `byte`: has bit 1
+/// set) exactly when it is unset, in the lane that suits its type, and the lanes are or'ed
+/// (and'ed) into a few words tested once: the pointer of an `Option<&str>` / `Option<&[u8]>`
+/// (null for `None`) or the view length of a list in `word`; the value of an
+/// `Option<NonZero*>` or the tag of an `Option<u16>` / `Option<u32>` in `small`; the one-byte
+/// options mapped to 2 when unset and to a value with bit 1 clear when set in `byte` (the
+/// compiler turns the eight into one 64-bit compare).
+#[derive(Clone, Copy)]
+struct Lanes {
+    word: usize,
+    small: u32,
+    byte: u8,
+}
+
+impl Lanes {
+    const UNSET: Lanes = Lanes {
+        word: 0,
+        small: 0,
+        byte: 2,
+    };
+
+    #[inline(always)]
+    fn or(self, o: Lanes) -> Lanes {
+        Lanes {
+            word: self.word | o.word,
+            small: self.small | o.small,
+            byte: self.byte & o.byte,
+        }
+    }
+}
+
+/// `n` plus an item of a `value_len`-byte value and its one-byte identifier. Saturating sums: a
+/// total anywhere near `usize::MAX` is far beyond the largest packet and refused as such.
+#[inline(always)]
+fn item(n: usize, value_len: usize) -> usize {
+    n.saturating_add(value_len).saturating_add(1)
+}
+
+impl<'a, T: Value<'a>> Field<'a> for Option<T> {
+    const TYPE: ValueType = T::TYPE;
+    const EMPTY: Self = None;
+    type Span = ();
+
+    #[inline(always)]
+    fn may_repeat(_: PropertyContext) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn read(
+        &mut self,
+        _: &mut (),
+        id: u8,
+        v: &'a [u8],
+        _: &'a [u8],
+        _: &'a [u8],
+    ) -> Result<&'a [u8], DecodeError> {
+        let (rest, value) = T::read(v, id)?;
+        *self = Some(value);
+        Ok(rest)
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, _: (), _: &'a [u8]) {}
+
+    #[inline(always)]
+    fn unset_plain(&self) -> bool {
+        self.is_none()
+    }
+
+    #[inline(always)]
+    fn unset_list(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn refused(&self, not_allowed: bool) -> bool {
+        not_allowed & self.is_some()
+    }
+
+    #[inline(always)]
+    fn refused_list(&self, _: bool) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn lanes(&self, _: bool) -> Lanes {
+        T::lanes(*self)
+    }
+
+    #[inline(always)]
+    fn measure(
+        &self,
+        n: usize,
+        _: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
+        match *self {
+            Some(v) => {
+                check()?;
+                Ok(item(n, v.len()?))
+            }
+            None => Ok(n),
+        }
+    }
+
+    #[inline(always)]
+    fn write(&self, id: u8, w: &mut Writer<'_>) {
+        if let Some(v) = *self {
+            v.write(id, w);
+        }
+    }
+}
+
+/// A byte that must be 0 or 1.
+fn flag(v: u8, id: u8) -> Result<bool, DecodeError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::InvalidPropertyValue(id)),
+    }
+}
+
+impl Value<'_> for PayloadFormat {
+    const TYPE: ValueType = ValueType::Byte;
+
+    #[inline(always)]
+    fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
+        let (r, b) = u8_(v).map_err(finish_err)?;
+        let f = match b {
+            0 => PayloadFormat::Unspecified,
+            1 => PayloadFormat::Utf8,
+            _ => return Err(DecodeError::InvalidPropertyValue(id)),
+        };
+        Ok((r, f))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(1)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let v = match self {
+            PayloadFormat::Unspecified => 0,
+            PayloadFormat::Utf8 => 1,
+        };
+        w.array([id, v]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            byte: byte(o.map(|f| f == PayloadFormat::Utf8)),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl Value<'_> for bool {
+    const TYPE: ValueType = ValueType::Byte;
+
+    #[inline(always)]
+    fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
+        let (r, b) = u8_(v).map_err(finish_err)?;
+        Ok((r, flag(b, id)?))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(1)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.array([id, u8::from(self)]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            byte: byte(o),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+/// Maximum QoS: 0 or 1 (a server supporting QoS 2 leaves the property out).
+impl Value<'_> for QoS {
+    const TYPE: ValueType = ValueType::Byte;
+
+    #[inline(always)]
+    fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
+        let (r, b) = u8_(v).map_err(finish_err)?;
+        let q = match b {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => return Err(DecodeError::InvalidPropertyValue(id)),
+        };
+        Ok((r, q))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        if self == QoS::ExactlyOnce {
+            return Err(EncodeError::InvalidValue);
+        }
+        Ok(1)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.array([id, self.bits()]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            byte: match o {
+                Some(_) => 0,
+                None => 2,
+            },
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl Value<'_> for u16 {
+    const TYPE: ValueType = ValueType::U16;
+
+    #[inline(always)]
+    fn read(v: &[u8], _: u8) -> Result<(&[u8], Self), DecodeError> {
+        u16_(v).map_err(finish_err)
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(2)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let [a, b] = self.to_be_bytes();
+        w.array([id, a, b]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            small: tag(&o),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl Value<'_> for NonZeroU16 {
+    const TYPE: ValueType = ValueType::U16;
+
+    #[inline(always)]
+    fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
+        let (r, x) = u16_(v).map_err(finish_err)?;
+        Ok((
+            r,
+            NonZeroU16::new(x).ok_or(DecodeError::InvalidPropertyValue(id))?,
+        ))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(2)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let [a, b] = self.get().to_be_bytes();
+        w.array([id, a, b]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            small: u32::from(o.map_or(0, NonZeroU16::get)),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl Value<'_> for u32 {
+    const TYPE: ValueType = ValueType::U32;
+
+    #[inline(always)]
+    fn read(v: &[u8], _: u8) -> Result<(&[u8], Self), DecodeError> {
+        u32_(v).map_err(finish_err)
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(4)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let [a, b, c, d] = self.to_be_bytes();
+        w.array([id, a, b, c, d]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            small: tag(&o),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl Value<'_> for NonZeroU32 {
+    const TYPE: ValueType = ValueType::U32;
+
+    #[inline(always)]
+    fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
+        let (r, x) = u32_(v).map_err(finish_err)?;
+        Ok((r, nonzero_u32(x, id)?))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        Ok(4)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let [a, b, c, d] = self.get().to_be_bytes();
+        w.array([id, a, b, c, d]);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            small: o.map_or(0, NonZeroU32::get),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl<'a> Value<'a> for &'a str {
+    const TYPE: ValueType = ValueType::Utf8;
+
+    #[inline(always)]
+    fn read(v: &'a [u8], _: u8) -> Result<(&'a [u8], Self), DecodeError> {
+        utf8(v).map_err(finish_err)
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        str_len(self)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.u8(id);
+        w.str(self);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            word: ptr(o),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+/// Response Topic: a topic name, with no wildcards and not empty.
+impl<'a> Value<'a> for TopicName<'a> {
+    const TYPE: ValueType = ValueType::Utf8;
+
+    #[inline(always)]
+    fn read(v: &'a [u8], id: u8) -> Result<(&'a [u8], Self), DecodeError> {
+        let (r, (s, found)) = utf8_scanned(v).map_err(finish_err)?;
+        let topic = TopicName::from_scanned(s, found, false)
+            .map_err(|_| DecodeError::InvalidPropertyValue(id))?;
+        Ok((r, topic))
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        if self.is_empty() {
+            return Err(EncodeError::InvalidValue);
+        }
+        str_len(self.as_str())
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.u8(id);
+        w.str(self.as_str());
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            word: ptr(o.map(|t| t.as_str())),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+impl<'a> Value<'a> for &'a [u8] {
+    const TYPE: ValueType = ValueType::Binary;
+
+    #[inline(always)]
+    fn read(v: &'a [u8], _: u8) -> Result<(&'a [u8], Self), DecodeError> {
+        binary(v).map_err(finish_err)
+    }
+
+    #[inline(always)]
+    fn len(self) -> Result<usize, EncodeError> {
+        binary_len(self)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.u8(id);
+        w.binary(self);
+    }
+
+    #[inline(always)]
+    fn lanes(o: Option<Self>) -> Lanes {
+        Lanes {
+            word: ptr(o),
+            ..Lanes::UNSET
+        }
+    }
+}
+
+/// Subscription identifiers: repeatable in a PUBLISH (a server's, `[MQTT-3.3.4-4]`), once in a
+/// SUBSCRIBE; each 1..=268,435,455.
+impl<'a> Field<'a> for SubscriptionIdentifiers<'a> {
+    const TYPE: ValueType = ValueType::Varint;
+    const EMPTY: Self = List::empty();
+    type Span = Option<(usize, usize)>;
+
+    #[inline(always)]
+    fn may_repeat(ctx: PropertyContext) -> bool {
+        ctx == PropertyContext::Packet(PacketType::Publish)
+    }
+
+    #[inline(always)]
+    fn read(
+        &mut self,
+        so_far: &mut Self::Span,
+        id: u8,
+        v: &'a [u8],
+        block: &'a [u8],
+        item: &'a [u8],
+    ) -> Result<&'a [u8], DecodeError> {
+        let (r, x) = varint(v).map_err(finish_err)?;
+        if x == 0 {
+            return Err(DecodeError::InvalidPropertyValue(id));
+        }
+        *so_far = Some(span(*so_far, block, item, r));
+        Ok(r)
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, so_far: Self::Span, block: &'a [u8]) {
+        if let Some((start, end)) = so_far {
+            *self = List::from_wire(block.get(start..end).unwrap_or(block));
+        }
+    }
+
+    #[inline(always)]
+    fn unset_plain(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unset_list(&self) -> bool {
+        self.is_empty()
+    }
+
+    #[inline(always)]
+    fn refused(&self, not_allowed: bool) -> bool {
+        not_allowed && !self.is_empty()
+    }
+
+    #[inline(always)]
+    fn refused_list(&self, not_allowed: bool) -> bool {
+        self.refused(not_allowed)
+    }
+
+    #[inline(always)]
+    fn lanes(&self, lists: bool) -> Lanes {
+        Lanes {
+            word: if lists { self.view_len() } else { 0 },
+            ..Lanes::UNSET
+        }
+    }
+
+    #[inline(always)]
+    fn measure(
+        &self,
+        mut n: usize,
+        ctx: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
+        let mut count = 0usize;
+        for_items!(self, |ids| {
+            for id in ids {
+                check()?;
+                if id == 0 {
+                    return Err(EncodeError::InvalidValue);
+                }
+                n = item(n, varint_field_len(id)?);
+                count = count.saturating_add(1);
+            }
+        });
+        if count > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
+            return Err(EncodeError::InvalidValue);
+        }
+        Ok(n)
+    }
+
+    #[inline(always)]
+    fn write(&self, id: u8, w: &mut Writer<'_>) {
+        for_items!(self, |ids| {
+            for v in ids {
+                w.u8(id);
+                w.varint(v);
+            }
+        });
+    }
+}
+
+/// User properties: repeatable everywhere they are allowed, order kept.
+impl<'a> Field<'a> for UserProperties<'a> {
+    const TYPE: ValueType = ValueType::Pair;
+    const EMPTY: Self = List::empty();
+    type Span = Option<(usize, usize)>;
+
+    #[inline(always)]
+    fn may_repeat(_: PropertyContext) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn read(
+        &mut self,
+        so_far: &mut Self::Span,
+        _: u8,
+        v: &'a [u8],
+        block: &'a [u8],
+        item: &'a [u8],
+    ) -> Result<&'a [u8], DecodeError> {
+        let (r, ()) = utf8_check_only(v).map_err(finish_err)?;
+        let (r, ()) = utf8_check_only(r).map_err(finish_err)?;
+        *so_far = Some(span(*so_far, block, item, r));
+        Ok(r)
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, so_far: Self::Span, block: &'a [u8]) {
+        if let Some((start, end)) = so_far {
+            let span = block.get(start..end).unwrap_or(block);
+            // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128
+            // bytes: identifiers and lengths are then ASCII too), the span is kept as text, and
+            // reading the pairs slices them out of it with no UTF-8 check per string. The
+            // strings were each checked above, so a string boundary is a character boundary of
+            // the span.
+            *self = match core::str::from_utf8(span) {
+                Ok(text) => List::from_text(text),
+                Err(_) => List::from_wire(span),
+            };
+        }
+    }
+
+    #[inline(always)]
+    fn unset_plain(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unset_list(&self) -> bool {
+        self.is_empty()
+    }
+
+    #[inline(always)]
+    fn refused(&self, not_allowed: bool) -> bool {
+        not_allowed && !self.is_empty()
+    }
+
+    #[inline(always)]
+    fn refused_list(&self, not_allowed: bool) -> bool {
+        self.refused(not_allowed)
+    }
+
+    #[inline(always)]
+    fn lanes(&self, lists: bool) -> Lanes {
+        Lanes {
+            word: if lists { self.view_len() } else { 0 },
+            ..Lanes::UNSET
+        }
+    }
+
+    #[inline(always)]
+    fn measure(
+        &self,
+        mut n: usize,
+        _: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
+        for_items!(self, |users| {
+            for (k, v) in users {
+                check()?;
+                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+            }
+        });
+        Ok(n)
+    }
+
+    #[inline(always)]
+    fn write(&self, id: u8, w: &mut Writer<'_>) {
+        for_items!(self, |users| {
+            for (k, v) in users {
+                w.u8(id);
+                w.str(k);
+                w.str(v);
+            }
+        });
+    }
+}
 
 /// Skip the value of property `id` in a block decoding already validated, and return what
 /// follows. Strings are skipped by their length alone: re-checking their UTF-8 here made reading a
@@ -280,14 +1220,6 @@ pub(crate) fn skip_value(i: &[u8], id: u8) -> Result<&[u8], nom::Err<DecodeError
     Ok(rest)
 }
 
-fn flag(v: u8, id: u8) -> Result<bool, DecodeError> {
-    match v {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(DecodeError::InvalidPropertyValue(id)),
-    }
-}
-
 /// Parse a property block: a Variable Byte Integer length, then the properties.
 pub(crate) fn parse_properties<'a>(
     i: &'a [u8],
@@ -299,212 +1231,8 @@ pub(crate) fn parse_properties<'a>(
     }
     let (i, len) = varint(i)?;
     let (rest, block) = nom::bytes::complete::take(len).parse(i)?;
-    let props = parse_block(block, ctx).map_err(nom::Err::Failure)?;
+    let props = Properties::parse_block(block, ctx).map_err(nom::Err::Failure)?;
     Ok((rest, props))
-}
-
-fn parse_block<'a>(block: &'a [u8], ctx: PropertyContext) -> Result<Properties<'a>, DecodeError> {
-    use crate::data::finish_err as f;
-    let mut p = Properties::default();
-    let mut seen: u64 = 0;
-    let mut rest = block;
-    // Where the first user property (subscription identifier) starts and the last one ends, as
-    // offsets in `block`: the lazy lists are views of that span only, so reading them does not
-    // walk the other properties again.
-    let mut users: Option<(usize, usize)> = None;
-    let mut sub_ids: Option<(usize, usize)> = None;
-    while !rest.is_empty() {
-        let (after_id, id) = varint(rest).map_err(f)?;
-        let Ok(id) = u8::try_from(id) else {
-            return Err(DecodeError::UnknownProperty(id));
-        };
-        if value_type(id).is_none() {
-            return Err(DecodeError::UnknownProperty(u32::from(id)));
-        }
-        if !is_allowed(id, ctx) {
-            return Err(DecodeError::PropertyNotAllowed {
-                id,
-                packet: ctx.packet(),
-            });
-        }
-        // Every defined identifier is below 64, so one bit each.
-        let bit = 1u64.checked_shl(u32::from(id)).unwrap_or(0);
-        let may_repeat = id == PropertyId::USER_PROPERTY
-            || (id == PropertyId::SUBSCRIPTION_IDENTIFIER
-                && ctx == PropertyContext::Packet(PacketType::Publish));
-        if seen & bit != 0 && !may_repeat {
-            return Err(DecodeError::DuplicateProperty(id));
-        }
-        seen |= bit;
-        let v = after_id;
-        let bad = DecodeError::InvalidPropertyValue(id);
-        rest = match id {
-            PropertyId::PAYLOAD_FORMAT_INDICATOR => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.payload_format_indicator = Some(match b {
-                    0 => PayloadFormat::Unspecified,
-                    1 => PayloadFormat::Utf8,
-                    _ => return Err(bad),
-                });
-                r
-            }
-            PropertyId::MESSAGE_EXPIRY_INTERVAL => {
-                let (r, x) = u32_(v).map_err(f)?;
-                p.message_expiry_interval = Some(x);
-                r
-            }
-            PropertyId::CONTENT_TYPE => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.content_type = Some(s);
-                r
-            }
-            PropertyId::RESPONSE_TOPIC => {
-                let (r, (s, found)) = utf8_scanned(v).map_err(f)?;
-                p.response_topic = Some(TopicName::from_scanned(s, found, false).map_err(|_| bad)?);
-                r
-            }
-            PropertyId::CORRELATION_DATA => {
-                let (r, b) = binary(v).map_err(f)?;
-                p.correlation_data = Some(b);
-                r
-            }
-            PropertyId::SUBSCRIPTION_IDENTIFIER => {
-                let (r, x) = varint(v).map_err(f)?;
-                if x == 0 {
-                    return Err(bad);
-                }
-                sub_ids = Some(span(sub_ids, block, rest, r));
-                r
-            }
-            PropertyId::SESSION_EXPIRY_INTERVAL => {
-                let (r, x) = u32_(v).map_err(f)?;
-                p.session_expiry_interval = Some(x);
-                r
-            }
-            PropertyId::ASSIGNED_CLIENT_IDENTIFIER => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.assigned_client_identifier = Some(s);
-                r
-            }
-            PropertyId::SERVER_KEEP_ALIVE => {
-                let (r, x) = u16_(v).map_err(f)?;
-                p.server_keep_alive = Some(x);
-                r
-            }
-            PropertyId::AUTHENTICATION_METHOD => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.authentication_method = Some(s);
-                r
-            }
-            PropertyId::AUTHENTICATION_DATA => {
-                let (r, b) = binary(v).map_err(f)?;
-                p.authentication_data = Some(b);
-                r
-            }
-            PropertyId::REQUEST_PROBLEM_INFORMATION => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.request_problem_information = Some(flag(b, id)?);
-                r
-            }
-            PropertyId::WILL_DELAY_INTERVAL => {
-                let (r, x) = u32_(v).map_err(f)?;
-                p.will_delay_interval = Some(x);
-                r
-            }
-            PropertyId::REQUEST_RESPONSE_INFORMATION => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.request_response_information = Some(flag(b, id)?);
-                r
-            }
-            PropertyId::RESPONSE_INFORMATION => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.response_information = Some(s);
-                r
-            }
-            PropertyId::SERVER_REFERENCE => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.server_reference = Some(s);
-                r
-            }
-            PropertyId::REASON_STRING => {
-                let (r, s) = utf8(v).map_err(f)?;
-                p.reason_string = Some(s);
-                r
-            }
-            PropertyId::RECEIVE_MAXIMUM => {
-                let (r, x) = u16_(v).map_err(f)?;
-                p.receive_maximum = Some(NonZeroU16::new(x).ok_or(bad)?);
-                r
-            }
-            PropertyId::TOPIC_ALIAS_MAXIMUM => {
-                let (r, x) = u16_(v).map_err(f)?;
-                p.topic_alias_maximum = Some(x);
-                r
-            }
-            PropertyId::TOPIC_ALIAS => {
-                let (r, x) = u16_(v).map_err(f)?;
-                p.topic_alias = Some(NonZeroU16::new(x).ok_or(bad)?);
-                r
-            }
-            PropertyId::MAXIMUM_QOS => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.maximum_qos = Some(match b {
-                    0 => QoS::AtMostOnce,
-                    1 => QoS::AtLeastOnce,
-                    _ => return Err(bad),
-                });
-                r
-            }
-            PropertyId::RETAIN_AVAILABLE => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.retain_available = Some(flag(b, id)?);
-                r
-            }
-            PropertyId::USER_PROPERTY => {
-                let (r, ()) = utf8_check_only(v).map_err(f)?;
-                let (r, ()) = utf8_check_only(r).map_err(f)?;
-                users = Some(span(users, block, rest, r));
-                r
-            }
-            PropertyId::MAXIMUM_PACKET_SIZE => {
-                let (r, x) = u32_(v).map_err(f)?;
-                p.maximum_packet_size = Some(nonzero_u32(x, id)?);
-                r
-            }
-            PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.wildcard_subscription_available = Some(flag(b, id)?);
-                r
-            }
-            PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.subscription_identifier_available = Some(flag(b, id)?);
-                r
-            }
-            PropertyId::SHARED_SUBSCRIPTION_AVAILABLE => {
-                let (r, b) = u8_(v).map_err(f)?;
-                p.shared_subscription_available = Some(flag(b, id)?);
-                r
-            }
-            _ => return Err(DecodeError::UnknownProperty(u32::from(id))),
-        };
-    }
-    if let Some((start, end)) = sub_ids {
-        p.subscription_identifiers =
-            SubscriptionIdentifiers::from_wire(block.get(start..end).unwrap_or(block));
-    }
-    if let Some((start, end)) = users {
-        let span = block.get(start..end).unwrap_or(block);
-        // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128 bytes:
-        // identifiers and lengths are then ASCII too), the span is kept as text, and reading
-        // the pairs slices them out of it with no UTF-8 check per string. The strings were
-        // each checked above, so a string boundary is a character boundary of the span.
-        p.user_properties = match core::str::from_utf8(span) {
-            Ok(text) => UserProperties::from_text(text),
-            Err(_) => UserProperties::from_wire(span),
-        };
-    }
-    Ok(p)
 }
 
 /// The span of a repeatable property's items so far, `(start, end)` offsets in `block`, with
@@ -519,496 +1247,6 @@ fn span(so_far: Option<(usize, usize)>, block: &[u8], item: &[u8], after: &[u8])
 }
 
 impl Properties<'_> {
-    /// Whether no property is set.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        // Field by field rather than `== NO_PROPERTIES`, which compares both lists item by item:
-        // every encode asks this, and most packets carry no properties. The destructuring makes
-        // a new field a compile error here until it is added. `&` rather than `&&` for the
-        // plain fields: no branch per field, and the compiler merges the tests of the fields
-        // whose `None` is zero into one test of their bits or'ed together.
-        let Properties {
-            payload_format_indicator,
-            message_expiry_interval,
-            content_type,
-            response_topic,
-            correlation_data,
-            subscription_identifiers,
-            session_expiry_interval,
-            assigned_client_identifier,
-            server_keep_alive,
-            authentication_method,
-            authentication_data,
-            request_problem_information,
-            will_delay_interval,
-            request_response_information,
-            response_information,
-            server_reference,
-            reason_string,
-            receive_maximum,
-            topic_alias_maximum,
-            topic_alias,
-            maximum_qos,
-            retain_available,
-            user_properties,
-            maximum_packet_size,
-            wildcard_subscription_available,
-            subscription_identifier_available,
-            shared_subscription_available,
-        } = self;
-        payload_format_indicator.is_none()
-            & message_expiry_interval.is_none()
-            & content_type.is_none()
-            & response_topic.is_none()
-            & correlation_data.is_none()
-            & session_expiry_interval.is_none()
-            & assigned_client_identifier.is_none()
-            & server_keep_alive.is_none()
-            & authentication_method.is_none()
-            & authentication_data.is_none()
-            & request_problem_information.is_none()
-            & will_delay_interval.is_none()
-            & request_response_information.is_none()
-            & response_information.is_none()
-            & server_reference.is_none()
-            & reason_string.is_none()
-            & receive_maximum.is_none()
-            & topic_alias_maximum.is_none()
-            & topic_alias.is_none()
-            & maximum_qos.is_none()
-            & retain_available.is_none()
-            & maximum_packet_size.is_none()
-            & wildcard_subscription_available.is_none()
-            & subscription_identifier_available.is_none()
-            & shared_subscription_available.is_none()
-            // The lists last, and only if nothing else is set: a decoded list is read to tell.
-            && subscription_identifiers.is_empty()
-            && user_properties.is_empty()
-    }
-
-    /// Whether no property is set, tested cheaply enough for every PUBLISH encode: `true`
-    /// means none is set; `false` that one is, or (in theory: the decoder makes no such list)
-    /// that a decoded list would have to be read to tell. The caller then takes the general
-    /// path, [`Self::items_len`], which decides.
-    ///
-    /// [`Self::is_empty`] tests 27 fields one by one (the compiler turns that into about 75
-    /// instructions of vector compares and branches); here each field gives an integer that
-    /// is 0 exactly when it is unset, and the integers are or'ed into a few words tested
-    /// once: the pointer of an `Option<&str>` / `Option<&[u8]>` (null for `None`), the value
-    /// of an `Option<NonZero*>`, the tag of an `Option<u16>` / `Option<u32>`, the view length
-    /// of a list. The one-byte options are mapped to 2 when unset and to a value with bit 1
-    /// clear when set (for `Option<bool>` and `Option<PayloadFormat>`, their own byte), and'ed,
-    /// and bit 1 tested; the compiler turns the eight into one 64-bit compare. About 28
-    /// instructions in all.
-    #[inline(always)]
-    pub(crate) fn surely_empty(&self) -> bool {
-        let Properties {
-            payload_format_indicator,
-            message_expiry_interval,
-            content_type,
-            response_topic,
-            correlation_data,
-            subscription_identifiers,
-            session_expiry_interval,
-            assigned_client_identifier,
-            server_keep_alive,
-            authentication_method,
-            authentication_data,
-            request_problem_information,
-            will_delay_interval,
-            request_response_information,
-            response_information,
-            server_reference,
-            reason_string,
-            receive_maximum,
-            topic_alias_maximum,
-            topic_alias,
-            maximum_qos,
-            retain_available,
-            user_properties,
-            maximum_packet_size,
-            wildcard_subscription_available,
-            subscription_identifier_available,
-            shared_subscription_available,
-        } = self;
-        let words = ptr(*content_type)
-            | ptr(response_topic.map(|t| t.as_str()))
-            | ptr(*correlation_data)
-            | ptr(*assigned_client_identifier)
-            | ptr(*authentication_method)
-            | ptr(*authentication_data)
-            | ptr(*response_information)
-            | ptr(*server_reference)
-            | ptr(*reason_string)
-            | subscription_identifiers.view_len()
-            | user_properties.view_len();
-        let small = tag(message_expiry_interval)
-            | tag(session_expiry_interval)
-            | tag(will_delay_interval)
-            | tag(server_keep_alive)
-            | tag(topic_alias_maximum)
-            | u32::from(receive_maximum.map_or(0, NonZeroU16::get))
-            | u32::from(topic_alias.map_or(0, NonZeroU16::get))
-            | maximum_packet_size.map_or(0, NonZeroU32::get);
-        let bytes = byte(payload_format_indicator.map(|f| f == PayloadFormat::Utf8))
-            & byte(*request_problem_information)
-            & byte(*request_response_information)
-            & byte(*retain_available)
-            & byte(*wildcard_subscription_available)
-            & byte(*subscription_identifier_available)
-            & byte(*shared_subscription_available)
-            & match maximum_qos {
-                Some(_) => 0,
-                None => 2,
-            };
-        words == 0 && small == 0 && bytes & 2 != 0
-    }
-
-    /// Whether a property other than the two lists is set among those `pick` selects (by
-    /// identifier): exactly `is_some()` of each picked field, or'ed. Inlined where `pick` is
-    /// decided at compile time, as [`Self::surely_empty`] tests all of them: each picked field
-    /// gives an integer that is 0 (for the one-byte ones: has bit 1 set) exactly when it is
-    /// unset, the others a constant that says unset, and the integers are or'ed (and'ed) into
-    /// a few words tested once, rather than a test and branch per field.
-    #[inline(always)]
-    fn any_scalar_set(&self, pick: impl Fn(u8) -> bool) -> bool {
-        let word = |id: u8, v: usize| if pick(id) { v } else { 0 };
-        let small = |id: u8, v: u32| if pick(id) { v } else { 0 };
-        let one = |id: u8, v: u8| if pick(id) { v } else { 2 };
-        let words = word(PropertyId::CONTENT_TYPE, ptr(self.content_type))
-            | word(
-                PropertyId::RESPONSE_TOPIC,
-                ptr(self.response_topic.map(|t| t.as_str())),
-            )
-            | word(PropertyId::CORRELATION_DATA, ptr(self.correlation_data))
-            | word(
-                PropertyId::ASSIGNED_CLIENT_IDENTIFIER,
-                ptr(self.assigned_client_identifier),
-            )
-            | word(
-                PropertyId::AUTHENTICATION_METHOD,
-                ptr(self.authentication_method),
-            )
-            | word(
-                PropertyId::AUTHENTICATION_DATA,
-                ptr(self.authentication_data),
-            )
-            | word(
-                PropertyId::RESPONSE_INFORMATION,
-                ptr(self.response_information),
-            )
-            | word(PropertyId::SERVER_REFERENCE, ptr(self.server_reference))
-            | word(PropertyId::REASON_STRING, ptr(self.reason_string));
-        let smalls = small(
-            PropertyId::MESSAGE_EXPIRY_INTERVAL,
-            tag(&self.message_expiry_interval),
-        ) | small(
-            PropertyId::SESSION_EXPIRY_INTERVAL,
-            tag(&self.session_expiry_interval),
-        ) | small(
-            PropertyId::WILL_DELAY_INTERVAL,
-            tag(&self.will_delay_interval),
-        ) | small(PropertyId::SERVER_KEEP_ALIVE, tag(&self.server_keep_alive))
-            | small(
-                PropertyId::TOPIC_ALIAS_MAXIMUM,
-                tag(&self.topic_alias_maximum),
-            )
-            | small(
-                PropertyId::RECEIVE_MAXIMUM,
-                u32::from(self.receive_maximum.map_or(0, NonZeroU16::get)),
-            )
-            | small(
-                PropertyId::TOPIC_ALIAS,
-                u32::from(self.topic_alias.map_or(0, NonZeroU16::get)),
-            )
-            | small(
-                PropertyId::MAXIMUM_PACKET_SIZE,
-                self.maximum_packet_size.map_or(0, NonZeroU32::get),
-            );
-        let bytes = one(
-            PropertyId::PAYLOAD_FORMAT_INDICATOR,
-            byte(
-                self.payload_format_indicator
-                    .map(|f| f == PayloadFormat::Utf8),
-            ),
-        ) & one(
-            PropertyId::REQUEST_PROBLEM_INFORMATION,
-            byte(self.request_problem_information),
-        ) & one(
-            PropertyId::REQUEST_RESPONSE_INFORMATION,
-            byte(self.request_response_information),
-        ) & one(PropertyId::RETAIN_AVAILABLE, byte(self.retain_available))
-            & one(
-                PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE,
-                byte(self.wildcard_subscription_available),
-            )
-            & one(
-                PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-                byte(self.subscription_identifier_available),
-            )
-            & one(
-                PropertyId::SHARED_SUBSCRIPTION_AVAILABLE,
-                byte(self.shared_subscription_available),
-            )
-            & one(
-                PropertyId::MAXIMUM_QOS,
-                match self.maximum_qos {
-                    Some(_) => 0,
-                    None => 2,
-                },
-            );
-        (words != 0) | (smalls != 0) | (bytes & 2 == 0)
-    }
-
-    /// Length of the property items for `ctx`, the block's length prefix not included, and the
-    /// check that every property set may appear in `ctx` and has a value in range.
-    ///
-    /// Inlined where `ctx` is a constant, [`is_allowed`] is decided at compile time: the
-    /// properties `ctx` may not carry become one test of all of them together (no branch per
-    /// field), and only the ones it may carry are measured. If one it may not carry is set,
-    /// [`Self::first_error`] names the first rule broken in identifier order, as a property by
-    /// property check would.
-    #[inline(always)]
-    pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        let allowed = |id: u8| is_allowed(id, ctx);
-        let refused = (!allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR)
-            & self.payload_format_indicator.is_some())
-            | (!allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL)
-                & self.message_expiry_interval.is_some())
-            | (!allowed(PropertyId::CONTENT_TYPE) & self.content_type.is_some())
-            | (!allowed(PropertyId::RESPONSE_TOPIC) & self.response_topic.is_some())
-            | (!allowed(PropertyId::CORRELATION_DATA) & self.correlation_data.is_some())
-            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER)
-                && !self.subscription_identifiers.is_empty())
-            | (!allowed(PropertyId::SESSION_EXPIRY_INTERVAL)
-                & self.session_expiry_interval.is_some())
-            | (!allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)
-                & self.assigned_client_identifier.is_some())
-            | (!allowed(PropertyId::SERVER_KEEP_ALIVE) & self.server_keep_alive.is_some())
-            | (!allowed(PropertyId::AUTHENTICATION_METHOD) & self.authentication_method.is_some())
-            | (!allowed(PropertyId::AUTHENTICATION_DATA) & self.authentication_data.is_some())
-            | (!allowed(PropertyId::REQUEST_PROBLEM_INFORMATION)
-                & self.request_problem_information.is_some())
-            | (!allowed(PropertyId::WILL_DELAY_INTERVAL) & self.will_delay_interval.is_some())
-            | (!allowed(PropertyId::REQUEST_RESPONSE_INFORMATION)
-                & self.request_response_information.is_some())
-            | (!allowed(PropertyId::RESPONSE_INFORMATION) & self.response_information.is_some())
-            | (!allowed(PropertyId::SERVER_REFERENCE) & self.server_reference.is_some())
-            | (!allowed(PropertyId::REASON_STRING) & self.reason_string.is_some())
-            | (!allowed(PropertyId::RECEIVE_MAXIMUM) & self.receive_maximum.is_some())
-            | (!allowed(PropertyId::TOPIC_ALIAS_MAXIMUM) & self.topic_alias_maximum.is_some())
-            | (!allowed(PropertyId::TOPIC_ALIAS) & self.topic_alias.is_some())
-            | (!allowed(PropertyId::MAXIMUM_QOS) & self.maximum_qos.is_some())
-            | (!allowed(PropertyId::RETAIN_AVAILABLE) & self.retain_available.is_some())
-            | (!allowed(PropertyId::USER_PROPERTY) && !self.user_properties.is_empty())
-            | (!allowed(PropertyId::MAXIMUM_PACKET_SIZE) & self.maximum_packet_size.is_some())
-            | (!allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
-                & self.wildcard_subscription_available.is_some())
-            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
-                & self.subscription_identifier_available.is_some())
-            | (!allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
-                & self.shared_subscription_available.is_some());
-        if refused {
-            return Err(self.first_error(ctx));
-        }
-        self.measure::<false>(ctx)
-    }
-
-    /// [`Self::items_len`] for a `ctx` that may carry few properties (SUBSCRIBE: the two
-    /// lists), where the properties it may not carry are many: those are tested by
-    /// [`Self::any_scalar_set`], fewer instructions than the test of each `is_some()` in
-    /// [`Self::items_len`] for that many (and more where `ctx` may carry many, as CONNECT
-    /// may). The same result.
-    #[inline(always)]
-    pub(crate) fn items_len_few(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        let allowed = |id: u8| is_allowed(id, ctx);
-        // The properties that are not lists, tested together; the lists (read to tell, if
-        // decoded) only where `ctx` may not carry them.
-        let refused = self.any_scalar_set(|id| !allowed(id))
-            | (!allowed(PropertyId::SUBSCRIPTION_IDENTIFIER)
-                && !self.subscription_identifiers.is_empty())
-            | (!allowed(PropertyId::USER_PROPERTY) && !self.user_properties.is_empty());
-        if refused {
-            return Err(self.first_error(ctx));
-        }
-        self.measure::<false>(ctx)
-    }
-
-    /// The length of the property items for `ctx` and the checks of their values, in
-    /// identifier order. With `CHECKED`, every property set is looked at and checked against
-    /// `ctx` before its value (the property-by-property check, which names the first rule
-    /// broken); without, only the properties `ctx` may carry are looked at (decided at compile
-    /// time where `ctx` is a constant), the caller having refused the others.
-    #[inline(always)]
-    fn measure<const CHECKED: bool>(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
-        let packet = ctx.packet();
-        let look = |id: u8| CHECKED || is_allowed(id, ctx);
-        let check = |id: u8| -> Result<(), EncodeError> {
-            if CHECKED && !is_allowed(id, ctx) {
-                Err(EncodeError::PropertyNotAllowed { id, packet })
-            } else {
-                Ok(())
-            }
-        };
-        // Each item is its one-byte identifier and its value. Saturating sums: a total anywhere
-        // near `usize::MAX` is far beyond the largest packet and refused as such.
-        let item = |n: usize, value_len: usize| n.saturating_add(value_len).saturating_add(1);
-        let mut n = 0usize;
-        if look(PropertyId::PAYLOAD_FORMAT_INDICATOR) && self.payload_format_indicator.is_some() {
-            check(PropertyId::PAYLOAD_FORMAT_INDICATOR)?;
-            n = item(n, 1);
-        }
-        if look(PropertyId::MESSAGE_EXPIRY_INTERVAL) && self.message_expiry_interval.is_some() {
-            check(PropertyId::MESSAGE_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let (true, Some(v)) = (look(PropertyId::CONTENT_TYPE), self.content_type) {
-            check(PropertyId::CONTENT_TYPE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let (true, Some(v)) = (look(PropertyId::RESPONSE_TOPIC), self.response_topic) {
-            check(PropertyId::RESPONSE_TOPIC)?;
-            if v.is_empty() {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, str_len(v.as_str())?);
-        }
-        if let (true, Some(v)) = (look(PropertyId::CORRELATION_DATA), self.correlation_data) {
-            check(PropertyId::CORRELATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        if look(PropertyId::SUBSCRIPTION_IDENTIFIER) {
-            let mut count = 0usize;
-            for_items!(self.subscription_identifiers, |ids| {
-                for id in ids {
-                    check(PropertyId::SUBSCRIPTION_IDENTIFIER)?;
-                    if id == 0 {
-                        return Err(EncodeError::InvalidValue);
-                    }
-                    n = item(n, varint_field_len(id)?);
-                    count = count.saturating_add(1);
-                }
-            });
-            if count > 1 && ctx != PropertyContext::Packet(PacketType::Publish) {
-                return Err(EncodeError::InvalidValue);
-            }
-        }
-        if look(PropertyId::SESSION_EXPIRY_INTERVAL) && self.session_expiry_interval.is_some() {
-            check(PropertyId::SESSION_EXPIRY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if let (true, Some(v)) = (
-            look(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
-            self.assigned_client_identifier,
-        ) {
-            check(PropertyId::ASSIGNED_CLIENT_IDENTIFIER)?;
-            n = item(n, str_len(v)?);
-        }
-        if look(PropertyId::SERVER_KEEP_ALIVE) && self.server_keep_alive.is_some() {
-            check(PropertyId::SERVER_KEEP_ALIVE)?;
-            n = item(n, 2);
-        }
-        if let (true, Some(v)) = (
-            look(PropertyId::AUTHENTICATION_METHOD),
-            self.authentication_method,
-        ) {
-            check(PropertyId::AUTHENTICATION_METHOD)?;
-            n = item(n, str_len(v)?);
-        }
-        if let (true, Some(v)) = (
-            look(PropertyId::AUTHENTICATION_DATA),
-            self.authentication_data,
-        ) {
-            check(PropertyId::AUTHENTICATION_DATA)?;
-            n = item(n, binary_len(v)?);
-        }
-        if look(PropertyId::REQUEST_PROBLEM_INFORMATION)
-            && self.request_problem_information.is_some()
-        {
-            check(PropertyId::REQUEST_PROBLEM_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if look(PropertyId::WILL_DELAY_INTERVAL) && self.will_delay_interval.is_some() {
-            check(PropertyId::WILL_DELAY_INTERVAL)?;
-            n = item(n, 4);
-        }
-        if look(PropertyId::REQUEST_RESPONSE_INFORMATION)
-            && self.request_response_information.is_some()
-        {
-            check(PropertyId::REQUEST_RESPONSE_INFORMATION)?;
-            n = item(n, 1);
-        }
-        if let (true, Some(v)) = (
-            look(PropertyId::RESPONSE_INFORMATION),
-            self.response_information,
-        ) {
-            check(PropertyId::RESPONSE_INFORMATION)?;
-            n = item(n, str_len(v)?);
-        }
-        if let (true, Some(v)) = (look(PropertyId::SERVER_REFERENCE), self.server_reference) {
-            check(PropertyId::SERVER_REFERENCE)?;
-            n = item(n, str_len(v)?);
-        }
-        if let (true, Some(v)) = (look(PropertyId::REASON_STRING), self.reason_string) {
-            check(PropertyId::REASON_STRING)?;
-            n = item(n, str_len(v)?);
-        }
-        if look(PropertyId::RECEIVE_MAXIMUM) && self.receive_maximum.is_some() {
-            check(PropertyId::RECEIVE_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if look(PropertyId::TOPIC_ALIAS_MAXIMUM) && self.topic_alias_maximum.is_some() {
-            check(PropertyId::TOPIC_ALIAS_MAXIMUM)?;
-            n = item(n, 2);
-        }
-        if look(PropertyId::TOPIC_ALIAS) && self.topic_alias.is_some() {
-            check(PropertyId::TOPIC_ALIAS)?;
-            n = item(n, 2);
-        }
-        if let (true, Some(v)) = (look(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
-            check(PropertyId::MAXIMUM_QOS)?;
-            if v == QoS::ExactlyOnce {
-                return Err(EncodeError::InvalidValue);
-            }
-            n = item(n, 1);
-        }
-        if look(PropertyId::RETAIN_AVAILABLE) && self.retain_available.is_some() {
-            check(PropertyId::RETAIN_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if look(PropertyId::USER_PROPERTY) {
-            for_items!(self.user_properties, |users| {
-                for (k, v) in users {
-                    check(PropertyId::USER_PROPERTY)?;
-                    n = item(n, str_len(k)?.saturating_add(str_len(v)?));
-                }
-            });
-        }
-        if look(PropertyId::MAXIMUM_PACKET_SIZE) && self.maximum_packet_size.is_some() {
-            check(PropertyId::MAXIMUM_PACKET_SIZE)?;
-            n = item(n, 4);
-        }
-        if look(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)
-            && self.wildcard_subscription_available.is_some()
-        {
-            check(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if look(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)
-            && self.subscription_identifier_available.is_some()
-        {
-            check(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        if look(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)
-            && self.shared_subscription_available.is_some()
-        {
-            check(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE)?;
-            n = item(n, 1);
-        }
-        Ok(Block { len: n })
-    }
-
     /// The error of a property block that sets a property `ctx` may not carry: the first rule
     /// broken, checking property by property in identifier order.
     #[cold]
@@ -1024,179 +1262,6 @@ impl Properties<'_> {
     /// [`Self::items_len`] property by property, each checked against `ctx` before its value.
     fn items_len_checked(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
         self.measure::<true>(ctx)
-    }
-
-    /// Write the property block (length prefix included) that [`Self::items_len`] measured and
-    /// checked for `ctx`: only the properties `ctx` may carry can be set, so only those are
-    /// looked at (decided at compile time where `ctx` is a constant).
-    #[inline(always)]
-    pub(crate) fn write_block(&self, block: Block, ctx: PropertyContext, w: &mut Writer<'_>) {
-        w.varint(u32::try_from(block.len).unwrap_or(u32::MAX));
-        if block.is_empty() {
-            return;
-        }
-        let allowed = |id: u8| is_allowed(id, ctx);
-        if let (true, Some(v)) = (
-            allowed(PropertyId::PAYLOAD_FORMAT_INDICATOR),
-            self.payload_format_indicator,
-        ) {
-            let v = match v {
-                PayloadFormat::Unspecified => 0,
-                PayloadFormat::Utf8 => 1,
-            };
-            w.array([PropertyId::PAYLOAD_FORMAT_INDICATOR, v]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::MESSAGE_EXPIRY_INTERVAL),
-            self.message_expiry_interval,
-        ) {
-            let [a, b, c, d] = v.to_be_bytes();
-            w.array([PropertyId::MESSAGE_EXPIRY_INTERVAL, a, b, c, d]);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::CONTENT_TYPE), self.content_type) {
-            w.u8(PropertyId::CONTENT_TYPE);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::RESPONSE_TOPIC), self.response_topic) {
-            w.u8(PropertyId::RESPONSE_TOPIC);
-            w.str(v.as_str());
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::CORRELATION_DATA), self.correlation_data) {
-            w.u8(PropertyId::CORRELATION_DATA);
-            w.binary(v);
-        }
-        if allowed(PropertyId::SUBSCRIPTION_IDENTIFIER) {
-            for_items!(self.subscription_identifiers, |ids| {
-                for v in ids {
-                    w.u8(PropertyId::SUBSCRIPTION_IDENTIFIER);
-                    w.varint(v);
-                }
-            });
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::SESSION_EXPIRY_INTERVAL),
-            self.session_expiry_interval,
-        ) {
-            let [a, b, c, d] = v.to_be_bytes();
-            w.array([PropertyId::SESSION_EXPIRY_INTERVAL, a, b, c, d]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::ASSIGNED_CLIENT_IDENTIFIER),
-            self.assigned_client_identifier,
-        ) {
-            w.u8(PropertyId::ASSIGNED_CLIENT_IDENTIFIER);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::SERVER_KEEP_ALIVE),
-            self.server_keep_alive,
-        ) {
-            let [a, b] = v.to_be_bytes();
-            w.array([PropertyId::SERVER_KEEP_ALIVE, a, b]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_METHOD),
-            self.authentication_method,
-        ) {
-            w.u8(PropertyId::AUTHENTICATION_METHOD);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::AUTHENTICATION_DATA),
-            self.authentication_data,
-        ) {
-            w.u8(PropertyId::AUTHENTICATION_DATA);
-            w.binary(v);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::REQUEST_PROBLEM_INFORMATION),
-            self.request_problem_information,
-        ) {
-            w.array([PropertyId::REQUEST_PROBLEM_INFORMATION, u8::from(v)]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::WILL_DELAY_INTERVAL),
-            self.will_delay_interval,
-        ) {
-            let [a, b, c, d] = v.to_be_bytes();
-            w.array([PropertyId::WILL_DELAY_INTERVAL, a, b, c, d]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::REQUEST_RESPONSE_INFORMATION),
-            self.request_response_information,
-        ) {
-            w.array([PropertyId::REQUEST_RESPONSE_INFORMATION, u8::from(v)]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::RESPONSE_INFORMATION),
-            self.response_information,
-        ) {
-            w.u8(PropertyId::RESPONSE_INFORMATION);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::SERVER_REFERENCE), self.server_reference) {
-            w.u8(PropertyId::SERVER_REFERENCE);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::REASON_STRING), self.reason_string) {
-            w.u8(PropertyId::REASON_STRING);
-            w.str(v);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::RECEIVE_MAXIMUM), self.receive_maximum) {
-            let [a, b] = v.get().to_be_bytes();
-            w.array([PropertyId::RECEIVE_MAXIMUM, a, b]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::TOPIC_ALIAS_MAXIMUM),
-            self.topic_alias_maximum,
-        ) {
-            let [a, b] = v.to_be_bytes();
-            w.array([PropertyId::TOPIC_ALIAS_MAXIMUM, a, b]);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::TOPIC_ALIAS), self.topic_alias) {
-            let [a, b] = v.get().to_be_bytes();
-            w.array([PropertyId::TOPIC_ALIAS, a, b]);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::MAXIMUM_QOS), self.maximum_qos) {
-            w.array([PropertyId::MAXIMUM_QOS, v.bits()]);
-        }
-        if let (true, Some(v)) = (allowed(PropertyId::RETAIN_AVAILABLE), self.retain_available) {
-            w.array([PropertyId::RETAIN_AVAILABLE, u8::from(v)]);
-        }
-        if allowed(PropertyId::USER_PROPERTY) {
-            for_items!(self.user_properties, |users| {
-                for (k, v) in users {
-                    w.u8(PropertyId::USER_PROPERTY);
-                    w.str(k);
-                    w.str(v);
-                }
-            });
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::MAXIMUM_PACKET_SIZE),
-            self.maximum_packet_size,
-        ) {
-            let [a, b, c, d] = v.get().to_be_bytes();
-            w.array([PropertyId::MAXIMUM_PACKET_SIZE, a, b, c, d]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE),
-            self.wildcard_subscription_available,
-        ) {
-            w.array([PropertyId::WILDCARD_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE),
-            self.subscription_identifier_available,
-        ) {
-            w.array([PropertyId::SUBSCRIPTION_IDENTIFIER_AVAILABLE, u8::from(v)]);
-        }
-        if let (true, Some(v)) = (
-            allowed(PropertyId::SHARED_SUBSCRIPTION_AVAILABLE),
-            self.shared_subscription_available,
-        ) {
-            w.array([PropertyId::SHARED_SUBSCRIPTION_AVAILABLE, u8::from(v)]);
-        }
     }
 }
 
@@ -1255,6 +1320,52 @@ pub(crate) fn block_len(block: Block) -> Result<usize, EncodeError> {
         .filter(|&l| l <= VARINT_MAX)
         .ok_or(EncodeError::PacketTooLarge)?;
     Ok(block.len.saturating_add(varint_len(len)))
+}
+
+/// Read properties from a validated block until one with `want` is found; return its value bytes.
+/// (Every property identifier defined is below 128: in a validated block, each takes one byte.)
+fn next_property<'a>(rest: &mut &'a [u8], want: u8) -> Option<&'a [u8]> {
+    while let Some((&id, after_id)) = rest.split_first() {
+        *rest = skip_value(after_id, id).ok()?;
+        if id == want {
+            return Some(after_id);
+        }
+    }
+    None
+}
+
+impl crate::list::sealed::Sealed for UserProperty<'_> {}
+impl<'a> crate::list::ListItem<'a> for UserProperty<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::USER_PROPERTY)?;
+        let (value, k) = utf8_prevalidated(value)?;
+        let (_, v) = utf8_prevalidated(value)?;
+        Some((k, v))
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        loop {
+            let (&id, after_id) = rest.as_bytes().split_first()?;
+            if id == PropertyId::USER_PROPERTY {
+                let (k, after) = next_text_field(rest.get(1..)?)?;
+                let (v, after) = next_text_field(after)?;
+                *rest = after;
+                return Some((k, v));
+            }
+            // Another property between two user properties: skip it (the byte after any
+            // property is an identifier, below 128, so a character boundary).
+            let after_value = skip_value(after_id, id).ok()?;
+            *rest = rest.get(rest.len().checked_sub(after_value.len())?..)?;
+        }
+    }
+}
+
+impl crate::list::sealed::Sealed for u32 {}
+impl<'a> crate::list::ListItem<'a> for u32 {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let value = next_property(rest, PropertyId::SUBSCRIPTION_IDENTIFIER)?;
+        varint(value).ok().map(|(_, v)| v)
+    }
 }
 
 #[cfg(test)]
@@ -1593,6 +1704,76 @@ mod tests {
             ..NO_PROPERTIES
         };
         assert_eq!(p.items_len(sub), Err(EncodeError::FieldTooLong));
+    }
+
+    /// The table gives the rules the hand-written matches gave before it (§2.2.2.2, table 2-4,
+    /// and each packet's property list), for every identifier in every context.
+    #[test]
+    fn table_matches_the_specification() {
+        const fn allowed_reference(id: u8, ctx: PropertyContext) -> bool {
+            use PacketType::*;
+            use PropertyContext::{Packet, Will};
+            match id {
+                0x01 | 0x02 | 0x03 | 0x08 | 0x09 => matches!(ctx, Packet(Publish) | Will),
+                0x0B => matches!(ctx, Packet(Publish) | Packet(Subscribe)),
+                0x11 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Disconnect)),
+                0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => {
+                    matches!(ctx, Packet(ConnAck))
+                }
+                0x15 | 0x16 => matches!(ctx, Packet(Connect) | Packet(ConnAck) | Packet(Auth)),
+                0x17 | 0x19 => matches!(ctx, Packet(Connect)),
+                0x18 => matches!(ctx, Will),
+                0x1C => matches!(ctx, Packet(ConnAck) | Packet(Disconnect)),
+                0x1F => matches!(
+                    ctx,
+                    Packet(ConnAck)
+                        | Packet(PubAck)
+                        | Packet(PubRec)
+                        | Packet(PubRel)
+                        | Packet(PubComp)
+                        | Packet(SubAck)
+                        | Packet(UnsubAck)
+                        | Packet(Disconnect)
+                        | Packet(Auth)
+                ),
+                0x21 | 0x22 | 0x27 => matches!(ctx, Packet(Connect) | Packet(ConnAck)),
+                0x23 => matches!(ctx, Packet(Publish)),
+                0x26 => !matches!(ctx, Packet(PingReq) | Packet(PingResp)),
+                _ => false,
+            }
+        }
+        fn type_reference(id: u8) -> Option<ValueType> {
+            use ValueType::*;
+            Some(match id {
+                0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => Byte,
+                0x13 | 0x21 | 0x22 | 0x23 => U16,
+                0x02 | 0x11 | 0x18 | 0x27 => U32,
+                0x0B => Varint,
+                0x03 | 0x08 | 0x12 | 0x15 | 0x1A | 0x1C | 0x1F => Utf8,
+                0x09 | 0x16 => Binary,
+                0x26 => Pair,
+                _ => return None,
+            })
+        }
+        let mut contexts = std::vec![PropertyContext::Will];
+        for nibble in 1..=15 {
+            contexts.push(PropertyContext::Packet(
+                PacketType::from_nibble(nibble).unwrap(),
+            ));
+        }
+        let mut defined = 0;
+        for id in 0..=255u8 {
+            assert_eq!(value_type(id), type_reference(id), "{id:#x}");
+            defined += usize::from(value_type(id).is_some());
+            for &ctx in &contexts {
+                assert_eq!(
+                    is_allowed(id, ctx),
+                    allowed_reference(id, ctx),
+                    "{id:#x} in {ctx:?}"
+                );
+            }
+        }
+        assert_eq!(defined, 27);
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! PUBLISH (§3.3): an application message.
 
-use crate::ProtocolVersion;
 use crate::data::{
     PacketId, QoS, Writer, copy_into, copy_payload, frame_lengths, packet_buf, packet_id,
     plain_written, split_header, start_packet, str_len, utf8_scanned,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicName;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// QoS together with the packet identifier it requires: a QoS 0 PUBLISH has none
 /// (`[MQTT-2.3.1-5]`), QoS 1 and 2 have a non-zero one.

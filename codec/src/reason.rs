@@ -6,8 +6,7 @@
 
 use core::fmt;
 
-use crate::ProtocolVersion;
-use crate::header::PacketType;
+use crate::wire::{PacketType, ProtocolVersion};
 
 /// A reason code or 3.1.1 return code.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

@@ -3,8 +3,7 @@
 //! chooses its capacity at compile time and nothing allocates.
 
 use crate::error::DecodeError;
-use crate::packet::{Packet, decode};
-use crate::{DecodeOptions, Status};
+use crate::packet::{DecodeOptions, Packet, Status, decode};
 
 /// Reassembles packets from a byte stream in a buffer of `N` bytes.
 ///
@@ -42,7 +41,7 @@ impl<const N: usize> StreamDecoder<N> {
     }
 
     /// Change the protocol version (after CONNECT names it).
-    pub fn set_version(&mut self, version: crate::ProtocolVersion) {
+    pub fn set_version(&mut self, version: crate::wire::ProtocolVersion) {
         self.options.version = version;
     }
 

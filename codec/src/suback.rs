@@ -1,13 +1,13 @@
 //! SUBACK (§3.9) and UNSUBACK (§3.11): a packet identifier and one reason code per filter.
 //! A 3.1.1 UNSUBACK carries no codes.
 
-use crate::ProtocolVersion;
 use crate::data::{PacketId, Writer, packet_id};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::list::{List, for_items};
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::reason::ReasonCode;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// A SUBACK or UNSUBACK (which one is the [`crate::Packet`] variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,5 +110,14 @@ impl SubAck<'_> {
                 w.u8(code.0);
             }
         });
+    }
+}
+
+impl crate::list::sealed::Sealed for ReasonCode {}
+impl<'a> crate::list::ListItem<'a> for ReasonCode {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (first, tail) = rest.split_first()?;
+        *rest = tail;
+        Some(ReasonCode(*first))
     }
 }

@@ -1,17 +1,17 @@
 //! SUBSCRIBE (§3.8): a list of topic filters with their subscription options.
 
-use crate::ProtocolVersion;
 use crate::data::{
     PacketId, QoS, Writer, copy_into, packet_id, put_field, put_varint, start_packet, str_len, u8_,
-    utf8,
+    utf8, utf8_prevalidated,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::list::{List, for_items, next_text_field};
 use crate::properties::{
     Block, Properties, PropertyContext, PropertyId, block_len, parse_properties,
 };
 use crate::topic::{SHARE_PREFIX, TopicFilter};
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// Retain Handling (5.0 §3.8.3.1): whether retained messages are sent when subscribing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -522,6 +522,29 @@ fn check_shared_for_v5(filter: &str, no_local: bool) -> Result<(), EncodeError> 
         Err(_) => Err(EncodeError::InvalidValue),
         Ok(Some(_)) if no_local => Err(EncodeError::InvalidValue),
         Ok(_) => Ok(()),
+    }
+}
+
+impl crate::list::sealed::Sealed for Subscription<'_> {}
+impl<'a> crate::list::ListItem<'a> for Subscription<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (after, filter) = utf8_prevalidated(rest)?;
+        let (after, options) = u8_(after).ok()?;
+        *rest = after;
+        Some(Subscription {
+            filter: TopicFilter::prevalidated(filter),
+            options: SubscriptionOptions::from_byte_unchecked(options),
+        })
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        let (filter, after) = next_text_field(rest)?;
+        let (&options, _) = after.as_bytes().split_first()?;
+        *rest = after.get(1..)?;
+        Some(Subscription {
+            filter: TopicFilter::prevalidated(filter),
+            options: SubscriptionOptions::from_byte_unchecked(options),
+        })
     }
 }
 

@@ -1,12 +1,12 @@
 //! UNSUBSCRIBE (§3.10): a list of topic filters to remove.
 
-use crate::ProtocolVersion;
-use crate::data::{PacketId, Writer, packet_id, str_len, utf8};
+use crate::data::{PacketId, Writer, packet_id, str_len, utf8, utf8_prevalidated};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::PacketType;
 use crate::list::{List, for_items, next_text_field};
 use crate::properties::{Block, Properties, PropertyContext, block_len, parse_properties};
 use crate::topic::TopicFilter;
+use crate::wire::PacketType;
+use crate::wire::ProtocolVersion;
 
 /// An UNSUBSCRIBE packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,5 +109,20 @@ impl Unsubscribe<'_> {
                 w.str(f.as_str());
             }
         });
+    }
+}
+
+impl crate::list::sealed::Sealed for TopicFilter<'_> {}
+impl<'a> crate::list::ListItem<'a> for TopicFilter<'a> {
+    fn next_from_wire(rest: &mut &'a [u8]) -> Option<Self> {
+        let (after, filter) = utf8_prevalidated(rest)?;
+        *rest = after;
+        Some(TopicFilter::prevalidated(filter))
+    }
+
+    fn next_from_text(rest: &mut &'a str) -> Option<Self> {
+        let (filter, after) = next_text_field(rest)?;
+        *rest = after;
+        Some(TopicFilter::prevalidated(filter))
     }
 }
