@@ -46,3 +46,40 @@ impl Broker {
         .min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::core::Broker;
+
+    #[test]
+    fn poll_timeout_names_the_next_deadline() {
+        let config = Config {
+            sys_interval: 0,
+            connect_timeout: 10,
+            ..Config::for_tests()
+        };
+        let mut b = Broker::new(config, 0);
+        assert_eq!(b.poll_timeout(), None, "nothing scheduled");
+        let peer = "127.0.0.1:50000".parse().unwrap();
+        let (_, outbox) = b.connection_opened(peer, 1883, 1_000).unwrap();
+        assert_eq!(b.poll_timeout(), Some(11_000), "the connect timeout");
+        b.handle_timeout(10_999);
+        assert!(!outbox.is_closed(), "not due yet");
+        b.handle_timeout(11_000);
+        assert!(outbox.is_closed(), "closed at its deadline");
+        assert_eq!(b.poll_timeout(), None);
+    }
+
+    #[test]
+    fn poll_timeout_includes_sys_interval() {
+        let config = Config {
+            sys_interval: 5,
+            ..Config::for_tests()
+        };
+        let mut b = Broker::new(config, 0);
+        assert_eq!(b.poll_timeout(), Some(0), "$SYS is due at start");
+        b.handle_timeout(0);
+        assert_eq!(b.poll_timeout(), Some(5_000));
+    }
+}

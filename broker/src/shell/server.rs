@@ -19,8 +19,14 @@ use super::executor::worker;
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
 
-/// How often the core's clock advances (keep-alive, connect timeout and `$SYS` resolution).
-const TICK: Duration = Duration::from_millis(250);
+/// The timer runs the core's timers ([`Broker::handle_timeout`]) when [`Broker::poll_timeout`]
+/// says, but at most this often: keep-alive deadlines of many connections are spread over
+/// time, and each run looks at every connection, so they are batched (a deadline is met at most
+/// this late).
+const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
+/// ... and at least this often: a deadline set by an input after the timer went to sleep is at
+/// least a second away (every MQTT interval is in whole seconds), so it is never missed.
+const MAX_TIMER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State shared by the shell's tasks.
 #[derive(Debug)]
@@ -218,7 +224,7 @@ impl Server {
                 weak,
             ))
             .detach();
-        executor.spawn(ticker(Arc::clone(&shared))).detach();
+        executor.spawn(timer(Arc::clone(&shared))).detach();
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -295,7 +301,7 @@ impl ServerHandle {
         log::info!("wren-broker shutting down.");
         self.shared.with_core(None, Broker::shutdown);
         // Let the writers flush what the connections had queued (the handle, the accept loop
-        // and the ticker hold the other three references).
+        // and the timer hold the other three references).
         // Hibernating connections are revived to flush theirs first.
         let deadline = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline
@@ -317,11 +323,20 @@ impl Drop for ServerHandle {
     }
 }
 
-async fn ticker(shared: Arc<Shared>) {
+/// Drive the core's timers: run what is due, then sleep until the next deadline, within
+/// [`MIN_TIMER_INTERVAL`] and [`MAX_TIMER_INTERVAL`].
+async fn timer(shared: Arc<Shared>) {
     loop {
-        Timer::after(TICK).await;
         let now = shared.now_ms();
-        shared.with_core(None, |b| b.handle_timeout(now));
+        let next = shared.with_core(None, |b| {
+            b.handle_timeout(now);
+            b.poll_timeout()
+        });
+        let wait = next.map_or(MAX_TIMER_INTERVAL, |at| {
+            Duration::from_millis(at.saturating_sub(now))
+                .clamp(MIN_TIMER_INTERVAL, MAX_TIMER_INTERVAL)
+        });
+        Timer::after(wait).await;
     }
 }
 
