@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use wren_broker::{Config, Server};
 
-/// Wren MQTT 3.1.1 broker.
+/// Wren MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
 #[derive(Debug, Parser)]
 #[command(name = "wren-broker", version, about)]
 struct Cli {

@@ -93,10 +93,10 @@ pub struct Broker {
     sub_ids: Vec<u32>,
     /// Connections to close once the current event is handled (found while borrowed).
     to_close: Vec<(ConnId, CloseReason)>,
-    /// Hibernating connections that were given an outbox again (see [`Broker::take_woken`]).
+    /// Hibernating connections that were given an outbox again ([`Event::Woken`]).
     woken: Vec<(ConnId, Outbox)>,
     /// Backpressure: the congested outboxes the current event's messages went to (see
-    /// [`Broker::take_congested`]).
+    /// [`Event::Congested`]).
     congested: Vec<Outbox>,
     /// Disconnected sessions with a finite expiry, by expiry time.
     expiring: ExpiryQueue,
@@ -352,7 +352,7 @@ impl Broker {
 
     /// The socket of `conn` reached EOF or failed at `now_ms`. The will delay and the session
     /// expiry count from then ([MQTT-3.1.2-8], [MQTT-3.1.3-9]), not from the last packet or
-    /// timeout the broker saw, which may be a tick interval older.
+    /// timeout the broker saw, which may be a timer interval older.
     pub fn connection_lost(&mut self, conn: ConnId, now_ms: u64) {
         self.input(now_ms, |b| b.close(conn, CloseReason::ConnectionLost));
     }
