@@ -14,6 +14,7 @@ use super::message::{Delivery, Message, Out};
 use super::outbox::{Outbox, Room};
 use super::session::{Inflight, OutgoingState, Queued, Session};
 use super::sys::Stats;
+use crate::config::Config;
 
 /// The output item delivering `message` on connection `c`: 5.0 connections get the message's
 /// Subscription Identifiers, remaining expiry and an outbound Topic Alias (if assigned).
@@ -76,14 +77,31 @@ pub(super) fn drop_message(stats: &mut Stats, session: &mut Session) {
 /// connections to close, the hibernating connections woken. Borrowed apart from the [`Broker`]
 /// so that a session and its connection can be borrowed at the same time.
 pub(super) struct Wire<'a> {
-    pub(super) stats: &'a mut Stats,
-    pub(super) to_close: &'a mut Vec<(ConnId, CloseReason)>,
-    pub(super) woken: &'a mut Vec<(ConnId, Outbox)>,
-    pub(super) max_outgoing_bytes: usize,
-    pub(super) now_ms: u64,
+    stats: &'a mut Stats,
+    to_close: &'a mut Vec<(ConnId, CloseReason)>,
+    woken: &'a mut Vec<(ConnId, Outbox)>,
+    max_outgoing_bytes: usize,
+    now_ms: u64,
 }
 
-impl Wire<'_> {
+impl<'a> Wire<'a> {
+    /// The wire of a broker whose fields are borrowed apart.
+    pub(super) fn new(
+        stats: &'a mut Stats,
+        to_close: &'a mut Vec<(ConnId, CloseReason)>,
+        woken: &'a mut Vec<(ConnId, Outbox)>,
+        config: &Config,
+        now_ms: u64,
+    ) -> Self {
+        Wire {
+            stats,
+            to_close,
+            woken,
+            max_outgoing_bytes: config.max_outgoing_bytes,
+            now_ms,
+        }
+    }
+
     /// Queue `out` on a connection, counting it; a queue past its hard limit closes the
     /// connection.
     pub(super) fn push(&mut self, c: &mut Connection, out: Out) {
@@ -241,13 +259,13 @@ impl Broker {
             return self.enqueue(sid, message, send);
         }
         session.dropping = false;
-        let mut wire = Wire {
-            stats: &mut self.stats,
-            to_close: &mut self.to_close,
-            woken: &mut self.woken,
-            max_outgoing_bytes: self.config.max_outgoing_bytes,
-            now_ms: now,
-        };
+        let mut wire = Wire::new(
+            &mut self.stats,
+            &mut self.to_close,
+            &mut self.woken,
+            &self.config,
+            now,
+        );
         wire.publish(session, c, message, send);
     }
 
@@ -318,13 +336,13 @@ impl Broker {
         let Some(c) = session.conn.and_then(|id| self.conns.get_mut(&id)) else {
             return;
         };
-        let mut wire = Wire {
-            stats: &mut self.stats,
-            to_close: &mut self.to_close,
-            woken: &mut self.woken,
-            max_outgoing_bytes: self.config.max_outgoing_bytes,
-            now_ms: now,
-        };
+        let mut wire = Wire::new(
+            &mut self.stats,
+            &mut self.to_close,
+            &mut self.woken,
+            &self.config,
+            now,
+        );
         while session.delivery().inflight.len() < session.inflight_max {
             // (Checked first so that a session with nothing queued allocates nothing here.)
             if session.delivery().queued.is_empty() {

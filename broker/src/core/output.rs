@@ -30,14 +30,14 @@ impl Broker {
                 );
                 return;
             }
-            let mut wire = Wire {
-                stats: &mut self.stats,
-                to_close: &mut self.to_close,
-                woken: &mut self.woken,
-                max_outgoing_bytes: self.config.max_outgoing_bytes,
-                now_ms: self.now_ms,
-            };
-            wire.push(c, out);
+            Wire::new(
+                &mut self.stats,
+                &mut self.to_close,
+                &mut self.woken,
+                &self.config,
+                self.now_ms,
+            )
+            .push(c, out);
         }
     }
 
