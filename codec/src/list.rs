@@ -143,6 +143,7 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
     }
 
     /// Whether there are no items.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         if let Repr::Items(items) = self.repr {
             return items.is_empty();
