@@ -80,6 +80,23 @@ impl Sent {
         }
     }
 
+    /// The packet without the properties tests rarely pin down: a CONNACK's and a DISCONNECT's
+    /// Reason String (a PUBLISH keeps its own).
+    pub fn without_properties(self) -> Sent {
+        match self {
+            Sent::ConnAck {
+                session_present,
+                code,
+                ..
+            } => Sent::connack(session_present, code),
+            Sent::Disconnect { code, .. } => Sent::Disconnect {
+                code,
+                reason_string: None,
+            },
+            other => other,
+        }
+    }
+
     /// The PUBLISH, if this is one.
     pub fn publication(&self) -> Option<&Publication> {
         match self {
