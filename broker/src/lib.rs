@@ -38,6 +38,8 @@
 mod config;
 mod core;
 mod shell;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use config::Config;
 pub use core::{

@@ -47,12 +47,12 @@ fn qos2_duplicate_before_pubrel_is_delivered_once() {
     sub.subscribe("once", RQoS::ExactlyOnce);
     let (mut p, _) = Raw::connect(addr, "raw-pub", true, 30);
     p.publish("once", b"1", QosPid::ExactlyOnce(pid(7)), false);
-    assert_eq!(p.recv(), Some(P::PubRec(7)));
+    assert_eq!(p.recv(), Some(Sent::PubRec(7, 0)));
     // The "retransmission" (DUP would be set by a real client; the id is what matters).
     p.publish("once", b"1", QosPid::ExactlyOnce(pid(7)), false);
-    assert_eq!(p.recv(), Some(P::PubRec(7)));
+    assert_eq!(p.recv(), Some(Sent::PubRec(7, 0)));
     p.ack(Packet::PubRel(Ack::new(pid(7))));
-    assert_eq!(p.recv(), Some(P::PubComp(7)));
+    assert_eq!(p.recv(), Some(Sent::PubComp(7, 0)));
     assert_eq!(&sub.next_publish().payload[..], b"1");
     assert!(sub.next_publish_within(QUIET).is_none(), "exactly once");
 }
@@ -97,51 +97,55 @@ fn unacknowledged_publish_is_redelivered_with_dup_after_reconnect() {
     let broker = start(|_| {});
     let addr = broker.local_addr();
     let (mut s, ack) = Raw::connect(addr, "flaky", false, 30);
-    assert_eq!(ack, P::ConnAck(false, 0));
-    assert_eq!(s.subscribe("r/#", QoS::ExactlyOnce), P::SubAck(1, vec![2]));
+    assert_eq!(ack, Sent::connack(false, 0));
+    assert_eq!(
+        s.subscribe("r/#", QoS::ExactlyOnce),
+        Sent::SubAck(1, vec![2])
+    );
     let (mut p, _) = Raw::connect(addr, "pub", true, 30);
     p.publish("r/1", b"one", QosPid::AtLeastOnce(pid(1)), false);
     p.publish("r/2", b"two", QosPid::ExactlyOnce(pid(2)), false);
     let first = s.recv().unwrap();
     let second = s.recv().unwrap();
-    let P::Publish {
+    let Sent::Publish(Publication {
         dup: false,
         pid: pid1,
         ..
-    } = first.clone()
+    }) = first.clone()
     else {
         panic!("{first:?}")
     };
-    let P::Publish {
+    let Sent::Publish(Publication {
         dup: false,
         pid: pid2,
         qos: 2,
         ..
-    } = second.clone()
+    }) = second.clone()
     else {
         panic!("{second:?}")
     };
     // Acknowledge the QoS 2 message's first step only, then drop without acking the QoS 1.
     s.ack(Packet::PubRec(Ack::new(pid(pid2))));
-    assert_eq!(s.recv(), Some(P::PubRel(pid2)));
+    assert_eq!(s.recv(), Some(Sent::PubRel(pid2, 0)));
     drop(s);
     std::thread::sleep(Duration::from_millis(200));
     let (mut s, ack) = Raw::connect(addr, "flaky", false, 30);
-    assert_eq!(ack, P::ConnAck(true, 0));
+    assert_eq!(ack, Sent::connack(true, 0));
     assert_eq!(
         s.recv(),
-        Some(P::Publish {
+        Some(Sent::Publish(Publication {
             topic: "r/1".into(),
             payload: b"one".to_vec(),
             qos: 1,
             pid: pid1,
             dup: true,
-            retain: false
-        })
+            retain: false,
+            ..Publication::default()
+        }))
     );
     assert_eq!(
         s.recv(),
-        Some(P::PubRel(pid2)),
+        Some(Sent::PubRel(pid2, 0)),
         "PUBREL re-sent for PUBREC'd message"
     );
     s.puback(pid1);
@@ -196,7 +200,7 @@ fn keep_alive_timeout_disconnects_and_publishes_will() {
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(600));
         c.send(&Packet::PingReq);
-        assert_eq!(c.recv(), Some(P::PingResp));
+        assert_eq!(c.recv(), Some(Sent::PingResp));
     }
 }
 
@@ -242,15 +246,20 @@ fn takeover_closes_old_connection() {
     let (watch, _) = Mq::connect(addr, "watcher", true);
     watch.subscribe("w", RQoS::AtMostOnce);
     let (mut old, _) = Raw::connect_with(addr, "same-id", false, 30, Some(("w", b"old will")));
-    assert_eq!(old.subscribe("t", QoS::AtLeastOnce), P::SubAck(1, vec![1]));
+    assert_eq!(
+        old.subscribe("t", QoS::AtLeastOnce),
+        Sent::SubAck(1, vec![1])
+    );
     let (mut new, ack) = Raw::connect(addr, "same-id", false, 30);
-    assert_eq!(ack, P::ConnAck(true, 0));
+    assert_eq!(ack, Sent::connack(true, 0));
     assert!(old.is_closed());
     assert_eq!(&watch.next_publish().payload[..], b"old will");
     // The session (with its subscription) moved to the new connection.
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     p.publish("t", b"to new", QosPid::AtMostOnce, false);
-    assert!(matches!(new.recv(), Some(P::Publish { payload, .. }) if payload == b"to new"));
+    assert!(
+        matches!(new.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"to new")
+    );
     assert_eq!(broker.connected_clients(), 3);
 }
 
@@ -265,7 +274,7 @@ fn dollar_topics() {
     sys.subscribe("$SYS/broker/uptime", QoS::AtMostOnce);
     let up = sys.recv_within(Duration::from_secs(3));
     assert!(
-        matches!(&up, Some(P::Publish { topic, payload, .. })
+        matches!(&up, Some(Sent::Publish(Publication { topic, payload, .. }))
             if topic == "$SYS/broker/uptime" && payload.ends_with(b" seconds")),
         "{up:?}"
     );
@@ -277,7 +286,7 @@ fn dollar_topics() {
         QosPid::AtLeastOnce(pid(1)),
         true,
     );
-    assert_eq!(p.recv(), Some(P::PubAck(1)));
+    assert_eq!(p.recv(), Some(Sent::PubAck(1, 0)));
     p.publish("$custom/x", b"forged", QosPid::AtMostOnce, false);
     assert_eq!(
         all.recv_within(Duration::from_millis(1500)),
@@ -286,7 +295,7 @@ fn dollar_topics() {
     );
     let next = sys.recv_within(Duration::from_secs(3));
     assert!(
-        matches!(&next, Some(P::Publish { payload, .. }) if payload != b"forged"),
+        matches!(&next, Some(Sent::Publish(Publication { payload, .. })) if payload != b"forged"),
         "{next:?}"
     );
     broker_still_works(addr);
@@ -355,12 +364,21 @@ fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     s.subscribe("a/#", QoS::AtMostOnce);
     s.subscribe("a/+", QoS::ExactlyOnce);
     // Re-subscribing replaces the QoS.
-    assert_eq!(s.subscribe("a/b", QoS::AtMostOnce), P::SubAck(1, vec![0]));
-    assert_eq!(s.subscribe("a/b", QoS::AtLeastOnce), P::SubAck(1, vec![1]));
+    assert_eq!(
+        s.subscribe("a/b", QoS::AtMostOnce),
+        Sent::SubAck(1, vec![0])
+    );
+    assert_eq!(
+        s.subscribe("a/b", QoS::AtLeastOnce),
+        Sent::SubAck(1, vec![1])
+    );
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     p.publish("a/b", b"x", QosPid::ExactlyOnce(pid(3)), false);
     let got = s.recv().unwrap();
-    assert!(matches!(got, P::Publish { qos: 2, .. }), "{got:?}");
+    assert!(
+        matches!(got, Sent::Publish(Publication { qos: 2, .. })),
+        "{got:?}"
+    );
     assert_eq!(s.recv_within(QUIET), None, "once");
     // Unsubscribe.
     let filters = [
@@ -372,10 +390,10 @@ fn overlapping_subscriptions_deliver_once_at_highest_qos() {
         properties: wren_codec::NO_PROPERTIES,
         filters: wren_codec::List::new(&filters),
     }));
-    assert_eq!(s.recv(), Some(P::UnsubAck(5)));
+    assert_eq!(s.recv(), Some(Sent::UnsubAck(5, vec![])));
     p.publish("a/b", b"y", QosPid::AtMostOnce, false);
     assert!(
-        matches!(s.recv(), Some(P::Publish { qos: 0, .. })),
+        matches!(s.recv(), Some(Sent::Publish(Publication { qos: 0, .. }))),
         "a/b at QoS 1 remains"
     );
     p.publish("a/c", b"z", QosPid::AtMostOnce, false);
@@ -387,17 +405,21 @@ fn client_id_rules() {
     let broker = start(|_| {});
     let addr = broker.local_addr();
     let (mut c, ack) = Raw::connect(addr, "", false, 30);
-    assert_eq!(ack, P::ConnAck(false, 2), "empty id without clean session");
+    assert_eq!(
+        ack,
+        Sent::connack(false, 2),
+        "empty id without clean session"
+    );
     assert!(c.is_closed());
     let (_c, ack) = Raw::connect(addr, "", true, 30);
-    assert_eq!(ack, P::ConnAck(false, 0), "assigned an id");
+    assert_eq!(ack, Sent::connack(false, 0), "assigned an id");
     // A 3.1 (MQIsdp) CONNECT.
     let mut c = Raw::tcp(addr);
     c.write(&[
         0x10, 0x12, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02, 0x00, 0x1e, 0x00,
         0x04, b'v', b'3', b'1', b'!',
     ]);
-    assert_eq!(c.recv(), Some(P::ConnAck(false, 0)));
+    assert_eq!(c.recv(), Some(Sent::connack(false, 0)));
     assert_eq!(broker.connected_clients(), 2);
 }
 
@@ -410,7 +432,7 @@ fn unacceptable_protocol_level() {
         0x10, 0x0e, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x1e, 0x00, 0x02, b'i',
         b'd',
     ]);
-    assert_eq!(c.recv(), Some(P::ConnAck(false, 1)));
+    assert_eq!(c.recv(), Some(Sent::connack(false, 1)));
     assert!(c.is_closed());
 }
 
@@ -454,7 +476,9 @@ fn malformed_packets_close_only_that_connection() {
     }
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     p.publish("ok", b"fine", QosPid::AtMostOnce, false);
-    assert!(matches!(bystander.recv(), Some(P::Publish { payload, .. }) if payload == b"fine"));
+    assert!(
+        matches!(bystander.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"fine")
+    );
 }
 
 #[test]
@@ -490,7 +514,9 @@ fn oversize_packet_refused_from_its_header() {
     s.subscribe("t", QoS::AtMostOnce);
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     p.publish("t", &[7u8; 1000], QosPid::AtMostOnce, false);
-    assert!(matches!(s.recv(), Some(P::Publish { payload, .. }) if payload.len() == 1000));
+    assert!(
+        matches!(s.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload.len() == 1000)
+    );
 }
 
 #[test]
@@ -525,11 +551,11 @@ fn inflight_window_and_queue_limits() {
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     for i in 1..=8u16 {
         p.publish("w", &[i as u8], QosPid::AtLeastOnce(pid(i)), false);
-        assert_eq!(p.recv(), Some(P::PubAck(i)));
+        assert_eq!(p.recv(), Some(Sent::PubAck(i, 0)));
     }
     // 2 in flight, 3 queued, 3 dropped.
     let mut got = Vec::new();
-    while let Some(P::Publish { payload, pid, .. }) = s.recv_within(QUIET) {
+    while let Some(Sent::Publish(Publication { payload, pid, .. })) = s.recv_within(QUIET) {
         got.push(payload[0]);
         s.puback(pid);
     }
@@ -553,7 +579,7 @@ fn stuck_subscriber_does_not_grow_memory() {
         p.publish("flood", &payload, QosPid::AtMostOnce, false);
     }
     p.send(&Packet::PingReq);
-    assert_eq!(p.recv_within(Duration::from_secs(10)), Some(P::PingResp));
+    assert_eq!(p.recv_within(Duration::from_secs(10)), Some(Sent::PingResp));
     assert!(broker.stats().publish_dropped > 0, "{:?}", broker.stats());
     broker_still_works(addr);
 }
@@ -588,7 +614,7 @@ fn flood(
         p.send(&Packet::PingReq);
         loop {
             match p.recv_within(Duration::from_secs(30)) {
-                Some(P::PingResp) => return t0.elapsed(),
+                Some(Sent::PingResp) => return t0.elapsed(),
                 Some(_) => {}
                 None => panic!("no PINGRESP"),
             }
@@ -601,9 +627,9 @@ fn receive_numbered(s: &mut Raw, n: u32) -> Vec<u32> {
     let mut got = Vec::new();
     while got.len() < n as usize {
         match s.recv_within(Duration::from_secs(3)) {
-            Some(P::Publish {
+            Some(Sent::Publish(Publication {
                 payload, qos, pid, ..
-            }) => {
+            })) => {
                 got.push(u32::from_be_bytes(payload[..4].try_into().unwrap()));
                 if qos == 1 {
                     s.puback(pid);
@@ -761,11 +787,11 @@ fn hibernating_connections_wake_for_messages_timeouts_hang_ups_and_takeover() {
     let (mut sub, _) = Raw::connect(addr, "sub", true, 30);
     assert!(matches!(
         sub.subscribe("h/#", QoS::AtLeastOnce),
-        P::SubAck(..)
+        Sent::SubAck(..)
     ));
     std::thread::sleep(Duration::from_millis(100));
     sub.send(&Packet::PingReq);
-    assert_eq!(sub.recv(), Some(P::PingResp));
+    assert_eq!(sub.recv(), Some(Sent::PingResp));
     let (mut sleepy, _) = Raw::connect_with(addr, "sleepy", true, 1, Some(("h/will", b"ka")));
     let (hang_up, _) = Raw::connect_with(addr, "hang-up", true, 30, Some(("h/will", b"eof")));
     let (mut twin, _) = Raw::connect(addr, "twin", true, 30);
@@ -774,13 +800,13 @@ fn hibernating_connections_wake_for_messages_timeouts_hang_ups_and_takeover() {
     let (publisher, _) = Mq::connect(addr, "pub", true);
     publisher.publish("h/x", RQoS::AtLeastOnce, false, b"hello");
     match sub.recv() {
-        Some(P::Publish {
+        Some(Sent::Publish(Publication {
             topic,
             payload,
             qos: 1,
             pid,
             ..
-        }) => {
+        })) => {
             assert_eq!((topic.as_str(), &payload[..]), ("h/x", &b"hello"[..]));
             sub.puback(pid);
         }
@@ -788,13 +814,17 @@ fn hibernating_connections_wake_for_messages_timeouts_hang_ups_and_takeover() {
     }
     // Its socket closing wakes it: the will goes out.
     drop(hang_up);
-    assert!(matches!(sub.recv(), Some(P::Publish { payload, .. }) if payload == b"eof"));
+    assert!(
+        matches!(sub.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"eof")
+    );
     // The keep-alive runs out while it hibernates: closed, will published.
     assert!(sleepy.closed_within(Duration::from_secs(4)));
-    assert!(matches!(sub.recv(), Some(P::Publish { payload, .. }) if payload == b"ka"));
+    assert!(
+        matches!(sub.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"ka")
+    );
     // Takeover of a hibernating connection closes it.
     let (mut twin2, connack) = Raw::connect(addr, "twin", true, 30);
-    assert!(matches!(connack, P::ConnAck(false, 0)));
+    assert_eq!(connack, Sent::connack(false, 0));
     assert!(twin.closed_within(WAIT));
     // Shutdown closes hibernating connections too (the new twin hibernates once connected).
     wait_hibernating(&broker, 1);
@@ -811,7 +841,7 @@ fn hibernation_off_keeps_every_connection_live() {
     std::thread::sleep(QUIET);
     assert_eq!(broker.hibernating_connections(), 0);
     c.send(&Packet::PingReq);
-    assert_eq!(c.recv(), Some(P::PingResp));
+    assert_eq!(c.recv(), Some(Sent::PingResp));
 }
 
 /// A client's packets are handled in the order they reach the broker, across connections, also
@@ -835,7 +865,7 @@ fn subscribe_from_a_hibernating_client_is_not_overtaken_by_a_later_publish() {
         let (mut publ, _) = Raw::connect(addr, &format!("order-pub-{round}"), true, 30);
         assert!(matches!(
             publ.subscribe("order/elsewhere", QoS::AtMostOnce),
-            P::SubAck(..)
+            Sent::SubAck(..)
         ));
         let (mut sub, _) = Raw::connect(addr, &format!("order-sub-{round}"), true, 30);
         wait_hibernating(&broker, 1);
@@ -850,9 +880,11 @@ fn subscribe_from_a_hibernating_client_is_not_overtaken_by_a_later_publish() {
             subscriptions: wren_codec::List::new(&subs),
         }));
         publ.publish(&topic, b"after the subscribe", QosPid::AtMostOnce, false);
-        assert!(matches!(sub.recv(), Some(P::SubAck(..))));
+        assert!(matches!(sub.recv(), Some(Sent::SubAck(..))));
         match sub.recv_within(Duration::from_secs(2)) {
-            Some(P::Publish { payload, .. }) => assert_eq!(payload, b"after the subscribe"),
+            Some(Sent::Publish(Publication { payload, .. })) => {
+                assert_eq!(payload, b"after the subscribe")
+            }
             other => panic!("round {round}: the PUBLISH sent after the SUBSCRIBE: {other:?}"),
         }
         drop((sub, publ));

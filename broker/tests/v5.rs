@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Sent;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -18,9 +20,8 @@ use rumqttc::v5::mqttbytes::v5::{
 use rumqttc::v5::{Client, Event, MqttOptions};
 use wren_broker::HmacChallenge;
 use wren_codec::{
-    Auth, Connect, DecodeOptions, Packet, PacketId, PayloadFormat, ProtocolVersion, Publish, QoS,
-    QosPid, ReasonCode, Status, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
-    TopicName, Unsubscribe, decode,
+    Auth, Connect, Packet, PacketId, PayloadFormat, ProtocolVersion, Publish, QoS, QosPid,
+    ReasonCode, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
     properties::{NO_PROPERTIES, Properties},
 };
 
@@ -215,22 +216,10 @@ fn v5_shared_subscription_round_robin_and_session_expiry() {
 // Raw 5.0 client
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, PartialEq, Eq)]
-enum R {
-    ConnAck(u8),
-    Publish(String, Vec<u8>, Option<u16>),
-    PubAck(u16, u8),
-    PubRec(u16, u8),
-    SubAck(Vec<u8>),
-    UnsubAck(Vec<u8>),
-    Disconnect(u8, Option<String>),
-    Auth(u8, Vec<u8>),
-    Other(String),
-}
-
+/// A raw 5.0 client; the harness decodes what it reads ([`common::Incoming`]).
 struct Raw5 {
     stream: TcpStream,
-    buf: Vec<u8>,
+    incoming: common::Incoming,
 }
 
 fn pid(v: u16) -> PacketId {
@@ -238,12 +227,12 @@ fn pid(v: u16) -> PacketId {
 }
 
 impl Raw5 {
-    fn open(addr: SocketAddr, id: &str, properties: Properties<'_>) -> (Raw5, R) {
+    fn open(addr: SocketAddr, id: &str, properties: Properties<'_>) -> (Raw5, Sent) {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
         let mut raw = Raw5 {
             stream,
-            buf: Vec::new(),
+            incoming: common::Incoming::new(ProtocolVersion::V5),
         };
         raw.send(&Packet::Connect(Connect {
             protocol: ProtocolVersion::V5,
@@ -261,7 +250,7 @@ impl Raw5 {
 
     fn connect(addr: SocketAddr, id: &str) -> Raw5 {
         let (raw, ack) = Self::open(addr, id, NO_PROPERTIES);
-        assert_eq!(ack, R::ConnAck(0));
+        assert!(matches!(ack, Sent::ConnAck { code: 0, .. }), "{ack:?}");
         raw
     }
 
@@ -282,7 +271,7 @@ impl Raw5 {
         }));
     }
 
-    fn subscribe(&mut self, filter: &str) -> R {
+    fn subscribe(&mut self, filter: &str) -> Sent {
         let subs = [Subscription {
             filter: TopicFilter::new(filter).unwrap(),
             options: SubscriptionOptions::qos(QoS::AtLeastOnce),
@@ -295,47 +284,10 @@ impl Raw5 {
         self.recv().expect("SUBACK")
     }
 
-    fn parse(&mut self) -> Option<R> {
-        let (r, used) = match decode(&self.buf, DecodeOptions::new(ProtocolVersion::V5)) {
-            Ok(Status::Complete(d)) => (
-                match d.packet {
-                    Packet::ConnAck(c) => R::ConnAck(c.code.0),
-                    Packet::Publish(p) => R::Publish(
-                        p.topic.as_str().into(),
-                        p.payload.to_vec(),
-                        p.properties.topic_alias.map(|a| a.get()),
-                    ),
-                    Packet::PubAck(a) => R::PubAck(a.packet_id.get(), a.reason_code.0),
-                    Packet::PubRec(a) => R::PubRec(a.packet_id.get(), a.reason_code.0),
-                    Packet::SubAck(s) => R::SubAck(s.reason_codes.iter().map(|c| c.0).collect()),
-                    Packet::UnsubAck(s) => {
-                        R::UnsubAck(s.reason_codes.iter().map(|c| c.0).collect())
-                    }
-                    Packet::Disconnect(d) => {
-                        R::Disconnect(d.reason_code.0, d.properties.reason_string.map(Into::into))
-                    }
-                    Packet::Auth(a) => R::Auth(
-                        a.reason_code.0,
-                        a.properties
-                            .authentication_data
-                            .unwrap_or_default()
-                            .to_vec(),
-                    ),
-                    other => R::Other(format!("{other:?}")),
-                },
-                d.consumed,
-            ),
-            Ok(Status::Partial(_)) => return None,
-            Err(e) => panic!("broker sent undecodable 5.0 bytes: {e}"),
-        };
-        self.buf.drain(..used);
-        Some(r)
-    }
-
-    fn recv(&mut self) -> Option<R> {
+    fn recv(&mut self) -> Option<Sent> {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Some(p) = self.parse() {
+            if let Some(p) = self.incoming.next() {
                 return Some(p);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -346,7 +298,7 @@ impl Raw5 {
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.incoming.extend(&chunk[..n]),
             }
         }
     }
@@ -355,7 +307,7 @@ impl Raw5 {
     fn disconnect_reason(&mut self) -> u8 {
         loop {
             match self.recv() {
-                Some(R::Disconnect(code, _)) => {
+                Some(Sent::Disconnect { code, .. }) => {
                     assert!(self.recv().is_none(), "closed after DISCONNECT");
                     return code;
                 }
@@ -379,7 +331,7 @@ fn raw_v5_ack_reason_codes() {
     );
     assert_eq!(
         c.recv(),
-        Some(R::PubAck(1, 0x10)),
+        Some(Sent::PubAck(1, 0x10)),
         "No matching subscribers"
     );
     c.publish(
@@ -388,23 +340,27 @@ fn raw_v5_ack_reason_codes() {
         QosPid::ExactlyOnce(pid(2)),
         NO_PROPERTIES,
     );
-    assert_eq!(c.recv(), Some(R::PubRec(2, 0x10)));
+    assert_eq!(c.recv(), Some(Sent::PubRec(2, 0x10)));
     let utf8 = Properties {
         payload_format_indicator: Some(PayloadFormat::Utf8),
         ..NO_PROPERTIES
     };
     c.publish("a", b"\xc3\x28", QosPid::AtLeastOnce(pid(3)), utf8);
-    assert_eq!(c.recv(), Some(R::PubAck(3, 0x99)), "Payload format invalid");
+    assert_eq!(
+        c.recv(),
+        Some(Sent::PubAck(3, 0x99)),
+        "Payload format invalid"
+    );
     let filters = [TopicFilter::new("never/subscribed").unwrap()];
     c.send(&Packet::Unsubscribe(Unsubscribe {
         packet_id: pid(4),
         properties: NO_PROPERTIES,
         filters: wren_codec::List::new(&filters),
     }));
-    assert_eq!(c.recv(), Some(R::UnsubAck(vec![0x11])));
+    assert_eq!(c.recv(), Some(Sent::UnsubAck(4, vec![0x11])));
     // A filter deeper than 200 levels: Topic Filter invalid.
     let deep = vec!["a"; 201].join("/");
-    assert_eq!(c.subscribe(&deep), R::SubAck(vec![0x8F]));
+    assert_eq!(c.subscribe(&deep), Sent::SubAck(1, vec![0x8F]));
     c.publish("a", b"\xff", QosPid::AtMostOnce, utf8);
     assert_eq!(c.disconnect_reason(), 0x99);
     // An invalid share name is refused by the codec when decoding (the codec will not encode
@@ -456,7 +412,7 @@ fn raw_v5_server_disconnect_reasons() {
     // More unreleased QoS 2 than Receive Maximum 1.
     let mut c = Raw5::connect(addr, "greedy");
     c.publish("t", b"1", QosPid::ExactlyOnce(pid(1)), NO_PROPERTIES);
-    assert_eq!(c.recv(), Some(R::PubRec(1, 0x10)));
+    assert_eq!(c.recv(), Some(Sent::PubRec(1, 0x10)));
     c.publish("t", b"2", QosPid::ExactlyOnce(pid(2)), NO_PROPERTIES);
     assert_eq!(c.disconnect_reason(), 0x93);
     // Packet larger than the broker's Maximum Packet Size.
@@ -481,7 +437,10 @@ fn raw_v5_server_disconnect_reasons() {
     }));
     assert_eq!(
         c.recv(),
-        Some(R::Disconnect(0x82, Some("protocol error".into())))
+        Some(Sent::Disconnect {
+            code: 0x82,
+            reason_string: Some("protocol error".into())
+        })
     );
     // Session taken over.
     let mut old = Raw5::connect(addr, "taken");
@@ -489,7 +448,7 @@ fn raw_v5_server_disconnect_reasons() {
     assert_eq!(old.disconnect_reason(), 0x8E);
     // Inbound alias round trip works for a well-behaved client.
     let mut s = Raw5::connect(addr, "alias-sub");
-    assert_eq!(s.subscribe("long/name"), R::SubAck(vec![1]));
+    assert_eq!(s.subscribe("long/name"), Sent::SubAck(1, vec![1]));
     let mut p = Raw5::connect(addr, "alias-pub");
     p.publish("long/name", b"1", QosPid::AtMostOnce, alias(1));
     p.send(&Packet::Publish(Publish {
@@ -501,12 +460,20 @@ fn raw_v5_server_disconnect_reasons() {
         payload: b"2",
     }));
     assert_eq!(
-        s.recv(),
-        Some(R::Publish("long/name".into(), b"1".to_vec(), None))
+        s.recv().as_ref().and_then(Sent::publication).map(|p| (
+            p.topic.as_str(),
+            &p.payload[..],
+            p.topic_alias
+        )),
+        Some(("long/name", &b"1"[..], None))
     );
     assert_eq!(
-        s.recv(),
-        Some(R::Publish("long/name".into(), b"2".to_vec(), None))
+        s.recv().as_ref().and_then(Sent::publication).map(|p| (
+            p.topic.as_str(),
+            &p.payload[..],
+            p.topic_alias
+        )),
+        Some(("long/name", &b"2"[..], None))
     );
 }
 
@@ -528,11 +495,11 @@ fn raw_v5_enhanced_authentication() {
     let (_, ack) = Raw5::open(addr, "nope", props("SCRAM-SHA-1", b""));
     assert_eq!(
         ack,
-        R::ConnAck(0x8C),
+        Sent::connack(false, 0x8C),
         "unknown method: Bad authentication method"
     );
     let (mut c, first) = Raw5::open(addr, "alice-1", props(HmacChallenge::METHOD, b"alice"));
-    let R::Auth(0x18, nonce) = first else {
+    let Sent::Auth(0x18, nonce) = first else {
         panic!("{first:?}")
     };
     let answer = HmacChallenge::respond(b"secret", &nonce);
@@ -544,13 +511,17 @@ fn raw_v5_enhanced_authentication() {
             ..NO_PROPERTIES
         },
     }));
-    assert_eq!(c.recv(), Some(R::ConnAck(0)));
+    let ack = c.recv();
+    assert!(
+        matches!(ack, Some(Sent::ConnAck { code: 0, .. })),
+        "{ack:?}"
+    );
     // Re-authentication.
     c.send(&Packet::Auth(Auth {
         reason_code: ReasonCode::RE_AUTHENTICATE,
         properties: props(HmacChallenge::METHOD, b"alice"),
     }));
-    let Some(R::Auth(0x18, nonce)) = c.recv() else {
+    let Some(Sent::Auth(0x18, nonce)) = c.recv() else {
         panic!()
     };
     let answer = HmacChallenge::respond(b"secret", &nonce);
@@ -562,10 +533,10 @@ fn raw_v5_enhanced_authentication() {
             ..NO_PROPERTIES
         },
     }));
-    assert_eq!(c.recv(), Some(R::Auth(0, vec![])));
+    assert_eq!(c.recv(), Some(Sent::Auth(0, vec![])));
     // Wrong secret: CONNACK 0x87.
     let (mut c, first) = Raw5::open(addr, "alice-2", props(HmacChallenge::METHOD, b"alice"));
-    let R::Auth(0x18, nonce) = first else {
+    let Sent::Auth(0x18, nonce) = first else {
         panic!("{first:?}")
     };
     let answer = HmacChallenge::respond(b"guess", &nonce);
@@ -577,7 +548,7 @@ fn raw_v5_enhanced_authentication() {
             ..NO_PROPERTIES
         },
     }));
-    assert_eq!(c.recv(), Some(R::ConnAck(0x87)));
+    assert_eq!(c.recv(), Some(Sent::connack(false, 0x87)));
     assert_eq!(c.recv(), None, "closed");
 }
 
@@ -596,7 +567,7 @@ fn raw_v5_authentication_users_from_config() {
             ..NO_PROPERTIES
         },
     );
-    let R::Auth(0x18, nonce) = first else {
+    let Sent::Auth(0x18, nonce) = first else {
         panic!("{first:?}")
     };
     let answer = HmacChallenge::respond(b"pw", &nonce);
@@ -608,5 +579,9 @@ fn raw_v5_authentication_users_from_config() {
             ..NO_PROPERTIES
         },
     }));
-    assert_eq!(c.recv(), Some(R::ConnAck(0)));
+    let ack = c.recv();
+    assert!(
+        matches!(ack, Some(Sent::ConnAck { code: 0, .. })),
+        "{ack:?}"
+    );
 }

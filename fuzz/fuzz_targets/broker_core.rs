@@ -14,70 +14,26 @@
 //! `$share`, UNSUBSCRIBE, DISCONNECT with session expiry or will, AUTH, PUBREL), so sequences
 //! reach the 5.0 paths that random bytes rarely would. Every packet sent to a client that set a
 //! Maximum Packet Size must respect it.
+//!
+//! The core is driven by the broker's test harness, `wren_broker::testing::Driver`, which
+//! decodes bytes as the shell does, absorbs the core's events as the shell does and checks, on
+//! every drain, that the output decodes in the connection's version within the client's Maximum
+//! Packet Size; on every event, that a woken connection was hibernating, that hibernating
+//! connections' old outboxes get nothing and that congestion is reported only on live outboxes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
-use wren_broker::{Broker, Config, ConnId, Event, Framing, HmacChallenge, Outbox};
+use wren_broker::testing::Driver;
+use wren_broker::{Config, ConnId, HmacChallenge};
 use wren_codec::{
-    Ack, Auth, Connect, DecodeOptions, Disconnect, List, Packet, PacketId, PayloadFormat,
-    ProtocolVersion, Publish, QoS, QosPid, ReasonCode, RetainHandling, Status, Subscribe,
-    Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will, decode,
+    Ack, Auth, Connect, Disconnect, List, Packet, PacketId, PayloadFormat, ProtocolVersion,
+    Publish, QoS, QosPid, ReasonCode, RetainHandling, Subscribe, Subscription, SubscriptionOptions,
+    TopicFilter, TopicName, Unsubscribe, Will,
     properties::{NO_PROPERTIES, Properties},
 };
-
-struct Conn {
-    id: ConnId,
-    outbox: Outbox,
-    /// Decoded as the shell decodes (the CONNECT switch included).
-    framing: Framing,
-    /// The version the broker answers in: the first CONNECT's.
-    answer_version: Option<ProtocolVersion>,
-    pending: Vec<u8>,
-    open: bool,
-    /// The Maximum Packet Size the client announced (5.0).
-    max_in: Option<u32>,
-    /// Hibernating, as the shell does it: the core gave up `outbox`, which must get nothing
-    /// more; a socket event (`Broker::wake`) or the core (`Event::Woken` from `Broker::poll_event`) brings a new one.
-    hibernating: bool,
-}
-
-/// What the shell does whenever it releases the core: hibernating connections the core has
-/// something for (or closed) get their new outbox; the congested outboxes a publisher would wait
-/// for are live connections' outboxes.
-fn absorb_woken(broker: &mut Broker, conns: &mut [Conn]) {
-    while let Some(event) = broker.poll_event() {
-        match event {
-            Event::Woken { conn: id, outbox } => {
-                let c = conns
-                    .iter_mut()
-                    .find(|c| c.id == id)
-                    .expect("woken connection exists");
-                assert!(c.hibernating, "woken but not hibernating: {id:?}");
-                assert_eq!(
-                    c.outbox.queued_bytes(),
-                    0,
-                    "old outbox used while hibernating"
-                );
-                c.outbox = outbox;
-                c.hibernating = false;
-            }
-            Event::Congested(o) => assert!(
-                o.is_closed() || conns.iter().any(|c| !c.hibernating && c.outbox.same(&o)),
-                "congestion reported on an outbox no live connection has"
-            ),
-        }
-    }
-    for c in conns.iter().filter(|c| c.hibernating) {
-        assert_eq!(
-            c.outbox.queued_bytes(),
-            0,
-            "old outbox used while hibernating"
-        );
-    }
-}
 
 const MAX_PACKET: u32 = 4096;
 
@@ -96,77 +52,8 @@ fn config() -> Config {
     }
 }
 
-/// Feed bytes to a connection the way the shell does.
-fn feed(broker: &mut Broker, c: &mut Conn, bytes: &[u8], now: u64) {
-    if c.hibernating {
-        // Bytes on a hibernating socket: the shell revives the connection first.
-        c.outbox = broker
-            .wake(c.id)
-            .expect("a hibernating connection is known");
-        c.hibernating = false;
-    }
-    if !c.open {
-        return;
-    }
-    c.pending.extend_from_slice(bytes);
-    let mut used = 0;
-    while let Some(rest) = c.pending.get(used..).filter(|r| !r.is_empty()) {
-        match c.framing.decode(rest) {
-            Ok(Status::Complete(d)) => {
-                if let Packet::Connect(connect) = &d.packet {
-                    c.answer_version.get_or_insert(connect.protocol);
-                }
-                broker.packet_received(c.id, &d.packet, d.consumed, now);
-                used += d.consumed;
-                if c.outbox.is_closed() {
-                    c.open = false;
-                    return;
-                }
-            }
-            Ok(Status::Partial(_)) => break,
-            Err(e) => {
-                broker.decode_failed(c.id, e, now);
-                c.open = false;
-                return;
-            }
-        }
-    }
-    c.pending.drain(..used);
-}
-
-/// Everything the broker sent must decode, packet by packet, in the connection's version.
-fn check_output(c: &Conn) {
-    let mut out = Vec::new();
-    c.outbox.drain_into(&mut out);
-    let version = c.answer_version.unwrap_or(ProtocolVersion::V311);
-    let mut rest = &out[..];
-    while !rest.is_empty() {
-        match decode(rest, DecodeOptions::new(version)) {
-            Ok(Status::Complete(d)) => {
-                if let Some(max) = c.max_in {
-                    assert!(
-                        d.consumed <= max as usize,
-                        "packet of {} bytes to a client with Maximum Packet Size {max}",
-                        d.consumed
-                    );
-                }
-                rest = &rest[d.consumed..]
-            }
-            other => panic!("broker sent invalid bytes ({version:?}): {other:?} in {out:?}"),
-        }
-    }
-}
-
-/// Encode `p` as 5.0 and feed it to the connection.
-fn feed_packet(broker: &mut Broker, c: &mut Conn, p: &Packet<'_>, now: u64) {
-    let mut buf = vec![0u8; p.encoded_len(ProtocolVersion::V5).unwrap_or(0)];
-    if let Ok(n) = p.encode(ProtocolVersion::V5, &mut buf) {
-        feed(broker, c, &buf[..n], now);
-    }
-}
-
 /// A 5.0 CONNECT whose properties come from `arg` and `extra`.
-fn connect_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
+fn connect_v5(t: &mut Driver, c: ConnId, arg: u8, extra: u8) {
     let ids = ["a", "b", "c", ""];
     let will_props = Properties {
         will_delay_interval: Some(u32::from(extra & 0x03)),
@@ -206,12 +93,12 @@ fn connect_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
         password: None,
         properties,
     });
-    c.max_in = max_in;
-    feed_packet(broker, c, &connect, now);
+    // The driver holds the output to the CONNECT's Maximum Packet Size.
+    t.send_encoded(c, connect);
 }
 
 /// A well-formed 5.0 packet chosen by `arg` and `extra`.
-fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
+fn packet_v5(t: &mut Driver, c: ConnId, arg: u8, extra: u8) {
     let topics = ["t", "t/a", "will/t", "$SYS/x"];
     let filters = ["t", "t/+", "#", "$share/g/t/#", "$share/h/+", "will/#"];
     let pid = PacketId::new(u16::from(extra % 4) + 1).expect("pid");
@@ -247,7 +134,7 @@ fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
                     b"payload"
                 },
             });
-            feed_packet(broker, c, &p, now);
+            t.send_encoded(c, p);
         }
         3 | 4 => {
             let subs = [Subscription {
@@ -277,7 +164,7 @@ fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
                 },
                 subscriptions: List::new(&subs),
             });
-            feed_packet(broker, c, &p, now);
+            t.send_encoded(c, p);
         }
         5 => {
             let f = [TopicFilter::new(filters[usize::from(extra) % filters.len()]).expect("f")];
@@ -286,7 +173,7 @@ fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
                 properties: NO_PROPERTIES,
                 filters: List::new(&f),
             });
-            feed_packet(broker, c, &p, now);
+            t.send_encoded(c, p);
         }
         6 => {
             let p = match arg & 0x03 {
@@ -295,7 +182,7 @@ fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
                 2 => Packet::PubRec(Ack::new(pid)),
                 _ => Packet::PubComp(Ack::new(pid)),
             };
-            feed_packet(broker, c, &p, now);
+            t.send_encoded(c, p);
         }
         _ => {
             let p = if arg & 0x10 != 0 {
@@ -328,40 +215,35 @@ fn packet_v5(broker: &mut Broker, c: &mut Conn, arg: u8, extra: u8, now: u64) {
                     },
                 })
             };
-            feed_packet(broker, c, &p, now);
+            t.send_encoded(c, p);
         }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut broker = Broker::new(config(), 0);
-    broker.add_authenticator(Arc::new(HmacChallenge::new().user("user", b"secret")));
-    let mut conns: Vec<Conn> = Vec::new();
-    let mut now = 0u64;
+    let mut t = Driver::new(config());
+    t.broker
+        .add_authenticator(Arc::new(HmacChallenge::new().user("user", b"secret")));
     let mut input = data;
     let mut take = |n: usize| -> &[u8] {
         let (head, tail) = input.split_at(n.min(input.len()));
         input = tail;
         head
     };
+    // The connection an operand picks, among those opened so far.
+    let pick = |t: &Driver, sel: u8| -> Option<ConnId> {
+        let clients = t.clients();
+        clients
+            .get(usize::from(sel) % clients.len().max(1))
+            .map(|c| c.id)
+    };
     while let [op] = take(1) {
         let op = *op;
         let arg = take(1).first().copied().unwrap_or(0);
         match op % 8 {
             0 => {
-                let peer = "127.0.0.1:40000".parse().expect("address");
-                let Some((id, outbox)) = broker.connection_opened(peer, 1883, now) else {
+                let Some(id) = t.open() else {
                     continue;
-                };
-                let mut c = Conn {
-                    id,
-                    outbox,
-                    framing: Framing::new(broker.config()),
-                    answer_version: None,
-                    pending: Vec::new(),
-                    open: true,
-                    max_in: None,
-                    hibernating: false,
                 };
                 if arg & 0x80 == 0 {
                     let ids = ["a", "b", "c", ""];
@@ -380,81 +262,61 @@ fuzz_target!(|data: &[u8]| {
                         password: None,
                         properties: NO_PROPERTIES,
                     });
-                    let mut buf = [0u8; 64];
-                    let n = connect.encode(protocol, &mut buf).expect("CONNECT encodes");
-                    feed(&mut broker, &mut c, &buf[..n], now);
+                    t.send_encoded(id, connect);
                 }
-                conns.push(c);
             }
             1 | 2 => {
                 let len = usize::from(take(1).first().copied().unwrap_or(0));
                 let chunk = take(len).to_vec();
-                let index = usize::from(arg) % conns.len().max(1);
-                if let Some(c) = conns.get_mut(index) {
-                    feed(&mut broker, c, &chunk, now);
+                if let Some(id) = pick(&t, arg) {
+                    t.feed(id, &chunk);
                 }
             }
             3 => {
-                now += u64::from(arg) * 50;
-                broker.handle_timeout(now);
+                let now = t.now + u64::from(arg) * 50;
+                t.tick(now);
             }
             4 => {
-                let index = usize::from(arg) % conns.len().max(1);
-                if let Some(c) = conns.get_mut(index) {
-                    broker.connection_lost(c.id, now);
-                    c.open = false;
+                if let Some(id) = pick(&t, arg) {
+                    t.lose(id);
                 }
             }
             5 => {
-                let index = usize::from(arg & 0x7f) % conns.len().max(1);
-                if let Some(c) = conns.get_mut(index) {
-                    if !c.hibernating {
-                        check_output(c);
+                if let Some(id) = pick(&t, arg & 0x7f) {
+                    if !t.client(id).hibernating {
+                        t.drain(id);
                         // Quiet now: hibernate, as the shell would.
-                        if arg & 0x80 != 0 && c.open && broker.hibernate(c.id) {
-                            c.hibernating = true;
+                        if arg & 0x80 != 0 && t.client(id).open {
+                            t.hibernate(id);
                         }
                     }
                 }
             }
             6 => {
                 let extra = take(1).first().copied().unwrap_or(0);
-                let peer = "127.0.0.1:40001".parse().expect("address");
-                let Some((id, outbox)) = broker.connection_opened(peer, 1883, now) else {
+                let Some(id) = t.open() else {
                     continue;
                 };
-                let mut c = Conn {
-                    id,
-                    outbox,
-                    framing: Framing::new(broker.config()),
-                    answer_version: Some(ProtocolVersion::V5),
-                    pending: Vec::new(),
-                    open: true,
-                    max_in: None,
-                    hibernating: false,
-                };
-                connect_v5(&mut broker, &mut c, arg, extra, now);
-                conns.push(c);
+                connect_v5(&mut t, id, arg, extra);
             }
             _ => {
                 let extra = take(1).first().copied().unwrap_or(0);
                 let sel = take(1).first().copied().unwrap_or(0);
-                let index = usize::from(sel) % conns.len().max(1);
-                if let Some(c) = conns.get_mut(index) {
-                    if c.answer_version == Some(ProtocolVersion::V5) {
-                        packet_v5(&mut broker, c, arg, extra, now);
+                if let Some(id) = pick(&t, sel) {
+                    if t.client(id).version == Some(ProtocolVersion::V5) {
+                        packet_v5(&mut t, id, arg, extra);
                     }
                 }
             }
         }
-        absorb_woken(&mut broker, &mut conns);
+        t.absorb();
     }
-    for c in &conns {
-        check_output(c);
+    let ids: Vec<ConnId> = t.clients().iter().map(|c| c.id).collect();
+    for &id in &ids {
+        t.drain(id);
     }
-    broker.shutdown();
-    absorb_woken(&mut broker, &mut conns);
-    for c in conns.iter().filter(|c| c.open) {
+    t.shutdown();
+    for c in t.clients().iter().filter(|c| c.open) {
         assert!(
             !c.hibernating,
             "shutdown wakes every hibernating connection"

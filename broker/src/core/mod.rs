@@ -45,8 +45,6 @@ mod will;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_v5;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

@@ -1,17 +1,20 @@
 //! Shared helpers for the integration tests: an in-process broker on an ephemeral loopback
-//! port, a `rumqttc` client wrapper, and a raw TCP client speaking through `wren-codec`.
+//! port, a `rumqttc` client wrapper, and a raw TCP client speaking through `wren-codec`, whose
+//! answers the core's test harness decodes (`wren_broker::testing`).
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+use wren_broker::testing::decode_sent;
+pub use wren_broker::testing::{Publication, Sent};
 use wren_broker::{Config, Server, ServerHandle};
 use wren_codec::{
-    Ack, Connect, DecodeOptions, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Status,
-    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will, decode,
-    properties::NO_PROPERTIES,
+    Ack, Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Subscribe, Subscription,
+    SubscriptionOptions, TopicFilter, TopicName, Will, properties::NO_PROPERTIES,
 };
 
 pub const WAIT: Duration = Duration::from_secs(3);
@@ -131,33 +134,41 @@ impl Mq {
 // Raw TCP + wren-codec
 // ---------------------------------------------------------------------------------------------
 
-/// An owned summary of a packet the broker sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum P {
-    ConnAck(bool, u8),
-    Publish {
-        topic: String,
-        payload: Vec<u8>,
-        qos: u8,
-        pid: u16,
-        dup: bool,
-        retain: bool,
-    },
-    PubAck(u16),
-    PubRec(u16),
-    PubRel(u16),
-    PubComp(u16),
-    SubAck(u16, Vec<u8>),
-    UnsubAck(u16),
-    PingResp,
-    /// A 5.0 DISCONNECT's reason code.
-    Disconnect(u8),
-    Other(String),
+/// The bytes read from the broker, decoded in `version` by the harness as packets complete.
+pub struct Incoming {
+    version: ProtocolVersion,
+    buf: Vec<u8>,
+    packets: VecDeque<Sent>,
+}
+
+impl Incoming {
+    pub fn new(version: ProtocolVersion) -> Incoming {
+        Incoming {
+            version,
+            buf: Vec::new(),
+            packets: VecDeque::new(),
+        }
+    }
+
+    /// Bytes read from the socket.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        let packets = decode_sent(&self.buf, self.version)
+            .unwrap_or_else(|e| panic!("broker sent bad bytes ({:?}): {e}", self.version));
+        let used: usize = packets.iter().map(|(_, len)| len).sum();
+        self.buf.drain(..used);
+        self.packets.extend(packets.into_iter().map(|(p, _)| p));
+    }
+
+    /// The next complete packet.
+    pub fn next(&mut self) -> Option<Sent> {
+        self.packets.pop_front()
+    }
 }
 
 pub struct Raw {
     pub stream: TcpStream,
-    buf: Vec<u8>,
+    incoming: Incoming,
     /// How packets are encoded and decoded (3.1.1 unless [`Raw::v5`]).
     version: ProtocolVersion,
 }
@@ -172,7 +183,7 @@ impl Raw {
         stream.set_nodelay(true).unwrap();
         Raw {
             stream,
-            buf: Vec::new(),
+            incoming: Incoming::new(ProtocolVersion::V311),
             version: ProtocolVersion::V311,
         }
     }
@@ -180,10 +191,11 @@ impl Raw {
     /// The same connection speaking 5.0 from now on (send a 5.0 CONNECT with [`Raw::send`]).
     pub fn v5(mut self) -> Raw {
         self.version = ProtocolVersion::V5;
+        self.incoming = Incoming::new(ProtocolVersion::V5);
         self
     }
 
-    pub fn connect(addr: SocketAddr, id: &str, clean: bool, keep_alive: u16) -> (Raw, P) {
+    pub fn connect(addr: SocketAddr, id: &str, clean: bool, keep_alive: u16) -> (Raw, Sent) {
         Self::connect_with(addr, id, clean, keep_alive, None)
     }
 
@@ -193,7 +205,7 @@ impl Raw {
         clean: bool,
         keep_alive: u16,
         will: Option<(&str, &[u8])>,
-    ) -> (Raw, P) {
+    ) -> (Raw, Sent) {
         let mut raw = Raw::tcp(addr);
         raw.send(&Packet::Connect(Connect {
             protocol: ProtocolVersion::V311,
@@ -226,7 +238,7 @@ impl Raw {
         self.write(&buf);
     }
 
-    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> P {
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Sent {
         let subs = [Subscription {
             filter: TopicFilter::new(filter).unwrap(),
             options: SubscriptionOptions::qos(qos),
@@ -258,47 +270,11 @@ impl Raw {
         self.send(&Packet::PubAck(Ack::new(pid(id))));
     }
 
-    fn parse(&mut self) -> Option<P> {
-        let opts = DecodeOptions::new(self.version);
-        let (p, used) = match decode(&self.buf, opts) {
-            Ok(Status::Complete(d)) => (
-                match d.packet {
-                    Packet::ConnAck(c) => P::ConnAck(c.session_present, c.code.0),
-                    Packet::Publish(p) => P::Publish {
-                        topic: p.topic.as_str().into(),
-                        payload: p.payload.to_vec(),
-                        qos: p.qos_pid.qos().bits(),
-                        pid: p.qos_pid.packet_id().map_or(0, |p| p.get()),
-                        dup: p.dup,
-                        retain: p.retain,
-                    },
-                    Packet::PubAck(a) => P::PubAck(a.packet_id.get()),
-                    Packet::PubRec(a) => P::PubRec(a.packet_id.get()),
-                    Packet::PubRel(a) => P::PubRel(a.packet_id.get()),
-                    Packet::PubComp(a) => P::PubComp(a.packet_id.get()),
-                    Packet::SubAck(s) => P::SubAck(
-                        s.packet_id.get(),
-                        s.reason_codes.iter().map(|c| c.0).collect(),
-                    ),
-                    Packet::UnsubAck(s) => P::UnsubAck(s.packet_id.get()),
-                    Packet::PingResp => P::PingResp,
-                    Packet::Disconnect(d) => P::Disconnect(d.reason_code.0),
-                    other => P::Other(format!("{other:?}")),
-                },
-                d.consumed,
-            ),
-            Ok(Status::Partial(_)) => return None,
-            Err(e) => panic!("broker sent undecodable bytes: {e}"),
-        };
-        self.buf.drain(..used);
-        Some(p)
-    }
-
     /// The next packet within `timeout`; `None` on timeout or close.
-    pub fn recv_within(&mut self, timeout: Duration) -> Option<P> {
+    pub fn recv_within(&mut self, timeout: Duration) -> Option<Sent> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(p) = self.parse() {
+            if let Some(p) = self.incoming.next() {
                 return Some(p);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -309,12 +285,12 @@ impl Raw {
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.incoming.extend(&chunk[..n]),
             }
         }
     }
 
-    pub fn recv(&mut self) -> Option<P> {
+    pub fn recv(&mut self) -> Option<Sent> {
         self.recv_within(WAIT)
     }
 
@@ -352,13 +328,15 @@ impl Raw {
 /// A client that proves the broker still serves others: connect, subscribe, publish, receive.
 pub fn broker_still_works(addr: SocketAddr) {
     let (mut c, ack) = Raw::connect(addr, "bystander-check", true, 30);
-    assert_eq!(ack, P::ConnAck(false, 0));
+    assert_eq!(ack, Sent::connack(false, 0));
     assert_eq!(
         c.subscribe("still/works", QoS::AtMostOnce),
-        P::SubAck(1, vec![0])
+        Sent::SubAck(1, vec![0])
     );
     c.publish("still/works", b"yes", QosPid::AtMostOnce, false);
-    assert!(matches!(c.recv(), Some(P::Publish { payload, .. }) if payload == b"yes"));
+    assert!(
+        matches!(c.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"yes")
+    );
 }
 
 /// An independent client's test script against a fresh broker: runs `program script PORT` in

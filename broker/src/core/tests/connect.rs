@@ -1,0 +1,265 @@
+//! CONNECT and CONNACK: session present, clean sessions, client ids, keep-alive limits,
+//! takeover, the connection limit, and the 5.0 CONNACK's capabilities.
+
+use super::{connack_properties, pid};
+use crate::assert_sent;
+use crate::config::Config;
+use crate::testing::{Driver, Sent, decode_all};
+use std::num::NonZeroU32;
+use wren_codec::properties::{NO_PROPERTIES, Properties};
+use wren_codec::*;
+
+#[test]
+fn connect_and_session_present() {
+    let mut t = Driver::for_tests();
+    let (c, out) = t.connect_with("a", false, 60, None);
+    assert_eq!(out, [Sent::connack(false, 0)]);
+    assert_eq!(t.broker.connected_clients(), 1);
+    t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+    assert_eq!(t.broker.connected_clients(), 0);
+    assert_eq!(t.broker.sessions().len(), 1, "persistent session kept");
+    let (_, out) = t.connect_with("a", false, 60, None);
+    assert_eq!(out, [Sent::connack(true, 0)]);
+    let (_, out) = t.connect_with("b", true, 60, None);
+    assert_eq!(out, [Sent::connack(false, 0)]);
+}
+
+#[test]
+fn clean_session_discards_state() {
+    let mut t = Driver::for_tests();
+    let c = t.connect("a", false);
+    t.subscribe(c, "x", QoS::AtLeastOnce);
+    t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+    let (c, out) = t.connect_with("a", true, 60, None);
+    assert_eq!(out, [Sent::connack(false, 0)], "clean connect: no session");
+    assert!(t.broker.subscriptions().is_empty());
+    t.send(c, Packet::Disconnect(Disconnect::NORMAL));
+    assert!(
+        t.broker.sessions().is_empty(),
+        "clean session ends with the connection"
+    );
+    assert!(t.is_closed(c));
+}
+
+#[test]
+fn client_id_rules() {
+    let mut t = Driver::for_tests();
+    let (c, out) = t.connect_with("", false, 60, None);
+    assert_eq!(out, [Sent::connack(false, 2)]);
+    assert!(t.is_closed(c));
+    let (c, out) = t.connect_with("", true, 60, None);
+    assert_eq!(out, [Sent::connack(false, 0)]);
+    assert!(!t.is_closed(c));
+    let (_, id) = t
+        .broker
+        .sessions()
+        .iter()
+        .next()
+        .map(|(i, s)| (*i, s.client_id.clone()))
+        .unwrap();
+    assert!(id.starts_with("auto-") && id.len() == 41, "{id}");
+    // 3.1: at most 23 bytes.
+    let c = t.open().unwrap();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V31,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: "012345678901234567890123",
+            will: None,
+            username: None,
+            password: None,
+            properties: NO_PROPERTIES,
+        }),
+    );
+    assert_eq!(t.drain(c), [Sent::connack(false, 2)]);
+}
+
+#[test]
+fn keepalive_above_maximum_is_refused() {
+    let mut t = Driver::for_tests_with(Config {
+        max_keepalive: 100,
+        ..Config::for_tests()
+    });
+    let (c, out) = t.connect_with("a", true, 101, None);
+    assert_eq!(out, [Sent::connack(false, 2)]);
+    assert!(t.is_closed(c));
+}
+
+#[test]
+fn takeover_closes_old_connection_and_keeps_session() {
+    let mut t = Driver::for_tests();
+    let c1 = t.connect("x", false);
+    t.subscribe(c1, "t", QoS::AtLeastOnce);
+    let (c2, out) = t.connect_with("x", false, 60, None);
+    assert!(t.is_closed(c1));
+    assert!(!t.is_closed(c2));
+    assert_eq!(out, [Sent::connack(true, 0)]);
+    assert_eq!(t.broker.connected_clients(), 1);
+    // The old connection's late EOF changes nothing.
+    t.lose(c1);
+    assert_eq!(t.broker.connected_clients(), 1);
+    assert_eq!(t.broker.subscriptions().len(), 1);
+}
+
+#[test]
+fn max_connections() {
+    let mut t = Driver::for_tests_with(Config {
+        max_connections: 1,
+        ..Config::for_tests()
+    });
+    let c = t.open().unwrap();
+    assert!(
+        t.broker
+            .connection_opened(Driver::peer(), 1883, 0)
+            .is_none()
+    );
+    t.lose(c);
+    assert!(
+        t.broker
+            .connection_opened(Driver::peer(), 1883, 0)
+            .is_some()
+    );
+}
+
+#[test]
+fn v5_basics() {
+    let mut t = Driver::for_tests();
+    let c = t.open().unwrap();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 30,
+            client_id: "",
+            will: None,
+            username: None,
+            password: None,
+            properties: NO_PROPERTIES,
+        }),
+    );
+    let out = t.drain(c);
+    assert_sent!(out, [Sent::ConnAck { code: 0, .. }]);
+    assert!(
+        connack_properties(&out)
+            .assigned_client_identifier
+            .as_ref()
+            .is_some_and(|id| id.starts_with("auto-"))
+    );
+    // A protocol violation gets DISCONNECT with a reason before the close.
+    t.send(c, Packet::PingResp);
+    assert_eq!(
+        t.drain(c),
+        [Sent::Disconnect {
+            code: ReasonCode::PROTOCOL_ERROR.0,
+            reason_string: Some("protocol error".into())
+        }]
+    );
+    assert!(t.is_closed(c));
+}
+
+#[test]
+fn connack_capabilities_server_keep_alive_and_response_information() {
+    let mut t = Driver::for_tests_with(Config {
+        max_keepalive: 100,
+        maximum_qos: 1,
+        retain_available: false,
+        shared_subscription_available: false,
+        response_information: "resp/".into(),
+        max_packet_size: 5000,
+        receive_maximum: 7,
+        topic_alias_maximum: 3,
+        ..Config::for_tests()
+    });
+    let c = t.open().unwrap();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 200,
+            client_id: "",
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties {
+                request_response_information: Some(true),
+                ..NO_PROPERTIES
+            },
+        }),
+    );
+    let out = t.drain(c);
+    assert_sent!(
+        out,
+        [Sent::ConnAck {
+            session_present: false,
+            code: 0,
+            ..
+        }],
+        "5.0: keep-alive above the maximum is not refused"
+    );
+    let p = connack_properties(&out);
+    assert!(
+        p.assigned_client_identifier
+            .as_ref()
+            .unwrap()
+            .starts_with("auto-")
+    );
+    assert_eq!(p.server_keep_alive, Some(100));
+    assert_eq!(p.receive_maximum, Some(7));
+    assert_eq!(p.maximum_qos, Some(1));
+    assert_eq!(p.topic_alias_maximum, Some(3));
+    assert_eq!(p.maximum_packet_size, Some(5000));
+    assert_eq!(p.response_information.as_deref(), Some("resp/"));
+    assert_eq!(p.retain_available, Some(false));
+    assert_eq!(p.shared_subscription_available, Some(false));
+    // Not requested: no Response Information.
+    let (_, out) = t.connect_v5_with("x", true, NO_PROPERTIES, None);
+    assert_eq!(connack_properties(&out).response_information, None);
+    // QoS 2 publish above Maximum QoS 1 → DISCONNECT 0x9B; retain → 0x9A.
+    let c = t.connect_v5("q");
+    t.publish(c, "t", b"x", QosPid::ExactlyOnce(pid(1)), false);
+    assert_sent!(t.drain(c), [Sent::Disconnect { code: 0x9B, .. }]);
+    let c = t.connect_v5("r");
+    t.publish_with(c, "t", b"x", QosPid::AtMostOnce, true, NO_PROPERTIES);
+    assert_sent!(t.drain(c), [Sent::Disconnect { code: 0x9A, .. }]);
+    // SUBACK grants at most Maximum QoS; shared refused with 0x9E.
+    let c = t.connect_v5("s");
+    assert_eq!(
+        t.subscribe(c, "a", QoS::ExactlyOnce),
+        [Sent::SubAck(1, vec![1])]
+    );
+    assert_eq!(
+        t.subscribe(c, "$share/g/a", QoS::AtMostOnce),
+        [Sent::SubAck(1, vec![0x9E])]
+    );
+}
+
+#[test]
+fn connack_fits_a_tiny_maximum_packet_size() {
+    // Found by the broker_core fuzz target: the full CONNACK (capabilities) is ~30 bytes.
+    let mut t = Driver::for_tests();
+    let c = t.open().unwrap();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "tiny",
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties {
+                maximum_packet_size: NonZeroU32::new(20),
+                ..NO_PROPERTIES
+            },
+        }),
+    );
+    let buf = t.drain_bytes(c);
+    assert!(buf.len() <= 20, "{} bytes", buf.len());
+    let out = decode_all(&buf, ProtocolVersion::V5).unwrap();
+    assert_sent!(out, [Sent::ConnAck { code: 0, .. }]);
+}
