@@ -2,7 +2,7 @@
 //! wren-broker, 3.1.1 and 5.0 (`tests/mqttjs/flows.js`: overlapping subscriptions at every QoS,
 //! retained messages replaced and deleted, will on a dropped socket and none after DISCONNECT,
 //! offline queueing for a persistent session, unsubscribe, `$` topics, 5.0 properties).
-//! Skipped (with a message) only if `node` cannot load `mqtt` from `tests/mqttjs/node_modules`;
+//! Fails, saying what to install, if `node` cannot load `mqtt` from `tests/mqttjs/node_modules`;
 //! CI installs Node.js and runs `npm ci` there.
 
 mod common;

@@ -2,7 +2,7 @@
 //! interoperability suite through wren-broker (`tests/paho/flows.py`: QoS 0/1/2, retained with
 //! wildcards and deletion, offline queueing, overlapping subscriptions, keep-alive and will,
 //! zero-length client id, `$` topics, unsubscribe, a 5.0 connection).
-//! Skipped (with a message) only if `python3` cannot import `paho.mqtt`; CI installs it.
+//! Fails, saying what to install, if `python3` cannot import `paho.mqtt`; CI installs it.
 
 mod common;
 

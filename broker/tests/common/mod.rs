@@ -341,8 +341,8 @@ pub fn broker_still_works(addr: SocketAddr) {
 
 /// An independent client's test script against a fresh broker: runs `program script PORT` in
 /// `dir` (relative to the crate) and checks that it exits 0 and printed `expect` (its count of
-/// passed checks, so a script that silently ran fewer fails). Skipped, with `hint`, when
-/// `program probe...` fails (the client is not installed).
+/// passed checks, so a script that silently ran fewer fails). Fails, naming `hint`, when
+/// `program probe...` fails (the client is not installed): a test never passes by skipping.
 pub fn run_client_script(
     program: &str,
     probe: &[&str],
@@ -358,10 +358,11 @@ pub fn run_client_script(
         .current_dir(&dir)
         .status()
         .is_ok_and(|s| s.success());
-    if !installed {
-        eprintln!("SKIPPED: {program} {} failed ({hint})", probe.join(" "));
-        return;
-    }
+    assert!(
+        installed,
+        "{program} {} failed: the client is not installed ({hint})",
+        probe.join(" ")
+    );
     let broker = start(|_| {});
     let out = Command::new(program)
         .arg(script)

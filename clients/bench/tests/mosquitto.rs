@@ -31,11 +31,11 @@ impl Drop for Mosquitto {
     }
 }
 
-fn start_mosquitto(tag: &str) -> Option<Mosquitto> {
-    if !Path::new(MOSQUITTO).exists() {
-        eprintln!("note: {MOSQUITTO} not installed; skipping");
-        return None;
-    }
+fn start_mosquitto(tag: &str) -> Mosquitto {
+    assert!(
+        Path::new(MOSQUITTO).exists(),
+        "{MOSQUITTO} not installed (apt-get install mosquitto; .ci/run installs it)"
+    );
     // mosquitto cannot listen on port 0: take a free ephemeral port and release it for it.
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -66,7 +66,7 @@ fn start_mosquitto(tag: &str) -> Option<Mosquitto> {
         assert!(Instant::now() < end, "mosquitto did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Some(m)
+    m
 }
 
 /// Run wren-bench against `m` and return its JSON lines.
@@ -113,9 +113,7 @@ fn num(line: &str, key: &str) -> f64 {
 
 #[test]
 fn fan_in_bounded_and_unbounded_deliver_everything() {
-    let Some(m) = start_mosquitto("fanin") else {
-        return;
-    };
+    let m = start_mosquitto("fanin");
     let lines = bench(
         &m,
         &[
@@ -145,9 +143,7 @@ fn fan_in_bounded_and_unbounded_deliver_everything() {
 
 #[test]
 fn fan_out_counts_deliveries_per_subscriber() {
-    let Some(m) = start_mosquitto("fanout") else {
-        return;
-    };
+    let m = start_mosquitto("fanout");
     let lines = bench(
         &m,
         &[
@@ -170,9 +166,7 @@ fn fan_out_counts_deliveries_per_subscriber() {
 
 #[test]
 fn qos1_completes_with_every_puback() {
-    let Some(m) = start_mosquitto("qos1") else {
-        return;
-    };
+    let m = start_mosquitto("qos1");
     let lines = bench(
         &m,
         &[
@@ -196,9 +190,7 @@ fn qos1_completes_with_every_puback() {
 
 #[test]
 fn latency_reports_ordered_percentiles() {
-    let Some(m) = start_mosquitto("latency") else {
-        return;
-    };
+    let m = start_mosquitto("latency");
     let lines = bench(&m, &["latency", "--rate", "1000", "--duration", "0.5"]);
     let l = &lines[0];
     assert_eq!(num(l, "delivered"), 500.0, "{l}");
@@ -211,9 +203,7 @@ fn latency_reports_ordered_percentiles() {
 
 #[test]
 fn idle_measures_broker_memory_per_connection() {
-    let Some(m) = start_mosquitto("idle") else {
-        return;
-    };
+    let m = start_mosquitto("idle");
     let lines = bench(&m, &["idle", "--connections", "200", "--settle", "0.2"]);
     let l = &lines[0];
     assert_eq!(num(l, "connected"), 200.0, "{l}");
@@ -227,9 +217,7 @@ fn idle_measures_broker_memory_per_connection() {
 
 #[test]
 fn idle_sub_subscribes_every_connection_to_its_own_topic() {
-    let Some(m) = start_mosquitto("idlesub") else {
-        return;
-    };
+    let m = start_mosquitto("idlesub");
     for (qos, extra) in [("1", &[][..]), ("0", &["--qos", "0"][..])] {
         let mut args = vec!["idle-sub", "--connections", "200", "--settle", "0.2"];
         args.extend_from_slice(extra);
@@ -253,9 +241,7 @@ fn idle_sub_subscribes_every_connection_to_its_own_topic() {
 
 #[test]
 fn duration_stops_publishing_and_drains_what_was_sent() {
-    let Some(m) = start_mosquitto("duration") else {
-        return;
-    };
+    let m = start_mosquitto("duration");
     let lines = bench(
         &m,
         &[
