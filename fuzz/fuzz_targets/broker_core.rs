@@ -104,7 +104,7 @@ fn packet_v5(t: &mut Driver, c: ConnId, arg: u8, extra: u8) {
     let pid = PacketId::new(u16::from(extra % 4) + 1).expect("pid");
     let qos = QoS::from_bits(arg & 0x03).unwrap_or(QoS::AtMostOnce);
     match arg >> 5 {
-        0 | 1 | 2 => {
+        0..=2 => {
             let alias = NonZeroU16::new(u16::from(extra >> 6));
             let topic = if extra & 0x20 != 0 && alias.is_some() {
                 TopicName::alias_only()
@@ -282,13 +282,13 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                if let Some(id) = pick(&t, arg & 0x7f) {
-                    if !t.client(id).hibernating {
-                        t.drain(id);
-                        // Quiet now: hibernate, as the shell would.
-                        if arg & 0x80 != 0 && t.client(id).open {
-                            t.hibernate(id);
-                        }
+                if let Some(id) = pick(&t, arg & 0x7f)
+                    && !t.client(id).hibernating
+                {
+                    t.drain(id);
+                    // Quiet now: hibernate, as the shell would.
+                    if arg & 0x80 != 0 && t.client(id).open {
+                        t.hibernate(id);
                     }
                 }
             }
@@ -302,10 +302,10 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 let extra = take(1).first().copied().unwrap_or(0);
                 let sel = take(1).first().copied().unwrap_or(0);
-                if let Some(id) = pick(&t, sel) {
-                    if t.client(id).version == Some(ProtocolVersion::V5) {
-                        packet_v5(&mut t, id, arg, extra);
-                    }
+                if let Some(id) = pick(&t, sel)
+                    && t.client(id).version == Some(ProtocolVersion::V5)
+                {
+                    packet_v5(&mut t, id, arg, extra);
                 }
             }
         }
