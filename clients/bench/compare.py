@@ -89,18 +89,29 @@ def stop(proc):
             proc.wait()
 
 
-def wren_broker(binary):
+def wren_broker(binary, name="wren", extra=""):
+    """wren-broker with the run's limits; `extra` is more TOML (e.g. `threads = 2`)."""
     def cmd(port, tmp, inflight):
-        conf = os.path.join(tmp, "wren.toml")
+        conf = os.path.join(tmp, f"{name}.toml")
         with open(conf, "w") as f:
             f.write(
                 f"max_queued_messages = {QUEUE}\n"
                 f"max_inflight_messages = {inflight}\n"
                 f"max_outgoing_bytes = {OUTGOING_BYTES}\n"
+                f"{extra}\n"
             )
         return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
 
-    return Broker("wren", cmd)
+    return Broker(name, cmd)
+
+
+def also_wren(spec):
+    """`LABEL=PATH` or `LABEL=PATH;TOML` (`;` separating TOML lines), for --also-wren."""
+    label, _, rest = spec.partition("=")
+    path, _, toml = rest.partition(";")
+    if not label or not path or label == "wren":
+        sys.exit(f"--also-wren {spec!r}: expected LABEL=PATH[;TOML], LABEL not 'wren'")
+    return wren_broker(path, label, toml.replace(";", "\n"))
 
 
 def mosquitto(binary):
@@ -284,6 +295,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bench", required=True, help="wren-bench binary")
     ap.add_argument("--wren", help="wren-broker binary (skipped if missing)")
+    ap.add_argument("--also-wren", action="append", default=[], metavar="LABEL=PATH[;TOML]",
+                    help="another wren-broker in the same run (e.g. an older build, or "
+                         "'threads2=target/release/wren-broker;threads = 2'): its column is "
+                         "compared with wren's like the other brokers'; repeatable")
     ap.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     ap.add_argument("--rumqttd", default=shutil.which("rumqttd"))
     ap.add_argument("--quick", action="store_true", help="1 rep, half the messages (~2 min)")
@@ -308,6 +323,9 @@ def main():
         brokers.append(wren_broker(a.wren))
     else:
         print("note: wren-broker not available, skipped", file=sys.stderr)
+    for spec in a.also_wren:
+        extra = also_wren(spec)
+        brokers.append(extra)
     if a.mosquitto and os.access(a.mosquitto, os.X_OK):
         brokers.append(mosquitto(a.mosquitto))
     else:
