@@ -12,7 +12,7 @@ use wren_codec::{
 use crate::core::Broker;
 use crate::core::close::CloseReason;
 use crate::core::conn::{ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase};
-use crate::core::ids::ConnId;
+use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::{Message, Out};
 
 impl Broker {
@@ -131,13 +131,81 @@ impl Broker {
         )
     }
 
-    /// Accept a (possibly authenticated) CONNECT: session, CONNACK, redelivery.
+    /// Accept a (possibly authenticated) CONNECT: client id and keep-alive, session, CONNACK,
+    /// redelivery.
     pub(in crate::core) fn finish_connect(
         &mut self,
         conn: ConnId,
         info: ConnectInfo,
         auth: Option<(Box<str>, Option<Vec<u8>>)>,
     ) -> Result<(), CloseReason> {
+        let version = info.protocol;
+        let v5 = version.is_v5();
+        let accepted = self.accept_identity(conn, &info)?;
+        let client_id = Arc::clone(&accepted.client_id);
+        let attached = self.attach_session(conn, &client_id, &info);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let peer = c.peer;
+        if v5 {
+            c.max_packet_size = info.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
+            let limit = self
+                .config
+                .outbound_topic_aliases
+                .min(info.topic_alias_maximum);
+            if limit > 0 {
+                c.out_aliases = Some(Box::new(OutAliases {
+                    by_topic: HashMap::new(),
+                    limit,
+                }));
+            }
+        }
+        c.state = Phase::Connected(ClientState {
+            session: attached.session,
+            client_id: Arc::clone(&client_id),
+            keep_alive: accepted.keep_alive,
+            will: info.will.clone(),
+            will_delay: info.will_delay,
+            connect_expiry: info.session_expiry,
+            aliases: Box::default(),
+            auth: auth.as_ref().map(|(method, _)| {
+                Box::new(ClientAuth {
+                    method: method.clone(),
+                    exchange: None,
+                })
+            }),
+        });
+        self.connected = self.connected.saturating_add(1);
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
+        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
+        let protocol = match version {
+            ProtocolVersion::V31 => 1,
+            ProtocolVersion::V311 => 2,
+            ProtocolVersion::V5 => 5,
+        };
+        let user = info
+            .username
+            .as_ref()
+            .map(|u| format!(", u'{u}'"))
+            .unwrap_or_default();
+        log::info!(
+            "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
+            u8::from(info.clean_start),
+            info.keep_alive,
+        );
+        if attached.present {
+            self.resume(attached.session);
+        }
+        Ok(())
+    }
+
+    /// The client id (assigned if empty) and keep-alive the connection gets, or the refusal.
+    fn accept_identity(
+        &mut self,
+        conn: ConnId,
+        info: &ConnectInfo,
+    ) -> Result<AcceptedIdentity, CloseReason> {
         let version = info.protocol;
         let v5 = version.is_v5();
         let id_rejected = if v5 {
@@ -148,7 +216,8 @@ impl Broker {
         let assigned = info.client_id.is_empty();
         if assigned {
             // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
-            // ([MQTT-3.1.3-8]); 5.0 with any Clean Start.
+            // ([MQTT-3.1.3-7], answered by [MQTT-3.1.3-8] (3.1.1)); 5.0 with any Clean Start
+            // ([MQTT-3.1.3-6] (5.0)).
             let allowed = self.config.allow_zero_length_clientid
                 && version != ProtocolVersion::V31
                 && (info.clean_start || v5);
@@ -174,12 +243,28 @@ impl Broker {
         } else {
             info.client_id.as_str().into()
         };
+        Ok(AcceptedIdentity {
+            client_id,
+            assigned,
+            keep_alive,
+            server_keep_alive,
+        })
+    }
 
-        // Session takeover: the old connection goes ([MQTT-3.1.4-2]) and its will is published
-        // (or, 5.0, delayed — and then cancelled below when the session continues).
+    /// Give `conn` its session: take it over from another connection ([MQTT-3.1.4-2] (3.1.1),
+    /// [MQTT-3.1.4-3] (5.0)), resume it, or start a new one (Clean Session / Clean Start).
+    fn attach_session(
+        &mut self,
+        conn: ConnId,
+        client_id: &Arc<str>,
+        info: &ConnectInfo,
+    ) -> AttachedSession {
+        let v5 = info.protocol.is_v5();
+        // The old connection's will is published (or, 5.0, delayed — and then cancelled below
+        // when the session continues).
         if let Some(old_conn) = self
             .sessions
-            .find(&client_id)
+            .find(client_id)
             .and_then(|sid| self.sessions.get(sid))
             .and_then(|s| s.conn)
         {
@@ -198,75 +283,58 @@ impl Broker {
         };
         let ends_with_connection = expiry == 0;
         if !info.clean_start {
-            // [MQTT-3.1.3-9]: a new connection to the session before the Will Delay Interval
-            // passed: the delayed will is not sent.
-            self.cancel_delayed_will(&client_id);
+            // [MQTT-3.1.3-9] (5.0): a new connection to the session before the Will Delay
+            // Interval passed: the delayed will is not sent.
+            self.cancel_delayed_will(client_id);
         }
-        let (sid, session_present) = match self.sessions.find(&client_id) {
+        let (session, present) = match self.sessions.find(client_id) {
             Some(sid) if !info.clean_start => (sid, true),
             existing => {
                 if let Some(old) = existing {
                     self.end_session(old);
                 }
-                (
-                    self.sessions
-                        .create(Arc::clone(&client_id), ends_with_connection),
-                    false,
-                )
+                let sid = self
+                    .sessions
+                    .create(Arc::clone(client_id), ends_with_connection);
+                (sid, false)
             }
         };
         let receive_maximum = info
             .receive_maximum
             .map_or(usize::MAX, |r| usize::from(r.get()));
-        self.cancel_expiry(sid);
-        if let Some(s) = self.sessions.get_mut(sid) {
+        self.cancel_expiry(session);
+        if let Some(s) = self.sessions.get_mut(session) {
             s.clean = ends_with_connection;
             s.expiry_interval = expiry;
             s.conn = Some(conn);
             s.dropping = false;
             s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
         }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Ok(());
-        };
-        let peer = c.peer;
-        if v5 {
-            c.max_packet_size = info.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
-            let limit = self
-                .config
-                .outbound_topic_aliases
-                .min(info.topic_alias_maximum);
-            if limit > 0 {
-                c.out_aliases = Some(Box::new(OutAliases {
-                    by_topic: HashMap::new(),
-                    limit,
-                }));
-            }
+        AttachedSession {
+            session,
+            present,
+            capped_expiry,
         }
-        c.state = Phase::Connected(ClientState {
-            session: sid,
-            client_id: Arc::clone(&client_id),
-            keep_alive,
-            will: info.will,
-            will_delay: info.will_delay,
-            connect_expiry: info.session_expiry,
-            aliases: Box::default(),
-            auth: auth.as_ref().map(|(method, _)| {
-                Box::new(ClientAuth {
-                    method: method.clone(),
-                    exchange: None,
-                })
-            }),
-        });
-        self.connected = self.connected.saturating_add(1);
-        self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
+    }
 
+    /// The CONNACK accepting a connection, with the 5.0 properties that say what the broker
+    /// supports and what it changed.
+    fn send_connack_accepted(
+        &mut self,
+        conn: ConnId,
+        info: &ConnectInfo,
+        accepted: &AcceptedIdentity,
+        attached: &AttachedSession,
+        auth: Option<&(Box<str>, Option<Vec<u8>>)>,
+    ) {
+        let version = info.protocol;
         let cfg = &self.config;
-        let properties = if v5 {
+        let properties = if version.is_v5() {
             Properties {
-                assigned_client_identifier: if assigned { Some(&client_id) } else { None },
-                server_keep_alive,
-                session_expiry_interval: capped_expiry,
+                assigned_client_identifier: Some(&*accepted.client_id)
+                    .filter(|_| accepted.assigned),
+                server_keep_alive: accepted.server_keep_alive,
+                session_expiry_interval: attached.capped_expiry,
                 receive_maximum: NonZeroU16::new(cfg.receive_maximum),
                 maximum_packet_size: NonZeroU32::new(cfg.max_packet_size),
                 topic_alias_maximum: Some(cfg.topic_alias_maximum).filter(|&m| m > 0),
@@ -280,8 +348,8 @@ impl Broker {
                     .filter(|_| !cfg.shared_subscription_available),
                 response_information: Some(cfg.response_information.as_str())
                     .filter(|r| info.request_response_information && !r.is_empty()),
-                authentication_method: auth.as_ref().map(|(m, _)| &**m),
-                authentication_data: auth.as_ref().and_then(|(_, d)| d.as_deref()),
+                authentication_method: auth.map(|(m, _)| &**m),
+                authentication_data: auth.and_then(|(_, d)| d.as_deref()),
                 ..NO_PROPERTIES
             }
         } else {
@@ -290,7 +358,7 @@ impl Broker {
         let connack = |properties| {
             Out::packet(
                 &Packet::ConnAck(ConnAck {
-                    session_present,
+                    session_present: attached.present,
                     code: ReasonCode::SUCCESS,
                     properties,
                 }),
@@ -299,8 +367,9 @@ impl Broker {
         };
         let mut out = connack(properties);
         if self.conns.get(&conn).is_some_and(|c| !c.fits(&out)) {
-            // [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size gets the properties it
-            // cannot do without (its id, the keep-alive it must use, the authentication).
+            // [MQTT-3.1.2-24] (5.0): a client with a tiny Maximum Packet Size gets the
+            // properties it cannot do without (its id, the keep-alive it must use, the
+            // authentication).
             out = connack(Properties {
                 assigned_client_identifier: properties.assigned_client_identifier,
                 server_keep_alive: properties.server_keep_alive,
@@ -310,24 +379,6 @@ impl Broker {
             });
         }
         self.send(conn, out);
-        let protocol = match version {
-            ProtocolVersion::V31 => 1,
-            ProtocolVersion::V311 => 2,
-            ProtocolVersion::V5 => 5,
-        };
-        let user = info
-            .username
-            .map(|u| format!(", u'{u}'"))
-            .unwrap_or_default();
-        log::info!(
-            "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
-            u8::from(info.clean_start),
-            info.keep_alive,
-        );
-        if session_present {
-            self.resume(sid);
-        }
-        Ok(())
     }
 
     /// An id like Mosquitto's `auto-<uuid>`.
@@ -353,4 +404,23 @@ impl Broker {
             b & 0xFFFF_FFFF_FFFF
         )
     }
+}
+
+/// What [`Broker::accept_identity`] decided.
+struct AcceptedIdentity {
+    client_id: Arc<str>,
+    /// The client sent an empty id and got `client_id` assigned.
+    assigned: bool,
+    keep_alive: u16,
+    /// 5.0: the keep-alive the client must use instead of its own.
+    server_keep_alive: Option<u16>,
+}
+
+/// What [`Broker::attach_session`] did.
+struct AttachedSession {
+    session: SessionId,
+    /// Session Present.
+    present: bool,
+    /// 5.0: the Session Expiry Interval the broker lowered the client's to, if it did.
+    capped_expiry: Option<u32>,
 }
