@@ -1,5 +1,6 @@
 //! The connect timeout (no CONNECT within `connect_timeout`) and the keep-alive (nothing received
-//! for one and a half times the client's Keep Alive, [MQTT-3.1.2-24]).
+//! for one and a half times the client's Keep Alive, [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22]
+//! (5.0)).
 
 use super::Broker;
 use super::close::CloseReason;
