@@ -20,7 +20,7 @@ impl Broker {
                 Some(Phase::Connected(client)) => client.connect_expiry,
                 _ => 0,
             };
-            // [MQTT-3.14.2-2] (5.0): from 0 at CONNECT to non-zero is a protocol error.
+            // 5.0 §3.14.2.2.2: from 0 at CONNECT to non-zero is a protocol error.
             if connect_expiry == 0 && new_expiry != 0 {
                 return Err(CloseReason::ProtocolError);
             }

@@ -39,16 +39,16 @@ impl Broker {
         };
         let qos = p.qos_pid.qos();
         if v5 {
-            // [MQTT-3.2.2-11]: above the Maximum QoS the broker announced.
+            // 5.0 §3.2.2.3.4: above the Maximum QoS the broker announced.
             if qos.bits() > self.config.maximum_qos {
                 return Err(CloseReason::QosNotSupported);
             }
-            // [MQTT-3.3.1-14]: RETAIN when Retain Available is 0.
+            // 5.0 §3.3.1.3: RETAIN when Retain Available is 0.
             if p.retain && !self.config.retain_available {
                 return Err(CloseReason::RetainNotSupported);
             }
         }
-        // [MQTT-3.3.2-4]-style check: the payload must be UTF-8 if the publisher says so.
+        // 5.0 §3.3.2.3.2 check: the payload must be UTF-8 if the publisher says so.
         let bad_format = v5
             && p.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
             && std::str::from_utf8(p.payload).is_err();
@@ -109,7 +109,7 @@ impl Broker {
                 };
                 let duplicate = s.delivery().awaiting_rel.contains(&pid.get());
                 if !duplicate && v5 && s.delivery().awaiting_rel.len() >= receive_maximum {
-                    // [MQTT-3.3.4-8]: more unacknowledged QoS 2 than the Receive Maximum.
+                    // 5.0 §3.3.4: more unacknowledged QoS 2 than the Receive Maximum.
                     return Err(CloseReason::ReceiveMaximumExceeded);
                 }
                 let mut matched = 1;
