@@ -88,7 +88,7 @@ impl ClientState {
             }
             return Ok(Cow::Borrowed(p.topic.as_str()));
         };
-        // [MQTT-3.3.2-9], [MQTT-3.3.2-10]: 1..=Topic Alias Maximum.
+        // [MQTT-3.3.2-9], [MQTT-3.3.2-12] (5.0): 1..=Topic Alias Maximum.
         if alias.get() > max {
             return Err(CloseReason::TopicAliasInvalid);
         }
