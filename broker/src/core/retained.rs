@@ -215,7 +215,7 @@ impl RetainedStore {
         }
     }
 
-    /// Drop messages whose Message Expiry Interval has passed ([MQTT-3.3.2-5]).
+    /// Drop messages whose Message Expiry Interval has passed (5.0 §3.3.1.3).
     pub fn remove_expired(&mut self, now_ms: u64) {
         if !self.has_expiring {
             return;
@@ -279,7 +279,8 @@ impl RetainedStore {
             match levels.get(i) {
                 None => out.extend(node.message.iter().cloned()),
                 Some(&"#") => {
-                    // [MQTT-4.7.1-2]: `#` also matches the parent level (`a/#` matches `a`).
+                    // 3.1.1 and 5.0 §4.7.1.2: `#` also matches the parent level (`a/#`
+                    // matches `a`).
                     if !at_root {
                         out.extend(node.message.iter().cloned());
                     }

@@ -5,7 +5,7 @@
 
 use super::Broker;
 
-/// How often expired retained messages are swept ([MQTT-3.3.2-5]); once a second is plenty.
+/// How often expired retained messages are swept (5.0 §3.3.1.3); once a second is plenty.
 const RETAINED_SWEEP_MS: u64 = 1000;
 
 impl Broker {
