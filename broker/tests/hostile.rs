@@ -259,7 +259,8 @@ fn bad_connect_packets_are_refused() {
     }
     let will = |topic: &[u8]| [s(b"id"), s(topic), s(b"bye")].concat();
     let closed_silently = [
-        // [MQTT-3.1.2-1]: an unknown protocol name may be closed without CONNACK.
+        // [MQTT-3.1.2-1] (the same id in 3.1.1 and 5.0): an unknown protocol name may be closed
+        // without CONNACK.
         ("protocol name \"XYZW\"", connect311(b"XYZW", 4, 0x02, &id)),
         (
             "CONNECT header flags 0x1",

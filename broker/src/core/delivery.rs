@@ -174,7 +174,7 @@ pub(super) struct Send<'a> {
 
 impl Broker {
     /// A resumed session: redeliver what is in flight (DUP set; PUBREL for messages whose PUBREC
-    /// arrived, [MQTT-4.4.0-1]), then fill the window from the queue.
+    /// arrived, [MQTT-4.4.0-1], the same id in 3.1.1 and 5.0), then fill the window from the queue.
     pub(super) fn resume(&mut self, sid: SessionId) {
         let now = self.now_ms;
         let Some(session) = self.sessions.get(sid) else {

@@ -291,7 +291,7 @@ impl Broker {
             }
             Packet::Disconnect(d) => self.on_disconnect(conn, sid, d),
             Packet::Auth(a) if c.version.is_v5() => self.on_reauth(conn, a),
-            // [MQTT-3.1.0-2] (3.1.1) / [MQTT-3.1.0-2] (5.0): a second CONNECT is a protocol
+            // [MQTT-3.1.0-2] (the same id in 3.1.1 and 5.0): a second CONNECT is a protocol
             // violation. Packets only a server sends (CVE-2021-28166) likewise.
             Packet::Connect(_)
             | Packet::ConnAck(_)

@@ -139,7 +139,8 @@ impl RetainedStore {
     }
 
     /// Store `message` as its topic's retained message, replacing the previous one; an empty
-    /// payload deletes it instead (`[MQTT-3.3.1-10]`, `[MQTT-3.3.1-11]`).
+    /// payload deletes it instead (`[MQTT-3.3.1-10]`, `[MQTT-3.3.1-11]` (3.1.1); `[MQTT-3.3.1-6]`,
+    /// `[MQTT-3.3.1-7]` (5.0)).
     pub fn set(&mut self, message: Arc<Message>) {
         if message.payload().is_empty() {
             self.remove(message.topic());
@@ -292,7 +293,8 @@ impl RetainedStore {
                 }
                 Some(&"+") => {
                     for (key, child) in &node.children {
-                        // [MQTT-4.7.2-1]: no `$` topic for a filter starting with a wildcard.
+                        // [MQTT-4.7.2-1] (the same id in 3.1.1 and 5.0): no `$` topic for a
+                        // filter starting with a wildcard.
                         if !(at_root && key.starts_with('$')) {
                             descend(child, &levels, i, out, &mut stack);
                         }

@@ -216,8 +216,8 @@ impl Broker {
         let assigned = info.client_id.is_empty();
         if assigned {
             // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
-            // ([MQTT-3.1.3-7], answered by [MQTT-3.1.3-8] (3.1.1)); 5.0 with any Clean Start
-            // ([MQTT-3.1.3-6] (5.0)).
+            // ([MQTT-3.1.3-7] (3.1.1), answered by [MQTT-3.1.3-8] (3.1.1)); 5.0 with any
+            // Clean Start ([MQTT-3.1.3-6] (5.0)).
             let allowed = self.config.allow_zero_length_clientid
                 && version != ProtocolVersion::V31
                 && (info.clean_start || v5);

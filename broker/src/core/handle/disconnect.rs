@@ -32,7 +32,8 @@ impl Broker {
         if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL {
             Err(CloseReason::DisconnectedWithWill)
         } else {
-            // [MQTT-3.1.2-10] (3.1.1), [MQTT-3.14.4-3] (5.0): the will is discarded.
+            // [MQTT-3.1.2-10], [MQTT-3.14.4-3] (the same ids in 3.1.1 and 5.0): the will is
+            // discarded.
             Err(CloseReason::Disconnected)
         }
     }
