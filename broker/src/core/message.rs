@@ -175,7 +175,7 @@ impl Message {
         self.expiry.is_some()
     }
 
-    /// Whether its Message Expiry Interval has passed at `now_ms` ([MQTT-3.3.2-5]).
+    /// Whether its Message Expiry Interval has passed at `now_ms` ([MQTT-3.3.2-5] (5.0)).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expiry.is_some_and(|(secs, received)| {
             now_ms.saturating_sub(received) >= u64::from(secs).saturating_mul(1000)

@@ -349,7 +349,7 @@ impl Broker {
     }
 
     /// The socket of `conn` reached EOF or failed at `now_ms`. The will delay and the session
-    /// expiry count from then ([MQTT-3.1.2-8], [MQTT-3.1.3-9]), not from the last packet or
+    /// expiry count from then ([MQTT-3.1.2-8], [MQTT-3.1.3-9] (5.0)), not from the last packet or
     /// timeout the broker saw, which may be a timer interval older.
     pub fn connection_lost(&mut self, conn: ConnId, now_ms: u64) {
         self.input(now_ms, |b| b.close(conn, CloseReason::ConnectionLost));

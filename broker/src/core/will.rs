@@ -1,6 +1,6 @@
 //! Wills (MQTT §3.1.2.5, 5.0 §3.1.3.2): published when a connection ends without DISCONNECT, at
 //! once or after the Will Delay Interval. A delayed will is cancelled when the client comes back
-//! to its session before the delay has passed ([MQTT-3.1.3-9]), and published early when the
+//! to its session before the delay has passed ([MQTT-3.1.3-9] (5.0)), and published early when the
 //! session ends first.
 
 use std::sync::Arc;
@@ -62,7 +62,7 @@ impl Broker {
     }
 
     /// The client came back to its session before its will's delay passed: the will is not sent
-    /// ([MQTT-3.1.3-9]).
+    /// ([MQTT-3.1.3-9] (5.0)).
     pub(super) fn cancel_delayed_will(&mut self, client_id: &str) {
         self.delayed_wills.take(client_id);
     }

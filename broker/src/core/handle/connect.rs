@@ -55,7 +55,7 @@ impl Broker {
         if let Some(w) = &connect.will
             && v5
         {
-            // [MQTT-3.2.2-12], [MQTT-3.2.2-13]: a will the broker could not publish.
+            // [MQTT-3.2.2-12], [MQTT-3.2.2-13] (5.0): a will the broker could not publish.
             if w.qos.bits() > self.config.maximum_qos {
                 return Err(self.refuse(
                     conn,

@@ -20,8 +20,8 @@ impl Broker {
     ) -> Result<(), CloseReason> {
         self.stats.publish_received = self.stats.publish_received.saturating_add(1);
         let v5 = self.version(conn).is_v5();
-        // [MQTT-3.3.4-6]: Subscription Identifiers are the broker's to send; one from a client
-        // is a protocol error (checked before a Topic Alias it carries is set up).
+        // [MQTT-3.3.4-6] (5.0): Subscription Identifiers are the broker's to send; one from a
+        // client is a protocol error (checked before a Topic Alias it carries is set up).
         if v5 && !p.properties.subscription_identifiers.is_empty() {
             return Err(CloseReason::ProtocolError);
         }
