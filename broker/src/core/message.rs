@@ -21,7 +21,8 @@ use wren_codec::{
 };
 
 /// The 5.0 properties a PUBLISH (or a will) carries that the broker forwards unchanged
-/// ([MQTT-3.3.2-15] … [MQTT-3.3.2-20]): every 5.0 subscriber gets them as published, in order.
+/// ([MQTT-3.3.2-4], [MQTT-3.3.2-15] … [MQTT-3.3.2-20]): every 5.0 subscriber gets them as
+/// published, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageProperties {
     /// Payload Format Indicator.
