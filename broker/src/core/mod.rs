@@ -232,8 +232,7 @@ impl Broker {
         })
     }
 
-    /// A packet of `len` bytes was decoded from `conn` (with the options
-    /// [`Broker::decode_options`] gives for it).
+    /// A packet of `len` bytes was decoded from `conn` (by its [`Framing`]).
     pub fn packet_received(&mut self, conn: ConnId, packet: &Packet<'_>, len: usize, now_ms: u64) {
         self.input(now_ms, |b| {
             let Some(c) = b.conns.get_mut(&conn) else {
