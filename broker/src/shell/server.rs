@@ -302,7 +302,8 @@ impl ServerHandle {
         self.shared.hibernating()
     }
 
-    /// Subscriptions held now (all sessions).
+    /// Subscriptions held now (all sessions; each member of a shared group counts once, as in
+    /// `$SYS/broker/subscriptions/count`).
     pub fn subscription_count(&self) -> usize {
         self.shared.with_core(None, |b| b.subscriptions().len())
     }
