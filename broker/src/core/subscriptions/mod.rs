@@ -24,7 +24,7 @@ use wren_codec::{QoS, TopicFilter};
 
 use crate::core::ids::{IdHash, SessionId};
 use shared::SharedGroup;
-use trie::{NodeId, ROOT, Trie};
+use trie::{NodeId, Trie};
 
 /// One subscription as the broker keeps it: the session, the granted QoS and the 5.0
 /// subscription options that decide how a matching message is forwarded.
@@ -306,12 +306,9 @@ impl Subscriptions {
         out: &mut Vec<Sub>,
         picks: &mut Vec<(Sub, Arc<str>)>,
     ) {
-        let mut groups = std::mem::take(&mut self.matched_groups);
-        groups.clear();
-        let system = topic.starts_with('$');
-        self.trie
-            .walk(ROOT, topic.split('/'), true, system, out, &mut groups);
-        for &id in &groups {
+        self.matched_groups.clear();
+        self.trie.matches(topic, out, &mut self.matched_groups);
+        for &id in &self.matched_groups {
             let Some(shared) = self.trie.node_mut(id).and_then(|n| n.shared.as_deref_mut()) else {
                 continue;
             };
@@ -321,7 +318,6 @@ impl Subscriptions {
                 }
             }
         }
-        self.matched_groups = groups;
     }
 
     /// The member of the shared group `key` (`$share/{group}/{filter}`) whose turn it is, the

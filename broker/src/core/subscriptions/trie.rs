@@ -16,7 +16,7 @@
 use std::hash::BuildHasher;
 use std::str::Split;
 
-use crate::core::ids::{ProcessRandomState, SessionId};
+use crate::core::ids::SessionId;
 
 use super::Sub;
 use super::shared::SharedGroup;
@@ -25,7 +25,7 @@ use super::shared::SharedGroup;
 pub(super) type NodeId = u32;
 
 /// The root, at index 0. Being nobody's child, its id also means "no child" in `plus`/`hash`.
-pub(super) const ROOT: NodeId = 0;
+const ROOT: NodeId = 0;
 const NO_CHILD: NodeId = 0;
 
 /// Levels up to this long are kept inside the node.
@@ -205,11 +205,19 @@ pub(super) struct Trie {
     free: Vec<NodeId>,
     /// The literal (non-wildcard) children of every node, found by (parent, level).
     edges: hashbrown::HashTable<NodeId>,
+    hasher: EdgeHasher,
 }
 
-fn edge_hash(parent: NodeId, level: &[u8]) -> u64 {
-    ProcessRandomState.hash_one((parent, level))
+/// The hash of an edge: the level's keyed hash, in one call (hashing the pair field by field
+/// cost more than the rest of a lookup), with the parent's id mixed in by a multiply (ids are
+/// the broker's, not chosen by a client).
+fn edge_hash(hasher: &EdgeHasher, parent: NodeId, level: &[u8]) -> u64 {
+    hasher.hash_one(level) ^ u64::from(parent).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
+
+/// Keyed with a random seed per broker (levels are chosen by clients), and held by the trie:
+/// no lazily initialised global to check on every hash.
+type EdgeHasher = foldhash::fast::RandomState;
 
 impl Default for Trie {
     fn default() -> Self {
@@ -217,6 +225,7 @@ impl Default for Trie {
             nodes: vec![Node::new(ROOT, "")],
             free: Vec::new(),
             edges: hashbrown::HashTable::new(),
+            hasher: EdgeHasher::default(),
         }
     }
 }
@@ -241,18 +250,25 @@ impl Trie {
         let id = match level {
             "+" => self.node(parent)?.plus,
             "#" => self.node(parent)?.hash,
-            _ => {
-                let level = level.as_bytes();
-                return self
-                    .edges
-                    .find(edge_hash(parent, level), |&c| {
-                        self.node(c)
-                            .is_some_and(|n| n.parent == parent && n.label.as_bytes() == level)
-                    })
-                    .copied();
-            }
+            _ => return self.literal_child(parent, level).map(|(id, _)| id),
         };
         (id != NO_CHILD).then_some(id)
+    }
+
+    /// The child of `parent` for a level that is not a wildcard (every level of a topic), and
+    /// the node.
+    fn literal_child(&self, parent: NodeId, level: &str) -> Option<(NodeId, &Node)> {
+        let level = level.as_bytes();
+        let mut found = None;
+        self.edges
+            .find(edge_hash(&self.hasher, parent, level), |&c| {
+                let node = self
+                    .node(c)
+                    .filter(|n| n.parent == parent && n.label.as_bytes() == level);
+                found = node.map(|n| (c, n));
+                found.is_some()
+            });
+        found
     }
 
     /// The node of a filter, if it is in the trie.
@@ -288,17 +304,22 @@ impl Trie {
                 id
             }
         };
-        let Trie { nodes, edges, .. } = self;
+        let Trie {
+            nodes,
+            edges,
+            hasher,
+            ..
+        } = self;
         let p = nodes.get_mut(parent as usize)?;
         match level {
             "+" => p.plus = id,
             "#" => p.hash = id,
             _ => {
                 p.literal_children = p.literal_children.saturating_add(1);
-                edges.insert_unique(edge_hash(parent, level.as_bytes()), id, |&c| {
+                edges.insert_unique(edge_hash(hasher, parent, level.as_bytes()), id, |&c| {
                     nodes
                         .get(c as usize)
-                        .map_or(0, |n| edge_hash(n.parent, n.label.as_bytes()))
+                        .map_or(0, |n| edge_hash(hasher, n.parent, n.label.as_bytes()))
                 });
             }
         }
@@ -313,7 +334,7 @@ impl Trie {
                 return;
             };
             let parent = node.parent;
-            let hash = edge_hash(parent, node.label.as_bytes());
+            let hash = edge_hash(&self.hasher, parent, node.label.as_bytes());
             let Some(p) = self.node_mut(parent) else {
                 return;
             };
@@ -336,46 +357,52 @@ impl Trie {
         }
     }
 
-    /// Append to `out` every subscription of a filter under `id` that matches the rest of a
-    /// topic (`levels`), and to `groups` the nodes holding shared groups that match. `first`:
-    /// `id` is the root; `system`: the topic starts with `$`.
+    /// Append to `out` every subscription of a filter under `node` that matches the rest of a
+    /// topic (`levels`), and to `groups` the nodes holding shared groups that match.
+    /// `wildcards`: whether `+` and `#` children may match this level (not at the root of a
+    /// topic starting with `$`).
     pub(super) fn walk(
         &self,
         id: NodeId,
+        node: &Node,
         mut levels: Split<'_, char>,
-        first: bool,
-        system: bool,
+        wildcards: bool,
         out: &mut Vec<Sub>,
         groups: &mut Vec<NodeId>,
     ) {
-        let Some(node) = self.node(id) else {
-            return;
-        };
-        // [MQTT-4.7.2-1] (3.1.1 and 5.0): a filter starting with a wildcard does not match a
-        // topic starting with `$`.
-        let wildcards = !(first && system);
         if wildcards && node.hash != NO_CHILD {
             // §4.7.1.2 (3.1.1 and 5.0): `a/#` matches `a` and everything below it.
-            self.collect(node.hash, out, groups);
+            if let Some(hash) = self.node(node.hash) {
+                collect(node.hash, hash, out, groups);
+            }
         }
         let Some(level) = levels.next() else {
-            self.collect(id, out, groups);
+            collect(id, node, out, groups);
             return;
         };
-        if let Some(child) = self.child(id, level) {
-            self.walk(child, levels.clone(), false, system, out, groups);
+        if let Some((child_id, child)) = self.literal_child(id, level) {
+            self.walk(child_id, child, levels.clone(), true, out, groups);
         }
-        if wildcards && node.plus != NO_CHILD {
-            self.walk(node.plus, levels, false, system, out, groups);
+        if wildcards && let Some(plus) = self.node(node.plus).filter(|_| node.plus != NO_CHILD) {
+            self.walk(node.plus, plus, levels, true, out, groups);
         }
     }
 
-    fn collect(&self, id: NodeId, out: &mut Vec<Sub>, groups: &mut Vec<NodeId>) {
-        if let Some(node) = self.node(id) {
-            out.extend_from_slice(node.subscribers.as_slice());
-            if node.shared.is_some() {
-                groups.push(id);
-            }
+    /// Append to `out` every subscription matching `topic` (a valid topic name), and to
+    /// `groups` the nodes holding shared groups that match.
+    pub(super) fn matches(&self, topic: &str, out: &mut Vec<Sub>, groups: &mut Vec<NodeId>) {
+        // [MQTT-4.7.2-1] (3.1.1 and 5.0): a filter starting with a wildcard does not match a
+        // topic starting with `$`.
+        let wildcards = !topic.starts_with('$');
+        if let Some(root) = self.node(ROOT) {
+            self.walk(ROOT, root, topic.split('/'), wildcards, out, groups);
         }
+    }
+}
+
+fn collect(id: NodeId, node: &Node, out: &mut Vec<Sub>, groups: &mut Vec<NodeId>) {
+    out.extend_from_slice(node.subscribers.as_slice());
+    if node.shared.is_some() {
+        groups.push(id);
     }
 }
