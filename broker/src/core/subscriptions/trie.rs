@@ -13,7 +13,7 @@
 //!
 //! Freed nodes go on a free list and are reused; the slab does not shrink.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::str::Split;
 
 use crate::core::ids::SessionId;
@@ -49,6 +49,21 @@ impl Label {
                 Label::Inline { len, bytes }
             }
             _ => Label::Heap(b.into()),
+        }
+    }
+
+    /// Whether this is `level` (lengths first: most candidates differ there, and equal
+    /// lengths compare inline).
+    fn is(&self, level: &[u8]) -> bool {
+        match self {
+            Label::Inline { len, bytes } => {
+                usize::from(*len) == level.len()
+                    && bytes
+                        .iter()
+                        .zip(level)
+                        .fold(true, |same, (a, b)| same & (a == b))
+            }
+            Label::Heap(b) => **b == *level,
         }
     }
 
@@ -212,7 +227,10 @@ pub(super) struct Trie {
 /// cost more than the rest of a lookup), with the parent's id mixed in by a multiply (ids are
 /// the broker's, not chosen by a client).
 fn edge_hash(hasher: &EdgeHasher, parent: NodeId, level: &[u8]) -> u64 {
-    hasher.hash_one(level) ^ u64::from(parent).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    // One `write` (foldhash mixes the length in), not `Hash for [u8]`'s length prefix + bytes.
+    let mut h = hasher.build_hasher();
+    h.write(level);
+    h.finish() ^ u64::from(parent).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Keyed with a random seed per broker (levels are chosen by clients), and held by the trie:
@@ -264,7 +282,7 @@ impl Trie {
             .find(edge_hash(&self.hasher, parent, level), |&c| {
                 let node = self
                     .node(c)
-                    .filter(|n| n.parent == parent && n.label.as_bytes() == level);
+                    .filter(|n| n.parent == parent && n.label.is(level));
                 found = node.map(|n| (c, n));
                 found.is_some()
             });
@@ -380,7 +398,10 @@ impl Trie {
             collect(id, node, out, groups);
             return;
         };
-        if let Some((child_id, child)) = self.literal_child(id, level) {
+        // (A node with only wildcard children, as `bench` of `bench/#`, costs no hashing.)
+        if node.literal_children > 0
+            && let Some((child_id, child)) = self.literal_child(id, level)
+        {
             self.walk(child_id, child, levels.clone(), true, out, groups);
         }
         if wildcards && let Some(plus) = self.node(node.plus).filter(|_| node.plus != NO_CHILD) {
