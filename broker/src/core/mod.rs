@@ -15,9 +15,11 @@
 //! Where things are, one module per concern: `handle/` has one file per packet family, each
 //! handler returning `Err(CloseReason)` to end the connection; the dispatcher here
 //! ([`Broker::packet_received`]) is the one place that turns that into a close (`close.rs`).
-//! Routing (`route.rs`) finds the receivers of a message, `delivery.rs` is the one path that sends
-//! a PUBLISH to a session; wills (`will.rs`), session expiry (`session_expiry.rs`) and the
-//! keep-alive and connect timeouts (`keep_alive.rs`) each have a file; `timers.rs` runs them.
+//! `subscriptions/` owns every subscription (each session's filters, the topic trie, the shared
+//! groups) behind one API. Routing (`route.rs`) finds the receivers of a message through it,
+//! `delivery.rs` is the one path that sends a PUBLISH to a session; wills (`will.rs`), session
+//! expiry (`session_expiry.rs`) and the keep-alive and connect timeouts (`keep_alive.rs`) each
+//! have a file; `timers.rs` runs them.
 //!
 //! MQTT 3.1, 3.1.1 and 5.0 share every path; the 5.0 additions (properties, reason codes, session
 //! and message expiry, topic aliases, flow control, shared subscriptions, subscription options,

@@ -47,6 +47,15 @@ fn check_counts(s: &Subscriptions) {
     }
 }
 
+/// The layout the memory figures rely on (see trie.rs): a node with its first subscriber and a
+/// short level inline, a session's list 16 bytes with its first entry inline.
+#[test]
+fn compact_layout() {
+    assert_eq!(std::mem::size_of::<Sub>(), 16);
+    assert!(std::mem::size_of::<trie::Node>() <= 72);
+    assert_eq!(std::mem::size_of::<Filters>(), 16);
+}
+
 #[test]
 fn exact_plus_and_hash() {
     let mut s = Subscriptions::new();
