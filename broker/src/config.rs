@@ -60,8 +60,8 @@ pub struct Config {
     pub max_publisher_hold_ms: u64,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off.
     pub sys_interval: u64,
-    /// Hibernation of quiet connections (Linux): a client that has just connected, or whose
-    /// last quiet spell lasted at least this many milliseconds, gives its task and reactor
+    /// Hibernation of quiet connections (Linux): a client that has just connected or
+    /// subscribed (or unsubscribed), or whose last quiet spell lasted at least this many milliseconds, gives its task and reactor
     /// registration back while it is quiet (a bare socket in an epoll set; it costs about 400
     /// bytes less). 0: connections never hibernate.
     pub hibernate_after_ms: u64,

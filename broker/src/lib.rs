@@ -1,7 +1,7 @@
 //! # wren-broker
 //!
 //! An MQTT 3.1, 3.1.1 and 5.0 broker: a sans-I/O core ([`Broker`] with its [`SessionStore`],
-//! [`SubscriptionIndex`] and [`RetainedStore`]) inside a thin smol runtime shell ([`Server`]).
+//! [`Subscriptions`] and [`RetainedStore`]) inside a thin smol runtime shell ([`Server`]).
 //! `src/core/` is the protocol (no sockets, no clock: time comes in as an argument), `src/shell/`
 //! the sockets, tasks and timers.
 //! See `broker/README.md` and, for MQTT 5.0, `broker/MQTT5.md`.
@@ -45,6 +45,6 @@ pub use config::Config;
 pub use core::{
     AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event, Framing,
     HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session, SessionId,
-    SessionStore, Stats, Sub, SubscriptionIndex,
+    SessionStore, Stats, Sub, Subscriptions,
 };
 pub use shell::{Server, ServerHandle};

@@ -860,13 +860,16 @@ fn subscribe_from_a_hibernating_client_is_not_overtaken_by_a_later_publish() {
     });
     let addr = broker.local_addr();
     for round in 0..40 {
-        // The publisher is busy (it has just subscribed after connecting: live), the
-        // subscriber has just connected (it hibernates).
+        // The publisher is busy (after subscribing it hibernates, but a PINGREQ right after
+        // revives it after a short quiet spell: live), the subscriber has just connected (it
+        // hibernates).
         let (mut publ, _) = Raw::connect(addr, &format!("order-pub-{round}"), true, 30);
         assert!(matches!(
             publ.subscribe("order/elsewhere", QoS::AtMostOnce),
             Sent::SubAck(..)
         ));
+        publ.send(&Packet::PingReq);
+        assert_eq!(publ.recv(), Some(Sent::PingResp));
         let (mut sub, _) = Raw::connect(addr, &format!("order-sub-{round}"), true, 30);
         wait_hibernating(&broker, 1);
         let topic = format!("order/{round}");

@@ -15,7 +15,6 @@ use super::delivery::Send;
 use super::ids::{ConnId, SessionId};
 use super::message::Out;
 use super::session::OutgoingState;
-use super::subscriptions::pick_member;
 
 /// Why a connection was closed. Decides the log line, the 5.0 DISCONNECT reason and whether the
 /// will is published.
@@ -189,13 +188,7 @@ impl Broker {
         if let Some(at) = session.expires_at {
             self.expiring.cancel(at, sid);
         }
-        for (filter, _) in session.subscriptions.iter() {
-            if filter.starts_with(wren_codec::topic::SHARE_PREFIX) {
-                self.leave_shared(filter, sid);
-            } else {
-                self.index.unsubscribe(filter, sid);
-            }
-        }
+        self.subscriptions.remove_session(sid);
         self.will_on_session_end(&session.client_id);
         // Fail-over of shared-subscription messages not yet acknowledged (5.0 §4.8.2: "If the
         // Client's Session terminates before the Client reconnects, the Server SHOULD send the
@@ -217,14 +210,11 @@ impl Broker {
             .collect::<Vec<_>>();
         let mut ids = Vec::new();
         for (message, key) in unacked {
-            let Some(group) = self.shared.get_mut(&key) else {
-                continue;
-            };
-            let Some(i) = pick_member(group, &self.sessions) else {
-                continue;
-            };
-            group.next = i.saturating_add(1);
-            let Some(m) = group.members.get(i).copied() else {
+            let sessions = &self.sessions;
+            let Some(m) = self
+                .subscriptions
+                .pick_shared(&key, |s| sessions.get(s).is_some_and(|s| s.conn.is_some()))
+            else {
                 continue;
             };
             ids.clear();

@@ -15,9 +15,11 @@
 //! Where things are, one module per concern: `handle/` has one file per packet family, each
 //! handler returning `Err(CloseReason)` to end the connection; the dispatcher here
 //! ([`Broker::packet_received`]) is the one place that turns that into a close (`close.rs`).
-//! Routing (`route.rs`) finds the receivers of a message, `delivery.rs` is the one path that sends
-//! a PUBLISH to a session; wills (`will.rs`), session expiry (`session_expiry.rs`) and the
-//! keep-alive and connect timeouts (`keep_alive.rs`) each have a file; `timers.rs` runs them.
+//! `subscriptions/` owns every subscription (each session's filters, the topic trie, the shared
+//! groups) behind one API. Routing (`route.rs`) finds the receivers of a message through it,
+//! `delivery.rs` is the one path that sends a PUBLISH to a session; wills (`will.rs`), session
+//! expiry (`session_expiry.rs`) and the keep-alive and connect timeouts (`keep_alive.rs`) each
+//! have a file; `timers.rs` runs them.
 //!
 //! MQTT 3.1, 3.1.1 and 5.0 share every path; the 5.0 additions (properties, reason codes, session
 //! and message expiry, topic aliases, flow control, shared subscriptions, subscription options,
@@ -62,14 +64,13 @@ pub use message::{Delivery, Message, MessageProperties, Out};
 pub use outbox::Outbox;
 pub use retained::RetainedStore;
 pub use session::{Session, SessionStore};
-pub use subscriptions::{Sub, SubscriptionIndex};
+pub use subscriptions::{Sub, Subscriptions};
 pub use sys::Stats;
 
 use crate::config::Config;
 use conn::{Connection, Phase};
 pub(crate) use ids::IdHash;
 use session_expiry::ExpiryQueue;
-use subscriptions::SharedGroup;
 use will::DelayedWills;
 
 /// The broker core.
@@ -81,13 +82,13 @@ pub struct Broker {
     next_conn: u64,
     connected: usize,
     sessions: SessionStore,
-    index: SubscriptionIndex,
-    /// Shared subscriptions by their full filter (`$share/{group}/{filter}`).
-    shared: HashMap<Arc<str>, SharedGroup>,
+    subscriptions: Subscriptions,
     retained: RetainedStore,
     stats: Stats,
-    /// Reused buffers for subscription matches and identifiers (no allocation per publish).
+    /// Reused buffers for subscription matches, shared group picks (with the group's full
+    /// filter) and identifiers (no allocation per publish).
     matches: Vec<Sub>,
+    shared_picks: Vec<(Sub, Arc<str>)>,
     sub_ids: Vec<u32>,
     /// Connections to close once the current event is handled (found while borrowed).
     to_close: Vec<(ConnId, CloseReason)>,
@@ -131,11 +132,11 @@ impl Broker {
             next_conn: 0,
             connected: 0,
             sessions: SessionStore::new(),
-            index: SubscriptionIndex::new(),
-            shared: HashMap::new(),
+            subscriptions: Subscriptions::new(),
             retained: RetainedStore::new(),
             stats: Stats::default(),
             matches: Vec::new(),
+            shared_picks: Vec::new(),
             sub_ids: Vec::new(),
             to_close: Vec::new(),
             woken: Vec::new(),
@@ -177,15 +178,14 @@ impl Broker {
         &self.sessions
     }
 
-    /// The subscription index (shared subscriptions are kept apart, see
-    /// [`Broker::shared_subscription_members`]).
-    pub fn subscriptions(&self) -> &SubscriptionIndex {
-        &self.index
+    /// Every subscription (shared ones included).
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
     }
 
     /// Members of a shared subscription (`$share/{group}/{filter}`).
     pub fn shared_subscription_members(&self, filter: &str) -> usize {
-        self.shared.get(filter).map_or(0, |g| g.members.len())
+        self.subscriptions.shared_members(filter)
     }
 
     /// The retained messages.

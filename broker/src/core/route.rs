@@ -5,13 +5,13 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use wren_codec::{QoS, TopicFilter, TopicName};
+use wren_codec::QoS;
 
 use super::Broker;
 use super::delivery::Send;
 use super::ids::SessionId;
 use super::message::Message;
-use super::subscriptions::{Sub, group_by_session, pick_member};
+use super::subscriptions::group_by_session;
 
 impl Broker {
     /// Store or delete the message as retained, and deliver it to every matching session once
@@ -24,9 +24,17 @@ impl Broker {
             self.retained.set(Arc::clone(&message));
         }
         let mut matches = std::mem::take(&mut self.matches);
+        let mut picks = std::mem::take(&mut self.shared_picks);
         let mut ids = std::mem::take(&mut self.sub_ids);
         matches.clear();
-        self.index.matches(message.topic(), &mut matches);
+        picks.clear();
+        let sessions = &self.sessions;
+        self.subscriptions.matches(
+            message.topic(),
+            |sid| sessions.get(sid).is_some_and(|s| s.conn.is_some()),
+            &mut matches,
+            &mut picks,
+        );
         if let Some(o) = origin {
             // [MQTT-3.8.3-3]: No Local.
             matches.retain(|s| !(s.no_local && s.session == o));
@@ -56,45 +64,24 @@ impl Broker {
             self.deliver(first.session, &message, send);
             count = count.saturating_add(1);
         }
-        self.matches = matches;
-        if !self.shared.is_empty() {
-            count = count.saturating_add(self.route_shared(&message, &mut ids));
-        }
-        self.sub_ids = ids;
-        count
-    }
-
-    /// Shared subscriptions: each matching group gets the message once, at the member whose turn
-    /// it is (round robin), skipping members that are not connected when one is.
-    pub(super) fn route_shared(&mut self, message: &Arc<Message>, ids: &mut Vec<u32>) -> usize {
-        let Ok(topic) = TopicName::new(message.topic()) else {
-            return 0;
-        };
-        let mut picks: Vec<(Sub, Arc<str>)> = Vec::new();
-        for (key, group) in self.shared.iter_mut() {
-            if !TopicFilter::new(&group.filter).is_ok_and(|f| f.matches(topic)) {
-                continue;
-            }
-            if let Some(i) = pick_member(group, &self.sessions) {
-                if let Some(m) = group.members.get(i) {
-                    picks.push((*m, Arc::clone(key)));
-                }
-                group.next = i.saturating_add(1);
-            }
-        }
-        let count = picks.len();
-        for (m, key) in picks {
+        // Shared subscriptions: each matching group gets the message once, at the member whose
+        // turn it was (no No Local there: [MQTT-3.8.3-4] makes it a protocol error).
+        for (m, key) in picks.drain(..) {
             ids.clear();
             ids.extend(m.id.map(NonZeroU32::get));
             let retain = message.retain() && m.retain_as_published;
             let send = Send {
                 qos: m.qos.min(message.qos()),
                 retain,
-                sub_ids: ids,
+                sub_ids: &ids,
                 shared: Some(&key),
             };
-            self.deliver(m.session, message, send);
+            self.deliver(m.session, &message, send);
+            count = count.saturating_add(1);
         }
+        self.matches = matches;
+        self.shared_picks = picks;
+        self.sub_ids = ids;
         count
     }
 }

@@ -1,6 +1,7 @@
 //! Sessions (§4.1) and the [`SessionStore`]: what the broker keeps for a client id across
-//! connections — subscriptions, QoS 1/2 messages in flight, messages queued beyond the in-flight
+//! connections — QoS 1/2 messages in flight, messages queued beyond the in-flight
 //! window (or while the client is away), and QoS 2 packet ids received but not yet released.
+//! (Its subscriptions are kept by [`crate::Subscriptions`], by session id.)
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -8,9 +9,8 @@ use std::sync::Arc;
 
 use wren_codec::{PacketId, QoS};
 
-use super::ids::{ConnId, IdHash, ProcessRandomState, SessionId};
+use super::ids::{ConnId, IdHash, SessionId};
 use super::message::Message;
-use super::subscriptions::Sub;
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +104,6 @@ pub struct Session {
     pub inflight_max: usize,
     /// The connection the client is on, if connected.
     pub conn: Option<ConnId>,
-    /// Topic filter (`$share/…` for shared ones) → subscription (mirrors the
-    /// [`crate::SubscriptionIndex`] entries and the broker's shared groups).
-    pub subscriptions: HashMap<Box<str>, Sub, ProcessRandomState>,
     /// Messages in flight and queued, allocated while there are any (see [`QosState`]).
     delivery: Option<Box<QosState>>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
@@ -124,7 +121,6 @@ impl Session {
             expires_at: None,
             inflight_max: usize::MAX,
             conn: None,
-            subscriptions: HashMap::default(),
             delivery: None,
             dropping: false,
             last_pid: 0,

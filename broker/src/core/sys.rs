@@ -53,13 +53,7 @@ impl Broker {
             ("publish/messages/sent", s.publish_sent.to_string()),
             ("bytes/received", s.bytes_received.to_string()),
             ("bytes/sent", s.bytes_sent.to_string()),
-            (
-                "subscriptions/count",
-                self.index
-                    .len()
-                    .saturating_add(self.shared.values().map(|g| g.members.len()).sum())
-                    .to_string(),
-            ),
+            ("subscriptions/count", self.subscriptions.len().to_string()),
             ("retained messages/count", self.retained.len().to_string()),
         ];
         for (name, value) in items {

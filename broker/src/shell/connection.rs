@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smol::{Async, Timer};
-use wren_codec::Status;
+use wren_codec::{Packet, Status};
 
 use crate::core::{ConnId, Framing, Outbox};
 
@@ -51,9 +51,11 @@ pub(super) struct ConnectionTask {
     reading: bool,
     /// Whether the socket may hold unread bytes (see `poll_read`).
     pub(super) readable: bool,
-    /// Whether to hibernate the next time the connection falls quiet: just connected, or the
-    /// last quiet spell lasted at least `hibernate_after_ms`.
+    /// Whether to hibernate the next time the connection falls quiet: just connected, just
+    /// subscribed or unsubscribed, or the last quiet spell lasted at least `hibernate_after_ms`.
     hibernate: bool,
+    /// A SUBSCRIBE or UNSUBSCRIBE was handled since the last poll.
+    subscribed: bool,
     /// When the connection last fell quiet after reading or writing (`NOT_QUIET` while busy).
     quiet_since_ms: u64,
     /// Whether this poll read or wrote anything.
@@ -129,6 +131,7 @@ impl ConnectionTask {
             reading: true,
             readable: false,
             hibernate: true,
+            subscribed: false,
             quiet_since_ms: NOT_QUIET,
             active: false,
             writer: Writer::Idle,
@@ -254,6 +257,7 @@ impl ConnectionTask {
             outbox,
             framing,
             pending,
+            subscribed,
             active,
             pause,
             ..
@@ -276,19 +280,21 @@ impl ConnectionTask {
             let mut handle =
                 |data: &[u8]| handle_bytes(shared, *conn, outbox, data, framing, &mut congested);
             if pending.is_empty() {
-                let (used, stop) = handle(fresh);
-                if stop {
+                let h = handle(fresh);
+                *subscribed |= h.subscribed;
+                if h.stop {
                     return ReadOutcome::Stop;
                 }
                 // Keep the partial packet, and what a pause held back.
-                pending.extend_from_slice(fresh.get(used..).unwrap_or_default());
+                pending.extend_from_slice(fresh.get(h.used..).unwrap_or_default());
             } else {
                 pending.extend_from_slice(fresh);
-                let (used, stop) = handle(pending);
-                if stop {
+                let h = handle(pending);
+                *subscribed |= h.subscribed;
+                if h.stop {
                     return ReadOutcome::Stop;
                 }
-                consume_pending(pending, used);
+                consume_pending(pending, h.used);
             }
             ReadOutcome::Handled { drained }
         });
@@ -305,14 +311,16 @@ impl ConnectionTask {
             outbox,
             framing,
             pending,
+            subscribed,
             pause,
             ..
         } = self;
         let mut congested = Vec::new();
-        let (used, stop) = handle_bytes(shared, *conn, outbox, pending, framing, &mut congested);
-        consume_pending(pending, used);
+        let h = handle_bytes(shared, *conn, outbox, pending, framing, &mut congested);
+        *subscribed |= h.subscribed;
+        consume_pending(pending, h.used);
         Pause::hold_back(pause, congested, shared.config.max_publisher_hold_ms);
-        stop
+        h.stop
     }
 
     /// One read now, if the socket may hold bytes, with its outcome noted as `poll_read` notes
@@ -522,6 +530,13 @@ impl Future for Task {
             c.hibernate = quiet >= c.shared.config.hibernate_after_ms;
             c.quiet_since_ms = NOT_QUIET;
         }
+        if std::mem::take(&mut c.subscribed) {
+            // Like CONNECT, SUBSCRIBE and UNSUBSCRIBE are setup: a client usually waits for
+            // messages next (a device subscribes to its command topic right after
+            // connecting). Hibernating costs a connection that gets busy instead one trip
+            // through the lot, after which the quiet-spell rule above decides.
+            c.hibernate = true;
+        }
         // Quiet: nothing to read, nothing to write, no partial packet.
         if !(read_waits && write_waits && c.framing.is_connected() && c.pending.is_empty()) {
             return Poll::Pending;
@@ -581,8 +596,17 @@ fn drain_and_write(stream: &Async<TcpStream>, outbox: &Outbox) -> Option<(bool, 
     })
 }
 
-/// Decode and handle every complete packet at the front of `data`. Returns the bytes used and
-/// whether the connection is over.
+/// What [`handle_bytes`] did.
+struct Handled {
+    /// Bytes used (whole packets).
+    used: usize,
+    /// The connection is over.
+    stop: bool,
+    /// A SUBSCRIBE or UNSUBSCRIBE was among the packets.
+    subscribed: bool,
+}
+
+/// Decode and handle every complete packet at the front of `data`.
 fn handle_bytes(
     shared: &Shared,
     conn: ConnId,
@@ -590,19 +614,26 @@ fn handle_bytes(
     data: &[u8],
     framing: &mut Framing,
     congested: &mut Vec<Outbox>,
-) -> (usize, bool) {
+) -> Handled {
     let now = shared.now_ms();
     shared.with_core(Some(congested), |broker| {
         // Congestion other inputs left (wills, $SYS) is not this connection's to wait for.
         broker.clear_congested();
         let mut used = 0usize;
+        let mut subscribed = false;
+        let handled = |used, stop, subscribed| Handled {
+            used,
+            stop,
+            subscribed,
+        };
         while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
             match framing.decode(rest) {
                 Ok(Status::Complete(d)) => {
+                    subscribed |= matches!(d.packet, Packet::Subscribe(_) | Packet::Unsubscribe(_));
                     broker.packet_received(conn, &d.packet, d.consumed, now);
                     used = used.saturating_add(d.consumed);
                     if outbox.is_closed() {
-                        return (used, true);
+                        return handled(used, true, subscribed);
                     }
                     if broker.is_congested() {
                         // Backpressure: the rest waits (in `pending`) until the subscribers
@@ -613,14 +644,14 @@ fn handle_bytes(
                 Ok(Status::Partial(_)) => break,
                 Err(e) => {
                     broker.decode_failed(conn, e, now);
-                    return (used, true);
+                    return handled(used, true, subscribed);
                 }
             }
         }
         if used == 0 && !data.is_empty() {
             broker.bytes_arrived(conn, now);
         }
-        (used, false)
+        handled(used, false, subscribed)
     })
 }
 

@@ -11,10 +11,12 @@
 //! the connection with it. Both hand-overs happen under the broker lock, so a connection is
 //! either parked here with no outbox in the core, or live with one.
 //!
-//! Which connections hibernate (`hibernate_after_ms`): one that has just connected, and one
-//! whose last quiet spell lasted at least that long. A fleet of sensors that connect and
-//! publish now and then holds almost nothing between messages, while a connection with steady
-//! traffic never pays for the trip through the lot (about six system calls).
+//! Which connections hibernate (`hibernate_after_ms`): one that has just connected or
+//! subscribed (or unsubscribed), and one whose last quiet spell lasted at least that long. A
+//! fleet of sensors that connect and publish now and then, or devices that connect, subscribe
+//! to their command topic and wait, hold almost nothing between messages, while a connection
+//! with steady traffic pays for the trip through the lot (about six system calls) at most once
+//! after each SUBSCRIBE.
 //!
 //! Linux only (epoll); elsewhere connections keep their task while quiet.
 

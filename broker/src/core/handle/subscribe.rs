@@ -11,7 +11,7 @@ use crate::core::Broker;
 use crate::core::close::CloseReason;
 use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
-use crate::core::subscriptions::{SharedGroup, Sub};
+use crate::core::subscriptions::Sub;
 
 /// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
 const MAX_TOPIC_LEVELS: usize = 200;
@@ -37,7 +37,6 @@ impl Broker {
         // Granted filters that may receive retained messages now, with their subscription.
         let mut granted: Vec<(TopicFilter<'_>, Sub)> = Vec::new();
         for s in sub.subscriptions.iter() {
-            let full = s.filter.as_str();
             let refuse = |v5_code: ReasonCode| {
                 if v5 {
                     v5_code
@@ -81,13 +80,8 @@ impl Broker {
                 codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
                 continue;
             }
-            let Some(session) = self.sessions.get_mut(sid) else {
+            if self.sessions.get(sid).is_none() {
                 return Ok(());
-            };
-            let existed = session.subscriptions.contains_key(full);
-            if max > 0 && session.subscriptions.len() >= max && !existed {
-                codes.push(refuse(ReasonCode::QUOTA_EXCEEDED));
-                continue;
             }
             let qos_bits = s.options.qos.bits().min(self.config.maximum_qos);
             let qos = QoS::from_bits(qos_bits).unwrap_or(QoS::AtMostOnce);
@@ -98,26 +92,11 @@ impl Broker {
                 retain_as_published: s.options.retain_as_published,
                 id: sub_id,
             };
-            session.subscriptions.insert(full.into(), entry);
-            match shared {
-                Some(inner) => {
-                    let group = self
-                        .shared
-                        .entry(full.into())
-                        .or_insert_with(|| SharedGroup {
-                            filter: inner.as_str().into(),
-                            members: Vec::new(),
-                            next: 0,
-                        });
-                    match group.members.iter_mut().find(|m| m.session == sid) {
-                        Some(m) => *m = entry,
-                        None => group.members.push(entry),
-                    }
-                }
-                None => {
-                    self.index.subscribe(full, entry);
-                }
-            }
+            // A session at `max_subscriptions_per_client` may still replace one of its own.
+            let Ok(existed) = self.subscriptions.subscribe(s.filter, entry, max) else {
+                codes.push(refuse(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            };
             codes.push(ReasonCode(qos_bits));
             // [MQTT-3.3.1-10] … Retain Handling; shared subscriptions get no retained messages
             // ([MQTT-3.8.4-?]: "retained messages are not sent to a shared subscription").
@@ -168,16 +147,7 @@ impl Broker {
     ) -> Result<(), CloseReason> {
         let mut codes = Vec::new();
         for f in unsub.filters.iter() {
-            let removed = self
-                .sessions
-                .get_mut(sid)
-                .and_then(|s| s.subscriptions.remove(f.as_str()));
-            let existed = if matches!(f.shared(), Ok(Some(_))) {
-                self.leave_shared(f.as_str(), sid);
-                removed.is_some()
-            } else {
-                self.index.unsubscribe(f.as_str(), sid)
-            };
+            let existed = self.subscriptions.unsubscribe(f, sid);
             codes.push(if existed {
                 ReasonCode::SUCCESS
             } else {
@@ -192,15 +162,5 @@ impl Broker {
         });
         self.send_packet(conn, &unsuback);
         Ok(())
-    }
-
-    /// Remove a session from a shared group (the group goes when empty).
-    pub(in crate::core) fn leave_shared(&mut self, filter: &str, sid: SessionId) {
-        if let Some(group) = self.shared.get_mut(filter) {
-            group.members.retain(|m| m.session != sid);
-            if group.members.is_empty() {
-                self.shared.remove(filter);
-            }
-        }
     }
 }

@@ -1,279 +1,430 @@
-//! [`SubscriptionIndex`]: a topic trie keyed by level. `+` and `#` are ordinary children named
-//! `"+"` and `"#"`, so matching a topic walks one path per level plus the wildcard branches.
+//! The topic trie: one node per filter level, in a slab (`Vec<Node>`, nodes named by `u32`
+//! index), with one edge table for the whole trie instead of a map of children in every node.
+//!
+//! Laid out for memory, because most brokers hold one or a few subscriptions per idle client
+//! (`devices/<id>/cmd`), so nearly every subscription has a leaf node of its own:
+//! - a node is 72 bytes in the slab, with its level inline (up to 22 bytes) and its first
+//!   subscriber inline ([`Subscribers::One`]): a leaf with one subscriber allocates nothing;
+//! - the literal children of every node are found through one `HashTable<u32>` keyed by
+//!   (parent, level) (4 bytes a slot), where a `HashMap` per node cost an allocation per node
+//!   with children and a boxed key per child;
+//! - `+` and `#` children are fields of their parent, so matching a topic looks them up without
+//!   hashing (they were two hash lookups per level), and a node with no literal child (`bench`
+//!   of `bench/#`) costs no lookup at all.
+//!
+//! Freed nodes go on a free list and are reused; the slab does not shrink.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::hash::{BuildHasher, Hasher};
+use std::str::Split;
 
-use wren_codec::QoS;
+use crate::core::ids::SessionId;
 
-use crate::core::ids::{ProcessRandomState, SessionId};
+use super::Sub;
+use super::shared::SharedGroup;
 
-/// One subscription as the index keeps it: the session, the granted QoS and the 5.0
-/// subscription options that decide how a matching message is forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sub {
-    /// The subscribing session.
-    pub session: SessionId,
-    /// Granted QoS.
-    pub qos: QoS,
-    /// 5.0 No Local: not forwarded to the publisher's own session ([MQTT-3.8.3-3]).
-    pub no_local: bool,
-    /// 5.0 Retain As Published: RETAIN kept when forwarding ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
-    pub retain_as_published: bool,
-    /// 5.0 Subscription Identifier, sent with matching messages ([MQTT-3.3.4-3]).
-    pub id: Option<NonZeroU32>,
+/// A node's index in the slab.
+pub(super) type NodeId = u32;
+
+/// The root, at index 0. Being nobody's child, its id also means "no child" in `plus`/`hash`.
+const ROOT: NodeId = 0;
+const NO_CHILD: NodeId = 0;
+
+/// Levels up to this long are kept inside the node.
+const INLINE_LABEL: usize = 22;
+
+/// A node's level, inline when short (most are: `devices`, `cmd`, a numeric id, a UUID is
+/// 36 bytes and goes to the heap).
+#[derive(Debug)]
+enum Label {
+    Inline { len: u8, bytes: [u8; INLINE_LABEL] },
+    Heap(Box<[u8]>),
 }
 
-impl Sub {
-    /// A plain (3.1.1-style) subscription.
-    pub fn new(session: SessionId, qos: QoS) -> Sub {
-        Sub {
-            session,
-            qos,
-            no_local: false,
-            retain_as_published: false,
-            id: None,
+impl Label {
+    fn new(level: &str) -> Label {
+        let b = level.as_bytes();
+        let mut bytes = [0u8; INLINE_LABEL];
+        match (u8::try_from(b.len()), bytes.get_mut(..b.len())) {
+            (Ok(len), Some(dst)) => {
+                dst.copy_from_slice(b);
+                Label::Inline { len, bytes }
+            }
+            _ => Label::Heap(b.into()),
+        }
+    }
+
+    /// Whether this is `level` (lengths first: most candidates differ there, and equal
+    /// lengths compare inline).
+    fn is(&self, level: &[u8]) -> bool {
+        match self {
+            Label::Inline { len, bytes } => {
+                usize::from(*len) == level.len()
+                    && bytes
+                        .iter()
+                        .zip(level)
+                        .fold(true, |same, (a, b)| same & (a == b))
+            }
+            Label::Heap(b) => **b == *level,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Label::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Label::Heap(b) => b,
         }
     }
 }
 
+/// The subscriptions whose filter ends at a node (one per session). The first is inline: a
+/// `Vec` would allocate room for four on the first push (80 bytes for one 16-byte [`Sub`]).
 #[derive(Debug, Default)]
-struct Node {
-    children: HashMap<Box<str>, Node, ProcessRandomState>,
-    /// Subscriptions whose filter ends at this node.
-    subscribers: Vec<Sub>,
+pub(super) enum Subscribers {
+    #[default]
+    Empty,
+    One(Sub),
+    Many(Vec<Sub>),
+}
+
+impl Subscribers {
+    pub(super) fn as_slice(&self) -> &[Sub] {
+        match self {
+            Subscribers::Empty => &[],
+            Subscribers::One(s) => std::slice::from_ref(s),
+            Subscribers::Many(v) => v,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Add `sub`, or replace the subscription of its session; whether there was one.
+    pub(super) fn upsert(&mut self, sub: Sub) -> bool {
+        match self {
+            Subscribers::Empty => {
+                *self = Subscribers::One(sub);
+                false
+            }
+            Subscribers::One(s) if s.session == sub.session => {
+                *s = sub;
+                true
+            }
+            Subscribers::One(s) => {
+                *self = Subscribers::Many(vec![*s, sub]);
+                false
+            }
+            Subscribers::Many(v) => match v.iter_mut().find(|s| s.session == sub.session) {
+                Some(s) => {
+                    *s = sub;
+                    true
+                }
+                None => {
+                    v.push(sub);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Replace the subscription of `sub`'s session, if it has one here; whether it had.
+    pub(super) fn replace(&mut self, sub: Sub) -> bool {
+        match self {
+            Subscribers::Empty => false,
+            Subscribers::One(s) => {
+                s.session == sub.session && {
+                    *s = sub;
+                    true
+                }
+            }
+            Subscribers::Many(v) => v
+                .iter_mut()
+                .find(|s| s.session == sub.session)
+                .map(|s| *s = sub)
+                .is_some(),
+        }
+    }
+
+    /// Remove the subscription of `session`; whether there was one.
+    pub(super) fn remove(&mut self, session: SessionId) -> bool {
+        match self {
+            Subscribers::Empty => false,
+            Subscribers::One(s) => {
+                let found = s.session == session;
+                if found {
+                    *self = Subscribers::Empty;
+                }
+                found
+            }
+            Subscribers::Many(v) => {
+                let Some(i) = v.iter().position(|s| s.session == session) else {
+                    return false;
+                };
+                // Order does not matter: matches are grouped by session afterwards.
+                v.swap_remove(i);
+                match v.as_slice() {
+                    [] => *self = Subscribers::Empty,
+                    [only] => *self = Subscribers::One(*only),
+                    _ => {}
+                }
+                true
+            }
+        }
+    }
+}
+
+/// One filter level.
+#[derive(Debug)]
+pub(super) struct Node {
+    label: Label,
+    parent: NodeId,
+    /// The `+` child, or [`NO_CHILD`].
+    plus: NodeId,
+    /// The `#` child, or [`NO_CHILD`].
+    hash: NodeId,
+    /// How many children are in the edge table (the literal levels).
+    literal_children: u32,
+    /// Subscriptions to the filter ending here.
+    pub(super) subscribers: Subscribers,
+    /// Shared groups `$share/{group}/{filter}` whose `{filter}` ends here. Rare, so a thin
+    /// box (8 bytes in every node, where a `Vec` would take 24).
+    #[allow(clippy::box_collection)]
+    pub(super) shared: Option<Box<Vec<SharedGroup>>>,
 }
 
 impl Node {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscribers.is_empty()
+    fn new(parent: NodeId, level: &str) -> Node {
+        Node {
+            label: Label::new(level),
+            parent,
+            plus: NO_CHILD,
+            hash: NO_CHILD,
+            literal_children: 0,
+            subscribers: Subscribers::Empty,
+            shared: None,
+        }
+    }
+
+    fn is_unused(&self) -> bool {
+        self.subscribers.is_empty()
+            && self.shared.is_none()
+            && self.plus == NO_CHILD
+            && self.hash == NO_CHILD
+            && self.literal_children == 0
     }
 }
 
-/// Every subscription of every session, indexed for matching.
-#[derive(Debug, Default)]
-pub struct SubscriptionIndex {
-    root: Node,
-    count: usize,
+/// The trie. See the module documentation.
+#[derive(Debug)]
+pub(super) struct Trie {
+    nodes: Vec<Node>,
+    free: Vec<NodeId>,
+    /// The literal (non-wildcard) children of every node, found by (parent, level).
+    edges: hashbrown::HashTable<NodeId>,
+    hasher: EdgeHasher,
 }
 
-impl SubscriptionIndex {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
+/// The hash of an edge: the level's keyed hash, in one hasher call (the pair, hashed field by
+/// field, took three), with the parent's id mixed in by a multiply (ids are the broker's, not
+/// chosen by a client).
+fn edge_hash(hasher: &EdgeHasher, parent: NodeId, level: &[u8]) -> u64 {
+    // One `write` (foldhash mixes the length in), not `Hash for [u8]`'s length prefix + bytes.
+    let mut h = hasher.build_hasher();
+    h.write(level);
+    h.finish() ^ u64::from(parent).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Keyed with a random seed per broker (levels are chosen by clients), and held by the trie:
+/// no lazily initialised global to check on every hash.
+type EdgeHasher = foldhash::fast::RandomState;
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie {
+            nodes: vec![Node::new(ROOT, "")],
+            free: Vec::new(),
+            edges: hashbrown::HashTable::new(),
+            hasher: EdgeHasher::default(),
+        }
+    }
+}
+
+impl Trie {
+    pub(super) fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id as usize)
     }
 
-    /// Number of subscriptions.
-    pub fn len(&self) -> usize {
-        self.count
+    pub(super) fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
+        self.nodes.get_mut(id as usize)
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+    /// Nodes in use, the root included (for tests: pruning gives nodes back).
+    #[cfg(test)]
+    pub(super) fn nodes_in_use(&self) -> usize {
+        self.nodes.len().saturating_sub(self.free.len())
     }
 
-    /// Add or replace (`[MQTT-3.8.4-3]`: a re-subscription replaces the options) a
-    /// subscription. Returns `true` if it is new.
-    pub fn subscribe(&mut self, filter: &str, sub: Sub) -> bool {
-        let mut node = &mut self.root;
+    /// The child of `parent` for one level of a filter or topic.
+    fn child(&self, parent: NodeId, level: &str) -> Option<NodeId> {
+        let id = match level {
+            "+" => self.node(parent)?.plus,
+            "#" => self.node(parent)?.hash,
+            _ => return self.literal_child(parent, level).map(|(id, _)| id),
+        };
+        (id != NO_CHILD).then_some(id)
+    }
+
+    /// The child of `parent` for a level that is not a wildcard (every level of a topic), and
+    /// the node.
+    fn literal_child(&self, parent: NodeId, level: &str) -> Option<(NodeId, &Node)> {
+        let level = level.as_bytes();
+        let mut found = None;
+        self.edges
+            .find(edge_hash(&self.hasher, parent, level), |&c| {
+                let node = self
+                    .node(c)
+                    .filter(|n| n.parent == parent && n.label.is(level));
+                found = node.map(|n| (c, n));
+                found.is_some()
+            });
+        found
+    }
+
+    /// The node of a filter, if it is in the trie.
+    pub(super) fn find(&self, filter: &str) -> Option<NodeId> {
+        filter
+            .split('/')
+            .try_fold(ROOT, |node, level| self.child(node, level))
+    }
+
+    /// The node of a filter, created with its missing ancestors. `None` only if the slab is
+    /// full (2^32 nodes).
+    pub(super) fn find_or_insert(&mut self, filter: &str) -> Option<NodeId> {
+        let mut node = ROOT;
         for level in filter.split('/') {
-            node = node.children.entry(level.into()).or_default();
+            node = match self.child(node, level) {
+                Some(child) => child,
+                None => self.insert_child(node, level)?,
+            };
         }
-        if let Some(entry) = node
-            .subscribers
-            .iter_mut()
-            .find(|s| s.session == sub.session)
+        Some(node)
+    }
+
+    fn insert_child(&mut self, parent: NodeId, level: &str) -> Option<NodeId> {
+        let fresh = Node::new(parent, level);
+        let id = match self.free.pop() {
+            Some(id) => {
+                *self.node_mut(id)? = fresh;
+                id
+            }
+            None => {
+                let id = NodeId::try_from(self.nodes.len()).ok()?;
+                self.nodes.push(fresh);
+                id
+            }
+        };
+        let Trie {
+            nodes,
+            edges,
+            hasher,
+            ..
+        } = self;
+        let p = nodes.get_mut(parent as usize)?;
+        match level {
+            "+" => p.plus = id,
+            "#" => p.hash = id,
+            _ => {
+                p.literal_children = p.literal_children.saturating_add(1);
+                edges.insert_unique(edge_hash(hasher, parent, level.as_bytes()), id, |&c| {
+                    nodes
+                        .get(c as usize)
+                        .map_or(0, |n| edge_hash(hasher, n.parent, n.label.as_bytes()))
+                });
+            }
+        }
+        Some(id)
+    }
+
+    /// Free `id` and then its ancestors, as long as they hold nothing (no subscription, shared
+    /// group or child).
+    pub(super) fn prune(&mut self, mut id: NodeId) {
+        while id != ROOT {
+            let Some(node) = self.node(id).filter(|n| n.is_unused()) else {
+                return;
+            };
+            let parent = node.parent;
+            let hash = edge_hash(&self.hasher, parent, node.label.as_bytes());
+            let Some(p) = self.node_mut(parent) else {
+                return;
+            };
+            if p.plus == id {
+                p.plus = NO_CHILD;
+            } else if p.hash == id {
+                p.hash = NO_CHILD;
+            } else {
+                p.literal_children = p.literal_children.saturating_sub(1);
+                if let Ok(edge) = self.edges.find_entry(hash, |&c| c == id) {
+                    edge.remove();
+                }
+            }
+            // Drop the label's heap part, if any, now.
+            if let Some(n) = self.node_mut(id) {
+                *n = Node::new(ROOT, "");
+            }
+            self.free.push(id);
+            id = parent;
+        }
+    }
+
+    /// Append to `out` every subscription of a filter under `node` that matches the rest of a
+    /// topic (`levels`), and to `groups` the nodes holding shared groups that match.
+    /// `wildcards`: whether `+` and `#` children may match this level (not at the root of a
+    /// topic starting with `$`).
+    pub(super) fn walk(
+        &self,
+        id: NodeId,
+        node: &Node,
+        mut levels: Split<'_, char>,
+        wildcards: bool,
+        out: &mut Vec<Sub>,
+        groups: &mut Vec<NodeId>,
+    ) {
+        if wildcards && node.hash != NO_CHILD {
+            // §4.7.1.2 (3.1.1 and 5.0): `a/#` matches `a` and everything below it.
+            if let Some(hash) = self.node(node.hash) {
+                collect(node.hash, hash, out, groups);
+            }
+        }
+        let Some(level) = levels.next() else {
+            collect(id, node, out, groups);
+            return;
+        };
+        // (A node with only wildcard children, as `bench` of `bench/#`, costs no hashing.)
+        if node.literal_children > 0
+            && let Some((child_id, child)) = self.literal_child(id, level)
         {
-            *entry = sub;
-            false
-        } else {
-            node.subscribers.push(sub);
-            self.count = self.count.saturating_add(1);
-            true
+            self.walk(child_id, child, levels.clone(), true, out, groups);
+        }
+        if wildcards && let Some(plus) = self.node(node.plus).filter(|_| node.plus != NO_CHILD) {
+            self.walk(node.plus, plus, levels, true, out, groups);
         }
     }
 
-    /// Remove a subscription; returns whether it existed. Empty branches are pruned.
-    pub fn unsubscribe(&mut self, filter: &str, session: SessionId) -> bool {
-        let levels: Vec<&str> = filter.split('/').collect();
-        let removed = remove(&mut self.root, &levels, session);
-        if removed {
-            self.count = self.count.saturating_sub(1);
-        }
-        removed
-    }
-
-    /// Append every subscription matching `topic` (a valid topic name) to `out`: a session with
-    /// several matching filters appears several times (see [`dedup_max_qos`]).
-    pub fn matches(&self, topic: &str, out: &mut Vec<Sub>) {
-        // [MQTT-4.7.2-1]: a leading wildcard does not match a `$` topic.
-        let system = topic.starts_with('$');
-        walk(&self.root, topic.split('/'), true, system, out);
-    }
-}
-
-fn walk<'t>(
-    node: &Node,
-    mut levels: std::str::Split<'t, char>,
-    first: bool,
-    system: bool,
-    out: &mut Vec<Sub>,
-) {
-    let wildcards_allowed = !(first && system);
-    if wildcards_allowed && let Some(hash) = node.children.get("#") {
-        // `a/#` matches `a` and everything below it.
-        out.extend_from_slice(&hash.subscribers);
-    }
-    let Some(level) = levels.next() else {
-        out.extend_from_slice(&node.subscribers);
-        return;
-    };
-    if let Some(child) = node.children.get(level) {
-        walk(child, levels.clone(), false, system, out);
-    }
-    if wildcards_allowed && let Some(plus) = node.children.get("+") {
-        walk(plus, levels, false, system, out);
-    }
-}
-
-fn remove(node: &mut Node, levels: &[&str], session: SessionId) -> bool {
-    let Some((first, rest)) = levels.split_first() else {
-        let before = node.subscribers.len();
-        node.subscribers.retain(|s| s.session != session);
-        return node.subscribers.len() != before;
-    };
-    let Some(child) = node.children.get_mut(*first) else {
-        return false;
-    };
-    let removed = remove(child, rest, session);
-    if child.is_empty() {
-        node.children.remove(*first);
-    }
-    removed
-}
-
-/// Reduce matches to one per session at the highest granted QoS: overlapping subscriptions
-/// deliver a message once (as Mosquitto does; allowed by `[MQTT-3.3.5-1]`).
-/// (The broker itself groups matches by session with [`group_by_session`], to also collect
-/// every matching subscription's identifier.)
-#[cfg(test)]
-fn dedup_max_qos(matches: &mut Vec<(SessionId, QoS)>) {
-    if matches.len() < 2 {
-        return;
-    }
-    // Highest QoS first within a session, so `dedup_by_key` keeps it.
-    matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    matches.dedup_by_key(|m| m.0);
-}
-
-/// Sort matches so each session's subscriptions are adjacent (see `slice::chunk_by`).
-pub fn group_by_session(matches: &mut [Sub]) {
-    if matches.len() > 1 {
-        matches.sort_unstable_by_key(|s| s.session);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matching(idx: &SubscriptionIndex, topic: &str) -> Vec<(SessionId, QoS)> {
-        let mut subs = Vec::new();
-        idx.matches(topic, &mut subs);
-        let mut out: Vec<_> = subs.iter().map(|s| (s.session, s.qos)).collect();
-        dedup_max_qos(&mut out);
-        out
-    }
-
-    trait Compat {
-        fn sub(&mut self, filter: &str, session: SessionId, qos: QoS) -> bool;
-    }
-    impl Compat for SubscriptionIndex {
-        fn sub(&mut self, filter: &str, session: SessionId, qos: QoS) -> bool {
-            self.subscribe(filter, Sub::new(session, qos))
+    /// Append to `out` every subscription matching `topic` (a valid topic name), and to
+    /// `groups` the nodes holding shared groups that match.
+    pub(super) fn matches(&self, topic: &str, out: &mut Vec<Sub>, groups: &mut Vec<NodeId>) {
+        // [MQTT-4.7.2-1] (3.1.1 and 5.0): a filter starting with a wildcard does not match a
+        // topic starting with `$`.
+        let wildcards = !topic.starts_with('$');
+        if let Some(root) = self.node(ROOT) {
+            self.walk(ROOT, root, topic.split('/'), wildcards, out, groups);
         }
     }
+}
 
-    const A: SessionId = SessionId(1);
-    const B: SessionId = SessionId(2);
-
-    #[test]
-    fn exact_plus_and_hash() {
-        let mut idx = SubscriptionIndex::new();
-        assert!(idx.sub("a/b/c", A, QoS::AtMostOnce));
-        assert!(idx.sub("a/+/c", B, QoS::AtLeastOnce));
-        assert!(idx.sub("a/#", B, QoS::ExactlyOnce));
-        assert_eq!(idx.len(), 3);
-        assert_eq!(
-            matching(&idx, "a/b/c"),
-            vec![(A, QoS::AtMostOnce), (B, QoS::ExactlyOnce)]
-        );
-        assert_eq!(
-            matching(&idx, "a"),
-            vec![(B, QoS::ExactlyOnce)],
-            "a/# matches a"
-        );
-        assert_eq!(matching(&idx, "a/x/c/d"), vec![(B, QoS::ExactlyOnce)]);
-        assert!(matching(&idx, "b").is_empty());
-    }
-
-    #[test]
-    fn plus_matches_one_level_only_and_empty_levels() {
-        let mut idx = SubscriptionIndex::new();
-        idx.sub("sport/+", A, QoS::AtMostOnce);
-        idx.sub("+/+", B, QoS::AtMostOnce);
-        assert_eq!(matching(&idx, "sport/tennis").len(), 2);
-        assert_eq!(
-            matching(&idx, "sport/"),
-            vec![(A, QoS::AtMostOnce), (B, QoS::AtMostOnce)]
-        );
-        assert!(matching(&idx, "sport").is_empty());
-        assert_eq!(matching(&idx, "/finance"), vec![(B, QoS::AtMostOnce)]);
-        assert!(matching(&idx, "sport/tennis/x").is_empty());
-    }
-
-    #[test]
-    fn dollar_topics_need_a_literal_first_level() {
-        let mut idx = SubscriptionIndex::new();
-        idx.sub("#", A, QoS::AtMostOnce);
-        idx.sub("+/broker/uptime", A, QoS::AtMostOnce);
-        idx.sub("$SYS/#", B, QoS::AtMostOnce);
-        assert_eq!(
-            matching(&idx, "$SYS/broker/uptime"),
-            vec![(B, QoS::AtMostOnce)]
-        );
-        assert_eq!(
-            matching(&idx, "x/broker/uptime"),
-            vec![(A, QoS::AtMostOnce)]
-        );
-    }
-
-    #[test]
-    fn resubscribe_replaces_and_unsubscribe_prunes() {
-        let mut idx = SubscriptionIndex::new();
-        assert!(idx.sub("a/b", A, QoS::AtMostOnce));
-        assert!(!idx.sub("a/b", A, QoS::ExactlyOnce));
-        assert_eq!(idx.len(), 1);
-        assert_eq!(matching(&idx, "a/b"), vec![(A, QoS::ExactlyOnce)]);
-        assert!(!idx.unsubscribe("a/b", B));
-        assert!(!idx.unsubscribe("a/c", A));
-        assert!(idx.unsubscribe("a/b", A));
-        assert!(idx.is_empty());
-        assert!(idx.root.is_empty(), "branches pruned");
-        assert!(matching(&idx, "a/b").is_empty());
-    }
-
-    #[test]
-    fn overlapping_subscriptions_dedup_to_highest_qos() {
-        let mut idx = SubscriptionIndex::new();
-        idx.sub("a/#", A, QoS::AtMostOnce);
-        idx.sub("a/+", A, QoS::ExactlyOnce);
-        idx.sub("a/b", A, QoS::AtLeastOnce);
-        idx.sub("#", B, QoS::AtLeastOnce);
-        assert_eq!(
-            matching(&idx, "a/b"),
-            vec![(A, QoS::ExactlyOnce), (B, QoS::AtLeastOnce)]
-        );
+fn collect(id: NodeId, node: &Node, out: &mut Vec<Sub>, groups: &mut Vec<NodeId>) {
+    out.extend_from_slice(node.subscribers.as_slice());
+    if node.shared.is_some() {
+        groups.push(id);
     }
 }
