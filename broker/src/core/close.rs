@@ -1,7 +1,6 @@
 //! Closing a connection: [`CloseReason`] (its log line and 5.0 DISCONNECT reason), the will, the
 //! session's detach or end, and the fail-over of shared-subscription messages when a session ends.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use wren_codec::{
@@ -11,7 +10,6 @@ use wren_codec::{
 
 use super::Broker;
 use super::conn::Phase;
-use super::delivery::Send;
 use super::ids::{ConnId, SessionId};
 use super::message::Out;
 use super::session::OutgoingState;
@@ -217,16 +215,7 @@ impl Broker {
             else {
                 continue;
             };
-            ids.clear();
-            ids.extend(m.id.map(NonZeroU32::get));
-            let retain = message.retain() && m.retain_as_published;
-            let send = Send {
-                qos: m.qos.min(message.qos()),
-                retain,
-                sub_ids: &ids,
-                shared: Some(&key),
-            };
-            self.deliver(m.session, &message, send);
+            self.deliver_to_member(m, &message, &key, &mut ids);
         }
     }
 }

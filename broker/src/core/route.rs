@@ -11,7 +11,7 @@ use super::Broker;
 use super::delivery::Send;
 use super::ids::SessionId;
 use super::message::Message;
-use super::subscriptions::group_by_session;
+use super::subscriptions::{Sub, group_by_session};
 
 impl Broker {
     /// Store or delete the message as retained, and deliver it to every matching session once
@@ -66,22 +66,33 @@ impl Broker {
         }
         // Shared subscriptions: each matching group gets the message once, at the member whose
         // turn it was (no No Local there: [MQTT-3.8.3-4] makes it a protocol error).
-        for (m, key) in picks.drain(..) {
-            ids.clear();
-            ids.extend(m.id.map(NonZeroU32::get));
-            let retain = message.retain() && m.retain_as_published;
-            let send = Send {
-                qos: m.qos.min(message.qos()),
-                retain,
-                sub_ids: &ids,
-                shared: Some(&key),
-            };
-            self.deliver(m.session, &message, send);
+        for (member, key) in picks.drain(..) {
+            self.deliver_to_member(member, &message, &key, &mut ids);
             count = count.saturating_add(1);
         }
         self.matches = matches;
         self.shared_picks = picks;
         self.sub_ids = ids;
         count
+    }
+
+    /// Deliver `message` to the picked `member` of the shared group `key` (at its granted QoS,
+    /// with its identifier; `ids` is a reused buffer).
+    pub(super) fn deliver_to_member(
+        &mut self,
+        member: Sub,
+        message: &Arc<Message>,
+        key: &Arc<str>,
+        ids: &mut Vec<u32>,
+    ) {
+        ids.clear();
+        ids.extend(member.id.map(NonZeroU32::get));
+        let send = Send {
+            qos: member.qos.min(message.qos()),
+            retain: message.retain() && member.retain_as_published,
+            sub_ids: ids,
+            shared: Some(key),
+        };
+        self.deliver(member.session, message, send);
     }
 }
