@@ -115,7 +115,7 @@ impl Broker {
             && let Some((code, why)) = reason.v5_reason()
         {
             // The reason string is left out if it would make the packet larger than the
-            // client's Maximum Packet Size ([MQTT-3.1.2-25]).
+            // client's Maximum Packet Size ([MQTT-3.1.2-25] (5.0)).
             let with_string = Disconnect {
                 reason_code: code,
                 properties: Properties {
@@ -176,9 +176,9 @@ impl Broker {
         self.detach_session(client.session, conn);
     }
 
-    /// End a session: its subscriptions leave the index and the shared groups, its delayed will
-    /// is published now ([MQTT-3.1.3-9]: "or the Session ends, whichever happens first"), and
-    /// the messages it held for shared subscriptions go to another member of their group.
+    /// End a session: its subscriptions go, its delayed will is published now ([MQTT-3.1.3-9]
+    /// (5.0): "or the Session ends, whichever happens first"), and the messages it held for
+    /// shared subscriptions go to another member of their group.
     pub(super) fn end_session(&mut self, sid: SessionId) {
         let Some(session) = self.sessions.remove(sid) else {
             return;

@@ -17,7 +17,7 @@ impl Broker {
     /// Store or delete the message as retained, and deliver it to every matching session once
     /// (at min(its QoS, the highest granted QoS), with every matching Subscription Identifier),
     /// and to one member of every matching shared subscription. RETAIN is cleared unless a
-    /// matching subscription has Retain As Published ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
+    /// matching subscription has Retain As Published ([MQTT-3.3.1-12], [MQTT-3.3.1-13] (5.0)).
     /// `origin` is the publisher's session, for No Local. Returns the number of deliveries.
     pub(super) fn route(&mut self, message: Arc<Message>, origin: Option<SessionId>) -> usize {
         if message.retain() {
@@ -36,7 +36,7 @@ impl Broker {
             &mut picks,
         );
         if let Some(o) = origin {
-            // [MQTT-3.8.3-3]: No Local.
+            // [MQTT-3.8.3-3] (5.0): No Local.
             matches.retain(|s| !(s.no_local && s.session == o));
         }
         group_by_session(&mut matches);
@@ -65,7 +65,7 @@ impl Broker {
             count = count.saturating_add(1);
         }
         // Shared subscriptions: each matching group gets the message once, at the member whose
-        // turn it was (no No Local there: [MQTT-3.8.3-4] makes it a protocol error).
+        // turn it was (no No Local there: [MQTT-3.8.3-4] (5.0) makes it a protocol error).
         for (member, key) in picks.drain(..) {
             self.deliver_to_member(member, &message, &key, &mut ids);
             count = count.saturating_add(1);

@@ -7,8 +7,8 @@
 //! for all of them with one task, and gives a connection its task back ("revives" it) when its
 //! socket becomes readable or closes. The core gives up the connection's outbox while it
 //! hibernates ([`crate::Broker::hibernate`]); when it has something to send to it, or closes
-//! it, it makes a new one and reports it (`Event::Woken` from [`crate::Broker::poll_event`]), and the shell revives
-//! the connection with it. Both hand-overs happen under the broker lock, so a connection is
+//! it, it makes a new one and reports it (`Event::Woken` from [`crate::Broker::poll_event`]),
+//! and the shell revives the connection with it. Both hand-overs happen under the broker lock, so a connection is
 //! either parked here with no outbox in the core, or live with one.
 //!
 //! Which connections hibernate (`hibernate_after_ms`): one that has just connected or

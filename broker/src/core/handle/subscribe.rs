@@ -55,7 +55,7 @@ impl Broker {
                         codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
                         continue;
                     }
-                    // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                    // [MQTT-3.8.3-4] (5.0): No Local on a shared subscription is a protocol error.
                     if s.options.no_local {
                         return Err(CloseReason::ProtocolError);
                     }
@@ -98,8 +98,9 @@ impl Broker {
                 continue;
             };
             codes.push(ReasonCode(qos_bits));
-            // [MQTT-3.3.1-10] … Retain Handling; shared subscriptions get no retained messages
-            // ([MQTT-3.8.4-?]: "retained messages are not sent to a shared subscription").
+            // Retain Handling 0, 1, 2: [MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11] (5.0;
+            // 3.1.1 always sends). A shared subscription gets no retained messages, as in
+            // Mosquitto (5.0 §4.8.2 leaves it to the server; no numbered statement).
             let send_retained = shared.is_none()
                 && match s.options.retain_handling {
                     RetainHandling::SendAtSubscribe => true,
@@ -116,7 +117,8 @@ impl Broker {
             reason_codes: List::new(&codes),
         });
         self.send_packet(conn, &suback);
-        // [MQTT-3.3.1-6]: matching retained messages follow, with RETAIN set, at min(QoS).
+        // Matching retained messages follow, with RETAIN set ([MQTT-3.3.1-6] (3.1.1),
+        // [MQTT-3.3.1-9] (5.0)), at min(QoS) ([MQTT-3.8.4-8] (5.0)).
         let now = self.now_ms;
         let mut retained = Vec::new();
         for (filter, entry) in granted {
