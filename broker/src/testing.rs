@@ -459,14 +459,18 @@ impl Driver {
         c.pending.extend_from_slice(bytes);
         let mut used = 0;
         while let Some(rest) = c.pending.get(used..).filter(|r| !r.is_empty()) {
-            match c.framing.decode(rest) {
-                Ok(Status::Complete(d)) => {
-                    if let Packet::Connect(connect) = &d.packet {
-                        c.version.get_or_insert(connect.protocol);
-                    }
-                    self.broker
-                        .packet_received(conn, &d.packet, d.consumed, now);
-                    used += d.consumed;
+            let broker = &mut self.broker;
+            let version = &mut c.version;
+            let decoded = c.framing.decode(rest, |packet, len| {
+                if let Packet::Connect(connect) = packet {
+                    version.get_or_insert(connect.protocol);
+                }
+                broker.packet_received(conn, packet, len, now);
+                len
+            });
+            match decoded {
+                Ok(Status::Complete(len)) => {
+                    used += len;
                     if c.outbox.is_closed() {
                         c.open = false;
                         break;

@@ -627,11 +627,14 @@ fn handle_bytes(
             subscribed,
         };
         while let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
-            match framing.decode(rest) {
-                Ok(Status::Complete(d)) => {
-                    subscribed |= matches!(d.packet, Packet::Subscribe(_) | Packet::Unsubscribe(_));
-                    broker.packet_received(conn, &d.packet, d.consumed, now);
-                    used = used.saturating_add(d.consumed);
+            let decoded = framing.decode(rest, |packet, len| {
+                subscribed |= matches!(packet, Packet::Subscribe(_) | Packet::Unsubscribe(_));
+                broker.packet_received(conn, packet, len, now);
+                len
+            });
+            match decoded {
+                Ok(Status::Complete(len)) => {
+                    used = used.saturating_add(len);
                     if outbox.is_closed() {
                         return handled(used, true, subscribed);
                     }
