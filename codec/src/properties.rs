@@ -27,7 +27,8 @@ use crate::data::{
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::list::{
-    List, SubscriptionIdentifiers, UserProperties, UserProperty, for_items, next_text_field,
+    List, ListItem, SubscriptionIdentifiers, UserProperties, UserProperty, for_items,
+    next_text_field,
 };
 use crate::topic::TopicName;
 use crate::wire::{PacketType, VARINT_MAX, varint_len};
@@ -1003,12 +1004,35 @@ impl<'a> Value<'a> for &'a [u8] {
     }
 }
 
+/// The item type of a list-valued property: what differs between the two lists. The rest (the
+/// span kept while reading, the view, the emptiness tests, the writing loop) is [`Field`] for
+/// [`List`], written once for both.
+trait ListValue<'a>: ListItem<'a> {
+    /// The wire type of one item's value.
+    const TYPE: ValueType;
+    /// Whether the property may appear more than once in `ctx`.
+    fn may_repeat(ctx: PropertyContext) -> bool;
+    /// Check the value after identifier `id` (it starts `v`) and return what follows.
+    fn check(v: &'a [u8], id: u8) -> Result<&'a [u8], DecodeError>;
+    /// The list viewing `span`, the block's bytes from the first item to the end of the last.
+    fn view(span: &'a [u8]) -> List<'a, Self>;
+    /// [`Field::measure`] of a list of them: `n` plus the items' length, after `check` and the
+    /// checks of each value, and of how often the property may appear in `ctx`. Written out
+    /// for each type (a generic loop over a per-item length changed the instruction counts).
+    fn measure_all(
+        list: &List<'a, Self>,
+        n: usize,
+        ctx: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError>;
+    /// Write identifier `id` and the value.
+    fn write(self, id: u8, w: &mut Writer<'_>);
+}
+
 /// Subscription identifiers: repeatable in a PUBLISH (a server's, `[MQTT-3.3.4-4]`), once in a
 /// SUBSCRIBE; each 1..=268,435,455.
-impl<'a> Field<'a> for SubscriptionIdentifiers<'a> {
+impl<'a> ListValue<'a> for u32 {
     const TYPE: ValueType = ValueType::Varint;
-    const EMPTY: Self = List::empty();
-    type Span = Option<(usize, usize)>;
 
     #[inline(always)]
     fn may_repeat(ctx: PropertyContext) -> bool {
@@ -1016,66 +1040,28 @@ impl<'a> Field<'a> for SubscriptionIdentifiers<'a> {
     }
 
     #[inline(always)]
-    fn read(
-        &mut self,
-        so_far: &mut Self::Span,
-        id: u8,
-        v: &'a [u8],
-        block: &'a [u8],
-        item: &'a [u8],
-    ) -> Result<&'a [u8], DecodeError> {
+    fn check(v: &'a [u8], id: u8) -> Result<&'a [u8], DecodeError> {
         let (r, x) = varint(v).map_err(finish_err)?;
         if x == 0 {
             return Err(DecodeError::InvalidPropertyValue(id));
         }
-        *so_far = Some(span(*so_far, block, item, r));
         Ok(r)
     }
 
     #[inline(always)]
-    fn finish(&mut self, so_far: Self::Span, block: &'a [u8]) {
-        if let Some((start, end)) = so_far {
-            *self = List::from_wire(block.get(start..end).unwrap_or(block));
-        }
+    fn view(span: &'a [u8]) -> List<'a, Self> {
+        List::from_wire(span)
     }
 
     #[inline(always)]
-    fn unset_plain(&self) -> bool {
-        true
-    }
-
-    #[inline(always)]
-    fn unset_list(&self) -> bool {
-        self.is_empty()
-    }
-
-    #[inline(always)]
-    fn refused(&self, not_allowed: bool) -> bool {
-        not_allowed && !self.is_empty()
-    }
-
-    #[inline(always)]
-    fn refused_list(&self, not_allowed: bool) -> bool {
-        self.refused(not_allowed)
-    }
-
-    #[inline(always)]
-    fn lanes(&self, lists: bool) -> Lanes {
-        Lanes {
-            word: if lists { self.view_len() } else { 0 },
-            ..Lanes::UNSET
-        }
-    }
-
-    #[inline(always)]
-    fn measure(
-        &self,
+    fn measure_all(
+        list: &List<'a, Self>,
         mut n: usize,
         ctx: PropertyContext,
         check: impl Fn() -> Result<(), EncodeError>,
     ) -> Result<usize, EncodeError> {
         let mut count = 0usize;
-        for_items!(self, |ids| {
+        for_items!(list, |ids| {
             for id in ids {
                 check()?;
                 if id == 0 {
@@ -1092,21 +1078,15 @@ impl<'a> Field<'a> for SubscriptionIdentifiers<'a> {
     }
 
     #[inline(always)]
-    fn write(&self, id: u8, w: &mut Writer<'_>) {
-        for_items!(self, |ids| {
-            for v in ids {
-                w.u8(id);
-                w.varint(v);
-            }
-        });
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        w.u8(id);
+        w.varint(self);
     }
 }
 
 /// User properties: repeatable everywhere they are allowed, order kept.
-impl<'a> Field<'a> for UserProperties<'a> {
+impl<'a> ListValue<'a> for UserProperty<'a> {
     const TYPE: ValueType = ValueType::Pair;
-    const EMPTY: Self = List::empty();
-    type Span = Option<(usize, usize)>;
 
     #[inline(always)]
     fn may_repeat(_: PropertyContext) -> bool {
@@ -1114,16 +1094,71 @@ impl<'a> Field<'a> for UserProperties<'a> {
     }
 
     #[inline(always)]
+    fn check(v: &'a [u8], _: u8) -> Result<&'a [u8], DecodeError> {
+        let (r, ()) = utf8_check_only(v).map_err(finish_err)?;
+        let (r, ()) = utf8_check_only(r).map_err(finish_err)?;
+        Ok(r)
+    }
+
+    #[inline(always)]
+    fn view(span: &'a [u8]) -> List<'a, Self> {
+        // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128 bytes:
+        // identifiers and lengths are then ASCII too), the span is kept as text, and reading the
+        // pairs slices them out of it with no UTF-8 check per string. The strings were each
+        // checked when read, so a string boundary is a character boundary of the span.
+        match core::str::from_utf8(span) {
+            Ok(text) => List::from_text(text),
+            Err(_) => List::from_wire(span),
+        }
+    }
+
+    #[inline(always)]
+    fn measure_all(
+        list: &List<'a, Self>,
+        mut n: usize,
+        _: PropertyContext,
+        check: impl Fn() -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
+        for_items!(list, |users| {
+            for (k, v) in users {
+                check()?;
+                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
+            }
+        });
+        Ok(n)
+    }
+
+    #[inline(always)]
+    fn write(self, id: u8, w: &mut Writer<'_>) {
+        let (k, v) = self;
+        w.u8(id);
+        w.str(k);
+        w.str(v);
+    }
+}
+
+/// A list-valued property (subscription identifiers, user properties): kept as a view of the
+/// block from its first item to the end of its last.
+impl<'a, T: ListValue<'a>> Field<'a> for List<'a, T> {
+    const TYPE: ValueType = T::TYPE;
+    const EMPTY: Self = List::empty();
+    type Span = Option<(usize, usize)>;
+
+    #[inline(always)]
+    fn may_repeat(ctx: PropertyContext) -> bool {
+        T::may_repeat(ctx)
+    }
+
+    #[inline(always)]
     fn read(
         &mut self,
         so_far: &mut Self::Span,
-        _: u8,
+        id: u8,
         v: &'a [u8],
         block: &'a [u8],
         item: &'a [u8],
     ) -> Result<&'a [u8], DecodeError> {
-        let (r, ()) = utf8_check_only(v).map_err(finish_err)?;
-        let (r, ()) = utf8_check_only(r).map_err(finish_err)?;
+        let r = T::check(v, id)?;
         *so_far = Some(span(*so_far, block, item, r));
         Ok(r)
     }
@@ -1131,16 +1166,7 @@ impl<'a> Field<'a> for UserProperties<'a> {
     #[inline(always)]
     fn finish(&mut self, so_far: Self::Span, block: &'a [u8]) {
         if let Some((start, end)) = so_far {
-            let span = block.get(start..end).unwrap_or(block);
-            // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128
-            // bytes: identifiers and lengths are then ASCII too), the span is kept as text, and
-            // reading the pairs slices them out of it with no UTF-8 check per string. The
-            // strings were each checked above, so a string boundary is a character boundary of
-            // the span.
-            *self = match core::str::from_utf8(span) {
-                Ok(text) => List::from_text(text),
-                Err(_) => List::from_wire(span),
-            };
+            *self = T::view(block.get(start..end).unwrap_or(block));
         }
     }
 
@@ -1175,26 +1201,18 @@ impl<'a> Field<'a> for UserProperties<'a> {
     #[inline(always)]
     fn measure(
         &self,
-        mut n: usize,
-        _: PropertyContext,
+        n: usize,
+        ctx: PropertyContext,
         check: impl Fn() -> Result<(), EncodeError>,
     ) -> Result<usize, EncodeError> {
-        for_items!(self, |users| {
-            for (k, v) in users {
-                check()?;
-                n = item(n, str_len(k)?.saturating_add(str_len(v)?));
-            }
-        });
-        Ok(n)
+        T::measure_all(self, n, ctx, check)
     }
 
     #[inline(always)]
     fn write(&self, id: u8, w: &mut Writer<'_>) {
-        for_items!(self, |users| {
-            for (k, v) in users {
-                w.u8(id);
-                w.str(k);
-                w.str(v);
+        for_items!(self, |items| {
+            for x in items {
+                x.write(id, w);
             }
         });
     }
