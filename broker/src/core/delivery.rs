@@ -116,14 +116,14 @@ impl<'a> Wire<'a> {
     /// The one step that sends a PUBLISH: `message` to `session` on its connection `c`, at QoS
     /// 1/2 with a new packet identifier and recorded in flight. A PUBLISH larger than the
     /// client's Maximum Packet Size is discarded as if sent, and counted as dropped
-    /// ([MQTT-3.1.2-25] (5.0)). Returns whether it went out.
+    /// ([MQTT-3.1.2-25] (5.0)).
     pub(super) fn publish(
         &mut self,
         session: &mut Session,
         c: &mut Connection,
         message: &Arc<Message>,
         send: Send<'_>,
-    ) -> bool {
+    ) {
         let pid = (send.qos != QoS::AtMostOnce).then(|| session.next_pid());
         let out = out_for(
             c,
@@ -135,8 +135,7 @@ impl<'a> Wire<'a> {
             self.now_ms,
         );
         if !c.fits(&out) {
-            drop_message(self.stats, session);
-            return false;
+            return drop_message(self.stats, session);
         }
         if let Some(pid) = pid {
             session.delivery_mut().inflight.push_back(Inflight {
@@ -155,7 +154,6 @@ impl<'a> Wire<'a> {
         }
         self.push(c, out);
         self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
-        true
     }
 }
 
