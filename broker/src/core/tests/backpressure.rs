@@ -118,17 +118,7 @@ fn a_long_session_queue_holds_publishers_back_until_it_drains() {
         t.send(s, Packet::PubAck(Ack::new(pid(id))));
         sent.extend(t.drain(s));
     }
-    let sess = t.broker.sessions().find("sub").unwrap();
-    assert_eq!(
-        t.broker
-            .sessions()
-            .get(sess)
-            .unwrap()
-            .delivery()
-            .queued
-            .len(),
-        2
-    );
+    assert_eq!(t.qos_state("sub").queued.len(), 2);
     assert_eq!(t.broker.stats().publish_dropped, 0);
     // An offline client holds no one back: its queue is simply bounded.
     t.lose(s);

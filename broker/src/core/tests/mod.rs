@@ -186,6 +186,12 @@ impl Driver {
         self.publish_with(conn, topic, payload, qos_pid, retain, NO_PROPERTIES);
     }
 
+    /// The QoS 1/2 state of `client_id`'s session (in flight, queued, awaiting release).
+    fn qos_state(&self, client_id: &str) -> &crate::core::session::QosState {
+        let sid = self.broker.sessions().find(client_id).unwrap();
+        self.broker.sessions().get(sid).unwrap().delivery()
+    }
+
     /// The PUBLISHes `conn` was sent since the last drain, as (topic, payload, QoS).
     fn publishes(&mut self, conn: ConnId) -> Vec<(String, Vec<u8>, u8)> {
         self.drain_publications(conn)

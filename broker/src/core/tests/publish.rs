@@ -162,17 +162,7 @@ fn maximum_packet_size_toward_client_drops_and_counts() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, b"small");
     assert_eq!(t.broker.stats().publish_dropped, 2);
-    let sid = t.broker.sessions().find("s").unwrap();
-    assert_eq!(
-        t.broker
-            .sessions()
-            .get(sid)
-            .unwrap()
-            .delivery()
-            .inflight
-            .len(),
-        1
-    );
+    assert_eq!(t.qos_state("s").inflight.len(), 1);
 }
 
 #[test]

@@ -32,17 +32,7 @@ fn qos1_and_qos2_flows_and_exactly_once() {
     t.publish(p, "t", b"again", QosPid::ExactlyOnce(pid(2)), false);
     assert_eq!(t.publishes(s).len(), 1);
     // Outgoing QoS 2 to the subscriber: PUBREC → PUBREL, PUBCOMP frees the slot.
-    let sess = t.broker.sessions().find("sub").unwrap();
-    assert_eq!(
-        t.broker
-            .sessions()
-            .get(sess)
-            .unwrap()
-            .delivery()
-            .inflight
-            .len(),
-        3
-    );
+    assert_eq!(t.qos_state("sub").inflight.len(), 3);
     let Sent::Publish(Publication {
         pid: p2, qos: 2, ..
     }) = got[1].clone()
@@ -52,16 +42,7 @@ fn qos1_and_qos2_flows_and_exactly_once() {
     t.send(s, Packet::PubRec(Ack::new(pid(p2))));
     assert_eq!(t.drain(s), [Sent::PubRel(p2, 0)]);
     t.send(s, Packet::PubComp(Ack::new(pid(p2))));
-    assert_eq!(
-        t.broker
-            .sessions()
-            .get(sess)
-            .unwrap()
-            .delivery()
-            .inflight
-            .len(),
-        2
-    );
+    assert_eq!(t.qos_state("sub").inflight.len(), 2);
     let Sent::Publish(Publication {
         pid: p1, qos: 1, ..
     }) = got[0].clone()
@@ -69,16 +50,7 @@ fn qos1_and_qos2_flows_and_exactly_once() {
         panic!()
     };
     t.send(s, Packet::PubAck(Ack::new(pid(p1))));
-    assert_eq!(
-        t.broker
-            .sessions()
-            .get(sess)
-            .unwrap()
-            .delivery()
-            .inflight
-            .len(),
-        1
-    );
+    assert_eq!(t.qos_state("sub").inflight.len(), 1);
 }
 
 #[test]
