@@ -638,7 +638,7 @@ impl Task {
         }
         let mut chunk = [0u8; 4096];
         loop {
-            let options = DecodeOptions::new(self.engine.version());
+            let options = DecodeOptions::new(self.engine.version()).from_server();
             if let Status::Complete(d) =
                 decode(&self.rx, options).map_err(|e| ClientError::Malformed(e.to_string()))?
             {
@@ -1012,7 +1012,7 @@ impl Task {
         let buf = std::mem::take(&mut self.rx);
         let mut offset = 0usize;
         let result = loop {
-            let options = DecodeOptions::new(self.engine.version());
+            let options = DecodeOptions::new(self.engine.version()).from_server();
             let rest = buf.get(offset..).unwrap_or_default();
             let decoded = match decode(rest, options) {
                 Ok(Status::Partial(_)) => break Ok(()),

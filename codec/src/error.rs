@@ -32,6 +32,11 @@ pub enum ErrorKind {
 pub enum DecodeError {
     /// Packet type 0, or type 15 (AUTH) on a 3.1.1 connection. 3.1.1 §2.2.1 calls both reserved.
     InvalidPacketType(u8),
+    /// A packet type only the other side sends: CONNACK, SUBACK, UNSUBACK or PINGRESP from a
+    /// client, CONNECT, SUBSCRIBE, UNSUBSCRIBE or PINGREQ from a server (3.1.1 §2.2.1, 5.0
+    /// §2.1.2 "Direction of flow"). Decided from the first byte alone (see
+    /// [`DecodeOptions::sender`](crate::DecodeOptions::sender)): a Protocol Error.
+    WrongDirection(PacketType),
     /// The fixed header's flag bits are not the ones this packet type requires.
     /// `[MQTT-2.2.2-1]`/`[MQTT-2.2.2-2]` (3.1.1), `[MQTT-2.1.3-1]` (5.0).
     ReservedFlags(PacketType),
@@ -153,7 +158,8 @@ impl DecodeError {
             // Protocol Error".
             | DecodeError::EmptySubscribe
             | DecodeError::EmptyUnsubscribe
-            | DecodeError::InvalidPacketType(_) => ErrorKind::ProtocolError,
+            | DecodeError::InvalidPacketType(_)
+            | DecodeError::WrongDirection(_) => ErrorKind::ProtocolError,
             _ => ErrorKind::Malformed,
         }
     }
@@ -172,6 +178,7 @@ impl DecodeError {
     pub const fn as_str(&self) -> &'static str {
         match self {
             DecodeError::InvalidPacketType(_) => "reserved packet type",
+            DecodeError::WrongDirection(_) => "packet type the other side alone sends",
             DecodeError::ReservedFlags(_) => "fixed header flags not allowed for this packet type",
             DecodeError::VarintTooLong => "variable byte integer longer than 4 bytes",
             DecodeError::VarintNotMinimal => "variable byte integer not minimally encoded",
@@ -226,6 +233,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "packet of {size} bytes exceeds the maximum of {max}")
             }
             DecodeError::InvalidPacketType(t) => write!(f, "reserved packet type {t}"),
+            DecodeError::WrongDirection(t) => {
+                write!(f, "{} is not sent in this direction", t.name())
+            }
             DecodeError::ReservedFlags(t) => write!(f, "invalid fixed header flags for {t:?}"),
             DecodeError::UnknownProperty(id) => write!(f, "unknown property 0x{id:02x}"),
             DecodeError::PropertyNotAllowed { id, packet } => {

@@ -64,6 +64,9 @@ impl<E: fmt::Debug> fmt::Display for WriteError<E> {
 /// After reading `filled` header bytes into `buf`: `None` if the fixed header needs another byte,
 /// or the whole packet's length, checked against the limits.
 fn packet_len<E>(buf: &[u8], options: DecodeOptions) -> Result<Option<usize>, ReadError<E>> {
+    if let Some(&first) = buf.first() {
+        options.check_first_byte(first).map_err(ReadError::Decode)?;
+    }
     match parse_fixed_header(buf, options.version) {
         Ok((_, h)) => {
             let size = h.packet_len();

@@ -96,4 +96,4 @@ pub use suback::SubAck;
 pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions};
 pub use topic::{TopicFilter, TopicName};
 pub use unsubscribe::Unsubscribe;
-pub use wire::ProtocolVersion;
+pub use wire::{Direction, ProtocolVersion, Sender};

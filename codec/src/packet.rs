@@ -11,7 +11,7 @@ use crate::publish::{self, Publish};
 use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
 use crate::unsubscribe::{self, Unsubscribe};
-use crate::wire::ProtocolVersion;
+use crate::wire::{ProtocolVersion, Sender};
 
 /// What [`decode`] needs to know about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub struct DecodeOptions {
     pub version: ProtocolVersion,
     /// Largest packet accepted, fixed header included; checked before the body is buffered.
     pub max_packet_size: u32,
+    /// Who sent the bytes: a packet type only the other side sends is refused from the first
+    /// byte, whatever its flags, length or body ([`DecodeError::WrongDirection`]).
+    pub sender: Sender,
 }
 
 impl DecodeOptions {
@@ -29,6 +32,34 @@ impl DecodeOptions {
         DecodeOptions {
             version,
             max_packet_size: u32::MAX,
+            sender: Sender::Any,
+        }
+    }
+
+    /// The same options for a server reading a client's bytes: CONNACK, SUBACK, UNSUBACK and
+    /// PINGRESP are refused as soon as their first byte is seen.
+    pub const fn from_client(self) -> Self {
+        DecodeOptions {
+            sender: Sender::Client,
+            ..self
+        }
+    }
+
+    /// The same options for a client reading a server's bytes: CONNECT, SUBSCRIBE,
+    /// UNSUBSCRIBE and PINGREQ are refused as soon as their first byte is seen.
+    pub const fn from_server(self) -> Self {
+        DecodeOptions {
+            sender: Sender::Server,
+            ..self
+        }
+    }
+
+    /// Refuse a first byte whose packet type the sender may not send
+    /// ([`DecodeError::WrongDirection`]); anything else is left to the fixed header's checks.
+    pub const fn check_first_byte(&self, first: u8) -> Result<(), DecodeError> {
+        match PacketType::from_nibble(first >> 4) {
+            Some(t) if !self.sender.may_send(t) => Err(DecodeError::WrongDirection(t)),
+            _ => Ok(()),
         }
     }
 
@@ -133,6 +164,9 @@ pub struct Decoded<'a> {
 /// assert_eq!(decode(&bytes[..4], opts).unwrap(), Status::Partial(5));
 /// ```
 pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>>, DecodeError> {
+    if let Some(&first) = input.first() {
+        options.check_first_byte(first)?;
+    }
     let (after_header, header) = match parse_fixed_header(input, options.version) {
         Ok(ok) => ok,
         Err(nom::Err::Incomplete(_)) => return Ok(Status::Partial(1)),

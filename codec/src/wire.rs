@@ -102,6 +102,28 @@ impl PacketType {
         }
     }
 
+    /// Which way this packet type flows (the "Direction of flow" column of 3.1.1 §2.2.1 and
+    /// 5.0 §2.1.2; AUTH, 5.0 only, flows both ways).
+    pub const fn direction(self) -> Direction {
+        match self {
+            PacketType::Connect
+            | PacketType::Subscribe
+            | PacketType::Unsubscribe
+            | PacketType::PingReq => Direction::ClientToServer,
+            PacketType::ConnAck
+            | PacketType::SubAck
+            | PacketType::UnsubAck
+            | PacketType::PingResp => Direction::ServerToClient,
+            PacketType::Publish
+            | PacketType::PubAck
+            | PacketType::PubRec
+            | PacketType::PubRel
+            | PacketType::PubComp
+            | PacketType::Disconnect
+            | PacketType::Auth => Direction::Both,
+        }
+    }
+
     /// The packet's name as the specification writes it.
     pub const fn name(self) -> &'static str {
         match self {
@@ -121,6 +143,42 @@ impl PacketType {
             PacketType::Disconnect => "DISCONNECT",
             PacketType::Auth => "AUTH",
         }
+    }
+}
+
+/// Which way a packet type may flow between client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Direction {
+    /// Only a client sends it (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ).
+    ClientToServer,
+    /// Only a server sends it (CONNACK, SUBACK, UNSUBACK, PINGRESP).
+    ServerToClient,
+    /// Either side sends it.
+    Both,
+}
+
+/// Whose bytes a decoder is reading, so that a packet type the other side alone sends is
+/// refused from its first byte ([`DecodeOptions::from_client`](crate::DecodeOptions::from_client)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Sender {
+    /// Either side (tools, tests): every packet type is decoded.
+    Any,
+    /// A client: a server's packet types are refused.
+    Client,
+    /// A server: a client's packet types are refused.
+    Server,
+}
+
+impl Sender {
+    /// Whether this side may send packets of type `t`.
+    pub const fn may_send(self, t: PacketType) -> bool {
+        !matches!(
+            (self, t.direction()),
+            (Sender::Client, Direction::ServerToClient)
+                | (Sender::Server, Direction::ClientToServer)
+        )
     }
 }
 

@@ -85,6 +85,74 @@ fn auth_on_a_v311_connection() {
     }
 }
 
+/// A packet type only the other side sends is refused from the first byte, whatever follows
+/// (flags, a length over any limit, a body that would not parse), by every entry point; with
+/// `Sender::Any` the same bytes decode (or fail) as before.
+#[test]
+fn packet_type_from_the_wrong_side() {
+    let from_server: [(u8, PacketType); 4] = [
+        (0x20, PacketType::ConnAck),
+        (0x90, PacketType::SubAck),
+        (0xB0, PacketType::UnsubAck),
+        (0xD0, PacketType::PingResp),
+    ];
+    let from_client: [(u8, PacketType); 4] = [
+        (0x10, PacketType::Connect),
+        (0x82, PacketType::Subscribe),
+        (0xA2, PacketType::Unsubscribe),
+        (0xC0, PacketType::PingReq),
+    ];
+    for version in [V31, V311, V5] {
+        for (sent_by_server, (first, t)) in from_server
+            .iter()
+            .map(|x| (true, *x))
+            .chain(from_client.iter().map(|x| (false, *x)))
+        {
+            let opts = if sent_by_server {
+                DecodeOptions::new(version).from_client()
+            } else {
+                DecodeOptions::new(version).from_server()
+            };
+            let want = DecodeError::WrongDirection(t);
+            assert_eq!(want.kind(), P);
+            assert_eq!(want.reason_code(), ReasonCode(0x82));
+            for bytes in [
+                &[first][..],
+                &[first | 0x0F, 0x00],
+                &[first, 0xFF, 0xFF, 0xFF, 0x7F],
+                &[first, 0x03, 0xFF, 0xFF, 0xFF],
+            ] {
+                assert_eq!(decode(bytes, opts).map(|_| ()), Err(want), "{bytes:02x?}");
+                let mut d = StreamDecoder::<64>::new(opts);
+                d.feed(bytes);
+                assert_eq!(
+                    d.next_packet().map(|_| ()),
+                    Err(want),
+                    "stream {bytes:02x?}"
+                );
+                let mut buf = [0u8; 64];
+                assert_eq!(
+                    read_packet(&mut &bytes[..], &mut buf, opts).map(|_| ()),
+                    Err(ReadError::Decode(want)),
+                    "read_packet {bytes:02x?}"
+                );
+            }
+            // From the side that does send it, a first byte alone is a partial packet.
+            let mut other = opts;
+            other.sender = Sender::Any;
+            assert_eq!(decode(&[first], other), Ok(Status::Partial(1)));
+        }
+    }
+    // Packets both sides send are decoded whoever sent them.
+    let puback = [0x40, 0x02, 0x00, 0x01];
+    for opts in [
+        DecodeOptions::new(V311).from_client(),
+        DecodeOptions::new(V311).from_server(),
+    ] {
+        assert!(matches!(decode(&puback, opts), Ok(Status::Complete(_))));
+    }
+}
+
 #[test]
 fn reserved_flags_for_each_fixed_flag_packet_type() {
     let types = [

@@ -22,7 +22,8 @@ impl Framing {
     pub fn new(config: &Config) -> Framing {
         Framing {
             options: DecodeOptions::new(ProtocolVersion::V311)
-                .with_max_packet_size(config.max_connect_packet_size),
+                .with_max_packet_size(config.max_connect_packet_size)
+                .from_client(),
             max_packet_size: config.max_packet_size,
             connected: false,
         }
@@ -31,7 +32,9 @@ impl Framing {
     /// A connection whose CONNECT (of `version`) was decoded before (a revived one).
     pub fn connected(config: &Config, version: ProtocolVersion) -> Framing {
         Framing {
-            options: DecodeOptions::new(version).with_max_packet_size(config.max_packet_size),
+            options: DecodeOptions::new(version)
+                .with_max_packet_size(config.max_packet_size)
+                .from_client(),
             max_packet_size: config.max_packet_size,
             connected: true,
         }

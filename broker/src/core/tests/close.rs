@@ -83,3 +83,53 @@ fn server_disconnect_reasons() {
     t.shutdown();
     assert_sent!(t.drain(c), [Sent::Disconnect { code: 0x8B, .. }]);
 }
+
+/// #17 item 1: CONNACK, SUBACK, UNSUBACK and PINGRESP from a client are a Protocol Error decided
+/// from the fixed header's packet type alone, whatever its flags, length or body (even a body
+/// that would not parse, a length over the maximum, or a packet not complete yet): 5.0 gets
+/// DISCONNECT 0x82, 3.1.1 a close without a word. Before CONNECT, a close.
+#[test]
+fn server_only_packets_are_a_protocol_error_from_their_first_byte() {
+    let raw: [&[u8]; 13] = [
+        &[0x20, 0x02, 0x00, 0x00],             // CONNACK
+        &[0x2F, 0x00],                         // CONNACK, reserved flags set
+        &[0x20, 0x03, 0xFF, 0xFF, 0xFF],       // CONNACK, body that does not parse
+        &[0x20, 0xFF, 0xFF, 0xFF, 0x7F],       // CONNACK, 256 MB announced
+        &[0x20],                               // CONNACK, the first byte alone
+        &[0x90, 0x03, 0x00, 0x01, 0x00],       // SUBACK
+        &[0x90, 0x00],                         // SUBACK, no packet id
+        &[0x9F, 0x02, 0x00],                   // SUBACK, flags, incomplete
+        &[0xB0, 0x02, 0x00, 0x01],             // UNSUBACK
+        &[0xB0, 0x01, 0xFF],                   // UNSUBACK, short body
+        &[0xD0, 0x00],                         // PINGRESP
+        &[0xD3, 0x02, 0x01, 0x02],             // PINGRESP, flags and a body
+        &[0xD0, 0x80, 0x80, 0x80, 0x80, 0x01], // PINGRESP, remaining length too long
+    ];
+    for bytes in raw {
+        let mut t = Driver::for_tests();
+        let c = t.connect_v5("v5");
+        t.feed(c, bytes);
+        assert!(t.is_closed(c), "5.0 {bytes:02x?}");
+        assert_sent!(
+            t.drain(c),
+            [Sent::Disconnect { code: 0x82, .. }],
+            "5.0 {bytes:02x?}"
+        );
+
+        let c = t.connect("v3", true);
+        t.feed(c, bytes);
+        assert!(t.is_closed(c), "3.1.1 {bytes:02x?}");
+        assert_eq!(t.drain(c), [], "3.1.1 {bytes:02x?}");
+
+        let c = t.open().unwrap();
+        t.feed(c, bytes);
+        assert!(t.is_closed(c), "before CONNECT {bytes:02x?}");
+        assert_eq!(t.drain(c), [], "before CONNECT {bytes:02x?}");
+    }
+    // The packets a client does send are not refused by their first byte: a PINGREQ with a
+    // body is Malformed (0x81), not a Protocol Error.
+    let mut t = Driver::for_tests();
+    let c = t.connect_v5("v5");
+    t.feed(c, &[0xC0, 0x01, 0x00]);
+    assert_sent!(t.drain(c), [Sent::Disconnect { code: 0x81, .. }]);
+}
