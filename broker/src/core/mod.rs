@@ -43,6 +43,7 @@ mod session_expiry;
 mod subscriptions;
 mod sys;
 mod timers;
+mod validate;
 mod will;
 
 #[cfg(test)]

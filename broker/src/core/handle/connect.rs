@@ -14,6 +14,7 @@ use crate::core::close::CloseReason;
 use crate::core::conn::{ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase};
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::{Message, Out};
+use crate::core::validate::{check_string, check_topic};
 
 impl Broker {
     /// Refuse a CONNECT: log why, send the refusal CONNACK, and give the reason to close with.
@@ -41,6 +42,15 @@ impl Broker {
         let now = self.now_ms;
         let v5 = version.is_v5();
         let p = &connect.properties;
+        // Control characters (and a will topic's depth) are Malformed, as in Mosquitto
+        // (`validate.rs`): the connection closes as for any malformed CONNECT, without CONNACK.
+        check_string("client id", connect.client_id)?;
+        if let Some(username) = connect.username {
+            check_string("user name", username)?;
+        }
+        if let Some(w) = &connect.will {
+            check_topic("will topic", w.topic.as_str())?;
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.version = version;
             if v5 {

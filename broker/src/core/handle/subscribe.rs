@@ -12,9 +12,7 @@ use crate::core::close::CloseReason;
 use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::subscriptions::Sub;
-
-/// Mosquitto refuses topics deeper than this (`TOPIC_HIERARCHY_LIMIT`); so do we, for filters.
-const MAX_TOPIC_LEVELS: usize = 200;
+use crate::core::validate::check_topic;
 
 impl Broker {
     /// SUBSCRIBE: each filter granted (at min(requested, maximum QoS)) or refused, SUBACK, then
@@ -25,6 +23,10 @@ impl Broker {
         sid: SessionId,
         sub: &Subscribe<'_>,
     ) -> Result<(), CloseReason> {
+        // Every filter is checked before any is subscribed: a refused packet changes nothing.
+        for s in sub.subscriptions.iter() {
+            check_topic("topic filter", s.filter.as_str())?;
+        }
         let v5 = self.version(conn).is_v5();
         let max = self.config.max_subscriptions_per_client;
         let sub_id = sub
@@ -45,14 +47,11 @@ impl Broker {
                 }
             };
             let shared = match s.filter.shared() {
-                // Shared subscriptions are a 5.0 feature; a 3.1.1 `$share/…` is refused.
-                Ok(Some(_)) if !v5 => {
-                    codes.push(ReasonCode::V3_SUBACK_FAILURE);
-                    continue;
-                }
+                // Shared subscriptions are defined by 5.0; 3.1.1 clients get them too, as from
+                // Mosquitto, EMQX and HiveMQ (3.1.1 reserves no `$share` prefix).
                 Ok(Some((_, inner))) => {
                     if !self.config.shared_subscription_available {
-                        codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                        codes.push(refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED));
                         continue;
                     }
                     // [MQTT-3.8.3-4] (5.0): No Local on a shared subscription is a protocol error.
@@ -74,10 +73,6 @@ impl Broker {
             }
             if sub_id.is_some() && !self.config.subscription_identifier_available {
                 codes.push(refuse(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED));
-                continue;
-            }
-            if filter.as_str().split('/').count() > MAX_TOPIC_LEVELS {
-                codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
                 continue;
             }
             if self.sessions.get(sid).is_none() {
@@ -147,6 +142,9 @@ impl Broker {
         sid: SessionId,
         unsub: &Unsubscribe<'_>,
     ) -> Result<(), CloseReason> {
+        for f in unsub.filters.iter() {
+            check_topic("topic filter", f.as_str())?;
+        }
         let mut codes = Vec::new();
         for f in unsub.filters.iter() {
             let existed = self.subscriptions.unsubscribe(f, sid);

@@ -15,6 +15,7 @@ mod qos_flows;
 mod retained;
 mod session_expiry;
 mod state_size;
+mod strings;
 mod subscribe;
 mod sys;
 mod topic_alias;

@@ -55,8 +55,9 @@ fn unsubscribe_and_refused_filters() {
     assert_eq!(t.drain(s), [Sent::UnsubAck(9, vec![])]);
     assert!(t.broker.subscriptions().is_empty());
     assert_eq!(
-        t.subscribe(s, "$share/g/a", QoS::AtMostOnce),
-        [Sent::SubAck(1, vec![0x80])]
+        t.subscribe(s, "b", QoS::AtMostOnce),
+        [Sent::SubAck(1, vec![0])],
+        "room again"
     );
     t.send(s, Packet::PingReq);
     assert_eq!(t.drain(s), [Sent::PingResp]);
