@@ -429,10 +429,16 @@ impl Driver {
     /// the broker answers in; [`Driver::feed`] takes that from the decoded CONNECT).
     fn note_connect(&mut self, conn: ConnId, packet: &Packet<'_>, version: bool) {
         if let Packet::Connect(connect) = packet {
+            let config = self.broker.config().clone();
             let c = self.client_mut(conn);
             c.max_packet_size = connect.properties.maximum_packet_size.map(|m| m.get());
             if version {
                 c.version.get_or_insert(connect.protocol);
+                // Bytes fed after a CONNECT handed over decoded are decoded as the shell
+                // would after it: in its version.
+                if !c.framing.is_connected() {
+                    c.framing = Framing::connected(&config, connect.protocol);
+                }
             }
         }
     }

@@ -399,7 +399,7 @@ fn raw_v5_server_disconnect_reasons() {
     let mut c = Raw5::connect(addr, "alias-high");
     c.publish("t", b"x", QosPid::AtMostOnce, alias(3));
     assert_eq!(c.disconnect_reason(), 0x94);
-    // Unknown alias with an empty topic.
+    // An alias within the maximum never set, with an empty topic: a Protocol Error.
     let mut c = Raw5::connect(addr, "alias-unknown");
     c.send(&Packet::Publish(Publish {
         dup: false,
@@ -409,7 +409,7 @@ fn raw_v5_server_disconnect_reasons() {
         properties: alias(1),
         payload: b"x",
     }));
-    assert_eq!(c.disconnect_reason(), 0x94);
+    assert_eq!(c.disconnect_reason(), 0x82);
     // More unreleased QoS 2 than Receive Maximum 1.
     let mut c = Raw5::connect(addr, "greedy");
     c.publish("t", b"1", QosPid::ExactlyOnce(pid(1)), NO_PROPERTIES);

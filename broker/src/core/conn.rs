@@ -102,10 +102,12 @@ impl ClientState {
             return Err(CloseReason::TopicAliasInvalid);
         };
         if p.topic.is_empty() {
+            // An alias within the maximum that was never set is a Protocol Error (5.0
+            // §3.3.2.3.4: the receiver has no mapping for it); 0x94 is for one above the maximum.
             entry
                 .as_deref()
                 .map(|t| Cow::Owned(t.to_owned()))
-                .ok_or(CloseReason::TopicAliasInvalid)
+                .ok_or(CloseReason::ProtocolError)
         } else {
             *entry = Some(p.topic.as_str().into());
             Ok(Cow::Borrowed(p.topic.as_str()))

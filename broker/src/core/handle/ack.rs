@@ -14,8 +14,7 @@ impl Broker {
         sid: SessionId,
         pid: PacketId,
     ) -> Result<(), CloseReason> {
-        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubAck);
-        Ok(())
+        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubAck)
     }
 
     /// PUBCOMP: a QoS 2 message the broker sent is complete.
@@ -24,8 +23,7 @@ impl Broker {
         sid: SessionId,
         pid: PacketId,
     ) -> Result<(), CloseReason> {
-        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubComp);
-        Ok(())
+        self.complete_outgoing(sid, pid, OutgoingState::AwaitingPubComp)
     }
 
     /// PUBREC: a QoS 2 message the broker sent was received; PUBREL goes back (5.0: 0x92 for an
@@ -40,8 +38,11 @@ impl Broker {
         if let Some(s) = self.sessions.get_mut(sid)
             && let Some(pos) = s.inflight_position(a.packet_id)
             && let Some(i) = s.delivery_mut().inflight.get_mut(pos)
-            && i.state != OutgoingState::AwaitingPubAck
         {
+            // PUBREC for a message sent at QoS 1 (Mosquitto: a protocol error too).
+            if i.state == OutgoingState::AwaitingPubAck {
+                return Err(wrong_ack("PUBREC", i.state));
+            }
             known = true;
             if a.reason_code.is_success() {
                 i.state = OutgoingState::AwaitingPubComp;
@@ -80,20 +81,43 @@ impl Broker {
         Ok(())
     }
 
-    /// The in-flight message `pid` is acknowledged if it was waiting for `expected`: it leaves
-    /// the window, and the window refills from the queue.
-    fn complete_outgoing(&mut self, sid: SessionId, pid: PacketId, expected: OutgoingState) {
+    /// The in-flight message `pid` is acknowledged: it leaves the window, and the window refills
+    /// from the queue. An acknowledgement of the wrong kind for it (PUBACK for a QoS 2 message,
+    /// PUBCOMP for a QoS 1 message or before PUBREC) is a Protocol Error (Mosquitto's
+    /// `db__message_delete_outgoing` refuses them alike); one for an id not in flight is
+    /// ignored (a late duplicate).
+    fn complete_outgoing(
+        &mut self,
+        sid: SessionId,
+        pid: PacketId,
+        expected: OutgoingState,
+    ) -> Result<(), CloseReason> {
         let Some(s) = self.sessions.get_mut(sid) else {
-            return;
+            return Ok(());
         };
-        if let Some(pos) = s.inflight_position(pid)
-            && s.delivery()
-                .inflight
-                .get(pos)
-                .is_some_and(|i| i.state == expected)
-        {
-            s.delivery_mut().inflight.remove(pos);
-            self.fill_window(sid);
+        let Some(pos) = s.inflight_position(pid) else {
+            return Ok(());
+        };
+        match s.delivery().inflight.get(pos).map(|i| i.state) {
+            Some(state) if state == expected => {
+                s.delivery_mut().inflight.remove(pos);
+                self.fill_window(sid);
+                Ok(())
+            }
+            Some(state) => Err(wrong_ack(
+                match expected {
+                    OutgoingState::AwaitingPubAck => "PUBACK",
+                    _ => "PUBCOMP",
+                },
+                state,
+            )),
+            None => Ok(()),
         }
     }
+}
+
+/// The close for an acknowledgement of the wrong kind: `got` for a message in `state`.
+fn wrong_ack(got: &str, state: OutgoingState) -> CloseReason {
+    log::debug!("{got} for a message awaiting {state:?}: protocol error.");
+    CloseReason::ProtocolError
 }

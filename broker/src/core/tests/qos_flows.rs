@@ -195,3 +195,73 @@ fn queue_limit_drop_policy() {
         .collect();
     assert_eq!(payloads, [b"a".to_vec(), b"b".to_vec()]);
 }
+
+/// #17 item 3: an acknowledgement of the wrong kind for a message the broker sent (PUBREC or
+/// PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before PUBREC) is a Protocol Error, in raw
+/// bytes, 3.1.1 and 5.0; the right ones complete the flows, and one for an id not in flight is
+/// ignored.
+#[test]
+fn acknowledgements_of_the_wrong_kind_are_a_protocol_error() {
+    const PUBACK: u8 = 0x40;
+    const PUBREC: u8 = 0x50;
+    const PUBCOMP: u8 = 0x70;
+    // (QoS the message is sent at, the acknowledgements the subscriber answers with)
+    let wrong: [(QosPid, &[u8]); 5] = [
+        (QosPid::AtLeastOnce(pid(1)), &[PUBREC]),
+        (QosPid::AtLeastOnce(pid(1)), &[PUBCOMP]),
+        (QosPid::ExactlyOnce(pid(1)), &[PUBACK]),
+        (QosPid::ExactlyOnce(pid(1)), &[PUBCOMP]),
+        (QosPid::ExactlyOnce(pid(1)), &[PUBREC, PUBACK]),
+    ];
+    for v5 in [false, true] {
+        for (qos, acks) in wrong {
+            let mut t = Driver::for_tests();
+            let s = if v5 {
+                t.connect_v5("s")
+            } else {
+                t.connect("s", true)
+            };
+            t.subscribe(s, "t", QoS::ExactlyOnce);
+            let p = t.connect("p", true);
+            t.publish(p, "t", b"m", qos, false);
+            let got = t.drain_publications(s);
+            assert_eq!(got.len(), 1);
+            let [hi, lo] = got[0].pid.to_be_bytes();
+            for (i, &ack) in acks.iter().enumerate() {
+                t.feed(s, &[ack, 0x02, hi, lo]);
+                if i + 1 < acks.len() {
+                    assert_eq!(t.drain(s), [Sent::PubRel(got[0].pid, 0)]);
+                }
+            }
+            assert!(t.is_closed(s), "v5 {v5}, {qos:?} answered {acks:02x?}");
+            if v5 {
+                assert_sent!(t.drain(s), [Sent::Disconnect { code: 0x82, .. }]);
+            } else {
+                assert_eq!(t.drain(s), []);
+            }
+        }
+        // The right acknowledgements complete both flows; late duplicates are ignored.
+        let mut t = Driver::for_tests();
+        let s = if v5 {
+            t.connect_v5("s")
+        } else {
+            t.connect("s", true)
+        };
+        t.subscribe(s, "t", QoS::ExactlyOnce);
+        let p = t.connect("p", true);
+        t.publish(p, "t", b"1", QosPid::AtLeastOnce(pid(1)), false);
+        t.publish(p, "t", b"2", QosPid::ExactlyOnce(pid(2)), false);
+        let got = t.drain_publications(s);
+        assert_eq!(got.len(), 2);
+        let (q1, q2) = (got[0].pid.to_be_bytes(), got[1].pid.to_be_bytes());
+        t.feed(s, &[PUBACK, 2, q1[0], q1[1]]);
+        t.feed(s, &[PUBREC, 2, q2[0], q2[1]]);
+        assert_eq!(t.drain(s), [Sent::PubRel(got[1].pid, 0)]);
+        t.feed(s, &[PUBCOMP, 2, q2[0], q2[1]]);
+        t.feed(s, &[PUBACK, 2, q1[0], q1[1]]);
+        t.feed(s, &[PUBCOMP, 2, q2[0], q2[1]]);
+        assert!(!t.is_closed(s));
+        assert_eq!(t.drain(s), []);
+        assert!(t.qos_state("s").inflight.is_empty());
+    }
+}

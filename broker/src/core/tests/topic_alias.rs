@@ -43,7 +43,7 @@ fn topic_alias_inbound() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].topic, "long/topic/name");
     assert_eq!(got[1].payload, b"2");
-    // Unknown alias with an empty topic → 0x94.
+    // An alias within the maximum that was never set, with an empty topic → 0x82 (#17 item 5).
     t.send(
         p,
         Packet::Publish(Publish {
@@ -55,12 +55,48 @@ fn topic_alias_inbound() {
             payload: b"3",
         }),
     );
-    assert_sent!(t.drain(p), [Sent::Disconnect { code: 0x94, .. }]);
+    assert_sent!(t.drain(p), [Sent::Disconnect { code: 0x82, .. }]);
     assert!(t.is_closed(p));
     // Above the Topic Alias Maximum → 0x94.
     let p = t.connect_v5("p2");
     t.publish_with(p, "a", b"1", QosPid::AtMostOnce, false, alias(3));
     assert_sent!(t.drain(p), [Sent::Disconnect { code: 0x94, .. }]);
+}
+
+/// #17 item 5 in raw bytes: PUBLISH with an empty topic and Topic Alias 1 (maximum 2) never set
+/// on this connection → 0x82; Topic Alias 3 → 0x94; alias 1 set, then used → delivered.
+#[test]
+fn topic_alias_never_set_is_a_protocol_error() {
+    // PUBLISH QoS 0, topic `topic`, properties: Topic Alias `alias`, payload "x".
+    let publish = |topic: &[u8], alias: u8| {
+        let mut p = vec![0x30, (2 + topic.len() + 4 + 1) as u8];
+        p.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        p.extend_from_slice(topic);
+        p.extend_from_slice(&[3, 0x23, 0, alias, b'x']);
+        p
+    };
+    let broker = || {
+        Driver::for_tests_with(Config {
+            topic_alias_maximum: 2,
+            ..Config::for_tests()
+        })
+    };
+    let mut t = broker();
+    let p = t.connect_v5("p");
+    t.feed(p, &publish(b"", 1));
+    assert_sent!(t.drain(p), [Sent::Disconnect { code: 0x82, .. }]);
+    let mut t = broker();
+    let p = t.connect_v5("p");
+    t.feed(p, &publish(b"", 3));
+    assert_sent!(t.drain(p), [Sent::Disconnect { code: 0x94, .. }]);
+    let mut t = broker();
+    let s = t.connect_v5("s");
+    t.subscribe(s, "a/b", QoS::AtMostOnce);
+    let p = t.connect_v5("p");
+    t.feed(p, &publish(b"a/b", 1));
+    t.feed(p, &publish(b"", 1));
+    assert!(!t.is_closed(p));
+    assert_eq!(t.drain_publications(s).len(), 2);
 }
 
 #[test]
