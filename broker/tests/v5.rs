@@ -361,7 +361,7 @@ fn raw_v5_ack_reason_codes() {
     // 201 levels (200 separators) is as deep as Mosquitto goes: granted (one more level closes
     // the connection: core/tests/strings.rs).
     let deep = vec!["a"; 201].join("/");
-    assert_eq!(c.subscribe(&deep), Sent::SubAck(1, vec![0]));
+    assert_eq!(c.subscribe(&deep), Sent::SubAck(1, vec![1]));
     c.publish("a", b"\xff", QosPid::AtMostOnce, utf8);
     assert_eq!(c.disconnect_reason(), 0x99);
     // An invalid share name is refused by the codec when decoding (the codec will not encode
@@ -585,4 +585,68 @@ fn raw_v5_authentication_users_from_config() {
         matches!(ack, Some(Sent::ConnAck { code: 0, .. })),
         "{ack:?}"
     );
+}
+
+/// #17 item 4 over sockets, in raw bytes: a 5.0 client with a 3 s Will Delay (Session Expiry 0)
+/// whose socket drops and which reconnects within a second sends no will; one that does not
+/// reconnect sends it after the delay.
+#[test]
+fn raw_v5_will_delay_cancelled_by_a_reconnect() {
+    let broker = common::start(|_| {});
+    let addr = broker.local_addr();
+    let (mut watcher, _) = common::Raw::connect(addr, "will-watcher", true, 60);
+    assert_eq!(
+        watcher.subscribe("will/#", QoS::AtMostOnce),
+        Sent::SubAck(1, vec![0])
+    );
+    // CONNECT 5.0, Clean Start, keep-alive 60, client id `id`, and a will on `will/{id}` with
+    // Will Delay Interval 3 (property 0x18) when `will` is set.
+    let connect = |id: &str, will: bool| {
+        let mut body = vec![
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            5,
+            if will { 0x06 } else { 0x02 },
+        ];
+        body.extend_from_slice(&[0, 60, 0]);
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id.as_bytes());
+        if will {
+            body.extend_from_slice(&[5, 0x18, 0, 0, 0, 3]);
+            let topic = format!("will/{id}");
+            body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            body.extend_from_slice(topic.as_bytes());
+            body.extend_from_slice(&[0, 4]);
+            body.extend_from_slice(b"gone");
+        }
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend(body);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&packet).unwrap();
+        let mut connack = [0u8; 3];
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.read_exact(&mut connack).unwrap();
+        assert_eq!(connack[..2], [0x20, connack[1]]);
+        s
+    };
+    let back = connect("back", true);
+    let gone = connect("gone", true);
+    drop(back);
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(500));
+    let _back_again = connect("back", false);
+    let mut wills = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(4_500);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match watcher.recv_within(left) {
+            Some(Sent::Publish(p)) => wills.push(p.topic),
+            Some(other) => panic!("{other:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(wills, ["will/gone"]);
 }

@@ -176,9 +176,11 @@ impl Broker {
         self.detach_session(client.session, conn);
     }
 
-    /// End a session: its subscriptions go, its delayed will is published now ([MQTT-3.1.3-9]
-    /// (5.0): "or the Session ends, whichever happens first"), and the messages it held for
-    /// shared subscriptions go to another member of their group.
+    /// End a session: its subscriptions go, and the messages it held for shared subscriptions go
+    /// to another member of their group. (A delayed will is not its business: an expiring session
+    /// publishes it (`session_expiry.rs`), a new connection for the client id cancels it, and a
+    /// session that ends with its connection (expiry 0) leaves it waiting its delay, as
+    /// Mosquitto does: see `will.rs`.)
     pub(super) fn end_session(&mut self, sid: SessionId) {
         let Some(session) = self.sessions.remove(sid) else {
             return;
@@ -187,7 +189,6 @@ impl Broker {
             self.expiring.cancel(at, sid);
         }
         self.subscriptions.remove_session(sid);
-        self.will_on_session_end(&session.client_id);
         // Fail-over of shared-subscription messages not yet acknowledged (5.0 §4.8.2: "If the
         // Client's Session terminates before the Client reconnects, the Server SHOULD send the
         // Application Message to another Client that is subscribed to the same Shared

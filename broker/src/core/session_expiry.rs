@@ -48,7 +48,7 @@ impl Broker {
         }
     }
 
-    /// End the sessions whose expiry has come (ended sessions also release their delayed wills).
+    /// End the sessions whose expiry has come; their delayed wills go out now.
     pub(super) fn expire_sessions(&mut self, now_ms: u64) {
         while let Some(&(at, sid)) = self.expiring.0.first() {
             if at > now_ms {
@@ -61,7 +61,11 @@ impl Broker {
                 .filter(|s| s.conn.is_none() && s.expires_at == Some(at))
             {
                 log::info!("Session of client {} expired.", s.client_id);
+                let client_id = std::sync::Arc::clone(&s.client_id);
                 self.end_session(sid);
+                // [MQTT-3.1.2-8] (5.0): "the Will Delay Interval has elapsed or the Session
+                // ends", whichever first.
+                self.will_on_session_end(&client_id);
             }
         }
     }

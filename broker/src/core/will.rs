@@ -1,7 +1,17 @@
 //! Wills (MQTT §3.1.2.5, 5.0 §3.1.3.2): published when a connection ends without DISCONNECT, at
-//! once or after the Will Delay Interval. A delayed will is cancelled when the client comes back
-//! to its session before the delay has passed ([MQTT-3.1.3-9] (5.0)), and published early when the
-//! session ends first.
+//! once or after the Will Delay Interval.
+//!
+//! - A delayed will is cancelled by any new connection for its client id before the delay has
+//!   passed, Clean Start or not ([MQTT-3.1.2-8] "a new Network Connection for the ClientID",
+//!   [MQTT-3.1.3-9]; Mosquitto's `will_delay__remove` on CONNECT).
+//! - It is published early when its session expires first ([MQTT-3.1.2-8] "or the Session
+//!   ends"). A session that ends with its connection (Session Expiry 0) leaves the will waiting
+//!   its delay, so a client that reconnects within it sends no will: Mosquitto keeps such a
+//!   client's state until the will is due; broker/MQTT5.md lists this choice.
+//! - Session takeover: a 5.0 client's will goes as 5.0 §3.1.4 says (published, after its
+//!   delay, which the new connection then cancels); a 3.1/3.1.1 client's will is not published
+//!   when the new connection continues the session (Clean Session 0 both times), as in
+//!   Mosquitto (`connect__on_authorised`), and is otherwise.
 
 use std::sync::Arc;
 
@@ -61,13 +71,13 @@ impl Broker {
         }
     }
 
-    /// The client came back to its session before its will's delay passed: the will is not sent
-    /// ([MQTT-3.1.3-9] (5.0)).
+    /// A new connection for the client id before its will's delay passed: the will is not sent
+    /// ([MQTT-3.1.2-8], [MQTT-3.1.3-9] (5.0)).
     pub(super) fn cancel_delayed_will(&mut self, client_id: &str) {
         self.delayed_wills.take(client_id);
     }
 
-    /// The session of `client_id` ends: its delayed will goes out now ("or the Session ends,
+    /// The session of `client_id` expired: its delayed will goes out now ("or the Session ends,
     /// whichever happens first").
     pub(super) fn will_on_session_end(&mut self, client_id: &str) {
         if let Some(will) = self.delayed_wills.take(client_id) {

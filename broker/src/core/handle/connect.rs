@@ -270,14 +270,23 @@ impl Broker {
         info: &ConnectInfo,
     ) -> AttachedSession {
         let v5 = info.protocol.is_v5();
-        // The old connection's will is published (or, 5.0, delayed — and then cancelled below
-        // when the session continues).
-        if let Some(old_conn) = self
+        // Takeover: the old connection's will is published (5.0: after its delay, which the
+        // cancel below ends), except a 3.1/3.1.1 one when both connections continue the
+        // session (Mosquitto; see will.rs).
+        if let Some((old_conn, old_clean)) = self
             .sessions
             .find(client_id)
             .and_then(|sid| self.sessions.get(sid))
-            .and_then(|s| s.conn)
+            .and_then(|s| Some((s.conn?, s.clean)))
         {
+            if !old_clean
+                && !info.clean_start
+                && let Some(old) = self.conns.get_mut(&old_conn)
+                && !old.version.is_v5()
+                && let Phase::Connected(client) = &mut old.state
+            {
+                client.will = None;
+            }
             self.close(old_conn, CloseReason::TakenOver);
         }
         // 5.0: a session outlives its connection only with a Session Expiry Interval.
@@ -292,11 +301,9 @@ impl Broker {
             u32::MAX
         };
         let ends_with_connection = expiry == 0;
-        if !info.clean_start {
-            // [MQTT-3.1.3-9] (5.0): a new connection to the session before the Will Delay
-            // Interval passed: the delayed will is not sent.
-            self.cancel_delayed_will(client_id);
-        }
+        // [MQTT-3.1.2-8], [MQTT-3.1.3-9] (5.0): a new connection for the client id before the
+        // Will Delay Interval passed: the delayed will is not sent (Clean Start or not).
+        self.cancel_delayed_will(client_id);
         let (session, present) = match self.sessions.find(client_id) {
             Some(sid) if !info.clean_start => (sid, true),
             existing => {
