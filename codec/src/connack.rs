@@ -11,7 +11,8 @@ use crate::wire::ProtocolVersion;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConnAck<'a> {
-    /// Whether the server resumed a stored session. Never set with a refusal.
+    /// Whether the server resumed a stored session. Never set with a refusal; not on the wire
+    /// in MQTT 3.1 (its first byte is reserved: written 0).
     pub session_present: bool,
     /// 3.1.1 return code (0–5) or 5.0 reason code.
     pub code: ReasonCode,
@@ -79,7 +80,9 @@ impl ConnAck<'_> {
 
     /// Write the body [`Self::body_len`] measured.
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
-        w.array([u8::from(self.session_present), self.code.0]);
+        // MQTT 3.1 has no Session Present: its first byte is reserved, always 0.
+        let session_present = self.session_present && version != ProtocolVersion::V31;
+        w.array([u8::from(session_present), self.code.0]);
         if version.is_v5() {
             self.properties.write_block(
                 properties,

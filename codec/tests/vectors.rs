@@ -330,7 +330,16 @@ fn v31_connections_follow_v311_rules() {
             "{}",
             v.name
         );
-        assert!(buf == v.bytes, "{}", v.name);
+        // The one difference: 3.1's CONNACK has no Session Present (its first byte is
+        // reserved and written 0).
+        let mut expected = v.bytes.to_vec();
+        if let Packet::ConnAck(c) = v.packet
+            && c.session_present
+            && let Some(flags) = expected.get_mut(2)
+        {
+            *flags = 0;
+        }
+        assert!(buf == expected, "{}", v.name);
     }
 }
 

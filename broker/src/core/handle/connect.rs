@@ -225,17 +225,14 @@ impl Broker {
         };
         let assigned = info.client_id.is_empty();
         if assigned {
-            // 3.1 requires an id; 3.1.1 allows an empty one only with Clean Session
-            // ([MQTT-3.1.3-7] (3.1.1), answered by [MQTT-3.1.3-8] (3.1.1)); 5.0 with any
-            // Clean Start ([MQTT-3.1.3-6] (5.0)).
-            let allowed = self.config.allow_zero_length_clientid
-                && version != ProtocolVersion::V31
-                && (info.clean_start || v5);
+            // 3.1 and 3.1.1 allow an empty id only with Clean Session ([MQTT-3.1.3-7] (3.1.1),
+            // answered by [MQTT-3.1.3-8] (3.1.1); 3.1 says 1–23 characters, but Mosquitto
+            // treats 3.1 as 3.1.1 here and so do we); 5.0 with any Clean Start
+            // ([MQTT-3.1.3-6] (5.0)). 3.1 ids longer than 23 bytes are accepted likewise.
+            let allowed = self.config.allow_zero_length_clientid && (info.clean_start || v5);
             if !allowed {
                 return Err(self.refuse(conn, id_rejected, "empty client id not allowed"));
             }
-        } else if version == ProtocolVersion::V31 && info.client_id.len() > 23 {
-            return Err(self.refuse(conn, id_rejected, "MQTT 3.1 client id longer than 23 bytes"));
         }
         let mut keep_alive = info.keep_alive;
         let mut server_keep_alive = None;

@@ -58,22 +58,55 @@ fn client_id_rules() {
         .map(|(i, s)| (*i, s.client_id.clone()))
         .unwrap();
     assert!(id.starts_with("auto-") && id.len() == 41, "{id}");
-    // 3.1: at most 23 bytes.
+}
+
+/// #17 item 6, MQTT 3.1 (`MQIsdp`) in raw bytes: CONNACK's first byte is always 0 (3.1 has no
+/// Session Present, even for a resumed session); ids longer than 23 bytes are accepted, and an
+/// empty one with Clean Session is assigned, as Mosquitto does; an empty one without it is
+/// refused (0x02).
+#[test]
+fn mqtt31_connect() {
+    // CONNECT "MQIsdp" level 3, keep-alive 30, client id `id`.
+    let connect = |id: &[u8], clean: bool| {
+        let mut p = vec![0x10, (14 + id.len()) as u8, 0, 6];
+        p.extend_from_slice(b"MQIsdp");
+        p.extend_from_slice(&[3, if clean { 0x02 } else { 0x00 }, 0, 30]);
+        p.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        p.extend_from_slice(id);
+        p
+    };
+    let mut t = Driver::for_tests();
+    let long = b"0123456789012345678901234567890123456789";
+    for round in 0..2 {
+        let c = t.open().unwrap();
+        t.feed(c, &connect(long, false));
+        assert_eq!(
+            t.drain_bytes(c),
+            [0x20, 0x02, 0x00, 0x00],
+            "round {round}: session present would be {}",
+            round == 1
+        );
+        if round == 0 {
+            t.subscribe(c, "keep", QoS::AtLeastOnce);
+        }
+        assert!(!t.is_closed(c));
+        t.lose(c);
+    }
+    assert_eq!(t.broker.subscriptions().len(), 1, "the session was resumed");
     let c = t.open().unwrap();
-    t.send(
-        c,
-        Packet::Connect(Connect {
-            protocol: ProtocolVersion::V31,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: "012345678901234567890123",
-            will: None,
-            username: None,
-            password: None,
-            properties: NO_PROPERTIES,
-        }),
+    t.feed(c, &connect(b"", true));
+    assert_eq!(t.drain_bytes(c), [0x20, 0x02, 0x00, 0x00]);
+    assert!(!t.is_closed(c));
+    assert!(
+        t.broker
+            .sessions()
+            .iter()
+            .any(|(_, s)| s.client_id.starts_with("auto-"))
     );
-    assert_eq!(t.drain(c), [Sent::connack(false, 2)]);
+    let c = t.open().unwrap();
+    t.feed(c, &connect(b"", false));
+    assert_eq!(t.drain_bytes(c), [0x20, 0x02, 0x00, 0x02]);
+    assert!(t.is_closed(c));
 }
 
 #[test]
