@@ -173,9 +173,11 @@ pub(super) struct Send<'a> {
 impl Broker {
     /// A resumed session: redeliver what is in flight (DUP set; PUBREL for messages whose PUBREC
     /// arrived, [MQTT-4.4.0-1], the same id in 3.1.1 and 5.0), then fill the window from the queue.
+    /// A message that no longer fits the client's Maximum Packet Size (it may have reconnected
+    /// with a smaller one) leaves the window and is counted as dropped, as when first sent.
     pub(super) fn resume(&mut self, sid: SessionId) {
         let now = self.now_ms;
-        let Some(session) = self.sessions.get(sid) else {
+        let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
         let Some(conn) = session.conn else { return };
@@ -183,11 +185,10 @@ impl Broker {
             return;
         };
         let version = c.version;
-        let outs: Vec<(Out, bool)> = session
-            .delivery()
-            .inflight
-            .iter()
-            .map(|i| match i.state {
+        let mut outs: Vec<(Out, bool)> = Vec::new();
+        let mut dropped = 0;
+        session.delivery_mut().inflight.retain(|i| {
+            let (out, is_publish) = match i.state {
                 OutgoingState::AwaitingPubComp => (
                     Out::packet(&Packet::PubRel(Ack::new(i.pid)), version),
                     false,
@@ -207,9 +208,18 @@ impl Broker {
                     ),
                     true,
                 ),
-            })
-            .filter(|(o, _)| c.fits(o))
-            .collect();
+            };
+            if c.fits(&out) {
+                outs.push((out, is_publish));
+                true
+            } else {
+                dropped += 1;
+                false
+            }
+        });
+        for _ in 0..dropped {
+            drop_message(&mut self.stats, session);
+        }
         for (out, is_publish) in outs {
             self.send(conn, out);
             if is_publish {

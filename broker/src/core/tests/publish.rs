@@ -165,6 +165,112 @@ fn maximum_packet_size_toward_client_drops_and_counts() {
     assert_eq!(t.qos_state("s").inflight.len(), 1);
 }
 
+/// #17 item 9: messages over a 5.0 client's Maximum Packet Size are dropped for it while the
+/// QoS 1 and 2 messages around them flow, in a window of 2, with distinct packet ids and every
+/// acknowledgement honoured (sent as raw bytes); nothing dropped stays in flight.
+#[test]
+fn oversize_messages_dropped_and_the_flows_around_them_complete() {
+    let mut t = Driver::for_tests_with(crate::config::Config {
+        max_inflight_messages: 2,
+        ..crate::config::Config::for_tests()
+    });
+    let small_max = Properties {
+        maximum_packet_size: NonZeroU32::new(64),
+        session_expiry_interval: Some(300),
+        ..NO_PROPERTIES
+    };
+    let (s, _) = t.connect_v5_with("s", true, small_max, None);
+    t.subscribe(s, "t", QoS::ExactlyOnce);
+    let p = t.connect("p", true);
+    let big = [b'x'; 100];
+    let sends: [(&[u8], QosPid); 7] = [
+        (&big, QosPid::AtLeastOnce(pid(1))),
+        (b"a", QosPid::AtLeastOnce(pid(2))),
+        (&big, QosPid::ExactlyOnce(pid(3))),
+        (b"b", QosPid::ExactlyOnce(pid(4))),
+        (&big, QosPid::AtLeastOnce(pid(5))),
+        (b"c", QosPid::AtLeastOnce(pid(6))),
+        (b"d", QosPid::ExactlyOnce(pid(7))),
+    ];
+    for (payload, qos) in sends {
+        t.publish(p, "t", payload, qos, false);
+        if let QosPid::ExactlyOnce(id) = qos {
+            t.send(p, Packet::PubRel(Ack::new(id)));
+        }
+    }
+    let mut seen = Vec::new();
+    let mut pids = Vec::new();
+    // Acknowledge whatever arrives until nothing more does.
+    let mut rels = 0;
+    for _ in 0..20 {
+        let sent = t.drain(s);
+        if sent.is_empty() {
+            break;
+        }
+        for packet in sent {
+            match packet {
+                Sent::Publish(m) => {
+                    let [hi, lo] = m.pid.to_be_bytes();
+                    seen.push((m.payload.clone(), m.qos));
+                    pids.push(m.pid);
+                    let ack = if m.qos == 1 { 0x40 } else { 0x50 };
+                    t.feed(s, &[ack, 2, hi, lo]);
+                }
+                Sent::PubRel(id, 0) => {
+                    rels += 1;
+                    let [hi, lo] = id.to_be_bytes();
+                    t.feed(s, &[0x70, 2, hi, lo]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(rels, 2);
+    assert!(!t.is_closed(s));
+    assert_eq!(
+        seen,
+        [
+            (b"a".to_vec(), 1),
+            (b"b".to_vec(), 2),
+            (b"c".to_vec(), 1),
+            (b"d".to_vec(), 2)
+        ]
+    );
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), pids.len(), "packet ids {pids:?}");
+    assert_eq!(t.broker.stats().publish_dropped, 3);
+    assert!(t.qos_state("s").inflight.is_empty());
+    assert!(t.qos_state("s").queued.is_empty());
+
+    // A message in flight that no longer fits the Maximum Packet Size the client reconnects
+    // with is dropped on redelivery, not left holding a slot of the window.
+    t.tick(1_000);
+    t.publish(p, "t", &[b'y'; 40], QosPid::AtLeastOnce(pid(8)), false);
+    t.publish(p, "t", &[b'z'; 40], QosPid::AtLeastOnce(pid(9)), false);
+    assert_eq!(t.drain_publications(s).len(), 2, "not acknowledged");
+    t.lose(s);
+    let smaller = Properties {
+        maximum_packet_size: NonZeroU32::new(30),
+        ..small_max
+    };
+    let (s, out) = t.connect_v5_with("s", false, smaller, None);
+    assert_sent!(
+        out,
+        [Sent::ConnAck {
+            session_present: true,
+            ..
+        }]
+    );
+    assert!(t.qos_state("s").inflight.is_empty(), "dropped on resume");
+    assert_eq!(t.broker.stats().publish_dropped, 5);
+    t.publish(p, "t", b"e", QosPid::AtLeastOnce(pid(10)), false);
+    let got = t.drain_publications(s);
+    assert_eq!(got.len(), 1, "the window is free");
+    assert_eq!(got[0].payload, b"e");
+}
+
 #[test]
 fn message_expiry_counts_down_and_drops() {
     let mut t = Driver::for_tests();
