@@ -253,14 +253,19 @@ fn takeover_closes_old_connection() {
     let (mut new, ack) = Raw::connect(addr, "same-id", false, 30);
     assert_eq!(ack, Sent::connack(true, 0));
     assert!(old.is_closed());
-    assert_eq!(&watch.next_publish().payload[..], b"old will");
+    // Both connections continue the session (clean session 0 twice): no will, as in Mosquitto.
+    // A takeover with clean session 1 publishes it.
+    let (_other, _) = Raw::connect_with(addr, "other-id", false, 30, Some(("w", b"other will")));
+    let (_other_new, ack) = Raw::connect(addr, "other-id", true, 30);
+    assert_eq!(ack, Sent::connack(false, 0));
+    assert_eq!(&watch.next_publish().payload[..], b"other will");
     // The session (with its subscription) moved to the new connection.
     let (mut p, _) = Raw::connect(addr, "p", true, 30);
     p.publish("t", b"to new", QosPid::AtMostOnce, false);
     assert!(
         matches!(new.recv(), Some(Sent::Publish(Publication { payload, .. })) if payload == b"to new")
     );
-    assert_eq!(broker.connected_clients(), 3);
+    assert_eq!(broker.connected_clients(), 4);
 }
 
 #[test]
