@@ -1,15 +1,15 @@
 //! `wren-broker`: run the MQTT broker.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use wren_broker::{Config, Server};
 
-/// Wren MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
+/// Wren MQTT broker: speaks MQTT 3.1, 3.1.1 and 5.0.
 #[derive(Debug, Parser)]
-#[command(name = "wren-broker", version, about)]
+#[command(name = "wren-broker", version)]
 struct Cli {
     /// TCP port to listen on (overrides the config file; default 1883).
     #[arg(short = 'p', long)]
@@ -43,22 +43,13 @@ fn main() -> ExitCode {
         .init();
 
     let mut config = match &cli.config {
-        Some(path) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    log::error!("Error: unable to open config file {}: {e}.", path.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            match Config::from_toml(&text) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!("Error in config file {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+        Some(path) => match load(path) {
+            Ok(c) => c,
+            Err(message) => {
+                log::error!("{message}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         None => Config::default(),
     };
     if let Some(port) = cli.port {
@@ -66,6 +57,11 @@ fn main() -> ExitCode {
     }
     if let Some(bind) = cli.bind {
         config.bind = bind;
+    }
+    // Again with the command line's values (and for the defaults, when there is no file).
+    if let Err(e) = config.validate() {
+        log::error!("Error: {e}.");
+        return ExitCode::FAILURE;
     }
 
     let server = match Server::bind(config.clone()) {
@@ -98,4 +94,16 @@ fn main() -> ExitCode {
     handle.shutdown();
     log::info!("wren-broker stopped.");
     ExitCode::SUCCESS
+}
+
+/// Read, parse and validate the configuration file `path`; logs "Config loaded from PATH." as
+/// Mosquitto does. The error is the line to log.
+fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error: Unable to open config file {}: {e}.", path.display()))?;
+    let config = Config::from_toml(&text)
+        .and_then(|c| c.validate().map(|()| c))
+        .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?;
+    log::info!("Config loaded from {}.", path.display());
+    Ok(config)
 }
