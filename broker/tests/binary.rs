@@ -1,7 +1,9 @@
-//! The `wren-broker` binary itself: `--help`, configuration files refused or loaded at start.
+//! The `wren-broker` binary itself: `--help`, configuration files refused or loaded at start,
+//! signals (SIGHUP, SIGUSR1 and SIGUSR2 logged and survived; SIGTERM and SIGINT stop it).
 //! Each broker process is killed when its test ends, passing or not, and every wait is bounded.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +78,10 @@ impl Broker {
 
     /// The first stderr line (after those already seen) containing `needle`; panics after
     /// `WAIT` or once stderr closes without it.
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
     fn wait_for_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -137,7 +143,6 @@ impl Drop for Broker {
 
 /// Run the binary to its end (killed after `WAIT`): its status, stdout and stderr.
 fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
-    use std::io::Read;
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -181,6 +186,7 @@ fn help_says_which_mqtt_versions() {
     for flag in ["--port", "--bind", "--config", "--verbose", "--version"] {
         assert!(help.contains(flag), "--help lists {flag}: {help}");
     }
+    assert!(help.contains("SIGHUP, SIGUSR1 and SIGUSR2"), "{help}");
 }
 
 #[test]
@@ -237,4 +243,110 @@ fn valid_config_is_loaded_and_logged() {
     );
     broker.wait_for_line("running on 127.0.0.1:");
     assert_eq!(broker.exit_within(Duration::ZERO), None, "still running");
+}
+
+/// Send `signal` (a name for `kill`, e.g. "HUP") to `broker`.
+fn signal(broker: &Broker, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), broker.pid()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}: {status}");
+}
+
+/// Start a broker on a free loopback port; its port, from the "running on" line.
+fn start_on_free_port() -> (Broker, u16) {
+    let mut broker = Broker::spawn(&["--bind", "127.0.0.1", "-p", "0"]);
+    let line = broker.wait_for_line("running on 127.0.0.1:");
+    let port = line
+        .split("running on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (broker, port)
+}
+
+/// A raw MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, client id `id`) is answered with
+/// CONNACK accepted, no session present.
+fn assert_accepts_connection(port: u16, id: &str) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    tcp.set_write_timeout(Some(WAIT)).unwrap();
+    let mut connect = vec![
+        0x10,
+        (12 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+    ];
+    connect.extend_from_slice(&[0, 60, 0, id.len() as u8]);
+    connect.extend_from_slice(id.as_bytes());
+    tcp.write_all(&connect).unwrap();
+    let mut connack = [0u8; 4];
+    tcp.read_exact(&mut connack)
+        .unwrap_or_else(|e| panic!("no CONNACK for {id}: {e}"));
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK for {id}");
+}
+
+#[test]
+fn sighup_sigusr1_sigusr2_are_logged_and_survived_then_sigterm_stops_it() {
+    let (mut broker, port) = start_on_free_port();
+    assert_accepts_connection(port, "before");
+    for (name, logged) in [
+        (
+            "HUP",
+            "Received SIGHUP: configuration reload is not supported yet; carrying on",
+        ),
+        (
+            "USR1",
+            "Received SIGUSR1: there is no persistence database to write",
+        ),
+        (
+            "USR2",
+            "Received SIGUSR2: printing the subscription tree is not supported yet",
+        ),
+    ] {
+        signal(&broker, name);
+        broker.wait_for_line(logged);
+        assert_eq!(
+            broker.exit_within(Duration::from_millis(200)),
+            None,
+            "wren-broker exited on SIG{name}: {:#?}",
+            broker.seen
+        );
+        assert_accepts_connection(port, &format!("after-{name}"));
+    }
+    signal(&broker, "TERM");
+    let status = broker
+        .exit_within(WAIT)
+        .expect("wren-broker exits on SIGTERM");
+    let stderr = broker.rest_of_stderr();
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("Received SIGTERM: shutting down."),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wren-broker stopped."), "{stderr}");
+}
+
+#[test]
+fn sigint_stops_it_gracefully() {
+    let (mut broker, port) = start_on_free_port();
+    assert_accepts_connection(port, "before");
+    signal(&broker, "INT");
+    let status = broker
+        .exit_within(WAIT)
+        .expect("wren-broker exits on SIGINT");
+    let stderr = broker.rest_of_stderr();
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("Received SIGINT: shutting down."),
+        "{stderr}"
+    );
 }
