@@ -140,10 +140,202 @@ impl Default for Config {
     }
 }
 
+/// The largest MQTT packet: a Remaining Length of 268435455 after a 5-byte fixed header.
+const MAX_MQTT_PACKET_SIZE: u32 = 268_435_455 + 5;
+
+/// The smallest CONNECT: a 3.1.1 one with an empty client id and no will, user or password
+/// (fixed header 2, protocol name 6, level 1, flags 1, keep-alive 2, client id length 2).
+const MIN_CONNECT_PACKET_SIZE: u32 = 14;
+
+/// Longest MQTT UTF-8 string, in bytes (a two-byte length prefix).
+const MAX_MQTT_STRING: usize = 65_535;
+
+/// Length of the random part of an assigned client id (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+const ASSIGNED_ID_SUFFIX: usize = 36;
+
+/// A configuration refused: a value serde cannot read (wrong type, negative, too large for its
+/// type, unknown key) or one outside its meaningful range ([`Config::validate`]). The message
+/// names the key and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    key: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The key refused (`auth_hmac_users.alice` for a table entry; empty when the file is not
+    /// TOML at all or the error concerns no one key).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `key` within `lo..=hi`, else "`key` must be from `lo` to `hi``what` (got `value`)".
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    lo: T,
+    hi: T,
+    what: &str,
+) -> Result<(), ConfigError> {
+    if lo <= value && value <= hi {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{key} must be from {lo} to {hi}{what} (got {value})"),
+        ))
+    }
+}
+
+/// `value` usable as (part of) an MQTT UTF-8 string of at most `max` bytes: no U+0000
+/// (\[MQTT-1.5.4-2\]).
+fn mqtt_string(key: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    if value.contains('\0') {
+        return Err(ConfigError::new(
+            key,
+            format!("{key} must not contain U+0000 (MQTT strings cannot)"),
+        ));
+    }
+    if value.len() > max {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{key} must be at most {max} bytes long (got {})",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Parse a TOML configuration.
-    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+    /// Parse a TOML configuration (values are not range-checked here: see
+    /// [`Config::validate`]). An error names the key, e.g. `maximum_qos: invalid value:
+    /// integer `-1`, expected u8 (line 3, column 15)`.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let inner = e.into_inner();
+            let mut message = if key.is_empty() {
+                inner.message().to_owned()
+            } else {
+                format!("{key}: {}", inner.message())
+            };
+            if let Some(span) = inner.span() {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                message.push_str(&format!(" (line {line}, column {column})"));
+            }
+            ConfigError::new(key, message)
+        })
+    }
+
+    /// Refuse any value outside its meaningful range; the error names the key and the range.
+    /// Where the documentation gives 0 a meaning (unlimited, off, never, one per core) 0 is
+    /// accepted; where 0 would break the broker (no packet fits, every connection times out
+    /// at once) it is refused.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind.trim().is_empty() {
+            return Err(ConfigError::new(
+                "bind",
+                "bind must be an address or host name to listen on (got \"\")",
+            ));
+        }
+        in_range("threads", self.threads, 0, 1024, " (0: one per CPU core)")?;
+        in_range(
+            "busy_poll_us",
+            self.busy_poll_us,
+            0,
+            1_000_000,
+            " (0: never spin)",
+        )?;
+        in_range(
+            "max_packet_size",
+            self.max_packet_size,
+            2,
+            MAX_MQTT_PACKET_SIZE,
+            " (2 is the smallest MQTT packet; 0 does not mean unlimited here)",
+        )?;
+        in_range(
+            "max_connect_packet_size",
+            self.max_connect_packet_size,
+            MIN_CONNECT_PACKET_SIZE,
+            MAX_MQTT_PACKET_SIZE,
+            " (14 is the smallest CONNECT)",
+        )?;
+        in_range("connect_timeout", self.connect_timeout, 1, 65_535, "")?;
+        in_range(
+            "max_keepalive",
+            self.max_keepalive,
+            1,
+            u16::MAX,
+            " (0 would refuse every client that uses keep-alive)",
+        )?;
+        in_range(
+            "max_inflight_messages",
+            self.max_inflight_messages,
+            0,
+            usize::from(u16::MAX),
+            " (0: unlimited; packet identifiers are 16-bit)",
+        )?;
+        if self.max_outgoing_bytes == 0 {
+            return Err(ConfigError::new(
+                "max_outgoing_bytes",
+                "max_outgoing_bytes must be at least 1 (got 0): 0 would close every connection \
+                 on its first packet",
+            ));
+        }
+        mqtt_string(
+            "auto_id_prefix",
+            &self.auto_id_prefix,
+            MAX_MQTT_STRING - ASSIGNED_ID_SUFFIX,
+        )?;
+        if self.maximum_qos > 2 {
+            return Err(ConfigError::new(
+                "maximum_qos",
+                format!("maximum_qos must be 0, 1 or 2 (got {})", self.maximum_qos),
+            ));
+        }
+        mqtt_string(
+            "response_information",
+            &self.response_information,
+            MAX_MQTT_STRING,
+        )?;
+        for (user, secret) in &self.auth_hmac_users {
+            let key = format!("auth_hmac_users.{user}");
+            if user.is_empty() {
+                return Err(ConfigError::new(
+                    "auth_hmac_users",
+                    "auth_hmac_users: a user name must not be empty",
+                ));
+            }
+            mqtt_string(&key, user, MAX_MQTT_STRING)?;
+            if secret.is_empty() {
+                return Err(ConfigError::new(
+                    &key,
+                    format!("{key}: the secret must not be empty"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A configuration for tests: loopback, an ephemeral port, two threads.
@@ -161,12 +353,26 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn refused(text: &str) -> ConfigError {
+        let c = Config::from_toml(text).unwrap_or_else(|e| panic!("{text:?} does not parse: {e}"));
+        c.validate()
+            .expect_err(&format!("{text:?} should be refused"))
+    }
+
+    fn accepted(text: &str) {
+        let c = Config::from_toml(text).unwrap_or_else(|e| panic!("{text:?} does not parse: {e}"));
+        if let Err(e) = c.validate() {
+            panic!("{text:?} refused: {e}");
+        }
+    }
+
     #[test]
     fn empty_file_is_defaults_and_unknown_keys_fail() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
         let c = Config::from_toml("port = 1884\nmax_inflight_messages = 5\n").unwrap();
         assert_eq!((c.port, c.max_inflight_messages), (1884, 5));
-        assert!(Config::from_toml("prot = 1").is_err());
+        let e = Config::from_toml("prot = 1").unwrap_err();
+        assert!(e.to_string().contains("unknown field `prot`"), "{e}");
         let c = Config::from_toml("[auth_hmac_users]\nalice = \"s3cret\"\n").unwrap();
         assert_eq!(
             c.auth_hmac_users.get("alice").map(String::as_str),
@@ -175,8 +381,252 @@ mod tests {
     }
 
     #[test]
-    fn example_config_matches_defaults() {
+    fn example_config_matches_defaults_and_is_valid() {
         let text = include_str!("../wren.toml");
-        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::for_tests().validate(), Ok(()));
+    }
+
+    /// wren.toml documents every key: it sets each one (the unknown-key error lists them all).
+    #[test]
+    fn example_config_sets_every_key() {
+        let text = include_str!("../wren.toml");
+        let e = Config::from_toml("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        let listed = e.split_once("expected one of").unwrap().1;
+        let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert_eq!(keys.len(), 30, "{listed}");
+        for key in keys {
+            let set = text
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = ")) || l.trim() == format!("[{key}]"));
+            assert!(set, "wren.toml does not set {key}");
+        }
+    }
+
+    /// Values serde refuses (negative, too large for the type, wrong type) name the key and
+    /// the line, on one line.
+    #[test]
+    fn parse_errors_name_the_key_and_line() {
+        let cases = [
+            (
+                "maximum_qos = -1",
+                "maximum_qos",
+                "maximum_qos: invalid value: integer `-1`, expected u8 (line 1, column 15)",
+            ),
+            (
+                "port = 1883\n\nthreads = -2\n",
+                "threads",
+                "threads: invalid value: integer `-2`, expected usize (line 3, column 11)",
+            ),
+            (
+                "port = 70000",
+                "port",
+                "port: invalid value: integer `70000`, expected u16 (line 1, column 8)",
+            ),
+            (
+                "max_keepalive = 65536",
+                "max_keepalive",
+                "max_keepalive: invalid value: integer `65536`, expected u16",
+            ),
+            (
+                "connect_timeout = \"10\"",
+                "connect_timeout",
+                "connect_timeout: invalid type: string \"10\", expected u64",
+            ),
+            (
+                "retain_available = 1",
+                "retain_available",
+                "retain_available: invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                "[auth_hmac_users]\nalice = 5\n",
+                "auth_hmac_users.alice",
+                "auth_hmac_users.alice: invalid type: integer `5`, expected a string (line 2, column 9)",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.key(), key, "{text:?}: {e}");
+            assert!(e.to_string().starts_with(message), "{text:?}: {e}");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+        // Not TOML at all: no key, but the place.
+        let e = Config::from_toml("port = ").unwrap_err();
+        assert_eq!(e.key(), "");
+        assert!(e.to_string().contains("(line 1, column 8)"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_naming_key_and_range() {
+        let cases = [
+            (
+                "maximum_qos = 3",
+                "maximum_qos",
+                "maximum_qos must be 0, 1 or 2 (got 3)",
+            ),
+            (
+                "maximum_qos = 255",
+                "maximum_qos",
+                "maximum_qos must be 0, 1 or 2 (got 255)",
+            ),
+            (
+                "bind = \"\"",
+                "bind",
+                "bind must be an address or host name to listen on (got \"\")",
+            ),
+            ("bind = \"  \"", "bind", "bind must be an address"),
+            (
+                "threads = 1025",
+                "threads",
+                "threads must be from 0 to 1024 (0: one per CPU core) (got 1025)",
+            ),
+            (
+                "busy_poll_us = 1000001",
+                "busy_poll_us",
+                "busy_poll_us must be from 0 to 1000000 (0: never spin) (got 1000001)",
+            ),
+            (
+                "max_packet_size = 0",
+                "max_packet_size",
+                "max_packet_size must be from 2 to 268435460 (2 is the smallest MQTT packet; 0 does not mean unlimited here) (got 0)",
+            ),
+            (
+                "max_packet_size = 1",
+                "max_packet_size",
+                "max_packet_size must be from 2 to 268435460",
+            ),
+            (
+                "max_packet_size = 268435461",
+                "max_packet_size",
+                "(got 268435461)",
+            ),
+            (
+                "max_connect_packet_size = 0",
+                "max_connect_packet_size",
+                "max_connect_packet_size must be from 14 to 268435460 (14 is the smallest CONNECT) (got 0)",
+            ),
+            (
+                "max_connect_packet_size = 13",
+                "max_connect_packet_size",
+                "(got 13)",
+            ),
+            (
+                "max_connect_packet_size = 4294967295",
+                "max_connect_packet_size",
+                "(got 4294967295)",
+            ),
+            (
+                "connect_timeout = 0",
+                "connect_timeout",
+                "connect_timeout must be from 1 to 65535 (got 0)",
+            ),
+            (
+                "connect_timeout = 65536",
+                "connect_timeout",
+                "connect_timeout must be from 1 to 65535 (got 65536)",
+            ),
+            (
+                "max_keepalive = 0",
+                "max_keepalive",
+                "max_keepalive must be from 1 to 65535 (0 would refuse every client that uses keep-alive) (got 0)",
+            ),
+            (
+                "max_inflight_messages = 65536",
+                "max_inflight_messages",
+                "max_inflight_messages must be from 0 to 65535 (0: unlimited; packet identifiers are 16-bit) (got 65536)",
+            ),
+            (
+                "max_outgoing_bytes = 0",
+                "max_outgoing_bytes",
+                "max_outgoing_bytes must be at least 1 (got 0)",
+            ),
+            (
+                "auto_id_prefix = \"a\\u0000b\"",
+                "auto_id_prefix",
+                "auto_id_prefix must not contain U+0000",
+            ),
+            (
+                "response_information = \"\\u0000\"",
+                "response_information",
+                "response_information must not contain U+0000",
+            ),
+            (
+                "[auth_hmac_users]\nalice = \"\"\n",
+                "auth_hmac_users.alice",
+                "auth_hmac_users.alice: the secret must not be empty",
+            ),
+            (
+                "[auth_hmac_users]\n\"\" = \"s\"\n",
+                "auth_hmac_users",
+                "auth_hmac_users: a user name must not be empty",
+            ),
+            (
+                "[auth_hmac_users]\n\"a\\u0000\" = \"s\"\n",
+                "auth_hmac_users.a\0",
+                "must not contain U+0000",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let e = refused(text);
+            assert_eq!(e.key(), key, "{text:?}: {e}");
+            assert!(e.to_string().contains(message), "{text:?}: {e}");
+        }
+        // Strings too long for MQTT.
+        let long = "x".repeat(65_535 - 36 + 1);
+        let e = refused(&format!("auto_id_prefix = \"{long}\""));
+        assert_eq!(
+            e.to_string(),
+            "auto_id_prefix must be at most 65499 bytes long (got 65500)"
+        );
+        let long = "x".repeat(65_536);
+        let e = refused(&format!("response_information = \"{long}\""));
+        assert_eq!(e.key(), "response_information");
+    }
+
+    /// The edges of each range, and every key where 0 means unlimited, off or never.
+    #[test]
+    fn edges_and_documented_zeros_are_accepted() {
+        for text in [
+            "port = 0",
+            "port = 65535",
+            "bind = \"localhost\"",
+            "threads = 0",
+            "threads = 1024",
+            "busy_poll_us = 0",
+            "busy_poll_us = 1000000",
+            "max_connections = 0",
+            "max_packet_size = 2",
+            "max_packet_size = 268435460",
+            "max_connect_packet_size = 14",
+            "max_connect_packet_size = 268435460",
+            "connect_timeout = 1",
+            "connect_timeout = 65535",
+            "max_keepalive = 1",
+            "max_inflight_messages = 0",
+            "max_inflight_messages = 65535",
+            "max_queued_messages = 0",
+            "max_outgoing_bytes = 1",
+            "max_publisher_hold_ms = 0",
+            "sys_interval = 0",
+            "hibernate_after_ms = 0",
+            "auto_id_prefix = \"\"",
+            "max_subscriptions_per_client = 0",
+            "max_session_expiry_interval = 0",
+            "receive_maximum = 0",
+            "topic_alias_maximum = 0",
+            "outbound_topic_aliases = 65535",
+            "maximum_qos = 0",
+            "maximum_qos = 1",
+            "response_information = \"resp/\"",
+            "[auth_hmac_users]\nalice = \"s3cret\"\n",
+        ] {
+            accepted(text);
+        }
+        accepted(&format!("auto_id_prefix = \"{}\"", "x".repeat(65_499)));
     }
 }

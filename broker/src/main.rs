@@ -1,15 +1,21 @@
 //! `wren-broker`: run the MQTT broker.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use wren_broker::{Config, Server};
 
-/// Wren MQTT broker (MQTT 3.1, 3.1.1 and 5.0).
+/// Wren MQTT broker: speaks MQTT 3.1, 3.1.1 and 5.0.
 #[derive(Debug, Parser)]
-#[command(name = "wren-broker", version, about)]
+#[command(
+    name = "wren-broker",
+    version,
+    after_help = "Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP, SIGUSR1 and \
+                  SIGUSR2 (Mosquitto's reload, persistence and subscription-dump signals) are \
+                  logged and the broker carries on: none of the three is supported yet."
+)]
 struct Cli {
     /// TCP port to listen on (overrides the config file; default 1883).
     #[arg(short = 'p', long)]
@@ -43,22 +49,13 @@ fn main() -> ExitCode {
         .init();
 
     let mut config = match &cli.config {
-        Some(path) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    log::error!("Error: unable to open config file {}: {e}.", path.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            match Config::from_toml(&text) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!("Error in config file {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+        Some(path) => match load(path) {
+            Ok(c) => c,
+            Err(message) => {
+                log::error!("{message}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         None => Config::default(),
     };
     if let Some(port) = cli.port {
@@ -67,7 +64,20 @@ fn main() -> ExitCode {
     if let Some(bind) = cli.bind {
         config.bind = bind;
     }
+    // Again with the command line's values (and for the defaults, when there is no file).
+    if let Err(e) = config.validate() {
+        log::error!("Error: {e}.");
+        return ExitCode::FAILURE;
+    }
 
+    // Before anything listens: from here on, SIGHUP, SIGUSR1 and SIGUSR2 never kill the process.
+    let stop = match stop::Stop::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("Error: cannot install the signal handlers: {e}.");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -79,13 +89,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    }) {
-        log::error!("Error: cannot install the signal handler: {e}.");
-        return ExitCode::FAILURE;
-    }
     let handle = match server.start() {
         Ok(h) => h,
         Err(e) => {
@@ -93,9 +96,98 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SIGINT or SIGTERM.
-    let _ = rx.recv();
+    stop.wait(&handle);
     handle.shutdown();
     log::info!("wren-broker stopped.");
     ExitCode::SUCCESS
+}
+
+/// Read, parse and validate the configuration file `path`; logs "Config loaded from PATH." as
+/// Mosquitto does. The error is the line to log.
+fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error: Unable to open config file {}: {e}.", path.display()))?;
+    let config = Config::from_toml(&text)
+        .and_then(|c| c.validate().map(|()| c))
+        .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?;
+    log::info!("Config loaded from {}.", path.display());
+    Ok(config)
+}
+
+/// What stops the broker: SIGINT or SIGTERM. Mosquitto's other signals (SIGHUP: reload the
+/// configuration; SIGUSR1: write the persistence database; SIGUSR2: print the subscription
+/// tree) are logged, with what was not done, and the broker carries on.
+#[cfg(unix)]
+mod stop {
+    use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    use signal_hook::iterator::Signals;
+    use wren_broker::ServerHandle;
+
+    #[derive(Debug)]
+    pub(crate) struct Stop(Signals);
+
+    impl Stop {
+        /// Catch the five signals (their default action would end the process).
+        pub(crate) fn install() -> std::io::Result<Stop> {
+            Signals::new([SIGHUP, SIGUSR1, SIGUSR2, SIGINT, SIGTERM]).map(Stop)
+        }
+
+        /// Block until SIGINT or SIGTERM, logging the others as they come.
+        pub(crate) fn wait(mut self, handle: &ServerHandle) {
+            for signal in self.0.forever() {
+                match signal {
+                    SIGHUP => log::info!(
+                        "Received SIGHUP: configuration reload is not supported yet; \
+                         carrying on with the configuration loaded at start."
+                    ),
+                    SIGUSR1 => log::info!(
+                        "Received SIGUSR1: there is no persistence database to write \
+                         (sessions are kept in memory only); carrying on."
+                    ),
+                    SIGUSR2 => log::info!(
+                        "Received SIGUSR2: printing the subscription tree is not supported yet \
+                         (subscriptions: {}, connected clients: {}); carrying on.",
+                        handle.subscription_count(),
+                        handle.connected_clients()
+                    ),
+                    SIGINT | SIGTERM => {
+                        let name = if signal == SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        };
+                        log::info!("Received {name}: shutting down.");
+                        return;
+                    }
+                    other => log::warn!("Received signal {other}; carrying on."),
+                }
+            }
+        }
+    }
+}
+
+/// What stops the broker where there are no Unix signals: Ctrl-C, or the console closing.
+#[cfg(not(unix))]
+mod stop {
+    use std::sync::mpsc::{Receiver, channel};
+    use wren_broker::ServerHandle;
+
+    #[derive(Debug)]
+    pub(crate) struct Stop(Receiver<()>);
+
+    impl Stop {
+        pub(crate) fn install() -> std::io::Result<Stop> {
+            let (tx, rx) = channel();
+            ctrlc::set_handler(move || {
+                let _ = tx.send(());
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(Stop(rx))
+        }
+
+        /// Block until Ctrl-C.
+        pub(crate) fn wait(self, _handle: &ServerHandle) {
+            let _ = self.0.recv();
+        }
+    }
 }

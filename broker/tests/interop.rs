@@ -1,5 +1,6 @@
 //! Interop: Debian's `mosquitto_pub` / `mosquitto_sub` talk through wren-broker.
-//! Fails, naming the package, if the binaries are absent; CI installs them.
+//! Fails (never skips), naming the packages, if the binaries are absent: the tests cannot install
+//! Debian packages themselves (`apt-get install mosquitto mosquitto-clients`; `.ci/run` does).
 
 mod common;
 
@@ -13,7 +14,8 @@ const PUB: &str = "/usr/bin/mosquitto_pub";
 fn require_clients() {
     assert!(
         Path::new(SUB).exists() && Path::new(PUB).exists(),
-        "{SUB} / {PUB} not installed (apt-get install mosquitto-clients; .ci/run installs them)"
+        "{SUB} / {PUB} not installed: apt-get install mosquitto mosquitto-clients (.ci/run \
+         installs them)"
     );
 }
 

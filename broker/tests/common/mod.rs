@@ -3,6 +3,8 @@
 //! answers the core's test harness decodes (`wren_broker::testing`).
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -340,38 +342,34 @@ pub fn broker_still_works(addr: SocketAddr) {
 }
 
 /// An independent client's test script against a fresh broker: runs `program script PORT` in
-/// `dir` (relative to the crate) and checks that it exits 0 and printed `expect` (its count of
-/// passed checks, so a script that silently ran fewer fails). Fails, naming `hint`, when
-/// `program probe...` fails (the client is not installed): a test never passes by skipping.
-pub fn run_client_script(
-    program: &str,
-    probe: &[&str],
-    dir: &str,
-    script: &str,
-    expect: &str,
-    hint: &str,
-) {
+/// `dir` (relative to the crate; killed after five minutes) and checks that it exits 0 and
+/// printed `expect` (its count of passed checks, so a script that silently ran fewer fails).
+/// `program` comes from [`tools`], which installs the client first if it must, or fails saying
+/// what to install: a test never passes by skipping.
+pub fn run_client_script(program: &std::path::Path, dir: &str, script: &str, expect: &str) {
     use std::process::Command;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let installed = Command::new(program)
-        .args(probe)
-        .current_dir(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        installed,
-        "{program} {} failed: the client is not installed ({hint})",
-        probe.join(" ")
-    );
+    let dir = client_dir(dir);
     let broker = start(|_| {});
-    let out = Command::new(program)
-        .arg(script)
+    let mut cmd = Command::new(program);
+    cmd.arg(script)
         .arg(broker.local_addr().port().to_string())
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{script} failed: {stdout}");
-    assert!(stdout.contains(expect), "every check ran: {stdout}");
+        .current_dir(&dir);
+    let out = tools::run_bounded(
+        cmd,
+        &tools::tools_dir().join("logs"),
+        Duration::from_secs(300),
+    )
+    .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    eprintln!("{}", out.output());
+    assert!(out.status.success(), "{script} failed: {}", out.stdout);
+    assert!(
+        out.stdout.contains(expect),
+        "every check ran: {}",
+        out.stdout
+    );
+}
+
+/// A directory of the crate's tests (`tests/paho`, `tests/mqttjs`).
+pub fn client_dir(dir: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
 }

@@ -1,6 +1,7 @@
 //! wren-bench end to end against Debian's mosquitto on an ephemeral loopback port: every scenario
-//! runs with small counts and must deliver everything it sent. Skipped (with a note) where
-//! mosquitto is not installed; CI installs it.
+//! runs with small counts and must deliver everything it sent. Fails (never skips), naming the
+//! packages, where mosquitto is not installed (`apt-get install mosquitto mosquitto-clients`;
+//! `.ci/run` installs them).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -34,7 +35,8 @@ impl Drop for Mosquitto {
 fn start_mosquitto(tag: &str) -> Mosquitto {
     assert!(
         Path::new(MOSQUITTO).exists(),
-        "{MOSQUITTO} not installed (apt-get install mosquitto; .ci/run installs it)"
+        "{MOSQUITTO} not installed: apt-get install mosquitto mosquitto-clients (.ci/run \
+         installs them)"
     );
     // mosquitto cannot listen on port 0: take a free ephemeral port and release it for it.
     let port = TcpListener::bind("127.0.0.1:0")

@@ -40,7 +40,8 @@ impl Broker {
     pub fn on_port(port: u16, extra: &str) -> Broker {
         assert!(
             std::path::Path::new(MOSQUITTO).exists(),
-            "these tests need Debian's mosquitto at {MOSQUITTO} (apt-get install mosquitto)"
+            "these tests need Debian's mosquitto at {MOSQUITTO}: apt-get install mosquitto \
+             mosquitto-clients (.ci/run installs them)"
         );
         let dir = scratch_dir();
         let conf = dir.join("mosquitto.conf");

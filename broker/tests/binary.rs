@@ -1,0 +1,352 @@
+//! The `wren-broker` binary itself: `--help`, configuration files refused or loaded at start,
+//! signals (SIGHUP, SIGUSR1 and SIGUSR2 logged and survived; SIGTERM and SIGINT stop it).
+//! Each broker process is killed when its test ends, passing or not, and every wait is bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A file in a directory of its own, removed on drop.
+struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("wren-broker-bin-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempFile { dir, path }
+    }
+
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `wren-broker` whose stderr lines arrive on a channel; killed on drop.
+struct Broker {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Broker {
+    fn spawn(args: &[&str]) -> Broker {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Broker {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first stderr line (after those already seen) containing `needle`; panics after
+    /// `WAIT` or once stderr closes without it.
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line with {needle:?} within {WAIT:?}; stderr: {:#?}",
+                        self.seen
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stderr closed without {needle:?}; stderr: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// The exit status within `timeout`, or `None` if it is still running.
+    fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every stderr line up to its close (the process has exited), after those already seen.
+    fn rest_of_stderr(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.seen.join("\n"),
+                Err(RecvTimeoutError::Timeout) => panic!("stderr still open: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the binary to its end (killed after `WAIT`): its status, stdout and stderr.
+fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wren-broker {args:?} did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stdout, stderr)
+}
+
+#[test]
+fn help_says_which_mqtt_versions() {
+    let (status, help, stderr) = run_to_end(&["--help"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(help.contains("MQTT 3.1, 3.1.1 and 5.0"), "--help: {help}");
+    for flag in ["--port", "--bind", "--config", "--verbose", "--version"] {
+        assert!(help.contains(flag), "--help lists {flag}: {help}");
+    }
+    assert!(help.contains("SIGHUP, SIGUSR1 and SIGUSR2"), "{help}");
+}
+
+#[test]
+fn out_of_range_value_is_refused_at_start() {
+    let config = TempFile::new("bad.toml", "# wren.toml\nmaximum_qos = 3\n");
+    let mut broker = Broker::spawn(&["-c", config.arg(), "--bind", "127.0.0.1", "-p", "0"]);
+    let status = broker
+        .exit_within(WAIT)
+        .expect("the broker exits at once on a bad configuration");
+    let stderr = broker.rest_of_stderr();
+    assert!(!status.success(), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("Error in config file")
+            && stderr.contains("maximum_qos must be 0, 1 or 2 (got 3)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Config loaded from"), "{stderr}");
+    assert!(!stderr.contains("running on"), "{stderr}");
+}
+
+#[test]
+fn negative_value_is_refused_naming_the_key() {
+    let config = TempFile::new("negative.toml", "port = 0\nconnect_timeout = -5\n");
+    let mut broker = Broker::spawn(&["-c", config.arg(), "--bind", "127.0.0.1"]);
+    let status = broker.exit_within(WAIT).expect("exits");
+    let stderr = broker.rest_of_stderr();
+    assert!(!status.success(), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("connect_timeout: invalid value: integer `-5`, expected u64 (line 2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn command_line_values_are_validated_too() {
+    let mut broker = Broker::spawn(&["--bind", "", "-p", "0"]);
+    let status = broker.exit_within(WAIT).expect("exits");
+    let stderr = broker.rest_of_stderr();
+    assert!(!status.success(), "{status}; stderr: {stderr}");
+    assert!(stderr.contains("Error: bind must be"), "{stderr}");
+}
+
+#[test]
+fn valid_config_is_loaded_and_logged() {
+    let config = TempFile::new(
+        "good.toml",
+        "bind = \"127.0.0.1\"\nport = 0\nsys_interval = 0\nmaximum_qos = 1\n",
+    );
+    let mut broker = Broker::spawn(&["-c", config.arg()]);
+    let line = broker.wait_for_line("Config loaded from");
+    assert!(
+        line.ends_with(&format!(": Config loaded from {}.", config.arg())),
+        "{line}"
+    );
+    broker.wait_for_line("running on 127.0.0.1:");
+    assert_eq!(broker.exit_within(Duration::ZERO), None, "still running");
+}
+
+/// Send `signal` (a name for `kill`, e.g. "HUP") to `broker`.
+fn signal(broker: &Broker, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), broker.pid()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}: {status}");
+}
+
+/// Start a broker on a free loopback port; its port, from the "running on" line.
+fn start_on_free_port() -> (Broker, u16) {
+    let mut broker = Broker::spawn(&["--bind", "127.0.0.1", "-p", "0"]);
+    let line = broker.wait_for_line("running on 127.0.0.1:");
+    let port = line
+        .split("running on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (broker, port)
+}
+
+/// A raw MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, client id `id`) is answered with
+/// CONNACK accepted, no session present.
+fn assert_accepts_connection(port: u16, id: &str) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    tcp.set_write_timeout(Some(WAIT)).unwrap();
+    let mut connect = vec![
+        0x10,
+        (12 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+    ];
+    connect.extend_from_slice(&[0, 60, 0, id.len() as u8]);
+    connect.extend_from_slice(id.as_bytes());
+    tcp.write_all(&connect).unwrap();
+    let mut connack = [0u8; 4];
+    tcp.read_exact(&mut connack)
+        .unwrap_or_else(|e| panic!("no CONNACK for {id}: {e}"));
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK for {id}");
+}
+
+#[test]
+fn sighup_sigusr1_sigusr2_are_logged_and_survived_then_sigterm_stops_it() {
+    let (mut broker, port) = start_on_free_port();
+    assert_accepts_connection(port, "before");
+    for (name, logged) in [
+        (
+            "HUP",
+            "Received SIGHUP: configuration reload is not supported yet; carrying on",
+        ),
+        (
+            "USR1",
+            "Received SIGUSR1: there is no persistence database to write",
+        ),
+        (
+            "USR2",
+            "Received SIGUSR2: printing the subscription tree is not supported yet",
+        ),
+    ] {
+        signal(&broker, name);
+        broker.wait_for_line(logged);
+        assert_eq!(
+            broker.exit_within(Duration::from_millis(200)),
+            None,
+            "wren-broker exited on SIG{name}: {:#?}",
+            broker.seen
+        );
+        assert_accepts_connection(port, &format!("after-{name}"));
+    }
+    signal(&broker, "TERM");
+    let status = broker
+        .exit_within(WAIT)
+        .expect("wren-broker exits on SIGTERM");
+    let stderr = broker.rest_of_stderr();
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("Received SIGTERM: shutting down."),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wren-broker stopped."), "{stderr}");
+}
+
+#[test]
+fn sigint_stops_it_gracefully() {
+    let (mut broker, port) = start_on_free_port();
+    assert_accepts_connection(port, "before");
+    signal(&broker, "INT");
+    let status = broker
+        .exit_within(WAIT)
+        .expect("wren-broker exits on SIGINT");
+    let stderr = broker.rest_of_stderr();
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("Received SIGINT: shutting down."),
+        "{stderr}"
+    );
+}
