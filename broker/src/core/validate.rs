@@ -11,7 +11,9 @@
 //!   Malformed, as Mosquitto's `TOPIC_HIERARCHY_LIMIT`: `"/"` × 200 is accepted, `"/"` × 201
 //!   is not. It bounds the work and memory of one subscription or one match.
 //!
-//! Both close the connection (5.0: DISCONNECT 0x81) in every packet that carries the string.
+//! Both close the connection in every packet that carries the string: 5.0 DISCONNECT 0x81, but
+//! 0x82 for a PUBLISH topic too deep, as Mosquitto answers (checked against Mosquitto by
+//! `tests/mosquitto_parity.rs`).
 
 use super::close::CloseReason;
 
@@ -42,9 +44,22 @@ pub(super) fn check_string(what: &str, s: &str) -> Result<(), CloseReason> {
     }
 }
 
-/// A topic name or filter (its `what`), refused if it holds a disallowed code point or more
-/// than [`MAX_TOPIC_SEPARATORS`] separators.
+/// A topic filter or will topic (its `what`), refused as Malformed if it holds a disallowed
+/// code point or more than [`MAX_TOPIC_SEPARATORS`] separators.
 pub(super) fn check_topic(what: &str, topic: &str) -> Result<(), CloseReason> {
+    check_depth(what, topic, CloseReason::Malformed)?;
+    check_string(what, topic)
+}
+
+/// A PUBLISH topic name: too deep is a Protocol Error here (Mosquitto 2.0 answers a 5.0 PUBLISH
+/// to too deep a topic with 0x82, a filter with 0x81); a disallowed code point is Malformed.
+pub(super) fn check_topic_name(topic: &str) -> Result<(), CloseReason> {
+    check_depth("topic", topic, CloseReason::ProtocolError)?;
+    check_string("topic", topic)
+}
+
+/// At most [`MAX_TOPIC_SEPARATORS`] separators in `topic`, else `reason`.
+fn check_depth(what: &str, topic: &str, reason: CloseReason) -> Result<(), CloseReason> {
     let separators = topic.bytes().filter(|&b| b == b'/').count();
     if separators > MAX_TOPIC_SEPARATORS {
         log::debug!(
@@ -52,9 +67,9 @@ pub(super) fn check_topic(what: &str, topic: &str) -> Result<(), CloseReason> {
             separators.saturating_add(1),
             MAX_TOPIC_SEPARATORS + 1
         );
-        return Err(CloseReason::Malformed);
+        return Err(reason);
     }
-    check_string(what, topic)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -115,5 +130,11 @@ mod tests {
             Err(CloseReason::Malformed)
         );
         assert_eq!(check_topic("t", "a/\u{2}"), Err(CloseReason::Malformed));
+        assert_eq!(
+            check_topic_name(&"/".repeat(201)),
+            Err(CloseReason::ProtocolError)
+        );
+        assert_eq!(check_topic_name("a/\u{2}"), Err(CloseReason::Malformed));
+        assert_eq!(check_topic_name(&"/".repeat(200)), Ok(()));
     }
 }

@@ -9,7 +9,7 @@ use crate::core::close::CloseReason;
 use crate::core::conn::Phase;
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::Message;
-use crate::core::validate::check_topic;
+use crate::core::validate::check_topic_name;
 
 impl Broker {
     /// PUBLISH: check it, route it, acknowledge it (QoS 2: exactly once, MQTT §4.3.3 method B).
@@ -27,7 +27,7 @@ impl Broker {
             return Err(CloseReason::ProtocolError);
         }
         // Control characters and depth (`validate.rs`), before a Topic Alias is set to it.
-        check_topic("topic", p.topic.as_str())?;
+        check_topic_name(p.topic.as_str())?;
         // Borrowed from the packet unless a Topic Alias names it: no allocation per publish.
         let topic: Cow<'_, str> = if v5 {
             let max = self.config.topic_alias_maximum;
