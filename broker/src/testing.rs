@@ -654,3 +654,86 @@ macro_rules! assert_sent {
         assert!(matches!(&sent[..], $pattern), "{sent:?}: {}", format_args!($($message)+));
     }};
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mosquitto, the reference broker
+// ---------------------------------------------------------------------------------------------
+
+/// Debian's Mosquitto (`/usr/sbin/mosquitto`, package `mosquitto`) on a free loopback port, for
+/// tests that compare wren-broker with it; killed, and its folder removed, on drop. Panics,
+/// naming the packages, when it is not installed: a test never passes by skipping.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Mosquitto {
+    /// Where Debian installs the broker.
+    pub const PATH: &'static str = "/usr/sbin/mosquitto";
+
+    /// Start it with `listener <port> 127.0.0.1`, `allow_anonymous true` and `extra` (more
+    /// configuration lines), and wait until it accepts connections.
+    pub fn start(extra: &str) -> Mosquitto {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::{Duration, Instant};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        if !std::path::Path::new(Self::PATH).exists() {
+            panic!(
+                "{} is not installed: apt-get install mosquitto mosquitto-clients (.ci/run \
+                 installs them)",
+                Self::PATH
+            );
+        }
+        // Mosquitto cannot listen on port 0: take a free port and hand it over.
+        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => a.port(),
+            Err(e) => panic!("no free port: {e}"),
+        };
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("wren-mosquitto-{}-{n}", std::process::id()));
+        let conf = dir.join("mosquitto.conf");
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n"),
+            )
+        });
+        if let Err(e) = written {
+            panic!("cannot write {}: {e}", conf.display());
+        }
+        let child = match std::process::Command::new(Self::PATH)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start {}: {e}", Self::PATH),
+        };
+        let mosquitto = Mosquitto { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(mosquitto.addr()).is_err() {
+            if Instant::now() > deadline {
+                panic!("mosquitto did not start listening on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mosquitto
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
