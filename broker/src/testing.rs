@@ -656,6 +656,46 @@ macro_rules! assert_sent {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Hand-built packets
+// ---------------------------------------------------------------------------------------------
+
+/// Packets built byte by byte, for tests that send what the codec will not encode (control
+/// characters, wrong directions, malformed bodies) or that must not depend on it.
+pub mod raw {
+    /// Append `n` as a Variable Byte Integer (no limit checked: tests send oversize ones too).
+    pub fn varint(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let mut b = (n % 128) as u8;
+            n /= 128;
+            if n > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
+    /// A packet: its first byte, the Remaining Length, `body`.
+    pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        varint(body.len(), &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A length-prefixed string or binary field (its length cut to 16 bits, as a test may
+    /// want a wrong one).
+    pub fn string(bytes: impl AsRef<[u8]>) -> Vec<u8> {
+        let bytes = bytes.as_ref();
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mosquitto, the reference broker
 // ---------------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 //! signals (SIGHUP, SIGUSR1 and SIGUSR2 logged and survived; SIGTERM and SIGINT stop it).
 //! Each broker process is killed when its test ends, passing or not, and every wait is bounded.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -143,39 +145,11 @@ impl Drop for Broker {
 
 /// Run the binary to its end (killed after `WAIT`): its status, stdout and stderr.
 fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wren-broker {args:?} did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status, stdout, stderr)
+    let scratch = TempFile::new("output", "");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    let ran = common::tools::run_bounded(cmd, &scratch.dir, WAIT).expect("wren-broker runs");
+    (ran.status, ran.stdout, ran.stderr)
 }
 
 #[test]

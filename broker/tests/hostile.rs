@@ -11,40 +11,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use wren_broker::assert_sent;
+use wren_broker::testing::raw::{frame as pkt, string as s, varint};
 use wren_codec::{Connect, Packet, ProtocolVersion, QoS, QosPid, properties::NO_PROPERTIES};
 
 // ---------------------------------------------------------------------------------------------
 // Hand-built packets (the codec refuses to encode most of what is sent here)
 // ---------------------------------------------------------------------------------------------
-
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-/// A packet: first header byte, Remaining Length, body.
-fn pkt(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![first];
-    varint(body.len(), &mut v);
-    v.extend_from_slice(body);
-    v
-}
-
-/// A length-prefixed string or binary field.
-fn s(b: &[u8]) -> Vec<u8> {
-    let mut v = u16::try_from(b.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(b);
-    v
-}
 
 /// A 3.1.1-shaped CONNECT: protocol name and level, flags, keep-alive 30, then `rest`.
 fn connect311(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
@@ -128,7 +100,7 @@ fn slowloris_connect_is_cut_by_the_connect_timeout() {
     let broker = start(|c| c.connect_timeout = 1);
     let addr = broker.local_addr();
     // A CONNECT with a 200-byte client id, one byte every 100 ms: it would take 21 s to finish.
-    let connect = connect311(b"MQTT", 4, 0x02, &s(&[b'x'; 200]));
+    let connect = connect311(b"MQTT", 4, 0x02, &s([b'x'; 200]));
     let mut c = Raw::tcp(addr);
     let t0 = Instant::now();
     let mut sent = 0;

@@ -15,6 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use wren_broker::testing::Mosquitto;
+use wren_broker::testing::raw::{frame, string as s};
 use wren_codec::{DecodeOptions, Packet, ProtocolVersion, Status, decode};
 
 /// How long a client waits for more once nothing has arrived.
@@ -23,32 +24,6 @@ const QUIET: Duration = Duration::from_millis(250);
 // ---------------------------------------------------------------------------------------------
 // Raw packets
 // ---------------------------------------------------------------------------------------------
-
-/// A packet: `first`, the Remaining Length, `body`.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string.
-fn s(text: &str) -> Vec<u8> {
-    let mut out = (text.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out
-}
 
 /// A CONNECT.
 #[derive(Clone, Copy)]

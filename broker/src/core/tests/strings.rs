@@ -4,33 +4,8 @@
 //! The rules are in `core/validate.rs`.
 
 use crate::assert_sent;
+use crate::testing::raw::{frame, string};
 use crate::testing::{Driver, Sent};
-
-/// A packet: `first`, the Remaining Length, `body`.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string.
-fn string(s: &[u8]) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(s);
-    out
-}
 
 /// CONNECT of `level` (4: 3.1.1, 5: 5.0), clean, keep-alive 60, with `id`, an optional will on
 /// `will_topic` (payload "x"), an optional user name.
