@@ -213,16 +213,21 @@ fn acknowledgements_of_the_wrong_kind_are_a_protocol_error() {
         (QosPid::ExactlyOnce(pid(1)), &[PUBCOMP]),
         (QosPid::ExactlyOnce(pid(1)), &[PUBREC, PUBACK]),
     ];
+    // A subscriber `s` (5.0 or 3.1.1) at QoS 2 on `t`, and a publisher `p`.
+    let pair = |v5: bool| {
+        let mut t = Driver::for_tests();
+        let s = if v5 {
+            t.connect_v5("s")
+        } else {
+            t.connect("s", true)
+        };
+        t.subscribe(s, "t", QoS::ExactlyOnce);
+        let p = t.connect("p", true);
+        (t, s, p)
+    };
     for v5 in [false, true] {
         for (qos, acks) in wrong {
-            let mut t = Driver::for_tests();
-            let s = if v5 {
-                t.connect_v5("s")
-            } else {
-                t.connect("s", true)
-            };
-            t.subscribe(s, "t", QoS::ExactlyOnce);
-            let p = t.connect("p", true);
+            let (mut t, s, p) = pair(v5);
             t.publish(p, "t", b"m", qos, false);
             let got = t.drain_publications(s);
             assert_eq!(got.len(), 1);
@@ -241,14 +246,7 @@ fn acknowledgements_of_the_wrong_kind_are_a_protocol_error() {
             }
         }
         // The right acknowledgements complete both flows; late duplicates are ignored.
-        let mut t = Driver::for_tests();
-        let s = if v5 {
-            t.connect_v5("s")
-        } else {
-            t.connect("s", true)
-        };
-        t.subscribe(s, "t", QoS::ExactlyOnce);
-        let p = t.connect("p", true);
+        let (mut t, s, p) = pair(v5);
         t.publish(p, "t", b"1", QosPid::AtLeastOnce(pid(1)), false);
         t.publish(p, "t", b"2", QosPid::ExactlyOnce(pid(2)), false);
         let got = t.drain_publications(s);
