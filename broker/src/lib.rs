@@ -41,7 +41,7 @@ mod shell;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Listener, ListenerSecurity, Protocol, SocketDomain};
 pub use core::{
     AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event, Framing,
     HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session, SessionId,

@@ -17,10 +17,12 @@ use wren_broker::{Config, Server};
                   logged and the broker carries on: none of the three is supported yet."
 )]
 struct Cli {
-    /// TCP port to listen on (overrides the config file; default 1883).
+    /// TCP port of the default listener (overrides the config file's `port`; default 1883).
     #[arg(short = 'p', long)]
     port: Option<u16>,
-    /// Address to listen on (overrides the config file; default 0.0.0.0).
+    /// Address of the default listener (overrides the config file's `bind`). Default: local-only
+    /// mode, 127.0.0.1 and ::1; other hosts can connect only to an address given here or in a
+    /// listener, and then need `allow_anonymous = true` or a password file.
     #[arg(long)]
     bind: Option<String>,
     /// Configuration file (TOML; see wren.toml for every key and its default).
@@ -58,6 +60,13 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
+    if (cli.port.is_some() || cli.bind.is_some()) && !config.listener.is_empty() {
+        log::error!(
+            "Error: -p/--port and --bind set the default listener, and the configuration defines \
+             listeners: change their port or bind there."
+        );
+        return ExitCode::FAILURE;
+    }
     if let Some(port) = cli.port {
         config.port = port;
     }

@@ -377,7 +377,7 @@ impl Driver {
     pub fn open(&mut self) -> Option<ConnId> {
         let (id, outbox) = self
             .broker
-            .connection_opened(Self::peer(), 1883, self.now)?;
+            .connection_opened(Self::peer(), 0, 1883, self.now)?;
         self.clients.push(Client {
             id,
             outbox,

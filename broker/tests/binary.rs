@@ -196,11 +196,19 @@ fn negative_value_is_refused_naming_the_key() {
 
 #[test]
 fn command_line_values_are_validated_too() {
-    let mut broker = Broker::spawn(&["--bind", "", "-p", "0"]);
+    // -p sets the default listener's port, which a configuration with listeners does not use.
+    let config = TempFile::new(
+        "listeners.toml",
+        "[[listener]]\nport = 0\nbind = \"127.0.0.1\"\n",
+    );
+    let mut broker = Broker::spawn(&["-c", config.arg(), "-p", "0"]);
     let status = broker.exit_within(WAIT).expect("exits");
     let stderr = broker.rest_of_stderr();
     assert!(!status.success(), "{status}; stderr: {stderr}");
-    assert!(stderr.contains("Error: bind must be"), "{stderr}");
+    assert!(
+        stderr.contains("Error: -p/--port and --bind set the default listener"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -323,4 +331,15 @@ fn sigint_stops_it_gracefully() {
         stderr.contains("Received SIGINT: shutting down."),
         "{stderr}"
     );
+}
+
+/// #18: without a configuration the broker says it runs in local-only mode, as Mosquitto 2.0
+/// does, and listens on loopback only.
+#[test]
+fn default_is_local_only_mode() {
+    let mut broker = Broker::spawn(&["-p", "0"]);
+    broker.wait_for_line("Starting in local only mode.");
+    broker.wait_for_line("Opening ipv4 listen socket on port");
+    let line = broker.wait_for_line("running on 127.0.0.1:");
+    assert!(!line.contains("0.0.0.0"), "{line}");
 }

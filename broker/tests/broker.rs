@@ -903,3 +903,43 @@ fn subscribe_from_a_hibernating_client_is_not_overtaken_by_a_later_publish() {
         }
     }
 }
+
+/// #18: several listeners, each with its own rules (`per_listener_settings`), and the default
+/// local-only mode on both loopback addresses.
+#[test]
+fn listeners_and_their_rules() {
+    let listener = |anonymous| wren_broker::Listener {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        allow_anonymous: anonymous,
+        ..wren_broker::Listener::default()
+    };
+    let broker = start(|c| {
+        c.per_listener_settings = true;
+        c.listener = vec![listener(Some(true)), listener(Some(false)), listener(None)];
+    });
+    let addrs = broker.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 3);
+    let (_open, ack) = Raw::connect(addrs[0], "open", true, 30);
+    assert_eq!(ack, Sent::connack(false, 0));
+    let (mut closed, ack) = Raw::connect(addrs[1], "closed", true, 30);
+    assert_eq!(ack, Sent::connack(false, 5), "allow_anonymous false");
+    assert!(closed.is_closed());
+    let (_local, ack) = Raw::connect(addrs[2], "local", true, 30);
+    assert_eq!(
+        ack,
+        Sent::connack(false, 0),
+        "loopback only: anonymous by default"
+    );
+    assert_eq!(broker.connected_clients(), 2);
+
+    // No listener, no bind: local-only mode, 127.0.0.1 and (where the machine has it) ::1.
+    let local = start(|c| c.bind = String::new());
+    let addrs = local.local_addrs().to_vec();
+    assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    assert!(addrs.iter().any(|a| a.is_ipv4()), "{addrs:?}");
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let (_c, ack) = Raw::connect(addr, &format!("local-{i}"), true, 30);
+        assert_eq!(ack, Sent::connack(false, 0), "{addr}");
+    }
+}

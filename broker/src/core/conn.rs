@@ -127,6 +127,8 @@ pub(super) struct OutAliases {
 pub(super) struct Connection {
     pub(super) id: ConnId,
     pub(super) peer: SocketAddr,
+    /// The listener it came through (index into `Config::listeners`).
+    pub(super) listener: usize,
     pub(super) opened_ms: u64,
     pub(super) last_seen_ms: u64,
     pub(super) version: ProtocolVersion,
@@ -140,10 +142,17 @@ pub(super) struct Connection {
 
 impl Connection {
     /// A connection accepted at `now_ms`, waiting for CONNECT (decoded as 3.1.1 until then).
-    pub(super) fn new(id: ConnId, peer: SocketAddr, now_ms: u64, outbox: Outbox) -> Connection {
+    pub(super) fn new(
+        id: ConnId,
+        peer: SocketAddr,
+        listener: usize,
+        now_ms: u64,
+        outbox: Outbox,
+    ) -> Connection {
         Connection {
             id,
             peer,
+            listener,
             opened_ms: now_ms,
             last_seen_ms: now_ms,
             version: ProtocolVersion::V311,

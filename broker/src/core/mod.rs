@@ -25,6 +25,7 @@
 //! and message expiry, topic aliases, flow control, shared subscriptions, subscription options,
 //! will delay, enhanced authentication) are described in `broker/MQTT5.md`.
 
+mod access;
 mod authenticator;
 mod close;
 mod conn;
@@ -56,6 +57,7 @@ use std::sync::Arc;
 
 use wren_codec::{DecodeError, ErrorKind, Packet, ReasonCode};
 
+pub use access::ListenerAccess;
 pub use authenticator::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use close::CloseReason;
 pub use framing::Framing;
@@ -102,6 +104,8 @@ pub struct Broker {
     expiring: ExpiryQueue,
     delayed_wills: DelayedWills,
     authenticators: Vec<Arc<dyn Authenticator>>,
+    /// Who may connect through each listener, by listener index (`access.rs`).
+    access: Vec<ListenerAccess>,
     /// The latest time an event brought (for events that carry none).
     now_ms: u64,
     started_ms: u64,
@@ -127,7 +131,9 @@ impl Broker {
             config.receive_maximum = u16::MAX;
         }
         config.maximum_qos = config.maximum_qos.min(2);
+        let access = ListenerAccess::from_config(&config);
         Broker {
+            access,
             config,
             conns: HashMap::default(),
             next_conn: 0,
@@ -207,11 +213,13 @@ impl Broker {
         result
     }
 
-    /// A TCP connection was accepted from `peer` on `local_port`. Returns its id and the outbox
+    /// A TCP connection was accepted from `peer` by listener `listener` (its index in
+    /// [`Config::listeners`](crate::Config::listeners)) on `local_port`. Returns its id and the outbox
     /// its writer drains, or `None` if `max_connections` is reached (the shell drops the socket).
     pub fn connection_opened(
         &mut self,
         peer: SocketAddr,
+        listener: usize,
         local_port: u16,
         now_ms: u64,
     ) -> Option<(ConnId, Outbox)> {
@@ -227,7 +235,7 @@ impl Broker {
             let outbox = Outbox::new();
             b.conns.insert(
                 id,
-                Box::new(Connection::new(id, peer, now_ms, outbox.clone())),
+                Box::new(Connection::new(id, peer, listener, now_ms, outbox.clone())),
             );
             Some((id, outbox))
         })

@@ -62,7 +62,7 @@ mod tests {
         let mut b = Broker::new(config, 0);
         assert_eq!(b.poll_timeout(), None, "nothing scheduled");
         let peer = "127.0.0.1:50000".parse().unwrap();
-        let (_, outbox) = b.connection_opened(peer, 1883, 1_000).unwrap();
+        let (_, outbox) = b.connection_opened(peer, 0, 1883, 1_000).unwrap();
         assert_eq!(b.poll_timeout(), Some(11_000), "the connect timeout");
         b.handle_timeout(10_999);
         assert!(!outbox.is_closed(), "not due yet");

@@ -1,5 +1,5 @@
-//! The runtime shell: a smol executor on N threads (`executor.rs`), a TCP accept loop and a
-//! timer (`server.rs`), one task per connection reading, decoding and writing
+//! The runtime shell: a smol executor on N threads (`executor.rs`), the listeners' sockets
+//! (`listen.rs`), an accept loop per socket and a timer (`server.rs`), one task per connection reading, decoding and writing
 //! (`connection.rs`), publishers held back by congested subscribers (`backpressure.rs`), and
 //! quiet connections hibernating (`park.rs`). It only moves bytes and fires timers; every
 //! protocol decision is the core's ([`crate::Broker`]).
@@ -18,6 +18,7 @@
 mod backpressure;
 mod connection;
 mod executor;
+mod listen;
 #[cfg(target_os = "linux")]
 mod park;
 mod server;

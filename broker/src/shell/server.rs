@@ -4,7 +4,7 @@
 //! connections.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use crate::core::{Broker, ConnId, Event, Outbox, Stats};
 
 use super::connection::{ConnectionTask, Task};
 use super::executor::worker;
+use super::listen::{Bound, bind_all};
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
 
@@ -135,8 +136,8 @@ impl Shared {
 /// A bound, not yet running broker.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    /// Every bound socket, the first listener's first.
+    sockets: Vec<Bound>,
     config: Config,
     authenticators: Vec<Arc<dyn crate::core::Authenticator>>,
 }
@@ -148,25 +149,25 @@ impl Server {
         self
     }
 
-    /// Bind the listening socket of `config` (`bind`:`port`; port 0 picks an ephemeral port).
+    /// Bind the listeners of `config` ([`Config::listeners`]; port 0 picks an ephemeral port,
+    /// one per socket).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let addr = (config.bind.as_str(), config.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let listener = TcpListener::bind(addr)?;
-        let local_addr = listener.local_addr()?;
+        let sockets = bind_all(&config)?;
         Ok(Server {
-            listener,
-            local_addr,
+            sockets,
             config,
             authenticators: Vec::new(),
         })
     }
 
-    /// The address the broker listens on.
+    /// The address of the first listener's first socket (the one a test connects to).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        first(&self.local_addrs())
+    }
+
+    /// The address of every socket the broker listens on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|b| b.addr).collect()
     }
 
     /// Start serving on the executor threads; returns at once.
@@ -209,21 +210,26 @@ impl Server {
             me: me.clone(),
             executor: weak.clone(),
         });
-        let listener = Async::new(self.listener)?;
         #[cfg(target_os = "linux")]
         if let Some(lot) = lot {
             executor
                 .spawn(revive_loop(lot, Arc::downgrade(&shared)))
                 .detach();
         }
-        executor
-            .spawn(accept_loop(
-                listener,
-                self.local_addr.port(),
-                Arc::clone(&shared),
-                weak,
-            ))
-            .detach();
+        let local_addrs: Vec<SocketAddr> = self.sockets.iter().map(|b| b.addr).collect();
+        let accept_loops = self.sockets.len();
+        for bound in self.sockets {
+            let socket = Async::new(bound.socket)?;
+            executor
+                .spawn(accept_loop(
+                    socket,
+                    bound.listener,
+                    bound.addr.port(),
+                    Arc::clone(&shared),
+                    weak.clone(),
+                ))
+                .detach();
+        }
         executor.spawn(timer(Arc::clone(&shared))).detach();
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let mut handles = Vec::with_capacity(threads);
@@ -239,11 +245,16 @@ impl Server {
         log::info!(
             "wren-broker version {} running on {} ({threads} thread{}).",
             env!("CARGO_PKG_VERSION"),
-            self.local_addr,
+            local_addrs
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             if threads == 1 { "" } else { "s" }
         );
         Ok(ServerHandle {
-            local_addr: self.local_addr,
+            local_addrs,
+            accept_loops,
             shared,
             executor: Some(executor),
             stop: Some(stop),
@@ -255,7 +266,10 @@ impl Server {
 /// A running broker. Dropping it shuts the broker down.
 #[derive(Debug)]
 pub struct ServerHandle {
-    local_addr: SocketAddr,
+    /// Every socket listened on, the first listener's first.
+    local_addrs: Vec<SocketAddr>,
+    /// Tasks holding a reference to the shared state for good (one per socket).
+    accept_loops: usize,
     shared: Arc<Shared>,
     executor: Option<Arc<Executor<'static>>>,
     stop: Option<smol::channel::Sender<()>>,
@@ -263,9 +277,14 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the broker listens on.
+    /// The address of the first listener's first socket (the one a test connects to).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        first(&self.local_addrs)
+    }
+
+    /// The address of every socket the broker listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// A snapshot of the `$SYS` counters.
@@ -300,12 +319,13 @@ impl ServerHandle {
         };
         log::info!("wren-broker shutting down.");
         self.shared.with_core(None, Broker::shutdown);
-        // Let the writers flush what the connections had queued (the handle, the accept loop
-        // and the timer hold the other three references).
+        // Let the writers flush what the connections had queued (the handle, the accept loops
+        // and the timer hold the other references).
         // Hibernating connections are revived to flush theirs first.
+        let held = 2 + self.accept_loops;
         let deadline = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline
-            && (Arc::strong_count(&self.shared) > 3 || self.shared.hibernating() > 0)
+            && (Arc::strong_count(&self.shared) > held || self.shared.hibernating() > 0)
         {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -321,6 +341,14 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// The first of `addrs` (a bound server has at least one socket).
+fn first(addrs: &[SocketAddr]) -> SocketAddr {
+    addrs
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Drive the core's timers: run what is due, then sleep until the next deadline, within
@@ -342,6 +370,7 @@ async fn timer(shared: Arc<Shared>) {
 
 async fn accept_loop(
     listener: Async<TcpListener>,
+    listener_index: usize,
     port: u16,
     shared: Arc<Shared>,
     executor: Weak<Executor<'static>>,
@@ -358,8 +387,9 @@ async fn accept_loop(
         };
         let _ = stream.get_ref().set_nodelay(true);
         let now = shared.now_ms();
-        let Some((conn, outbox)) = shared.with_core(None, |b| b.connection_opened(peer, port, now))
-        else {
+        let Some((conn, outbox)) = shared.with_core(None, |b| {
+            b.connection_opened(peer, listener_index, port, now)
+        }) else {
             continue;
         };
         let Some(ex) = executor.upgrade() else {

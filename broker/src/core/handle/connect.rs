@@ -57,6 +57,8 @@ impl Broker {
                 c.max_packet_size = p.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
             }
         }
+        // Who may connect here (`access.rs`), before anything else is decided.
+        self.admit(conn, connect)?;
         let will_delay = connect
             .will
             .as_ref()

@@ -145,13 +145,13 @@ fn max_connections() {
     let c = t.open().unwrap();
     assert!(
         t.broker
-            .connection_opened(Driver::peer(), 1883, 0)
+            .connection_opened(Driver::peer(), 0, 1883, 0)
             .is_none()
     );
     t.lose(c);
     assert!(
         t.broker
-            .connection_opened(Driver::peer(), 1883, 0)
+            .connection_opened(Driver::peer(), 0, 1883, 0)
             .is_some()
     );
 }
@@ -295,4 +295,53 @@ fn connack_fits_a_tiny_maximum_packet_size() {
     assert!(buf.len() <= 20, "{} bytes", buf.len());
     let out = decode_all(&buf, ProtocolVersion::V5).unwrap();
     assert_sent!(out, [Sent::ConnAck { code: 0, .. }]);
+}
+
+/// #18 secure default: a listener other hosts can reach admits no anonymous client unless
+/// `allow_anonymous = true` (CONNACK 0x05 / 5.0 0x87, as Mosquitto 2.0), and with no password
+/// file a user name does not help; a local-only listener admits them.
+#[test]
+fn anonymous_clients_only_where_allowed() {
+    let open = Config {
+        bind: "0.0.0.0".into(),
+        ..Config::for_tests()
+    };
+    let mut t = Driver::for_tests_with(open.clone());
+    let (c, out) = t.connect_with("anon", true, 60, None);
+    assert_eq!(out, [Sent::connack(false, 5)]);
+    assert!(t.is_closed(c));
+    let (c, out) = t.connect_as(ProtocolVersion::V5, "anon5", true, 60, None, NO_PROPERTIES);
+    assert_sent!(out, [Sent::ConnAck { code: 0x87, .. }]);
+    assert!(t.is_closed(c));
+    let c = t.open().unwrap();
+    t.send(
+        c,
+        Packet::Connect(Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "named",
+            will: None,
+            username: Some("bob"),
+            password: Some(b"pw"),
+            properties: NO_PROPERTIES,
+        }),
+    );
+    assert_eq!(t.drain(c), [Sent::connack(false, 5)], "no password file");
+    assert_eq!(t.broker.connected_clients(), 0);
+    // Explicitly open.
+    let mut t = Driver::for_tests_with(Config {
+        allow_anonymous: Some(true),
+        ..open
+    });
+    t.connect("anon", true);
+    // Local only (loopback): open by default; closed when said so.
+    let mut t = Driver::for_tests();
+    t.connect("anon", true);
+    let mut t = Driver::for_tests_with(Config {
+        allow_anonymous: Some(false),
+        ..Config::for_tests()
+    });
+    let (_, out) = t.connect_with("anon", true, 60, None);
+    assert_eq!(out, [Sent::connack(false, 5)]);
 }

@@ -1,7 +1,13 @@
 //! Broker configuration: every setting and limit with its default. Loaded from TOML (see
 //! `broker/wren.toml`, which documents each key); the command line overrides `port` and `bind`.
+//! Listeners and who may use them are in `listener.rs`.
+
+mod listener;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use listener::{Listener, ListenerSecurity, Protocol, SocketDomain};
 
 use serde::Deserialize;
 
@@ -9,10 +15,24 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address of the default listener, used when no `[[listener]]` is configured. Empty (the
+    /// default): local-only mode, the loopback addresses only, as Mosquitto 2.0 without a
+    /// listener.
     pub bind: String,
-    /// TCP port to listen on (0: an ephemeral port, for tests).
+    /// TCP port of the default listener (0: an ephemeral port, for tests).
     pub port: u16,
+    /// The listeners (`[[listener]]` tables); none: the default listener (`bind`, `port`).
+    pub listener: Vec<Listener>,
+    /// Each listener has its own `allow_anonymous`, `password_file` and `acl_file` (Mosquitto's
+    /// `per_listener_settings`); otherwise the global ones below apply to every listener.
+    pub per_listener_settings: bool,
+    /// Admit clients that send no user name. Unset: only on a listener that just this machine
+    /// can reach (loopback addresses), as Mosquitto 2.0's local-only mode.
+    pub allow_anonymous: Option<bool>,
+    /// Users and password hashes, in mosquitto_passwd's format.
+    pub password_file: Option<PathBuf>,
+    /// Topic access rules, in Mosquitto's acl_file syntax.
+    pub acl_file: Option<PathBuf>,
     /// Executor threads; 0 means one per CPU core. The default is one: the protocol core is
     /// one lock, so further threads add cross-thread wake-ups and lock hand-offs rather than
     /// routing capacity (on a 2-vCPU machine one thread beat two on every `wren-bench` row);
@@ -106,8 +126,13 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: "0.0.0.0".into(),
+            bind: String::new(),
             port: 1883,
+            listener: Vec::new(),
+            per_listener_settings: false,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
             threads: 1,
             busy_poll_us: 200,
             max_connections: 0,
@@ -248,16 +273,103 @@ impl Config {
         })
     }
 
+    /// The listeners the broker opens: the `[[listener]]` tables, or the default listener
+    /// (`bind`:`port`; local-only mode when `bind` is empty).
+    pub fn listeners(&self) -> Vec<Listener> {
+        if !self.listener.is_empty() {
+            return self.listener.clone();
+        }
+        if self.bind.is_empty() {
+            return vec![listener::local_only(self.port)];
+        }
+        vec![Listener {
+            port: self.port,
+            bind: self.bind.clone(),
+            ..Listener::default()
+        }]
+    }
+
+    /// Who may connect through `listener`: its own settings with `per_listener_settings`, the
+    /// global ones otherwise; anonymous clients by default only where just this machine can
+    /// connect.
+    pub fn security(&self, listener: &Listener) -> ListenerSecurity {
+        let (anonymous, password_file, acl_file) = if self.per_listener_settings {
+            (
+                listener.allow_anonymous,
+                &listener.password_file,
+                &listener.acl_file,
+            )
+        } else {
+            (self.allow_anonymous, &self.password_file, &self.acl_file)
+        };
+        ListenerSecurity {
+            allow_anonymous: anonymous.unwrap_or_else(|| listener.is_local_only()),
+            password_file: password_file.clone(),
+            acl_file: acl_file.clone(),
+        }
+    }
+
     /// Refuse any value outside its meaningful range; the error names the key and the range.
     /// Where the documentation gives 0 a meaning (unlimited, off, never, one per core) 0 is
     /// accepted; where 0 would break the broker (no packet fits, every connection times out
     /// at once) it is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.bind.trim().is_empty() {
-            return Err(ConfigError::new(
-                "bind",
-                "bind must be an address or host name to listen on (got \"\")",
-            ));
+        for (i, l) in self.listener.iter().enumerate() {
+            let key = |k: &str| format!("listener[{i}].{k}");
+            if !self.per_listener_settings {
+                for (k, set) in [
+                    ("allow_anonymous", l.allow_anonymous.is_some()),
+                    ("password_file", l.password_file.is_some()),
+                    ("acl_file", l.acl_file.is_some()),
+                ] {
+                    if set {
+                        return Err(ConfigError::new(
+                            key(k),
+                            format!(
+                                "{} is read only with per_listener_settings = true (set it at \
+                                 the top level, or turn per_listener_settings on)",
+                                key(k)
+                            ),
+                        ));
+                    }
+                }
+            }
+            if l.certfile.is_some() != l.keyfile.is_some() {
+                return Err(ConfigError::new(
+                    key("certfile"),
+                    format!("{} and {} go together", key("certfile"), key("keyfile")),
+                ));
+            }
+            let client_certs =
+                l.require_certificate || l.use_identity_as_username || l.use_subject_as_username;
+            if client_certs && !l.is_tls() {
+                return Err(ConfigError::new(
+                    key("require_certificate"),
+                    format!("client certificates need TLS: set {}", key("certfile")),
+                ));
+            }
+            if l.require_certificate && l.cafile.is_none() && l.capath.is_none() {
+                return Err(ConfigError::new(
+                    key("cafile"),
+                    format!(
+                        "require_certificate needs the CAs to check against: set {} or {}",
+                        key("cafile"),
+                        key("capath")
+                    ),
+                ));
+            }
+            if let Some(v) = &l.tls_version
+                && v != "tlsv1.2"
+                && v != "tlsv1.3"
+            {
+                return Err(ConfigError::new(
+                    key("tls_version"),
+                    format!(
+                        "{} must be tlsv1.2 or tlsv1.3 (got {v:?})",
+                        key("tls_version")
+                    ),
+                ));
+            }
         }
         in_range("threads", self.threads, 0, 1024, " (0: one per CPU core)")?;
         in_range(
@@ -382,7 +494,7 @@ mod tests {
 
     #[test]
     fn example_config_matches_defaults_and_is_valid() {
-        let text = include_str!("../wren.toml");
+        let text = include_str!("../../wren.toml");
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.validate(), Ok(()));
@@ -393,17 +505,21 @@ mod tests {
     /// wren.toml documents every key: it sets each one (the unknown-key error lists them all).
     #[test]
     fn example_config_sets_every_key() {
-        let text = include_str!("../wren.toml");
+        let text = include_str!("../../wren.toml");
         let e = Config::from_toml("no_such_key = 1")
             .unwrap_err()
             .to_string();
         let listed = e.split_once("expected one of").unwrap().1;
         let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert_eq!(keys.len(), 30, "{listed}");
+        assert_eq!(keys.len(), 35, "{listed}");
         for key in keys {
-            let set = text
-                .lines()
-                .any(|l| l.starts_with(&format!("{key} = ")) || l.trim() == format!("[{key}]"));
+            // Keys without a default value (and the listener tables) are shown commented out.
+            let set = text.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} = "))
+                    || l.trim() == format!("[{key}]")
+                    || l.trim() == format!("[[{key}]]")
+            });
             assert!(set, "wren.toml does not set {key}");
         }
     }
@@ -475,11 +591,30 @@ mod tests {
                 "maximum_qos must be 0, 1 or 2 (got 255)",
             ),
             (
-                "bind = \"\"",
-                "bind",
-                "bind must be an address or host name to listen on (got \"\")",
+                "[[listener]]\nport = 1\nallow_anonymous = true",
+                "listener[0].allow_anonymous",
+                "listener[0].allow_anonymous is read only with per_listener_settings = true",
             ),
-            ("bind = \"  \"", "bind", "bind must be an address"),
+            (
+                "[[listener]]\nport = 1\ncertfile = \"c.pem\"",
+                "listener[0].certfile",
+                "listener[0].certfile and listener[0].keyfile go together",
+            ),
+            (
+                "[[listener]]\nport = 1\nrequire_certificate = true",
+                "listener[0].require_certificate",
+                "client certificates need TLS",
+            ),
+            (
+                "[[listener]]\nport = 1\ncertfile = \"c\"\nkeyfile = \"k\"\nrequire_certificate = true",
+                "listener[0].cafile",
+                "require_certificate needs the CAs",
+            ),
+            (
+                "[[listener]]\nport = 1\ncertfile = \"c\"\nkeyfile = \"k\"\ntls_version = \"tlsv1\"",
+                "listener[0].tls_version",
+                "listener[0].tls_version must be tlsv1.2 or tlsv1.3 (got \"tlsv1\")",
+            ),
             (
                 "threads = 1025",
                 "threads",
