@@ -375,9 +375,12 @@ impl Driver {
 
     /// A TCP connection is accepted: its id, or `None` at `max_connections`.
     pub fn open(&mut self) -> Option<ConnId> {
-        let (id, outbox) = self
-            .broker
-            .connection_opened(Self::peer(), 0, 1883, self.now)?;
+        self.open_from(Self::peer())
+    }
+
+    /// A TCP connection from `peer` is accepted (by the first listener).
+    pub fn open_from(&mut self, peer: SocketAddr) -> Option<ConnId> {
+        let (id, outbox) = self.broker.connection_opened(peer, 0, 1883, self.now)?;
         self.clients.push(Client {
             id,
             outbox,

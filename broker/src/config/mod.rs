@@ -33,6 +33,13 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Topic access rules, in Mosquitto's acl_file syntax.
     pub acl_file: Option<PathBuf>,
+    /// Refused logins from one IP address within `failed_login_window` seconds after which its
+    /// CONNECTs are refused for `failed_login_block` seconds; 0: never.
+    pub max_failed_logins: u32,
+    /// Seconds over which refused logins are counted.
+    pub failed_login_window: u64,
+    /// Seconds an address that reached `max_failed_logins` is refused for.
+    pub failed_login_block: u64,
     /// Executor threads; 0 means one per CPU core. The default is one: the protocol core is
     /// one lock, so further threads add cross-thread wake-ups and lock hand-offs rather than
     /// routing capacity (on a 2-vCPU machine one thread beat two on every `wren-bench` row);
@@ -133,6 +140,9 @@ impl Default for Config {
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
+            max_failed_logins: 5,
+            failed_login_window: 60,
+            failed_login_block: 60,
             threads: 1,
             busy_poll_us: 200,
             max_connections: 0,
@@ -373,6 +383,14 @@ impl Config {
         }
         in_range("threads", self.threads, 0, 1024, " (0: one per CPU core)")?;
         in_range(
+            "failed_login_window",
+            self.failed_login_window,
+            1,
+            86_400,
+            "",
+        )?;
+        in_range("failed_login_block", self.failed_login_block, 1, 86_400, "")?;
+        in_range(
             "busy_poll_us",
             self.busy_poll_us,
             0,
@@ -511,7 +529,7 @@ mod tests {
             .to_string();
         let listed = e.split_once("expected one of").unwrap().1;
         let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert_eq!(keys.len(), 35, "{listed}");
+        assert_eq!(keys.len(), 38, "{listed}");
         for key in keys {
             // Keys without a default value (and the listener tables) are shown commented out.
             let set = text.lines().any(|l| {

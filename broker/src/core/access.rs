@@ -11,6 +11,7 @@ use wren_codec::{Connect, ReasonCode};
 use super::Broker;
 use super::close::CloseReason;
 use super::ids::ConnId;
+use super::login_failures::Limits;
 use crate::config::Config;
 
 /// One listener's admission rules.
@@ -44,6 +45,14 @@ impl Broker {
         let Some(c) = self.conns.get(&conn) else {
             return Ok(());
         };
+        if self.login_failures.is_blocked(c.peer.ip(), self.now_ms) {
+            let code = if connect.protocol.is_v5() {
+                ReasonCode::BANNED
+            } else {
+                ReasonCode::V3_NOT_AUTHORIZED
+            };
+            return Err(self.refuse(conn, code, "too many failed logins from its address"));
+        }
         // A connection from a listener the rules do not cover (a core driven without a
         // configuration's listeners) is refused rather than let in.
         let allowed = self
@@ -58,6 +67,33 @@ impl Broker {
         } else {
             ReasonCode::V3_NOT_AUTHORIZED
         };
-        Err(self.refuse(conn, code, "not authorised"))
+        Err(self.refuse_login(conn, code, "not authorised"))
+    }
+
+    /// Refuse a login (CONNACK `code`) and count it against the client's address; the failure
+    /// that starts a block says so, once.
+    pub(super) fn refuse_login(
+        &mut self,
+        conn: ConnId,
+        code: ReasonCode,
+        why: &str,
+    ) -> CloseReason {
+        if let Some(c) = self.conns.get(&conn) {
+            let ip = c.peer.ip();
+            let limits = Limits {
+                max_failures: self.config.max_failed_logins,
+                window_ms: self.config.failed_login_window.saturating_mul(1000),
+                block_ms: self.config.failed_login_block.saturating_mul(1000),
+            };
+            if let Some(secs) = self.login_failures.failed(ip, self.now_ms, limits) {
+                log::warn!(
+                    "Too many failed logins from {ip} ({} within {} s): its CONNECTs are refused \
+                     for {secs} s.",
+                    limits.max_failures,
+                    self.config.failed_login_window
+                );
+            }
+        }
+        self.refuse(conn, code, why)
     }
 }

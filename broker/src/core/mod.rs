@@ -34,6 +34,7 @@ mod framing;
 mod handle;
 mod ids;
 mod keep_alive;
+mod login_failures;
 mod message;
 mod outbox;
 mod output;
@@ -106,6 +107,8 @@ pub struct Broker {
     authenticators: Vec<Arc<dyn Authenticator>>,
     /// Who may connect through each listener, by listener index (`access.rs`).
     access: Vec<ListenerAccess>,
+    /// Refused logins by address (`login_failures.rs`).
+    login_failures: login_failures::LoginFailures,
     /// The latest time an event brought (for events that carry none).
     now_ms: u64,
     started_ms: u64,
@@ -134,6 +137,7 @@ impl Broker {
         let access = ListenerAccess::from_config(&config);
         Broker {
             access,
+            login_failures: login_failures::LoginFailures::default(),
             config,
             conns: HashMap::default(),
             next_conn: 0,

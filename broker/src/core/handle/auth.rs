@@ -54,7 +54,7 @@ impl Broker {
                 self.finish_connect(conn, connect, Some((method, data)))
             }
             AuthStep::Failure => {
-                Err(self.refuse(conn, ReasonCode::NOT_AUTHORIZED, "authentication failed"))
+                Err(self.refuse_login(conn, ReasonCode::NOT_AUTHORIZED, "authentication failed"))
             }
         }
     }

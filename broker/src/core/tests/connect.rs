@@ -345,3 +345,59 @@ fn anonymous_clients_only_where_allowed() {
     let (_, out) = t.connect_with("anon", true, 60, None);
     assert_eq!(out, [Sent::connack(false, 5)]);
 }
+
+/// #18 item 7: after `max_failed_logins` refused logins from one address within the window,
+/// that address is refused (5.0: 0x8A Banned) for the block time without its credentials being
+/// looked at; other addresses carry on.
+#[test]
+fn failed_logins_block_one_address_for_a_while() {
+    let mut t = Driver::for_tests_with(Config {
+        allow_anonymous: Some(false),
+        max_failed_logins: 3,
+        failed_login_window: 10,
+        failed_login_block: 30,
+        ..Config::for_tests()
+    });
+    let connect_v5 = |t: &mut Driver, peer: &str| {
+        let c = t.open_from(peer.parse().unwrap()).unwrap();
+        t.send(
+            c,
+            Packet::Connect(Connect {
+                protocol: ProtocolVersion::V5,
+                clean_start: true,
+                keep_alive: 60,
+                client_id: "guess",
+                will: None,
+                username: None,
+                password: None,
+                properties: NO_PROPERTIES,
+            }),
+        );
+        let out = t.drain(c);
+        assert!(t.is_closed(c));
+        match out.as_slice() {
+            [Sent::ConnAck { code, .. }] => *code,
+            other => panic!("{other:?}"),
+        }
+    };
+    let attacker = "192.0.2.7:5000";
+    for i in 0..3 {
+        t.tick(i * 1_000);
+        assert_eq!(connect_v5(&mut t, attacker), 0x87, "failure {i}");
+    }
+    assert_eq!(connect_v5(&mut t, attacker), 0x8A, "blocked");
+    assert_eq!(
+        connect_v5(&mut t, "192.0.2.7:5001"),
+        0x8A,
+        "the address, any port"
+    );
+    assert_eq!(
+        connect_v5(&mut t, "192.0.2.8:5000"),
+        0x87,
+        "another address"
+    );
+    t.tick(2_000 + 29_000);
+    assert_eq!(connect_v5(&mut t, attacker), 0x8A, "still blocked");
+    t.tick(2_000 + 30_000);
+    assert_eq!(connect_v5(&mut t, attacker), 0x87, "block over");
+}
