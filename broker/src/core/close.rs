@@ -52,7 +52,8 @@ pub enum CloseReason {
     QosNotSupported,
     /// 5.0: a retained PUBLISH when Retain Available is 0.
     RetainNotSupported,
-    /// 5.0: re-authentication failed.
+    /// 5.0: re-authentication failed; or a reload left the client without the right to be
+    /// connected (its user removed or its password changed).
     NotAuthorized,
 }
 
@@ -91,7 +92,7 @@ impl CloseReason {
             CloseReason::RetainNotSupported => {
                 (ReasonCode::RETAIN_NOT_SUPPORTED, "retain not supported")
             }
-            CloseReason::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "re-authentication failed"),
+            CloseReason::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
             _ => return None,
         })
     }

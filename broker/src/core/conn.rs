@@ -54,6 +54,8 @@ pub(super) struct ConnectInfo {
     pub(super) maximum_packet_size: Option<NonZeroU32>,
     pub(super) topic_alias_maximum: u16,
     pub(super) request_response_information: bool,
+    /// Who it logged in as (`access.rs`).
+    pub(super) identity: super::access::Identity,
 }
 
 #[derive(Debug)]

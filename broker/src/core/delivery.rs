@@ -229,11 +229,16 @@ impl Broker {
         self.fill_window(sid);
     }
 
-    /// Deliver one message to one session: straight to the connection if the client is
-    /// connected and the window has room, else into the session queue ([`Broker::enqueue`]).
+    /// Deliver one message to one session, if it may read the topic: straight to the connection
+    /// if the client is connected and the window has room, else into the session queue
+    /// ([`Broker::enqueue`]).
     pub(super) fn deliver(&mut self, sid: SessionId, message: &Arc<Message>, send: Send<'_>) {
         let now = self.now_ms;
         if message.is_expired(now) {
+            return;
+        }
+        // The receiver's read access (`access.rs`): free when no topic rules are configured.
+        if !self.may_read(sid, message.topic()) {
             return;
         }
         let Some(session) = self.sessions.get_mut(sid) else {

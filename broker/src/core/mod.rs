@@ -58,7 +58,7 @@ use std::sync::Arc;
 
 use wren_codec::{DecodeError, ErrorKind, Packet, ReasonCode};
 
-pub use access::ListenerAccess;
+pub use access::{Identity, ListenerAccess, TopicAccess, TopicRules, UserStore};
 pub use authenticator::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use close::CloseReason;
 pub use framing::Framing;
@@ -107,6 +107,8 @@ pub struct Broker {
     authenticators: Vec<Arc<dyn Authenticator>>,
     /// Who may connect through each listener, by listener index (`access.rs`).
     access: Vec<ListenerAccess>,
+    /// Whether any listener has topic rules (when none has, no delivery looks them up).
+    any_topic_rules: bool,
     /// Refused logins by address (`login_failures.rs`).
     login_failures: login_failures::LoginFailures,
     /// The latest time an event brought (for events that carry none).
@@ -137,6 +139,7 @@ impl Broker {
         let access = ListenerAccess::from_config(&config);
         Broker {
             access,
+            any_topic_rules: false,
             login_failures: login_failures::LoginFailures::default(),
             config,
             conns: HashMap::default(),

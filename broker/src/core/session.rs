@@ -108,6 +108,8 @@ pub struct Session {
     delivery: Option<Box<QosState>>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
+    /// Who the client last logged in as (user name, listener), for the topic rules.
+    pub identity: super::access::Identity,
     last_pid: u16,
 }
 
@@ -123,6 +125,7 @@ impl Session {
             conn: None,
             delivery: None,
             dropping: false,
+            identity: super::access::Identity::default(),
             last_pid: 0,
         }
     }

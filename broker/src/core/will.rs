@@ -59,6 +59,23 @@ impl Broker {
         if will.topic().starts_with('$') {
             return;
         }
+        // The will needs its client's write access (`access.rs`).
+        let allowed = self.sessions.get(client.session).is_none_or(|s| {
+            self.may(
+                &s.client_id,
+                &s.identity,
+                will.topic(),
+                super::access::TopicAccess::Write,
+            )
+        });
+        if !allowed {
+            log::debug!(
+                "Denied will of {} on '{}': not authorised.",
+                client.client_id,
+                will.topic()
+            );
+            return;
+        }
         let now = self.now_ms;
         if client.will_delay == 0 {
             self.route(will.restamped(now), None);

@@ -58,7 +58,7 @@ impl Broker {
             }
         }
         // Who may connect here (`access.rs`), before anything else is decided.
-        self.admit(conn, connect)?;
+        let identity = self.admit(conn, connect)?;
         let will_delay = connect
             .will
             .as_ref()
@@ -105,6 +105,7 @@ impl Broker {
             maximum_packet_size: p.maximum_packet_size,
             topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
             request_response_information: p.request_response_information.unwrap_or(false),
+            identity,
         };
         let Some(method) = p.authentication_method.filter(|_| v5) else {
             // 5.0 §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
@@ -325,6 +326,7 @@ impl Broker {
             s.conn = Some(conn);
             s.dropping = false;
             s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
+            s.identity = info.identity.clone();
         }
         AttachedSession {
             session,

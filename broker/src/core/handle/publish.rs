@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use wren_codec::{Ack, Packet, PayloadFormat, Publish, QoS, QosPid, ReasonCode};
 
 use crate::core::Broker;
+use crate::core::access::TopicAccess;
 use crate::core::close::CloseReason;
 use crate::core::conn::Phase;
 use crate::core::ids::{ConnId, SessionId};
@@ -58,15 +59,23 @@ impl Broker {
         if bad_format && qos == QoS::AtMostOnce {
             return Err(CloseReason::PayloadFormatInvalid);
         }
-        // Clients may not publish to `$` topics (`$SYS` belongs to the broker): the message is
-        // acknowledged and dropped, as Mosquitto does (CVE-2018-12543: never an assert).
-        let accepted = !topic.starts_with('$') && !bad_format;
-        if topic.starts_with('$')
-            && let Some(c) = self.conns.get(&conn)
-        {
+        // Clients may not publish to `$` topics (`$SYS` belongs to the broker), nor where the
+        // topic rules say no (`access.rs`): the message is acknowledged and dropped, as
+        // Mosquitto does (CVE-2018-12543: never an assert).
+        let denied = topic.starts_with('$')
+            || self
+                .sessions
+                .get(sid)
+                .is_some_and(|s| !self.may(&s.client_id, &s.identity, &topic, TopicAccess::Write));
+        let accepted = !denied && !bad_format;
+        if denied && let Some(c) = self.conns.get(&conn) {
             log::debug!(
-                "Denied PUBLISH from {} to '{topic}': $ topics are reserved.",
+                "Denied PUBLISH from {} (d{}, q{}, r{}, '{topic}', ... ({} bytes)).",
                 c.client_id(),
+                u8::from(p.dup),
+                qos.bits(),
+                u8::from(p.retain),
+                p.payload.len()
             );
         }
         let now = self.now_ms;
@@ -77,7 +86,7 @@ impl Broker {
         let code = |matched: usize| {
             if bad_format {
                 ReasonCode::PAYLOAD_FORMAT_INVALID
-            } else if topic.starts_with('$') {
+            } else if denied {
                 ReasonCode::NOT_AUTHORIZED
             } else if matched == 0 {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS

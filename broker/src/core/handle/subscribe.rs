@@ -8,6 +8,7 @@ use wren_codec::{
 };
 
 use crate::core::Broker;
+use crate::core::access::TopicAccess;
 use crate::core::close::CloseReason;
 use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
@@ -67,6 +68,19 @@ impl Broker {
                 }
             };
             let filter = shared.unwrap_or(s.filter);
+            // The topic rules (`access.rs`): 0x80, 5.0 0x87 Not authorized.
+            let allowed = self.sessions.get(sid).is_none_or(|session| {
+                self.may(
+                    &session.client_id,
+                    &session.identity,
+                    filter.as_str(),
+                    TopicAccess::Subscribe,
+                )
+            });
+            if !allowed {
+                codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
+                continue;
+            }
             if filter.has_wildcards() && !self.config.wildcard_subscription_available {
                 codes.push(refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED));
                 continue;

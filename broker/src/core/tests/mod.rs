@@ -3,6 +3,7 @@
 //! file per concern, 3.1.1 and 5.0 side by side; `broker/MQTT5.md` maps 5.0 spec sections to
 //! the tests by name.
 
+mod access;
 mod auth;
 mod backpressure;
 mod close;
