@@ -36,13 +36,14 @@
 //!
 //! # The decision
 //!
-//! [`AclFile::check`] is asked with [`Access::Write`] for a PUBLISH (the publisher and its topic),
-//! with [`Access::Read`] for every delivery of a message, retained ones included (the subscriber
-//! and the message's topic), and with [`Access::Subscribe`] for each filter of a SUBSCRIBE:
+//! Mosquitto asks with [`Access::Write`] for a PUBLISH (the publisher and its topic) and for a
+//! will when it is published (its client), with [`Access::Read`] for every delivery of a message,
+//! retained ones included (the subscriber and the message's topic), and with
+//! [`Access::Subscribe`] for each filter of a SUBSCRIBE. [`AclFile::check`] decides:
 //!
 //! 1. SUBSCRIBE is always granted. Mosquitto 2.0's acl_file does not check subscriptions (its
 //!    source says `FIXME - implement ACL subscription strings`): a client may subscribe to any
-//!    filter, `#` included, and the Read check on each message decides what it receives. So does
+//!    filter, `#` included, and the Read check on each message decides what it receives. So is
 //!    UNSUBSCRIBE, which therefore has no [`Access`] variant.
 //! 2. `$` topics (`acl__check_dollar`): a topic beginning with `$SYS` cannot be written, except
 //!    `$SYS/broker/connection/+/state` (which still needs a rule below); a topic beginning with
@@ -77,8 +78,9 @@
 //! - The `$` prefixes are compared as text: `$SYSTEM/x` cannot be written either, and `$shared/x`
 //!   can be neither read nor written.
 //!
-//! Unlike Mosquitto, the file must be UTF-8 (a [`FileError`] names the line otherwise), and a
-//! pattern without `%c` or `%u`, which Mosquitto warns about, is accepted silently.
+//! Unlike Mosquitto, the file must be UTF-8 and free of NUL bytes (a [`FileError`] names the
+//! line; Mosquitto reads such bytes as they come, and runs a line with a NUL into the next), and
+//! a pattern without `%c` or `%u`, which Mosquitto warns about, is accepted silently.
 //!
 //! # Cost
 //!
@@ -86,10 +88,16 @@
 //! the `user` blocks are in a hash map by username, and every section keeps its `deny` rules, its
 //! rules granting Read and its rules granting Write in three lists. A check hashes the username
 //! once, then walks the `deny` list and the list of the asked access of the client's section, and
-//! the same two lists of patterns: a rule costs one comparison per level until the first
-//! difference (a topic rarely gets past the first level of a rule that does not match), with
-//! `%c`/`%u` compared in place against the client id and username, so nothing is allocated. With
-//! a handful of rules per user, a check is a few dozen byte comparisons.
+//! the same two lists of patterns: linear in the number of those rules, each costing one string
+//! comparison per level until the first difference (a topic rarely gets past the first level of
+//! a rule that does not match), with `%c`/`%u` compared in place against the client id and
+//! username. Nothing is allocated. With a handful of rules per user, a check is a few dozen byte
+//! comparisons and one hash.
+//!
+//! The codec's [`TopicFilter::new`] validates every filter of the file. The compiled matcher is
+//! not [`TopicFilter::matches`], which splits the filter anew on every call and would need a
+//! substituted `String` per pattern and check, but unit tests check it against it, patterns
+//! substituted included.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -515,6 +523,9 @@ fn word(s: &str) -> Option<(&str, Option<&str>)> {
 
 /// One line of the file as `aclfile__parse` reads it; `None` for a blank line or a comment.
 fn parse_line(raw: &str) -> Result<Option<Line<'_>>, Problem> {
+    if raw.contains('\0') {
+        return Err(Problem::Nul);
+    }
     let line = raw.trim_end_matches(is_c_space);
     if line.starts_with('#') {
         return Ok(None);
@@ -641,6 +652,8 @@ pub enum Problem {
     Io(std::io::Error),
     /// The line is not UTF-8.
     NotUtf8,
+    /// The line holds a NUL byte (Mosquitto's reader would run it into the next line).
+    Nul,
     /// The first word of the line is not `topic`, `pattern` or `user` (an indented `#` comment
     /// and tab-separated words land here too, as in Mosquitto).
     UnknownKeyword(String),
@@ -664,6 +677,7 @@ impl fmt::Display for Problem {
         match self {
             Problem::Io(e) => write!(f, "{e}"),
             Problem::NotUtf8 => f.write_str("not UTF-8"),
+            Problem::Nul => f.write_str("NUL byte"),
             Problem::UnknownKeyword(word) => write!(
                 f,
                 "unknown keyword '{}' (a line is `topic ...`, `pattern ...`, `user NAME`, blank, \
@@ -790,7 +804,8 @@ mod tests {
             ("topic read a #comment", |p| {
                 matches!(p, Problem::InvalidTopic { .. })
             }),
-            ("topic a\0b", |p| matches!(p, Problem::InvalidTopic { .. })),
+            ("topic a\0b", |p| matches!(p, Problem::Nul)),
+            ("user a\0", |p| matches!(p, Problem::Nul)),
         ];
         for (line, is) in cases {
             let e = err(&format!("topic ok\n{line}\n"));
