@@ -1,0 +1,3 @@
+//! Access control and authentication files in Mosquitto's formats.
+
+pub mod acl;
