@@ -37,6 +37,7 @@
 
 mod config;
 mod core;
+pub mod security;
 mod shell;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,0 +1,3 @@
+//! Authentication and authorisation files in Mosquitto's formats.
+
+pub mod password_file;
