@@ -1,5 +1,6 @@
 //! Mosquitto's password file (`password_file` in `mosquitto.conf`), read as Mosquitto 2.0 reads
-//! it, so that files made by `mosquitto_passwd` work unchanged.
+//! it, and its lines written as `mosquitto_passwd` 2.0 writes them ([`hash_line`]), so that a file
+//! made by either tool works with both brokers unchanged.
 //!
 //! # Format
 //!
@@ -55,6 +56,13 @@
 //! inside is refused where Mosquitto would compare its prefix. A CONNECT without a password must
 //! be refused by the caller for a user in the file (as Mosquitto does); `check(user, b"")` checks
 //! the empty password, which `mosquitto_passwd -b file user ''` can set.
+//!
+//! # Writing a line
+//!
+//! [`hash_line`] writes `username:$7$ITERATIONS$SALT$HASH` with 12 fresh random salt bytes from
+//! the operating system, as `mosquitto_passwd` does (`SALT_LEN 12`, `RAND_bytes`);
+//! [`hash_line_with`] also writes `$6$` lines. They refuse a user name that the file cannot hold
+//! as given ([`check_username`]).
 //!
 //! Nothing here logs, and no error or `Debug` output shows a hash, a salt or a password.
 
@@ -260,6 +268,142 @@ impl PasswordFile {
     /// The user names, in byte order.
     pub fn users(&self) -> impl Iterator<Item = &str> + '_ {
         self.users.keys().map(String::as_str)
+    }
+}
+
+/// A new `$7$` (PBKDF2-HMAC-SHA512) password line for `username`, without a newline:
+/// `username:$7$ITERATIONS$SALT$HASH`, with 12 fresh random salt bytes, as
+/// `mosquitto_passwd -b file username password` writes it ([`DEFAULT_ITERATIONS`] is its
+/// default). `iterations` must be 1 to [`MAX_ITERATIONS`].
+pub fn hash_line(username: &str, password: &str, iterations: u32) -> Result<String, HashError> {
+    hash_line_with(username, password, Algorithm::Sha512Pbkdf2 { iterations })
+}
+
+/// A new password line for `username` hashed with `algorithm` (`$6$` is
+/// `mosquitto_passwd -H sha512`), without a newline, with 12 fresh random salt bytes.
+pub fn hash_line_with(
+    username: &str,
+    password: &str,
+    algorithm: Algorithm,
+) -> Result<String, HashError> {
+    check_username(username).map_err(HashError::Username)?;
+    if password.len() > MAX_NAME_LEN {
+        return Err(HashError::PasswordTooLong);
+    }
+    if let Algorithm::Sha512Pbkdf2 { iterations } = algorithm {
+        if !(1..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(HashError::Iterations(iterations));
+        }
+    }
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| HashError::Random(e.into()))?;
+    let hash = BASE64.encode(algorithm.digest(password.as_bytes(), &salt));
+    let salt = BASE64.encode(salt);
+    Ok(match algorithm {
+        Algorithm::Sha512 => format!("{username}:$6${salt}${hash}"),
+        Algorithm::Sha512Pbkdf2 { iterations } => {
+            format!("{username}:$7${iterations}${salt}${hash}")
+        }
+    })
+}
+
+/// Whether a password line can hold `username` so that it reads back as the same user:
+/// `mosquitto_passwd`'s rules (at most 65535 bytes, no control characters, no `:`), and, since
+/// the broker trims blanks around the name and takes a line starting with `#` for a comment,
+/// neither of those either. Not empty.
+pub fn check_username(username: &str) -> Result<(), UsernameError> {
+    if username.is_empty() {
+        Err(UsernameError::Empty)
+    } else if username.len() > MAX_NAME_LEN {
+        Err(UsernameError::TooLong)
+    } else if username.chars().any(char::is_control) {
+        Err(UsernameError::ControlCharacter)
+    } else if username.contains(':') {
+        Err(UsernameError::Colon)
+    } else if username.starts_with('#') {
+        Err(UsernameError::Comment)
+    } else if username.starts_with(is_blank) || username.ends_with(is_blank) {
+        Err(UsernameError::Blank)
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a user name cannot be written to a password file. Displays as `mosquitto_passwd`'s
+/// message where it has one (`Username must not contain the ':' character.`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsernameError {
+    /// Empty.
+    Empty,
+    /// Over [`MAX_NAME_LEN`] bytes.
+    TooLong,
+    /// A control character (a newline, say).
+    ControlCharacter,
+    /// A `:`, which ends the user name.
+    Colon,
+    /// Starts with `#`: the line would be a comment.
+    Comment,
+    /// Starts or ends with a blank, which the broker trims.
+    Blank,
+}
+
+impl fmt::Display for UsernameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UsernameError::Empty => "Username must not be empty.",
+            UsernameError::TooLong => "Username must be less than 65536 characters long.",
+            UsernameError::ControlCharacter => "Username must not contain control characters.",
+            UsernameError::Colon => "Username must not contain the ':' character.",
+            UsernameError::Comment => {
+                "Username must not start with '#': the line would be read as a comment."
+            }
+            UsernameError::Blank => {
+                "Username must not start or end with a blank: the broker trims them."
+            }
+        })
+    }
+}
+
+impl std::error::Error for UsernameError {}
+
+/// Why [`hash_line`] wrote no line.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HashError {
+    /// The user name cannot be written ([`check_username`]).
+    Username(UsernameError),
+    /// A password over [`MAX_NAME_LEN`] bytes (an MQTT client could not send it).
+    PasswordTooLong,
+    /// `$7$` iterations outside 1 to [`MAX_ITERATIONS`].
+    Iterations(u32),
+    /// The operating system gave no random bytes for the salt.
+    Random(std::io::Error),
+}
+
+impl fmt::Display for HashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashError::Username(e) => write!(f, "{e}"),
+            HashError::PasswordTooLong => {
+                f.write_str("Password must be less than 65536 characters long.")
+            }
+            HashError::Iterations(0) => f.write_str("Number of iterations must be > 0."),
+            HashError::Iterations(_) => {
+                write!(f, "Number of iterations must be at most {MAX_ITERATIONS}.")
+            }
+            HashError::Random(e) => write!(f, "Unable to get random bytes for the salt: {e}."),
+        }
+    }
+}
+
+impl std::error::Error for HashError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HashError::Username(e) => Some(e),
+            HashError::Random(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -934,6 +1078,88 @@ erin:$7$3$AAECAwQFBgcICQoL$UUiHREYY+9jRG0guAZi0z+bC2YAreVvJZzYNnH+VjZo9ZsnZPgVa1
                 iterations: DEFAULT_ITERATIONS
             }
         );
+    }
+
+    #[test]
+    fn written_lines_read_back_and_check() {
+        let line = hash_line("alice", "correct horse", DEFAULT_ITERATIONS).unwrap();
+        // alice:$7$101$ + 16 characters of salt + $ + 88 of hash, as mosquitto_passwd writes.
+        let fields: Vec<&str> = line.split('$').collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        assert_eq!(&fields[..3], ["alice:", "7", "101"]);
+        assert_eq!((fields[3].len(), fields[4].len()), (16, 88), "{line}");
+        assert!(fields[4].ends_with("=="), "{line}");
+        let file = parse(&format!("{line}\n"));
+        assert_eq!(file.check("alice", b"correct horse"), Check::Accepted);
+        assert_eq!(file.check("alice", b"correct horse!"), Check::WrongPassword);
+
+        // A fresh salt each time: the same password gives another line.
+        let again = hash_line("alice", "correct horse", DEFAULT_ITERATIONS).unwrap();
+        assert_ne!(line, again);
+        assert_ne!(file.entry("alice"), parse(&again).entry("alice"));
+
+        let bob = hash_line("bob", "battery staple", 3).unwrap();
+        assert!(bob.starts_with("bob:$7$3$"), "{bob}");
+        let carol = hash_line_with("carol", "", Algorithm::Sha512).unwrap();
+        assert!(
+            carol.starts_with("carol:$6$") && carol.split('$').count() == 4,
+            "{carol}"
+        );
+        let file = parse(&format!("{bob}\n{carol}\n"));
+        assert_eq!(file.check("bob", b"battery staple"), Check::Accepted);
+        assert_eq!(file.check("carol", b""), Check::Accepted);
+        assert_eq!(file.check("carol", b" "), Check::WrongPassword);
+        // Any byte of the password counts, beyond the first NUL too.
+        let nul = parse(&hash_line("nul", "a\0b", 1).unwrap());
+        assert_eq!(nul.check("nul", b"a\0b"), Check::Accepted);
+        assert_eq!(nul.check("nul", b"a"), Check::WrongPassword);
+        assert_eq!(nul.check("nul", b"a\0c"), Check::WrongPassword);
+    }
+
+    #[test]
+    fn unwritable_lines_are_refused() {
+        let refused = |user: &str, password: &str, iterations: u32| match hash_line(
+            user, password, iterations,
+        ) {
+            Ok(line) => panic!("{user:?} {iterations}: wrote {line}"),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            refused("a:b", "x", 101),
+            "Username must not contain the ':' character."
+        );
+        assert_eq!(
+            refused("a\nb", "x", 101),
+            "Username must not contain control characters."
+        );
+        assert_eq!(
+            refused("a\tb", "x", 101),
+            "Username must not contain control characters."
+        );
+        assert_eq!(
+            refused(&"u".repeat(65536), "x", 101),
+            "Username must be less than 65536 characters long."
+        );
+        assert_eq!(refused("", "x", 101), "Username must not be empty.");
+        assert!(refused("#alice", "x", 101).contains("comment"));
+        assert!(refused(" alice", "x", 101).contains("blank"));
+        assert!(refused("alice ", "x", 101).contains("blank"));
+        assert_eq!(
+            refused("alice", &"p".repeat(65536), 101),
+            "Password must be less than 65536 characters long."
+        );
+        assert_eq!(
+            refused("alice", "x", 0),
+            "Number of iterations must be > 0."
+        );
+        assert_eq!(
+            refused("alice", "x", MAX_ITERATIONS + 1),
+            "Number of iterations must be at most 2147483647."
+        );
+        // Names the reader takes as they are.
+        for user in ["alice", "a b", "élodie", "a#b", "$7$", &"u".repeat(65535)] {
+            assert_eq!(check_username(user), Ok(()), "{user:.20}");
+        }
     }
 
     /// An unknown user costs about what a known one does: with 5000 rounds hashing dominates,
