@@ -41,10 +41,14 @@
 //! retained ones included (the subscriber and the message's topic), and with
 //! [`Access::Subscribe`] for each filter of a SUBSCRIBE. [`AclFile::check`] decides:
 //!
-//! 1. SUBSCRIBE is always granted. Mosquitto 2.0's acl_file does not check subscriptions (its
-//!    source says `FIXME - implement ACL subscription strings`): a client may subscribe to any
-//!    filter, `#` included, and the Read check on each message decides what it receives. So is
-//!    UNSUBSCRIBE, which therefore has no [`Access`] variant.
+//! 1. SUBSCRIBE (Wren's rule: Mosquitto 2.0's acl_file grants every SUBSCRIBE, its source says
+//!    `FIXME - implement ACL subscription strings`, and lets the Read check on each message
+//!    decide what arrives). Here a filter is refused (SUBACK 0x80, 5.0 0x87) when a `deny` rule
+//!    of the client's section covers every topic it can match, or when no rule granting read
+//!    access — in the client's own rules, then the patterns — matches any topic it can match: a
+//!    subscription that could never deliver anything. `#` is granted wherever something is
+//!    readable, and what it delivers is still decided by Read on each message. UNSUBSCRIBE is
+//!    never refused and has no [`Access`] variant.
 //! 2. `$` topics (`acl__check_dollar`): a topic beginning with `$SYS` cannot be written, except
 //!    `$SYS/broker/connection/+/state` (which still needs a rule below); a topic beginning with
 //!    `$share` can be neither written nor read.
@@ -119,7 +123,8 @@ pub enum Access {
     Read,
     /// Publish to the topic.
     Write,
-    /// Subscribe to the topic filter: always granted by an ACL file, as in Mosquitto 2.0.
+    /// Subscribe with the topic filter: refused only where nothing readable could ever arrive
+    /// through it, or a `deny` rule covers it (Mosquitto 2.0 grants every SUBSCRIBE).
     Subscribe,
 }
 
@@ -226,7 +231,7 @@ impl AclFile {
         access: Access,
     ) -> bool {
         let access = match access {
-            Access::Subscribe => return true,
+            Access::Subscribe => return self.may_subscribe(client_id, username, topic),
             Access::Read => Grant::Read,
             Access::Write => Grant::Write,
         };
@@ -258,6 +263,97 @@ impl AclFile {
         }
         self.patterns.decide(topic, access, client).unwrap_or(false)
     }
+
+    /// SUBSCRIBE with `filter` (Wren's rule; Mosquitto 2.0 grants every SUBSCRIBE): refused
+    /// when a `deny` rule covers every topic the filter can match, or when no rule granting read
+    /// access matches any topic it can match — such a subscription could never deliver
+    /// anything. The same sections in the same order as a Read check: the client's own rules,
+    /// then the patterns. Granted subscriptions still deliver only what Read allows.
+    fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
+        let Some(wanted) = concrete_levels(filter) else {
+            return false;
+        };
+        let client = Client {
+            id: client_id,
+            username,
+        };
+        let own = match username {
+            Some(name) => self.users.get(name),
+            None => self.anonymous.as_ref(),
+        };
+        if let Some(decision) = own.and_then(|section| section.decide_subscribe(&wanted, client)) {
+            return decision;
+        }
+        let smuggled = |s: &str| s.contains(['+', '#']);
+        if self.patterns.is_empty() || username.is_some_and(smuggled) || smuggled(client_id) {
+            return false;
+        }
+        self.patterns
+            .decide_subscribe(&wanted, client)
+            .unwrap_or(false)
+    }
+}
+
+/// A filter's levels, `%c`/`%u` already substituted: what [`covers`] and [`intersects`] compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Concrete {
+    Exact(String),
+    Plus,
+    Hash,
+}
+
+/// The levels of a filter written in a SUBSCRIBE (`None` if it is not a valid filter).
+fn concrete_levels(filter: &str) -> Option<Vec<Concrete>> {
+    TopicFilter::new(filter).ok()?;
+    Some(
+        filter
+            .split('/')
+            .map(|level| match level {
+                "+" => Concrete::Plus,
+                "#" => Concrete::Hash,
+                _ => Concrete::Exact(level.to_owned()),
+            })
+            .collect(),
+    )
+}
+
+/// Whether every topic `inner` matches is matched by `outer`.
+fn covers(outer: &[Concrete], inner: &[Concrete]) -> bool {
+    match (outer.split_first(), inner.split_first()) {
+        (Some((Concrete::Hash, _)), _) | (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some((o, outer)), Some((i, inner))) => {
+            let level = match (o, i) {
+                (_, Concrete::Hash) => false,
+                (Concrete::Plus, _) => true,
+                (Concrete::Exact(a), Concrete::Exact(b)) => a == b,
+                _ => false,
+            };
+            level && covers(outer, inner)
+        }
+    }
+}
+
+/// Whether some topic matches both `a` and `b`.
+fn intersects(a: &[Concrete], b: &[Concrete]) -> bool {
+    match (a.split_first(), b.split_first()) {
+        (Some((Concrete::Hash, _)), _) | (_, Some((Concrete::Hash, _))) => true,
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some((x, a)), Some((y, b))) => {
+            let level = match (x, y) {
+                (Concrete::Exact(p), Concrete::Exact(q)) => p == q,
+                _ => true,
+            };
+            level && intersects(a, b)
+        }
+    }
+}
+
+/// Whether a filter starting with `first` can match a `$` topic (a wildcard first level
+/// cannot, [MQTT-4.7.2-1]).
+fn reaches_dollar(levels: &[Concrete]) -> bool {
+    matches!(levels.first(), Some(Concrete::Exact(l)) if l.starts_with('$'))
 }
 
 /// `acl__check_dollar`: `false` where a `$` topic is refused whatever the rules say.
@@ -320,6 +416,26 @@ impl Section {
 
     fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.read.is_empty() && self.write.is_empty()
+    }
+
+    /// For a SUBSCRIBE with `wanted`: `Some(false)` if a `deny` rule covers it, else
+    /// `Some(true)` if a rule granting read access can match a topic it can, else `None`.
+    fn decide_subscribe(&self, wanted: &[Concrete], client: Client<'_>) -> Option<bool> {
+        let dollar = reaches_dollar(wanted);
+        let fits = |f: &Filter, test: fn(&[Concrete], &[Concrete]) -> bool| {
+            f.concrete(client).is_some_and(|rule| {
+                // A rule starting with a wildcard says nothing about `$` topics, and a `$` rule
+                // nothing about a filter starting with a wildcard.
+                dollar == reaches_dollar(&rule) && test(&rule, wanted)
+            })
+        };
+        if self.deny.iter().any(|f| fits(f, covers)) {
+            return Some(false);
+        }
+        self.read
+            .iter()
+            .any(|f| fits(f, intersects))
+            .then_some(true)
     }
 
     /// `Some(false)` if a `deny` rule matches, else `Some(true)` if a rule granting `access`
@@ -395,6 +511,35 @@ impl Filter {
             levels,
             needs_username,
         }
+    }
+
+    /// The filter's levels with `%c`/`%u` substituted for `client` (`None` for a `%u` pattern
+    /// and a client without user name).
+    fn concrete(&self, client: Client<'_>) -> Option<Vec<Concrete>> {
+        if self.needs_username && client.username.is_none() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.levels.len());
+        for level in &self.levels {
+            match level {
+                Level::Plus => out.push(Concrete::Plus),
+                Level::Hash => out.push(Concrete::Hash),
+                Level::Exact(text) => out.push(Concrete::Exact(text.to_string())),
+                Level::Template(pieces) => {
+                    let mut text = String::new();
+                    for piece in pieces.iter() {
+                        text.push_str(match piece {
+                            Piece::Text(t) => t,
+                            Piece::ClientId => client.id,
+                            Piece::Username => client.username?,
+                        });
+                    }
+                    // A substituted `/` spans levels, as in `matches`.
+                    out.extend(text.split('/').map(|l| Concrete::Exact(l.to_owned())));
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Whether `topic` (non-empty, no wildcards) matches the filter, substituted for `client`.
@@ -915,15 +1060,14 @@ mod tests {
     // -----------------------------------------------------------------------------------------
 
     #[test]
-    fn no_rules_refuse_everything_but_subscribe() {
+    fn no_rules_refuse_everything() {
         for text in ["", "\n\n", "# only a comment\n", "user alice\n"] {
             let acl = ok(text);
-            for access in [R, W] {
+            for access in [R, W, S] {
                 assert!(!anon(&acl, "a", access), "{text:?}");
                 assert!(!user(&acl, "alice", "a", access), "{text:?}");
             }
-            assert!(anon(&acl, "a", S), "{text:?}");
-            assert!(anon(&acl, "#", S), "{text:?}");
+            assert!(!anon(&acl, "#", S), "{text:?}: nothing readable");
         }
     }
 
@@ -1177,32 +1321,54 @@ mod tests {
         }
         // Other `$` topics are ordinary topics matched by `$` rules.
         assert!(user(&acl, "sys", "$app/x", W));
-        // Subscribing is granted anyway.
-        assert!(anon(&acl, "$SYS/#", S));
-        assert!(anon(&acl, "$share/g/#", S));
+        // Subscribing to `$SYS` needs a rule that can read there: `#` cannot.
+        assert!(!anon(&acl, "$SYS/#", S));
+        assert!(
+            anon(&acl, "+/broker/uptime", S),
+            "x/broker/uptime is readable"
+        );
+        assert!(user(&acl, "sys", "$SYS/#", S));
+        assert!(user(&acl, "sys", "$SYS/broker/+", S));
+        assert!(anon(&acl, "app/#", S));
     }
 
     #[test]
-    fn subscribe_is_always_granted() {
+    fn subscribe_needs_something_readable() {
         let acl = ok("topic read sensors/+/temp\nuser alice\ntopic deny #\n");
-        for filter in [
-            "sensors/#",
-            "sensors/a/temp",
-            "sensors/+/+",
-            "#",
-            "other/topic",
-            "+",
+        for (filter, granted) in [
+            ("sensors/#", true),
+            ("sensors/a/temp", true),
+            ("sensors/+/+", true),
+            ("#", true),
+            ("sensors/a/humidity", false),
+            ("other/topic", false),
+            ("+", false),
+            ("sensors/+", false),
         ] {
-            assert!(anon(&acl, filter, S), "{filter}");
-            assert!(user(&acl, "alice", filter, S), "{filter}");
-            assert!(user(&acl, "nobody", filter, S), "{filter}");
-            assert!(acl.check("a+b", Some("x#"), filter, S), "{filter}");
+            assert_eq!(anon(&acl, filter, S), granted, "{filter}");
+            // `deny #` covers everything; a user without a block has no rules.
+            assert!(!user(&acl, "alice", filter, S), "{filter}");
+            assert!(!user(&acl, "nobody", filter, S), "{filter}");
+            assert!(!acl.check("a+b", Some("x#"), filter, S), "{filter}");
         }
         // What such a subscription then delivers is decided message by message.
         assert!(anon(&acl, "sensors/a/temp", R));
         assert!(!anon(&acl, "sensors/a/humidity", R));
         assert!(!anon(&acl, "sensors/a/temp", W));
         assert!(!user(&acl, "alice", "sensors/a/temp", R));
+        // A `deny` rule refuses the subscriptions it covers, not those it only overlaps.
+        let acl = ok("topic readwrite test/#\ntopic deny test/nosubscribe\n");
+        assert!(!anon(&acl, "test/nosubscribe", S));
+        assert!(anon(&acl, "test/#", S));
+        assert!(anon(&acl, "test/other", S));
+        // Patterns, substituted.
+        let acl = ok("pattern read users/%u/#\npattern read clients/%c\n");
+        assert!(user(&acl, "bob", "users/bob/inbox", S));
+        assert!(user(&acl, "bob", "users/+/inbox", S));
+        assert!(!user(&acl, "bob", "users/alice/inbox", S));
+        assert!(!anon(&acl, "users/bob/inbox", S), "%u without a user name");
+        assert!(acl.check("c1", None, "clients/c1", S));
+        assert!(!acl.check("c1", None, "clients/c2", S));
     }
 
     // -----------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ impl Algorithm {
 /// same way with the same salt to the same hash, i.e. when the user's password line did not
 /// change (a reload that finds a different entry for a connected user should disconnect it).
 /// Its `Debug` shows the algorithm only.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     algorithm: Algorithm,
     salt: [u8; SALT_LEN],
