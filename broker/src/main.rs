@@ -12,9 +12,10 @@ use wren_broker::{Config, Server};
 #[command(
     name = "wren-broker",
     version,
-    after_help = "Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP, SIGUSR1 and \
-                  SIGUSR2 (Mosquitto's reload, persistence and subscription-dump signals) are \
-                  logged and the broker carries on: none of the three is supported yet."
+    after_help = "Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP reloads the \
+                  password and ACL files (a file that fails keeps the previous rules). SIGUSR1 \
+                  and SIGUSR2 (Mosquitto's persistence and subscription-dump signals) are \
+                  logged and the broker carries on."
 )]
 struct Cli {
     /// TCP port of the default listener (overrides the config file's `port`; default 1883).
@@ -145,10 +146,18 @@ mod stop {
         pub(crate) fn wait(mut self, handle: &ServerHandle) {
             for signal in self.0.forever() {
                 match signal {
-                    SIGHUP => log::info!(
-                        "Received SIGHUP: configuration reload is not supported yet; \
-                         carrying on with the configuration loaded at start."
-                    ),
+                    SIGHUP => {
+                        // Mosquitto's "Reloading config.": here the password and ACL files
+                        // (the other settings stay as loaded at start).
+                        log::info!("Reloading config.");
+                        match handle.reload_security() {
+                            Ok(()) => log::info!("Reloaded the password and ACL files."),
+                            Err(e) => log::error!(
+                                "{e}. The reload failed: the previous password and ACL rules \
+                                 stay in force."
+                            ),
+                        }
+                    }
                     SIGUSR1 => log::info!(
                         "Received SIGUSR1: there is no persistence database to write \
                          (sessions are kept in memory only); carrying on."

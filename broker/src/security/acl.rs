@@ -841,6 +841,24 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The core checks topics against the file through this ([`crate::TopicRules`]).
+impl crate::TopicRules for AclFile {
+    fn allows(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &str,
+        access: crate::TopicAccess,
+    ) -> bool {
+        let access = match access {
+            crate::TopicAccess::Read => Access::Read,
+            crate::TopicAccess::Write => Access::Write,
+            crate::TopicAccess::Subscribe => Access::Subscribe,
+        };
+        self.check(client_id, username, topic, access)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,3 +5,59 @@
 
 pub mod acl;
 pub mod password_file;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::core::{ListenerAccess, TopicRules, UserStore};
+
+/// Load every listener's password and ACL files (each file once, however many listeners name
+/// it) into the rules the core applies ([`crate::Broker::set_listener_access`]). The error is
+/// the first file that cannot be used, with its line: at start the broker does not start, on a
+/// reload the previous rules stay.
+pub fn load_listener_access(config: &Config) -> Result<Vec<ListenerAccess>, String> {
+    let mut users: HashMap<PathBuf, Arc<dyn UserStore>> = HashMap::new();
+    let mut rules: HashMap<PathBuf, Arc<dyn TopicRules>> = HashMap::new();
+    let mut out = Vec::new();
+    for listener in config.listeners() {
+        let security = config.security(&listener);
+        let user_store = match &security.password_file {
+            None => None,
+            Some(path) => Some(cached(&mut users, path, |p| {
+                password_file::PasswordFile::load(p)
+                    .map(|f| Arc::new(f) as Arc<dyn UserStore>)
+                    .map_err(|e| format!("Error in password_file: {e}"))
+            })?),
+        };
+        let topic_rules = match &security.acl_file {
+            None => None,
+            Some(path) => Some(cached(&mut rules, path, |p| {
+                acl::AclFile::load(p)
+                    .map(|f| Arc::new(f) as Arc<dyn TopicRules>)
+                    .map_err(|e| format!("Error in acl_file: {e}"))
+            })?),
+        };
+        out.push(ListenerAccess {
+            allow_anonymous: security.allow_anonymous,
+            users: user_store,
+            rules: topic_rules,
+        });
+    }
+    Ok(out)
+}
+
+/// `path` loaded by `load`, or the copy loaded for an earlier listener.
+fn cached<T: ?Sized>(
+    cache: &mut HashMap<PathBuf, Arc<T>>,
+    path: &Path,
+    load: impl FnOnce(&Path) -> Result<Arc<T>, String>,
+) -> Result<Arc<T>, String> {
+    if let Some(loaded) = cache.get(path) {
+        return Ok(Arc::clone(loaded));
+    }
+    let loaded = load(path)?;
+    cache.insert(path.to_owned(), Arc::clone(&loaded));
+    Ok(loaded)
+}

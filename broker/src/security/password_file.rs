@@ -684,6 +684,22 @@ impl std::error::Error for FileError {
     }
 }
 
+/// The core checks CONNECTs against the file through this ([`crate::UserStore`]).
+impl crate::UserStore for PasswordFile {
+    fn verify(&self, username: &str, password: &[u8]) -> bool {
+        self.check(username, password) == Check::Accepted
+    }
+
+    fn credential(&self, username: &str) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let entry = self.entry(username)?;
+        // Only compared within this process (a reload against the logins it made).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        entry.hash(&mut h);
+        Some(h.finish())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

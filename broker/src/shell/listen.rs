@@ -38,13 +38,6 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
     for (index, listener) in listeners.iter().enumerate() {
         refuse_unsupported(listener)?;
         let security = config.security(listener);
-        if security.password_file.is_some() || security.acl_file.is_some() {
-            // Never run open where the configuration asked for users or rules.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "password_file and acl_file are not supported by this build",
-            ));
-        }
         if !security.allow_anonymous && security.password_file.is_none() {
             log::warn!(
                 "Warning: listener on port {} admits no anonymous clients and has no \

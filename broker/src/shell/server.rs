@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use smol::{Async, Executor, Timer};
 
 use crate::config::Config;
-use crate::core::{Broker, ConnId, Event, Outbox, Stats};
+use crate::core::{Broker, ConnId, Event, ListenerAccess, Outbox, Stats};
 
 use super::connection::{ConnectionTask, Task};
 use super::executor::worker;
@@ -138,6 +138,8 @@ impl Shared {
 pub struct Server {
     /// Every bound socket, the first listener's first.
     sockets: Vec<Bound>,
+    /// Each listener's users and topic rules, loaded from its files.
+    access: Vec<ListenerAccess>,
     config: Config,
     authenticators: Vec<Arc<dyn crate::core::Authenticator>>,
 }
@@ -152,9 +154,13 @@ impl Server {
     /// Bind the listeners of `config` ([`Config::listeners`]; port 0 picks an ephemeral port,
     /// one per socket).
     pub fn bind(config: Config) -> io::Result<Server> {
+        // The files first: a broker whose password or ACL file is unusable does not listen.
+        let access = crate::security::load_listener_access(&config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let sockets = bind_all(&config)?;
         Ok(Server {
             sockets,
+            access,
             config,
             authenticators: Vec::new(),
         })
@@ -179,6 +185,7 @@ impl Server {
         let busy_poll = Duration::from_micros(self.config.busy_poll_us);
         let epoch = Instant::now();
         let mut broker = Broker::new(self.config.clone(), 0);
+        broker.set_listener_access(self.access);
         if !self.config.auth_hmac_users.is_empty() {
             let method = self
                 .config
@@ -300,6 +307,17 @@ impl ServerHandle {
     /// Connections hibernating now (quiet, without a task: see `hibernate_after_ms`).
     pub fn hibernating_connections(&self) -> usize {
         self.shared.hibernating()
+    }
+
+    /// Reload every listener's password and ACL files (SIGHUP): the new rules apply at once,
+    /// and clients who lost the right to be connected are disconnected. If a file cannot be
+    /// used, the error names it (and its line) and the previous rules stay: a failed reload
+    /// never opens the broker up.
+    pub fn reload_security(&self) -> Result<(), String> {
+        let access = crate::security::load_listener_access(&self.shared.config)?;
+        self.shared
+            .with_core(None, |b| b.set_listener_access(access));
+        Ok(())
     }
 
     /// Subscriptions held now (all sessions).
