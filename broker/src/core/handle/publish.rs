@@ -63,10 +63,10 @@ impl Broker {
         // topic rules say no (`access.rs`): the message is acknowledged and dropped, as
         // Mosquitto does (CVE-2018-12543: never an assert).
         let denied = topic.starts_with('$')
-            || self
-                .sessions
-                .get(sid)
-                .is_some_and(|s| !self.may(&s.client_id, &s.identity, &topic, TopicAccess::Write));
+            || (self.any_topic_rules
+                && self.sessions.get(sid).is_some_and(|s| {
+                    !self.may(&s.client_id, &s.identity, &topic, TopicAccess::Write)
+                }));
         let accepted = !denied && !bad_format;
         if denied && let Some(c) = self.conns.get(&conn) {
             log::debug!(
