@@ -1,8 +1,10 @@
 //! Broker configuration: every setting and limit with its default. Loaded from TOML (see
-//! `broker/wren.toml`, which documents each key); the command line overrides `port` and `bind`.
-//! Listeners and who may use them are in `listener.rs`.
+//! `broker/wren.toml`, which documents each key) or from Mosquitto's `mosquitto.conf`
+//! (`mosquitto.rs`); the command line overrides `port` and `bind`. Listeners and who may use
+//! them are in `listener.rs`.
 
 mod listener;
+mod mosquitto;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -498,6 +500,23 @@ impl Config {
         Ok(())
     }
 
+    /// Read Mosquitto's configuration file syntax (`mosquitto.conf`): `file` is the file `text`
+    /// was read from, named in messages; `include_dir` directories are read from disk
+    /// (relative ones from the working directory, as Mosquitto does). Besides the
+    /// configuration: one warning line per key read but not applied as Mosquitto would apply it
+    /// (`Warning: Unsupported key 'persistence' in mosquitto.conf line 4: ignored (...).`), to
+    /// be logged at start. An error (an invalid value, a duplicate, an unknown key, or a key
+    /// whose omission would let in clients Mosquitto refuses) names the file and line:
+    /// `Invalid max_inflight_messages value (foo) in mosquitto.conf line 12`. The result is
+    /// validated ([`Config::validate`]). See `broker/README.md`, "Your mosquitto.conf".
+    pub fn from_mosquitto_conf(
+        text: &str,
+        file: &std::path::Path,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        mosquitto::read(text, file)
+            .map(|(config, warnings)| (config, warnings.iter().map(|w| w.to_string()).collect()))
+    }
+
     /// Settings accepted and kept but not in effect in this build yet, one warning line each
     /// (empty when none is set): logged at start, so nobody relies on them unawares.
     pub fn unenforced(&self) -> Vec<String> {
@@ -876,5 +895,23 @@ mod tests {
             lines[1].starts_with("Warning: persistent_client_expiration (60 s) is not enforced"),
             "{lines:?}"
         );
+    }
+
+    /// A mosquitto.conf setting and its wren.toml key give the same configuration.
+    #[test]
+    fn mosquitto_conf_and_toml_meet() {
+        let (from_conf, warnings) = Config::from_mosquitto_conf(
+            "listener 1883 127.0.0.1\nallow_anonymous true\nlog_type debug\n\
+             persistent_client_expiration 1h\nmessage_size_limit 100\n",
+            std::path::Path::new("m.conf"),
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let from_toml = Config::from_toml(
+            "allow_anonymous = true\nlog_level = \"debug\"\npersistent_client_expiration = 3600\n\
+             message_size_limit = 100\n[[listener]]\nport = 1883\nbind = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(from_conf, from_toml);
     }
 }
