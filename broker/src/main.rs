@@ -230,7 +230,9 @@ fn load(path: &Path) -> Result<Loaded, String> {
             .and_then(|c| c.validate().map(|()| (c, Vec::new())))
             .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?,
         Format::Mosquitto => {
-            Config::from_mosquitto_conf(&text, path).map_err(|e| format!("Error: {e}."))?
+            // A relative include_dir is taken from the working directory, as Mosquitto does.
+            Config::from_mosquitto_conf(&text, path, Path::new(""))
+                .map_err(|e| format!("Error: {e}."))?
         }
     };
     warnings.extend(config.unenforced());

@@ -501,19 +501,20 @@ impl Config {
     }
 
     /// Read Mosquitto's configuration file syntax (`mosquitto.conf`): `file` is the file `text`
-    /// was read from, named in messages; `include_dir` directories are read from disk
-    /// (relative ones from the working directory, as Mosquitto does). Besides the
-    /// configuration: one warning line per key read but not applied as Mosquitto would apply it
-    /// (`Warning: Unsupported key 'persistence' in mosquitto.conf line 4: ignored (...).`), to
-    /// be logged at start. An error (an invalid value, a duplicate, an unknown key, or a key
-    /// whose omission would let in clients Mosquitto refuses) names the file and line:
-    /// `Invalid max_inflight_messages value (foo) in mosquitto.conf line 12`. The result is
-    /// validated ([`Config::validate`]). See `broker/README.md`, "Your mosquitto.conf".
+    /// was read from, named in messages; a relative `include_dir` is taken from `base_dir`
+    /// (an empty path: the working directory, which is where Mosquitto takes it from). Besides
+    /// the configuration: one warning line per key read but not applied as Mosquitto would
+    /// apply it (`Warning: Unsupported key 'persistence' in mosquitto.conf line 4: ignored.
+    /// ...`), to be logged at start. An error (an invalid value, a duplicate, an unknown key,
+    /// or a key whose omission would let in clients Mosquitto refuses) names the file and line:
+    /// `Invalid max_inflight_messages value (foo) in mosquitto.conf line 12: ...`. The result
+    /// is validated ([`Config::validate`]). See `broker/README.md`, "Your mosquitto.conf".
     pub fn from_mosquitto_conf(
         text: &str,
         file: &std::path::Path,
+        base_dir: &std::path::Path,
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        mosquitto::read(text, file)
+        mosquitto::read(text, file, base_dir)
             .map(|(config, warnings)| (config, warnings.iter().map(|w| w.to_string()).collect()))
     }
 
@@ -904,6 +905,7 @@ mod tests {
             "listener 1883 127.0.0.1\nallow_anonymous true\nlog_type debug\n\
              persistent_client_expiration 1h\nmessage_size_limit 100\n",
             std::path::Path::new("m.conf"),
+            std::path::Path::new(""),
         )
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");

@@ -456,6 +456,8 @@ struct Reader {
     warnings: Vec<Warning>,
     /// The main file, which an `include_dir` must not contain.
     main: PathBuf,
+    /// Where a relative `include_dir` starts.
+    base_dir: PathBuf,
     default: Block,
     listeners: Vec<Block>,
     /// Where listener keys go: the default listener or a `listener` block.
@@ -474,12 +476,18 @@ struct Reader {
     log_types: Vec<(String, Place)>,
 }
 
-/// Read `text`, the contents of `file`: see the module documentation.
-pub(crate) fn read(text: &str, file: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+/// Read `text`, the contents of `file`, a relative `include_dir` taken from `base_dir`: see the
+/// module documentation.
+pub(crate) fn read(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut reader = Reader {
         config: Config::default(),
         warnings: Vec::new(),
         main: file.to_path_buf(),
+        base_dir: base_dir.to_path_buf(),
         default: Block::default(),
         listeners: Vec::new(),
         current: Scope::Default,
@@ -930,7 +938,7 @@ impl Reader {
 
     /// `include_dir DIR`: every `*.conf` file of DIR, in Mosquitto's order.
     fn include_dir(&mut self, line: &Line<'_>, level: u8) -> Result<(), ConfigError> {
-        let dir = PathBuf::from(line.text()?);
+        let dir = self.base_dir.join(line.text()?);
         if level > 0 {
             self.warn(
                 line,
@@ -1148,9 +1156,15 @@ impl Reader {
         values: &[(T, Option<&Place>)],
         wren_key: &str,
     ) -> Option<T> {
-        let place = values.iter().find_map(|(_, p)| *p)?.clone();
+        let first = values.iter().find_map(|(_, p)| *p)?;
         let lowest = values.iter().map(|(v, _)| *v).min()?;
         if values.iter().any(|(v, _)| *v != lowest) {
+            // Name the line that set the value used, if one did.
+            let place = values
+                .iter()
+                .find_map(|(v, p)| p.filter(|_| *v == lowest))
+                .unwrap_or(first)
+                .clone();
             self.note(
                 key,
                 place,
@@ -1334,11 +1348,12 @@ mod tests {
     const FILE: &str = "test.conf";
 
     fn read_ok(text: &str) -> (Config, Vec<Warning>) {
-        read(text, Path::new(FILE)).unwrap_or_else(|e| panic!("{text:?} refused: {e}"))
+        read(text, Path::new(FILE), Path::new(""))
+            .unwrap_or_else(|e| panic!("{text:?} refused: {e}"))
     }
 
     fn read_err(text: &str) -> ConfigError {
-        match read(text, Path::new(FILE)) {
+        match read(text, Path::new(FILE), Path::new("")) {
             Ok((c, w)) => panic!("{text:?} accepted: {c:?} {w:?}"),
             Err(e) => e,
         }
@@ -2068,6 +2083,12 @@ mod tests {
                 ("max_topic_alias", 5)
             ]
         );
+        let (_, warnings) = read_ok("listener 1883\nmax_qos 2\nlistener 1884\nmax_qos 0\n");
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert_eq!(
+            (warnings[0].key.as_str(), warnings[0].place.line),
+            ("max_qos", 4)
+        );
         // With per_listener_settings: allow_zero_length_clientid and auto_id_prefix.
         let (config, warnings) = read_ok(
             "per_listener_settings true\nlistener 1883\nallow_zero_length_clientid false\n\
@@ -2244,7 +2265,7 @@ mod tests {
         let main_file = main_dir.0.join("mosquitto.conf");
         let text = format!("include_dir {}\n", main_dir.path());
         std::fs::write(&main_file, &text).unwrap();
-        let e = read(&text, &main_file).unwrap_err();
+        let e = read(&text, &main_file, Path::new("")).unwrap_err();
         assert!(
             e.to_string()
                 .contains("contains the main configuration file"),
