@@ -156,18 +156,29 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(mut cmd: Command) -> Running {
+    fn spawn(cmd: Command) -> Running {
+        Running::spawn_reading(cmd, false)
+    }
+
+    /// With `stdout`, its stdout lines on the channel instead (stderr as the command says).
+    fn spawn_reading(mut cmd: Command, stdout: bool) -> Running {
+        cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+        if stdout {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
         let mut child = cmd
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let stderr = child.stderr.take().unwrap();
+        let read: Box<dyn Read + Send> = if stdout {
+            Box::new(child.stdout.take().unwrap())
+        } else {
+            Box::new(child.stderr.take().unwrap())
+        };
         let (tx, lines) = channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
+            for line in BufReader::new(read).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
@@ -636,4 +647,46 @@ fn wren_broker_runs_on_a_mosquitto_conf() {
     assert_eq!(connack(open, "anonymous"), ACCEPTED);
     assert_eq!(connack(closed, "anonymous"), NOT_AUTHORIZED);
     broker.assert_running("wren-broker -c anonymous.conf");
+}
+
+/// The logging keys steer the running broker: `log_dest stdout` moves the log lines to stdout,
+/// `log_type error` keeps only errors.
+#[test]
+fn log_dest_and_log_type_apply_to_the_running_broker() {
+    let dir = TempDir::new();
+    let port = free_port();
+    dir.write(
+        "stdout.conf",
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stdout\n"),
+    );
+    let stderr = dir.write("stderr", "");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-c", "stdout.conf"])
+        .current_dir(&dir.0)
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    let mut broker = Running::spawn_reading(cmd, true);
+    broker.wait_for_line("Config loaded from stdout.conf.");
+    broker.wait_for_line("running on");
+    assert_eq!(connack(port, "to-stdout"), ACCEPTED);
+    broker.wait_for_line("New client connected from 127.0.0.1:");
+    drop(broker);
+    assert_eq!(
+        std::fs::read_to_string(&stderr).unwrap(),
+        "",
+        "nothing on stderr"
+    );
+
+    let port = free_port();
+    dir.write(
+        "quiet.conf",
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_type error\n"),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-c", "quiet.conf"]).current_dir(&dir.0);
+    let mut broker = Running::spawn(cmd);
+    broker.wait_for_port(port, "wren-broker -c quiet.conf");
+    assert_eq!(connack(port, "quiet"), ACCEPTED);
+    std::thread::sleep(Duration::from_millis(300));
+    broker.assert_running("wren-broker -c quiet.conf");
+    assert_eq!(broker.drain(), [] as [String; 0], "only errors are logged");
 }
