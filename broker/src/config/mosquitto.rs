@@ -611,10 +611,14 @@ impl Reader {
                 self.once(Scope::Global, line)?;
                 let on = line.bool()?;
                 if on && let Some(first) = &self.security_seen {
-                    return Err(line.error(format_args!(
-                        "per_listener_settings must be set before any other security setting \
-                         (the first is in {first})"
-                    )));
+                    return Err(ConfigError::new(
+                        key,
+                        format!(
+                            "per_listener_settings in {} must come before every other security \
+                             setting (the first is in {first})",
+                            line.place
+                        ),
+                    ));
                 }
                 self.config.per_listener_settings = on;
             }
@@ -1998,8 +2002,8 @@ mod tests {
         let e = read_err("listener 1883\nallow_anonymous true\nper_listener_settings true\n");
         assert_eq!(
             e.to_string(),
-            "per_listener_settings must be set before any other security setting (the first is \
-             in test.conf line 2) in test.conf line 3"
+            "per_listener_settings in test.conf line 3 must come before every other security \
+             setting (the first is in test.conf line 2)"
         );
         read_ok("allow_anonymous true\nper_listener_settings false\nlistener 1883\n");
 
