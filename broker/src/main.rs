@@ -5,14 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use wren_broker::{Config, Server};
+use wren_broker::{Config, Listener, Protocol, Server, SocketDomain};
 
 /// Wren MQTT broker: speaks MQTT 3.1, 3.1.1 and 5.0.
 #[derive(Debug, Parser)]
 #[command(
     name = "wren-broker",
     version,
-    after_help = "Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP reloads the \
+    after_help = "Configuration files: a file ending in .toml is read as TOML (wren.toml), one \
+                  ending in .conf as Mosquitto's mosquitto.conf; any other is read as \
+                  mosquitto.conf unless its first line that is not blank or a # comment looks \
+                  like TOML (key = value, or a [table] header).\n\n\
+                  Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP reloads the \
                   password and ACL files (a file that fails keeps the previous rules). SIGUSR1 \
                   and SIGUSR2 (Mosquitto's persistence and subscription-dump signals) are \
                   logged and the broker carries on."
@@ -26,57 +30,51 @@ struct Cli {
     /// listener, and then need `allow_anonymous = true` or a password file.
     #[arg(long)]
     bind: Option<String>,
-    /// Configuration file (TOML; see wren.toml for every key and its default).
+    /// Configuration file: TOML (see wren.toml for every key and its default) or Mosquitto's
+    /// mosquitto.conf.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// More logging: -v debug, -vv trace. RUST_LOG, if set, takes precedence.
+    /// Check a configuration file (either format) and exit without listening: print its
+    /// warnings and, per listener, who may connect; exit 0 if the broker can run on it, 1 with
+    /// the errors otherwise.
+    #[arg(long = "check-config", value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+    /// More logging: -v debug, -vv trace (whatever the configuration's log level). RUST_LOG, if
+    /// set, takes precedence.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+    if let Some(path) = &cli.check_config {
+        return check_config(&cli, path);
+    }
+    let loaded = cli.config.as_deref().map(load).transpose();
+    // Logging as the configuration says (the defaults when it cannot be read).
+    let defaults = Config::default();
+    let config_for_logging = match &loaded {
+        Ok(Some(l)) => &l.config,
+        _ => &defaults,
     };
-    // Mosquitto's log format: "<epoch seconds>: <message>".
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format(|f, record| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            writeln!(f, "{secs}: {}", record.args())
-        })
-        .init();
+    init_logging(config_for_logging, cli.verbose);
 
-    let mut config = match &cli.config {
-        Some(path) => match load(path) {
-            Ok(c) => c,
-            Err(message) => {
-                log::error!("{message}");
-                return ExitCode::FAILURE;
+    let mut config = match loaded {
+        Ok(Some(loaded)) => {
+            for warning in &loaded.warnings {
+                log::warn!("{warning}");
             }
-        },
-        None => Config::default(),
+            log::info!("Config loaded from {}.", loaded.path.display());
+            loaded.config
+        }
+        Ok(None) => Config::default(),
+        Err(message) => {
+            log::error!("{message}");
+            return ExitCode::FAILURE;
+        }
     };
-    if (cli.port.is_some() || cli.bind.is_some()) && !config.listener.is_empty() {
-        log::error!(
-            "Error: -p/--port and --bind set the default listener, and the configuration defines \
-             listeners: change their port or bind there."
-        );
-        return ExitCode::FAILURE;
-    }
-    if let Some(port) = cli.port {
-        config.port = port;
-    }
-    if let Some(bind) = cli.bind {
-        config.bind = bind;
-    }
-    // Again with the command line's values (and for the defaults, when there is no file).
-    if let Err(e) = config.validate() {
-        log::error!("Error: {e}.");
+    if let Err(message) = apply_command_line(&cli, &mut config) {
+        log::error!("{message}");
         return ExitCode::FAILURE;
     }
 
@@ -112,16 +110,228 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Read, parse and validate the configuration file `path`; logs "Config loaded from PATH." as
-/// Mosquitto does. The error is the line to log.
-fn load(path: &Path) -> Result<Config, String> {
+/// Mosquitto's log format, "<epoch seconds>: <message>", to the configuration's `log_dest` at
+/// its `log_level` (`-v`: debug, `-vv`: trace; `RUST_LOG`, if set, decides instead).
+fn init_logging(config: &Config, verbose: u8) {
+    let level = match (verbose, config.log_level.as_str()) {
+        (0, "debug") => "debug",
+        (0, "warning") => "warn",
+        (0, "error") => "error",
+        (0, "none") => "off",
+        (0, _) => "info",
+        (1, _) => "debug",
+        _ => "trace",
+    };
+    let level = if config.log_dest == "none" {
+        "off"
+    } else {
+        level
+    };
+    let target = if config.log_dest == "stdout" {
+        env_logger::Target::Stdout
+    } else {
+        env_logger::Target::Stderr
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .target(target)
+        .format(|f, record| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            writeln!(f, "{secs}: {}", record.args())
+        })
+        .init();
+}
+
+/// `-p/--port` and `--bind` onto the configuration, validated again (also for the defaults,
+/// when there is no file). The error is the line to log.
+fn apply_command_line(cli: &Cli, config: &mut Config) -> Result<(), String> {
+    if (cli.port.is_some() || cli.bind.is_some()) && !config.listener.is_empty() {
+        return Err(
+            "Error: -p/--port and --bind set the default listener, and the configuration \
+             defines listeners: change their port or bind there."
+                .into(),
+        );
+    }
+    if let Some(port) = cli.port {
+        config.port = port;
+    }
+    if let Some(bind) = &cli.bind {
+        config.bind.clone_from(bind);
+    }
+    config.validate().map_err(|e| format!("Error: {e}."))
+}
+
+/// Which syntax a configuration file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// wren.toml.
+    Toml,
+    /// Mosquitto's mosquitto.conf.
+    Mosquitto,
+}
+
+impl Format {
+    /// `.toml`: TOML; `.conf`: mosquitto.conf; otherwise TOML if the first line that is not
+    /// blank or a `#` comment looks like TOML (`key = value`, `[table]`), else mosquitto.conf
+    /// (whose lines are `key value`).
+    fn of(path: &Path, text: &str) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => return Format::Toml,
+            Some("conf") => return Format::Mosquitto,
+            _ => {}
+        }
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        let Some(first) = first else {
+            // Empty: the defaults either way.
+            return Format::Toml;
+        };
+        let toml_key = |k: &str| {
+            let k = k.trim();
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"'".contains(c))
+        };
+        if first.starts_with('[') || first.split_once('=').is_some_and(|(k, _)| toml_key(k)) {
+            Format::Toml
+        } else {
+            Format::Mosquitto
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "TOML",
+            Format::Mosquitto => "mosquitto.conf",
+        }
+    }
+}
+
+/// A configuration file read, parsed and validated.
+#[derive(Debug)]
+struct Loaded {
+    path: PathBuf,
+    format: Format,
+    config: Config,
+    /// Keys read but not applied as written, and settings not in effect yet: one line each.
+    warnings: Vec<String>,
+}
+
+/// Read, parse and validate the configuration file `path`, in either format. The error is the
+/// line to log.
+fn load(path: &Path) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("Error: Unable to open config file {}: {e}.", path.display()))?;
-    let config = Config::from_toml(&text)
-        .and_then(|c| c.validate().map(|()| c))
-        .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?;
-    log::info!("Config loaded from {}.", path.display());
-    Ok(config)
+    let format = Format::of(path, &text);
+    let (config, mut warnings) = match format {
+        Format::Toml => Config::from_toml(&text)
+            .and_then(|c| c.validate().map(|()| (c, Vec::new())))
+            .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?,
+        Format::Mosquitto => {
+            // A relative include_dir is taken from the working directory, as Mosquitto does.
+            Config::from_mosquitto_conf(&text, path, Path::new(""))
+                .map_err(|e| format!("Error: {e}."))?
+        }
+    };
+    warnings.extend(config.unenforced());
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        format,
+        config,
+        warnings,
+    })
+}
+
+/// `--check-config FILE`: load and validate as at start (with `-p`/`--bind` applied), print the
+/// warnings and the listeners with who may connect through each; bind nothing.
+fn check_config(cli: &Cli, path: &Path) -> ExitCode {
+    let mut loaded = match load(path) {
+        Ok(l) => l,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(message) = apply_command_line(cli, &mut loaded.config) {
+        eprintln!("{message}");
+        return ExitCode::FAILURE;
+    }
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    // The password and ACL files too: a file the broker could not use stops it at start.
+    if let Err(message) = wren_broker::security::load_listener_access(&loaded.config) {
+        eprintln!("{message}.");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{} ({}): usable, {} warning{}.",
+        path.display(),
+        loaded.format.name(),
+        loaded.warnings.len(),
+        if loaded.warnings.len() == 1 { "" } else { "s" }
+    );
+    let config = &loaded.config;
+    if config.listener.is_empty() && config.bind.is_empty() {
+        println!("Local-only mode: clients on this machine only.");
+    }
+    println!("Listeners:");
+    for listener in config.listeners() {
+        println!("  {}", describe_listener(config, &listener));
+    }
+    ExitCode::SUCCESS
+}
+
+/// One listener: where, what, and who may connect through it.
+fn describe_listener(config: &Config, l: &Listener) -> String {
+    let place = match (l.bind.as_str(), l.socket_domain) {
+        ("localhost", _) => "127.0.0.1 and ::1".to_owned(),
+        ("", Some(SocketDomain::Ipv4)) => "every IPv4 address".to_owned(),
+        ("", Some(SocketDomain::Ipv6)) => "every IPv6 address".to_owned(),
+        ("", None) => "every address".to_owned(),
+        (bind, _) => bind.to_owned(),
+    };
+    let mut what = vec![match l.protocol {
+        Protocol::Mqtt => "MQTT",
+        Protocol::Websockets => "MQTT over WebSockets",
+    }];
+    if l.is_tls() {
+        what.push("TLS");
+    }
+    if l.require_certificate {
+        what.push("client certificate required");
+    }
+    let security = config.security(l);
+    let mut who = Vec::new();
+    if l.use_identity_as_username {
+        who.push("clients with a certificate (its Common Name is the user name)".to_owned());
+    } else if l.use_subject_as_username {
+        who.push("clients with a certificate (its subject is the user name)".to_owned());
+    } else {
+        if security.allow_anonymous {
+            who.push("anonymous clients".to_owned());
+        }
+        if let Some(passwords) = &security.password_file {
+            who.push(format!("users in password file {}", passwords.display()));
+        }
+    }
+    let who = if who.is_empty() {
+        "nobody (anonymous clients refused, no password file)".to_owned()
+    } else {
+        who.join(" and ")
+    };
+    let topics = match &security.acl_file {
+        Some(acl) => format!("topics as ACL file {} allows", acl.display()),
+        None => "every topic (no ACL file)".to_owned(),
+    };
+    format!(
+        "port {} on {place} ({}): {who}; {topics}",
+        l.port,
+        what.join(", ")
+    )
 }
 
 /// What stops the broker: SIGINT or SIGTERM. Mosquitto's other signals (SIGHUP: reload the
@@ -206,6 +416,45 @@ mod stop {
         /// Block until Ctrl-C.
         pub(crate) fn wait(self, _handle: &ServerHandle) {
             let _ = self.0.recv();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_by_extension_then_by_first_meaningful_line() {
+        let of = |name: &str, text: &str| Format::of(Path::new(name), text);
+        // The extension decides.
+        assert_eq!(of("wren.toml", "listener 1883\n"), Format::Toml);
+        assert_eq!(
+            of("/etc/mosquitto/mosquitto.conf", "port = 1883\n"),
+            Format::Mosquitto
+        );
+        // Otherwise the first line that is not blank or a comment.
+        for toml in [
+            "port = 1883\n",
+            "# comment\n\n  bind = \"127.0.0.1\"\n",
+            "[[listener]]\nport = 1\n",
+            "[auth_hmac_users]\n",
+            "\"quoted-key\" = 1\n",
+            "listener.port=1\n",
+            "",
+            "# only a comment\n",
+        ] {
+            assert_eq!(of("config", toml), Format::Toml, "{toml:?}");
+        }
+        for conf in [
+            "listener 1883\n",
+            "# Mosquitto\n\nper_listener_settings true\n",
+            "\tlistener 1883\n",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S\n",
+            "topic sensors/# out 1 a=b\n",
+            "auto_id_prefix a = b\n",
+        ] {
+            assert_eq!(of("mosquitto.cfg", conf), Format::Mosquitto, "{conf:?}");
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Broker configuration: every setting and limit with its default. Loaded from TOML (see
-//! `broker/wren.toml`, which documents each key); the command line overrides `port` and `bind`.
-//! Listeners and who may use them are in `listener.rs`.
+//! `broker/wren.toml`, which documents each key) or from Mosquitto's `mosquitto.conf`
+//! (`mosquitto.rs`); the command line overrides `port` and `bind`. Listeners and who may use
+//! them are in `listener.rs`.
 
 mod listener;
+mod mosquitto;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +58,10 @@ pub struct Config {
     /// Largest packet accepted from a client once connected, in bytes (fixed header included).
     /// Checked from the fixed header, before the packet is buffered.
     pub max_packet_size: u32,
+    /// Largest PUBLISH payload accepted, in bytes (Mosquitto's `message_size_limit`: a larger
+    /// message is not forwarded, the publisher stays connected); 0: no limit but
+    /// `max_packet_size`. Not enforced by this build yet: [`Config::unenforced`] says so.
+    pub message_size_limit: u32,
     /// Largest first packet (CONNECT) accepted from a connection that has not connected yet:
     /// small, so unauthenticated peers cannot make the broker buffer much (CVE-2017-7651,
     /// CVE-2023-0809).
@@ -87,6 +93,11 @@ pub struct Config {
     pub max_publisher_hold_ms: u64,
     /// Seconds between `$SYS/broker/...` updates; 0 turns `$SYS` off.
     pub sys_interval: u64,
+    /// Where log lines go: `stderr`, `stdout` or `none` (Mosquitto's `log_dest`).
+    pub log_dest: String,
+    /// Which log lines are written: `debug`, `information`, `warning`, `error` or `none`, each
+    /// with those after it (Mosquitto's `log_type`, as a level). `-v` means `debug`.
+    pub log_level: String,
     /// Hibernation of quiet connections (Linux): a client that has just connected or
     /// subscribed (or unsubscribed), or whose last quiet spell lasted at least this many milliseconds, gives its task and reactor
     /// registration back while it is quiet (a bare socket in an epoll set; it costs about 400
@@ -99,6 +110,11 @@ pub struct Config {
     pub auto_id_prefix: String,
     /// Most subscriptions one session may hold; further filters get SUBACK 0x80. 0: unlimited.
     pub max_subscriptions_per_client: usize,
+    /// Seconds a disconnected client's session is kept at most, 3.1.1 persistent sessions
+    /// included (Mosquitto's `persistent_client_expiration`; a 5.0 session ends at the earlier
+    /// of this and its own Session Expiry Interval); 0: no such limit. Not enforced by this build
+    /// yet: [`Config::unenforced`] says so.
+    pub persistent_client_expiration: u32,
     /// Longest 5.0 Session Expiry Interval granted, in seconds (4294967295 = "never expires" is
     /// allowed); a longer request is shortened and CONNACK says so.
     pub max_session_expiry_interval: u32,
@@ -147,6 +163,7 @@ impl Default for Config {
             busy_poll_us: 200,
             max_connections: 0,
             max_packet_size: 1024 * 1024,
+            message_size_limit: 0,
             max_connect_packet_size: 64 * 1024,
             connect_timeout: 10,
             max_keepalive: 65535,
@@ -156,10 +173,13 @@ impl Default for Config {
             max_outgoing_bytes: 1024 * 1024,
             max_publisher_hold_ms: 2000,
             sys_interval: 10,
+            log_dest: "stderr".into(),
+            log_level: "information".into(),
             hibernate_after_ms: 1000,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".into(),
             max_subscriptions_per_client: 0,
+            persistent_client_expiration: 0,
             max_session_expiry_interval: u32::MAX,
             receive_maximum: 100,
             topic_alias_maximum: 10,
@@ -177,6 +197,15 @@ impl Default for Config {
 
 /// The largest MQTT packet: a Remaining Length of 268435455 after a 5-byte fixed header.
 const MAX_MQTT_PACKET_SIZE: u32 = 268_435_455 + 5;
+
+/// The largest PUBLISH payload: a Remaining Length of 268435455 with nothing else in it.
+const MAX_MQTT_PAYLOAD: u32 = 268_435_455;
+
+/// Values of `log_dest`.
+const LOG_DESTS: [&str; 3] = ["stderr", "stdout", "none"];
+
+/// Values of `log_level`, most verbose first.
+const LOG_LEVELS: [&str; 5] = ["debug", "information", "warning", "error", "none"];
 
 /// The smallest CONNECT: a 3.1.1 one with an empty client id and no will, user or password
 /// (fixed header 2, protocol name 6, level 1, flags 1, keep-alive 2, client id length 2).
@@ -405,6 +434,13 @@ impl Config {
             " (2 is the smallest MQTT packet; 0 does not mean unlimited here)",
         )?;
         in_range(
+            "message_size_limit",
+            self.message_size_limit,
+            0,
+            MAX_MQTT_PAYLOAD,
+            " (0: no limit but max_packet_size)",
+        )?;
+        in_range(
             "max_connect_packet_size",
             self.max_connect_packet_size,
             MIN_CONNECT_PACKET_SIZE,
@@ -432,6 +468,20 @@ impl Config {
                 "max_outgoing_bytes must be at least 1 (got 0): 0 would close every connection \
                  on its first packet",
             ));
+        }
+        for (key, value, allowed) in [
+            ("log_dest", &self.log_dest, &LOG_DESTS[..]),
+            ("log_level", &self.log_level, &LOG_LEVELS[..]),
+        ] {
+            if !allowed.contains(&value.as_str()) {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "{key} must be one of {} (got {value:?})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
         }
         mqtt_string(
             "auto_id_prefix",
@@ -466,6 +516,46 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Read Mosquitto's configuration file syntax (`mosquitto.conf`): `file` is the file `text`
+    /// was read from, named in messages; a relative `include_dir` is taken from `base_dir`
+    /// (an empty path: the working directory, which is where Mosquitto takes it from). Besides
+    /// the configuration: one warning line per key read but not applied as Mosquitto would
+    /// apply it (`Warning: Unsupported key 'persistence' in mosquitto.conf line 4: ignored.
+    /// ...`), to be logged at start. An error (an invalid value, a duplicate, an unknown key,
+    /// or a key whose omission would let in clients Mosquitto refuses) names the file and line:
+    /// `Invalid max_inflight_messages value (foo) in mosquitto.conf line 12: ...`. The result
+    /// is validated ([`Config::validate`]). See `broker/README.md`, "Your mosquitto.conf".
+    pub fn from_mosquitto_conf(
+        text: &str,
+        file: &std::path::Path,
+        base_dir: &std::path::Path,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        mosquitto::read(text, file, base_dir)
+            .map(|(config, warnings)| (config, warnings.iter().map(|w| w.to_string()).collect()))
+    }
+
+    /// Settings accepted and kept but not in effect in this build yet, one warning line each
+    /// (empty when none is set): logged at start, so nobody relies on them unawares.
+    pub fn unenforced(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.message_size_limit != 0 {
+            lines.push(format!(
+                "Warning: message_size_limit ({}) is not enforced by this build yet: payloads \
+                 are limited by max_packet_size ({}) only.",
+                self.message_size_limit, self.max_packet_size
+            ));
+        }
+        if self.persistent_client_expiration != 0 {
+            lines.push(format!(
+                "Warning: persistent_client_expiration ({} s) is not enforced by this build yet: \
+                 3.1.1 persistent sessions do not expire, 5.0 sessions expire per their Session \
+                 Expiry Interval (at most max_session_expiry_interval, {} s).",
+                self.persistent_client_expiration, self.max_session_expiry_interval
+            ));
+        }
+        lines
     }
 
     /// A configuration for tests: loopback, an ephemeral port, two threads.
@@ -529,7 +619,7 @@ mod tests {
             .to_string();
         let listed = e.split_once("expected one of").unwrap().1;
         let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert_eq!(keys.len(), 38, "{listed}");
+        assert_eq!(keys.len(), 42, "{listed}");
         for key in keys {
             // Keys without a default value (and the listener tables) are shown commented out.
             let set = text.lines().any(|l| {
@@ -699,6 +789,22 @@ mod tests {
                 "max_outgoing_bytes must be at least 1 (got 0)",
             ),
             (
+                "message_size_limit = 268435456",
+                "message_size_limit",
+                "message_size_limit must be from 0 to 268435455 (0: no limit but max_packet_size) \
+                 (got 268435456)",
+            ),
+            (
+                "log_dest = \"file\"",
+                "log_dest",
+                "log_dest must be one of stderr, stdout, none (got \"file\")",
+            ),
+            (
+                "log_level = \"info\"",
+                "log_level",
+                "log_level must be one of debug, information, warning, error, none (got \"info\")",
+            ),
+            (
                 "auto_id_prefix = \"a\\u0000b\"",
                 "auto_id_prefix",
                 "auto_id_prefix must not contain U+0000",
@@ -777,9 +883,55 @@ mod tests {
             "maximum_qos = 1",
             "response_information = \"resp/\"",
             "[auth_hmac_users]\nalice = \"s3cret\"\n",
+            "message_size_limit = 0",
+            "message_size_limit = 268435455",
+            "persistent_client_expiration = 4294967295",
+            "log_dest = \"stdout\"",
+            "log_dest = \"none\"",
+            "log_level = \"debug\"",
+            "log_level = \"warning\"",
+            "log_level = \"error\"",
+            "log_level = \"none\"",
         ] {
             accepted(text);
         }
         accepted(&format!("auto_id_prefix = \"{}\"", "x".repeat(65_499)));
+    }
+
+    /// Settings kept but not in effect yet are said at start, and only when set.
+    #[test]
+    fn unenforced_settings_are_named() {
+        assert!(Config::default().unenforced().is_empty());
+        let c = Config::from_toml("message_size_limit = 1000\npersistent_client_expiration = 60\n")
+            .unwrap();
+        let lines = c.unenforced();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("Warning: message_size_limit (1000) is not enforced"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("Warning: persistent_client_expiration (60 s) is not enforced"),
+            "{lines:?}"
+        );
+    }
+
+    /// A mosquitto.conf setting and its wren.toml key give the same configuration.
+    #[test]
+    fn mosquitto_conf_and_toml_meet() {
+        let (from_conf, warnings) = Config::from_mosquitto_conf(
+            "listener 1883 127.0.0.1\nallow_anonymous true\nlog_type debug\n\
+             persistent_client_expiration 1h\nmessage_size_limit 100\n",
+            std::path::Path::new("m.conf"),
+            std::path::Path::new(""),
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let from_toml = Config::from_toml(
+            "allow_anonymous = true\nlog_level = \"debug\"\npersistent_client_expiration = 3600\n\
+             message_size_limit = 100\n[[listener]]\nport = 1883\nbind = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(from_conf, from_toml);
     }
 }
