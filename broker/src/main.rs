@@ -226,7 +226,7 @@ fn load(path: &Path) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("Error: Unable to open config file {}: {e}.", path.display()))?;
     let format = Format::of(path, &text);
-    let (config, mut warnings) = match format {
+    let (config, warnings) = match format {
         Format::Toml => Config::from_toml(&text)
             .and_then(|c| c.validate().map(|()| (c, Vec::new())))
             .map_err(|e| format!("Error in config file {}: {e}.", path.display()))?,
@@ -236,7 +236,6 @@ fn load(path: &Path) -> Result<Loaded, String> {
                 .map_err(|e| format!("Error: {e}."))?
         }
     };
-    warnings.extend(config.unenforced());
     Ok(Loaded {
         path: path.to_path_buf(),
         format,

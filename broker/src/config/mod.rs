@@ -60,7 +60,7 @@ pub struct Config {
     pub max_packet_size: u32,
     /// Largest PUBLISH payload accepted, in bytes (Mosquitto's `message_size_limit`: a larger
     /// message is not forwarded, the publisher stays connected); 0: no limit but
-    /// `max_packet_size`. Not enforced by this build yet: [`Config::unenforced`] says so.
+    /// `max_packet_size`. A larger payload is acknowledged (5.0: 0x97 Quota exceeded) and dropped.
     pub message_size_limit: u32,
     /// Largest first packet (CONNECT) accepted from a connection that has not connected yet:
     /// small, so unauthenticated peers cannot make the broker buffer much (CVE-2017-7651,
@@ -112,8 +112,7 @@ pub struct Config {
     pub max_subscriptions_per_client: usize,
     /// Seconds a disconnected client's session is kept at most, 3.1.1 persistent sessions
     /// included (Mosquitto's `persistent_client_expiration`; a 5.0 session ends at the earlier
-    /// of this and its own Session Expiry Interval); 0: no such limit. Not enforced by this build
-    /// yet: [`Config::unenforced`] says so.
+    /// of this and its own Session Expiry Interval); 0: no such limit.
     pub persistent_client_expiration: u32,
     /// Longest 5.0 Session Expiry Interval granted, in seconds (4294967295 = "never expires" is
     /// allowed); a longer request is shortened and CONNACK says so.
@@ -536,28 +535,6 @@ impl Config {
             .map(|(config, warnings)| (config, warnings.iter().map(|w| w.to_string()).collect()))
     }
 
-    /// Settings accepted and kept but not in effect in this build yet, one warning line each
-    /// (empty when none is set): logged at start, so nobody relies on them unawares.
-    pub fn unenforced(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        if self.message_size_limit != 0 {
-            lines.push(format!(
-                "Warning: message_size_limit ({}) is not enforced by this build yet: payloads \
-                 are limited by max_packet_size ({}) only.",
-                self.message_size_limit, self.max_packet_size
-            ));
-        }
-        if self.persistent_client_expiration != 0 {
-            lines.push(format!(
-                "Warning: persistent_client_expiration ({} s) is not enforced by this build yet: \
-                 3.1.1 persistent sessions do not expire, 5.0 sessions expire per their Session \
-                 Expiry Interval (at most max_session_expiry_interval, {} s).",
-                self.persistent_client_expiration, self.max_session_expiry_interval
-            ));
-        }
-        lines
-    }
-
     /// A configuration for tests: loopback, an ephemeral port, two threads.
     pub fn for_tests() -> Config {
         Config {
@@ -896,24 +873,6 @@ mod tests {
             accepted(text);
         }
         accepted(&format!("auto_id_prefix = \"{}\"", "x".repeat(65_499)));
-    }
-
-    /// Settings kept but not in effect yet are said at start, and only when set.
-    #[test]
-    fn unenforced_settings_are_named() {
-        assert!(Config::default().unenforced().is_empty());
-        let c = Config::from_toml("message_size_limit = 1000\npersistent_client_expiration = 60\n")
-            .unwrap();
-        let lines = c.unenforced();
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(
-            lines[0].starts_with("Warning: message_size_limit (1000) is not enforced"),
-            "{lines:?}"
-        );
-        assert!(
-            lines[1].starts_with("Warning: persistent_client_expiration (60 s) is not enforced"),
-            "{lines:?}"
-        );
     }
 
     /// A mosquitto.conf setting and its wren.toml key give the same configuration.

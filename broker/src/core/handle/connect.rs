@@ -300,6 +300,12 @@ impl Broker {
         } else {
             u32::MAX
         };
+        // `persistent_client_expiration` (Mosquitto's): no session outlives its client's
+        // absence by longer, 3.1.1 persistent sessions included.
+        let expiry = match self.config.persistent_client_expiration {
+            0 => expiry,
+            cap => expiry.min(cap),
+        };
         let ends_with_connection = expiry == 0;
         // [MQTT-3.1.2-8], [MQTT-3.1.3-9] (5.0): a new connection for the client id before the
         // Will Delay Interval passed: the delayed will is not sent (Clean Start or not).

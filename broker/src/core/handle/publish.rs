@@ -67,14 +67,27 @@ impl Broker {
                 && self.sessions.get(sid).is_some_and(|s| {
                     !self.may(&s.client_id, &s.identity, &topic, TopicAccess::Write)
                 }));
-        let accepted = !denied && !bad_format;
-        if denied && let Some(c) = self.conns.get(&conn) {
-            log::debug!(
-                "Denied PUBLISH from {} (d{}, q{}, r{}, '{topic}', ... ({} bytes)).",
+        // `message_size_limit` (Mosquitto's): a larger payload is acknowledged and dropped, the
+        // publisher stays connected. 5.0: 0x97 Quota exceeded (Mosquitto sends 0x95, which is
+        // not a PUBACK/PUBREC reason code, 5.0 §3.4.2.1).
+        let limit = self.config.message_size_limit as usize;
+        let too_large = limit > 0 && p.payload.len() > limit;
+        let accepted = !denied && !bad_format && !too_large;
+        if (denied || too_large)
+            && let Some(c) = self.conns.get(&conn)
+        {
+            log::info!(
+                "{} PUBLISH from {} (d{}, q{}, r{}, m{}, '{topic}', ... ({} bytes)).",
+                if too_large {
+                    "Dropped too large"
+                } else {
+                    "Denied"
+                },
                 c.client_id(),
                 u8::from(p.dup),
                 qos.bits(),
                 u8::from(p.retain),
+                p.qos_pid.packet_id().map_or(0, |id| id.get()),
                 p.payload.len()
             );
         }
@@ -86,6 +99,8 @@ impl Broker {
         let code = |matched: usize| {
             if bad_format {
                 ReasonCode::PAYLOAD_FORMAT_INVALID
+            } else if too_large {
+                ReasonCode::QUOTA_EXCEEDED
             } else if denied {
                 ReasonCode::NOT_AUTHORIZED
             } else if matched == 0 {
@@ -125,9 +140,10 @@ impl Broker {
                     return Err(CloseReason::ReceiveMaximumExceeded);
                 }
                 let mut matched = 1;
-                if !duplicate && !bad_format {
-                    // A PUBREC with an error code ends the exchange, so the id is only
-                    // remembered for messages that were accepted.
+                // A 5.0 PUBREC with an error code (0x99, 0x87, 0x97) ends the exchange, so the
+                // id is remembered only when the PUBREC will say success (3.1.1 always does).
+                let refused = v5 && (bad_format || denied || too_large);
+                if !duplicate && !refused {
                     s.delivery_mut().awaiting_rel.insert(pid.get());
                     matched = if accepted {
                         self.route(message(), Some(sid))

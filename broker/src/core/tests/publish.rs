@@ -324,3 +324,45 @@ fn message_expiry_counts_down_and_drops() {
     assert_eq!(t.drain_publications(c)[0].message_expiry, Some(30));
     let _ = c;
 }
+
+/// `message_size_limit` (Mosquitto's): a larger payload is acknowledged — 5.0 with 0x97 Quota
+/// exceeded, and a QoS 2 exchange then ends (its id is not kept) — and dropped; the publisher
+/// stays connected. `persistent_client_expiration` caps every session's expiry, 3.1.1
+/// persistent sessions included.
+#[test]
+fn message_size_limit_and_persistent_client_expiration() {
+    let mut t = Driver::for_tests_with(crate::config::Config {
+        message_size_limit: 4,
+        persistent_client_expiration: 10,
+        ..crate::config::Config::for_tests()
+    });
+    let s = t.connect("s", true);
+    t.subscribe(s, "t", QoS::AtLeastOnce);
+    let p5 = t.connect_v5("p5");
+    t.publish(p5, "t", b"12345", QosPid::AtLeastOnce(pid(1)), false);
+    t.publish(p5, "t", b"12345", QosPid::ExactlyOnce(pid(2)), false);
+    t.publish(p5, "t", b"1234", QosPid::AtLeastOnce(pid(3)), false);
+    assert_sent!(
+        t.drain(p5),
+        [
+            Sent::PubAck(1, 0x97),
+            Sent::PubRec(2, 0x97),
+            Sent::PubAck(3, 0)
+        ]
+    );
+    assert!(t.qos_state("p5").awaiting_rel.is_empty());
+    let p3 = t.connect("p3", true);
+    t.publish(p3, "t", b"123456", QosPid::AtLeastOnce(pid(4)), false);
+    assert_eq!(t.drain(p3), [Sent::PubAck(4, 0)]);
+    assert!(!t.is_closed(p3) && !t.is_closed(p5));
+    let got = t.drain_publications(s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, b"1234");
+    // A 3.1.1 persistent session now expires 10 s after its client went.
+    let c = t.connect("persistent", false);
+    t.lose(c);
+    t.tick(9_000);
+    assert!(t.broker.sessions().find("persistent").is_some());
+    t.tick(11_000);
+    assert!(t.broker.sessions().find("persistent").is_none());
+}
