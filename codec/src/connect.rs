@@ -69,7 +69,7 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let (i, level) = u8_(i)?;
     let protocol = match (name, level) {
         ("MQTT", 4) => ProtocolVersion::V311,
-        ("MQTT", 5) => ProtocolVersion::V5,
+        ("MQTT", 5) if cfg!(feature = "v5") => ProtocolVersion::V5,
         ("MQIsdp", 3) => ProtocolVersion::V31,
         ("MQTT" | "MQIsdp", other) => {
             return Err(fail(DecodeError::UnsupportedProtocolLevel(other)));

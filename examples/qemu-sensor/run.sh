@@ -3,15 +3,16 @@
 # to the MQTT broker on 127.0.0.1:PORT. Exits 0 once the firmware reports the scenario complete
 # (semihosting exit 0), non-zero on failure or after the timeout.
 #
-#   examples/qemu-sensor/run.sh --port 1883 [--timeout 60] [--debug]
+#   examples/qemu-sensor/run.sh --port 1883 [--timeout 60] [--debug] [--features v5]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-port="" timeout=60 profile=release
+port="" features="" timeout=60 profile=release
 while [ $# -gt 0 ]; do
     case "$1" in
         --port) port="$2"; shift 2 ;;
         --timeout) timeout="$2"; shift 2 ;;
         --debug) profile=dev; shift ;;
+        --features) features="$2"; shift 2 ;;
         -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -28,7 +29,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7m-none-eabi; t
 fi
 
 export CARGO_TARGET_DIR="$here/target"
-(cd "$here" && cargo build --quiet --profile "$profile")
+(cd "$here" && cargo build --quiet --profile "$profile" --features "$features")
 dir=$([ "$profile" = dev ] && echo debug || echo release)
 elf="$CARGO_TARGET_DIR/thumbv7m-none-eabi/$dir/qemu-sensor"
 

@@ -2,7 +2,7 @@
 # Print the sensor firmware's flash, static RAM and measured peak stack (release profile:
 # opt-level "z", fat LTO, codegen-units 1, panic = abort).
 #
-#   examples/qemu-sensor/size.sh [--port PORT]
+#   examples/qemu-sensor/size.sh [--port PORT] [--features v5]
 #
 # Flash and static RAM come from the ELF's sections (llvm-size, or GNU size). The peak stack is
 # measured by running the scenario in QEMU: the firmware paints its free stack at boot and
@@ -13,16 +13,17 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-port=""
+port="" features=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --port) port="$2"; shift 2 ;;
+        --features) features="$2"; shift 2 ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "size.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
-(cd "$here" && CARGO_TARGET_DIR="$here/target" cargo build --quiet --release)
+(cd "$here" && CARGO_TARGET_DIR="$here/target" cargo build --quiet --release --features "$features")
 elf="$here/target/thumbv7m-none-eabi/release/qemu-sensor"
 sizer=$(command -v llvm-size || command -v size)
 section() { "$sizer" -A "$elf" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
@@ -45,7 +46,7 @@ if [ -z "$port" ]; then
         sleep 0.1
     done
 fi
-report=$("$here/run.sh" --port "$port")
+report=$("$here/run.sh" --port "$port" --features "$features")
 stack=$(printf '%s\n' "$report" | sed -n 's/.*peak stack \([0-9]*\) bytes.*/\1/p')
 [ -n "$stack" ] || { echo "size.sh: the scenario did not complete: $report" >&2; exit 1; }
 

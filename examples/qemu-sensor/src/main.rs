@@ -13,6 +13,13 @@ use cortex_m_rt::entry;
 use wren_clients::embedded::{Client, Config, Error};
 use wren_codec::{Connect, ProtocolVersion, QoS};
 
+/// MQTT 3.1.1, or 5.0 with `--features v5`.
+const VERSION: ProtocolVersion = if cfg!(feature = "v5") {
+    ProtocolVersion::V5
+} else {
+    ProtocolVersion::V311
+};
+
 /// 128-byte receive and transmit buffers, 128 bytes of outbox for unacknowledged QoS 1
 /// messages, 2 flows in flight.
 type Mqtt = Client<board::Uart, 128, 128, 128, 2>;
@@ -20,7 +27,7 @@ type Mqtt = Client<board::Uart, 128, 128, 128, 2>;
 #[entry]
 fn main() -> ! {
     let board = board::init(); // UART0 to the broker, 1 ms tick
-    let mut mqtt = Mqtt::new(board.uart, Config::new(ProtocolVersion::V311));
+    let mut mqtt = Mqtt::new(board.uart, Config::new(VERSION));
     board::finish(sensor(&mut mqtt, &board.clock))
 }
 
