@@ -48,6 +48,9 @@
 
 pub mod engine;
 
+#[cfg(feature = "embedded")]
+pub mod embedded;
+
 #[cfg(feature = "std")]
 pub mod cli;
 #[cfg(feature = "std")]

@@ -69,7 +69,7 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let (i, level) = u8_(i)?;
     let protocol = match (name, level) {
         ("MQTT", 4) => ProtocolVersion::V311,
-        ("MQTT", 5) => ProtocolVersion::V5,
+        ("MQTT", 5) if cfg!(feature = "v5") => ProtocolVersion::V5,
         ("MQIsdp", 3) => ProtocolVersion::V31,
         ("MQTT" | "MQIsdp", other) => {
             return Err(fail(DecodeError::UnsupportedProtocolLevel(other)));
@@ -142,6 +142,29 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
         password,
         properties,
     })
+}
+
+impl<'a> Connect<'a> {
+    /// A 3.1.1 CONNECT for `client_id` with the usual defaults: clean session, a 60 s keep
+    /// alive, no will, no credentials, no properties. Change fields with struct update syntax.
+    ///
+    /// ```
+    /// use wren_codec::{Connect, ProtocolVersion};
+    /// let c = Connect { keep_alive: 30, ..Connect::new("sensor-7") };
+    /// assert_eq!((c.protocol, c.clean_start, c.client_id), (ProtocolVersion::V311, true, "sensor-7"));
+    /// ```
+    pub const fn new(client_id: &'a str) -> Self {
+        Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start: true,
+            keep_alive: 60,
+            client_id,
+            will: None,
+            username: None,
+            password: None,
+            properties: crate::NO_PROPERTIES,
+        }
+    }
 }
 
 impl Connect<'_> {

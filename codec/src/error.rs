@@ -302,6 +302,9 @@ pub enum EncodeError {
     },
     /// The packet does not exist in this protocol version (AUTH in 3.1.1).
     NotInVersion,
+    /// The codec was built without what this needs: the `v5` feature for a 5.0 packet, the
+    /// `server` feature for CONNACK, SUBACK, UNSUBACK and PINGRESP.
+    NotEnabled,
 }
 
 impl fmt::Display for EncodeError {
@@ -320,6 +323,9 @@ impl fmt::Display for EncodeError {
                 write!(f, "reason code 0x{code:02x} not valid in {packet:?}")
             }
             EncodeError::NotInVersion => f.write_str("packet not defined in this protocol version"),
+            EncodeError::NotEnabled => {
+                f.write_str("the codec was built without this packet or protocol version")
+            }
         }
     }
 }

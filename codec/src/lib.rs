@@ -55,6 +55,11 @@
         clippy::arithmetic_side_effects
     )
 )]
+// A codec without `v5` or `server` leaves code unused on purpose (that is the point).
+#![cfg_attr(
+    not(all(feature = "v5", feature = "server")),
+    allow(dead_code, unused_imports, unused_variables)
+)]
 
 // The unit tests use `std` (proptest, `Vec`); the library itself does not.
 #[cfg(test)]

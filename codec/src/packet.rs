@@ -164,6 +164,11 @@ pub struct Decoded<'a> {
 /// assert_eq!(decode(&bytes[..4], opts).unwrap(), Status::Partial(5));
 /// ```
 pub fn decode(input: &[u8], options: DecodeOptions) -> Result<Status<Decoded<'_>>, DecodeError> {
+    if !options.version.is_enabled() {
+        return Err(DecodeError::UnsupportedProtocolLevel(
+            options.version.level(),
+        ));
+    }
     if let Some(&first) = input.first() {
         options.check_first_byte(first)?;
     }
@@ -199,6 +204,13 @@ fn decode_body(
     v: ProtocolVersion,
 ) -> Result<Packet<'_>, nom::Err<DecodeError>> {
     Ok(match t {
+        // A client-only codec (no `server` feature) does not link the parsers of what only a
+        // client sends (PINGREQ costs nothing and stays).
+        #[cfg(not(feature = "server"))]
+        PacketType::Connect | PacketType::Subscribe | PacketType::Unsubscribe => {
+            return Err(nom::Err::Failure(DecodeError::WrongDirection(t)));
+        }
+        #[cfg(feature = "server")]
         PacketType::Connect => Packet::Connect(connect::parse(body)?),
         PacketType::ConnAck => Packet::ConnAck(connack::parse(body, v)?),
         PacketType::Publish => Packet::Publish(publish::parse(flags, body, v)?),
@@ -206,8 +218,10 @@ fn decode_body(
         PacketType::PubRec => Packet::PubRec(ack::parse(t, body, v)?),
         PacketType::PubRel => Packet::PubRel(ack::parse(t, body, v)?),
         PacketType::PubComp => Packet::PubComp(ack::parse(t, body, v)?),
+        #[cfg(feature = "server")]
         PacketType::Subscribe => Packet::Subscribe(subscribe::parse(body, v)?),
         PacketType::SubAck => Packet::SubAck(suback::parse(t, body, v)?),
+        #[cfg(feature = "server")]
         PacketType::Unsubscribe => Packet::Unsubscribe(unsubscribe::parse(body, v)?),
         PacketType::UnsubAck => Packet::UnsubAck(suback::parse(t, body, v)?),
         PacketType::PingReq | PacketType::PingResp => {
@@ -262,17 +276,28 @@ impl Packet<'_> {
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
         let t = self.packet_type();
         let v = self.effective_version(version);
+        if !v.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         let body = match self {
+            #[cfg(not(feature = "server"))]
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(EncodeError::NotEnabled);
+            }
             Packet::Connect(p) => p.body_len()?.0,
+            #[cfg(feature = "server")]
             Packet::ConnAck(p) => p.body_len(v)?.0,
             Packet::Publish(p) => p.body_len(v)?.0,
             Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
                 p.body_len(t, v)?.0
             }
             Packet::Subscribe(p) => p.body_len(v)?.0,
+            #[cfg(feature = "server")]
             Packet::SubAck(p) | Packet::UnsubAck(p) => p.body_len(t, v)?.0,
             Packet::Unsubscribe(p) => p.body_len(v)?.0,
-            Packet::PingReq | Packet::PingResp => 0,
+            #[cfg(feature = "server")]
+            Packet::PingResp => 0,
+            Packet::PingReq => 0,
             // (`body_len` refuses a 3.1.1 AUTH with `NotInVersion`.)
             Packet::Disconnect(p) | Packet::Auth(p) => p.body_len(t, v)?.0,
         };
@@ -301,21 +326,34 @@ impl Packet<'_> {
         // Each packet in a function of its own: this one only dispatches, and PUBLISH, the
         // packet a broker encodes most, stays small, with no register pressure from the other
         // packets' code.
+        if !self.effective_version(version).is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         match self {
+            // A client-only codec (no `server` feature) does not link the encoders of what only
+            // a server sends.
+            #[cfg(not(feature = "server"))]
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(EncodeError::NotEnabled)
+            }
             Packet::Publish(p) => p.encode(version, buf),
             // 3.1.1 carries no properties: a path of its own without them.
             Packet::Connect(p) if p.protocol == ProtocolVersion::V311 => p.encode_v311(buf),
             Packet::Connect(p) => p.encode_other(buf),
+            #[cfg(feature = "server")]
             Packet::ConnAck(p) => encode_connack(p, version, buf),
             Packet::PubAck(p) => encode_ack(p, PacketType::PubAck, version, buf),
             Packet::PubRec(p) => encode_ack(p, PacketType::PubRec, version, buf),
             Packet::PubRel(p) => encode_ack(p, PacketType::PubRel, version, buf),
             Packet::PubComp(p) => encode_ack(p, PacketType::PubComp, version, buf),
             Packet::Subscribe(p) => p.encode(version, buf),
+            #[cfg(feature = "server")]
             Packet::SubAck(p) => encode_suback(p, PacketType::SubAck, version, buf),
             Packet::Unsubscribe(p) => encode_unsubscribe(p, version, buf),
+            #[cfg(feature = "server")]
             Packet::UnsubAck(p) => encode_suback(p, PacketType::UnsubAck, version, buf),
             Packet::PingReq => encode_empty(PacketType::PingReq, buf),
+            #[cfg(feature = "server")]
             Packet::PingResp => encode_empty(PacketType::PingResp, buf),
             Packet::Disconnect(p) => encode_disconnect(p, PacketType::Disconnect, version, buf),
             Packet::Auth(p) => encode_disconnect(p, PacketType::Auth, version, buf),

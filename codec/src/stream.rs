@@ -26,11 +26,21 @@ pub struct StreamDecoder<const N: usize> {
 }
 
 impl<const N: usize> StreamDecoder<N> {
-    /// An empty decoder. Packets larger than `N` are refused as too large.
-    pub fn new(options: DecodeOptions) -> Self {
-        let cap = u32::try_from(N).unwrap_or(u32::MAX);
+    /// An empty decoder. Packets larger than `N` are refused as too large. `const`, so a
+    /// decoder can be built in a `static`.
+    pub const fn new(options: DecodeOptions) -> Self {
+        let cap = if N > u32::MAX as usize {
+            u32::MAX
+        } else {
+            N as u32
+        };
+        let max_packet_size = if options.max_packet_size < cap {
+            options.max_packet_size
+        } else {
+            cap
+        };
         let options = DecodeOptions {
-            max_packet_size: options.max_packet_size.min(cap),
+            max_packet_size,
             ..options
         };
         StreamDecoder {
@@ -80,6 +90,18 @@ impl<const N: usize> StreamDecoder<N> {
             }
             Status::Partial(_) => Ok(None),
         }
+    }
+
+    /// Drop everything buffered (after the connection it came from was lost).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.consumed = 0;
+    }
+
+    /// How many bytes [`StreamDecoder::feed`] accepts now (after dropping the packet last
+    /// returned).
+    pub fn room(&self) -> usize {
+        N.saturating_sub(self.buffered())
     }
 
     /// Bytes buffered and not yet returned as packets.

@@ -1,6 +1,8 @@
 //! Test helpers: a Mosquitto broker on an ephemeral loopback port, and tools run as processes.
 #![allow(dead_code)]
 
+pub mod tcp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

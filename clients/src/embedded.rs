@@ -1,0 +1,574 @@
+//! A blocking-free MQTT client for firmware (feature `embedded`): the [`engine`](crate::engine)
+//! driven over any byte stream implementing [`embedded_io`]'s `Read + ReadReady + Write` — a
+//! UART, a TCP socket of an embedded network stack — with every buffer inside the client, sized
+//! by const generics. No allocator, no `std`, no clock of its own: the application passes the
+//! time (a wrapping 32-bit millisecond counter is enough) to every call.
+//!
+//! [`Client::poll`] never waits for input: it reads only what [`ReadReady`] says is there,
+//! handles every complete packet (acknowledging QoS 1/2 deliveries, handing messages to the
+//! caller's closure), sends what the engine wants sent (PINGREQ, retransmissions) and returns
+//! when it next wants to be called. Writes block until the transport has taken the bytes.
+//!
+//! QoS 1/2 PUBLISH packets are kept, encoded, in a fixed-capacity outbox until acknowledged,
+//! and resent with DUP set when a session is resumed after [`Client::reconnect`] (or after the
+//! 3.1.1 retry interval of [`Config::retry_interval_ms`]).
+//!
+//! ```
+//! use wren_clients::embedded::{Client, Config};
+//! use wren_codec::{Connect, ProtocolVersion, QoS};
+//! # struct Uart;
+//! # impl embedded_io::ErrorType for Uart { type Error = embedded_io::ErrorKind; }
+//! # impl embedded_io::Read for Uart {
+//! #     fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> { Ok(0) }
+//! # }
+//! # impl embedded_io::ReadReady for Uart {
+//! #     fn read_ready(&mut self) -> Result<bool, Self::Error> { Ok(false) }
+//! # }
+//! # impl embedded_io::Write for Uart {
+//! #     fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) }
+//! #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+//! # }
+//! # fn now_ms() -> u32 { 0 }
+//! // 256-byte receive buffer, 128-byte transmit buffer, 256 bytes of outbox, 4 flows in flight.
+//! let mut mqtt: Client<Uart, 256, 128, 256, 4> = Client::new(Uart, Config::new(ProtocolVersion::V311));
+//! mqtt.connect(Connect::new("sensor-1"), now_ms())?;
+//! // ... poll until `mqtt.is_connected()`, then:
+//! // let id = mqtt.publish("site/temperature", b"21.5", QoS::AtLeastOnce, now_ms())?;
+//! // while mqtt.is_pending(id) { mqtt.poll(now_ms(), |message| { /* ... */ })?; }
+//! # Ok::<(), wren_clients::embedded::Error<embedded_io::ErrorKind>>(())
+//! ```
+
+use core::fmt;
+use core::num::NonZeroU32;
+
+use embedded_io::{Read, ReadReady, Write};
+use wren_codec::stream::StreamDecoder;
+use wren_codec::{
+    DecodeError, DecodeOptions, EncodeError, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+};
+
+pub use crate::engine::Config;
+use crate::engine::{self, Engine, Event, Instant, Message, Poll, Stage, State};
+
+/// Why a [`Client`] call failed. After `Io`, `Closed`, `Decode`, `KeepAliveTimeout`,
+/// `ConnectTimeout`, `ServerDisconnected` or `Protocol` the connection is unusable: give the
+/// client a new transport with [`Client::reconnect`] and connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error<E> {
+    /// The transport failed.
+    Io(E),
+    /// The transport reached its end (the peer closed the connection).
+    Closed,
+    /// The server's bytes are not valid MQTT (or a packet exceeds the receive buffer).
+    Decode(DecodeError),
+    /// A packet could not be encoded (the transmit buffer is too small, or a field is invalid).
+    Encode(EncodeError),
+    /// A topic name or filter is invalid.
+    Topic(DecodeError),
+    /// The outbox has no room for another QoS 1/2 message: poll until some are acknowledged.
+    OutboxFull,
+    /// The engine refused (not connected, too many in flight, connection refused, …).
+    Protocol(engine::Error),
+    /// No PINGRESP in time.
+    KeepAliveTimeout,
+    /// No CONNACK in time.
+    ConnectTimeout,
+    /// The server sent DISCONNECT (5.0) with this reason.
+    ServerDisconnected(ReasonCode),
+}
+
+impl<E: fmt::Debug> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "transport failed: {e:?}"),
+            Error::Closed => f.write_str("connection closed by the server"),
+            Error::Decode(e) => write!(f, "bad packet from the server: {e}"),
+            Error::Encode(e) => write!(f, "cannot encode: {e}"),
+            Error::Topic(e) => write!(f, "invalid topic: {e}"),
+            Error::OutboxFull => f.write_str("outbox full"),
+            Error::Protocol(e) => e.fmt(f),
+            Error::KeepAliveTimeout => f.write_str("no PINGRESP in time"),
+            Error::ConnectTimeout => f.write_str("no CONNACK in time"),
+            Error::ServerDisconnected(code) => {
+                write!(f, "the server disconnected (reason 0x{:02x})", code.0)
+            }
+        }
+    }
+}
+
+impl<E> From<engine::Error> for Error<E> {
+    fn from(e: engine::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+/// A wrapping 32-bit millisecond counter widened to the engine's 64-bit [`Instant`]. Correct as
+/// long as the client is called at least once every 49 days.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    last: u32,
+    wide: u64,
+    started: bool,
+}
+
+impl Clock {
+    const fn new() -> Self {
+        Clock {
+            last: 0,
+            wide: 0,
+            started: false,
+        }
+    }
+
+    fn widen(&mut self, now_ms: u32) -> Instant {
+        if !self.started {
+            self.started = true;
+            self.last = now_ms;
+            self.wide = u64::from(now_ms);
+        }
+        let delta = now_ms.wrapping_sub(self.last);
+        // A counter that went back (a caller bug) is treated as "no time passed".
+        if delta < 1 << 31 {
+            self.last = now_ms;
+            self.wide = self.wide.saturating_add(u64::from(delta));
+        }
+        Instant::from_millis(self.wide)
+    }
+}
+
+/// Encoded QoS 1/2 PUBLISH packets awaiting acknowledgement, packed in `B` bytes as records of
+/// a 2-byte packet identifier, a 2-byte length and the packet.
+#[derive(Debug)]
+struct Outbox<const B: usize> {
+    buf: [u8; B],
+    len: usize,
+}
+
+const RECORD_HEADER: usize = 4;
+
+impl<const B: usize> Outbox<B> {
+    const fn new() -> Self {
+        Outbox {
+            buf: [0; B],
+            len: 0,
+        }
+    }
+
+    /// The record at `at`: (identifier, start of packet, end of packet).
+    fn record(&self, at: usize) -> Option<(u16, usize, usize)> {
+        let h = self.buf.get(at..at.checked_add(RECORD_HEADER)?)?;
+        let (id, len) = match h {
+            [a, b, c, d] => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
+            _ => return None,
+        };
+        let start = at.checked_add(RECORD_HEADER)?;
+        let end = start.checked_add(usize::from(len))?;
+        (end <= self.len).then_some((id, start, end))
+    }
+
+    fn find(&self, id: u16) -> Option<(usize, usize, usize)> {
+        let mut at = 0;
+        while let Some((rid, start, end)) = self.record(at) {
+            if rid == id {
+                return Some((at, start, end));
+            }
+            at = end;
+        }
+        None
+    }
+
+    fn packet_mut(&mut self, id: PacketId) -> Option<&mut [u8]> {
+        let (_, start, end) = self.find(id.get())?;
+        self.buf.get_mut(start..end)
+    }
+
+    /// Room for a packet of `n` bytes?
+    fn fits(&self, n: usize) -> bool {
+        n <= usize::from(u16::MAX)
+            && self
+                .len
+                .checked_add(RECORD_HEADER)
+                .and_then(|l| l.checked_add(n))
+                .is_some_and(|l| l <= B)
+    }
+
+    /// Append a record for `id` whose packet `encode` writes; the packet's bytes.
+    fn push(
+        &mut self,
+        id: PacketId,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<&[u8], EncodeError> {
+        let start = self.len.saturating_add(RECORD_HEADER);
+        let room = self.buf.get_mut(start..).unwrap_or_default();
+        let n = encode(room)?;
+        let end = start.saturating_add(n);
+        let len = u16::try_from(n).map_err(|_| EncodeError::BufferTooSmall { needed: n })?;
+        let [a, b] = id.get().to_be_bytes();
+        let [c, d] = len.to_be_bytes();
+        if let Some(h) = self.buf.get_mut(self.len..start) {
+            h.copy_from_slice(&[a, b, c, d]);
+        }
+        self.len = end;
+        Ok(self.buf.get(start..end).unwrap_or_default())
+    }
+
+    /// Keep only the records whose identifier `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(PacketId) -> bool) {
+        let mut at = 0;
+        while let Some((id, _, end)) = self.record(at) {
+            if PacketId::new(id).is_some_and(&keep) {
+                at = end;
+            } else {
+                self.buf.copy_within(end..self.len, at);
+                self.len = self.len.saturating_sub(end.saturating_sub(at));
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// An MQTT client over the byte stream `T`, with every buffer inside:
+///
+/// - `RX`: the receive buffer, which bounds the largest packet the client accepts;
+/// - `TX`: the transmit buffer, which bounds the largest packet it sends at QoS 0 (and every
+///   packet but QoS 1/2 PUBLISH);
+/// - `OUTBOX`: bytes kept for QoS 1/2 PUBLISH packets until acknowledged (each takes its
+///   encoded length plus 4);
+/// - `N`: flows in flight at once (QoS 1/2 publishes, subscribes) and incoming QoS 2 messages
+///   awaiting release.
+#[derive(Debug)]
+pub struct Client<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize = 4> {
+    transport: T,
+    engine: Engine<N>,
+    decoder: StreamDecoder<RX>,
+    tx: [u8; TX],
+    outbox: Outbox<OUTBOX>,
+    clock: Clock,
+}
+
+impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize>
+    Client<T, RX, TX, OUTBOX, N>
+where
+    T: Read + ReadReady + Write,
+{
+    /// A disconnected client owning `transport`. `const`, so it can live in a `static`.
+    pub const fn new(transport: T, config: Config) -> Self {
+        Client {
+            transport,
+            engine: Engine::new(config),
+            decoder: StreamDecoder::new(DecodeOptions::new(config.version).from_server()),
+            tx: [0; TX],
+            outbox: Outbox::new(),
+            clock: Clock::new(),
+        }
+    }
+
+    /// Send CONNECT; the connection is up once [`Client::poll`] has handled the CONNACK
+    /// ([`Client::is_connected`]). A clean start drops the outbox; otherwise the messages in it
+    /// are resent if the server still has the session. In 5.0 the client advertises `RX` as its
+    /// Maximum Packet Size (unless `connect` names one).
+    pub fn connect(
+        &mut self,
+        mut connect: wren_codec::Connect<'_>,
+        now_ms: u32,
+    ) -> Result<(), Error<T::Error>> {
+        let now = self.clock.widen(now_ms);
+        if connect.protocol.is_v5() && connect.properties.maximum_packet_size.is_none() {
+            let cap = u32::try_from(RX).unwrap_or(u32::MAX);
+            connect.properties.maximum_packet_size = NonZeroU32::new(cap);
+        }
+        let packet = self.engine.connect(connect, now)?;
+        if connect.clean_start {
+            self.outbox.clear();
+        }
+        self.decoder.set_version(connect.protocol);
+        send(&mut self.transport, &mut self.tx, connect.protocol, &packet)
+    }
+
+    /// Whether the server accepted the connection (and it has not been lost since).
+    pub fn is_connected(&self) -> bool {
+        self.engine.state() == State::Connected
+    }
+
+    /// Whether the flow `id` (a publish or subscribe) still awaits its acknowledgement. `None`
+    /// (a QoS 0 publish) is never pending.
+    pub fn is_pending(&self, id: impl Into<Option<PacketId>>) -> bool {
+        id.into()
+            .is_some_and(|id| self.engine.stage_of(id).is_some())
+    }
+
+    /// The engine, for its state and counters.
+    pub const fn engine(&self) -> &Engine<N> {
+        &self.engine
+    }
+
+    /// The transport.
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// Subscribe to one filter; returns the SUBSCRIBE's packet identifier (pending until the
+    /// SUBACK arrives).
+    pub fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: QoS,
+        now_ms: u32,
+    ) -> Result<PacketId, Error<T::Error>> {
+        let filter = TopicFilter::new(filter).map_err(Error::Topic)?;
+        let subscriptions = [Subscription {
+            filter,
+            options: SubscriptionOptions::qos(qos),
+        }];
+        self.subscribe_all(&subscriptions, now_ms)
+    }
+
+    /// Subscribe to several filters with their options in one SUBSCRIBE.
+    pub fn subscribe_all(
+        &mut self,
+        subscriptions: &[Subscription<'_>],
+        now_ms: u32,
+    ) -> Result<PacketId, Error<T::Error>> {
+        let now = self.clock.widen(now_ms);
+        let subscribe = self
+            .engine
+            .subscribe(subscriptions, wren_codec::NO_PROPERTIES, now)?;
+        let id = subscribe.packet_id;
+        let version = self.engine.version();
+        send(
+            &mut self.transport,
+            &mut self.tx,
+            version,
+            &Packet::Subscribe(subscribe),
+        )?;
+        Ok(id)
+    }
+
+    /// Publish `payload` on `topic`. Returns the packet identifier of a QoS 1/2 message, which
+    /// [`Client::is_pending`] reports until the flow is complete; the message is kept in the
+    /// outbox until then.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        now_ms: u32,
+    ) -> Result<Option<PacketId>, Error<T::Error>> {
+        let topic = TopicName::new(topic).map_err(Error::Topic)?;
+        self.publish_message(Message::new(topic, payload, qos), now_ms)
+    }
+
+    /// Publish a [`Message`] (retain flag, 5.0 properties).
+    pub fn publish_message(
+        &mut self,
+        message: Message<'_>,
+        now_ms: u32,
+    ) -> Result<Option<PacketId>, Error<T::Error>> {
+        let now = self.clock.widen(now_ms);
+        let version = self.engine.version();
+        if message.qos != QoS::AtMostOnce {
+            // Check the room before the engine takes an identifier (the length does not
+            // depend on its value).
+            let probe = Publish {
+                dup: false,
+                qos_pid: wren_codec::QosPid::new(
+                    message.qos,
+                    PacketId::from(core::num::NonZeroU16::MIN),
+                ),
+                retain: message.retain,
+                topic: message.topic,
+                properties: message.properties,
+                payload: message.payload,
+            };
+            let len = Packet::Publish(probe)
+                .encoded_len(version)
+                .map_err(Error::Encode)?;
+            if !self.outbox.fits(len) {
+                return Err(Error::OutboxFull);
+            }
+        }
+        let publish = self.engine.publish(message, now)?;
+        let id = publish.qos_pid.packet_id();
+        let packet = Packet::Publish(publish);
+        match id {
+            None => send(&mut self.transport, &mut self.tx, version, &packet)?,
+            Some(id) => {
+                let bytes = self
+                    .outbox
+                    .push(id, |buf| packet.encode(version, buf))
+                    .map_err(Error::Encode)?;
+                write(&mut self.transport, bytes)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Read what the transport has ready, handle every complete packet (messages go to
+    /// `on_message`), send what is due (PINGREQ, retransmissions). Never waits for input.
+    ///
+    /// Returns when the client next needs to be polled if nothing arrives before (a wrapping
+    /// millisecond time like `now_ms`), or `None` if only input can give it work.
+    pub fn poll(
+        &mut self,
+        now_ms: u32,
+        mut on_message: impl FnMut(&Publish<'_>),
+    ) -> Result<Option<u32>, Error<T::Error>> {
+        let now = self.clock.widen(now_ms);
+        loop {
+            self.handle_buffered(now, &mut on_message)?;
+            if !self.transport.read_ready().map_err(Error::Io)? {
+                break;
+            }
+            let want = self.decoder.room().min(TX);
+            let Some(scratch) = self.tx.get_mut(..want).filter(|s| !s.is_empty()) else {
+                // A full buffer with no complete packet: the decoder refuses such a packet.
+                return Err(Error::Decode(DecodeError::PacketTooLarge {
+                    size: u32::try_from(RX).unwrap_or(u32::MAX),
+                    max: u32::try_from(RX).unwrap_or(u32::MAX),
+                }));
+            };
+            let n = self.transport.read(scratch).map_err(Error::Io)?;
+            if n == 0 {
+                self.engine.connection_lost();
+                return Err(Error::Closed);
+            }
+            self.decoder.feed(scratch.get(..n).unwrap_or_default());
+        }
+        let version = self.engine.version();
+        loop {
+            match self.engine.poll(now) {
+                Poll::Send(packet) => send(&mut self.transport, &mut self.tx, version, &packet)?,
+                Poll::Republish(id) => {
+                    if let Some(bytes) = self.outbox.packet_mut(id) {
+                        if let Some(first) = bytes.first_mut() {
+                            *first |= 0x08; // DUP
+                        }
+                        write(&mut self.transport, bytes)?;
+                    }
+                }
+                Poll::KeepAliveTimeout => return Err(Error::KeepAliveTimeout),
+                Poll::ConnectTimeout => return Err(Error::ConnectTimeout),
+                Poll::Wait(next) => return Ok(next.map(|t| t.as_millis() as u32)),
+            }
+        }
+    }
+
+    /// Handle every complete packet in the receive buffer.
+    fn handle_buffered(
+        &mut self,
+        now: Instant,
+        on_message: &mut impl FnMut(&Publish<'_>),
+    ) -> Result<(), Error<T::Error>> {
+        let version = self.engine.version();
+        loop {
+            let packet = match self.decoder.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.engine.connection_lost();
+                    return Err(Error::Decode(e));
+                }
+            };
+            let handled = match self.engine.handle(packet, now) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.engine.connection_lost();
+                    return Err(Error::Protocol(e));
+                }
+            };
+            if let Some(reply) = handled.reply {
+                send(&mut self.transport, &mut self.tx, version, &reply)?;
+            }
+            match handled.event {
+                Some(Event::Message(p)) => on_message(&p),
+                Some(Event::Disconnected(d)) => {
+                    return Err(Error::ServerDisconnected(d.reason_code));
+                }
+                Some(Event::PubAck(_) | Event::PubRec(_) | Event::Connected { .. }) => {
+                    let engine = &self.engine;
+                    self.outbox.retain(|id| {
+                        matches!(engine.stage_of(id), Some(Stage::PubAck | Stage::PubRec))
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Send DISCONNECT: the connection ends cleanly (the server discards the will).
+    pub fn disconnect(&mut self, now_ms: u32) -> Result<(), Error<T::Error>> {
+        let now = self.clock.widen(now_ms);
+        let packet = self.engine.disconnect(now);
+        let version = self.engine.version();
+        send(&mut self.transport, &mut self.tx, version, &packet)
+    }
+
+    /// Replace a broken transport with a new one (returning the old), keeping the session:
+    /// unacknowledged QoS 1/2 messages are resent after the next [`Client::connect`] with
+    /// `clean_start: false` finds the session present.
+    pub fn reconnect(&mut self, transport: T) -> T {
+        self.engine.connection_lost();
+        self.decoder.clear();
+        core::mem::replace(&mut self.transport, transport)
+    }
+
+    /// Give the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+}
+
+fn write<T: Write>(transport: &mut T, bytes: &[u8]) -> Result<(), Error<T::Error>> {
+    transport.write_all(bytes).map_err(Error::Io)?;
+    transport.flush().map_err(Error::Io)
+}
+
+fn send<T: Write>(
+    transport: &mut T,
+    tx: &mut [u8],
+    version: ProtocolVersion,
+    packet: &Packet<'_>,
+) -> Result<(), Error<T::Error>> {
+    let n = packet.encode(version, tx).map_err(Error::Encode)?;
+    write(transport, tx.get(..n).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_widens_across_the_wrap() {
+        let mut c = Clock::new();
+        assert_eq!(c.widen(u32::MAX - 5).as_millis(), u64::from(u32::MAX - 5));
+        assert_eq!(c.widen(4).as_millis(), u64::from(u32::MAX) + 5);
+        // Backwards is ignored.
+        assert_eq!(c.widen(3).as_millis(), u64::from(u32::MAX) + 5);
+    }
+
+    #[test]
+    fn outbox_packs_finds_and_drops_records() {
+        let mut o = Outbox::<32>::new();
+        let id = |n| PacketId::new(n).unwrap();
+        assert!(o.fits(28) && !o.fits(29));
+        o.push(id(1), |b| {
+            b[..3].copy_from_slice(b"abc");
+            Ok(3)
+        })
+        .unwrap();
+        o.push(id(2), |b| {
+            b[..2].copy_from_slice(b"de");
+            Ok(2)
+        })
+        .unwrap();
+        assert_eq!(o.packet_mut(id(2)).unwrap(), b"de");
+        o.retain(|i| i.get() == 2);
+        assert!(o.packet_mut(id(1)).is_none());
+        assert_eq!(o.packet_mut(id(2)).unwrap(), b"de");
+        assert_eq!(o.len, 6);
+    }
+}
