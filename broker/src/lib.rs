@@ -43,8 +43,8 @@ pub mod testing;
 
 pub use config::{Config, ConfigError, Listener, ListenerSecurity, Protocol, SocketDomain};
 pub use core::{
-    AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event, Framing,
-    HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session, SessionId,
-    SessionStore, Stats, Sub, Subscriptions,
+    AuthExchange, AuthStep, Authenticator, Broker, CertificateUser, CloseReason, ConnId, Delivery,
+    Event, Framing, HmacChallenge, Message, MessageProperties, Out, Outbox, RetainedStore, Session,
+    SessionId, SessionStore, Stats, Sub, Subscriptions,
 };
 pub use shell::{Server, ServerHandle};
