@@ -22,5 +22,11 @@ mod listen;
 #[cfg(target_os = "linux")]
 mod park;
 mod server;
+#[cfg(unix)]
+mod tls;
+#[cfg(unix)]
+mod transport;
+#[cfg(unix)]
+mod websocket;
 
 pub use server::{Server, ServerHandle};
