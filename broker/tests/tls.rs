@@ -136,6 +136,16 @@ fn mosquitto_clients_publish_and_receive_over_tls() {
     let pki = Pki::new();
     let (broker, plain, tls) = start(pki.listener(), 10);
     let sub = Sub::spawn(&tls_args(tls, &pki.ca, "tls-sub"), &broker);
+    // The quiet subscriber hibernates (the inner end of its socket pair is parked, its TLS
+    // session waits in the pump) and is woken by the message.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.hibernating_connections() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the TLS subscriber never hibernated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // TLS 1.2 is accepted by default (tlsv1.2 and later).
     let ran = publish(
         &tls_args(tls, &pki.ca, "tls-pub"),
@@ -194,6 +204,32 @@ fn require_certificate_admits_the_cas_clients_only_and_names_them() {
     );
     assert!(failed.is_some(), "a refused certificate is logged");
     common::broker_still_works(plain);
+}
+
+#[test]
+fn a_refusal_connack_crosses_the_tls_session_before_the_close() {
+    // use_identity_as_username without require_certificate: no certificate is asked for, so
+    // the CONNECT is refused with 0x04, which must reach the client before the connection ends.
+    let pki = Pki::new();
+    let listener = Listener {
+        use_identity_as_username: true,
+        ..pki.listener()
+    };
+    let (_broker, _plain, tls) = start(listener, 10);
+    let ran = publish(&tls_args(tls, &pki.ca, "tls-no-identity"), &[]);
+    assert!(!ran.status.success(), "{}", ran.output());
+    assert!(
+        ran.output().contains("bad user name or password"),
+        "{}",
+        ran.output()
+    );
+    assert!(
+        logged(
+            &["refused: no user name in its TLS certificate"],
+            Duration::from_secs(3)
+        )
+        .is_some()
+    );
 }
 
 #[test]
