@@ -7,7 +7,8 @@
 //! refuses a TLS 1.2 client (`openssl s_client -tls1_2`), the default takes 1.2 and 1.3; garbage, a plaintext CONNECT, an HTTP request and a silent client
 //! on the TLS port each close only that connection (with a logged reason) while the broker
 //! serves others; `ServerHandle::reload_tls` puts new certificates in force and keeps the old
-//! ones when a file is bad. A missing Mosquitto client or openssl fails the test, naming the
+//! ones when a file is bad; a TLS subscriber hibernates and wakes, gets a refusal CONNACK before
+//! the close, and when slow paces its publisher (nothing dropped) through the pump. A missing Mosquitto client or openssl fails the test, naming the
 //! package.
 
 mod common;
@@ -428,4 +429,90 @@ fn reload_tls_puts_new_certificates_in_force_and_keeps_them_on_a_bad_file() {
             .status
             .success()
     );
+}
+
+/// A blocking TLS client of the test's own (rustls), trusting `ca`.
+fn tls_client(
+    addr: SocketAddr,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn a_slow_tls_subscriber_paces_its_publisher_instead_of_losing_messages() {
+    // As broker.rs's plain TCP test: 20 MB of QoS 0 to a subscriber that starts reading late,
+    // through a 64 KiB limit, here over TLS: the pump and the socket pair must pass the
+    // subscriber's slowness back to the publisher rather than let messages be dropped.
+    use common::{Incoming, Publication, Raw, Sent};
+    use wren_codec::{ProtocolVersion, QosPid};
+    let pki = Pki::new();
+    capture_logs();
+    let broker = common::start(|c| {
+        c.listener = vec![plain_listener(), pki.listener()];
+        c.max_outgoing_bytes = 64 * 1024;
+    });
+    let (plain, tls) = (broker.local_addrs()[0], broker.local_addrs()[1]);
+    let mut sub = tls_client(tls, &pki.ca);
+    sub.write_all(b"\x10\x14\x00\x04MQTT\x04\x02\x00\x3c\x00\x08tls-slow")
+        .unwrap();
+    sub.write_all(b"\x82\x0a\x00\x01\x00\x05flood\x00").unwrap();
+    let mut incoming = Incoming::new(ProtocolVersion::V311);
+    let mut next = |sub: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>| loop {
+        if let Some(p) = incoming.next() {
+            return Some(p);
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match sub.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => incoming.extend(&buf[..n]),
+        }
+    };
+    assert_eq!(next(&mut sub), Some(Sent::connack(false, 0)));
+    assert_eq!(next(&mut sub), Some(Sent::SubAck(1, vec![0])));
+    let n: u32 = 20_000;
+    let publisher = std::thread::spawn(move || {
+        let (mut p, _) = Raw::connect(plain, "tls-fast", true, 60);
+        for i in 0..n {
+            let mut payload = vec![0u8; 1024];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            p.publish("flood", &payload, QosPid::AtMostOnce, false);
+        }
+        p.send(&wren_codec::Packet::PingReq);
+        while !matches!(
+            p.recv_within(Duration::from_secs(30)),
+            Some(Sent::PingResp) | None
+        ) {}
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut got = Vec::new();
+    while got.len() < n as usize {
+        match next(&mut sub) {
+            Some(Sent::Publish(Publication { payload, .. })) => {
+                got.push(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+            }
+            Some(other) => panic!("{other:?}"),
+            None => break,
+        }
+    }
+    publisher.join().unwrap();
+    assert_eq!(broker.stats().publish_dropped, 0, "{:?}", broker.stats());
+    assert_eq!(got.len(), n as usize);
+    assert!(got.iter().copied().eq(0..n), "in order");
 }
