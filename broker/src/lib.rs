@@ -44,9 +44,9 @@ pub mod testing;
 
 pub use config::{Config, ConfigError, Listener, ListenerSecurity, Protocol, SocketDomain};
 pub use core::{
-    AuthExchange, AuthStep, Authenticator, Broker, CloseReason, ConnId, Delivery, Event, Framing,
-    HmacChallenge, Identity, ListenerAccess, Message, MessageProperties, Out, Outbox,
-    RetainedStore, Session, SessionId, SessionStore, Stats, Sub, Subscriptions, TopicAccess,
-    TopicRules, UserStore,
+    AuthExchange, AuthStep, Authenticator, Broker, CertificateUser, CloseReason, ConnId, Delivery,
+    Event, Framing, HmacChallenge, Identity, ListenerAccess, Message, MessageProperties, Out,
+    Outbox, RetainedStore, Session, SessionId, SessionStore, Stats, Sub, Subscriptions,
+    TopicAccess, TopicRules, UserStore,
 };
 pub use shell::{Server, ServerHandle};

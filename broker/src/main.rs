@@ -17,7 +17,8 @@ use wren_broker::{Config, Listener, Protocol, Server, SocketDomain};
                   mosquitto.conf unless its first line that is not blank or a # comment looks \
                   like TOML (key = value, or a [table] header).\n\n\
                   Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP reloads the \
-                  password and ACL files (a file that fails keeps the previous rules). SIGUSR1 \
+                  password and ACL files and the TLS certificates (a file that fails keeps the \
+                  previous ones). SIGUSR1 \
                   and SIGUSR2 (Mosquitto's persistence and subscription-dump signals) are \
                   logged and the broker carries on."
 )]
@@ -365,6 +366,13 @@ mod stop {
                                 "{e}. The reload failed: the previous password and ACL rules \
                                  stay in force."
                             ),
+                        }
+                        // Certificates, for new connections (each listener all or nothing).
+                        if let Err(e) = handle.reload_tls() {
+                            log::error!(
+                                "{e}. The TLS reload failed: the previous certificates stay in \
+                                 use."
+                            );
                         }
                     }
                     SIGUSR1 => log::info!(

@@ -161,7 +161,7 @@ fn help_says_which_mqtt_versions() {
         assert!(help.contains(flag), "--help lists {flag}: {help}");
     }
     assert!(
-        help.contains("SIGHUP reloads the password and ACL files"),
+        help.contains("SIGHUP reloads the password and ACL files and the TLS certificates"),
         "{help}"
     );
 }

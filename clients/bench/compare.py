@@ -62,15 +62,17 @@ def wait_listening(port, proc, timeout=10.0):
 
 
 class Broker:
-    """How to start one broker on a given port."""
+    """How to start one broker on a given port (`tls_ok`: it can serve TLS, see make_certs)."""
 
-    def __init__(self, name, command_for_port):
+    def __init__(self, name, command_for_port, tls_ok=False):
         self.name = name
         self.command_for_port = command_for_port
+        self.tls_ok = tls_ok
 
-    def start(self, tmp, inflight=INFLIGHT):
+    def start(self, tmp, inflight=INFLIGHT, tls=None):
+        """`tls`: (certfile, keyfile) for a TLS listener instead of plain TCP."""
         port = free_port()
-        cmd = self.command_for_port(port, tmp, inflight)
+        cmd = self.command_for_port(port, tmp, inflight, tls)
         log = open(os.path.join(tmp, f"{self.name}.log"), "ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if not wait_listening(port, proc):
@@ -91,7 +93,7 @@ def stop(proc):
 
 def wren_broker(binary, name="wren", extra=""):
     """wren-broker with the run's limits; `extra` is more TOML (e.g. `threads = 2`)."""
-    def cmd(port, tmp, inflight):
+    def cmd(port, tmp, inflight, tls):
         conf = os.path.join(tmp, f"{name}.toml")
         with open(conf, "w") as f:
             f.write(
@@ -100,9 +102,16 @@ def wren_broker(binary, name="wren", extra=""):
                 f"max_outgoing_bytes = {OUTGOING_BYTES}\n"
                 f"{extra}\n"
             )
+            if tls:
+                f.write(
+                    f'[[listener]]\nport = {port}\nbind = "127.0.0.1"\n'
+                    f'certfile = "{tls[0]}"\nkeyfile = "{tls[1]}"\n'
+                )
+        if tls:
+            return [binary, "-c", conf]
         return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
 
-    return Broker(name, cmd)
+    return Broker(name, cmd, tls_ok=True)
 
 
 def also_wren(spec):
@@ -115,7 +124,7 @@ def also_wren(spec):
 
 
 def mosquitto(binary):
-    def cmd(port, tmp, inflight):
+    def cmd(port, tmp, inflight, tls):
         conf = os.path.join(tmp, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write(
@@ -124,14 +133,16 @@ def mosquitto(binary):
                 f"max_queued_messages {QUEUE}\n"
                 f"max_inflight_messages {inflight}\n"
             )
+            if tls:
+                f.write(f"certfile {tls[0]}\nkeyfile {tls[1]}\n")
         return [binary, "-c", conf]
 
-    return Broker("mosquitto", cmd)
+    return Broker("mosquitto", cmd, tls_ok=True)
 
 
 def rumqttd(binary):
     # (Its outgoing window is fixed at 100 whatever `inflight` says: see window_probe.)
-    def cmd(port, tmp, inflight):
+    def cmd(port, tmp, inflight, tls):
         with open(os.path.join(HERE, "rumqttd.toml")) as f:
             text = f.read()
         conf = os.path.join(tmp, "rumqttd.toml")
@@ -175,6 +186,9 @@ def jobs(quick, idle_connections=None):
         ("qos1 bounded w100", ["qos1"] + timed, rate, 100),
         ("qos1 unbounded w100", ["qos1"] + flood + [qos1], rate, 100),
     ]
+    # QoS 1 over TLS (`wren-bench --tls CAFILE`), wren-broker and Mosquitto with the same
+    # certificate (rumqttd is not set up for TLS here); `{CA}` becomes the run's CA file.
+    out.append(("qos1 bounded tls", ["--tls", "{CA}", "qos1"] + timed, rate))
     out.append(
         (
             "latency",
@@ -197,8 +211,41 @@ def jobs(quick, idle_connections=None):
 PICK_BY = {"latency": "p99_us"}
 
 
-def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT):
-    proc, port = broker.start(tmp, inflight)
+def make_certs():
+    """A CA and a server certificate for 127.0.0.1 (P-256, by Debian's openssl), in a directory
+    anyone can read (Mosquitto reads them after dropping root for its own user); returns the
+    directory and (ca, cert, key), or None without openssl."""
+    if not shutil.which("openssl"):
+        return None
+    d = tempfile.mkdtemp(prefix="wren-compare-certs-")
+    os.chmod(d, 0o755)
+    ca, ca_key, cert, key = (os.path.join(d, n) for n in ("ca.pem", "ca.key", "server.pem", "server.key"))
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    steps = [
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ca_key],
+        ["openssl", "req", "-x509", "-new", "-key", ca_key, "-subj", "/CN=wren-compare CA",
+         "-days", "2", "-out", ca],
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+        ["openssl", "req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", cert + ".csr"],
+        ["openssl", "x509", "-req", "-in", cert + ".csr", "-CA", ca, "-CAkey", ca_key,
+         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
+    ]
+    for step in steps:
+        subprocess.run(step, check=True, capture_output=True, timeout=30)
+    for p in (ca, cert, key):
+        os.chmod(p, 0o644)
+    return d, (ca, cert, key)
+
+
+def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=None):
+    tls = None
+    if "--tls" in args:
+        ca, cert, key = certs
+        tls = (cert, key)
+        args = [ca if a == "{CA}" else a for a in args]
+    proc, port = broker.start(tmp, inflight, tls)
     try:
         cmd = [
             bench, "--json", "--port", str(port), "--label", broker.name,
@@ -341,32 +388,47 @@ def main():
     if a.only:
         wanted = {w.strip() for w in a.only.split(",")}
         todo = [j for j in todo if j[0] in wanted]
+    certs_dir, certs = None, None
+    if any("--tls" in j[1] for j in todo):
+        made = make_certs()
+        if made is None:
+            print("note: openssl not installed (apt-get install openssl): TLS jobs skipped",
+                  file=sys.stderr)
+            todo = [j for j in todo if "--tls" not in j[1]]
+        else:
+            certs_dir, certs = made
     out_path = a.out or os.path.join(tempfile.gettempdir(), f"wren-compare-{int(time.time())}.jsonl")
     results = {}  # (job, broker, generator threads) -> [report]
     # Other work on the machine skews everything (latency tails most): say how busy it was.
     load0 = loadavg()
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="wren-compare-") as tmp, open(out_path, "w") as log:
-        # What each broker does with the window it is given (see window_probe).
-        windows = {b.name: [window_probe(b, tmp, w) for w in (INFLIGHT, 100)] for b in brokers}
-        windows_line = "outgoing QoS 1 window measured, configured {} / 100: {}".format(
-            INFLIGHT, "; ".join(f"{n} {w[0]}/{w[1]}" for n, w in windows.items()))
-        print(windows_line, file=sys.stderr, flush=True)
-        for rep in range(reps):
-            for name, args, metrics, *window in todo:
-                for threads in thread_counts:
-                    for b in brokers:
-                        r = run_one(a.bench, b, args, tmp, threads, log, *window)
-                        if r is not None:
-                            r["gen_threads"] = threads
-                            results.setdefault((name, b.name, threads), []).append(r)
-                        brief = ""
-                        if r is not None:
-                            brief = " ".join(f"{m}={fmt(r.get(m))}" for m, _, _ in metrics)
-                            if r.get("expected") is not None:
-                                brief += f" delivered={r.get('delivered')}/{r.get('expected')}"
-                        print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{reps} {name:<18} "
-                              f"t{threads} {b.name:<10} {brief}", file=sys.stderr, flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="wren-compare-") as tmp, open(out_path, "w") as log:
+            # What each broker does with the window it is given (see window_probe).
+            windows = {b.name: [window_probe(b, tmp, w) for w in (INFLIGHT, 100)] for b in brokers}
+            windows_line = "outgoing QoS 1 window measured, configured {} / 100: {}".format(
+                INFLIGHT, "; ".join(f"{n} {w[0]}/{w[1]}" for n, w in windows.items()))
+            print(windows_line, file=sys.stderr, flush=True)
+            for rep in range(reps):
+                for name, args, metrics, *window in todo:
+                    for threads in thread_counts:
+                        for b in brokers:
+                            if "--tls" in args and not b.tls_ok:
+                                continue
+                            r = run_one(a.bench, b, args, tmp, threads, log, *window, certs=certs)
+                            if r is not None:
+                                r["gen_threads"] = threads
+                                results.setdefault((name, b.name, threads), []).append(r)
+                            brief = ""
+                            if r is not None:
+                                brief = " ".join(f"{m}={fmt(r.get(m))}" for m, _, _ in metrics)
+                                if r.get("expected") is not None:
+                                    brief += f" delivered={r.get('delivered')}/{r.get('expected')}"
+                            print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{reps} {name:<18} "
+                                  f"t{threads} {b.name:<10} {brief}", file=sys.stderr, flush=True)
+    finally:
+        if certs_dir:
+            shutil.rmtree(certs_dir, ignore_errors=True)
     names = [b.name for b in brokers]
     print_table(todo, names, best_threads(todo, names, thread_counts, results), reps)
     print_by_threads(todo, names, thread_counts, results)

@@ -105,6 +105,9 @@ pub struct Identity {
     pub listener: usize,
     /// [`UserStore::credential`] when it logged in with a password (`None` otherwise).
     pub credential: Option<u64>,
+    /// Its user name came from its TLS client certificate (a reload of the password file
+    /// does not concern it).
+    pub by_certificate: bool,
 }
 
 impl Broker {
@@ -126,6 +129,9 @@ impl Broker {
                 continue;
             };
             let who = &session.identity;
+            if who.by_certificate {
+                continue;
+            }
             let still = match (self.access.get(who.listener), &who.username) {
                 (None, _) => false,
                 (Some(a), None) => a.allow_anonymous,
@@ -173,6 +179,7 @@ impl Broker {
             username: connect.username.map(Arc::from),
             listener,
             credential: None,
+            by_certificate: false,
         };
         // A listener the rules do not cover (a core driven without the configuration's
         // listeners) admits nobody.

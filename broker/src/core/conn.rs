@@ -140,6 +140,21 @@ pub(super) struct Connection {
     pub(super) outbox: Option<Outbox>,
     pub(super) state: Phase,
     pub(super) out_aliases: Option<Box<OutAliases>>,
+    /// TLS listeners with `use_identity_as_username` / `use_subject_as_username`: the user name
+    /// the client certificate gave (see [`Broker::set_certificate_user`](super::Broker::set_certificate_user)).
+    pub(super) certificate_user: Option<CertificateUser>,
+}
+
+/// The user name a TLS client certificate gives a connection, on a listener that takes user names
+/// from certificates (`use_identity_as_username`: its Common Name; `use_subject_as_username`:
+/// its whole subject), as the shell found it after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateUser {
+    /// The certificate's name: it replaces the CONNECT's user name (its password is ignored).
+    Name(Box<str>),
+    /// No certificate, or one without the name asked for: the CONNECT is refused (0x04 / 0x86
+    /// Bad user name or password), as Mosquitto refuses it.
+    Missing,
 }
 
 impl Connection {
@@ -162,6 +177,7 @@ impl Connection {
             outbox: Some(outbox),
             state: Phase::AwaitingConnect,
             out_aliases: None,
+            certificate_user: None,
         }
     }
 

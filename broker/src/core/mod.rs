@@ -61,6 +61,7 @@ use wren_codec::{DecodeError, ErrorKind, Packet, ReasonCode};
 pub use access::{Identity, ListenerAccess, TopicAccess, TopicRules, UserStore};
 pub use authenticator::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use close::CloseReason;
+pub use conn::CertificateUser;
 pub use framing::Framing;
 
 pub use ids::{ConnId, SessionId};
@@ -246,6 +247,18 @@ impl Broker {
             );
             Some((id, outbox))
         })
+    }
+
+    /// The user name `conn`'s TLS client certificate gives it, on a listener with
+    /// `use_identity_as_username` or `use_subject_as_username`: set by the shell once the
+    /// handshake is over, before any packet. It is the client's user name from then on (the
+    /// CONNECT's user name and password are ignored: the certificate authenticated the client,
+    /// as in Mosquitto, so `allow_anonymous` does not apply); with
+    /// [`CertificateUser::Missing`] the CONNECT is refused (0x04 / 0x86).
+    pub fn set_certificate_user(&mut self, conn: ConnId, user: CertificateUser) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.certificate_user = Some(user);
+        }
     }
 
     /// A packet of `len` bytes was decoded from `conn` (by its [`Framing`]).

@@ -5,10 +5,17 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+#[cfg(unix)]
+use std::sync::Arc;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::config::{Config, Listener};
+use crate::config::Config;
+#[cfg(not(unix))]
+use crate::config::Listener;
+
+#[cfg(unix)]
+use super::transport::Transport;
 
 /// Connections waiting to be accepted, per socket (Mosquitto uses 100; Linux caps it at
 /// `somaxconn`).
@@ -21,6 +28,9 @@ pub(super) struct Bound {
     pub(super) addr: SocketAddr,
     /// Which listener (index into [`Config::listeners`]).
     pub(super) listener: usize,
+    /// TLS and/or WebSockets (shared by the listener's sockets); `None`: plain MQTT over TCP.
+    #[cfg(unix)]
+    pub(super) transport: Option<Arc<Transport>>,
 }
 
 /// Bind every listener of `config`. A listener whose addresses are all unavailable is an error;
@@ -36,7 +46,10 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
     }
     let mut bound = Vec::new();
     for (index, listener) in listeners.iter().enumerate() {
+        #[cfg(not(unix))]
         refuse_unsupported(listener)?;
+        #[cfg(unix)]
+        let transport = Transport::for_listener(listener)?;
         let security = config.security(listener);
         if !security.allow_anonymous && security.password_file.is_none() {
             log::warn!(
@@ -53,7 +66,12 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
                 Ok(socket) => {
                     let addr = socket.local_addr()?;
                     log::info!(
-                        "Opening {} listen socket on port {}.",
+                        "Opening {}{} listen socket on port {}.",
+                        if listener.protocol == crate::config::Protocol::Websockets {
+                            "websockets "
+                        } else {
+                            ""
+                        },
                         if addr.is_ipv4() { "ipv4" } else { "ipv6" },
                         addr.port()
                     );
@@ -61,6 +79,8 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
                         socket,
                         addr,
                         listener: index,
+                        #[cfg(unix)]
+                        transport: transport.clone(),
                     });
                 }
                 Err(e) => {
@@ -83,8 +103,9 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
     Ok(bound)
 }
 
-/// TLS and WebSocket listeners are not served by this build yet: refuse them rather than
-/// serve plain MQTT where the configuration asked for something else.
+/// TLS and WebSocket listeners need Unix socket pairs (`transport.rs`): elsewhere, refuse them
+/// rather than serve plain MQTT where the configuration asked for something else.
+#[cfg(not(unix))]
 fn refuse_unsupported(listener: &Listener) -> io::Result<()> {
     let what = if listener.is_tls() {
         Some("TLS")
@@ -97,7 +118,7 @@ fn refuse_unsupported(listener: &Listener) -> io::Result<()> {
         Some(what) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "listener on port {}: {what} is not supported by this build",
+                "listener on port {}: {what} is supported on Unix only",
                 listener.port
             ),
         )),

@@ -19,6 +19,10 @@ use super::executor::worker;
 use super::listen::{Bound, bind_all};
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
+#[cfg(unix)]
+use super::tls::TlsListener;
+#[cfg(unix)]
+use super::transport::{Accepted, Transport, serve};
 
 /// The timer runs the core's timers ([`Broker::handle_timeout`]) when [`Broker::poll_timeout`]
 /// says, but at most this often: keep-alive deadlines of many connections are spread over
@@ -225,13 +229,23 @@ impl Server {
         }
         let local_addrs: Vec<SocketAddr> = self.sockets.iter().map(|b| b.addr).collect();
         let accept_loops = self.sockets.len();
+        #[cfg(unix)]
+        let mut tls: Vec<Arc<TlsListener>> = Vec::new();
         for bound in self.sockets {
             let socket = Async::new(bound.socket)?;
+            #[cfg(unix)]
+            if let Some(t) = bound.transport.as_ref().and_then(|t| t.tls.as_ref())
+                && !tls.iter().any(|known| Arc::ptr_eq(known, t))
+            {
+                tls.push(Arc::clone(t));
+            }
             executor
                 .spawn(accept_loop(
                     socket,
                     bound.listener,
                     bound.addr.port(),
+                    #[cfg(unix)]
+                    bound.transport,
                     Arc::clone(&shared),
                     weak.clone(),
                 ))
@@ -262,6 +276,8 @@ impl Server {
         Ok(ServerHandle {
             local_addrs,
             accept_loops,
+            #[cfg(unix)]
+            tls,
             shared,
             executor: Some(executor),
             stop: Some(stop),
@@ -277,6 +293,9 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     /// Tasks holding a reference to the shared state for good (one per socket).
     accept_loops: usize,
+    /// The TLS listeners, for [`ServerHandle::reload_tls`].
+    #[cfg(unix)]
+    tls: Vec<Arc<TlsListener>>,
     shared: Arc<Shared>,
     executor: Option<Arc<Executor<'static>>>,
     stop: Option<smol::channel::Sender<()>>,
@@ -323,6 +342,30 @@ impl ServerHandle {
     /// Subscriptions held now (all sessions).
     pub fn subscription_count(&self) -> usize {
         self.shared.with_core(None, |b| b.subscriptions().len())
+    }
+
+    /// Read every TLS listener's certificate, key and CA files again (SIGHUP): connections
+    /// accepted from then on use them, those already open keep theirs. All or nothing: if a file
+    /// cannot be used, the error names it and every listener keeps its configuration. Returns
+    /// how many TLS listeners were reloaded.
+    #[cfg(unix)]
+    pub fn reload_tls(&self) -> io::Result<usize> {
+        let fresh = self
+            .tls
+            .iter()
+            .map(|t| t.prepare_reload())
+            .collect::<io::Result<Vec<_>>>()
+            .inspect_err(|e| {
+                log::error!("Error: TLS reload failed, keeping the current certificates: {e}.")
+            })?;
+        for (t, config) in self.tls.iter().zip(fresh) {
+            t.install(config);
+            log::info!(
+                "Reloaded the TLS certificates of the listener on port {}.",
+                t.port()
+            );
+        }
+        Ok(self.tls.len())
     }
 
     /// Graceful shutdown: close every connection (queued bytes are flushed; wills are not
@@ -390,6 +433,7 @@ async fn accept_loop(
     listener: Async<TcpListener>,
     listener_index: usize,
     port: u16,
+    #[cfg(unix)] transport: Option<Arc<Transport>>,
     shared: Arc<Shared>,
     executor: Weak<Executor<'static>>,
 ) {
@@ -404,6 +448,22 @@ async fn accept_loop(
             }
         };
         let _ = stream.get_ref().set_nodelay(true);
+        #[cfg(unix)]
+        if let Some(t) = &transport {
+            // TLS or WebSockets: a pump task does the handshakes, then bridges to a connection
+            // task (`transport.rs`).
+            let Some(ex) = executor.upgrade() else {
+                return;
+            };
+            let at = Accepted {
+                peer,
+                listener: listener_index,
+                port,
+            };
+            ex.spawn(serve(Arc::clone(&shared), Arc::clone(t), stream, at))
+                .detach();
+            continue;
+        }
         let now = shared.now_ms();
         let Some((conn, outbox)) = shared.with_core(None, |b| {
             b.connection_opened(peer, listener_index, port, now)

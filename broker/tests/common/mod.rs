@@ -3,6 +3,7 @@
 //! answers the core's test harness decodes (`wren_broker::testing`).
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod tools;
 
 use std::collections::VecDeque;

@@ -34,6 +34,10 @@ struct Cli {
     /// Broker port.
     #[arg(short, long, global = true, default_value_t = 1883)]
     port: u16,
+    /// Connect over TLS, trusting the CA certificates of this PEM file (the broker's certificate
+    /// must name the host's IP address).
+    #[arg(long, global = true, value_name = "CAFILE")]
+    tls: Option<std::path::PathBuf>,
     /// Broker name in the reports.
     #[arg(long, global = true, default_value = "broker")]
     label: String,
@@ -335,8 +339,16 @@ fn main() -> ExitCode {
     for _ in 1..cli.threads.max(1) {
         std::thread::spawn(|| smol::block_on(EX.run(smol::future::pending::<()>())));
     }
+    let tls = match cli.tls.as_deref().map(mqtt::tls_connector).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("wren-bench: --tls: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let target = Target {
         addr: SocketAddr::new(cli.host, cli.port),
+        tls,
         label: cli.label.clone(),
         broker_pid: cli.broker_pid,
         deadline: seconds(cli.timeout),

@@ -1,10 +1,18 @@
-//! Raw MQTT 3.1.1 over TCP with wren-codec: connect, subscribe, read packets from a buffer, and
-//! PUBLISH templates that are copied and patched instead of encoded per message.
+//! Raw MQTT 3.1.1 over TCP (or TLS) with wren-codec: connect, subscribe, read packets from a
+//! buffer, and PUBLISH templates that are copied and patched instead of encoded per message.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 use wren_codec::{
     Ack, Connect, DecodeOptions, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid, Status,
@@ -56,11 +64,103 @@ fn proto_err(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// A TLS client configuration (`--tls`).
+#[derive(Clone)]
+pub struct Tls(TlsConnector);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// A TLS client configuration trusting the CA certificates of a PEM file (`--tls`), with the
+/// ring provider (TLS 1.2 and 1.3).
+pub fn tls_connector(ca: &Path) -> io::Result<Tls> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| proto_err(format!("{e}")))? {
+        roots
+            .add(cert.map_err(|e| proto_err(format!("{e}")))?)
+            .map_err(|e| proto_err(format!("{e}")))?;
+    }
+    #[allow(deprecated)] // rustls 0.23.48 deprecates ring for lacking post-quantum key exchange
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| proto_err(format!("{e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Tls(TlsConnector::from(Arc::new(config))))
+}
+
+/// A connection's byte stream: TCP, or TLS over it. Clones share it (one task may write while
+/// another reads): the TLS session is locked for the length of one poll.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    tcp: TcpStream,
+    tls: Option<Arc<Mutex<TlsStream<TcpStream>>>>,
+}
+
+impl Stream {
+    /// Shut the TCP connection down (ends every task using it).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.tcp.shutdown(how)
+    }
+}
+
+fn lock(t: &Mutex<TlsStream<TcpStream>>) -> std::sync::MutexGuard<'_, TlsStream<TcpStream>> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match &this.tls {
+            Some(t) => Pin::new(&mut *lock(t)).poll_read(cx, buf),
+            None => Pin::new(&mut this.tcp).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match &this.tls {
+            Some(t) => Pin::new(&mut *lock(t)).poll_write(cx, buf),
+            None => Pin::new(&mut this.tcp).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &this.tls {
+            Some(t) => Pin::new(&mut *lock(t)).poll_flush(cx),
+            None => Pin::new(&mut this.tcp).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &this.tls {
+            Some(t) => Pin::new(&mut *lock(t)).poll_close(cx),
+            None => Pin::new(&mut this.tcp).poll_close(cx),
+        }
+    }
+}
+
 /// One connection with its receive buffer (bytes read but not yet decoded stay in it).
 #[derive(Debug)]
 pub struct Conn {
     /// The socket (clones share it: one task may write while another reads).
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Receive buffer.
     pub buf: Vec<u8>,
     /// How much of `buf` holds received bytes.
@@ -68,13 +168,28 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Open a TCP connection, send CONNECT (clean session) and wait for a successful CONNACK.
-    pub async fn connect(addr: SocketAddr, client_id: &str, keep_alive: u16) -> io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
+    /// Open a TCP connection (and a TLS session over it, with `tls`: the broker's certificate
+    /// must name `addr`'s IP address), send CONNECT (clean session) and wait for a successful
+    /// CONNACK.
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&Tls>,
+        client_id: &str,
+        keep_alive: u16,
+    ) -> io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
         // Latency is measured per message: Nagle's algorithm would hold small packets back.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let tls = match tls {
+            None => None,
+            Some(Tls(connector)) => {
+                let name = ServerName::from(addr.ip());
+                let session = connector.connect(name, tcp.clone()).await?;
+                Some(Arc::new(Mutex::new(session)))
+            }
+        };
         let mut conn = Conn {
-            stream,
+            stream: Stream { tcp, tls },
             buf: vec![0; 4096],
             filled: 0,
         };

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use smol::io::AsyncWriteExt;
-use smol::net::TcpStream;
 use smol::{Executor, Timer};
 use wren_codec::{DecodeOptions, Packet, QoS, Status, decode};
 
-use crate::mqtt::{Conn, STAMP_LEN, Stamp, Template, VERSION, append_puback};
+use crate::mqtt::{Conn, STAMP_LEN, Stamp, Stream, Template, VERSION, append_puback};
 use crate::report::{self, Report, Value};
 
 /// Where the broker is and how to label and bound a run.
@@ -27,6 +26,8 @@ use crate::report::{self, Report, Value};
 pub struct Target {
     /// Broker address (loopback).
     pub addr: SocketAddr,
+    /// Connect over TLS (`--tls CAFILE`).
+    pub tls: Option<crate::mqtt::Tls>,
     /// Broker name for the reports.
     pub label: String,
     /// Broker process, for its CPU time and memory.
@@ -268,17 +269,17 @@ pub async fn flood(
         Topology::Shared => ("bench/fanout", Box::new(|_| "bench/fanout".to_owned())),
     };
 
-    let mut streams: Vec<TcpStream> = Vec::new();
+    let mut streams: Vec<Stream> = Vec::new();
     let mut subs = Vec::new();
     for i in 0..cfg.subscribers {
-        let mut c = Conn::connect(target.addr, &client_id("s", i), 60).await?;
+        let mut c = Conn::connect(target.addr, target.tls.as_ref(), &client_id("s", i), 60).await?;
         c.subscribe(filter, cfg.qos).await?;
         streams.push(c.stream.clone());
         subs.push(c);
     }
     let mut pubs = Vec::new();
     for i in 0..cfg.publishers {
-        let c = Conn::connect(target.addr, &client_id("p", i), 60).await?;
+        let c = Conn::connect(target.addr, target.tls.as_ref(), &client_id("p", i), 60).await?;
         streams.push(c.stream.clone());
         pubs.push(c);
     }
@@ -702,6 +703,7 @@ pub async fn idle(
         let (next, conns, failures) = (next.clone(), conns.clone(), failures.clone());
         let last_ack = last_ack.clone();
         let addr = target.addr;
+        let tls = target.tls.clone();
         workers.push(ex.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed);
@@ -709,7 +711,7 @@ pub async fn idle(
                     break;
                 }
                 let opened = async {
-                    let mut c = Conn::connect(addr, &client_id("i", i), 300).await?;
+                    let mut c = Conn::connect(addr, tls.as_ref(), &client_id("i", i), 300).await?;
                     if let Some(qos) = subscribe {
                         // An error unless the broker granted it.
                         c.subscribe(&idle_topic(i), qos).await?;

@@ -10,8 +10,11 @@ use wren_codec::{
 };
 
 use crate::core::Broker;
+use crate::core::access::Identity;
 use crate::core::close::CloseReason;
-use crate::core::conn::{ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase};
+use crate::core::conn::{
+    CertificateUser, ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase,
+};
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::{Message, Out};
 use crate::core::validate::{check_string, check_topic};
@@ -57,8 +60,34 @@ impl Broker {
                 c.max_packet_size = p.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get);
             }
         }
-        // Who may connect here (`access.rs`), before anything else is decided.
-        let identity = self.admit(conn, connect)?;
+        // A TLS client certificate's name replaces the CONNECT's user name (`set_certificate_user`).
+        let certificate_user = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.certificate_user.clone());
+        let username: Option<&str> = match &certificate_user {
+            None => connect.username,
+            Some(CertificateUser::Name(name)) => Some(name),
+            Some(CertificateUser::Missing) => {
+                let code = if v5 {
+                    ReasonCode::BAD_USER_NAME_OR_PASSWORD
+                } else {
+                    ReasonCode::V3_BAD_USER_NAME_OR_PASSWORD
+                };
+                return Err(self.refuse(conn, code, "no user name in its TLS certificate"));
+            }
+        };
+        // Who may connect here (`access.rs`), before anything else is decided; a client named
+        // by its certificate is authenticated by it (as in Mosquitto).
+        let identity = match &certificate_user {
+            Some(CertificateUser::Name(name)) => Identity {
+                username: Some(Arc::from(&**name)),
+                listener: self.conns.get(&conn).map_or(0, |c| c.listener),
+                credential: None,
+                by_certificate: true,
+            },
+            _ => self.admit(conn, connect)?,
+        };
         let will_delay = connect
             .will
             .as_ref()
@@ -88,7 +117,7 @@ impl Broker {
             clean_start: connect.clean_start,
             keep_alive: connect.keep_alive,
             client_id: connect.client_id.into(),
-            username: connect.username.map(Into::into),
+            username: username.map(Into::into),
             will: connect.will.as_ref().map(|w| {
                 Message::with_properties(
                     w.topic.as_str(),
