@@ -650,3 +650,32 @@ fn raw_v5_will_delay_cancelled_by_a_reconnect() {
     }
     assert_eq!(wills, ["will/gone"]);
 }
+
+/// #18 item 7 over sockets: after `max_failed_logins` refusals from 127.0.0.1, its next CONNECT
+/// is refused with 0x8A Banned without its credentials being looked at.
+#[test]
+fn raw_v5_failed_logins_ban_the_address_for_a_while() {
+    let broker = common::start(|c| {
+        c.allow_anonymous = Some(false);
+        c.max_failed_logins = 2;
+        c.failed_login_window = 60;
+        c.failed_login_block = 60;
+    });
+    let addr = broker.local_addr();
+    // CONNECT 5.0, clean start, keep-alive 60, client id "guess", no properties.
+    let connect = [
+        0x10, 18, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 5, b'g', b'u', b'e', b's',
+        b's',
+    ];
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&connect).unwrap();
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 0x20, "CONNACK");
+        codes.push(head[3]);
+    }
+    assert_eq!(codes, [0x87, 0x87, 0x8A]);
+}

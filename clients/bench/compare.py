@@ -198,6 +198,14 @@ def jobs(quick, idle_connections=None):
     )
     idle_metrics = [("bytes_per_conn", "B/conn", False), ("connect_rate", "conn/s", True)]
     out.append(("idle", ["idle", "--connections", str(idle_connections or 2000)], idle_metrics))
+    # Connection rate (and memory) over TLS: a handshake per connection.
+    out.append(
+        (
+            "idle tls",
+            ["--tls", "{CA}", "idle", "--connections", str(idle_connections or 2000)],
+            idle_metrics,
+        )
+    )
     # The same with a QoS 1 subscription to its own topic per connection (a device fleet, each
     # listening on its command topic); memory read 1 s after the last SUBACK.
     out.append(
