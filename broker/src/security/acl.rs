@@ -105,7 +105,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use wren_codec::{TopicFilter, TopicName};
 
@@ -744,45 +744,11 @@ fn check_filter(filter: &str) -> Result<(), Problem> {
 /// An ACL file that cannot be used: which file ([`AclFile::load`]), which line, what is wrong.
 ///
 /// Displayed as `acl.conf line 7: unknown access type 'writee'`.
-#[derive(Debug)]
-pub struct FileError {
-    file: Option<PathBuf>,
-    line: Option<usize>,
-    problem: Problem,
-}
+pub type FileError = super::FileError<Problem>;
 
-impl FileError {
-    /// The file, as given to [`AclFile::load`]; `None` from [`AclFile::parse`].
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
-    /// The 1-based line; `None` if the file could not be read.
-    pub fn line(&self) -> Option<usize> {
-        self.line
-    }
-
-    /// What is wrong.
-    pub fn problem(&self) -> &Problem {
-        &self.problem
-    }
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{} line {line}: ", file.display())?,
-            (Some(file), None) => write!(f, "{}: ", file.display())?,
-            (None, Some(line)) => write!(f, "line {line}: ")?,
-            (None, None) => {}
-        }
-        self.problem.fmt(f)
-    }
-}
-
-impl std::error::Error for FileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.problem {
+impl super::FileProblem for Problem {
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
             Problem::Io(e) => Some(e),
             _ => None,
         }

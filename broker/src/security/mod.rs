@@ -7,6 +7,7 @@ pub mod acl;
 pub mod password_file;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,4 +61,57 @@ fn cached<T: ?Sized>(
     let loaded = load(path)?;
     cache.insert(path.to_owned(), Arc::clone(&loaded));
     Ok(loaded)
+}
+
+/// What can be wrong with a line or file of one format (its `Problem`).
+pub trait FileProblem: fmt::Display + fmt::Debug {
+    /// The read error, when the file could not be read.
+    fn io(&self) -> Option<&std::io::Error>;
+}
+
+/// A security file that cannot be used: which file (when loaded from one), which 1-based line
+/// (`None` when the whole file is at fault), and what is wrong. Displayed as
+/// `acl.conf line 7: unknown access type 'writee'`.
+#[derive(Debug)]
+pub struct FileError<P> {
+    pub(in crate::security) file: Option<PathBuf>,
+    pub(in crate::security) line: Option<usize>,
+    pub(in crate::security) problem: P,
+}
+
+impl<P> FileError<P> {
+    /// The file, as given to `load`; `None` from `parse`.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The 1-based line; `None` if the whole file is at fault (it could not be read).
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// What is wrong.
+    pub fn problem(&self) -> &P {
+        &self.problem
+    }
+}
+
+impl<P: fmt::Display> fmt::Display for FileError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{} line {line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        self.problem.fmt(f)
+    }
+}
+
+impl<P: FileProblem> std::error::Error for FileError<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.problem
+            .io()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }

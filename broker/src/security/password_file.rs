@@ -68,7 +68,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -192,10 +192,9 @@ impl PasswordFile {
                 continue;
             };
             let user = trim_blanks(user);
-            let entry =
-                parse_entry(user, trim_blanks(hash)).map_err(|p| FileError::at(number, p))?;
+            let entry = parse_entry(user, trim_blanks(hash)).map_err(|p| error_at(number, p))?;
             if let Some((first_line, _)) = users.get(user) {
-                return Err(FileError::at(
+                return Err(error_at(
                     number,
                     Problem::Duplicate {
                         user: user.to_owned(),
@@ -631,56 +630,22 @@ impl fmt::Display for Problem {
 /// A password file that could not be read or parsed: the file (for [`PasswordFile::load`]), the
 /// 1-based line (for a line's problem) and the [`Problem`]. Displays as
 /// `passwords.txt line 3: unknown hash type $5$ (expected $6$ or $7$)`.
-#[derive(Debug)]
-pub struct FileError {
-    file: Option<PathBuf>,
-    line: Option<usize>,
-    problem: Problem,
-}
+pub type FileError = super::FileError<Problem>;
 
-impl FileError {
-    fn at(line: usize, problem: Problem) -> FileError {
-        FileError {
-            file: None,
-            line: Some(line),
-            problem,
-        }
-    }
-
-    /// The file, as given to [`PasswordFile::load`].
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
-    /// The 1-based line, unless the whole file is at fault (it could not be read).
-    pub fn line(&self) -> Option<usize> {
-        self.line
-    }
-
-    /// What is wrong.
-    pub fn problem(&self) -> &Problem {
-        &self.problem
-    }
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{} line {line}: ", file.display())?,
-            (Some(file), None) => write!(f, "{}: ", file.display())?,
-            (None, Some(line)) => write!(f, "line {line}: ")?,
-            (None, None) => {}
-        }
-        write!(f, "{}", self.problem)
-    }
-}
-
-impl std::error::Error for FileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.problem {
+impl super::FileProblem for Problem {
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
             Problem::Io(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+fn error_at(line: usize, problem: Problem) -> FileError {
+    FileError {
+        file: None,
+        line: Some(line),
+        problem,
     }
 }
 
