@@ -1,7 +1,7 @@
 //! Authentication and access-control files in Mosquitto's formats: the password file
-//! (`password_file.rs`, and the `wren-passwd` tool) and the ACL file (`acl.rs`), loaded by the
-//! shell and handed to the core as its [`UserStore`](crate::UserStore) and
-//! [`TopicRules`](crate::TopicRules) (`access.rs` here).
+//! (`password_file.rs`, and the `wren-passwd` tool) and the ACL file (`acl.rs`), loaded by
+//! [`load_listener_access`] and handed to the core as its `UserStore` and `TopicRules`
+//! (the core's `access.rs`).
 
 pub mod acl;
 pub mod password_file;

@@ -3,7 +3,7 @@
 //! socket pair (see the module documentation of `shell` for why).
 //!
 //! The pump: the handshake(s), within `connect_timeout` together (a failure or a time-out is
-//! logged, "Client <peer> TLS handshake failed: <reason>, closing.", and closes that connection
+//! logged, `Client <peer> TLS handshake failed: <reason>, closing.`, and closes that connection
 //! only; the core never hears of it); then the core is told of the connection
 //! ([`crate::Broker::connection_opened`], with the certificate's user name if the listener takes
 //! one) and its task is spawned on the inner end of the pair, while the pump moves bytes both
