@@ -255,28 +255,11 @@ fn start_on_free_port() -> (Broker, u16) {
 /// A raw MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, client id `id`) is answered with
 /// CONNACK accepted, no session present.
 fn assert_accepts_connection(port: u16, id: &str) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    tcp.set_write_timeout(Some(WAIT)).unwrap();
-    let mut connect = vec![
-        0x10,
-        (12 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-    ];
-    connect.extend_from_slice(&[0, 60, 0, id.len() as u8]);
-    connect.extend_from_slice(id.as_bytes());
-    tcp.write_all(&connect).unwrap();
-    let mut connack = [0u8; 4];
-    tcp.read_exact(&mut connack)
-        .unwrap_or_else(|e| panic!("no CONNACK for {id}: {e}"));
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK for {id}");
+    assert_eq!(
+        common::connack(port, id),
+        [0x20, 0x02, 0x00, 0x00],
+        "CONNACK for {id}"
+    );
 }
 
 #[test]

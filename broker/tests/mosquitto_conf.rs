@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -115,33 +115,6 @@ fn rewrite_ports(text: &str, moved: &mut Vec<(u16, u16)>) -> String {
         out.push('\n');
     }
     out
-}
-
-/// A raw MQTT 3.1.1 CONNECT without a user name (clean session, keep-alive 60 s, client id
-/// `id`) to 127.0.0.1:`port`: the CONNACK's four bytes.
-fn connack(port: u16, id: &str) -> [u8; 4] {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    tcp.set_write_timeout(Some(WAIT)).unwrap();
-    let mut connect = vec![
-        0x10,
-        (12 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-    ];
-    connect.extend_from_slice(&[0, 60, 0, id.len() as u8]);
-    connect.extend_from_slice(id.as_bytes());
-    tcp.write_all(&connect).unwrap();
-    let mut answer = [0u8; 4];
-    tcp.read_exact(&mut answer)
-        .unwrap_or_else(|e| panic!("no CONNACK on port {port} for {id}: {e}"));
-    answer
 }
 
 const ACCEPTED: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
@@ -444,14 +417,14 @@ fn real_mosquitto_runs_on_the_fixtures() {
         };
         for old in anonymous_ok {
             assert_eq!(
-                connack(file_port(old), "anonymous"),
+                common::connack(file_port(old), "anonymous"),
                 ACCEPTED,
                 "{what}, port {old}"
             );
         }
         for old in anonymous_refused {
             assert_eq!(
-                connack(file_port(old), "anonymous"),
+                common::connack(file_port(old), "anonymous"),
                 NOT_AUTHORIZED,
                 "{what}, {old}"
             );
@@ -648,8 +621,8 @@ fn wren_broker_runs_on_a_mosquitto_conf() {
             && running.contains(&format!("127.0.0.1:{closed}")),
         "{running}"
     );
-    assert_eq!(connack(open, "anonymous"), ACCEPTED);
-    assert_eq!(connack(closed, "anonymous"), NOT_AUTHORIZED);
+    assert_eq!(common::connack(open, "anonymous"), ACCEPTED);
+    assert_eq!(common::connack(closed, "anonymous"), NOT_AUTHORIZED);
     broker.assert_running("wren-broker -c anonymous.conf");
 }
 
@@ -671,7 +644,7 @@ fn log_dest_and_log_type_apply_to_the_running_broker() {
     let mut broker = Running::spawn_reading(cmd, true);
     broker.wait_for_line("Config loaded from stdout.conf.");
     broker.wait_for_line("running on");
-    assert_eq!(connack(port, "to-stdout"), ACCEPTED);
+    assert_eq!(common::connack(port, "to-stdout"), ACCEPTED);
     broker.wait_for_line("New client connected from 127.0.0.1:");
     drop(broker);
     assert_eq!(
@@ -689,7 +662,7 @@ fn log_dest_and_log_type_apply_to_the_running_broker() {
     cmd.args(["-c", "quiet.conf"]).current_dir(&dir.0);
     let mut broker = Running::spawn(cmd);
     broker.wait_for_port(port, "wren-broker -c quiet.conf");
-    assert_eq!(connack(port, "quiet"), ACCEPTED);
+    assert_eq!(common::connack(port, "quiet"), ACCEPTED);
     std::thread::sleep(Duration::from_millis(300));
     broker.assert_running("wren-broker -c quiet.conf");
     assert_eq!(broker.drain(), [] as [String; 0], "only errors are logged");

@@ -328,6 +328,33 @@ impl Raw {
     }
 }
 
+/// A raw MQTT 3.1.1 CONNECT without a user name (clean session, keep-alive 60 s, client id
+/// `id`) to 127.0.0.1:`port`: the CONNACK's four bytes (`20 02 00 00` when accepted).
+pub fn connack(port: u16, id: &str) -> [u8; 4] {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    tcp.set_write_timeout(Some(WAIT)).unwrap();
+    let mut connect = vec![
+        0x10,
+        (12 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+    ];
+    connect.extend_from_slice(&[0, 60, 0, id.len() as u8]);
+    connect.extend_from_slice(id.as_bytes());
+    tcp.write_all(&connect).unwrap();
+    let mut answer = [0u8; 4];
+    tcp.read_exact(&mut answer)
+        .unwrap_or_else(|e| panic!("no CONNACK on port {port} for {id}: {e}"));
+    answer
+}
+
 /// A client that proves the broker still serves others: connect, subscribe, publish, receive.
 pub fn broker_still_works(addr: SocketAddr) {
     let (mut c, ack) = Raw::connect(addr, "bystander-check", true, 30);
