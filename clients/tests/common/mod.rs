@@ -97,6 +97,7 @@ pub fn bin(name: &str) -> &'static str {
         "wren-pub" => env!("CARGO_BIN_EXE_wren-pub"),
         "wren-sub" => env!("CARGO_BIN_EXE_wren-sub"),
         "wren-sensor" => env!("CARGO_BIN_EXE_wren-sensor"),
+        "wren-rr" => env!("CARGO_BIN_EXE_wren-rr"),
         other => panic!("no binary {other}"),
     }
 }
