@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
 use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
@@ -77,6 +77,7 @@ enum Source {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-pub");
     let (source, properties) = match check(&args) {
         Ok(s) => s,

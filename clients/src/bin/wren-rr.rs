@@ -107,6 +107,7 @@ fn parse() -> Args {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(command);
     let args = parse();
     let (payload, properties) = match check(&args) {
         Ok(p) => p,

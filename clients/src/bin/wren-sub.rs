@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
 use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
@@ -65,6 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-sub");
     if let Err(e) = check(&args) {
         cli::usage_error("wren-sub", &e);
