@@ -14,6 +14,7 @@ use crate::core::close::CloseReason;
 use crate::core::conn::{ClientAuth, ClientState, ConnectInfo, OutAliases, PendingAuth, Phase};
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::{Message, Out};
+use crate::core::trace;
 use crate::core::validate::{check_string, check_topic};
 
 impl Broker {
@@ -191,7 +192,6 @@ impl Broker {
         });
         self.connected = self.connected.saturating_add(1);
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
-        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
         let protocol = match version {
             ProtocolVersion::V31 => 1,
             ProtocolVersion::V311 => 2,
@@ -207,6 +207,10 @@ impl Broker {
             u8::from(info.clean_start),
             info.keep_alive,
         );
+        if trace::enabled() {
+            trace::will(info.will.as_deref());
+        }
+        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
         if attached.present {
             self.resume(attached.session);
         }
