@@ -26,6 +26,24 @@ pub struct Console {
     /// Set when a person is typing at a terminal.
     printer: Option<Mutex<Box<dyn ExternalPrinter + Send>>>,
     help: &'static str,
+    /// The terminal's settings before the line editor changed them, put back on drop.
+    #[cfg(unix)]
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl Drop for Console {
+    /// A tool that ends while the line editor waits for a line (the connection lost) must not
+    /// leave the terminal in raw mode.
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Console {
@@ -45,11 +63,15 @@ impl Console {
         help: &'static str,
     ) -> Self {
         if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            #[cfg(unix)]
+            let saved = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
             if let Some((lines, printer)) = start_editor(tool, commands) {
                 return Self {
                     lines,
                     printer: Some(Mutex::new(printer)),
                     help,
+                    #[cfg(unix)]
+                    saved,
                 };
             }
         }
@@ -57,6 +79,8 @@ impl Console {
             lines: cli::stdin_lines(),
             printer: None,
             help,
+            #[cfg(unix)]
+            saved: None,
         }
     }
 

@@ -132,3 +132,34 @@ fn pub_console_in_a_terminal() {
     s.expect("DISCONNECTED").unwrap();
     assert_eq!(exit_code(&mut s), 0);
 }
+
+/// Whether the terminal is in canonical (line) mode, as a shell leaves it; the line editor
+/// turns it off while it waits for a line.
+fn canonical(s: &expectrl::session::OsSession) -> bool {
+    let master = s.get_process().get_raw_handle().unwrap();
+    nix::sys::termios::tcgetattr(&master)
+        .unwrap()
+        .local_flags
+        .contains(nix::sys::termios::LocalFlags::ICANON)
+}
+
+/// The broker goes away while the line editor waits for a line: the tool ends with its error and
+/// the terminal is back in its normal mode, not left raw.
+#[test]
+fn terminal_restored_when_the_connection_is_lost() {
+    let mut b = Broker::start();
+    let port = b.port_arg();
+    let mut s = spawn("wren-pub", &["-p", &port, "--console"]);
+    assert!(canonical(&s));
+    s.expect("wren-pub> ").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !canonical(&s),
+        "the line editor puts the terminal in raw mode"
+    );
+    b.stop();
+    s.expect("Error: the broker closed the connection").unwrap();
+    let code = exit_code(&mut s);
+    assert_ne!(code, 0);
+    assert!(canonical(&s), "the terminal is back in canonical mode");
+}
