@@ -163,3 +163,39 @@ fn terminal_restored_when_the_connection_is_lost() {
     assert_ne!(code, 0);
     assert!(canonical(&s), "the terminal is back in canonical mode");
 }
+
+/// Ctrl-C at the prompt (the terminal is raw: no SIGINT, the line editor reads it) ends the
+/// session as DISCONNECT does: a clean disconnect, exit 0, so the broker publishes no will.
+#[test]
+fn ctrl_c_at_the_prompt_disconnects_cleanly() {
+    let b = Broker::start();
+    let port = b.port_arg();
+    let mut watcher = subscribed(&port, &["-t", "wills/#", "-v"]);
+    let mut s = spawn(
+        "wren-sub",
+        &[
+            "-p",
+            &port,
+            "--console",
+            "--will-topic",
+            "wills/console",
+            "--will-payload",
+            "gone",
+        ],
+    );
+    s.expect("wren-sub> ").unwrap();
+    s.send("SUBSCRIBE x/half").unwrap();
+    s.send("\x03").unwrap();
+    s.expect("DISCONNECTED").unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+    // A will would arrive at once; a live marker published after the disconnect comes first.
+    let r = run(
+        "wren-pub",
+        &["-p", &port, "-t", "wills/marker", "-m", "after"],
+        "",
+        SECS10,
+    );
+    assert_eq!(r.code(), 0, "{r:?}");
+    let first = watcher.expect_out(|l| l.starts_with("wills/"), SECS10);
+    assert_eq!(first, "wills/marker after");
+}
