@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use wren_broker::{Config, Listener, Protocol, Server, SocketDomain};
 
 /// Wren MQTT broker: speaks MQTT 3.1, 3.1.1 and 5.0.
@@ -47,6 +47,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    generate_if_asked();
     let cli = Cli::parse();
     if let Some(path) = &cli.check_config {
         return check_config(&cli, path);
@@ -425,6 +426,49 @@ mod stop {
             let _ = self.0.recv();
         }
     }
+}
+
+/// The packaging flags, taken before anything else and not shown in `--help` (as wren-pub,
+/// wren-sub, wren-rr and wren-sensor take them): `--generate-man DIR` writes
+/// `DIR/wren-broker.1` (clap_mangen), `--generate-completions SHELL` prints the completion
+/// script for bash, zsh, fish, elvish or powershell (clap_complete). Exits when one is given.
+fn generate_if_asked() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let (Some(flag), Some(value), 2) = (args.first(), args.get(1), args.len()) else {
+        return;
+    };
+    let result = match flag.to_str() {
+        Some("--generate-man") => write_man(Path::new(value)),
+        Some("--generate-completions") => write_completions(value),
+        _ => return,
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn write_man(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    std::fs::write(dir.join("wren-broker.1"), out)
+}
+
+fn write_completions(shell: &std::ffi::OsStr) -> std::io::Result<()> {
+    use clap::ValueEnum;
+    let name = shell.to_string_lossy();
+    let shell = clap_complete::Shell::from_str(&name, true).map_err(|_| {
+        std::io::Error::other(format!(
+            "unknown shell '{name}' (bash, zsh, fish, elvish or powershell)"
+        ))
+    })?;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "wren-broker", &mut std::io::stdout());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -522,3 +522,62 @@ fn password_and_acl_files_then_reload() {
         "old rules"
     );
 }
+
+#[test]
+fn man_page_and_completions_are_generated() {
+    let dir = std::env::temp_dir().join(format!("wren-broker-man-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .arg("--generate-man")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(dir.join("wren-broker.1")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(page.contains(".TH wren-broker 1"), "{page}");
+    assert!(page.contains(r"\fB\-\-check\-config\fR"), "{page}");
+    assert!(page.contains("SIGHUP"), "{page}");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(BIN)
+            .args(["--generate-completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("check-config"),
+            "{shell}"
+        );
+    }
+}
+
+/// The systemd unit: a simple service run as its own user, reloaded with SIGHUP (the password
+/// and ACL files), restarted on failure, sandboxed.
+#[test]
+fn systemd_unit_is_complete() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/wren-broker.service"),
+    )
+    .unwrap();
+    let has = |line: &str| unit.lines().any(|l| l.trim() == line);
+    for line in [
+        "[Unit]",
+        "[Service]",
+        "[Install]",
+        "Type=simple",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "User=wren-broker",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(has(line), "missing {line:?} in:\n{unit}");
+    }
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    assert!(exec.starts_with("/usr/local/bin/wren-broker -c "), "{exec}");
+}

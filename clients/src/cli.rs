@@ -239,6 +239,56 @@ pub fn fail(quiet: bool, err: &ClientError) -> ExitCode {
     ExitCode::from(exit_code(err))
 }
 
+/// The packaging flags every tool takes before anything else (not shown in `--help`):
+/// `--generate-man DIR` writes `DIR/<tool>.1` (clap_mangen), `--generate-completions SHELL`
+/// prints the completion script for bash, zsh, fish, elvish or powershell (clap_complete). Both
+/// come from the tool's clap definition, so they always match its flags. Exits when one is
+/// given; returns otherwise.
+pub fn generate_if_asked(command: impl FnOnce() -> clap::Command) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let (Some(flag), Some(value), 2) = (args.first(), args.get(1), args.len()) else {
+        return;
+    };
+    let result = match flag.to_str() {
+        Some("--generate-man") => write_man(command(), std::path::Path::new(value)),
+        Some("--generate-completions") => write_completions(command(), value),
+        _ => return,
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Write `dir/<name>.1`, the man page of `command`.
+pub fn write_man(command: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.1", command.get_name()));
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command).render(&mut out)?;
+    std::fs::write(path, out)
+}
+
+/// Print the completion script of `command` for `shell` on stdout.
+pub fn write_completions(
+    mut command: clap::Command,
+    shell: &std::ffi::OsStr,
+) -> std::io::Result<()> {
+    use clap::ValueEnum;
+    let name = shell.to_string_lossy();
+    let shell = clap_complete::Shell::from_str(&name, true).map_err(|_| {
+        std::io::Error::other(format!(
+            "unknown shell '{name}' (bash, zsh, fish, elvish or powershell)"
+        ))
+    })?;
+    let bin = command.get_name().to_owned();
+    clap_complete::generate(shell, &mut command, bin, &mut std::io::stdout());
+    Ok(())
+}
+
 /// Lines of standard input, read on a thread so async code can wait on them; the channel closes
 /// at end of input (or on a read error). Trailing `\r\n`/`\n` are removed.
 pub fn stdin_lines() -> Receiver<String> {

@@ -56,6 +56,8 @@ pub mod cli;
 #[cfg(feature = "std")]
 pub mod client;
 #[cfg(feature = "std")]
+pub mod console;
+#[cfg(feature = "std")]
 pub mod format;
 #[cfg(feature = "std")]
 pub mod sensor;

@@ -131,6 +131,9 @@ impl Broker {
                     c.version,
                 );
             }
+            if super::trace::enabled() {
+                super::trace::sent(c.client_id(), c.version, &out);
+            }
             c.outbox(&mut self.woken).push(out);
         }
         c.outbox(&mut self.woken).close();

@@ -105,6 +105,9 @@ impl<'a> Wire<'a> {
     /// Queue `out` on a connection, counting it; a queue past its hard limit closes the
     /// connection.
     pub(super) fn push(&mut self, c: &mut Connection, out: Out) {
+        if super::trace::enabled() {
+            super::trace::sent(c.client_id(), c.version, &out);
+        }
         self.stats.messages_sent = self.stats.messages_sent.saturating_add(1);
         self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(out.len() as u64);
         let queued = c.outbox(self.woken).push(out);

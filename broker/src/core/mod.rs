@@ -45,6 +45,7 @@ mod session_expiry;
 mod subscriptions;
 mod sys;
 mod timers;
+mod trace;
 mod validate;
 mod will;
 
@@ -282,6 +283,9 @@ impl Broker {
         let Some(c) = self.conns.get(&conn) else {
             return Ok(());
         };
+        if trace::enabled() {
+            trace::received(c.client_id(), packet);
+        }
         let sid = match &c.state {
             Phase::AwaitingConnect => {
                 return match packet {

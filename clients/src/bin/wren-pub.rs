@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
 use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
 use wren_clients::client::{Client, ClientError, Event, MessageProperties, OutgoingMessage};
+use wren_clients::console::Console;
 use wren_codec::{QoS, TopicName};
 
 /// Publish a message (or many) on a topic.
@@ -76,6 +77,7 @@ enum Source {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-pub");
     let (source, properties) = match check(&args) {
         Ok(s) => s,
@@ -242,10 +244,13 @@ fn message(
 fn on_event(
     event: Event,
     outstanding: &mut HashSet<u16>,
-    console: bool,
+    console: Option<&Console>,
 ) -> Result<(), ClientError> {
     match &event {
-        Event::Log(l) => log_line(l),
+        Event::Log(l) => match console {
+            Some(c) => c.print(l),
+            None => log_line(l),
+        },
         Event::PubAck(a) | Event::PubComp(a) => {
             outstanding.remove(&a.packet_id);
         }
@@ -258,9 +263,9 @@ fn on_event(
         }
         _ => {}
     }
-    if console {
+    if let Some(c) = console {
         if let Some(line) = cli::console_line(&event) {
-            log_line(&line);
+            c.print(&line);
         }
     }
     Ok(())
@@ -269,7 +274,7 @@ fn on_event(
 async fn wait_acks(
     client: &Client,
     outstanding: &mut HashSet<u16>,
-    console: bool,
+    console: Option<&Console>,
 ) -> Result<(), ClientError> {
     while !outstanding.is_empty() {
         let event = client.next_event().await.ok_or(ClientError::Closed)?;
@@ -297,10 +302,10 @@ async fn publish_fixed(
             outstanding.insert(id);
         }
         while let Some(e) = client.try_next_event() {
-            on_event(e, &mut outstanding, false)?;
+            on_event(e, &mut outstanding, None)?;
         }
     }
-    wait_acks(client, &mut outstanding, false).await
+    wait_acks(client, &mut outstanding, None).await
 }
 
 async fn publish_lines(
@@ -319,10 +324,10 @@ async fn publish_lines(
             outstanding.insert(id);
         }
         while let Some(e) = client.try_next_event() {
-            on_event(e, &mut outstanding, false)?;
+            on_event(e, &mut outstanding, None)?;
         }
     }
-    wait_acks(client, &mut outstanding, false).await
+    wait_acks(client, &mut outstanding, None).await
 }
 
 enum Wake {
@@ -335,15 +340,15 @@ async fn console(
     client: &Client,
     properties: &MessageProperties,
 ) -> Result<(), ClientError> {
-    let lines = cli::stdin_lines();
+    let console = Console::start("wren-pub", &["PUBLISH", "DISCONNECT"], PUB_HELP);
     let mut outstanding = HashSet::new();
     loop {
         let wake = async { Wake::Event(client.next_event().await) }
-            .or(async { Wake::Line(lines.recv().await.ok()) })
+            .or(async { Wake::Line(console.next_line().await) })
             .await;
         let line = match wake {
             Wake::Event(Some(e)) => {
-                on_event(e, &mut outstanding, true)?;
+                on_event(e, &mut outstanding, Some(&console))?;
                 continue;
             }
             Wake::Event(None) => return Err(ClientError::Closed),
@@ -354,25 +359,32 @@ async fn console(
         match command.as_str() {
             "" => {}
             "DISCONNECT" => break,
+            "HELP" => console.help(),
             "PUBLISH" => {
                 let (topic, value) = match rest.split_once(char::is_whitespace) {
                     Some((t, v)) => (t, v),
                     None => (rest, ""),
                 };
                 if topic.is_empty() {
-                    eprintln!(
-                        "error: PUBLISH needs a topic and a value, e.g. PUBLISH site/lab/temperature 21.5"
+                    console.error(
+                        "PUBLISH needs a topic and a value, e.g. PUBLISH site/lab/temperature 21.5",
                     );
                     continue;
                 }
                 if TopicName::new(topic).is_err() || topic.contains(['+', '#']) {
-                    eprintln!("error: '{topic}' is not a valid topic name");
+                    console.error(&format!("'{topic}' is not a valid topic name"));
+                    continue;
+                }
+                if value.is_empty() {
+                    console.error(&format!(
+                        "PUBLISH {topic} needs a value after the topic, e.g. PUBLISH {topic} 21.5"
+                    ));
                     continue;
                 }
                 let m = message(args, topic, value.as_bytes().to_vec(), properties);
                 match client.publish(m).await {
                     Ok(id) => {
-                        log_line(&format!(
+                        console.print(&format!(
                             "PUBLISH {topic} mid={} qos={}",
                             id.unwrap_or(0),
                             args.qos.bits()
@@ -382,21 +394,37 @@ async fn console(
                         }
                     }
                     Err(ClientError::Closed) => return Err(ClientError::Closed),
-                    Err(e) => eprintln!("error: {e}"),
+                    Err(e) => console.error(&e.to_string()),
                 }
             }
-            other => eprintln!(
-                "error: unknown command '{other}' (commands: PUBLISH <topic> <value>, DISCONNECT)"
-            ),
+            other => console.error(&format!(
+                "unknown command '{}' (commands: PUBLISH <topic> <value>, DISCONNECT, HELP)",
+                printable(other)
+            )),
         }
     }
     // A clean end: wait (briefly) for the acknowledgements of what was published.
-    let wait = async { wait_acks(client, &mut outstanding, true).await };
+    let wait = async { wait_acks(client, &mut outstanding, Some(&console)).await };
     let timeout = async {
         Timer::after(Duration::from_secs(5)).await;
         Ok(())
     };
     wait.or(timeout).await?;
-    log_line("DISCONNECTED");
+    console.print("DISCONNECTED");
     Ok(())
+}
+
+/// What the console's `HELP` prints.
+const PUB_HELP: &str = "\
+Commands (case-insensitive):
+  PUBLISH <topic> <value>  publish <value> (the rest of the line) on <topic>
+                           with the -q QoS, -r retain and -D properties given
+  DISCONNECT               wait for the acknowledgements, disconnect and exit
+  HELP                     this list
+Tab completes a command; Up/Down recall earlier lines; Ctrl-D or Ctrl-C disconnects.";
+
+/// A command word as it can be shown in an error: control characters (a stray escape
+/// sequence) spelled out.
+fn printable(word: &str) -> String {
+    word.escape_debug().to_string()
 }

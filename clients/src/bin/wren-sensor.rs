@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -110,6 +110,7 @@ struct Plan {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-sensor");
     let plans = match plan(&args) {
         Ok(p) => p,

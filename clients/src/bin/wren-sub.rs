@@ -5,11 +5,12 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
 use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
 use wren_clients::client::{Client, ClientError, Event, ReceivedMessage, Reconnect};
+use wren_clients::console::Console;
 use wren_clients::format::format_message;
 use wren_codec::{QoS, TopicFilter, TopicName};
 
@@ -64,6 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-sub");
     if let Err(e) = check(&args) {
         cli::usage_error("wren-sub", &e);
@@ -249,7 +251,11 @@ enum ConsoleWake {
 }
 
 async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> {
-    let lines = cli::stdin_lines();
+    let console = Console::start(
+        "wren-sub",
+        &["SUBSCRIBE", "UNSUBSCRIBE", "DISCONNECT"],
+        SUB_HELP,
+    );
     let mut pending: Vec<u16> = Vec::new();
     let mut draining: Option<std::time::Instant> = None;
     loop {
@@ -261,7 +267,7 @@ async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> 
                 if draining.is_some() {
                     Timer::never().await;
                 }
-                ConsoleWake::Line(lines.recv().await.ok())
+                ConsoleWake::Line(console.next_line().await)
             })
             .or(async {
                 match draining {
@@ -274,13 +280,13 @@ async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> 
         match wake {
             ConsoleWake::Timeout => break,
             ConsoleWake::Event(None | Some(Event::Closed)) => return Err(ClientError::Closed),
-            ConsoleWake::Event(Some(Event::Log(line))) => log_line(&line),
+            ConsoleWake::Event(Some(Event::Log(line))) => console.print(&line),
             ConsoleWake::Event(Some(e)) => {
                 if let Event::SubAck { packet_id, .. } | Event::UnsubAck { packet_id, .. } = &e {
                     pending.retain(|id| id != packet_id);
                 }
                 if let Some(line) = cli::console_line(&e) {
-                    log_line(&line);
+                    console.print(&line);
                 }
             }
             // End of input means DISCONNECT: first let outstanding acknowledgements arrive.
@@ -291,13 +297,16 @@ async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> 
                 let (command, rest) = cli::split_command(&line);
                 match command.as_str() {
                     "" => {}
+                    "HELP" => console.help(),
                     "SUBSCRIBE" | "UNSUBSCRIBE" if rest.trim().is_empty() => {
-                        eprintln!("error: {command} needs a topic filter, e.g. {command} site/#");
+                        console.error(&format!(
+                            "{command} needs a topic filter, e.g. {command} site/#"
+                        ));
                     }
                     "SUBSCRIBE" | "UNSUBSCRIBE" => {
                         let filter = rest.trim();
                         if TopicFilter::new(filter).is_err() {
-                            eprintln!("error: '{filter}' is not a valid topic filter");
+                            console.error(&format!("'{filter}' is not a valid topic filter"));
                             continue;
                         }
                         let result = if command == "SUBSCRIBE" {
@@ -308,20 +317,31 @@ async fn console(args: &Args, client: &Client) -> Result<ExitCode, ClientError> 
                         match result {
                             Ok(id) => pending.push(id),
                             Err(ClientError::Closed) => return Err(ClientError::Closed),
-                            Err(e) => eprintln!("error: {e}"),
+                            Err(e) => console.error(&e.to_string()),
                         }
                     }
                     "DISCONNECT" => {
                         draining = Some(std::time::Instant::now() + Duration::from_secs(5));
                     }
-                    other => eprintln!(
-                        "error: unknown command '{other}' (commands: SUBSCRIBE <topic>, UNSUBSCRIBE <topic>, DISCONNECT)"
-                    ),
+                    other => console.error(&format!(
+                        "unknown command '{}' (commands: SUBSCRIBE <topic>, UNSUBSCRIBE <topic>, DISCONNECT, HELP)",
+                        other.escape_debug()
+                    )),
                 }
             }
         }
     }
     client.disconnect().await?;
-    log_line("DISCONNECTED");
+    console.print("DISCONNECTED");
     Ok(ExitCode::SUCCESS)
 }
+
+/// What the console's `HELP` prints.
+const SUB_HELP: &str = "\
+Commands (case-insensitive):
+  SUBSCRIBE <filter>    subscribe to a topic filter (with the -q QoS given)
+  UNSUBSCRIBE <filter>  unsubscribe from it
+  DISCONNECT            wait for the acknowledgements, disconnect and exit
+  HELP                  this list
+Messages print as MESSAGE <topic> <payload>, above the line being typed.
+Tab completes a command; Up/Down recall earlier lines; Ctrl-D or Ctrl-C disconnects.";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("wren-clients-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -97,6 +97,7 @@ pub fn bin(name: &str) -> &'static str {
         "wren-pub" => env!("CARGO_BIN_EXE_wren-pub"),
         "wren-sub" => env!("CARGO_BIN_EXE_wren-sub"),
         "wren-sensor" => env!("CARGO_BIN_EXE_wren-sensor"),
+        "wren-rr" => env!("CARGO_BIN_EXE_wren-rr"),
         other => panic!("no binary {other}"),
     }
 }

@@ -17,6 +17,7 @@ use crate::core::conn::{
 };
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::{Message, Out};
+use crate::core::trace;
 use crate::core::validate::{check_string, check_topic};
 
 impl Broker {
@@ -220,7 +221,6 @@ impl Broker {
         });
         self.connected = self.connected.saturating_add(1);
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
-        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
         let protocol = match version {
             ProtocolVersion::V31 => 1,
             ProtocolVersion::V311 => 2,
@@ -236,6 +236,10 @@ impl Broker {
             u8::from(info.clean_start),
             info.keep_alive,
         );
+        if trace::enabled() {
+            trace::will(info.will.as_deref());
+        }
+        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
         if attached.present {
             self.resume(attached.session);
         }

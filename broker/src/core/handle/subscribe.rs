@@ -13,6 +13,7 @@ use crate::core::close::CloseReason;
 use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::subscriptions::Sub;
+use crate::core::trace;
 use crate::core::validate::check_topic;
 
 impl Broker {
@@ -40,6 +41,9 @@ impl Broker {
         // Granted filters that may receive retained messages now, with their subscription.
         let mut granted: Vec<(TopicFilter<'_>, Sub)> = Vec::new();
         for s in sub.subscriptions.iter() {
+            if trace::enabled() {
+                trace::filter(s.filter.as_str(), Some(s.options.qos.bits()));
+            }
             let refuse = |v5_code: ReasonCode| {
                 if v5 {
                     v5_code
@@ -107,6 +111,11 @@ impl Broker {
                 continue;
             };
             codes.push(ReasonCode(qos_bits));
+            if trace::enabled()
+                && let Some(session) = self.sessions.get(sid)
+            {
+                trace::subscribed(&session.client_id, Some(qos_bits), s.filter.as_str());
+            }
             // Retain Handling 0, 1, 2: [MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11] (5.0;
             // 3.1.1 always sends). A shared subscription gets no retained messages, as in
             // Mosquitto (5.0 §4.8.2 leaves it to the server; no numbered statement).
@@ -161,6 +170,12 @@ impl Broker {
         }
         let mut codes = Vec::new();
         for f in unsub.filters.iter() {
+            if trace::enabled() {
+                trace::filter(f.as_str(), None);
+                if let Some(session) = self.sessions.get(sid) {
+                    trace::subscribed(&session.client_id, None, f.as_str());
+                }
+            }
             let existed = self.subscriptions.unsubscribe(f, sid);
             codes.push(if existed {
                 ReasonCode::SUCCESS

@@ -60,6 +60,9 @@ fn mosquitto_style_log_lines() {
         logged("log-sensor-1"),
         [
             "New client connected from 127.0.0.1:40000 as log-sensor-1 (p2, c1, k60).",
+            // The packet trace (debug level, `-v`), as Mosquitto's log_type all.
+            "Sending CONNACK to log-sensor-1 (0, 0)",
+            "Received DISCONNECT from log-sensor-1",
             "Client log-sensor-1 disconnected."
         ]
     );
