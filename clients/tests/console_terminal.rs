@@ -39,6 +39,9 @@ fn sub_console_in_a_terminal() {
     s.expect("SUBACK mid=1 granted QoS 1").unwrap();
     s.send("help\r").unwrap();
     s.expect("UNSUBSCRIBE <filter>").unwrap();
+    // The help's lines are printed above the prompt one by one (the prompt is redrawn after
+    // each): wait for the last before the prompt that follows it.
+    s.expect("Ctrl-D or Ctrl-C disconnects.").unwrap();
     s.expect("wren-sub> ").unwrap();
 
     // Half a line typed when a message arrives: the message is printed above it and the half
@@ -125,6 +128,8 @@ fn pub_console_in_a_terminal() {
 
     s.send("HELP\r").unwrap();
     s.expect("PUBLISH <topic> <value>").unwrap();
+    s.expect("Ctrl-D or Ctrl-C disconnects.").unwrap();
+    s.expect("wren-pub> ").unwrap();
 
     // Ctrl-D at an empty prompt ends the session cleanly.
     std::thread::sleep(Duration::from_millis(100));
