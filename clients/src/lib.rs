@@ -59,3 +59,5 @@ pub mod client;
 pub mod format;
 #[cfg(feature = "std")]
 pub mod sensor;
+#[cfg(feature = "std")]
+pub mod tls;
