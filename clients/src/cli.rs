@@ -3,14 +3,17 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser};
 use smol::channel::{self, Receiver};
 use wren_codec::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
 use crate::client::{ClientError, ClientOptions, Event, OutgoingMessage};
+use crate::tls::TlsSettings;
 
-/// The `--help` layout every tool uses.
+/// The `--help` layout of the tools without `-W`.
 pub const HELP_TEMPLATE: &str = "\
 {name} {version} - {about}
 
@@ -18,8 +21,22 @@ Usage: {usage}
 
 {all-args}
 
-Exit status: 0 on success; the broker's CONNACK code when it refuses the connection
-(3.1.1: 1-5, 5.0: 128 and above); 27 when -W times out; 1 for bad arguments and other errors.
+Exit status: 0 on success (also after Ctrl-C or SIGTERM, which disconnect cleanly); the
+broker's CONNACK code when it refuses the connection (3.1.1: 1-5, 5.0: 128 and above); 1 for
+bad arguments and other errors.
+";
+
+/// The `--help` layout of the tools with `-W` (a time-out).
+pub const HELP_TEMPLATE_TIMEOUT: &str = "\
+{name} {version} - {about}
+
+Usage: {usage}
+
+{all-args}
+
+Exit status: 0 on success (also after Ctrl-C or SIGTERM, which disconnect cleanly); the
+broker's CONNACK code when it refuses the connection (3.1.1: 1-5, 5.0: 128 and above); 27 when
+-W times out; 1 for bad arguments and other errors.
 ";
 
 /// Mosquitto's exit status for a timeout (`MOSQ_ERR_TIMEOUT`), used by `-W`.
@@ -27,32 +44,89 @@ pub const EXIT_TIMEOUT: u8 = 27;
 
 /// Connection flags shared by `wren-pub`, `wren-sub` and `wren-sensor`.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Connection")]
 pub struct ConnArgs {
     /// MQTT host to connect to.
     #[arg(
+        help_heading = "Connection",
         short = 'h',
         long = "host",
         default_value = "localhost",
         value_name = "host"
     )]
     pub host: String,
-    /// Network port to connect to.
+    /// Network port to connect to (default: 1883, 8883 with TLS).
     #[arg(
+        help_heading = "Connection",
         short = 'p',
         long = "port",
-        default_value_t = 1883,
         value_name = "port"
     )]
-    pub port: u16,
+    pub port: Option<u16>,
+    /// Broker URL: mqtt(s)://[username[:password]@]host[:port]/topic.
+    #[arg(
+        help_heading = "Connection",
+        short = 'L',
+        long = "url",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+    /// Bind the outgoing socket to this local address (the interface's address).
+    #[arg(help_heading = "Connection", short = 'A', value_name = "bind_address")]
+    pub bind_address: Option<String>,
+    /// Disable Nagle's algorithm (wren's tools always do; accepted for compatibility).
+    #[arg(help_heading = "Connection", long = "nodelay")]
+    pub nodelay: bool,
+    /// Connect over this Unix domain socket instead of TCP.
+    #[arg(help_heading = "Connection", long = "unix", value_name = "path")]
+    pub unix: Option<std::path::PathBuf>,
+    /// SOCKS5 proxy: not supported, refused as Mosquitto built without SOCKS refuses it.
+    #[arg(
+        help_heading = "Connection",
+        long = "proxy",
+        value_name = "socks-url",
+        hide = true
+    )]
+    pub proxy: Option<String>,
+    /// PEM file of trusted CA certificates; turns TLS on.
+    #[arg(long = "cafile", value_name = "file", help_heading = "TLS")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// Directory of PEM files of trusted CA certificates; turns TLS on.
+    #[arg(long = "capath", value_name = "dir", help_heading = "TLS")]
+    pub capath: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for a broker that requires one (needs --key).
+    #[arg(long = "cert", value_name = "file", help_heading = "TLS")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Client private key (PEM) of --cert.
+    #[arg(long = "key", value_name = "file", help_heading = "TLS")]
+    pub key: Option<std::path::PathBuf>,
+    /// Do not check that the server certificate's name matches the host.
+    #[arg(long = "insecure", help_heading = "TLS")]
+    pub insecure: bool,
+    /// TLS protocol version: tlsv1.2 or tlsv1.3 (default: either).
+    #[arg(long = "tls-version", value_name = "version", help_heading = "TLS")]
+    pub tls_version: Option<String>,
+    /// Trust the operating system's CA certificates; turns TLS on.
+    #[arg(long = "tls-use-os-certs", help_heading = "TLS")]
+    pub tls_use_os_certs: bool,
     /// Client id (default: the tool's name, `_`, the process id).
-    #[arg(short = 'i', long = "id", value_name = "id")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'i',
+        long = "id",
+        value_name = "id"
+    )]
     pub id: Option<String>,
     /// Client id prefix; the process id is appended.
-    #[arg(short = 'I', long = "id-prefix", value_name = "id_prefix")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'I',
+        long = "id-prefix",
+        value_name = "id_prefix"
+    )]
     pub id_prefix: Option<String>,
     /// Keep alive in seconds (0 turns it off).
     #[arg(
+        help_heading = "Connection",
         short = 'k',
         long = "keepalive",
         default_value_t = 60,
@@ -60,44 +134,67 @@ pub struct ConnArgs {
     )]
     pub keepalive: u16,
     /// Disable clean session (persistent client mode).
-    #[arg(short = 'c', long = "disable-clean-session")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'c',
+        long = "disable-clean-session"
+    )]
     pub persistent: bool,
     /// 5.0 session expiry interval in seconds (default: never with -c, else 0).
-    #[arg(short = 'x', long = "session-expiry", value_name = "seconds")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'x',
+        long = "session-expiry",
+        value_name = "seconds"
+    )]
     pub session_expiry: Option<u32>,
     /// User name.
-    #[arg(short = 'u', long = "username", value_name = "username")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'u',
+        long = "username",
+        value_name = "username"
+    )]
     pub username: Option<String>,
     /// Password.
-    #[arg(short = 'P', long = "pw", value_name = "password")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'P',
+        long = "pw",
+        value_name = "password"
+    )]
     pub password: Option<String>,
     /// MQTT protocol version: mqttv5, mqttv311 or mqttv31 (also 5, 311, 31).
-    #[arg(short = 'V', long = "protocol-version", default_value = "mqttv311",
+    #[arg(help_heading = "Connection", short = 'V', long = "protocol-version", default_value = "mqttv311",
           value_parser = parse_version, value_name = "version")]
     pub protocol: ProtocolVersion,
     /// Print debug messages (every packet sent and received).
-    #[arg(short = 'd', long = "debug")]
+    #[arg(help_heading = "Connection", short = 'd', long = "debug")]
     pub debug: bool,
     /// Don't print error messages.
-    #[arg(long = "quiet")]
+    #[arg(help_heading = "Connection", long = "quiet")]
     pub quiet: bool,
 }
 
 /// Will flags (`wren-pub`, `wren-sub`).
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Will")]
 pub struct WillArgs {
     /// Topic of the client's will, published by the broker if the connection is lost.
-    #[arg(long = "will-topic", value_name = "topic")]
+    #[arg(help_heading = "Will", long = "will-topic", value_name = "topic")]
     pub will_topic: Option<String>,
     /// Payload of the will (default: empty).
-    #[arg(long = "will-payload", value_name = "payload", requires = "will_topic")]
+    #[arg(
+        help_heading = "Will",
+        long = "will-payload",
+        value_name = "payload",
+        requires = "will_topic"
+    )]
     pub will_payload: Option<String>,
     /// QoS of the will.
-    #[arg(long = "will-qos", value_name = "qos", default_value = "0", value_parser = parse_qos)]
+    #[arg(help_heading = "Will", long = "will-qos", value_name = "qos", default_value = "0", value_parser = parse_qos)]
     pub will_qos: QoS,
     /// Make the will retained.
-    #[arg(long = "will-retain")]
+    #[arg(help_heading = "Will", long = "will-retain")]
     pub will_retain: bool,
 }
 
@@ -130,9 +227,63 @@ impl ConnArgs {
         }
     }
 
-    /// Client options for these flags.
+    /// The parsed `-L` URL, if given (already checked by [`ConnArgs::validate`]).
+    pub fn parsed_url(&self) -> Option<BrokerUrl> {
+        self.url.as_deref().and_then(|u| parse_url(u).ok())
+    }
+
+    /// The topic of the `-L` URL.
+    pub fn url_topic(&self) -> Option<String> {
+        self.parsed_url().map(|u| u.topic)
+    }
+
+    /// The TLS flags (with `mqtts://` trusting the system's roots, as Mosquitto does).
+    pub fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+            version: self.tls_version.clone(),
+            use_os_certs: self.tls_use_os_certs || self.parsed_url().is_some_and(|u| u.tls),
+        }
+    }
+
+    /// The port: `-L`'s, else `-p`, else 8883 with TLS and 1883 without (Mosquitto's defaults).
+    pub fn port(&self) -> u16 {
+        if let Some(port) = self.parsed_url().and_then(|u| u.port) {
+            return port;
+        }
+        self.port.unwrap_or(if self.tls_settings().enabled() {
+            8883
+        } else {
+            1883
+        })
+    }
+
+    /// Client options for these flags; `Err` is an error in the TLS files, reported as
+    /// Mosquitto does ("Error: Problem setting TLS options: …", exit 1).
     pub fn client_options(&self, client_id: String) -> ClientOptions {
-        let mut o = ClientOptions::new(self.host.clone(), self.port, client_id);
+        let url = self.parsed_url();
+        let host = url
+            .as_ref()
+            .map_or_else(|| self.host.clone(), |u| u.host.clone());
+        let mut o = ClientOptions::new(host, self.port(), client_id);
+        let tls = self.tls_settings();
+        if tls.enabled() {
+            match tls.client_config() {
+                Ok(config) => o.tls = Some(config),
+                Err(e) => {
+                    if !self.quiet {
+                        eprintln!("Error: Problem setting TLS options: {e}");
+                    }
+                    std::process::exit(1);
+                }
+            }
+        }
+        o.bind_address = self.bind_address.clone();
+        o.unix_socket = self.unix.clone();
         o.version = self.protocol;
         o.keep_alive = self.keepalive;
         o.clean_start = !self.persistent;
@@ -142,12 +293,36 @@ impl ConnArgs {
         }
         o.username = self.username.clone();
         o.password = self.password.clone().map(String::into_bytes);
+        if let Some(u) = url {
+            if u.username.is_some() {
+                o.username = u.username;
+                o.password = u.password.map(String::into_bytes);
+            }
+        }
         o.debug = self.debug;
         o
     }
 
     /// Check what clap cannot (Mosquitto's rules); `Err` is the message.
     pub fn validate(&self) -> Result<(), String> {
+        if self.proxy.is_some() {
+            // Mosquitto built without SOCKS support says this of --proxy.
+            return Err("Unknown option '--proxy'.".into());
+        }
+        if let Some(u) = &self.url {
+            parse_url(u)?;
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("Both certfile and keyfile must be provided if one of them is set.".into());
+        }
+        if let Some(v) = &self.tls_version {
+            if v != "tlsv1.2" && v != "tlsv1.3" {
+                // rustls has neither TLS 1.1 nor 1.0; Mosquitto fails later, at the same words.
+                return Err(format!(
+                    "Problem setting TLS options, check the options are valid ({v}: use tlsv1.2 or tlsv1.3)."
+                ));
+            }
+        }
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             return Err("a password (-P) needs a username (-u) before MQTT 5.0".into());
         }
@@ -162,6 +337,62 @@ impl ConnArgs {
         }
         Ok(())
     }
+}
+
+/// A `-L` URL's parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// User name before `@`.
+    pub username: Option<String>,
+    /// Password after `user:`.
+    pub password: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port after `host:` (the scheme's default otherwise: 1883 or 8883).
+    pub port: Option<u16>,
+    /// The topic after the first `/`.
+    pub topic: String,
+}
+
+/// Parse `mqtt(s)://[username[:password]@]host[:port]/topic` as Mosquitto's tools do (the
+/// scheme case-insensitive, the topic everything after the first `/`, the port as `atoi`).
+pub fn parse_url(url: &str) -> Result<BrokerUrl, String> {
+    let lower = url.to_ascii_lowercase();
+    let (tls, rest) = if lower.starts_with("mqtt://") {
+        (false, url.get(7..).unwrap_or_default())
+    } else if lower.starts_with("mqtts://") {
+        (true, url.get(8..).unwrap_or_default())
+    } else {
+        return Err("unsupported URL scheme.\n".into());
+    };
+    let Some((authority, topic)) = rest.split_once('/') else {
+        return Err("Invalid URL for -L argument specified - topic missing.".into());
+    };
+    let (username, password, hostport) = match authority.split_once('@') {
+        Some((userinfo, hostport)) => match userinfo.split_once(':') {
+            Some((u, p)) => (Some(u.to_owned()), Some(p.to_owned()), hostport),
+            None => (Some(userinfo.to_owned()), None, hostport),
+        },
+        None => (None, None, authority),
+    };
+    let (host, port) = match hostport.split_once(':') {
+        Some((h, p)) => {
+            // atoi: leading digits, 0 when none.
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            (h, Some(digits.parse::<u16>().unwrap_or(0)))
+        }
+        None => (hostport, None),
+    };
+    Ok(BrokerUrl {
+        tls,
+        username,
+        password,
+        host: host.to_owned(),
+        port: port.or(Some(if tls { 8883 } else { 1883 })),
+        topic: topic.to_owned(),
+    })
 }
 
 /// `-V` values, as Mosquitto spells them.
@@ -224,7 +455,10 @@ pub fn exit_code(err: &ClientError) -> u8 {
         ClientError::Engine(_) => 2,
         // MOSQ_ERR_CONN_LOST.
         ClientError::Closed => 7,
-        ClientError::Io(_) | ClientError::InvalidTopic(_) | ClientError::NotConnected => 1,
+        ClientError::Io(_)
+        | ClientError::InvalidTopic(_)
+        | ClientError::NotConnected
+        | ClientError::Tls(_) => 1,
     }
 }
 
@@ -233,10 +467,47 @@ pub fn fail(quiet: bool, err: &ClientError) -> ExitCode {
     if !quiet {
         match err {
             ClientError::Refused(_) => eprintln!("Connection error: {err}"),
+            // libmosquitto's words for a failed handshake (rustls's reason is in `err`).
+            ClientError::Tls(_) => eprintln!("Unable to connect (A TLS error occurred.)."),
+            // strerror's words, without Rust's " (os error N)".
+            ClientError::Io(e) => {
+                let text = e.to_string();
+                let text = match text.find(" (os error ") {
+                    Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+                    None => text,
+                };
+                eprintln!("Error: {text}");
+            }
             _ => eprintln!("Error: {err}"),
         }
     }
     ExitCode::from(exit_code(err))
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM: a channel that closes when the first arrives, so the tools can
+/// send DISCONNECT (the broker then publishes no will) and exit 0, as `mosquitto_sub` does. A
+/// second signal exits at once with status 130. Every call returns the same channel.
+pub fn interrupt_signal() -> Receiver<()> {
+    static SIGNAL: OnceLock<Receiver<()>> = OnceLock::new();
+    SIGNAL
+        .get_or_init(|| {
+            let (tx, rx) = channel::bounded(1);
+            let seen = AtomicBool::new(false);
+            let _ = ctrlc::set_handler(move || {
+                if seen.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                tx.close();
+            });
+            rx
+        })
+        .clone()
+}
+
+/// `None` once `signal` (from [`interrupt_signal`]) fires: race it with the tool's work.
+pub async fn interrupted<T>(signal: &Receiver<()>) -> Option<T> {
+    let _ = signal.recv().await;
+    None
 }
 
 /// Lines of standard input, read on a thread so async code can wait on them; the channel closes
