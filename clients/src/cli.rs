@@ -452,13 +452,12 @@ pub fn exit_code(err: &ClientError) -> u8 {
         ClientError::Timeout => EXIT_TIMEOUT,
         // MOSQ_ERR_MALFORMED_PACKET and MOSQ_ERR_PROTOCOL.
         ClientError::Malformed(_) => 21,
+        // MOSQ_ERR_TLS.
+        ClientError::Tls(_) => 8,
         ClientError::Engine(_) => 2,
         // MOSQ_ERR_CONN_LOST.
         ClientError::Closed => 7,
-        ClientError::Io(_)
-        | ClientError::InvalidTopic(_)
-        | ClientError::NotConnected
-        | ClientError::Tls(_) => 1,
+        ClientError::Io(_) | ClientError::InvalidTopic(_) | ClientError::NotConnected => 1,
     }
 }
 
@@ -467,8 +466,11 @@ pub fn fail(quiet: bool, err: &ClientError) -> ExitCode {
     if !quiet {
         match err {
             ClientError::Refused(_) => eprintln!("Connection error: {err}"),
-            // libmosquitto's words for a failed handshake (rustls's reason is in `err`).
-            ClientError::Tls(_) => eprintln!("Unable to connect (A TLS error occurred.)."),
+            // libmosquitto's words and status (MOSQ_ERR_TLS) for a handshake that fails after
+            // mosquitto_connect returned, its usual case on a local network (when the server's
+            // answer comes first it says "Unable to connect (A TLS error occurred.)." and exits
+            // 1). rustls's reason is in `err`.
+            ClientError::Tls(_) => eprintln!("Error: A TLS error occurred."),
             // strerror's words, without Rust's " (os error N)".
             ClientError::Io(e) => {
                 let text = e.to_string();

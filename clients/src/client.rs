@@ -366,7 +366,7 @@ trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
 type Stream = Box<dyn Io>;
 
-/// The reason a TLS error carries, in the words of OpenSSL/libmosquitto where they exist.
+/// A failed handshake, with rustls's reason.
 fn tls_error(e: std::io::Error) -> ClientError {
     ClientError::Tls(e.to_string())
 }
