@@ -643,6 +643,77 @@ mod tests {
         assert!(parse_version("4").is_err());
     }
 
+    #[derive(Debug, Parser)]
+    #[command(disable_help_flag = true)]
+    struct Conn {
+        #[command(flatten)]
+        conn: ConnArgs,
+    }
+
+    fn conn(args: &[&str]) -> ConnArgs {
+        Conn::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+            .conn
+    }
+
+    #[test]
+    fn urls_like_mosquitto() {
+        let u = parse_url("mqtt://alice:s3:cret@broker.example:1884/a/b/c").unwrap();
+        assert_eq!(
+            u,
+            BrokerUrl {
+                tls: false,
+                username: Some("alice".into()),
+                password: Some("s3:cret".into()),
+                host: "broker.example".into(),
+                port: Some(1884),
+                topic: "a/b/c".into(),
+            }
+        );
+        let u = parse_url("MQTTS://bob@h/t").unwrap();
+        assert_eq!(
+            (u.tls, u.username.as_deref(), u.password, u.port),
+            (true, Some("bob"), None, Some(8883))
+        );
+        assert_eq!(parse_url("mqtt://h/").unwrap().topic, "");
+        // atoi: "12ab" is 12.
+        assert_eq!(parse_url("mqtt://h:12ab/t").unwrap().port, Some(12));
+        assert_eq!(
+            parse_url("http://h/t"),
+            Err("unsupported URL scheme.\n".into())
+        );
+        assert!(parse_url("mqtt://h").unwrap_err().contains("topic missing"));
+    }
+
+    #[test]
+    fn port_defaults_to_8883_with_tls() {
+        assert_eq!(conn(&[]).port(), 1883);
+        assert_eq!(conn(&["--cafile", "ca.pem"]).port(), 8883);
+        assert_eq!(conn(&["--capath", "/etc/ssl/certs"]).port(), 8883);
+        assert_eq!(conn(&["--tls-use-os-certs"]).port(), 8883);
+        assert_eq!(conn(&["--cafile", "ca.pem", "-p", "1"]).port(), 1);
+        assert_eq!(conn(&["-L", "mqtts://h/t"]).port(), 8883);
+        assert_eq!(conn(&["-L", "mqtt://h/t", "-p", "5"]).port(), 1883);
+        assert!(conn(&["-L", "mqtts://h/t"]).tls_settings().use_os_certs);
+        let c = conn(&["-L", "mqtt://u:p@h:7/t", "-u", "x"]);
+        let o = c.client_options("id".into());
+        assert_eq!(
+            (o.host.as_str(), o.port, o.username.as_deref()),
+            ("h", 7, Some("u"))
+        );
+        assert_eq!(o.password.as_deref(), Some(&b"p"[..]));
+    }
+
+    #[test]
+    fn tls_flag_errors() {
+        assert!(conn(&["--cert", "c.pem"]).validate().is_err());
+        assert!(conn(&["--tls-version", "tlsv1.1"]).validate().is_err());
+        assert_eq!(
+            conn(&["--proxy", "socks5h://p"]).validate(),
+            Err("Unknown option '--proxy'.".into())
+        );
+    }
+
     #[test]
     fn qos_values() {
         assert_eq!(parse_qos("2"), Ok(QoS::ExactlyOnce));
