@@ -476,7 +476,7 @@ fn tls_against_mosquitto_with_client_certificates() {
     let tls = ["-p", &port, "--cafile", ca, "--cert", cert, "--key", key];
     let mut sub_args = tls.to_vec();
     sub_args.extend(["-t", "m/#", "-v", "-C", "2"]);
-    let sub = subscribed(&port, &sub_args[2..].iter().copied().collect::<Vec<_>>());
+    let sub = subscribed(&port, &sub_args[2..]);
     let mut pub_args = tls.to_vec();
     pub_args.extend(["-t", "m/wren", "-m", "w", "-q", "2"]);
     assert_eq!(wren("wren-pub", &pub_args).0, 0);
