@@ -461,6 +461,15 @@ pub fn exit_code(err: &ClientError) -> u8 {
     }
 }
 
+/// A failed connection: with `-d`, the TLS reason on stdout first (where Mosquitto prints its
+/// `OpenSSL Error[0]: …` lines); then [`fail`].
+pub fn fail_connect(conn: &ConnArgs, err: &ClientError) -> ExitCode {
+    if let (true, ClientError::Tls(reason)) = (conn.debug, err) {
+        println!("TLS Error: {reason}");
+    }
+    fail(conn.quiet, err)
+}
+
 /// Report `err` on stderr (unless quiet) and turn it into the exit status.
 pub fn fail(quiet: bool, err: &ClientError) -> ExitCode {
     if !quiet {

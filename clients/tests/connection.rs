@@ -357,6 +357,16 @@ fn tls_wrong_ca_and_wrong_name_refused_like_mosquitto() {
         "wren-sub",
         &["-p", &port, "--cafile", rogue, "-t", "a", "-C", "1"],
     );
+    // With -d the reason follows on stdout (Mosquitto prints OpenSSL's there).
+    let (code, out, _) = wren(
+        "wren-pub",
+        &["-p", &port, "--cafile", rogue, "-t", "a", "-m", "b", "-d"],
+    );
+    assert_eq!(code, 8);
+    assert!(
+        out.contains("TLS Error: ") && out.contains("UnknownIssuer"),
+        "{out}"
+    );
     // A missing CA file.
     let (code, _, err) = same_as_mosquitto(
         "wren-pub",

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         let (client, _) = match connect.or(cli::interrupted(&signal)).await {
             None => return ExitCode::SUCCESS,
             Some(Ok(c)) => c,
-            Some(Err(e)) => return cli::fail(args.conn.quiet, &e),
+            Some(Err(e)) => return cli::fail_connect(&args.conn, &e),
         };
         let work = async {
             Some(match source {

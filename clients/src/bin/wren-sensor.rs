@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             for c in &clients {
                 let _ = c.disconnect().await;
             }
-            return cli::fail(args.conn.quiet, &e);
+            return cli::fail_connect(&args.conn, &e);
         }
         stats.connected.store(clients.len(), Ordering::SeqCst);
         if let Some(d) = args.duration {
