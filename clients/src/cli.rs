@@ -250,10 +250,13 @@ impl ConnArgs {
         }
     }
 
-    /// The port: `-L`'s, else `-p`, else 8883 with TLS and 1883 without (Mosquitto's defaults).
+    /// The port: `-L`'s (unless a `-p` follows it), else `-p`, else 8883 with TLS and 1883
+    /// without (Mosquitto's defaults).
     pub fn port(&self) -> u16 {
         if let Some(port) = self.parsed_url().and_then(|u| u.port) {
-            return port;
+            if !(after_url().port && self.port.is_some()) {
+                return port;
+            }
         }
         self.port.unwrap_or(if self.tls_settings().enabled() {
             8883
@@ -266,9 +269,11 @@ impl ConnArgs {
     /// Mosquitto does ("Error: Problem setting TLS options: …", exit 1).
     pub fn client_options(&self, client_id: String) -> ClientOptions {
         let url = self.parsed_url();
-        let host = url
-            .as_ref()
-            .map_or_else(|| self.host.clone(), |u| u.host.clone());
+        let order = after_url();
+        let host = match &url {
+            Some(u) if !order.host => u.host.clone(),
+            _ => self.host.clone(),
+        };
         let mut o = ClientOptions::new(host, self.port(), client_id);
         let tls = self.tls_settings();
         if tls.enabled() {
@@ -294,8 +299,10 @@ impl ConnArgs {
         o.username = self.username.clone();
         o.password = self.password.clone().map(String::into_bytes);
         if let Some(u) = url {
-            if u.username.is_some() {
+            if u.username.is_some() && !order.username {
                 o.username = u.username;
+            }
+            if u.password.is_some() && !order.password {
                 o.password = u.password.map(String::into_bytes);
             }
         }
@@ -418,7 +425,11 @@ pub fn parse_qos(s: &str) -> Result<QoS, String> {
 /// Parse the command line; on bad flags print `Error: …` and the `--help` hint to stderr and
 /// exit 1, as Mosquitto's tools do. `--help` prints the help and exits 0.
 pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
-    match T::try_parse() {
+    let parsed = T::command().try_get_matches().and_then(|m| {
+        remember_order(&m);
+        T::from_arg_matches(&m)
+    });
+    match parsed {
         Ok(t) => t,
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
@@ -436,6 +447,39 @@ pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
             }
         },
     }
+}
+
+/// Which of `-h`, `-p`, `-u`, `-P` came after the last `-L` on the command line: Mosquitto
+/// reads its arguments in order, so a later flag overrides the URL's part and an earlier one is
+/// overridden by it.
+#[derive(Debug, Clone, Copy, Default)]
+struct AfterUrl {
+    host: bool,
+    port: bool,
+    username: bool,
+    password: bool,
+}
+
+static AFTER_URL: OnceLock<AfterUrl> = OnceLock::new();
+
+fn remember_order(m: &clap::ArgMatches) {
+    let last = |id: &str| {
+        (m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            .then(|| m.indices_of(id).and_then(Iterator::max))
+            .flatten()
+    };
+    let Some(url) = last("url") else { return };
+    let after = |id: &str| last(id).is_some_and(|i| i > url);
+    let _ = AFTER_URL.set(AfterUrl {
+        host: after("host"),
+        port: after("port"),
+        username: after("username"),
+        password: after("password"),
+    });
+}
+
+fn after_url() -> AfterUrl {
+    AFTER_URL.get().copied().unwrap_or_default()
 }
 
 /// Print a usage error Mosquitto's way and exit 1.
@@ -702,7 +746,6 @@ mod tests {
         assert_eq!(conn(&["--tls-use-os-certs"]).port(), 8883);
         assert_eq!(conn(&["--cafile", "ca.pem", "-p", "1"]).port(), 1);
         assert_eq!(conn(&["-L", "mqtts://h/t"]).port(), 8883);
-        assert_eq!(conn(&["-L", "mqtt://h/t", "-p", "5"]).port(), 1883);
         assert!(conn(&["-L", "mqtts://h/t"]).tls_settings().use_os_certs);
         let c = conn(&["-L", "mqtt://u:p@h:7/t", "-u", "x"]);
         let o = c.client_options("id".into());

@@ -552,6 +552,24 @@ fn url_gives_host_port_topic_and_credentials() {
     );
     let done = s.finish(SECS10);
     assert_eq!(messages(&done.stdout), ["back"]);
+    // Arguments are read in order, as Mosquitto reads them: a -p after -L overrides the URL's
+    // port, one before it is overridden.
+    let dead_port = free_port().to_string();
+    let dead_url = format!("mqtt://127.0.0.1:{dead_port}/url/topic");
+    for args in [
+        ["-L", &url, "-p", &dead_port, "-m", "x"],
+        ["-p", &port, "-L", &dead_url, "-m", "x"],
+    ] {
+        let (code, _, err) = same_as_mosquitto("wren-pub", &args);
+        assert_eq!((code, err.as_str()), (1, "Error: Connection refused\n"));
+    }
+    for args in [
+        ["-L", &dead_url, "-p", &port, "-m", "x"],
+        ["-p", &dead_port, "-L", &url, "-m", "x"],
+    ] {
+        let (code, _, _) = same_as_mosquitto("wren-pub", &args);
+        assert_eq!(code, 0);
+    }
     // A dead port from the URL: the same error as Mosquitto's.
     let dead = format!("mqtt://127.0.0.1:{}/t", free_port());
     same_as_mosquitto("wren-pub", &["-L", &dead, "-m", "x"]);
