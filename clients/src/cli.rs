@@ -276,15 +276,23 @@ impl ConnArgs {
         };
         let mut o = ClientOptions::new(host, self.port(), client_id);
         let tls = self.tls_settings();
-        if tls.enabled() {
-            match tls.client_config() {
-                Ok(config) => o.tls = Some(config),
-                Err(e) => {
-                    if !self.quiet {
-                        eprintln!("Error: Problem setting TLS options: {e}");
-                    }
-                    std::process::exit(1);
+        // Mosquitto checks --tls-version even without TLS; rustls has no TLS 1.0 or 1.1.
+        let bad_version = self
+            .tls_version
+            .as_deref()
+            .is_some_and(|v| v != "tlsv1.2" && v != "tlsv1.3");
+        let config = if tls.enabled() || bad_version {
+            tls.client_config().map(Some)
+        } else {
+            Ok(None)
+        };
+        match config {
+            Ok(config) => o.tls = config,
+            Err(e) => {
+                if !self.quiet {
+                    eprintln!("Error: {e}");
                 }
+                std::process::exit(1);
             }
         }
         o.bind_address = self.bind_address.clone();
@@ -321,14 +329,6 @@ impl ConnArgs {
         }
         if self.cert.is_some() != self.key.is_some() {
             return Err("Both certfile and keyfile must be provided if one of them is set.".into());
-        }
-        if let Some(v) = &self.tls_version {
-            if v != "tlsv1.2" && v != "tlsv1.3" {
-                // rustls has neither TLS 1.1 nor 1.0; Mosquitto fails later, at the same words.
-                return Err(format!(
-                    "Problem setting TLS options, check the options are valid ({v}: use tlsv1.2 or tlsv1.3)."
-                ));
-            }
         }
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             return Err("a password (-P) needs a username (-u) before MQTT 5.0".into());
@@ -759,7 +759,6 @@ mod tests {
     #[test]
     fn tls_flag_errors() {
         assert!(conn(&["--cert", "c.pem"]).validate().is_err());
-        assert!(conn(&["--tls-version", "tlsv1.1"]).validate().is_err());
         assert_eq!(
             conn(&["--proxy", "socks5h://p"]).validate(),
             Err("Unknown option '--proxy'.".into())

@@ -40,13 +40,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+const NOT_FOUND: &str = "Problem setting TLS options: File not found.";
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     if !path.exists() {
-        return Err("File not found.".into());
+        return Err(NOT_FOUND.into());
     }
     CertificateDer::pem_file_iter(path)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("Problem setting TLS options: {}: {e}", path.display()))
 }
 
 impl TlsSettings {
@@ -55,23 +57,26 @@ impl TlsSettings {
         self.cafile.is_some() || self.capath.is_some() || self.use_os_certs
     }
 
-    /// The rustls configuration; `Err` is the reason, for Mosquitto's
-    /// "Problem setting TLS options: …" line.
+    /// The rustls configuration; `Err` is Mosquitto's line for it, after "Error: ".
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
         let versions: &[&'static rustls::SupportedProtocolVersion] = match self.version.as_deref() {
             None => rustls::DEFAULT_VERSIONS,
             Some("tlsv1.3") => &[&rustls::version::TLS13],
             Some("tlsv1.2") => &[&rustls::version::TLS12],
-            Some(_) => return Err("check the options are valid.".into()),
+            Some(_) => {
+                return Err("Problem setting TLS options, check the options are valid.".into());
+            }
         };
         let mut roots = RootCertStore::empty();
         if let Some(ca) = &self.cafile {
             for c in read_certs(ca)? {
-                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("Problem setting TLS options: {}: {e}", ca.display()))?;
             }
         }
         if let Some(dir) = &self.capath {
-            let entries = std::fs::read_dir(dir).map_err(|_| "File not found.".to_owned())?;
+            let entries = std::fs::read_dir(dir).map_err(|_| NOT_FOUND.to_owned())?;
             for entry in entries.flatten() {
                 if let Ok(certs) = read_certs(&entry.path()) {
                     roots.add_parsable_certificates(certs);
@@ -85,11 +90,11 @@ impl TlsSettings {
         let roots = Arc::new(roots);
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("Problem setting TLS options: {e}"))?;
         let builder = if self.insecure {
             let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("Problem setting TLS options: {e}"))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
@@ -100,13 +105,13 @@ impl TlsSettings {
             (Some(cert), Some(key)) => {
                 let chain = read_certs(cert)?;
                 if !key.exists() {
-                    return Err("File not found.".into());
+                    return Err(NOT_FOUND.into());
                 }
                 let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("{}: {e}", key.display()))?;
+                    .map_err(|e| format!("Problem setting TLS options: {}: {e}", key.display()))?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("Problem setting TLS options: {e}"))?
             }
             _ => builder.with_no_client_auth(),
         };

@@ -383,6 +383,27 @@ fn tls_wrong_ca_and_wrong_name_refused_like_mosquitto() {
     );
     assert_eq!(code, 1);
     assert_eq!(err, "Error: Problem setting TLS options: File not found.\n");
+    // A TLS version that is not there (checked even without --cafile, as Mosquitto does).
+    let (code, _, err) = same_as_mosquitto(
+        "wren-pub",
+        &[
+            "-p",
+            &port,
+            "--tls-version",
+            "tlsv1.4",
+            "-t",
+            "a",
+            "-m",
+            "b",
+        ],
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: Problem setting TLS options, check the options are valid.\n"
+        )
+    );
     // --cert without --key.
     same_as_mosquitto(
         "wren-pub",
