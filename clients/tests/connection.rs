@@ -315,6 +315,22 @@ fn tls_publish_subscribe_against_wren_broker_like_mosquitto() {
             "tls/mosquitto_pub/tlsv1.2 hi"
         ]
     );
+    // --capath: every PEM file of the directory (Mosquitto's OpenSSL wants c_rehash names
+    // there, so only wren is run).
+    let r = wren(
+        "wren-pub",
+        &[
+            "-p",
+            &port,
+            "--capath",
+            p(&pki.dir),
+            "-t",
+            "tls/capath",
+            "-m",
+            "x",
+        ],
+    );
+    assert_eq!(r.0, 0, "{r:?}");
     // mosquitto_sub over TLS receives wren-pub's message.
     let mut m = Command::new("/usr/bin/mosquitto_sub")
         .args([
@@ -357,6 +373,29 @@ fn tls_wrong_ca_and_wrong_name_refused_like_mosquitto() {
         "wren-sub",
         &["-p", &port, "--cafile", rogue, "-t", "a", "-C", "1"],
     );
+    // --insecure still checks the chain.
+    tls_failure_like_mosquitto(
+        "wren-pub",
+        &[
+            "-p",
+            &port,
+            "--cafile",
+            rogue,
+            "--insecure",
+            "-t",
+            "a",
+            "-m",
+            "b",
+        ],
+    );
+    // The system's roots do not include the test's CA: refused, by --tls-use-os-certs and by
+    // an mqtts:// URL (which trusts them).
+    tls_failure_like_mosquitto(
+        "wren-pub",
+        &["-p", &port, "--tls-use-os-certs", "-t", "a", "-m", "b"],
+    );
+    let url = format!("mqtts://127.0.0.1:{port}/a");
+    tls_failure_like_mosquitto("wren-pub", &["-L", &url, "-m", "b"]);
     // With -d the reason follows on stdout (Mosquitto prints OpenSSL's there).
     let (code, out, _) = wren(
         "wren-pub",
