@@ -468,7 +468,7 @@ fn tls_wrong_ca_and_wrong_name_refused_like_mosquitto() {
     };
     let (_other, port) = tls_broker(other);
     let ca = p(&pki.ca);
-    same_as_mosquitto(
+    tls_failure_like_mosquitto(
         "wren-pub",
         &["-p", &port, "--cafile", ca, "-t", "a", "-m", "b"],
     );
