@@ -3,14 +3,17 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser};
 use smol::channel::{self, Receiver};
 use wren_codec::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
 use crate::client::{ClientError, ClientOptions, Event, OutgoingMessage};
+use crate::tls::TlsSettings;
 
-/// The `--help` layout every tool uses.
+/// The `--help` layout of the tools without `-W`.
 pub const HELP_TEMPLATE: &str = "\
 {name} {version} - {about}
 
@@ -18,8 +21,22 @@ Usage: {usage}
 
 {all-args}
 
-Exit status: 0 on success; the broker's CONNACK code when it refuses the connection
-(3.1.1: 1-5, 5.0: 128 and above); 27 when -W times out; 1 for bad arguments and other errors.
+Exit status: 0 on success (also after Ctrl-C or SIGTERM, which disconnect cleanly); the
+broker's CONNACK code when it refuses the connection (3.1.1: 1-5, 5.0: 128 and above); 1 for
+bad arguments and other errors.
+";
+
+/// The `--help` layout of the tools with `-W` (a time-out).
+pub const HELP_TEMPLATE_TIMEOUT: &str = "\
+{name} {version} - {about}
+
+Usage: {usage}
+
+{all-args}
+
+Exit status: 0 on success (also after Ctrl-C or SIGTERM, which disconnect cleanly); the
+broker's CONNACK code when it refuses the connection (3.1.1: 1-5, 5.0: 128 and above); 27 when
+-W times out; 1 for bad arguments and other errors.
 ";
 
 /// Mosquitto's exit status for a timeout (`MOSQ_ERR_TIMEOUT`), used by `-W`.
@@ -27,32 +44,89 @@ pub const EXIT_TIMEOUT: u8 = 27;
 
 /// Connection flags shared by `wren-pub`, `wren-sub` and `wren-sensor`.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Connection")]
 pub struct ConnArgs {
     /// MQTT host to connect to.
     #[arg(
+        help_heading = "Connection",
         short = 'h',
         long = "host",
         default_value = "localhost",
         value_name = "host"
     )]
     pub host: String,
-    /// Network port to connect to.
+    /// Network port to connect to (default: 1883, 8883 with TLS).
     #[arg(
+        help_heading = "Connection",
         short = 'p',
         long = "port",
-        default_value_t = 1883,
         value_name = "port"
     )]
-    pub port: u16,
+    pub port: Option<u16>,
+    /// Broker URL: mqtt(s)://[username[:password]@]host[:port]/topic.
+    #[arg(
+        help_heading = "Connection",
+        short = 'L',
+        long = "url",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+    /// Bind the outgoing socket to this local address (the interface's address).
+    #[arg(help_heading = "Connection", short = 'A', value_name = "bind_address")]
+    pub bind_address: Option<String>,
+    /// Disable Nagle's algorithm (wren's tools always do; accepted for compatibility).
+    #[arg(help_heading = "Connection", long = "nodelay")]
+    pub nodelay: bool,
+    /// Connect over this Unix domain socket instead of TCP.
+    #[arg(help_heading = "Connection", long = "unix", value_name = "path")]
+    pub unix: Option<std::path::PathBuf>,
+    /// SOCKS5 proxy: not supported, refused as Mosquitto built without SOCKS refuses it.
+    #[arg(
+        help_heading = "Connection",
+        long = "proxy",
+        value_name = "socks-url",
+        hide = true
+    )]
+    pub proxy: Option<String>,
+    /// PEM file of trusted CA certificates; turns TLS on.
+    #[arg(long = "cafile", value_name = "file", help_heading = "TLS")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// Directory of PEM files of trusted CA certificates; turns TLS on.
+    #[arg(long = "capath", value_name = "dir", help_heading = "TLS")]
+    pub capath: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for a broker that requires one (needs --key).
+    #[arg(long = "cert", value_name = "file", help_heading = "TLS")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Client private key (PEM) of --cert.
+    #[arg(long = "key", value_name = "file", help_heading = "TLS")]
+    pub key: Option<std::path::PathBuf>,
+    /// Do not check that the server certificate's name matches the host.
+    #[arg(long = "insecure", help_heading = "TLS")]
+    pub insecure: bool,
+    /// TLS protocol version: tlsv1.2 or tlsv1.3 (default: either).
+    #[arg(long = "tls-version", value_name = "version", help_heading = "TLS")]
+    pub tls_version: Option<String>,
+    /// Trust the operating system's CA certificates; turns TLS on.
+    #[arg(long = "tls-use-os-certs", help_heading = "TLS")]
+    pub tls_use_os_certs: bool,
     /// Client id (default: the tool's name, `_`, the process id).
-    #[arg(short = 'i', long = "id", value_name = "id")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'i',
+        long = "id",
+        value_name = "id"
+    )]
     pub id: Option<String>,
     /// Client id prefix; the process id is appended.
-    #[arg(short = 'I', long = "id-prefix", value_name = "id_prefix")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'I',
+        long = "id-prefix",
+        value_name = "id_prefix"
+    )]
     pub id_prefix: Option<String>,
     /// Keep alive in seconds (0 turns it off).
     #[arg(
+        help_heading = "Connection",
         short = 'k',
         long = "keepalive",
         default_value_t = 60,
@@ -60,44 +134,67 @@ pub struct ConnArgs {
     )]
     pub keepalive: u16,
     /// Disable clean session (persistent client mode).
-    #[arg(short = 'c', long = "disable-clean-session")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'c',
+        long = "disable-clean-session"
+    )]
     pub persistent: bool,
     /// 5.0 session expiry interval in seconds (default: never with -c, else 0).
-    #[arg(short = 'x', long = "session-expiry", value_name = "seconds")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'x',
+        long = "session-expiry",
+        value_name = "seconds"
+    )]
     pub session_expiry: Option<u32>,
     /// User name.
-    #[arg(short = 'u', long = "username", value_name = "username")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'u',
+        long = "username",
+        value_name = "username"
+    )]
     pub username: Option<String>,
     /// Password.
-    #[arg(short = 'P', long = "pw", value_name = "password")]
+    #[arg(
+        help_heading = "Connection",
+        short = 'P',
+        long = "pw",
+        value_name = "password"
+    )]
     pub password: Option<String>,
     /// MQTT protocol version: mqttv5, mqttv311 or mqttv31 (also 5, 311, 31).
-    #[arg(short = 'V', long = "protocol-version", default_value = "mqttv311",
+    #[arg(help_heading = "Connection", short = 'V', long = "protocol-version", default_value = "mqttv311",
           value_parser = parse_version, value_name = "version")]
     pub protocol: ProtocolVersion,
     /// Print debug messages (every packet sent and received).
-    #[arg(short = 'd', long = "debug")]
+    #[arg(help_heading = "Connection", short = 'd', long = "debug")]
     pub debug: bool,
     /// Don't print error messages.
-    #[arg(long = "quiet")]
+    #[arg(help_heading = "Connection", long = "quiet")]
     pub quiet: bool,
 }
 
 /// Will flags (`wren-pub`, `wren-sub`).
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Will")]
 pub struct WillArgs {
     /// Topic of the client's will, published by the broker if the connection is lost.
-    #[arg(long = "will-topic", value_name = "topic")]
+    #[arg(help_heading = "Will", long = "will-topic", value_name = "topic")]
     pub will_topic: Option<String>,
     /// Payload of the will (default: empty).
-    #[arg(long = "will-payload", value_name = "payload", requires = "will_topic")]
+    #[arg(
+        help_heading = "Will",
+        long = "will-payload",
+        value_name = "payload",
+        requires = "will_topic"
+    )]
     pub will_payload: Option<String>,
     /// QoS of the will.
-    #[arg(long = "will-qos", value_name = "qos", default_value = "0", value_parser = parse_qos)]
+    #[arg(help_heading = "Will", long = "will-qos", value_name = "qos", default_value = "0", value_parser = parse_qos)]
     pub will_qos: QoS,
     /// Make the will retained.
-    #[arg(long = "will-retain")]
+    #[arg(help_heading = "Will", long = "will-retain")]
     pub will_retain: bool,
 }
 
@@ -130,9 +227,76 @@ impl ConnArgs {
         }
     }
 
-    /// Client options for these flags.
+    /// The parsed `-L` URL, if given (already checked by [`ConnArgs::validate`]).
+    pub fn parsed_url(&self) -> Option<BrokerUrl> {
+        self.url.as_deref().and_then(|u| parse_url(u).ok())
+    }
+
+    /// The topic of the `-L` URL.
+    pub fn url_topic(&self) -> Option<String> {
+        self.parsed_url().map(|u| u.topic)
+    }
+
+    /// The TLS flags (with `mqtts://` trusting the system's roots, as Mosquitto does).
+    pub fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            cafile: self.cafile.clone(),
+            capath: self.capath.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+            version: self.tls_version.clone(),
+            use_os_certs: self.tls_use_os_certs || self.parsed_url().is_some_and(|u| u.tls),
+        }
+    }
+
+    /// The port: `-L`'s (unless a `-p` follows it), else `-p`, else 8883 with TLS and 1883
+    /// without (Mosquitto's defaults).
+    pub fn port(&self) -> u16 {
+        if let Some(port) = self.parsed_url().and_then(|u| u.port) {
+            if !(after_url().port && self.port.is_some()) {
+                return port;
+            }
+        }
+        self.port.unwrap_or(if self.tls_settings().enabled() {
+            8883
+        } else {
+            1883
+        })
+    }
+
+    /// Client options for these flags; `Err` is an error in the TLS files, reported as
+    /// Mosquitto does ("Error: Problem setting TLS options: …", exit 1).
     pub fn client_options(&self, client_id: String) -> ClientOptions {
-        let mut o = ClientOptions::new(self.host.clone(), self.port, client_id);
+        let url = self.parsed_url();
+        let order = after_url();
+        let host = match &url {
+            Some(u) if !order.host => u.host.clone(),
+            _ => self.host.clone(),
+        };
+        let mut o = ClientOptions::new(host, self.port(), client_id);
+        let tls = self.tls_settings();
+        // Mosquitto checks --tls-version even without TLS; rustls has no TLS 1.0 or 1.1.
+        let bad_version = self
+            .tls_version
+            .as_deref()
+            .is_some_and(|v| v != "tlsv1.2" && v != "tlsv1.3");
+        let config = if tls.enabled() || bad_version {
+            tls.client_config().map(Some)
+        } else {
+            Ok(None)
+        };
+        match config {
+            Ok(config) => o.tls = config,
+            Err(e) => {
+                if !self.quiet {
+                    eprintln!("Error: {e}");
+                }
+                std::process::exit(1);
+            }
+        }
+        o.bind_address = self.bind_address.clone();
+        o.unix_socket = self.unix.clone();
         o.version = self.protocol;
         o.keep_alive = self.keepalive;
         o.clean_start = !self.persistent;
@@ -142,12 +306,30 @@ impl ConnArgs {
         }
         o.username = self.username.clone();
         o.password = self.password.clone().map(String::into_bytes);
+        if let Some(u) = url {
+            if u.username.is_some() && !order.username {
+                o.username = u.username;
+            }
+            if u.password.is_some() && !order.password {
+                o.password = u.password.map(String::into_bytes);
+            }
+        }
         o.debug = self.debug;
         o
     }
 
     /// Check what clap cannot (Mosquitto's rules); `Err` is the message.
     pub fn validate(&self) -> Result<(), String> {
+        if self.proxy.is_some() {
+            // Mosquitto built without SOCKS support says this of --proxy.
+            return Err("Unknown option '--proxy'.".into());
+        }
+        if let Some(u) = &self.url {
+            parse_url(u)?;
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("Both certfile and keyfile must be provided if one of them is set.".into());
+        }
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             return Err("a password (-P) needs a username (-u) before MQTT 5.0".into());
         }
@@ -162,6 +344,62 @@ impl ConnArgs {
         }
         Ok(())
     }
+}
+
+/// A `-L` URL's parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// User name before `@`.
+    pub username: Option<String>,
+    /// Password after `user:`.
+    pub password: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port after `host:` (the scheme's default otherwise: 1883 or 8883).
+    pub port: Option<u16>,
+    /// The topic after the first `/`.
+    pub topic: String,
+}
+
+/// Parse `mqtt(s)://[username[:password]@]host[:port]/topic` as Mosquitto's tools do (the
+/// scheme case-insensitive, the topic everything after the first `/`, the port as `atoi`).
+pub fn parse_url(url: &str) -> Result<BrokerUrl, String> {
+    let lower = url.to_ascii_lowercase();
+    let (tls, rest) = if lower.starts_with("mqtt://") {
+        (false, url.get(7..).unwrap_or_default())
+    } else if lower.starts_with("mqtts://") {
+        (true, url.get(8..).unwrap_or_default())
+    } else {
+        return Err("unsupported URL scheme.\n".into());
+    };
+    let Some((authority, topic)) = rest.split_once('/') else {
+        return Err("Invalid URL for -L argument specified - topic missing.".into());
+    };
+    let (username, password, hostport) = match authority.split_once('@') {
+        Some((userinfo, hostport)) => match userinfo.split_once(':') {
+            Some((u, p)) => (Some(u.to_owned()), Some(p.to_owned()), hostport),
+            None => (Some(userinfo.to_owned()), None, hostport),
+        },
+        None => (None, None, authority),
+    };
+    let (host, port) = match hostport.split_once(':') {
+        Some((h, p)) => {
+            // atoi: leading digits, 0 when none.
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            (h, Some(digits.parse::<u16>().unwrap_or(0)))
+        }
+        None => (hostport, None),
+    };
+    Ok(BrokerUrl {
+        tls,
+        username,
+        password,
+        host: host.to_owned(),
+        port: port.or(Some(if tls { 8883 } else { 1883 })),
+        topic: topic.to_owned(),
+    })
 }
 
 /// `-V` values, as Mosquitto spells them.
@@ -187,7 +425,11 @@ pub fn parse_qos(s: &str) -> Result<QoS, String> {
 /// Parse the command line; on bad flags print `Error: …` and the `--help` hint to stderr and
 /// exit 1, as Mosquitto's tools do. `--help` prints the help and exits 0.
 pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
-    match T::try_parse() {
+    let parsed = T::command().try_get_matches().and_then(|m| {
+        remember_order(&m);
+        T::from_arg_matches(&m)
+    });
+    match parsed {
         Ok(t) => t,
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
@@ -207,6 +449,39 @@ pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
     }
 }
 
+/// Which of `-h`, `-p`, `-u`, `-P` came after the last `-L` on the command line: Mosquitto
+/// reads its arguments in order, so a later flag overrides the URL's part and an earlier one is
+/// overridden by it.
+#[derive(Debug, Clone, Copy, Default)]
+struct AfterUrl {
+    host: bool,
+    port: bool,
+    username: bool,
+    password: bool,
+}
+
+static AFTER_URL: OnceLock<AfterUrl> = OnceLock::new();
+
+fn remember_order(m: &clap::ArgMatches) {
+    let last = |id: &str| {
+        (m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            .then(|| m.indices_of(id).and_then(Iterator::max))
+            .flatten()
+    };
+    let Some(url) = last("url") else { return };
+    let after = |id: &str| last(id).is_some_and(|i| i > url);
+    let _ = AFTER_URL.set(AfterUrl {
+        host: after("host"),
+        port: after("port"),
+        username: after("username"),
+        password: after("password"),
+    });
+}
+
+fn after_url() -> AfterUrl {
+    AFTER_URL.get().copied().unwrap_or_default()
+}
+
 /// Print a usage error Mosquitto's way and exit 1.
 pub fn usage_error(tool: &str, message: &str) -> ! {
     eprintln!("Error: {message}\n\nUse '{tool} --help' to see usage.");
@@ -221,6 +496,8 @@ pub fn exit_code(err: &ClientError) -> u8 {
         ClientError::Timeout => EXIT_TIMEOUT,
         // MOSQ_ERR_MALFORMED_PACKET and MOSQ_ERR_PROTOCOL.
         ClientError::Malformed(_) => 21,
+        // MOSQ_ERR_TLS.
+        ClientError::Tls(_) => 8,
         ClientError::Engine(_) => 2,
         // MOSQ_ERR_CONN_LOST.
         ClientError::Closed => 7,
@@ -228,11 +505,34 @@ pub fn exit_code(err: &ClientError) -> u8 {
     }
 }
 
+/// A failed connection: with `-d`, the TLS reason on stdout first (where Mosquitto prints its
+/// `OpenSSL Error[0]: …` lines); then [`fail`].
+pub fn fail_connect(conn: &ConnArgs, err: &ClientError) -> ExitCode {
+    if let (true, ClientError::Tls(reason)) = (conn.debug, err) {
+        println!("TLS Error: {reason}");
+    }
+    fail(conn.quiet, err)
+}
+
 /// Report `err` on stderr (unless quiet) and turn it into the exit status.
 pub fn fail(quiet: bool, err: &ClientError) -> ExitCode {
     if !quiet {
         match err {
             ClientError::Refused(_) => eprintln!("Connection error: {err}"),
+            // libmosquitto's words and status (MOSQ_ERR_TLS) for a handshake that fails after
+            // mosquitto_connect returned, its usual case on a local network (when the server's
+            // answer comes first it says "Unable to connect (A TLS error occurred.)." and exits
+            // 1). rustls's reason is in `err`.
+            ClientError::Tls(_) => eprintln!("Error: A TLS error occurred."),
+            // strerror's words, without Rust's " (os error N)".
+            ClientError::Io(e) => {
+                let text = e.to_string();
+                let text = match text.find(" (os error ") {
+                    Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+                    None => text,
+                };
+                eprintln!("Error: {text}");
+            }
             _ => eprintln!("Error: {err}"),
         }
     }
@@ -287,6 +587,32 @@ pub fn write_completions(
     let bin = command.get_name().to_owned();
     clap_complete::generate(shell, &mut command, bin, &mut std::io::stdout());
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM: a channel that closes when the first arrives, so the tools can
+/// send DISCONNECT (the broker then publishes no will) and exit 0, as `mosquitto_sub` does. A
+/// second signal exits at once with status 130. Every call returns the same channel.
+pub fn interrupt_signal() -> Receiver<()> {
+    static SIGNAL: OnceLock<Receiver<()>> = OnceLock::new();
+    SIGNAL
+        .get_or_init(|| {
+            let (tx, rx) = channel::bounded(1);
+            let seen = AtomicBool::new(false);
+            let _ = ctrlc::set_handler(move || {
+                if seen.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                tx.close();
+            });
+            rx
+        })
+        .clone()
+}
+
+/// `None` once `signal` (from [`interrupt_signal`]) fires: race it with the tool's work.
+pub async fn interrupted<T>(signal: &Receiver<()>) -> Option<T> {
+    let _ = signal.recv().await;
+    None
 }
 
 /// Lines of standard input, read on a thread so async code can wait on them; the channel closes
@@ -418,6 +744,75 @@ mod tests {
         assert_eq!(parse_version("311"), Ok(ProtocolVersion::V311));
         assert_eq!(parse_version("mqttv31"), Ok(ProtocolVersion::V31));
         assert!(parse_version("4").is_err());
+    }
+
+    #[derive(Debug, Parser)]
+    #[command(disable_help_flag = true)]
+    struct Conn {
+        #[command(flatten)]
+        conn: ConnArgs,
+    }
+
+    fn conn(args: &[&str]) -> ConnArgs {
+        Conn::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+            .conn
+    }
+
+    #[test]
+    fn urls_like_mosquitto() {
+        let u = parse_url("mqtt://alice:s3:cret@broker.example:1884/a/b/c").unwrap();
+        assert_eq!(
+            u,
+            BrokerUrl {
+                tls: false,
+                username: Some("alice".into()),
+                password: Some("s3:cret".into()),
+                host: "broker.example".into(),
+                port: Some(1884),
+                topic: "a/b/c".into(),
+            }
+        );
+        let u = parse_url("MQTTS://bob@h/t").unwrap();
+        assert_eq!(
+            (u.tls, u.username.as_deref(), u.password, u.port),
+            (true, Some("bob"), None, Some(8883))
+        );
+        assert_eq!(parse_url("mqtt://h/").unwrap().topic, "");
+        // atoi: "12ab" is 12.
+        assert_eq!(parse_url("mqtt://h:12ab/t").unwrap().port, Some(12));
+        assert_eq!(
+            parse_url("http://h/t"),
+            Err("unsupported URL scheme.\n".into())
+        );
+        assert!(parse_url("mqtt://h").unwrap_err().contains("topic missing"));
+    }
+
+    #[test]
+    fn port_defaults_to_8883_with_tls() {
+        assert_eq!(conn(&[]).port(), 1883);
+        assert_eq!(conn(&["--cafile", "ca.pem"]).port(), 8883);
+        assert_eq!(conn(&["--capath", "/etc/ssl/certs"]).port(), 8883);
+        assert_eq!(conn(&["--tls-use-os-certs"]).port(), 8883);
+        assert_eq!(conn(&["--cafile", "ca.pem", "-p", "1"]).port(), 1);
+        assert_eq!(conn(&["-L", "mqtts://h/t"]).port(), 8883);
+        assert!(conn(&["-L", "mqtts://h/t"]).tls_settings().use_os_certs);
+        let c = conn(&["-L", "mqtt://u:p@h:7/t", "-u", "x"]);
+        let o = c.client_options("id".into());
+        assert_eq!(
+            (o.host.as_str(), o.port, o.username.as_deref()),
+            ("h", 7, Some("u"))
+        );
+        assert_eq!(o.password.as_deref(), Some(&b"p"[..]));
+    }
+
+    #[test]
+    fn tls_flag_errors() {
+        assert!(conn(&["--cert", "c.pem"]).validate().is_err());
+        assert_eq!(
+            conn(&["--proxy", "socks5h://p"]).validate(),
+            Err("Unknown option '--proxy'.".into())
+        );
     }
 
     #[test]

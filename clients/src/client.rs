@@ -12,12 +12,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use smol::Timer;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 use wren_codec::{
     Connect, DecodeOptions, List, Packet, PacketId, PayloadFormat, Properties, ProtocolVersion,
@@ -258,6 +260,8 @@ pub enum ClientError {
     InvalidTopic(String),
     /// Not connected (and no reconnection configured to wait for).
     NotConnected,
+    /// The TLS handshake failed (the server's certificate, or ours, was refused).
+    Tls(String),
 }
 
 impl fmt::Display for ClientError {
@@ -271,6 +275,7 @@ impl fmt::Display for ClientError {
             ClientError::Closed => f.write_str("the connection is closed"),
             ClientError::InvalidTopic(t) => write!(f, "invalid topic '{t}'"),
             ClientError::NotConnected => f.write_str("not connected"),
+            ClientError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
         }
     }
 }
@@ -346,6 +351,24 @@ pub struct ClientOptions {
     /// 3.1.1 only: resend an unacknowledged QoS 1/2 PUBLISH (DUP) or PUBREL after this long.
     /// `None` (default) resends only after reconnecting to a resumed session, as 5.0 requires.
     pub retry_interval: Option<Duration>,
+    /// TLS over the TCP connection, verifying the server as `host` (Mosquitto's `--cafile`...).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Local address to bind before connecting (Mosquitto's `-A`).
+    pub bind_address: Option<String>,
+    /// Disable Nagle's algorithm (default on: small packets such as acks must not wait).
+    pub nodelay: bool,
+    /// Connect over this Unix socket instead of TCP (`host` and `port` unused).
+    pub unix_socket: Option<PathBuf>,
+}
+
+/// A connection's byte stream: TCP, TLS over TCP, or a Unix socket.
+trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// A failed handshake, with rustls's reason.
+fn tls_error(e: std::io::Error) -> ClientError {
+    ClientError::Tls(e.to_string())
 }
 
 impl ClientOptions {
@@ -368,6 +391,10 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(30),
             max_in_flight: 20,
             retry_interval: None,
+            tls: None,
+            bind_address: None,
+            nodelay: true,
+            unix_socket: None,
         }
     }
 }
@@ -480,6 +507,39 @@ impl Client {
     }
 }
 
+/// TCP connect from the local address `local` (Mosquitto's `-A`): bind, then connect, on a
+/// blocking thread (std cannot bind before connecting; socket2 can).
+async fn connect_from(local: &str, host: &str, port: u16) -> Result<TcpStream, ClientError> {
+    let local = local.to_owned();
+    let host = host.to_owned();
+    let std = smol::unblock(move || -> std::io::Result<std::net::TcpStream> {
+        use std::net::ToSocketAddrs;
+        let mut last = None;
+        for remote in (host.as_str(), port).to_socket_addrs()? {
+            let ip = (local.as_str(), 0u16)
+                .to_socket_addrs()?
+                .find(|a| a.is_ipv4() == remote.is_ipv4());
+            let Some(bind) = ip else {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    "Cannot assign requested address",
+                ));
+                continue;
+            };
+            let domain = socket2::Domain::for_address(remote);
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            socket.bind(&bind.into())?;
+            match socket.connect(&remote.into()) {
+                Ok(()) => return Ok(socket.into()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address for the host")))
+    })
+    .await?;
+    Ok(TcpStream::try_from(std)?)
+}
+
 enum Wake {
     Command(Option<Command>),
     Read(std::io::Result<usize>),
@@ -500,7 +560,7 @@ struct Task {
     epoch: StdInstant,
     events: Sender<Event>,
     commands: Receiver<Command>,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     rx: Vec<u8>,
     /// Messages of in-flight QoS 1/2 flows, kept for retransmission.
     stored: HashMap<u16, OutgoingMessage>,
@@ -578,11 +638,41 @@ impl Task {
         result
     }
 
+    /// The byte stream to the broker: Unix socket, or TCP (bound to `-A`), then TLS.
+    async fn open(&self) -> Result<Stream, ClientError> {
+        let o = &self.options;
+        #[cfg(unix)]
+        if let Some(path) = &o.unix_socket {
+            return Ok(Box::new(smol::net::unix::UnixStream::connect(path).await?));
+        }
+        #[cfg(not(unix))]
+        if o.unix_socket.is_some() {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "Unix sockets are not available on this system",
+            )));
+        }
+        let tcp = match &o.bind_address {
+            None => TcpStream::connect((o.host.as_str(), o.port)).await?,
+            Some(local) => connect_from(local, &o.host, o.port).await?,
+        };
+        if o.nodelay {
+            let _ = tcp.set_nodelay(true);
+        }
+        let Some(config) = &o.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = rustls::pki_types::ServerName::try_from(o.host.clone())
+            .map_err(|_| ClientError::Tls(format!("'{}' is not a valid server name", o.host)))?;
+        let tls = futures_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(tls_error)?;
+        Ok(Box::new(tls))
+    }
+
     async fn establish_inner(&mut self) -> Result<Connected, ClientError> {
-        let stream = TcpStream::connect((self.options.host.as_str(), self.options.port)).await?;
-        // Small packets (acks, pings) must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        self.stream = Some(stream);
+        self.stream = Some(self.open().await?);
         let now = self.now();
         let o = &self.options;
         let will_pairs = o

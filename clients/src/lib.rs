@@ -61,3 +61,5 @@ pub mod console;
 pub mod format;
 #[cfg(feature = "std")]
 pub mod sensor;
+#[cfg(feature = "std")]
+pub mod tls;

@@ -86,17 +86,23 @@ fn main() -> ExitCode {
     let mut options = args.conn.client_options(args.conn.client_id("wren_pub"));
     options.will = args.will.will();
     options.max_in_flight = args.max_inflight.max(1);
+    // Ctrl-C/SIGTERM: DISCONNECT (no will) and exit 0.
+    let signal = cli::interrupt_signal();
     smol::block_on(async {
-        let (client, _) = match Client::connect(options).await {
-            Ok(c) => c,
-            Err(e) => return cli::fail(args.conn.quiet, &e),
+        let connect = async { Some(Client::connect(options).await) };
+        let (client, _) = match connect.or(cli::interrupted(&signal)).await {
+            None => return ExitCode::SUCCESS,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return cli::fail_connect(&args.conn, &e),
         };
-        let result = match source {
-            Source::Fixed(payload) => publish_fixed(&args, &client, payload, &properties).await,
-            Source::Lines => publish_lines(&args, &client, &properties).await,
-            Source::Console => console(&args, &client, &properties).await,
+        let work = async {
+            Some(match source {
+                Source::Fixed(payload) => publish_fixed(&args, &client, payload, &properties).await,
+                Source::Lines => publish_lines(&args, &client, &properties).await,
+                Source::Console => console(&args, &client, &properties).await,
+            })
         };
-        match result {
+        match work.or(cli::interrupted(&signal)).await.unwrap_or(Ok(())) {
             Ok(()) => {
                 let _ = client.disconnect().await;
                 drain_logs(&client);
@@ -132,7 +138,8 @@ fn check(args: &Args) -> Result<(Source, MessageProperties), String> {
     if args.console {
         return Ok((Source::Console, properties));
     }
-    let Some(topic) = &args.topic else {
+    let url_topic = args.conn.url_topic();
+    let Some(topic) = args.topic.as_ref().or(url_topic.as_ref()) else {
         return Err("Both topic and message must be supplied.".into());
     };
     if sources == 0 {
@@ -208,6 +215,14 @@ fn parse_properties(args: &Args) -> Result<MessageProperties, String> {
         }
     }
     Ok(p)
+}
+
+/// `-t`, else the topic of `-L`'s URL.
+fn topic(args: &Args) -> String {
+    args.topic
+        .clone()
+        .or_else(|| args.conn.url_topic())
+        .unwrap_or_default()
 }
 
 fn log_line(line: &str) {
@@ -289,7 +304,7 @@ async fn publish_fixed(
     payload: Vec<u8>,
     properties: &MessageProperties,
 ) -> Result<(), ClientError> {
-    let topic = args.topic.as_deref().unwrap_or_default();
+    let topic = &topic(args);
     let mut outstanding = HashSet::new();
     for i in 0..args.repeat.max(1) {
         if i > 0 && args.repeat_delay > 0.0 {
@@ -313,7 +328,7 @@ async fn publish_lines(
     client: &Client,
     properties: &MessageProperties,
 ) -> Result<(), ClientError> {
-    let topic = args.topic.as_deref().unwrap_or_default();
+    let topic = &topic(args);
     let lines = cli::stdin_lines();
     let mut outstanding = HashSet::new();
     while let Ok(line) = lines.recv().await {

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{CommandFactory, Parser};
@@ -48,8 +48,10 @@ struct Args {
         value_name = "rooms"
     )]
     rooms: Vec<String>,
-    /// Topic template: {room}, {kind}, {id} (sensor-<n>) and {n}.
+    // clap turns every `{n}` in help text into a line break: a WORD JOINER (U+2060, invisible)
+    // after the brace keeps it on screen as "{n}".
     #[arg(
+        help = "Topic template: {room}, {kind}, {id} (sensor-<n>) and {\u{2060}n} (the sensor's number)",
         short = 't',
         long = "topic",
         default_value = "site/{room}/{kind}/{id}",
@@ -119,15 +121,12 @@ fn main() -> ExitCode {
     let stats = Arc::new(Stats::default());
     // Closing `stop` wakes every sensor: Ctrl-C, --duration or --count.
     let (stop_tx, stop_rx) = channel::bounded::<()>(1);
-    let interrupted = Arc::new(AtomicBool::new(false));
+    // Ctrl-C or SIGTERM: every sensor publishes "offline" and disconnects (no will).
     {
         let stop_tx = stop_tx.clone();
-        let interrupted = interrupted.clone();
-        let _ = ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                // A second Ctrl-C: give up on the clean shutdown.
-                std::process::exit(130);
-            }
+        let signal = cli::interrupt_signal();
+        std::thread::spawn(move || {
+            let _ = signal.recv_blocking();
             stop_tx.close();
         });
     }
@@ -150,6 +149,7 @@ fn main() -> ExitCode {
             match c.await {
                 Ok(client) => clients.push(client),
                 Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::SeqCst);
                     first_error.get_or_insert(e);
                 }
             }
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             for c in &clients {
                 let _ = c.disconnect().await;
             }
-            return cli::fail(args.conn.quiet, &e);
+            return cli::fail_connect(&args.conn, &e);
         }
         stats.connected.store(clients.len(), Ordering::SeqCst);
         if let Some(d) = args.duration {
@@ -269,7 +269,9 @@ fn plan(args: &Args) -> Result<Vec<Plan>, String> {
                 room: (*room).clone(),
                 kind: kind.name,
             };
-            let topic = sensor::expand(&args.topic, &who);
+            // -L mqtt://host/TEMPLATE: the URL's topic is the template.
+            let template = args.conn.url_topic().unwrap_or_else(|| args.topic.clone());
+            let topic = sensor::expand(&template, &who);
             let status = sensor::expand(&args.status_topic, &who);
             for t in [&topic, &status] {
                 match TopicName::new(t) {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
-use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE, WillArgs};
+use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE_TIMEOUT, WillArgs};
 use wren_clients::client::{Client, ClientError, Event, ReceivedMessage, Reconnect};
 use wren_clients::console::Console;
 use wren_clients::format::format_message;
@@ -16,7 +16,7 @@ use wren_codec::{QoS, TopicFilter, TopicName};
 
 /// Subscribe to topics and print the messages received.
 #[derive(Debug, Parser)]
-#[command(name = "wren-sub", version, help_template = HELP_TEMPLATE,
+#[command(name = "wren-sub", version, help_template = HELP_TEMPLATE_TIMEOUT,
           disable_help_flag = true, disable_version_flag = true)]
 struct Args {
     #[command(flatten)]
@@ -74,15 +74,30 @@ fn main() -> ExitCode {
     options.will = args.will.will();
     // Long-running like mosquitto_sub: survive broker restarts.
     options.reconnect = Some(Reconnect::default());
+    // Ctrl-C/SIGTERM: DISCONNECT (no will) and exit 0, as mosquitto_sub.
+    let signal = cli::interrupt_signal();
     smol::block_on(async {
-        let (client, _) = match Client::connect(options).await {
-            Ok(c) => c,
-            Err(e) => return cli::fail(args.conn.quiet, &e),
+        let connect = async { Some(Client::connect(options).await) };
+        let (client, _) = match connect.or(cli::interrupted(&signal)).await {
+            None => return ExitCode::SUCCESS,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return cli::fail_connect(&args.conn, &e),
         };
-        let result = if args.console {
-            console(&args, &client).await
-        } else {
-            subscribe(&args, &client).await
+        let work = async {
+            Some(if args.console {
+                console(&args, &client).await
+            } else {
+                subscribe(&args, &client).await
+            })
+        };
+        let Some(result) = work.or(cli::interrupted(&signal)).await else {
+            let _ = client.disconnect().await;
+            while let Some(e) = client.try_next_event() {
+                if let Event::Log(line) = e {
+                    log_line(&line);
+                }
+            }
+            return ExitCode::SUCCESS;
         };
         match result {
             Ok(code) => code,
@@ -96,7 +111,7 @@ fn main() -> ExitCode {
 
 fn check(args: &Args) -> Result<(), String> {
     args.conn.validate()?;
-    if !args.console && args.topics.is_empty() {
+    if !args.console && args.topics.is_empty() && args.conn.url.is_none() {
         return Err("You must specify a topic to subscribe to.".into());
     }
     for t in args
@@ -156,7 +171,13 @@ enum Wake {
 }
 
 async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError> {
-    let filters = args.topics.iter().map(|t| (t.clone(), args.qos)).collect();
+    let filters = args
+        .topics
+        .iter()
+        .cloned()
+        .chain(args.conn.url_topic())
+        .map(|t| (t, args.qos))
+        .collect();
     client.subscribe(filters).await?;
     if !args.unsubscribe.is_empty() {
         client.unsubscribe(args.unsubscribe.clone()).await?;

@@ -1,6 +1,7 @@
 //! Test helpers: a Mosquitto broker on an ephemeral loopback port, and tools run as processes.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod tcp;
 
 use std::io::{BufRead, BufReader, Read, Write};
