@@ -1127,6 +1127,26 @@ pub fn describe(client_id: &str, direction: &str, packet: &Packet<'_>) -> String
                 p.payload.len()
             )
         }
+        // libmosquitto words acknowledgements it sends differently from those it receives.
+        Packet::PubAck(a) | Packet::PubRec(a) if direction == "sending" => format!(
+            "{who} {} (m{}, rc{})",
+            if matches!(packet, Packet::PubAck(_)) {
+                "PUBACK"
+            } else {
+                "PUBREC"
+            },
+            a.packet_id.get(),
+            a.reason_code.0
+        ),
+        Packet::PubRel(a) | Packet::PubComp(a) if direction == "sending" => format!(
+            "{who} {} (m{})",
+            if matches!(packet, Packet::PubRel(_)) {
+                "PUBREL"
+            } else {
+                "PUBCOMP"
+            },
+            a.packet_id.get()
+        ),
         Packet::PubAck(a) => format!(
             "{who} PUBACK (Mid: {}, RC:{})",
             a.packet_id.get(),
@@ -1154,7 +1174,14 @@ pub fn describe(client_id: &str, direction: &str, packet: &Packet<'_>) -> String
             line
         }
         Packet::SubAck(_) => format!("{who} SUBACK"),
-        Packet::Unsubscribe(u) => format!("{who} UNSUBSCRIBE (Mid: {})", u.packet_id.get()),
+        Packet::Unsubscribe(u) => {
+            let lines: Vec<String> = u
+                .filters
+                .iter()
+                .map(|f| format!("{who} UNSUBSCRIBE (Mid: {}, Topic: {f})", u.packet_id.get()))
+                .collect();
+            lines.join("\n")
+        }
         Packet::UnsubAck(_) => format!("{who} UNSUBACK"),
         Packet::PingReq => format!("{who} PINGREQ"),
         Packet::PingResp => format!("{who} PINGRESP"),
