@@ -63,8 +63,8 @@ impl Format {
         let mut lit = Vec::new();
         let mut i = 0;
         let incomplete = || "Incomplete format specifier.".to_owned();
-        while i < b.len() {
-            match b[i] {
+        while let Some(&c) = b.get(i) {
+            match c {
                 b'%' => {
                     i += 1;
                     let (mut left, mut zero, mut width, mut precision) =
@@ -223,7 +223,7 @@ fn int_into(out: &mut Vec<u8>, value: i64, s: Spec) {
 /// mosquitto_sub's `formatted_print_str` (printf `%-*.*s`: precision cuts bytes).
 fn str_into(out: &mut Vec<u8>, value: &[u8], s: Spec) {
     let value = match s.precision {
-        Some(p) if p < value.len() => &value[..p],
+        Some(p) => value.get(..p).unwrap_or(value),
         _ => value,
     };
     let fill = s.width.saturating_sub(value.len());
@@ -261,7 +261,7 @@ fn payload_into(out: &mut Vec<u8>, payload: &[u8], hex: u8, s: Spec) {
     if !s.left && padlen > 0 {
         out.resize(out.len() + padlen as usize, s.pad);
     }
-    let bytes = &payload[..len];
+    let bytes = payload.get(..len).unwrap_or(payload);
     match hex {
         0 => out.extend_from_slice(bytes),
         1 => bytes.iter().for_each(|b| {
