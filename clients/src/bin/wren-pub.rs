@@ -58,8 +58,8 @@ struct Args {
     /// 5.0 property: `-D command identifier value` (`-D publish content-type text/plain`,
     /// `-D publish user-property k v`, `-D connect session-expiry-interval 60`, `-D will …`;
     /// connect, publish, subscribe, unsubscribe, disconnect, will). Ignored before 5.0.
-    #[arg(short = 'D', long = "property", num_args = 1..=4, action = clap::ArgAction::Append,
-          allow_hyphen_values = true, value_names = ["command", "identifier", "value"])]
+    #[arg(short = 'D', long = "property", num_args = 0..=4, default_missing_value = "", action = clap::ArgAction::Append,
+          value_names = ["command", "identifier", "value"])]
     properties: Vec<String>,
     /// Interactive console: PUBLISH <topic> <value…>, DISCONNECT.
     #[arg(long = "console")]
