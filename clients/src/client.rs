@@ -509,6 +509,8 @@ struct Task {
     /// Subscriptions to renew when a reconnection finds no session.
     subscriptions: Vec<(String, SubscriptionOptions)>,
     backoff: Backoff,
+    /// libmosquitto's message counter, for `-d` lines only: it numbers QoS 0 PUBLISHes too.
+    log_mid: u16,
 }
 
 impl Task {
@@ -528,6 +530,7 @@ impl Task {
             pending: VecDeque::new(),
             subscriptions: Vec::new(),
             backoff: Backoff::new(millis(reconnect.initial), millis(reconnect.max)),
+            log_mid: 0,
             options,
         }
     }
@@ -556,7 +559,24 @@ impl Task {
         packet
             .encode(version, &mut buf)
             .map_err(|e| ClientError::Malformed(format!("cannot encode: {e}")))?;
-        self.log(|| describe(&self.options.client_id, "sending", packet));
+        if self.options.debug {
+            let mut line = describe(&self.options.client_id, "sending", packet);
+            match packet {
+                Packet::Publish(p) if p.qos_pid == QosPid::AtMostOnce => {
+                    self.log_mid = self.log_mid.checked_add(1).unwrap_or(1);
+                    line = line.replacen(", m0, '", &format!(", m{}, '", self.log_mid), 1);
+                }
+                Packet::Publish(p) => {
+                    if let QosPid::AtLeastOnce(id) | QosPid::ExactlyOnce(id) = p.qos_pid {
+                        self.log_mid = id.get();
+                    }
+                }
+                Packet::Subscribe(s) => self.log_mid = s.packet_id.get(),
+                Packet::Unsubscribe(u) => self.log_mid = u.packet_id.get(),
+                _ => {}
+            }
+            self.emit(Event::Log(line));
+        }
         let stream = self.stream.as_mut().ok_or(ClientError::NotConnected)?;
         stream.write_all(&buf).await?;
         Ok(())
