@@ -416,6 +416,7 @@ impl Properties {
                     p.message_expiry_interval = Some(atoi(value) as u32);
                 }
                 "payload-format-indicator" => p.payload_format_utf8 = Some(atoi(value) != 0),
+                "topic-alias" => p.topic_alias = u16::try_from(atoi(value)).ok(),
                 _ => {}
             }
         }

@@ -48,6 +48,9 @@ pub struct MessageProperties {
     pub user_properties: Vec<(String, String)>,
     /// Subscription identifiers (received messages only).
     pub subscription_identifiers: Vec<u32>,
+    /// Topic Alias (sent as given, as `mosquitto_pub -D publish topic-alias N` does: with the
+    /// topic; wren asks the broker for no aliases, so received messages carry none).
+    pub topic_alias: Option<u16>,
 }
 
 impl MessageProperties {
@@ -64,6 +67,7 @@ impl MessageProperties {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             subscription_identifiers: p.subscription_identifiers.iter().collect(),
+            topic_alias: p.topic_alias.map(|a| a.get()),
         }
     }
 
@@ -89,6 +93,7 @@ impl MessageProperties {
             response_topic,
             correlation_data: self.correlation_data.as_deref(),
             user_properties: List::new(pairs),
+            topic_alias: self.topic_alias.and_then(std::num::NonZeroU16::new),
             ..Properties::default()
         })
     }

@@ -288,8 +288,10 @@ fn code_into(
     let out = &mut r.out;
     match code {
         b'%' => out.push(b'%'),
-        // wren's client resolves topic aliases: a message never shows one.
-        b'A' => blank_into(out, s.pad, s.width),
+        b'A' => match p.topic_alias {
+            Some(a) => int_into(out, i64::from(a), s),
+            None => blank_into(out, s.pad, s.width),
+        },
         b'C' => match &p.content_type {
             Some(c) => str_into(out, c.as_bytes(), s),
             None => blank_into(out, b' ', s.width),
