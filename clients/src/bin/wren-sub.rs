@@ -121,10 +121,14 @@ fn main() -> ExitCode {
         match result {
             Ok(code) => {
                 // The debug line of the DISCONNECT just sent, last as in mosquitto_sub -d.
+                // Packets that arrived after the decision to stop are not shown: mosquitto_sub
+                // disconnects from its callback, before it reads them.
                 if !args.console {
                     while let Some(e) = client.try_next_event() {
                         if let Event::Log(line) = e {
-                            log_line(&line);
+                            if !line.contains(" received ") {
+                                log_line(&line);
+                            }
                         }
                     }
                 }
@@ -258,9 +262,17 @@ async fn subscribe(
     client: &Client,
 ) -> Result<ExitCode, ClientError> {
     let filters = args.topics.iter().map(|t| (t.clone(), args.qos)).collect();
-    client.subscribe(filters).await?;
-    if !args.unsubscribe.is_empty() {
-        client.unsubscribe(args.unsubscribe.clone()).await?;
+    if args.unsubscribe.is_empty() {
+        client.subscribe(filters).await?;
+    } else {
+        // Both requests at once, as mosquitto_sub sends them (so -d shows both before SUBACK).
+        let (s, u) = smol::future::zip(
+            client.subscribe(filters),
+            client.unsubscribe(args.unsubscribe.clone()),
+        )
+        .await;
+        s?;
+        u?;
     }
     let filter_out: Vec<TopicFilter<'_>> = args
         .filter_out
