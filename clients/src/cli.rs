@@ -56,7 +56,8 @@ pub struct ConnArgs {
         short = 'k',
         long = "keepalive",
         default_value_t = 60,
-        value_name = "keepalive"
+        value_name = "keepalive",
+        value_parser = parse_keepalive
     )]
     pub keepalive: u16,
     /// Disable clean session (persistent client mode).
@@ -173,6 +174,15 @@ pub fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
     }
 }
 
+/// `-k` values as Mosquitto reads them (`atoi`, then 5..=65535).
+pub fn parse_keepalive(s: &str) -> Result<u16, String> {
+    match u16::try_from(atoi(s)) {
+        Ok(k) if k >= 5 => Ok(k),
+        _ => Err(OPTION_ERROR.to_owned()
+            + "Invalid keepalive given, it must be between 5 and 65535 inclusive."),
+    }
+}
+
 /// `-q` values: 0, 1 or 2.
 pub fn parse_qos(s: &str) -> Result<QoS, String> {
     s.parse::<u8>()
@@ -192,6 +202,12 @@ pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
                 std::process::exit(0);
             }
             _ => {
+                // A value parser's own Mosquitto message (see OPTION_ERROR), printed as is.
+                if let Some(m) = std::error::Error::source(&e).map(ToString::to_string) {
+                    if m.starts_with(OPTION_ERROR) {
+                        usage_error(tool, &m)
+                    }
+                }
                 let rendered = e.render().to_string();
                 let first = rendered
                     .lines()

@@ -398,6 +398,9 @@ fn argument_checks_match_mosquitto() {
     for (extra, code) in [
         (&["-k", "0"][..], 1),
         (&["-k", "4"], 1),
+        (&["-k", "70000"], 1),
+        (&["-k", "abc"], 1),
+        (&["-k", "5"], 0),
         (&["-W", "0"], 1),
         (&["-C", "0"], 1),
         // A repeated -W or -F: the last one counts.
