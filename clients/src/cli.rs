@@ -439,18 +439,53 @@ impl Properties {
         p
     }
 
-    /// Apply the `connect` properties wren's client can send (user properties, session expiry);
-    /// only with 5.0, as Mosquitto leaves them out of a 3.1.1 CONNECT.
+    /// Apply the `connect`, `subscribe`, `unsubscribe`, `disconnect` and `will` properties;
+    /// only with 5.0, as Mosquitto leaves them out of 3.1.1 packets.
     pub fn apply_connect(&self, o: &mut ClientOptions) {
         if !o.version.is_v5() {
             return;
         }
+        let pair = |v: &str, e: Option<&str>| (v.to_owned(), e.unwrap_or_default().to_owned());
+        let rp = &mut o.request_properties;
         for (name, value, extra) in self.of("connect") {
             match name {
-                "user-property" => o
-                    .user_properties
-                    .push((value.to_owned(), extra.unwrap_or_default().to_owned())),
+                "user-property" => o.user_properties.push(pair(value, extra)),
                 "session-expiry-interval" => o.session_expiry = Some(atoi(value) as u32),
+                "receive-maximum" => rp.receive_maximum = u16::try_from(atoi(value)).ok(),
+                "maximum-packet-size" => rp.maximum_packet_size = Some(atoi(value) as u32),
+                "request-problem-information" => {
+                    rp.request_problem_information = Some(atoi(value) != 0);
+                }
+                "request-response-information" => {
+                    rp.request_response_information = Some(atoi(value) != 0);
+                }
+                "authentication-method" => rp.authentication_method = Some(value.to_owned()),
+                "authentication-data" => {
+                    rp.authentication_data = Some(value.as_bytes().to_vec());
+                }
+                // topic-alias-maximum is not sent: wren's client does not resolve aliases.
+                _ => {}
+            }
+        }
+        for (name, value, extra) in self.of("subscribe") {
+            match name {
+                "subscription-identifier" => {
+                    rp.subscription_identifier = Some(atoi(value) as u32);
+                }
+                "user-property" => rp.subscribe_user_properties.push(pair(value, extra)),
+                _ => {}
+            }
+        }
+        for (_, value, extra) in self.of("unsubscribe") {
+            rp.unsubscribe_user_properties.push(pair(value, extra));
+        }
+        for (name, value, extra) in self.of("disconnect") {
+            match name {
+                "session-expiry-interval" => {
+                    rp.disconnect_session_expiry = Some(atoi(value) as u32);
+                }
+                "reason-string" => rp.disconnect_reason_string = Some(value.to_owned()),
+                "user-property" => rp.disconnect_user_properties.push(pair(value, extra)),
                 _ => {}
             }
         }

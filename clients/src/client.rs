@@ -315,6 +315,41 @@ impl Default for Reconnect {
     }
 }
 
+/// 5.0 properties for CONNECT (besides session expiry and user properties), every SUBSCRIBE,
+/// every UNSUBSCRIBE and the DISCONNECT, as Mosquitto's tools set them with `-D`. Sent with 5.0
+/// only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestProperties {
+    /// CONNECT Receive Maximum.
+    pub receive_maximum: Option<u16>,
+    /// CONNECT Maximum Packet Size.
+    pub maximum_packet_size: Option<u32>,
+    /// CONNECT Request Problem Information.
+    pub request_problem_information: Option<bool>,
+    /// CONNECT Request Response Information.
+    pub request_response_information: Option<bool>,
+    /// CONNECT Authentication Method.
+    pub authentication_method: Option<String>,
+    /// CONNECT Authentication Data.
+    pub authentication_data: Option<Vec<u8>>,
+    /// SUBSCRIBE Subscription Identifier.
+    pub subscription_identifier: Option<u32>,
+    /// SUBSCRIBE user properties.
+    pub subscribe_user_properties: Vec<(String, String)>,
+    /// UNSUBSCRIBE user properties.
+    pub unsubscribe_user_properties: Vec<(String, String)>,
+    /// DISCONNECT Session Expiry Interval.
+    pub disconnect_session_expiry: Option<u32>,
+    /// DISCONNECT Reason String.
+    pub disconnect_reason_string: Option<String>,
+    /// DISCONNECT user properties.
+    pub disconnect_user_properties: Vec<(String, String)>,
+}
+
+fn pairs_of(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// Everything needed to connect.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -340,6 +375,8 @@ pub struct ClientOptions {
     pub will: Option<OutgoingMessage>,
     /// 5.0 CONNECT user properties.
     pub user_properties: Vec<(String, String)>,
+    /// 5.0 properties of the other packets the client sends (the tools' `-D`).
+    pub request_properties: RequestProperties,
     /// Reconnect after a lost connection (not after a refusal at the first connect).
     pub reconnect: Option<Reconnect>,
     /// Emit [`Event::Log`] lines describing every packet.
@@ -368,6 +405,7 @@ impl ClientOptions {
             password: None,
             will: None,
             user_properties: Vec::new(),
+            request_properties: RequestProperties::default(),
             reconnect: None,
             debug: false,
             connect_timeout: Duration::from_secs(30),
@@ -642,6 +680,18 @@ impl Task {
             properties: Properties {
                 session_expiry_interval: o.session_expiry,
                 user_properties: List::new(&pairs),
+                receive_maximum: o
+                    .request_properties
+                    .receive_maximum
+                    .and_then(std::num::NonZeroU16::new),
+                maximum_packet_size: o
+                    .request_properties
+                    .maximum_packet_size
+                    .and_then(std::num::NonZeroU32::new),
+                request_problem_information: o.request_properties.request_problem_information,
+                request_response_information: o.request_properties.request_response_information,
+                authentication_method: o.request_properties.authentication_method.as_deref(),
+                authentication_data: o.request_properties.authentication_data.as_deref(),
                 ..Properties::default()
             },
         };
@@ -924,6 +974,22 @@ impl Task {
             },
             Command::Disconnect(done) => {
                 let p = self.engine.disconnect(self.now());
+                let rp = self.options.request_properties.clone();
+                let users = pairs_of(&rp.disconnect_user_properties);
+                let p = match p {
+                    Packet::Disconnect(d) if self.options.version.is_v5() => {
+                        Packet::Disconnect(wren_codec::Disconnect {
+                            reason_code: d.reason_code,
+                            properties: Properties {
+                                session_expiry_interval: rp.disconnect_session_expiry,
+                                reason_string: rp.disconnect_reason_string.as_deref(),
+                                user_properties: List::new(&users),
+                                ..Properties::default()
+                            },
+                        })
+                    }
+                    other => other,
+                };
                 let _ = self.send(&p).await;
                 if let Some(mut s) = self.stream.take() {
                     let _ = s.close().await;
@@ -947,7 +1013,19 @@ impl Task {
             });
         }
         let now = self.now();
-        let packet = self.engine.subscribe(&subs, Properties::default(), now)?;
+        let rp = self.options.request_properties.clone();
+        let users = pairs_of(&rp.subscribe_user_properties);
+        let ids: Vec<u32> = rp.subscription_identifier.into_iter().collect();
+        let properties = if self.options.version.is_v5() {
+            Properties {
+                subscription_identifiers: List::new(&ids),
+                user_properties: List::new(&users),
+                ..Properties::default()
+            }
+        } else {
+            Properties::default()
+        };
+        let packet = self.engine.subscribe(&subs, properties, now)?;
         let id = packet.packet_id.get();
         self.send(&Packet::Subscribe(packet)).await?;
         Ok(id)
@@ -959,7 +1037,17 @@ impl Task {
             list.push(TopicFilter::new(f).map_err(|_| ClientError::InvalidTopic(f.clone()))?);
         }
         let now = self.now();
-        let packet = self.engine.unsubscribe(&list, Properties::default(), now)?;
+        let rp = self.options.request_properties.clone();
+        let users = pairs_of(&rp.unsubscribe_user_properties);
+        let properties = if self.options.version.is_v5() {
+            Properties {
+                user_properties: List::new(&users),
+                ..Properties::default()
+            }
+        } else {
+            Properties::default()
+        };
+        let packet = self.engine.unsubscribe(&list, properties, now)?;
         let id = packet.packet_id.get();
         self.send(&Packet::Unsubscribe(packet)).await?;
         Ok(id)
