@@ -566,3 +566,91 @@ fn format_json_and_retained_match_against_wren_broker() {
     json_cases(&port, false);
     retained_cases(&port);
 }
+
+#[test]
+fn v5_request_properties_sent_like_mosquitto_sub() {
+    need_debian_tools();
+    let b = Broker::start();
+    let port = b.port_arg();
+    publish(&port, &["-t", "rp/1", "-m", "x", "-r"]);
+    let base = ["-p", &port, "-V", "5", "-t", "rp/#", "-C", "1", "-W", "3"];
+    for extra in [
+        // The broker returns the subscription identifier with the message (%S).
+        &[
+            "-F",
+            "%S %t %p",
+            "-D",
+            "subscribe",
+            "subscription-identifier",
+            "7",
+            "-D",
+            "subscribe",
+            "user-property",
+            "a",
+            "b",
+        ][..],
+        &[
+            "-D",
+            "unsubscribe",
+            "user-property",
+            "c",
+            "d",
+            "-U",
+            "zz",
+            "-D",
+            "disconnect",
+            "reason-string",
+            "bye",
+            "-D",
+            "disconnect",
+            "user-property",
+            "e",
+            "f",
+        ],
+        &[
+            "-D",
+            "connect",
+            "receive-maximum",
+            "10",
+            "-D",
+            "connect",
+            "maximum-packet-size",
+            "100000",
+            "-D",
+            "connect",
+            "request-problem-information",
+            "1",
+            "-D",
+            "connect",
+            "request-response-information",
+            "1",
+        ],
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let r = same("sub", &args);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let r = same(
+        "sub",
+        &[
+            &base[..],
+            &[
+                "-F",
+                "%S %t %p",
+                "-D",
+                "subscribe",
+                "subscription-identifier",
+                "7",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(r.stdout, "7 rp/1 x\n");
+    // An authentication method Mosquitto does not know: refused with 140 by both (the
+    // wording of the refusal differs: wren's names the code).
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["-D", "connect", "authentication-method", "x"]);
+    let (m, w) = both("sub", &args);
+    assert_eq!((w.code, m.code), (140, 140), "{w:?} {m:?}");
+}
