@@ -10,7 +10,7 @@ use clap::{Args, Parser};
 use smol::channel::{self, Receiver};
 use wren_codec::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
-use crate::client::{ClientError, ClientOptions, Event, OutgoingMessage};
+use crate::client::{ClientError, ClientOptions, Event, MessageProperties, OutgoingMessage};
 use crate::tls::TlsSettings;
 
 /// The `--help` layout of the tools without `-W`.
@@ -130,7 +130,8 @@ pub struct ConnArgs {
         short = 'k',
         long = "keepalive",
         default_value_t = 60,
-        value_name = "keepalive"
+        value_name = "keepalive",
+        value_parser = parse_keepalive
     )]
     pub keepalive: u16,
     /// Disable clean session (persistent client mode).
@@ -333,14 +334,11 @@ impl ConnArgs {
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             return Err("a password (-P) needs a username (-u) before MQTT 5.0".into());
         }
-        if self.session_expiry.is_some() && !self.protocol.is_v5() {
-            return Err("-x is only available with MQTT 5.0 (-V mqttv5)".into());
-        }
-        if self.keepalive != 0 && self.keepalive < 5 {
-            return Err(format!(
-                "Invalid keepalive given, it must be between 5 and 65535 inclusive: {}",
-                self.keepalive
-            ));
+        // Mosquitto 2.0 takes -x (and -D) without -V mqttv5 and leaves them out of the
+        // 3.1.1 CONNECT; so does client_options().
+        if self.keepalive < 5 {
+            return Err(OPTION_ERROR.to_owned()
+                + "Invalid keepalive given, it must be between 5 and 65535 inclusive.");
         }
         Ok(())
     }
@@ -414,6 +412,15 @@ pub fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
     }
 }
 
+/// `-k` values as Mosquitto reads them (`atoi`, then 5..=65535).
+pub fn parse_keepalive(s: &str) -> Result<u16, String> {
+    match u16::try_from(atoi(s)) {
+        Ok(k) if k >= 5 => Ok(k),
+        _ => Err(OPTION_ERROR.to_owned()
+            + "Invalid keepalive given, it must be between 5 and 65535 inclusive."),
+    }
+}
+
 /// `-q` values: 0, 1 or 2.
 pub fn parse_qos(s: &str) -> Result<QoS, String> {
     s.parse::<u8>()
@@ -437,6 +444,12 @@ pub fn parse_or_exit<T: Parser>(tool: &str) -> T {
                 std::process::exit(0);
             }
             _ => {
+                // A value parser's own Mosquitto message (see OPTION_ERROR), printed as is.
+                if let Some(m) = std::error::Error::source(&e).map(ToString::to_string) {
+                    if m.starts_with(OPTION_ERROR) {
+                        usage_error(tool, &m)
+                    }
+                }
                 let rendered = e.render().to_string();
                 let first = rendered
                     .lines()
@@ -482,10 +495,279 @@ fn after_url() -> AfterUrl {
     AFTER_URL.get().copied().unwrap_or_default()
 }
 
+/// Marks a message of an error Mosquitto finds while reading the options (it then prints one
+/// more blank line before the `--help` hint); [`usage_error`] removes it.
+pub const OPTION_ERROR: &str = "\u{1}";
+
 /// Print a usage error Mosquitto's way and exit 1.
 pub fn usage_error(tool: &str, message: &str) -> ! {
-    eprintln!("Error: {message}\n\nUse '{tool} --help' to see usage.");
+    match message.strip_prefix(OPTION_ERROR) {
+        Some(m) => eprintln!("Error: {m}\n\n\nUse '{tool} --help' to see usage."),
+        None => eprintln!("Error: {message}\n\nUse '{tool} --help' to see usage."),
+    }
     std::process::exit(1)
+}
+
+/// The `-D command identifier value` occurrences, as clap collects them (flattened).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Properties {
+    /// (command, property, value, second value for user-property), lower-case names.
+    pub items: Vec<(String, String, String, Option<String>)>,
+}
+
+/// The property value types of MQTT 5.0.
+#[derive(Clone, Copy)]
+enum PropType {
+    Byte,
+    Int16,
+    Int32,
+    VarInt,
+    Str,
+    Binary,
+    Pair,
+}
+
+/// Property names as Mosquitto spells them, their type and the packets 5.0 allows them in.
+const PROPERTIES: &[(&str, PropType, &[&str])] = {
+    use PropType::*;
+    &[
+        ("payload-format-indicator", Byte, &["publish", "will"]),
+        ("message-expiry-interval", Int32, &["publish", "will"]),
+        ("content-type", Str, &["publish", "will"]),
+        ("response-topic", Str, &["publish", "will"]),
+        ("correlation-data", Binary, &["publish", "will"]),
+        ("subscription-identifier", VarInt, &["publish", "subscribe"]),
+        (
+            "session-expiry-interval",
+            Int32,
+            &["connect", "connack", "disconnect"],
+        ),
+        ("assigned-client-identifier", Str, &["connack"]),
+        ("server-keep-alive", Int16, &["connack"]),
+        (
+            "authentication-method",
+            Str,
+            &["connect", "connack", "auth"],
+        ),
+        (
+            "authentication-data",
+            Binary,
+            &["connect", "connack", "auth"],
+        ),
+        ("request-problem-information", Byte, &["connect"]),
+        ("will-delay-interval", Int32, &["will"]),
+        ("request-response-information", Byte, &["connect"]),
+        ("response-information", Str, &["connack"]),
+        ("server-reference", Str, &["connack", "disconnect"]),
+        (
+            "reason-string",
+            Str,
+            &[
+                "connack",
+                "puback",
+                "pubrec",
+                "pubrel",
+                "pubcomp",
+                "suback",
+                "unsuback",
+                "disconnect",
+                "auth",
+            ],
+        ),
+        ("receive-maximum", Int16, &["connect", "connack"]),
+        ("topic-alias-maximum", Int16, &["connect", "connack"]),
+        ("topic-alias", Int16, &["publish"]),
+        ("maximum-qos", Byte, &["connack"]),
+        ("retain-available", Byte, &["connack"]),
+        (
+            "user-property",
+            Pair,
+            &[
+                "connect",
+                "connack",
+                "publish",
+                "will",
+                "puback",
+                "pubrec",
+                "pubrel",
+                "pubcomp",
+                "subscribe",
+                "suback",
+                "unsubscribe",
+                "unsuback",
+                "disconnect",
+                "auth",
+            ],
+        ),
+        ("maximum-packet-size", Int32, &["connect", "connack"]),
+        ("wildcard-subscription-available", Byte, &["connack"]),
+        ("subscription-identifier-available", Byte, &["connack"]),
+        ("shared-subscription-available", Byte, &["connack"]),
+    ]
+};
+
+/// The commands `-D` takes (Mosquitto's list).
+const COMMANDS: &[&str] = &[
+    "connect",
+    "publish",
+    "puback",
+    "pubrec",
+    "pubrel",
+    "pubcomp",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "auth",
+    "will",
+];
+
+/// C's `atoi`: leading blanks, a sign, digits; anything else ends it (no digits: 0).
+pub fn atoi(s: &str) -> i64 {
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i64 = 0;
+    for c in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add(i64::from(c - b'0'));
+    }
+    if neg { -v } else { v }
+}
+
+impl Properties {
+    /// Check the flattened `-D` values as Mosquitto does, with its messages (option errors).
+    pub fn parse(tokens: &[String]) -> Result<Properties, String> {
+        let err = |m: &str| OPTION_ERROR.to_owned() + m;
+        let mut items = Vec::new();
+        let mut it = tokens.iter();
+        while let Some(command) = it.next() {
+            let not_enough =
+                || err("--property argument given but not enough arguments specified.");
+            let command = command.to_ascii_lowercase();
+            let name = it.next().ok_or_else(not_enough)?.to_ascii_lowercase();
+            let value = it.next().ok_or_else(not_enough)?.clone();
+            if !COMMANDS.contains(&command.as_str()) {
+                return Err(err("Invalid command given in --property argument."));
+            }
+            let Some(&(_, ty, allowed)) = PROPERTIES.iter().find(|(n, _, _)| *n == name) else {
+                return Err(err("Invalid property name given in --property argument."));
+            };
+            if !allowed.contains(&command.as_str()) {
+                return Err(err(&format!(
+                    "{name} property not allowed for {command} in --property argument."
+                )));
+            }
+            let extra = match ty {
+                PropType::Pair => Some(it.next().ok_or_else(not_enough)?.clone()),
+                _ => None,
+            };
+            let max = match ty {
+                PropType::Byte => Some(255),
+                PropType::Int16 => Some(65_535),
+                _ => None,
+            };
+            if let Some(max) = max {
+                let v = atoi(&value);
+                if !(0..=max).contains(&v) {
+                    return Err(err(&format!(
+                        "Property value ({v}) out of range for property {name}."
+                    )));
+                }
+            }
+            items.push((command, name, value, extra));
+        }
+        Ok(Properties { items })
+    }
+
+    /// The properties given for `command`: (name, value, second value).
+    pub fn of<'a>(
+        &'a self,
+        command: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str, Option<&'a str>)> + 'a {
+        self.items
+            .iter()
+            .filter(move |(c, ..)| c == command)
+            .map(|(_, n, v, e)| (n.as_str(), v.as_str(), e.as_deref()))
+    }
+
+    /// The message properties (`publish` or `will`) wren's client sends.
+    pub fn message(&self, command: &str) -> MessageProperties {
+        let mut p = MessageProperties::default();
+        for (name, value, extra) in self.of(command) {
+            match name {
+                "user-property" => p
+                    .user_properties
+                    .push((value.to_owned(), extra.unwrap_or_default().to_owned())),
+                "content-type" => p.content_type = Some(value.to_owned()),
+                "response-topic" => p.response_topic = Some(value.to_owned()),
+                "correlation-data" => p.correlation_data = Some(value.as_bytes().to_vec()),
+                "message-expiry-interval" => {
+                    p.message_expiry_interval = Some(atoi(value) as u32);
+                }
+                "payload-format-indicator" => p.payload_format_utf8 = Some(atoi(value) != 0),
+                "topic-alias" => p.topic_alias = u16::try_from(atoi(value)).ok(),
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Apply the `connect`, `subscribe`, `unsubscribe`, `disconnect` and `will` properties;
+    /// only with 5.0, as Mosquitto leaves them out of 3.1.1 packets.
+    pub fn apply_connect(&self, o: &mut ClientOptions) {
+        if !o.version.is_v5() {
+            return;
+        }
+        let pair = |v: &str, e: Option<&str>| (v.to_owned(), e.unwrap_or_default().to_owned());
+        let rp = &mut o.request_properties;
+        for (name, value, extra) in self.of("connect") {
+            match name {
+                "user-property" => o.user_properties.push(pair(value, extra)),
+                "session-expiry-interval" => o.session_expiry = Some(atoi(value) as u32),
+                "receive-maximum" => rp.receive_maximum = u16::try_from(atoi(value)).ok(),
+                "maximum-packet-size" => rp.maximum_packet_size = Some(atoi(value) as u32),
+                "request-problem-information" => {
+                    rp.request_problem_information = Some(atoi(value) != 0);
+                }
+                "request-response-information" => {
+                    rp.request_response_information = Some(atoi(value) != 0);
+                }
+                "authentication-method" => rp.authentication_method = Some(value.to_owned()),
+                "authentication-data" => {
+                    rp.authentication_data = Some(value.as_bytes().to_vec());
+                }
+                // topic-alias-maximum is not sent: wren's client does not resolve aliases.
+                _ => {}
+            }
+        }
+        for (name, value, extra) in self.of("subscribe") {
+            match name {
+                "subscription-identifier" => {
+                    rp.subscription_identifier = Some(atoi(value) as u32);
+                }
+                "user-property" => rp.subscribe_user_properties.push(pair(value, extra)),
+                _ => {}
+            }
+        }
+        for (_, value, extra) in self.of("unsubscribe") {
+            rp.unsubscribe_user_properties.push(pair(value, extra));
+        }
+        for (name, value, extra) in self.of("disconnect") {
+            match name {
+                "session-expiry-interval" => {
+                    rp.disconnect_session_expiry = Some(atoi(value) as u32);
+                }
+                "reason-string" => rp.disconnect_reason_string = Some(value.to_owned()),
+                "user-property" => rp.disconnect_user_properties.push(pair(value, extra)),
+                _ => {}
+            }
+        }
+        if let Some(will) = o.will.as_mut() {
+            will.properties = self.message("will");
+        }
+    }
 }
 
 /// The exit status for a failed connection or session, by Mosquitto's rules: the CONNACK code

@@ -50,6 +50,9 @@ pub struct MessageProperties {
     pub user_properties: Vec<(String, String)>,
     /// Subscription identifiers (received messages only).
     pub subscription_identifiers: Vec<u32>,
+    /// Topic Alias (sent as given, as `mosquitto_pub -D publish topic-alias N` does: with the
+    /// topic; wren asks the broker for no aliases, so received messages carry none).
+    pub topic_alias: Option<u16>,
 }
 
 impl MessageProperties {
@@ -66,6 +69,7 @@ impl MessageProperties {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             subscription_identifiers: p.subscription_identifiers.iter().collect(),
+            topic_alias: p.topic_alias.map(|a| a.get()),
         }
     }
 
@@ -91,6 +95,7 @@ impl MessageProperties {
             response_topic,
             correlation_data: self.correlation_data.as_deref(),
             user_properties: List::new(pairs),
+            topic_alias: self.topic_alias.and_then(std::num::NonZeroU16::new),
             ..Properties::default()
         })
     }
@@ -315,6 +320,41 @@ impl Default for Reconnect {
     }
 }
 
+/// 5.0 properties for CONNECT (besides session expiry and user properties), every SUBSCRIBE,
+/// every UNSUBSCRIBE and the DISCONNECT, as Mosquitto's tools set them with `-D`. Sent with 5.0
+/// only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestProperties {
+    /// CONNECT Receive Maximum.
+    pub receive_maximum: Option<u16>,
+    /// CONNECT Maximum Packet Size.
+    pub maximum_packet_size: Option<u32>,
+    /// CONNECT Request Problem Information.
+    pub request_problem_information: Option<bool>,
+    /// CONNECT Request Response Information.
+    pub request_response_information: Option<bool>,
+    /// CONNECT Authentication Method.
+    pub authentication_method: Option<String>,
+    /// CONNECT Authentication Data.
+    pub authentication_data: Option<Vec<u8>>,
+    /// SUBSCRIBE Subscription Identifier.
+    pub subscription_identifier: Option<u32>,
+    /// SUBSCRIBE user properties.
+    pub subscribe_user_properties: Vec<(String, String)>,
+    /// UNSUBSCRIBE user properties.
+    pub unsubscribe_user_properties: Vec<(String, String)>,
+    /// DISCONNECT Session Expiry Interval.
+    pub disconnect_session_expiry: Option<u32>,
+    /// DISCONNECT Reason String.
+    pub disconnect_reason_string: Option<String>,
+    /// DISCONNECT user properties.
+    pub disconnect_user_properties: Vec<(String, String)>,
+}
+
+fn pairs_of(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// Everything needed to connect.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -340,6 +380,8 @@ pub struct ClientOptions {
     pub will: Option<OutgoingMessage>,
     /// 5.0 CONNECT user properties.
     pub user_properties: Vec<(String, String)>,
+    /// 5.0 properties of the other packets the client sends (the tools' `-D`).
+    pub request_properties: RequestProperties,
     /// Reconnect after a lost connection (not after a refusal at the first connect).
     pub reconnect: Option<Reconnect>,
     /// Emit [`Event::Log`] lines describing every packet.
@@ -386,6 +428,7 @@ impl ClientOptions {
             password: None,
             will: None,
             user_properties: Vec::new(),
+            request_properties: RequestProperties::default(),
             reconnect: None,
             debug: false,
             connect_timeout: Duration::from_secs(30),
@@ -569,6 +612,8 @@ struct Task {
     /// Subscriptions to renew when a reconnection finds no session.
     subscriptions: Vec<(String, SubscriptionOptions)>,
     backoff: Backoff,
+    /// libmosquitto's message counter, for `-d` lines only: it numbers QoS 0 PUBLISHes too.
+    log_mid: u16,
 }
 
 impl Task {
@@ -588,6 +633,7 @@ impl Task {
             pending: VecDeque::new(),
             subscriptions: Vec::new(),
             backoff: Backoff::new(millis(reconnect.initial), millis(reconnect.max)),
+            log_mid: 0,
             options,
         }
     }
@@ -616,7 +662,24 @@ impl Task {
         packet
             .encode(version, &mut buf)
             .map_err(|e| ClientError::Malformed(format!("cannot encode: {e}")))?;
-        self.log(|| describe(&self.options.client_id, "sending", packet));
+        if self.options.debug {
+            let mut line = describe(&self.options.client_id, "sending", packet);
+            match packet {
+                Packet::Publish(p) if p.qos_pid == QosPid::AtMostOnce => {
+                    self.log_mid = self.log_mid.checked_add(1).unwrap_or(1);
+                    line = line.replacen(", m0, '", &format!(", m{}, '", self.log_mid), 1);
+                }
+                Packet::Publish(p) => {
+                    if let QosPid::AtLeastOnce(id) | QosPid::ExactlyOnce(id) = p.qos_pid {
+                        self.log_mid = id.get();
+                    }
+                }
+                Packet::Subscribe(s) => self.log_mid = s.packet_id.get(),
+                Packet::Unsubscribe(u) => self.log_mid = u.packet_id.get(),
+                _ => {}
+            }
+            self.emit(Event::Log(line));
+        }
         let stream = self.stream.as_mut().ok_or(ClientError::NotConnected)?;
         stream.write_all(&buf).await?;
         Ok(())
@@ -707,6 +770,18 @@ impl Task {
             properties: Properties {
                 session_expiry_interval: o.session_expiry,
                 user_properties: List::new(&pairs),
+                receive_maximum: o
+                    .request_properties
+                    .receive_maximum
+                    .and_then(std::num::NonZeroU16::new),
+                maximum_packet_size: o
+                    .request_properties
+                    .maximum_packet_size
+                    .and_then(std::num::NonZeroU32::new),
+                request_problem_information: o.request_properties.request_problem_information,
+                request_response_information: o.request_properties.request_response_information,
+                authentication_method: o.request_properties.authentication_method.as_deref(),
+                authentication_data: o.request_properties.authentication_data.as_deref(),
                 ..Properties::default()
             },
         };
@@ -989,6 +1064,22 @@ impl Task {
             },
             Command::Disconnect(done) => {
                 let p = self.engine.disconnect(self.now());
+                let rp = self.options.request_properties.clone();
+                let users = pairs_of(&rp.disconnect_user_properties);
+                let p = match p {
+                    Packet::Disconnect(d) if self.options.version.is_v5() => {
+                        Packet::Disconnect(wren_codec::Disconnect {
+                            reason_code: d.reason_code,
+                            properties: Properties {
+                                session_expiry_interval: rp.disconnect_session_expiry,
+                                reason_string: rp.disconnect_reason_string.as_deref(),
+                                user_properties: List::new(&users),
+                                ..Properties::default()
+                            },
+                        })
+                    }
+                    other => other,
+                };
                 let _ = self.send(&p).await;
                 if let Some(mut s) = self.stream.take() {
                     let _ = s.close().await;
@@ -1012,7 +1103,19 @@ impl Task {
             });
         }
         let now = self.now();
-        let packet = self.engine.subscribe(&subs, Properties::default(), now)?;
+        let rp = self.options.request_properties.clone();
+        let users = pairs_of(&rp.subscribe_user_properties);
+        let ids: Vec<u32> = rp.subscription_identifier.into_iter().collect();
+        let properties = if self.options.version.is_v5() {
+            Properties {
+                subscription_identifiers: List::new(&ids),
+                user_properties: List::new(&users),
+                ..Properties::default()
+            }
+        } else {
+            Properties::default()
+        };
+        let packet = self.engine.subscribe(&subs, properties, now)?;
         let id = packet.packet_id.get();
         self.send(&Packet::Subscribe(packet)).await?;
         Ok(id)
@@ -1024,7 +1127,17 @@ impl Task {
             list.push(TopicFilter::new(f).map_err(|_| ClientError::InvalidTopic(f.clone()))?);
         }
         let now = self.now();
-        let packet = self.engine.unsubscribe(&list, Properties::default(), now)?;
+        let rp = self.options.request_properties.clone();
+        let users = pairs_of(&rp.unsubscribe_user_properties);
+        let properties = if self.options.version.is_v5() {
+            Properties {
+                user_properties: List::new(&users),
+                ..Properties::default()
+            }
+        } else {
+            Properties::default()
+        };
+        let packet = self.engine.unsubscribe(&list, properties, now)?;
         let id = packet.packet_id.get();
         self.send(&Packet::Unsubscribe(packet)).await?;
         Ok(id)
@@ -1217,6 +1330,26 @@ pub fn describe(client_id: &str, direction: &str, packet: &Packet<'_>) -> String
                 p.payload.len()
             )
         }
+        // libmosquitto words acknowledgements it sends differently from those it receives.
+        Packet::PubAck(a) | Packet::PubRec(a) if direction == "sending" => format!(
+            "{who} {} (m{}, rc{})",
+            if matches!(packet, Packet::PubAck(_)) {
+                "PUBACK"
+            } else {
+                "PUBREC"
+            },
+            a.packet_id.get(),
+            a.reason_code.0
+        ),
+        Packet::PubRel(a) | Packet::PubComp(a) if direction == "sending" => format!(
+            "{who} {} (m{})",
+            if matches!(packet, Packet::PubRel(_)) {
+                "PUBREL"
+            } else {
+                "PUBCOMP"
+            },
+            a.packet_id.get()
+        ),
         Packet::PubAck(a) => format!(
             "{who} PUBACK (Mid: {}, RC:{})",
             a.packet_id.get(),
@@ -1244,7 +1377,14 @@ pub fn describe(client_id: &str, direction: &str, packet: &Packet<'_>) -> String
             line
         }
         Packet::SubAck(_) => format!("{who} SUBACK"),
-        Packet::Unsubscribe(u) => format!("{who} UNSUBSCRIBE (Mid: {})", u.packet_id.get()),
+        Packet::Unsubscribe(u) => {
+            let lines: Vec<String> = u
+                .filters
+                .iter()
+                .map(|f| format!("{who} UNSUBSCRIBE (Mid: {}, Topic: {f})", u.packet_id.get()))
+                .collect();
+            lines.join("\n")
+        }
         Packet::UnsubAck(_) => format!("{who} UNSUBACK"),
         Packet::PingReq => format!("{who} PINGREQ"),
         Packet::PingResp => format!("{who} PINGRESP"),

@@ -16,7 +16,7 @@ use wren_codec::{QoS, TopicName};
 
 /// Publish a message (or many) on a topic.
 #[derive(Debug, Parser)]
-#[command(name = "wren-pub", version, help_template = HELP_TEMPLATE,
+#[command(name = "wren-pub", version, help_template = HELP_TEMPLATE, args_override_self = true,
           disable_help_flag = true, disable_version_flag = true)]
 struct Args {
     #[command(flatten)]
@@ -56,9 +56,10 @@ struct Args {
     /// Most QoS 1/2 messages in flight at once.
     #[arg(short = 'M', value_name = "max_inflight", default_value_t = 20)]
     max_inflight: usize,
-    /// 5.0 PUBLISH property: `-D publish content-type text/plain`, `-D publish user-property k v`,
-    /// also response-topic, correlation-data, message-expiry-interval, payload-format-indicator.
-    #[arg(short = 'D', long = "property", num_args = 3..=4, action = clap::ArgAction::Append,
+    /// 5.0 property: `-D command identifier value` (`-D publish content-type text/plain`,
+    /// `-D publish user-property k v`, `-D connect session-expiry-interval 60`, `-D will …`;
+    /// connect, publish, subscribe, unsubscribe, disconnect, will). Ignored before 5.0.
+    #[arg(short = 'D', long = "property", num_args = 0..=4, default_missing_value = "", action = clap::ArgAction::Append,
           value_names = ["command", "identifier", "value"])]
     properties: Vec<String>,
     /// Interactive console: PUBLISH <topic> <value…>, DISCONNECT.
@@ -85,6 +86,9 @@ fn main() -> ExitCode {
     };
     let mut options = args.conn.client_options(args.conn.client_id("wren_pub"));
     options.will = args.will.will();
+    if let Ok(props) = cli::Properties::parse(&args.properties) {
+        props.apply_connect(&mut options);
+    }
     options.max_in_flight = args.max_inflight.max(1);
     // Ctrl-C/SIGTERM: DISCONNECT (no will) and exit 0.
     let signal = cli::interrupt_signal();
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
 
 fn check(args: &Args) -> Result<(Source, MessageProperties), String> {
     args.conn.validate()?;
+    let props = cli::Properties::parse(&args.properties)?;
     let sources = [
         args.message.is_some(),
         args.file.is_some(),
@@ -134,7 +139,12 @@ fn check(args: &Args) -> Result<(Source, MessageProperties), String> {
     if let Some(t) = &args.will.will_topic {
         TopicName::new(t).map_err(|_| format!("Invalid will topic '{t}'."))?;
     }
-    let properties = parse_properties(args)?;
+    // Mosquitto sends properties only with 5.0 and ignores -D otherwise.
+    let properties = if args.conn.protocol.is_v5() {
+        props.message("publish")
+    } else {
+        MessageProperties::default()
+    };
     if args.console {
         return Ok((Source::Console, properties));
     }
@@ -172,49 +182,6 @@ fn check(args: &Args) -> Result<(Source, MessageProperties), String> {
         Source::Fixed(Vec::new())
     };
     Ok((source, properties))
-}
-
-fn parse_properties(args: &Args) -> Result<MessageProperties, String> {
-    let mut p = MessageProperties::default();
-    // Occurrences arrive flattened: `command identifier value` or, for user-property,
-    // `command user-property key value`.
-    let mut tokens = args.properties.iter();
-    while let Some(command) = tokens.next() {
-        let missing = || "-D needs a command, a property and a value.".to_owned();
-        let id = tokens.next().ok_or_else(missing)?;
-        let value = tokens.next().ok_or_else(missing)?;
-        let extra = if id == "user-property" {
-            Some(tokens.next().ok_or_else(missing)?)
-        } else {
-            None
-        };
-        if !args.conn.protocol.is_v5() {
-            return Err("-D/--property is only available with MQTT 5.0 (-V mqttv5).".into());
-        }
-        if !command.eq_ignore_ascii_case("publish") {
-            return Err(format!(
-                "Unsupported -D command '{command}' (only 'publish')."
-            ));
-        }
-        match (id.as_str(), extra) {
-            ("user-property", Some(v)) => p.user_properties.push((value.clone(), v.clone())),
-            ("content-type", None) => p.content_type = Some(value.clone()),
-            ("response-topic", None) => p.response_topic = Some(value.clone()),
-            ("correlation-data", None) => p.correlation_data = Some(value.clone().into_bytes()),
-            ("message-expiry-interval", None) => {
-                p.message_expiry_interval = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("Invalid expiry '{value}'."))?,
-                )
-            }
-            ("payload-format-indicator", None) => {
-                p.payload_format_utf8 = Some(value == "1");
-            }
-            _ => return Err(format!("Invalid or unsupported property '{id}'.")),
-        }
-    }
-    Ok(p)
 }
 
 /// `-t`, else the topic of `-L`'s URL.

@@ -9,14 +9,16 @@ use clap::{CommandFactory, Parser};
 use smol::Timer;
 use smol::future::FutureExt;
 use wren_clients::cli::{self, ConnArgs, HELP_TEMPLATE_TIMEOUT, WillArgs};
-use wren_clients::client::{Client, ClientError, Event, ReceivedMessage, Reconnect};
+use wren_clients::client::{
+    Client, ClientError, Event, OutgoingMessage, ReceivedMessage, Reconnect,
+};
 use wren_clients::console::Console;
-use wren_clients::format::format_message;
+use wren_clients::format::Format;
 use wren_codec::{QoS, TopicFilter, TopicName};
 
 /// Subscribe to topics and print the messages received.
 #[derive(Debug, Parser)]
-#[command(name = "wren-sub", version, help_template = HELP_TEMPLATE_TIMEOUT,
+#[command(name = "wren-sub", version, help_template = HELP_TEMPLATE_TIMEOUT, args_override_self = true,
           disable_help_flag = true, disable_version_flag = true)]
 struct Args {
     #[command(flatten)]
@@ -56,6 +58,25 @@ struct Args {
     /// Exit once the subscriptions are acknowledged.
     #[arg(short = 'E')]
     exit_after_sub: bool,
+    /// With -F %j or %J: print the JSON indented over several lines.
+    #[arg(long = "pretty")]
+    pretty: bool,
+    /// Print only the retained messages; exit at the first message that is not retained.
+    #[arg(long = "retained-only")]
+    retained_only: bool,
+    /// Clear each retained message received (publish an empty retained message to its topic);
+    /// use -T to leave some alone.
+    #[arg(long = "remove-retained")]
+    remove_retained: bool,
+    /// Print each message with this chance, in percent (0.1 to 100).
+    #[arg(long = "random-filter", value_name = "chance", num_args = 0..=1, allow_hyphen_values = true)]
+    random_filter: Option<Option<String>>,
+    /// 5.0 property: `-D command identifier value` (`-D subscribe subscription-identifier 5`,
+    /// `-D connect user-property k v`; connect, subscribe, unsubscribe, disconnect, will).
+    /// Ignored before 5.0.
+    #[arg(short = 'D', long = "property", num_args = 0..=4, default_missing_value = "", action = clap::ArgAction::Append,
+          value_names = ["command", "identifier", "value"])]
+    properties: Vec<String>,
     /// Interactive console: SUBSCRIBE <topic>, UNSUBSCRIBE <topic>, DISCONNECT.
     #[arg(long = "console")]
     console: bool,
@@ -64,14 +85,29 @@ struct Args {
     help: Option<bool>,
 }
 
+/// What `check` derives from the flags.
+struct Checked {
+    format: Option<Format>,
+    /// `--random-filter` as a chance per 10 000.
+    chance: Option<u32>,
+}
+
 fn main() -> ExitCode {
     cli::generate_if_asked(Args::command);
     let args: Args = cli::parse_or_exit("wren-sub");
-    if let Err(e) = check(&args) {
-        cli::usage_error("wren-sub", &e);
+    let checked = match check(&args) {
+        Ok(c) => c,
+        Err(e) => cli::usage_error("wren-sub", &e),
+    };
+    if args.no_retained && args.retained_only {
+        eprintln!("\nError: Combining '-R' and '--retained-only' makes no sense.");
+        return ExitCode::from(1);
     }
     let mut options = args.conn.client_options(args.conn.client_id("wren_sub"));
     options.will = args.will.will();
+    if let Ok(props) = cli::Properties::parse(&args.properties) {
+        props.apply_connect(&mut options);
+    }
     // Long-running like mosquitto_sub: survive broker restarts.
     options.reconnect = Some(Reconnect::default());
     // Ctrl-C/SIGTERM: DISCONNECT (no will) and exit 0, as mosquitto_sub.
@@ -87,7 +123,7 @@ fn main() -> ExitCode {
             Some(if args.console {
                 console(&args, &client).await
             } else {
-                subscribe(&args, &client).await
+                subscribe(&args, &checked, &client).await
             })
         };
         let Some(result) = work.or(cli::interrupted(&signal)).await else {
@@ -100,7 +136,21 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         };
         match result {
-            Ok(code) => code,
+            Ok(code) => {
+                // The debug line of the DISCONNECT just sent, last as in mosquitto_sub -d.
+                // Packets that arrived after the decision to stop are not shown: mosquitto_sub
+                // disconnects from its callback, before it reads them.
+                if !args.console {
+                    while let Some(e) = client.try_next_event() {
+                        if let Event::Log(line) = e {
+                            if !line.contains(" received ") {
+                                log_line(&line);
+                            }
+                        }
+                    }
+                }
+                code
+            }
             Err(e) => {
                 let _ = client.disconnect().await;
                 cli::fail(args.conn.quiet, &e)
@@ -109,7 +159,29 @@ fn main() -> ExitCode {
     })
 }
 
-fn check(args: &Args) -> Result<(), String> {
+fn check(args: &Args) -> Result<Checked, String> {
+    // Mosquitto's order: what it finds while reading the options first.
+    if args.count == Some(0) {
+        return Err(cli::OPTION_ERROR.to_owned() + "Invalid message count \"0\".");
+    }
+    if args.timeout == Some(0) {
+        return Err(cli::OPTION_ERROR.to_owned() + "Invalid timeout \"0\".");
+    }
+    let chance = match &args.random_filter {
+        None => None,
+        Some(None) => {
+            return Err(cli::OPTION_ERROR.to_owned()
+                + "--random-filter argument given but no chance specified.");
+        }
+        Some(Some(v)) => match v.trim().parse::<f64>() {
+            Ok(p) if (0.1..=100.0).contains(&p) => Some((p * 100.0).round() as u32),
+            _ => {
+                return Err(cli::OPTION_ERROR.to_owned()
+                    + "--random-filter chance must be between 0.1-100.0");
+            }
+        },
+    };
+    cli::Properties::parse(&args.properties)?;
     args.conn.validate()?;
     if !args.console && args.topics.is_empty() && args.conn.url.is_none() {
         return Err("You must specify a topic to subscribe to.".into());
@@ -124,21 +196,31 @@ fn check(args: &Args) -> Result<(), String> {
             format!("Invalid subscription topic '{t}', are all '+' and '#' wildcards correct?")
         })?;
     }
-    if args.count == Some(0) {
-        return Err("Invalid message count \"0\".".into());
-    }
-    if args.timeout == Some(0) {
-        return Err("Invalid timeout \"0\".".into());
-    }
     if let Some(t) = &args.will.will_topic {
         TopicName::new(t).map_err(|_| format!("Invalid will topic '{t}'."))?;
     }
-    Ok(())
+    let format = args.format.as_deref().map(Format::parse).transpose()?;
+    Ok(Checked { format, chance })
 }
 
-fn print_message(args: &Args, m: &ReceivedMessage) {
-    let mut out = match &args.format {
-        Some(f) => format_message(f, m, SystemTime::now()),
+fn print_message(args: &Args, checked: &Checked, m: &ReceivedMessage) {
+    if let Some(chance) = checked.chance {
+        if fastrand::u32(0..10_000) >= chance {
+            return;
+        }
+    }
+    let mut out = match &checked.format {
+        Some(f) => {
+            let r = f.render(m, SystemTime::now(), args.pretty);
+            if !args.conn.quiet {
+                for e in &r.errors {
+                    eprintln!("{e}");
+                }
+            }
+            r.out
+        }
+        // mosquitto_sub prints nothing for an empty payload without -v, and with -v -N.
+        None if args.verbose && m.payload.is_empty() && args.no_eol => return,
         None if args.verbose => {
             let mut line = m.topic.as_bytes().to_vec();
             line.push(b' ');
@@ -149,6 +231,7 @@ fn print_message(args: &Args, m: &ReceivedMessage) {
             }
             line
         }
+        None if m.payload.is_empty() => return,
         None => m.payload.clone(),
     };
     if !args.no_eol {
@@ -170,7 +253,31 @@ enum Wake {
     Timeout,
 }
 
-async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError> {
+/// Before disconnecting, wait (up to 5 s) for the PUBACK of the last `--remove-retained`
+/// publish, as mosquitto_sub does.
+async fn settle(client: &Client, last_removal: Option<u16>) {
+    let Some(id) = last_removal else { return };
+    let wait = async {
+        while let Some(e) = client.next_event().await {
+            match e {
+                Event::Log(line) => log_line(&line),
+                Event::PubAck(a) if a.packet_id == id => break,
+                Event::Closed => break,
+                _ => {}
+            }
+        }
+    };
+    wait.or(async {
+        Timer::after(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+async fn subscribe(
+    args: &Args,
+    checked: &Checked,
+    client: &Client,
+) -> Result<ExitCode, ClientError> {
     let filters = args
         .topics
         .iter()
@@ -178,9 +285,17 @@ async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError
         .chain(args.conn.url_topic())
         .map(|t| (t, args.qos))
         .collect();
-    client.subscribe(filters).await?;
-    if !args.unsubscribe.is_empty() {
-        client.unsubscribe(args.unsubscribe.clone()).await?;
+    if args.unsubscribe.is_empty() {
+        client.subscribe(filters).await?;
+    } else {
+        // Both requests at once, as mosquitto_sub sends them (so -d shows both before SUBACK).
+        let (s, u) = smol::future::zip(
+            client.subscribe(filters),
+            client.unsubscribe(args.unsubscribe.clone()),
+        )
+        .await;
+        s?;
+        u?;
     }
     let filter_out: Vec<TopicFilter<'_>> = args
         .filter_out
@@ -191,6 +306,7 @@ async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError
         .timeout
         .map(|secs| std::time::Instant::now() + Duration::from_secs(secs));
     let mut received = 0u64;
+    let mut last_removal: Option<u16> = None;
     loop {
         let wake = async { Wake::Event(client.next_event().await) }
             .or(async {
@@ -237,6 +353,12 @@ async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError
                 }
             }
             Event::Message(m) => {
+                // mosquitto_sub's order: --retained-only, -R, -T, --remove-retained, print.
+                if args.retained_only && !m.retain {
+                    settle(client, last_removal).await;
+                    client.disconnect().await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 if args.no_retained && m.retain {
                     continue;
                 }
@@ -245,9 +367,16 @@ async fn subscribe(args: &Args, client: &Client) -> Result<ExitCode, ClientError
                         continue;
                     }
                 }
-                print_message(args, &m);
+                if args.remove_retained && m.retain {
+                    let clear = OutgoingMessage::new(m.topic.clone(), Vec::new(), QoS::AtLeastOnce)
+                        .retain(true);
+                    last_removal = client.publish(clear).await?;
+                }
+                print_message(args, checked, &m);
+                // -C counts the messages --random-filter leaves out too, as Mosquitto does.
                 received += 1;
                 if args.count.is_some_and(|c| received >= c) {
+                    settle(client, last_removal).await;
                     client.disconnect().await?;
                     return Ok(ExitCode::SUCCESS);
                 }
