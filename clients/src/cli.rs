@@ -79,13 +79,9 @@ pub struct ConnArgs {
     /// Connect over this Unix domain socket instead of TCP.
     #[arg(help_heading = "Connection", long = "unix", value_name = "path")]
     pub unix: Option<std::path::PathBuf>,
-    /// SOCKS5 proxy: not supported, refused as Mosquitto built without SOCKS refuses it.
-    #[arg(
-        help_heading = "Connection",
-        long = "proxy",
-        value_name = "socks-url",
-        hide = true
-    )]
+    /// SOCKS5 proxy to connect through: socks5h://[username[:password]@]hostname[:port]
+    /// (the proxy resolves the broker's host name; port 1080 unless given).
+    #[arg(help_heading = "Connection", long = "proxy", value_name = "socks-url")]
     pub proxy: Option<String>,
     /// PEM file of trusted CA certificates; turns TLS on.
     #[arg(long = "cafile", value_name = "file", help_heading = "TLS")]
@@ -298,6 +294,10 @@ impl ConnArgs {
         }
         o.bind_address = self.bind_address.clone();
         o.unix_socket = self.unix.clone();
+        o.proxy = self
+            .proxy
+            .as_deref()
+            .and_then(|p| crate::socks::Proxy::parse(p).ok());
         o.version = self.protocol;
         o.keep_alive = self.keepalive;
         o.clean_start = !self.persistent;
@@ -321,9 +321,8 @@ impl ConnArgs {
 
     /// Check what clap cannot (Mosquitto's rules); `Err` is the message.
     pub fn validate(&self) -> Result<(), String> {
-        if self.proxy.is_some() {
-            // Mosquitto built without SOCKS support says this of --proxy.
-            return Err("Unknown option '--proxy'.".into());
+        if let Some(p) = &self.proxy {
+            crate::socks::Proxy::parse(p)?;
         }
         if let Some(u) = &self.url {
             parse_url(u)?;
@@ -1091,9 +1090,14 @@ mod tests {
     #[test]
     fn tls_flag_errors() {
         assert!(conn(&["--cert", "c.pem"]).validate().is_err());
+        assert_eq!(conn(&["--proxy", "socks5h://p"]).validate(), Ok(()));
         assert_eq!(
-            conn(&["--proxy", "socks5h://p"]).validate(),
-            Err("Unknown option '--proxy'.".into())
+            conn(&["--proxy", "socks4://p"]).validate(),
+            Err("Unsupported proxy protocol: socks4://p".into())
+        );
+        assert_eq!(
+            conn(&["--proxy", "socks5h://p:x"]).validate(),
+            Err("Invalid proxy port 0".into())
         );
     }
 

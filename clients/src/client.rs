@@ -401,6 +401,8 @@ pub struct ClientOptions {
     pub nodelay: bool,
     /// Connect over this Unix socket instead of TCP (`host` and `port` unused).
     pub unix_socket: Option<PathBuf>,
+    /// Connect through this SOCKS5 proxy (Mosquitto's `--proxy`).
+    pub proxy: Option<crate::socks::Proxy>,
 }
 
 /// A connection's byte stream: TCP, TLS over TCP, or a Unix socket.
@@ -438,6 +440,7 @@ impl ClientOptions {
             bind_address: None,
             nodelay: true,
             unix_socket: None,
+            proxy: None,
         }
     }
 }
@@ -715,9 +718,10 @@ impl Task {
                 "Unix sockets are not available on this system",
             )));
         }
-        let tcp = match &o.bind_address {
-            None => TcpStream::connect((o.host.as_str(), o.port)).await?,
-            Some(local) => connect_from(local, &o.host, o.port).await?,
+        let tcp = match (&o.proxy, &o.bind_address) {
+            (Some(proxy), _) => proxy.connect(&o.host, o.port).await?,
+            (None, None) => TcpStream::connect((o.host.as_str(), o.port)).await?,
+            (None, Some(local)) => connect_from(local, &o.host, o.port).await?,
         };
         if o.nodelay {
             let _ = tcp.set_nodelay(true);

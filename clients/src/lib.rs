@@ -62,4 +62,6 @@ pub mod format;
 #[cfg(feature = "std")]
 pub mod sensor;
 #[cfg(feature = "std")]
+pub mod socks;
+#[cfg(feature = "std")]
 pub mod tls;

@@ -2,7 +2,7 @@
 //! `mosquitto_sub` (Debian's, at /usr/bin) where the flag exists there: Ctrl-C/SIGTERM send
 //! DISCONNECT (no will) and exit 0; TLS against wren-broker's TLS listener and against Mosquitto
 //! with the test's certificates (made by rcgen); `-L` URLs; `-A`; `--unix` through a Unix-socket
-//! relay to the broker's TCP port; `--nodelay`; `--proxy` refused; the help texts; wren-sensor
+//! relay to the broker's TCP port; `--nodelay`; `--proxy` through a SOCKS5 proxy in the test; the help texts; wren-sensor
 //! against a dead broker. A missing Mosquitto tool fails the test, naming the packages.
 
 mod common;
@@ -729,33 +729,148 @@ fn unix_socket_like_mosquitto() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A SOCKS5 proxy for the tests (RFC 1928 CONNECT, no authentication or, with `credentials`,
+/// RFC 1929 user name and password): its port; every CONNECT's (host, port) is sent on `seen`.
+fn socks5_proxy(
+    credentials: Option<(&'static str, &'static str)>,
+    seen: std::sync::mpsc::Sender<(String, u16)>,
+) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { break };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut head = [0u8; 2];
+                c.read_exact(&mut head).unwrap();
+                let mut methods = vec![0u8; usize::from(head[1])];
+                c.read_exact(&mut methods).unwrap();
+                match credentials {
+                    None => c.write_all(&[5, 0]).unwrap(),
+                    Some((user, password)) => {
+                        assert!(methods.contains(&2), "{methods:?}");
+                        c.write_all(&[5, 2]).unwrap();
+                        let mut v = [0u8; 2];
+                        c.read_exact(&mut v).unwrap();
+                        let mut u = vec![0u8; usize::from(v[1])];
+                        c.read_exact(&mut u).unwrap();
+                        let mut n = [0u8; 1];
+                        c.read_exact(&mut n).unwrap();
+                        let mut p = vec![0u8; usize::from(n[0])];
+                        c.read_exact(&mut p).unwrap();
+                        let ok = u == user.as_bytes() && p == password.as_bytes();
+                        c.write_all(&[1, if ok { 0 } else { 1 }]).unwrap();
+                        if !ok {
+                            return;
+                        }
+                    }
+                }
+                let mut req = [0u8; 4];
+                c.read_exact(&mut req).unwrap();
+                assert_eq!(&req[..3], &[5, 1, 0], "CONNECT");
+                let host = match req[3] {
+                    3 => {
+                        let mut n = [0u8; 1];
+                        c.read_exact(&mut n).unwrap();
+                        let mut h = vec![0u8; usize::from(n[0])];
+                        c.read_exact(&mut h).unwrap();
+                        String::from_utf8(h).unwrap()
+                    }
+                    1 => {
+                        let mut a = [0u8; 4];
+                        c.read_exact(&mut a).unwrap();
+                        std::net::Ipv4Addr::from(a).to_string()
+                    }
+                    other => panic!("address type {other}"),
+                };
+                let mut p = [0u8; 2];
+                c.read_exact(&mut p).unwrap();
+                let target_port = u16::from_be_bytes(p);
+                let _ = seen.send((host.clone(), target_port));
+                let Ok(target) = TcpStream::connect((host.as_str(), target_port)) else {
+                    let _ = c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+                    return;
+                };
+                c.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).unwrap();
+                let (mut c2, mut t2) = (c.try_clone().unwrap(), target.try_clone().unwrap());
+                let (mut c1, mut t1) = (c, target);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut t1);
+                    let _ = t1.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut t2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
 #[test]
-fn proxy_is_refused_as_an_unknown_option() {
-    // Debian's Mosquitto is built with SOCKS support and takes --proxy; wren's tools do not
-    // implement SOCKS5 and refuse the flag with the error Mosquitto gives for an option it
-    // was built without, rather than ignore it.
-    for tool in ["wren-pub", "wren-sub"] {
-        let (code, out, err) = wren(
-            tool,
-            &["--proxy", "socks5h://127.0.0.1:1080", "-t", "a", "-m", "b"],
-        );
-        let (code, out, err) = if tool == "wren-sub" {
-            wren(tool, &["--proxy", "socks5h://127.0.0.1:1080", "-t", "a"])
-        } else {
-            (code, out, err)
+fn proxy_like_mosquitto() {
+    let b = Broker::start();
+    let port = b.port_arg();
+    for credentials in [None, Some(("pu", "pp"))] {
+        let (tx, seen) = std::sync::mpsc::channel();
+        let proxy = socks5_proxy(credentials, tx);
+        let url = match credentials {
+            None => format!("socks5h://127.0.0.1:{proxy}"),
+            Some((u, p)) => format!("socks5h://{u}:{p}@127.0.0.1:{proxy}"),
         };
-        assert_eq!(code, 1);
-        assert_eq!(out, "");
+        let sub = subscribed(&port, &["-t", "via/#", "-v", "-C", "2"]);
+        let args = [
+            "--proxy",
+            &url,
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "-t",
+            "via/proxy",
+        ];
+        let w = wren("wren-pub", &[&args[..], &["-m", "wren"]].concat());
+        assert_eq!(w.0, 0, "{w:?}");
+        let m = mosquitto("mosquitto_pub", &[&args[..], &["-m", "mosquitto"]].concat());
+        assert_eq!(m.0, 0, "{m:?}");
+        let done = sub.finish(SECS10);
         assert_eq!(
-            err,
-            format!("Error: Unknown option '--proxy'.\n\nUse '{tool} --help' to see usage.\n")
+            messages(&done.stdout),
+            ["via/proxy wren", "via/proxy mosquitto"]
+        );
+        // Both asked the proxy for the broker by name (socks5h: the proxy resolves it).
+        let asked: Vec<(String, u16)> = seen.try_iter().collect();
+        let broker_port: u16 = port.parse().unwrap();
+        assert_eq!(
+            asked,
+            [
+                ("localhost".to_owned(), broker_port),
+                ("localhost".to_owned(), broker_port)
+            ]
         );
     }
-    let (code, _, err) = mosquitto("mosquitto_pub", &["--bogus"]);
-    assert_eq!(code, 1);
-    assert!(
-        err.starts_with("Error: Unknown option '--bogus'.\n"),
-        "{err}"
+    // Errors, as Mosquitto words them.
+    for (tool, rest) in [
+        ("wren-pub", &["-t", "a", "-m", "b"][..]),
+        ("wren-sub", &["-t", "a"]),
+    ] {
+        for url in ["socks4://127.0.0.1:1", "socks5h://127.0.0.1:x"] {
+            same_as_mosquitto(tool, &[&["--proxy", url][..], rest].concat());
+        }
+    }
+    // No proxy there: the connection is refused, for both.
+    let dead = free_port();
+    same_as_mosquitto(
+        "wren-pub",
+        &[
+            "--proxy",
+            &format!("socks5h://127.0.0.1:{dead}"),
+            "-t",
+            "a",
+            "-m",
+            "b",
+        ],
     );
 }
 
