@@ -110,6 +110,25 @@ pub struct Identity {
     pub by_certificate: bool,
 }
 
+impl Identity {
+    /// The identity of a session that has not logged in with a name (anonymous, first
+    /// listener): one shared copy, so a session costs a pointer for it.
+    pub fn anonymous() -> Arc<Identity> {
+        static ANONYMOUS: std::sync::LazyLock<Arc<Identity>> =
+            std::sync::LazyLock::new(|| Arc::new(Identity::default()));
+        Arc::clone(&ANONYMOUS)
+    }
+
+    /// This identity shared: the anonymous one's copy when it is that, else a new one.
+    pub fn shared(self) -> Arc<Identity> {
+        if self == Identity::default() {
+            Identity::anonymous()
+        } else {
+            Arc::new(self)
+        }
+    }
+}
+
 impl Broker {
     /// Replace every listener's rules (a reload): they apply at once. A connected client who
     /// would no longer be admitted — its user gone or its password changed, anonymous where

@@ -142,7 +142,7 @@ pub(super) struct Connection {
     pub(super) out_aliases: Option<Box<OutAliases>>,
     /// TLS listeners with `use_identity_as_username` / `use_subject_as_username`: the user name
     /// the client certificate gave (see [`Broker::set_certificate_user`](super::Broker::set_certificate_user)).
-    pub(super) certificate_user: Option<CertificateUser>,
+    pub(super) certificate_user: Option<Box<CertificateUser>>,
 }
 
 /// The user name a TLS client certificate gives a connection, on a listener that takes user names

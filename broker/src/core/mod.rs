@@ -258,7 +258,7 @@ impl Broker {
     /// [`CertificateUser::Missing`] the CONNECT is refused (0x04 / 0x86).
     pub fn set_certificate_user(&mut self, conn: ConnId, user: CertificateUser) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.certificate_user = Some(user);
+            c.certificate_user = Some(Box::new(user));
         }
     }
 

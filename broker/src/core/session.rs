@@ -109,7 +109,7 @@ pub struct Session {
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
     /// Who the client last logged in as (user name, listener), for the topic rules.
-    pub identity: super::access::Identity,
+    pub identity: std::sync::Arc<super::access::Identity>,
     last_pid: u16,
 }
 
@@ -125,7 +125,7 @@ impl Session {
             conn: None,
             delivery: None,
             dropping: false,
-            identity: super::access::Identity::default(),
+            identity: super::access::Identity::anonymous(),
             last_pid: 0,
         }
     }

@@ -65,7 +65,7 @@ impl Broker {
         let certificate_user = self
             .conns
             .get(&conn)
-            .and_then(|c| c.certificate_user.clone());
+            .and_then(|c| c.certificate_user.as_deref().cloned());
         let username: Option<&str> = match &certificate_user {
             None => connect.username,
             Some(CertificateUser::Name(name)) => Some(name),
@@ -365,7 +365,7 @@ impl Broker {
             s.conn = Some(conn);
             s.dropping = false;
             s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
-            s.identity = info.identity.clone();
+            s.identity = info.identity.clone().shared();
         }
         AttachedSession {
             session,
