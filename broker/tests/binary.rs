@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::process::{Output, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
 const WAIT: Duration = Duration::from_secs(10);
@@ -43,104 +44,11 @@ impl Drop for TempFile {
     }
 }
 
-/// A running `wren-broker` whose stderr lines arrive on a channel; killed on drop.
-struct Broker {
-    child: Child,
-    lines: Receiver<String>,
-    /// Every line read so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Broker {
-    fn spawn(args: &[&str]) -> Broker {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Broker {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first stderr line (after those already seen) containing `needle`; panics after
-    /// `WAIT` or once stderr closes without it.
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line with {needle:?} within {WAIT:?}; stderr: {:#?}",
-                        self.seen
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("stderr closed without {needle:?}; stderr: {:#?}", self.seen)
-                }
-            }
-        }
-    }
-
-    /// The exit status within `timeout`, or `None` if it is still running.
-    fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Every stderr line up to its close (the process has exited), after those already seen.
-    fn rest_of_stderr(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => return self.seen.join("\n"),
-                Err(RecvTimeoutError::Timeout) => panic!("stderr still open: {:#?}", self.seen),
-            }
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `wren-broker ARGS`, its log lines read as they come.
+fn spawn_broker(args: &[&str]) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG");
+    Running::spawn(cmd, Output::Stderr)
 }
 
 /// Run the binary to its end (killed after `WAIT`): its status, stdout and stderr.
@@ -169,11 +77,11 @@ fn help_says_which_mqtt_versions() {
 #[test]
 fn out_of_range_value_is_refused_at_start() {
     let config = TempFile::new("bad.toml", "# wren.toml\nmaximum_qos = 3\n");
-    let mut broker = Broker::spawn(&["-c", config.arg(), "--bind", "127.0.0.1", "-p", "0"]);
+    let mut broker = spawn_broker(&["-c", config.arg(), "--bind", "127.0.0.1", "-p", "0"]);
     let status = broker
         .exit_within(WAIT)
         .expect("the broker exits at once on a bad configuration");
-    let stderr = broker.rest_of_stderr();
+    let stderr = broker.rest_of_output();
     assert!(!status.success(), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Error in config file")
@@ -187,9 +95,9 @@ fn out_of_range_value_is_refused_at_start() {
 #[test]
 fn negative_value_is_refused_naming_the_key() {
     let config = TempFile::new("negative.toml", "port = 0\nconnect_timeout = -5\n");
-    let mut broker = Broker::spawn(&["-c", config.arg(), "--bind", "127.0.0.1"]);
+    let mut broker = spawn_broker(&["-c", config.arg(), "--bind", "127.0.0.1"]);
     let status = broker.exit_within(WAIT).expect("exits");
-    let stderr = broker.rest_of_stderr();
+    let stderr = broker.rest_of_output();
     assert!(!status.success(), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("connect_timeout: invalid value: integer `-5`, expected u64 (line 2"),
@@ -204,9 +112,9 @@ fn command_line_values_are_validated_too() {
         "listeners.toml",
         "[[listener]]\nport = 0\nbind = \"127.0.0.1\"\n",
     );
-    let mut broker = Broker::spawn(&["-c", config.arg(), "-p", "0"]);
+    let mut broker = spawn_broker(&["-c", config.arg(), "-p", "0"]);
     let status = broker.exit_within(WAIT).expect("exits");
-    let stderr = broker.rest_of_stderr();
+    let stderr = broker.rest_of_output();
     assert!(!status.success(), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Error: -p/--port and --bind set the default listener"),
@@ -220,7 +128,7 @@ fn valid_config_is_loaded_and_logged() {
         "good.toml",
         "bind = \"127.0.0.1\"\nport = 0\nsys_interval = 0\nmaximum_qos = 1\n",
     );
-    let mut broker = Broker::spawn(&["-c", config.arg()]);
+    let mut broker = spawn_broker(&["-c", config.arg()]);
     let line = broker.wait_for_line("Config loaded from");
     assert!(
         line.ends_with(&format!(": Config loaded from {}.", config.arg())),
@@ -231,7 +139,7 @@ fn valid_config_is_loaded_and_logged() {
 }
 
 /// Send `signal` (a name for `kill`, e.g. "HUP") to `broker`.
-fn signal(broker: &Broker, signal: &str) {
+fn signal(broker: &Running, signal: &str) {
     let status = Command::new("kill")
         .args([format!("-{signal}"), broker.pid()])
         .status()
@@ -240,8 +148,8 @@ fn signal(broker: &Broker, signal: &str) {
 }
 
 /// Start a broker on a free loopback port; its port, from the "running on" line.
-fn start_on_free_port() -> (Broker, u16) {
-    let mut broker = Broker::spawn(&["--bind", "127.0.0.1", "-p", "0"]);
+fn start_on_free_port() -> (Running, u16) {
+    let mut broker = spawn_broker(&["--bind", "127.0.0.1", "-p", "0"]);
     let line = broker.wait_for_line("running on 127.0.0.1:");
     let port = line
         .split("running on 127.0.0.1:")
@@ -283,7 +191,7 @@ fn sighup_sigusr1_sigusr2_are_logged_and_survived_then_sigterm_stops_it() {
             broker.exit_within(Duration::from_millis(200)),
             None,
             "wren-broker exited on SIG{name}: {:#?}",
-            broker.seen
+            broker.drain()
         );
         assert_accepts_connection(port, &format!("after-{name}"));
     }
@@ -291,7 +199,7 @@ fn sighup_sigusr1_sigusr2_are_logged_and_survived_then_sigterm_stops_it() {
     let status = broker
         .exit_within(WAIT)
         .expect("wren-broker exits on SIGTERM");
-    let stderr = broker.rest_of_stderr();
+    let stderr = broker.rest_of_output();
     assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Received SIGTERM: shutting down."),
@@ -308,7 +216,7 @@ fn sigint_stops_it_gracefully() {
     let status = broker
         .exit_within(WAIT)
         .expect("wren-broker exits on SIGINT");
-    let stderr = broker.rest_of_stderr();
+    let stderr = broker.rest_of_output();
     assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains("Received SIGINT: shutting down."),
@@ -320,7 +228,7 @@ fn sigint_stops_it_gracefully() {
 /// does, and listens on loopback only.
 #[test]
 fn default_is_local_only_mode() {
-    let mut broker = Broker::spawn(&["-p", "0"]);
+    let mut broker = spawn_broker(&["-p", "0"]);
     broker.wait_for_line("Starting in local only mode.");
     broker.wait_for_line("Opening ipv4 listen socket on port");
     let line = broker.wait_for_line("running on 127.0.0.1:");
@@ -427,7 +335,7 @@ fn password_and_acl_files_then_reload() {
         ),
     )
     .unwrap();
-    let mut broker = Broker::spawn(&["-c", files.arg()]);
+    let mut broker = spawn_broker(&["-c", files.arg()]);
     let line = broker.wait_for_line("running on 127.0.0.1:");
     let port: u16 = line
         .split("running on 127.0.0.1:")

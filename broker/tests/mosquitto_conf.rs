@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::process::{Output, Running};
 use wren_broker::Config;
 use wren_broker::testing::Mosquitto;
 
@@ -121,108 +120,10 @@ const ACCEPTED: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 /// 3.1.1 CONNACK 0x05, not authorized.
 const NOT_AUTHORIZED: [u8; 4] = [0x20, 0x02, 0x00, 0x05];
 
-/// A child process whose stderr lines arrive on a channel; killed on drop.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn spawn(cmd: Command) -> Running {
-        Running::spawn_reading(cmd, false)
-    }
-
-    /// With `stdout`, its stdout lines on the channel instead (stderr as the command says).
-    fn spawn_reading(mut cmd: Command, stdout: bool) -> Running {
-        cmd.env_remove("RUST_LOG").stdin(Stdio::null());
-        if stdout {
-            cmd.stdout(Stdio::piped());
-        } else {
-            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let read: Box<dyn Read + Send> = if stdout {
-            Box::new(child.stdout.take().unwrap())
-        } else {
-            Box::new(child.stderr.take().unwrap())
-        };
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(read).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first stderr line (after those already seen) containing `needle`.
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no line with {needle:?} within {WAIT:?}: {:#?}", self.seen)
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("stderr closed without {needle:?}: {:#?}", self.seen)
-                }
-            }
-        }
-    }
-
-    /// Stderr lines that arrived so far, without waiting.
-    fn drain(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-
-    /// Panic, with its stderr, if the process has exited.
-    fn assert_running(&mut self, what: &str) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("{what} exited ({status}): {:#?}", self.drain());
-        }
-    }
-
-    /// Wait until 127.0.0.1:`port` accepts connections (the process still running).
-    fn wait_for_port(&mut self, port: u16, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            self.assert_running(what);
-            assert!(
-                Instant::now() < deadline,
-                "{what} does not listen on port {port}: {:#?}",
-                self.drain()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `cmd` started without the tests' `RUST_LOG` (each sets its own log level), `output` read.
+fn start(mut cmd: Command, output: Output) -> Running {
+    cmd.env_remove("RUST_LOG");
+    Running::spawn(cmd, output)
 }
 
 /// `wren-broker ARGS` run to its end from `dir`: exit code, stdout, stderr.
@@ -386,7 +287,7 @@ fn real_mosquitto_runs_on_the_fixtures() {
     ] {
         let mut cmd = Command::new(Mosquitto::PATH);
         cmd.args(["-c", file]).current_dir(&copy.0);
-        let mut mosquitto = Running::spawn(cmd);
+        let mut mosquitto = start(cmd, Output::Stderr);
         let what = format!("mosquitto -c {file}");
         mosquitto.wait_for_line(&format!("Config loaded from {file}."));
         // Each file's own listeners (the fixture ports of the two files overlap).
@@ -600,7 +501,7 @@ fn wren_broker_runs_on_a_mosquitto_conf() {
     let (copy, moved) = fixtures_on_free_ports();
     let mut cmd = Command::new(BIN);
     cmd.args(["-c", "anonymous.conf"]).current_dir(&copy.0);
-    let mut broker = Running::spawn(cmd);
+    let mut broker = start(cmd, Output::Stderr);
     broker.wait_for_line("Warning: Unsupported key 'pid_file' in anonymous.conf line 5: ignored.");
     broker
         .wait_for_line("Warning: Unsupported key 'persistence' in anonymous.conf line 6: ignored.");
@@ -641,7 +542,7 @@ fn log_dest_and_log_type_apply_to_the_running_broker() {
     cmd.args(["-c", "stdout.conf"])
         .current_dir(&dir.0)
         .stderr(std::fs::File::create(&stderr).unwrap());
-    let mut broker = Running::spawn_reading(cmd, true);
+    let mut broker = start(cmd, Output::Stdout);
     broker.wait_for_line("Config loaded from stdout.conf.");
     broker.wait_for_line("running on");
     assert_eq!(common::connack(port, "to-stdout"), ACCEPTED);
@@ -660,7 +561,7 @@ fn log_dest_and_log_type_apply_to_the_running_broker() {
     );
     let mut cmd = Command::new(BIN);
     cmd.args(["-c", "quiet.conf"]).current_dir(&dir.0);
-    let mut broker = Running::spawn(cmd);
+    let mut broker = start(cmd, Output::Stderr);
     broker.wait_for_port(port, "wren-broker -c quiet.conf");
     assert_eq!(common::connack(port, "quiet"), ACCEPTED);
     std::thread::sleep(Duration::from_millis(300));

@@ -1,11 +1,15 @@
 //! `wren-broker -v` logs every packet as Mosquitto's `-v` (`log_type all`) does: the same client
 //! session against both, the lines compared with timestamps and ports taken out.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::process::{Output, Running};
+use wren_broker::testing::raw::{frame, string};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -19,89 +23,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A broker process whose stdout and stderr lines arrive on one channel; killed on drop.
-struct Logged {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Logged {
-    fn spawn(mut cmd: Command, port: u16) -> Logged {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for r in [out, err] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "no broker on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Logged { child, lines }
-    }
-
-    /// Lines up to and including the first one that contains `last`.
-    fn until(&self, last: &str) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {last:?} in {seen:#?}"));
-            let done = line.contains(last);
-            seen.push(line);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    let mut n = body.len();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn string(s: &str) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(s.as_bytes());
-    out
+/// `cmd` with its stdout and stderr lines on one channel, once it listens on `port`.
+fn logged(cmd: Command, port: u16) -> Running {
+    let mut running = Running::spawn(cmd, Output::Both);
+    running.wait_for_port(port, "the broker");
+    running
 }
 
 /// Read one packet; its first byte.
@@ -132,24 +58,24 @@ fn session(port: u16) {
     let mut connect = string("MQTT");
     connect.extend_from_slice(&[4, 0x02, 0, 60]);
     connect.extend_from_slice(&string("c1"));
-    s.write_all(&packet(0x10, &connect)).unwrap();
+    s.write_all(&frame(0x10, &connect)).unwrap();
     assert_eq!(read_packet(&mut s), 0x20, "CONNACK");
     let mut subscribe = vec![0, 1];
     subscribe.extend_from_slice(&string("a/b"));
     subscribe.push(1);
-    s.write_all(&packet(0x82, &subscribe)).unwrap();
+    s.write_all(&frame(0x82, &subscribe)).unwrap();
     assert_eq!(read_packet(&mut s), 0x90, "SUBACK");
     let mut publish = string("a/b");
     publish.extend_from_slice(&[0, 2]);
     publish.extend_from_slice(b"hello");
-    s.write_all(&packet(0x32, &publish)).unwrap();
+    s.write_all(&frame(0x32, &publish)).unwrap();
     let mut got = [read_packet(&mut s), read_packet(&mut s)];
     got.sort_unstable();
     assert_eq!(got, [0x32, 0x40], "PUBLISH and PUBACK");
-    s.write_all(&packet(0x40, &[0, 1])).unwrap();
-    s.write_all(&packet(0xc0, &[])).unwrap();
+    s.write_all(&frame(0x40, &[0, 1])).unwrap();
+    s.write_all(&frame(0xc0, &[])).unwrap();
     assert_eq!(read_packet(&mut s), 0xd0, "PINGRESP");
-    s.write_all(&packet(0xe0, &[])).unwrap();
+    s.write_all(&frame(0xe0, &[])).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
 }
@@ -185,7 +111,7 @@ fn both(session: fn(u16), last: &str) -> (Vec<String>, Vec<String>) {
     let port = free_port();
     let mut wren = Command::new(BIN);
     wren.args(["-p", &port.to_string(), "-v"]);
-    let wren = Logged::spawn(wren, port);
+    let mut wren = logged(wren, port);
     session(port);
     let ours = trace(&wren.until(last));
     drop(wren);
@@ -201,7 +127,7 @@ fn both(session: fn(u16), last: &str) -> (Vec<String>, Vec<String>) {
     .unwrap();
     let mut mosquitto = Command::new(MOSQUITTO);
     mosquitto.arg("-c").arg(&conf).arg("-v");
-    let mosquitto = Logged::spawn(mosquitto, port);
+    let mut mosquitto = logged(mosquitto, port);
     session(port);
     let theirs = trace(&mosquitto.until(last));
     drop(mosquitto);
@@ -247,28 +173,28 @@ fn session_v5(port: u16) {
     connect.push(0);
     connect.extend_from_slice(&string("w/t"));
     connect.extend_from_slice(&string("gone"));
-    s.write_all(&packet(0x10, &connect)).unwrap();
+    s.write_all(&frame(0x10, &connect)).unwrap();
     assert_eq!(read_packet(&mut s), 0x20, "CONNACK");
     let mut subscribe = vec![0, 1, 0];
     subscribe.extend_from_slice(&string("x/y"));
     subscribe.push(2);
     subscribe.extend_from_slice(&string("z/#"));
     subscribe.push(0);
-    s.write_all(&packet(0x82, &subscribe)).unwrap();
+    s.write_all(&frame(0x82, &subscribe)).unwrap();
     assert_eq!(read_packet(&mut s), 0x90, "SUBACK");
     let mut unsubscribe = vec![0, 2, 0];
     unsubscribe.extend_from_slice(&string("x/y"));
     unsubscribe.extend_from_slice(&string("z/#"));
-    s.write_all(&packet(0xa2, &unsubscribe)).unwrap();
+    s.write_all(&frame(0xa2, &unsubscribe)).unwrap();
     assert_eq!(read_packet(&mut s), 0xb0, "UNSUBACK");
     let mut publish = string("nobody/here");
     publish.extend_from_slice(&[0, 7, 0]);
     publish.extend_from_slice(b"hi");
-    s.write_all(&packet(0x34, &publish)).unwrap();
+    s.write_all(&frame(0x34, &publish)).unwrap();
     assert_eq!(read_packet(&mut s), 0x50, "PUBREC");
-    s.write_all(&packet(0x62, &[0, 7])).unwrap();
+    s.write_all(&frame(0x62, &[0, 7])).unwrap();
     assert_eq!(read_packet(&mut s), 0x70, "PUBCOMP");
-    s.write_all(&packet(0xe0, &[0])).unwrap();
+    s.write_all(&frame(0xe0, &[0])).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
 }
@@ -307,7 +233,7 @@ fn no_packet_trace_without_verbose() {
     let port = free_port();
     let mut wren = Command::new(BIN);
     wren.args(["-p", &port.to_string()]);
-    let wren = Logged::spawn(wren, port);
+    let mut wren = logged(wren, port);
     session(port);
     let lines = wren.until("Client c1 disconnected.");
     assert!(
