@@ -39,6 +39,7 @@ mod config;
 mod core;
 pub mod security;
 mod shell;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -19,8 +19,8 @@ use wren_broker::{Config, Listener, Protocol, Server, SocketDomain};
                   Signals: SIGINT and SIGTERM shut the broker down gracefully. SIGHUP reloads the \
                   password and ACL files and the TLS certificates (a file that fails keeps the \
                   previous ones). SIGUSR1 \
-                  and SIGUSR2 (Mosquitto's persistence and subscription-dump signals) are \
-                  logged and the broker carries on."
+                  writes the persistence file now (Mosquitto's save signal) and SIGUSR2 \
+                  (Mosquitto's subscription dump) is logged; the broker carries on."
 )]
 struct Cli {
     /// TCP port of the default listener (overrides the config file's `port`; default 1883).
@@ -376,10 +376,19 @@ mod stop {
                             );
                         }
                     }
-                    SIGUSR1 => log::info!(
-                        "Received SIGUSR1: there is no persistence database to write \
-                         (sessions are kept in memory only); carrying on."
-                    ),
+                    SIGUSR1 => {
+                        if handle.checkpoint() {
+                            log::info!(
+                                "Received SIGUSR1: writing the persistence file now; carrying on."
+                            );
+                        } else {
+                            log::info!(
+                                "Received SIGUSR1: there is no persistence database to write \
+                                 (persistence is off: sessions are kept in memory only); \
+                                 carrying on."
+                            );
+                        }
+                    }
                     SIGUSR2 => log::info!(
                         "Received SIGUSR2: printing the subscription tree is not supported yet \
                          (subscriptions: {}, connected clients: {}); carrying on.",

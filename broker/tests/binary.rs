@@ -176,10 +176,7 @@ fn sighup_sigusr1_sigusr2_are_logged_and_survived_then_sigterm_stops_it() {
     assert_accepts_connection(port, "before");
     for (name, logged) in [
         ("HUP", "Reloaded the password and ACL files."),
-        (
-            "USR1",
-            "Received SIGUSR1: there is no persistence database to write",
-        ),
+        ("USR1", "Received SIGUSR1: writing the persistence file now"),
         (
             "USR2",
             "Received SIGUSR2: printing the subscription tree is not supported yet",

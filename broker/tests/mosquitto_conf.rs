@@ -151,6 +151,7 @@ maximum_qos = 1
 auto_id_prefix = "wren-"
 log_dest = "stderr"
 log_level = "information"
+persistence_location = "./"
 
 [[listener]]
 port = 1883
@@ -201,27 +202,20 @@ fn fixture_loads_with_the_expected_config_and_warnings() {
     let conf_d = Path::new(FIXTURES).join("conf.d");
     let tls = format!("{}", conf_d.join("20-tls.conf").display());
     let plain = format!("{}", conf_d.join("10-plain.conf").display());
-    let persistence = "Persistence is not supported yet: there is no persistence file.";
+    let autosave = "With persistence true Wren writes every change before acknowledging it \
+                    (its durable mode): there is nothing to save periodically.";
     let expected_warnings = [
-        "Warning: Unsupported key 'persistence' in mosquitto.conf line 41: ignored. \
-         Persistence is not supported yet: sessions and retained messages live in memory and \
-         end with the process."
+        "Warning: Unsupported key 'persistence_file' in mosquitto.conf line 43: ignored. Wren \
+         keeps its own store (another format) as wren.db in persistence_location; Mosquitto's \
+         file is left alone."
             .to_owned(),
         format!(
-            "Warning: Unsupported key 'persistence_location' in mosquitto.conf line 42: \
-             ignored. {persistence}"
-        ),
-        format!(
-            "Warning: Unsupported key 'persistence_file' in mosquitto.conf line 43: ignored. \
-             {persistence}"
-        ),
-        format!(
             "Warning: Unsupported key 'autosave_interval' in mosquitto.conf line 44: ignored. \
-             {persistence}"
+             {autosave}"
         ),
         format!(
             "Warning: Unsupported key 'autosave_on_changes' in mosquitto.conf line 45: \
-             ignored. {persistence}"
+             ignored. {autosave}"
         ),
         format!(
             "Warning: Unsupported key 'connection' in {tls} line 26: ignored. Bridges are not \
@@ -346,7 +340,7 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(
         stdout,
-        "mosquitto.conf (mosquitto.conf): usable, 12 warnings.\n\
+        "mosquitto.conf (mosquitto.conf): usable, 10 warnings.\n\
          Listeners:\n\
          \x20 port 1883 on 127.0.0.1 (MQTT): anonymous clients; every topic (no ACL file)\n\
          \x20 port 8883 on every address (MQTT, TLS, client certificate required): clients with \
@@ -356,9 +350,9 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
          \x20 port 1884 on 127.0.0.1 (MQTT): anonymous clients; every topic (no ACL file)\n"
     );
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 12, "{stderr}");
+    assert_eq!(lines.len(), 10, "{stderr}");
     for expected in [
-        "Warning: Unsupported key 'persistence' in mosquitto.conf line 41: ignored.",
+        "Warning: Unsupported key 'persistence_file' in mosquitto.conf line 43: ignored.",
         "Warning: Unsupported key 'connection' in conf.d/20-tls.conf line 26: ignored.",
         "Warning: 'max_qos' in conf.d/20-tls.conf line 12: the listeners' values differ",
     ] {
@@ -379,7 +373,7 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
         ),
         "{stdout}"
     );
-    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
     // The TOML example, by its extension: no warnings, local-only mode.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -503,9 +497,9 @@ fn wren_broker_runs_on_a_mosquitto_conf() {
     cmd.args(["-c", "anonymous.conf"]).current_dir(&copy.0);
     let mut broker = start(cmd, Output::Stderr);
     broker.wait_for_line("Warning: Unsupported key 'pid_file' in anonymous.conf line 5: ignored.");
-    broker
-        .wait_for_line("Warning: Unsupported key 'persistence' in anonymous.conf line 6: ignored.");
     broker.wait_for_line("Config loaded from anonymous.conf.");
+    // `persistence true`, `persistence_location ./`: Wren's durable store there.
+    broker.wait_for_line("Persistence: ./wren.db (durable:");
     let text = std::fs::read_to_string(copy.0.join("anonymous.conf")).unwrap();
     let ports: Vec<u16> = text
         .lines()

@@ -114,6 +114,20 @@ pub struct Config {
     /// included (Mosquitto's `persistent_client_expiration`; a 5.0 session ends at the earlier
     /// of this and its own Session Expiry Interval); 0: no such limit.
     pub persistent_client_expiration: u32,
+    /// Keep persistent sessions, their QoS 1/2 messages and retained messages in a file, so
+    /// that they survive a restart or a crash (`persistence_mode` says how); false: memory only.
+    pub persistence: bool,
+    /// `durable` (the default): a PUBACK, PUBREC or SUBACK goes out only once what it
+    /// acknowledges is on disk (group commit: one fsync per batch); `periodic`: changes are
+    /// written every `autosave_interval` seconds and acknowledgements do not wait (a crash
+    /// loses at most that long's changes, as Mosquitto's `autosave_interval`).
+    pub persistence_mode: String,
+    /// Directory of the persistence file (created if missing); empty: the working directory.
+    pub persistence_location: PathBuf,
+    /// Name of the persistence file in `persistence_location`.
+    pub persistence_file: String,
+    /// Seconds between writes in the `periodic` persistence mode.
+    pub autosave_interval: u64,
     /// Longest 5.0 Session Expiry Interval granted, in seconds (4294967295 = "never expires" is
     /// allowed); a longer request is shortened and CONNACK says so.
     pub max_session_expiry_interval: u32,
@@ -179,6 +193,11 @@ impl Default for Config {
             auto_id_prefix: "auto-".into(),
             max_subscriptions_per_client: 0,
             persistent_client_expiration: 0,
+            persistence: true,
+            persistence_mode: "durable".into(),
+            persistence_location: PathBuf::new(),
+            persistence_file: "wren.db".into(),
+            autosave_interval: 1800,
             max_session_expiry_interval: u32::MAX,
             receive_maximum: 100,
             topic_alias_maximum: 10,
@@ -288,6 +307,21 @@ fn mqtt_string(key: &str, value: &str, max: usize) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The persistence file (`persistence_location`/`persistence_file`).
+    pub fn persistence_path(&self) -> PathBuf {
+        self.persistence_location.join(&self.persistence_file)
+    }
+
+    /// How the broker keeps its state, by `persistence` and `persistence_mode`.
+    pub fn persistence_kind(&self) -> crate::core::Persistence {
+        use crate::core::Persistence;
+        match (self.persistence, self.persistence_mode.as_str()) {
+            (false, _) => Persistence::Memory,
+            (true, "periodic") => Persistence::Periodic,
+            (true, _) => Persistence::Durable,
+        }
+    }
+
     /// Parse a TOML configuration (values are not range-checked here: see
     /// [`Config::validate`]). An error names the key, e.g. `maximum_qos: invalid value:
     /// integer `-1`, expected u8 (line 3, column 15)`.
@@ -352,6 +386,27 @@ impl Config {
     /// accepted; where 0 would break the broker (no packet fits, every connection times out
     /// at once) it is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !["durable", "periodic"].contains(&self.persistence_mode.as_str()) {
+            return Err(ConfigError::new(
+                "persistence_mode",
+                format!(
+                    "persistence_mode must be \"durable\" or \"periodic\", not {:?}",
+                    self.persistence_mode
+                ),
+            ));
+        }
+        if self.persistence_file.is_empty() || self.persistence_file.contains('/') {
+            return Err(ConfigError::new(
+                "persistence_file",
+                "persistence_file must be a file name (the directory is persistence_location)",
+            ));
+        }
+        if self.persistence && self.persistence_mode == "periodic" && self.autosave_interval == 0 {
+            return Err(ConfigError::new(
+                "autosave_interval",
+                "autosave_interval must be at least 1 second in the periodic persistence mode",
+            ));
+        }
         for (i, l) in self.listener.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
             if !self.per_listener_settings {
@@ -541,6 +596,9 @@ impl Config {
             bind: "127.0.0.1".into(),
             port: 0,
             threads: 2,
+            // In-process test brokers share a working directory: memory only unless a test
+            // gives one its own persistence directory.
+            persistence: false,
             ..Config::default()
         }
     }
@@ -596,7 +654,7 @@ mod tests {
             .to_string();
         let listed = e.split_once("expected one of").unwrap().1;
         let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert_eq!(keys.len(), 42, "{listed}");
+        assert_eq!(keys.len(), 47, "{listed}");
         for key in keys {
             // Keys without a default value (and the listener tables) are shown commented out.
             let set = text.lines().any(|l| {
@@ -880,7 +938,8 @@ mod tests {
     fn mosquitto_conf_and_toml_meet() {
         let (from_conf, warnings) = Config::from_mosquitto_conf(
             "listener 1883 127.0.0.1\nallow_anonymous true\nlog_type debug\n\
-             persistent_client_expiration 1h\nmessage_size_limit 100\n",
+             persistent_client_expiration 1h\nmessage_size_limit 100\npersistence true\n\
+             persistence_location /var/lib/wren/\n",
             std::path::Path::new("m.conf"),
             std::path::Path::new(""),
         )
@@ -888,7 +947,8 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         let from_toml = Config::from_toml(
             "allow_anonymous = true\nlog_level = \"debug\"\npersistent_client_expiration = 3600\n\
-             message_size_limit = 100\n[[listener]]\nport = 1883\nbind = \"127.0.0.1\"\n",
+             message_size_limit = 100\npersistence_location = \"/var/lib/wren/\"\n\
+             [[listener]]\nport = 1883\nbind = \"127.0.0.1\"\n",
         )
         .unwrap();
         assert_eq!(from_conf, from_toml);

@@ -74,30 +74,22 @@ enum Kind {
 /// and why ignoring them is harmless.
 const IGNORED: &[(&str, Kind, &str)] = &[
     (
-        "persistence",
-        Kind::Bool,
-        "Persistence is not supported yet: sessions and retained messages live in memory and \
-         end with the process",
-    ),
-    (
         "persistence_file",
         Kind::Text,
-        "Persistence is not supported yet: there is no persistence file",
-    ),
-    (
-        "persistence_location",
-        Kind::Text,
-        "Persistence is not supported yet: there is no persistence file",
+        "Wren keeps its own store (another format) as wren.db in persistence_location; \
+         Mosquitto's file is left alone",
     ),
     (
         "autosave_interval",
         Kind::Int,
-        "Persistence is not supported yet: there is no persistence file",
+        "With persistence true Wren writes every change before acknowledging it (its durable \
+         mode): there is nothing to save periodically",
     ),
     (
         "autosave_on_changes",
         Kind::Bool,
-        "Persistence is not supported yet: there is no persistence file",
+        "With persistence true Wren writes every change before acknowledging it (its durable \
+         mode): there is nothing to save periodically",
     ),
     (
         "pid_file",
@@ -484,7 +476,11 @@ pub(crate) fn read(
     base_dir: &Path,
 ) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut reader = Reader {
-        config: Config::default(),
+        // Mosquitto keeps nothing on disk unless `persistence true` says so.
+        config: Config {
+            persistence: false,
+            ..Config::default()
+        },
         warnings: Vec::new(),
         main: file.to_path_buf(),
         base_dir: base_dir.to_path_buf(),
@@ -780,6 +776,14 @@ impl Reader {
                 self.once(Scope::Global, line)?;
                 let n = line.int_in(10, 65_535, "10 to 65535 seconds (as Mosquitto 2.0)")?;
                 self.config.max_keepalive = fit(n);
+            }
+            "persistence" => {
+                self.once(Scope::Global, line)?;
+                self.config.persistence = line.bool()?;
+            }
+            "persistence_location" => {
+                self.once(Scope::Global, line)?;
+                self.config.persistence_location = PathBuf::from(line.text()?);
             }
             "persistent_client_expiration" => {
                 self.once(Scope::Global, line)?;
@@ -1400,11 +1404,23 @@ mod tests {
 
     #[test]
     fn empty_file_is_local_only_mode_with_wren_defaults() {
+        // Wren's defaults, but persistence off as Mosquitto's default is.
+        let mosquitto_default = Config {
+            persistence: false,
+            ..Config::default()
+        };
         let (config, warnings) = read_ok("");
-        assert_eq!(config, Config::default());
+        assert_eq!(config, mosquitto_default);
         assert!(warnings.is_empty());
         let (config, _) = read_ok("# only comments\n\n   \n\t# indented\n");
-        assert_eq!(config, Config::default());
+        assert_eq!(config, mosquitto_default);
+        let (config, warnings) = read_ok("persistence true\npersistence_location /var/lib/wren\n");
+        assert!(warnings.is_empty());
+        assert_eq!(config.persistence_kind(), crate::core::Persistence::Durable);
+        assert_eq!(
+            config.persistence_path(),
+            Path::new("/var/lib/wren/wren.db")
+        );
         assert_eq!(config.listeners().len(), 1);
         assert!(config.listeners().iter().all(Listener::is_local_only));
     }
@@ -2297,12 +2313,12 @@ mod tests {
                 "{w}"
             );
         }
-        let w = one_warning("persistence true\n");
+        let w = one_warning("persistence true\npersistence_file mosquitto.db\n");
         assert_eq!(
             w.to_string(),
-            "Warning: Unsupported key 'persistence' in test.conf line 1: ignored. Persistence is \
-             not supported yet: sessions and retained messages live in memory and end with the \
-             process."
+            "Warning: Unsupported key 'persistence_file' in test.conf line 2: ignored. Wren keeps \
+             its own store (another format) as wren.db in persistence_location; Mosquitto's file \
+             is left alone."
         );
         for (key, _) in REFUSED {
             let e = read_err(&format!("listener 1883\n{key} /some/value\n"));

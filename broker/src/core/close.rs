@@ -12,6 +12,7 @@ use super::Broker;
 use super::conn::Phase;
 use super::ids::{ConnId, SessionId};
 use super::message::Out;
+use super::persist::Change;
 use super::session::OutgoingState;
 
 /// Why a connection was closed. Decides the log line, the 5.0 DISCONNECT reason and whether the
@@ -55,6 +56,9 @@ pub enum CloseReason {
     /// 5.0: re-authentication failed; or a reload left the client without the right to be
     /// connected (its user removed or its password changed).
     NotAuthorized,
+    /// A QoS 1/2 PUBLISH from a 3.1/3.1.1 client while the durable store cannot write: it
+    /// cannot be refused any other way (`persist.rs`).
+    StoreFailing,
 }
 
 impl CloseReason {
@@ -93,6 +97,7 @@ impl CloseReason {
                 (ReasonCode::RETAIN_NOT_SUPPORTED, "retain not supported")
             }
             CloseReason::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not authorized"),
+            CloseReason::StoreFailing => (ReasonCode::QUOTA_EXCEEDED, "persistence store failing"),
             _ => return None,
         })
     }
@@ -189,6 +194,11 @@ impl Broker {
         let Some(session) = self.sessions.remove(sid) else {
             return;
         };
+        if session.persisted {
+            self.journal.record(Change::SessionGone {
+                client_id: Arc::clone(&session.client_id),
+            });
+        }
         if let Some(at) = session.expires_at {
             self.expiring.cancel(at, sid);
         }

@@ -12,6 +12,7 @@ use super::conn::Connection;
 use super::ids::{ConnId, SessionId};
 use super::message::{Delivery, Message, Out};
 use super::outbox::{Outbox, Room};
+use super::persist::{Change, Journal, StoredEntry};
 use super::session::{Inflight, OutgoingState, Queued, Session};
 use super::sys::Stats;
 use crate::config::Config;
@@ -61,6 +62,36 @@ pub(super) fn note_congested(congested: &mut Vec<Outbox>, outbox: &Outbox) {
     }
 }
 
+/// A persistent session's QoS 1/2 message goes to the durable store as it is queued.
+fn store_queued(journal: &mut Journal, queued: &mut Queued, session: &Session) {
+    if session.persisted && journal.on() && queued.qos != QoS::AtMostOnce {
+        queued.key = journal.key();
+        journal.record(Change::Enqueued {
+            client_id: Arc::clone(&session.client_id),
+            key: queued.key,
+            entry: StoredEntry {
+                message: Arc::clone(&queued.message),
+                qos: queued.qos,
+                retain: queued.retain,
+                sub_ids: queued.sub_ids.clone(),
+                shared: queued.shared.clone(),
+                sent: None,
+            },
+        });
+    }
+}
+
+/// A stored message of `session` leaves it (acknowledged, expired, dropped): the store forgets
+/// it too (`key` 0: it was never stored).
+pub(super) fn forget(journal: &mut Journal, session: &Session, key: u64) {
+    if key != 0 {
+        journal.record(Change::Done {
+            client_id: Arc::clone(&session.client_id),
+            key,
+        });
+    }
+}
+
 /// Count and log (once per episode) a dropped message.
 pub(super) fn drop_message(stats: &mut Stats, session: &mut Session) {
     stats.publish_dropped = stats.publish_dropped.saturating_add(1);
@@ -80,6 +111,8 @@ pub(super) struct Wire<'a> {
     stats: &'a mut Stats,
     to_close: &'a mut Vec<(ConnId, CloseReason)>,
     woken: &'a mut Vec<(ConnId, Outbox)>,
+    /// Where a persistent session's message sent with a packet id is recorded.
+    journal: &'a mut Journal,
     max_outgoing_bytes: usize,
     now_ms: u64,
 }
@@ -90,6 +123,7 @@ impl<'a> Wire<'a> {
         stats: &'a mut Stats,
         to_close: &'a mut Vec<(ConnId, CloseReason)>,
         woken: &'a mut Vec<(ConnId, Outbox)>,
+        journal: &'a mut Journal,
         config: &Config,
         now_ms: u64,
     ) -> Self {
@@ -97,6 +131,7 @@ impl<'a> Wire<'a> {
             stats,
             to_close,
             woken,
+            journal,
             max_outgoing_bytes: config.max_outgoing_bytes,
             now_ms,
         }
@@ -119,13 +154,15 @@ impl<'a> Wire<'a> {
     /// The one step that sends a PUBLISH: `message` to `session` on its connection `c`, at QoS
     /// 1/2 with a new packet identifier and recorded in flight. A PUBLISH larger than the
     /// client's Maximum Packet Size is discarded as if sent, and counted as dropped
-    /// ([MQTT-3.1.2-25] (5.0)).
+    /// ([MQTT-3.1.2-25] (5.0)). `key` is the message's key in the durable store if it was
+    /// queued there (0: not stored yet; a persistent session's QoS 1/2 message is stored now).
     pub(super) fn publish(
         &mut self,
         session: &mut Session,
         c: &mut Connection,
         message: &Arc<Message>,
         send: Send<'_>,
+        key: u64,
     ) {
         let pid = (send.qos != QoS::AtMostOnce).then(|| session.next_pid());
         let out = out_for(
@@ -138,21 +175,50 @@ impl<'a> Wire<'a> {
             self.now_ms,
         );
         if !c.fits(&out) {
+            forget(self.journal, session, key);
             return drop_message(self.stats, session);
         }
         if let Some(pid) = pid {
+            let state = if send.qos == QoS::ExactlyOnce {
+                OutgoingState::AwaitingPubRec
+            } else {
+                OutgoingState::AwaitingPubAck
+            };
+            let key = if key != 0 {
+                self.journal.record(Change::Sent {
+                    client_id: Arc::clone(&session.client_id),
+                    key,
+                    pid: pid.get(),
+                    state,
+                });
+                key
+            } else if session.persisted && self.journal.on() {
+                let key = self.journal.key();
+                self.journal.record(Change::Enqueued {
+                    client_id: Arc::clone(&session.client_id),
+                    key,
+                    entry: StoredEntry {
+                        message: Arc::clone(message),
+                        qos: send.qos,
+                        retain: send.retain,
+                        sub_ids: send.sub_ids.into(),
+                        shared: send.shared.cloned(),
+                        sent: Some((pid.get(), state)),
+                    },
+                });
+                key
+            } else {
+                0
+            };
             session.delivery_mut().inflight.push_back(Inflight {
                 pid,
                 message: Arc::clone(message),
                 qos: send.qos,
                 retain: send.retain,
-                state: if send.qos == QoS::ExactlyOnce {
-                    OutgoingState::AwaitingPubRec
-                } else {
-                    OutgoingState::AwaitingPubAck
-                },
+                state,
                 sub_ids: send.sub_ids.into(),
                 shared: send.shared.cloned(),
+                key,
             });
         }
         self.push(c, out);
@@ -190,6 +256,8 @@ impl Broker {
         let version = c.version;
         let mut outs: Vec<(Out, bool)> = Vec::new();
         let mut dropped = 0;
+        let journal = &mut self.journal;
+        let client_id = Arc::clone(&session.client_id);
         session.delivery_mut().inflight.retain(|i| {
             let (out, is_publish) = match i.state {
                 OutgoingState::AwaitingPubComp => (
@@ -217,6 +285,12 @@ impl Broker {
                 true
             } else {
                 dropped += 1;
+                if i.key != 0 {
+                    journal.record(Change::Done {
+                        client_id: Arc::clone(&client_id),
+                        key: i.key,
+                    });
+                }
                 false
             }
         });
@@ -279,10 +353,11 @@ impl Broker {
             &mut self.stats,
             &mut self.to_close,
             &mut self.woken,
+            &mut self.journal,
             &self.config,
             now,
         );
-        wire.publish(session, c, message, send);
+        wire.publish(session, c, message, send, 0);
     }
 
     /// Queue a message for a session whose window is full or whose client is away, within
@@ -295,14 +370,17 @@ impl Broker {
             return;
         };
         let stats = &mut self.stats;
-        let queued = Queued {
+        let journal = &mut self.journal;
+        let mut queued = Queued {
             message: Arc::clone(message),
             qos: send.qos,
             retain: send.retain,
             sub_ids: send.sub_ids.into(),
             shared: send.shared.cloned(),
+            key: 0,
         };
         if session.delivery().queued.len() < self.config.max_queued_messages {
+            store_queued(journal, &mut queued, session);
             session.delivery_mut().queued.push_back(queued);
         } else if let Some(pos) = session
             .delivery()
@@ -310,7 +388,10 @@ impl Broker {
             .iter()
             .position(|q| q.message.is_expired(now))
         {
-            session.delivery_mut().queued.remove(pos);
+            if let Some(old) = session.delivery_mut().queued.remove(pos) {
+                forget(journal, session, old.key);
+            }
+            store_queued(journal, &mut queued, session);
             session.delivery_mut().queued.push_back(queued);
         } else if send.qos != QoS::AtMostOnce
             && let Some(pos) = session
@@ -319,7 +400,9 @@ impl Broker {
                 .iter()
                 .position(|q| q.qos == QoS::AtMostOnce)
         {
+            // (QoS 0 messages are never stored: nothing to forget.)
             session.delivery_mut().queued.remove(pos);
+            store_queued(journal, &mut queued, session);
             session.delivery_mut().queued.push_back(queued);
             drop_message(stats, session);
         } else {
@@ -356,6 +439,7 @@ impl Broker {
             &mut self.stats,
             &mut self.to_close,
             &mut self.woken,
+            &mut self.journal,
             &self.config,
             now,
         );
@@ -368,6 +452,7 @@ impl Broker {
                 break;
             };
             if q.message.is_expired(now) {
+                forget(wire.journal, session, q.key);
                 continue;
             }
             let send = Send {
@@ -376,7 +461,7 @@ impl Broker {
                 sub_ids: &q.sub_ids,
                 shared: q.shared.as_ref(),
             };
-            wire.publish(session, c, &q.message, send);
+            wire.publish(session, c, &q.message, send, q.key);
         }
         if session.delivery().queued.is_empty() {
             session.dropping = false;

@@ -12,6 +12,7 @@
 //! Alias — is encoded for that delivery alone ([`Delivery`]).
 
 use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -95,6 +96,9 @@ pub struct Message {
     /// The same two for 5.0 connections (no per-subscriber properties).
     v5_without_pid: OnceLock<Bytes>,
     v5_with_pid: OnceLock<Bytes>,
+    /// Its id in the durable store once stored there (0: not stored; `crate::store`), so that
+    /// a message many persistent sessions hold is stored once.
+    store_id: AtomicU64,
 }
 
 impl Message {
@@ -123,6 +127,32 @@ impl Message {
             with_pid: OnceLock::new(),
             v5_without_pid: OnceLock::new(),
             v5_with_pid: OnceLock::new(),
+            store_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A message from its parts (the durable store's recovery): `expiry` is the Message Expiry
+    /// Interval left and the broker time it counts from.
+    pub fn from_parts(
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: Option<Box<MessageProperties>>,
+        expiry: Option<(u32, u64)>,
+    ) -> Arc<Message> {
+        Arc::new(Message {
+            topic: topic.into(),
+            payload,
+            qos,
+            retain,
+            properties,
+            expiry,
+            without_pid: OnceLock::new(),
+            with_pid: OnceLock::new(),
+            v5_without_pid: OnceLock::new(),
+            v5_with_pid: OnceLock::new(),
+            store_id: AtomicU64::new(0),
         })
     }
 
@@ -168,7 +198,23 @@ impl Message {
             with_pid: OnceLock::new(),
             v5_without_pid: OnceLock::new(),
             v5_with_pid: OnceLock::new(),
+            store_id: AtomicU64::new(0),
         })
+    }
+
+    /// Its Message Expiry Interval in seconds and when the broker received it (broker ms).
+    pub fn expiry(&self) -> Option<(u32, u64)> {
+        self.expiry
+    }
+
+    /// Its id in the durable store (0: not stored).
+    pub fn store_id(&self) -> u64 {
+        self.store_id.load(Ordering::Relaxed)
+    }
+
+    /// Remember its id in the durable store.
+    pub fn set_store_id(&self, id: u64) {
+        self.store_id.store(id, Ordering::Relaxed);
     }
 
     /// Whether it has a Message Expiry Interval.

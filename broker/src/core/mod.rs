@@ -38,6 +38,8 @@ mod login_failures;
 mod message;
 mod outbox;
 mod output;
+mod persist;
+mod restore;
 mod retained;
 mod route;
 mod session;
@@ -68,8 +70,10 @@ pub use framing::Framing;
 pub use ids::{ConnId, SessionId};
 pub use message::{Delivery, Message, MessageProperties, Out};
 pub use outbox::Outbox;
+pub use persist::{Change, Persistence, StoredEntry, StoredSub};
+pub use restore::{Restored, RestoredEntry, RestoredSession};
 pub use retained::RetainedStore;
-pub use session::{Session, SessionStore};
+pub use session::{OutgoingState, Session, SessionStore};
 pub use subscriptions::{Sub, Subscriptions};
 pub use sys::Stats;
 
@@ -106,6 +110,8 @@ pub struct Broker {
     /// Disconnected sessions with a finite expiry, by expiry time.
     expiring: ExpiryQueue,
     delayed_wills: DelayedWills,
+    /// What must survive a restart, for the durable store (`persist.rs`).
+    journal: persist::Journal,
     authenticators: Vec<Arc<dyn Authenticator>>,
     /// Who may connect through each listener, by listener index (`access.rs`).
     access: Vec<ListenerAccess>,
@@ -159,6 +165,7 @@ impl Broker {
             congested: Vec::new(),
             expiring: ExpiryQueue::default(),
             delayed_wills: DelayedWills::default(),
+            journal: persist::Journal::default(),
             authenticators: Vec::new(),
             now_ms,
             started_ms: now_ms,

@@ -34,6 +34,7 @@ impl Broker {
                 &mut self.stats,
                 &mut self.to_close,
                 &mut self.woken,
+                &mut self.journal,
                 &self.config,
                 self.now_ms,
             )

@@ -11,6 +11,7 @@ use super::Broker;
 use super::delivery::Send;
 use super::ids::SessionId;
 use super::message::Message;
+use super::persist::Change;
 use super::subscriptions::{Sub, group_by_session};
 
 impl Broker {
@@ -22,6 +23,13 @@ impl Broker {
     pub(super) fn route(&mut self, message: Arc<Message>, origin: Option<SessionId>) -> usize {
         if message.retain() {
             self.retained.set(Arc::clone(&message));
+            // `$SYS` is the broker's own, published again every `sys_interval`: not stored.
+            if self.journal.on() && !message.topic().starts_with('$') {
+                self.journal.record(Change::Retained {
+                    topic: message.topic().into(),
+                    message: (!message.payload().is_empty()).then(|| Arc::clone(&message)),
+                });
+            }
         }
         let mut matches = std::mem::take(&mut self.matches);
         let mut picks = std::mem::take(&mut self.shared_picks);

@@ -43,6 +43,8 @@ pub struct Inflight {
     /// The shared subscription (`$share/{group}/{filter}`) it was sent through, if any: when
     /// this session ends unacknowledged, it goes to another member of the group.
     pub shared: Option<Arc<str>>,
+    /// Its key in the durable store (`persist.rs`); 0: not stored.
+    pub key: u64,
 }
 
 /// A message waiting for room in the in-flight window (or for the client to come back).
@@ -58,6 +60,8 @@ pub struct Queued {
     pub sub_ids: Box<[u32]>,
     /// The shared subscription it was routed through, if any.
     pub shared: Option<Arc<str>>,
+    /// Its key in the durable store (`persist.rs`); 0: not stored.
+    pub key: u64,
 }
 
 /// A session's QoS 1/2 state. Boxed apart from the [`Session`] and there only while it holds
@@ -108,6 +112,8 @@ pub struct Session {
     delivery: Option<Box<QosState>>,
     /// Whether outgoing messages are currently being dropped (logged once per episode).
     pub dropping: bool,
+    /// Whether the durable store holds this session (`persist.rs`).
+    pub persisted: bool,
     /// Who the client last logged in as (user name, listener), for the topic rules.
     pub identity: std::sync::Arc<super::access::Identity>,
     last_pid: u16,
@@ -125,6 +131,7 @@ impl Session {
             conn: None,
             delivery: None,
             dropping: false,
+            persisted: false,
             identity: super::access::Identity::anonymous(),
             last_pid: 0,
         }
@@ -334,6 +341,7 @@ mod tests {
             state: OutgoingState::AwaitingPubAck,
             sub_ids: Box::default(),
             shared: None,
+            key: 0,
         });
         assert_eq!(s.next_pid().get(), 3, "2 is in flight");
         s.last_pid = u16::MAX;

@@ -16,6 +16,11 @@ impl ExpiryQueue {
         self.0.first().map(|&(at, _)| at)
     }
 
+    /// Schedule the expiry of `sid` at `at`.
+    pub(super) fn insert(&mut self, at: u64, sid: SessionId) {
+        self.0.insert((at, sid));
+    }
+
     /// Forget the expiry of `sid` at `at` (the session ended another way).
     pub(super) fn cancel(&mut self, at: u64, sid: SessionId) {
         self.0.remove(&(at, sid));
@@ -34,10 +39,14 @@ impl Broker {
         s.conn = None;
         if s.clean {
             self.end_session(sid);
-        } else if s.expiry_interval != u32::MAX {
-            let at = now.saturating_add(u64::from(s.expiry_interval).saturating_mul(1000));
-            s.expires_at = Some(at);
-            self.expiring.0.insert((at, sid));
+        } else {
+            if s.expiry_interval != u32::MAX {
+                let at = now.saturating_add(u64::from(s.expiry_interval).saturating_mul(1000));
+                s.expires_at = Some(at);
+                self.expiring.0.insert((at, sid));
+            }
+            // The store counts the expiry from the disconnection too.
+            self.journal_session(sid);
         }
     }
 

@@ -24,13 +24,17 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Most clients connected at once.
     pub clients_maximum: u64,
+    /// Times the durable store could not write (a full disk, an I/O error; `persist.rs`).
+    pub store_failures: u64,
+    /// QoS 1/2 messages refused while it could not.
+    pub store_refused: u64,
 }
 
 impl Broker {
     pub(super) fn publish_sys(&mut self, now_ms: u64) {
         let uptime = now_ms.saturating_sub(self.started_ms) / 1000;
         let s = self.stats.clone();
-        let items: [(&str, String); 15] = [
+        let items: [(&str, String); 17] = [
             (
                 "version",
                 format!("wren-broker version {}", env!("CARGO_PKG_VERSION")),
@@ -55,6 +59,8 @@ impl Broker {
             ("bytes/sent", s.bytes_sent.to_string()),
             ("subscriptions/count", self.subscriptions.len().to_string()),
             ("retained messages/count", self.retained.len().to_string()),
+            ("persistence/failures", s.store_failures.to_string()),
+            ("persistence/refused", s.store_refused.to_string()),
         ];
         for (name, value) in items {
             let topic = format!("$SYS/broker/{name}");

@@ -681,6 +681,7 @@ mod tests {
             lot: None,
             me: Weak::new(),
             executor: Weak::new(),
+            store_doorbell: None,
         });
         let fut = ConnectionTask::new(shared, stream, ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));

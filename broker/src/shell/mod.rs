@@ -45,6 +45,7 @@ mod executor;
 mod listen;
 #[cfg(target_os = "linux")]
 mod park;
+mod persistence;
 mod server;
 #[cfg(unix)]
 mod tls;

@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use smol::{Async, Executor, Timer};
 
 use crate::config::Config;
-use crate::core::{Broker, ConnId, Event, ListenerAccess, Outbox, Stats};
+use crate::core::{Broker, ConnId, Event, ListenerAccess, Outbox, Persistence, Stats};
+use crate::store::Store;
 
 use super::connection::{ConnectionTask, Task};
 use super::executor::worker;
 use super::listen::{Bound, bind_all};
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
+use super::persistence::{Doorbell, Writer};
 #[cfg(unix)]
 use super::tls::TlsListener;
 #[cfg(unix)]
@@ -45,6 +47,8 @@ pub(super) struct Shared {
     /// To spawn revived connections (see [`Shared::with_core`]).
     pub(super) me: Weak<Shared>,
     pub(super) executor: Weak<Executor<'static>>,
+    /// The durable store's writer, rung when the core has changes (durable mode only).
+    pub(super) store_doorbell: Option<Arc<Doorbell>>,
 }
 
 impl Shared {
@@ -61,6 +65,11 @@ impl Shared {
         // A panic in one connection's handling must not take the broker down with it.
         let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut broker);
+        if let Some(bell) = &self.store_doorbell
+            && broker.has_changes()
+        {
+            bell.ring();
+        }
         while let Some(event) = broker.poll_event() {
             match event {
                 Event::Woken { conn, outbox } => self.revive_woken(&mut broker, conn, outbox),
@@ -146,6 +155,8 @@ pub struct Server {
     access: Vec<ListenerAccess>,
     config: Config,
     authenticators: Vec<Arc<dyn crate::core::Authenticator>>,
+    /// The durable store, opened by `bind` (`persistence`).
+    store: Option<Store>,
 }
 
 impl Server {
@@ -161,12 +172,19 @@ impl Server {
         // The files first: a broker whose password or ACL file is unusable does not listen.
         let access = crate::security::load_listener_access(&config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        // The store next: a file another broker holds, or a damaged one, stops the start.
+        let store = if config.persistence {
+            Some(Store::open(&config.persistence_path()).map_err(io::Error::other)?)
+        } else {
+            None
+        };
         let sockets = bind_all(&config)?;
         Ok(Server {
             sockets,
             access,
             config,
             authenticators: Vec::new(),
+            store,
         })
     }
 
@@ -187,8 +205,27 @@ impl Server {
             n => n,
         };
         let busy_poll = Duration::from_micros(self.config.busy_poll_us);
-        let epoch = Instant::now();
         let mut broker = Broker::new(self.config.clone(), 0);
+        // Recovery, before the first connection: the broker's time 0 is now.
+        let store = match self.store {
+            Some(mut store) => {
+                restore(&mut store, &mut broker, &self.config).map_err(io::Error::other)?;
+                Some(store)
+            }
+            None => None,
+        };
+        let epoch = Instant::now();
+        let mode = self.config.persistence_kind();
+        let autosave = Duration::from_secs(self.config.autosave_interval.max(1));
+        let store_doorbell = store
+            .is_some()
+            .then(|| Arc::new(Doorbell::default()))
+            .filter(|_| mode == Persistence::Durable);
+        broker.set_persistence(if store.is_some() {
+            mode
+        } else {
+            Persistence::Memory
+        });
         broker.set_listener_access(self.access);
         if !self.config.auth_hmac_users.is_empty() {
             let method = self
@@ -220,7 +257,18 @@ impl Server {
             lot: lot.clone(),
             me: me.clone(),
             executor: weak.clone(),
+            store_doorbell: store_doorbell.clone(),
         });
+        let writer = match store {
+            Some(store) => Some(Writer::start(
+                store,
+                store_doorbell.unwrap_or_default(),
+                Arc::downgrade(&shared),
+                mode,
+                autosave,
+            )?),
+            None => None,
+        };
         #[cfg(target_os = "linux")]
         if let Some(lot) = lot {
             executor
@@ -282,6 +330,7 @@ impl Server {
             executor: Some(executor),
             stop: Some(stop),
             threads: handles,
+            writer,
         })
     }
 }
@@ -300,6 +349,8 @@ pub struct ServerHandle {
     executor: Option<Arc<Executor<'static>>>,
     stop: Option<smol::channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// The durable store's writer (`persistence`).
+    writer: Option<Writer>,
 }
 
 impl ServerHandle {
@@ -368,6 +419,12 @@ impl ServerHandle {
         Ok(self.tls.len())
     }
 
+    /// Write what the durable store has not yet written now (SIGUSR1, as Mosquitto saves its
+    /// database); returns whether there is a store.
+    pub fn checkpoint(&self) -> bool {
+        self.writer.as_ref().map(Writer::checkpoint).is_some()
+    }
+
     /// Graceful shutdown: close every connection (queued bytes are flushed; wills are not
     /// published), stop the threads, close the listener.
     pub fn shutdown(mut self) {
@@ -390,6 +447,10 @@ impl ServerHandle {
         {
             std::thread::sleep(Duration::from_millis(10));
         }
+        // What the shutdown changed (sessions disconnected) goes to the store before it closes.
+        if let Some(mut w) = self.writer.take() {
+            w.stop();
+        }
         drop(stop);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -402,6 +463,43 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// Give `broker` what `store` kept, and say what that was.
+fn restore(
+    store: &mut Store,
+    broker: &mut Broker,
+    config: &Config,
+) -> Result<(), crate::store::StoreError> {
+    let started = Instant::now();
+    let (restored, report) = store.recover()?;
+    let refused = broker.restore(restored, 0);
+    let how = match config.persistence_kind() {
+        Persistence::Periodic => format!(
+            "periodic: written every {} s, acknowledgements do not wait",
+            config.autosave_interval
+        ),
+        _ => "durable: acknowledgements wait until what they acknowledge is on disk".to_owned(),
+    };
+    log::info!("Persistence: {} ({how}).", store.path().display());
+    log::info!(
+        "Persistence: restored {} sessions, {} queued messages and {} retained messages in {} ms \
+         ({} sessions and {} messages expired while the broker was down).",
+        report.sessions,
+        report.messages,
+        report.retained,
+        started.elapsed().as_millis(),
+        report.expired_sessions,
+        report.expired_messages
+    );
+    if report.unreadable > 0 || refused > 0 {
+        log::error!(
+            "Persistence: {} damaged records could not be restored and were deleted; {refused} \
+             subscriptions were refused (see above).",
+            report.unreadable
+        );
+    }
+    Ok(())
 }
 
 /// The first of `addrs` (a bound server has at least one socket).

@@ -25,6 +25,9 @@ pub enum Output {
 
 pub struct Running {
     child: Child,
+    /// The working directory given to a command that named none (removed on drop): a broker
+    /// started there keeps its persistence file (`wren.db`) apart from every other test's.
+    scratch: Option<std::path::PathBuf>,
     lines: Receiver<String>,
     /// Every line read so far, for failure messages.
     seen: Vec<String>,
@@ -34,6 +37,18 @@ impl Running {
     /// Start `cmd` (stdin closed), reading `output`.
     pub fn spawn(mut cmd: Command, output: Output) -> Running {
         cmd.stdin(Stdio::null());
+        let scratch = cmd.get_current_dir().is_none().then(|| {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "wren-running-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            cmd.current_dir(&dir);
+            dir
+        });
         match output {
             Output::Stderr => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
             Output::Stdout => cmd.stdout(Stdio::piped()),
@@ -62,6 +77,7 @@ impl Running {
         }
         Running {
             child,
+            scratch,
             lines,
             seen: Vec::new(),
         }
@@ -164,5 +180,8 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -4,7 +4,9 @@ use wren_codec::{Ack, Packet, PacketId, ReasonCode};
 
 use crate::core::Broker;
 use crate::core::close::CloseReason;
+use crate::core::delivery::forget;
 use crate::core::ids::{ConnId, SessionId};
+use crate::core::persist::Change;
 use crate::core::session::OutgoingState;
 
 impl Broker {
@@ -37,6 +39,7 @@ impl Broker {
         let mut known = false;
         if let Some(s) = self.sessions.get_mut(sid)
             && let Some(pos) = s.inflight_position(a.packet_id)
+            && let client_id = std::sync::Arc::clone(&s.client_id)
             && let Some(i) = s.delivery_mut().inflight.get_mut(pos)
         {
             // PUBREC for a message sent at QoS 1 (Mosquitto: a protocol error too).
@@ -45,9 +48,20 @@ impl Broker {
             }
             known = true;
             if a.reason_code.is_success() {
+                if i.state != OutgoingState::AwaitingPubComp && i.key != 0 {
+                    let key = i.key;
+                    self.journal.record(Change::Sent {
+                        client_id,
+                        key,
+                        pid: a.packet_id.get(),
+                        state: OutgoingState::AwaitingPubComp,
+                    });
+                }
                 i.state = OutgoingState::AwaitingPubComp;
             } else {
-                s.delivery_mut().inflight.remove(pos);
+                if let Some(i) = s.delivery_mut().inflight.remove(pos) {
+                    forget(&mut self.journal, s, i.key);
+                }
                 self.fill_window(sid);
                 return Ok(());
             }
@@ -56,7 +70,7 @@ impl Broker {
         if !known && self.version(conn).is_v5() {
             rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        self.send_packet(conn, &Packet::PubRel(rel));
+        self.send_ack_packet(conn, &Packet::PubRel(rel));
         Ok(())
     }
 
@@ -69,15 +83,21 @@ impl Broker {
         sid: SessionId,
         a: &Ack<'_>,
     ) -> Result<(), CloseReason> {
-        let known = self
-            .sessions
-            .get_mut(sid)
-            .is_some_and(|s| s.release_awaiting_rel(a.packet_id.get()));
+        let mut known = false;
+        if let Some(s) = self.sessions.get_mut(sid) {
+            known = s.release_awaiting_rel(a.packet_id.get());
+            if known && s.persisted {
+                self.journal.record(Change::Released {
+                    client_id: std::sync::Arc::clone(&s.client_id),
+                    pid: a.packet_id.get(),
+                });
+            }
+        }
         let mut comp = Ack::new(a.packet_id);
         if !known && self.version(conn).is_v5() {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        self.send_packet(conn, &Packet::PubComp(comp));
+        self.send_ack_packet(conn, &Packet::PubComp(comp));
         Ok(())
     }
 
@@ -100,7 +120,9 @@ impl Broker {
         };
         match s.delivery().inflight.get(pos).map(|i| i.state) {
             Some(state) if state == expected => {
-                s.delivery_mut().inflight.remove(pos);
+                if let Some(i) = s.delivery_mut().inflight.remove(pos) {
+                    forget(&mut self.journal, s, i.key);
+                }
                 self.fill_window(sid);
                 Ok(())
             }

@@ -367,6 +367,7 @@ impl Broker {
             s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
             s.identity = info.identity.clone().shared();
         }
+        self.journal_session(session);
         AttachedSession {
             session,
             present,

@@ -28,6 +28,7 @@ impl Broker {
                 s.expiry_interval = new_expiry.min(self.config.max_session_expiry_interval);
                 s.clean = new_expiry == 0;
             }
+            self.journal_session(sid);
         }
         if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL {
             Err(CloseReason::DisconnectedWithWill)

@@ -10,6 +10,7 @@ use crate::core::close::CloseReason;
 use crate::core::conn::Phase;
 use crate::core::ids::{ConnId, SessionId};
 use crate::core::message::Message;
+use crate::core::persist::Change;
 use crate::core::validate::check_topic_name;
 
 impl Broker {
@@ -109,6 +110,27 @@ impl Broker {
                 ReasonCode::SUCCESS
             }
         };
+        // The durable store cannot write (`persist.rs`): a QoS 1/2 message is refused rather
+        // than acknowledged and lost. 5.0 says so (0x97 Quota exceeded); 3.1/3.1.1 have no way
+        // to refuse a PUBLISH but to close the connection.
+        if qos != QoS::AtMostOnce && self.journal.failing {
+            self.stats.store_refused = self.stats.store_refused.saturating_add(1);
+            let Some(pid) = p.qos_pid.packet_id() else {
+                return Ok(());
+            };
+            if !v5 {
+                return Err(CloseReason::StoreFailing);
+            }
+            let mut ack = Ack::new(pid);
+            ack.reason_code = ReasonCode::QUOTA_EXCEEDED;
+            let packet = if qos == QoS::AtLeastOnce {
+                Packet::PubAck(ack)
+            } else {
+                Packet::PubRec(ack)
+            };
+            self.send_packet(conn, &packet);
+            return Ok(());
+        }
         match p.qos_pid {
             QosPid::AtMostOnce => {
                 if accepted {
@@ -125,7 +147,7 @@ impl Broker {
                 if v5 {
                     ack.reason_code = code(matched);
                 }
-                self.send_packet(conn, &Packet::PubAck(ack));
+                self.send_ack_packet(conn, &Packet::PubAck(ack));
             }
             QosPid::ExactlyOnce(pid) => {
                 // Exactly once: deliver on the first PUBLISH with this id, remember the id until
@@ -145,6 +167,12 @@ impl Broker {
                 let refused = v5 && (bad_format || denied || too_large);
                 if !duplicate && !refused {
                     s.delivery_mut().awaiting_rel.insert(pid.get());
+                    if s.persisted {
+                        self.journal.record(Change::AwaitingRel {
+                            client_id: std::sync::Arc::clone(&s.client_id),
+                            pid: pid.get(),
+                        });
+                    }
                     matched = if accepted {
                         self.route(message(), Some(sid))
                     } else {
@@ -155,7 +183,7 @@ impl Broker {
                 if v5 {
                     rec.reason_code = code(matched);
                 }
-                self.send_packet(conn, &Packet::PubRec(rec));
+                self.send_ack_packet(conn, &Packet::PubRec(rec));
             }
         }
         Ok(())

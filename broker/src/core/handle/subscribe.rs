@@ -1,6 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE: filters granted or refused, SUBACK / UNSUBACK, retained messages.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use wren_codec::{
     List, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicFilter, Unsubscribe,
@@ -12,6 +13,7 @@ use crate::core::access::TopicAccess;
 use crate::core::close::CloseReason;
 use crate::core::delivery::Send;
 use crate::core::ids::{ConnId, SessionId};
+use crate::core::persist::{Change, StoredSub};
 use crate::core::subscriptions::Sub;
 use crate::core::trace;
 use crate::core::validate::check_topic;
@@ -111,6 +113,18 @@ impl Broker {
                 continue;
             };
             codes.push(ReasonCode(qos_bits));
+            if let Some(session) = self.sessions.get(sid).filter(|s| s.persisted) {
+                self.journal.record(Change::Subscribed {
+                    client_id: Arc::clone(&session.client_id),
+                    filter: s.filter.as_str().into(),
+                    sub: StoredSub {
+                        qos,
+                        no_local: entry.no_local,
+                        retain_as_published: entry.retain_as_published,
+                        id: entry.id.map(NonZeroU32::get),
+                    },
+                });
+            }
             if trace::enabled()
                 && let Some(session) = self.sessions.get(sid)
             {
@@ -134,7 +148,7 @@ impl Broker {
             properties: NO_PROPERTIES,
             reason_codes: List::new(&codes),
         });
-        self.send_packet(conn, &suback);
+        self.send_ack_packet(conn, &suback);
         // Matching retained messages follow, with RETAIN set ([MQTT-3.3.1-6] (3.1.1),
         // [MQTT-3.3.1-9] (5.0)), at min(QoS) ([MQTT-3.8.4-8] (5.0)).
         let now = self.now_ms;
@@ -177,6 +191,12 @@ impl Broker {
                 }
             }
             let existed = self.subscriptions.unsubscribe(f, sid);
+            if existed && let Some(session) = self.sessions.get(sid).filter(|s| s.persisted) {
+                self.journal.record(Change::Unsubscribed {
+                    client_id: Arc::clone(&session.client_id),
+                    filter: f.as_str().into(),
+                });
+            }
             codes.push(if existed {
                 ReasonCode::SUCCESS
             } else {
@@ -189,7 +209,7 @@ impl Broker {
             properties: NO_PROPERTIES,
             reason_codes: List::new(&codes),
         });
-        self.send_packet(conn, &unsuback);
+        self.send_ack_packet(conn, &unsuback);
         Ok(())
     }
 }

@@ -1,0 +1,292 @@
+//! The journal: every change to what must survive a restart — persistent sessions, their
+//! subscriptions, their QoS 1/2 messages queued and in flight, incoming QoS 2 ids awaiting
+//! PUBREL, retained messages — recorded as a [`Change`] for the durable store
+//! (`crate::store`), which the shell hands them to in batches ([`Broker::take_changes`]).
+//!
+//! In the durable mode ([`Persistence::Durable`]) an acknowledgement (PUBACK, PUBREC, PUBREL,
+//! PUBCOMP, SUBACK, UNSUBACK) is not sent while a change recorded before it is not on disk: it
+//! waits, in order, until the store reports the batch committed ([`Broker::changes_committed`]).
+//! That is the promise: a PUBACK from wren-broker means the message survives `kill -9`. While
+//! the store cannot write (a full disk, [`Broker::store_failing`]) new QoS 1/2 messages are
+//! refused rather than acknowledged and lost.
+//!
+//! What is journalled: only sessions that outlive their connection (clean ones end with it
+//! anyway) and, of their messages, QoS 1 and 2 (QoS 0 is never acknowledged). Each queued or
+//! in-flight message of a persistent session has a key (`Queued::key`, `Inflight::key`, 0 for
+//! none), unique in the broker's life and its successors', in delivery order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use wren_codec::QoS;
+
+use super::Broker;
+use super::ids::{ConnId, SessionId};
+use super::message::{Message, Out};
+use super::session::OutgoingState;
+
+/// How the broker keeps what must survive a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing is kept: a restart loses sessions, queues and retained messages.
+    Memory,
+    /// Acknowledgements wait until what they acknowledge is on disk (group commit).
+    Durable,
+    /// Changes are written every so often; acknowledgements do not wait (a crash loses at most
+    /// the last interval's changes, as Mosquitto's `autosave_interval`).
+    Periodic,
+}
+
+/// A message of a persistent session, as the journal records it when it is queued.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// The message (stored once however many sessions hold it).
+    pub message: Arc<Message>,
+    /// Delivery QoS (1 or 2).
+    pub qos: QoS,
+    /// RETAIN as it is to be sent.
+    pub retain: bool,
+    /// Subscription Identifiers sent with it.
+    pub sub_ids: Box<[u32]>,
+    /// The shared subscription it was routed through, if any.
+    pub shared: Option<Arc<str>>,
+    /// Its packet id and state once sent; `None` while queued.
+    pub sent: Option<(u16, OutgoingState)>,
+}
+
+/// A subscription of a persistent session, as the journal records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSub {
+    /// Granted QoS.
+    pub qos: QoS,
+    /// 5.0 No Local.
+    pub no_local: bool,
+    /// 5.0 Retain As Published.
+    pub retain_as_published: bool,
+    /// 5.0 Subscription Identifier.
+    pub id: Option<u32>,
+}
+
+/// One change to the durable state. Times are the broker's milliseconds.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A persistent session exists (or changed): its expiry interval, and when its client
+    /// disconnected (`None`: connected).
+    Session {
+        client_id: Arc<str>,
+        expiry_interval: u32,
+        disconnected_at: Option<u64>,
+    },
+    /// The session ended (or will end with its connection): everything it held goes.
+    SessionGone { client_id: Arc<str> },
+    /// A subscription added or replaced (`filter` as subscribed, `$share/…` included).
+    Subscribed {
+        client_id: Arc<str>,
+        filter: Box<str>,
+        sub: StoredSub,
+    },
+    /// A subscription removed.
+    Unsubscribed {
+        client_id: Arc<str>,
+        filter: Box<str>,
+    },
+    /// A message queued for (or sent to) the session, under `key`.
+    Enqueued {
+        client_id: Arc<str>,
+        key: u64,
+        entry: StoredEntry,
+    },
+    /// The message `key` was sent with `pid`, or its PUBREC arrived (`AwaitingPubComp`).
+    Sent {
+        client_id: Arc<str>,
+        key: u64,
+        pid: u16,
+        state: OutgoingState,
+    },
+    /// The message `key` is acknowledged, expired or dropped.
+    Done { client_id: Arc<str>, key: u64 },
+    /// An incoming QoS 2 id delivered onwards and awaiting PUBREL.
+    AwaitingRel { client_id: Arc<str>, pid: u16 },
+    /// That id released.
+    Released { client_id: Arc<str>, pid: u16 },
+    /// The retained message of `topic` set (`Some`) or deleted.
+    Retained {
+        topic: Box<str>,
+        message: Option<Arc<Message>>,
+    },
+}
+
+/// The journal and the acknowledgements waiting for it (see the module documentation).
+#[derive(Debug)]
+pub(super) struct Journal {
+    pub(super) mode: Persistence,
+    changes: Vec<Change>,
+    /// The number the changes recorded now get when taken; batches are taken in order.
+    next_batch: u64,
+    /// The last batch the store committed.
+    committed: u64,
+    next_key: u64,
+    /// Acknowledgements waiting for a batch, oldest first.
+    held: VecDeque<(u64, ConnId, Out)>,
+    /// The store cannot write (see [`Broker::store_failing`]).
+    pub(super) failing: bool,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            mode: Persistence::Memory,
+            changes: Vec::new(),
+            next_batch: 1,
+            committed: 0,
+            next_key: 1,
+            held: VecDeque::new(),
+            failing: false,
+        }
+    }
+}
+
+impl Journal {
+    /// Whether changes are recorded.
+    #[inline]
+    pub(super) fn on(&self) -> bool {
+        self.mode != Persistence::Memory
+    }
+
+    /// Record a change (nothing in memory mode).
+    #[inline]
+    pub(super) fn record(&mut self, change: Change) {
+        if self.on() {
+            self.changes.push(change);
+        }
+    }
+
+    /// A key for a new stored message.
+    pub(super) fn key(&mut self) -> u64 {
+        let key = self.next_key;
+        self.next_key = self.next_key.wrapping_add(1);
+        key
+    }
+
+    /// The batch an acknowledgement sent now must wait for, if any: the one being recorded,
+    /// else the last one taken if it is not committed yet.
+    fn wait_for(&self) -> Option<u64> {
+        if self.mode != Persistence::Durable {
+            None
+        } else if !self.changes.is_empty() {
+            Some(self.next_batch)
+        } else {
+            let taken = self.next_batch.saturating_sub(1);
+            (taken > self.committed).then_some(taken)
+        }
+    }
+}
+
+impl Broker {
+    /// Keep what must survive a restart as `mode` says (the shell sets this before the first
+    /// connection, after [`Broker::restore`]).
+    pub fn set_persistence(&mut self, mode: Persistence) {
+        self.journal.mode = mode;
+    }
+
+    /// How the broker keeps its state.
+    pub fn persistence(&self) -> Persistence {
+        self.journal.mode
+    }
+
+    /// Whether changes wait to be taken.
+    pub fn has_changes(&self) -> bool {
+        !self.journal.changes.is_empty()
+    }
+
+    /// The changes recorded since the last call, as batch number and changes (`None`: none).
+    pub fn take_changes(&mut self) -> Option<(u64, Vec<Change>)> {
+        if self.journal.changes.is_empty() {
+            return None;
+        }
+        let batch = self.journal.next_batch;
+        self.journal.next_batch = batch.saturating_add(1);
+        Some((batch, std::mem::take(&mut self.journal.changes)))
+    }
+
+    /// The store committed every batch up to `batch`: the acknowledgements waiting for them go
+    /// out, in order, and a store that was failing is writing again.
+    pub fn changes_committed(&mut self, batch: u64, now_ms: u64) {
+        self.input(now_ms, |b| {
+            b.journal.committed = b.journal.committed.max(batch);
+            if b.journal.failing {
+                b.journal.failing = false;
+                log::warn!("Persistence: writing again; QoS 1 and 2 messages are accepted.");
+            }
+            while b
+                .journal
+                .held
+                .front()
+                .is_some_and(|&(n, _, _)| n <= b.journal.committed)
+            {
+                if let Some((_, conn, out)) = b.journal.held.pop_front() {
+                    b.send(conn, out);
+                }
+            }
+        });
+    }
+
+    /// The store could not write its last batch (it keeps the changes and tries again): until
+    /// it can, new QoS 1/2 messages are refused rather than acknowledged and lost.
+    pub fn store_failing(&mut self) {
+        if !self.journal.failing {
+            self.journal.failing = true;
+            self.stats.store_failures = self.stats.store_failures.saturating_add(1);
+            log::error!(
+                "Persistence: cannot write the store; QoS 1 and 2 messages are refused until it can."
+            );
+        }
+    }
+
+    /// Send an acknowledgement: now, or once what it acknowledges is on disk (durable mode).
+    pub(super) fn send_ack(&mut self, conn: ConnId, out: Out) {
+        match self.journal.wait_for() {
+            Some(batch) => self.journal.held.push_back((batch, conn, out)),
+            None => self.send(conn, out),
+        }
+    }
+
+    /// [`Broker::send_ack`] for a packet.
+    pub(super) fn send_ack_packet(&mut self, conn: ConnId, packet: &wren_codec::Packet<'_>) {
+        if let Some(version) = self.conns.get(&conn).map(|c| c.version) {
+            self.send_ack(conn, Out::packet(packet, version));
+        }
+    }
+
+    /// Tell the store what a session now is: persistent (its expiry interval, and when its
+    /// client left), or one that ends with its connection (the store forgets it: a crash must
+    /// not bring back a session its client was told would end).
+    pub(super) fn journal_session(&mut self, sid: SessionId) {
+        if !self.journal.on() {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if s.clean {
+            if s.persisted {
+                s.persisted = false;
+                self.journal.record(Change::SessionGone {
+                    client_id: Arc::clone(&s.client_id),
+                });
+            }
+            return;
+        }
+        s.persisted = true;
+        self.journal.record(Change::Session {
+            client_id: Arc::clone(&s.client_id),
+            expiry_interval: s.expiry_interval,
+            disconnected_at: s.conn.is_none().then_some(self.now_ms),
+        });
+    }
+
+    /// Next key for stored messages after the ones restored.
+    pub(super) fn keys_from(&mut self, next: u64) {
+        self.journal.next_key = self.journal.next_key.max(next);
+    }
+}
