@@ -90,6 +90,13 @@ fn main() -> ExitCode {
     };
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
+        Err(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<wren_broker::store::StoreError>()) =>
+        {
+            log::error!("Error: {e}.");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             log::error!(
                 "Error: unable to listen on {}:{}: {e}.",

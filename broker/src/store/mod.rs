@@ -107,6 +107,15 @@ impl fmt::Debug for Store {
     }
 }
 
+/// The message for a file that cannot be opened: what is wrong, and the way out.
+fn damaged(what: &str) -> String {
+    format!(
+        "cannot be read ({what}); the broker does not start on a damaged store. Move the file \
+         away to start with an empty store (its sessions, queued and retained messages are then \
+         lost), or put back a copy made while the broker was stopped"
+    )
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -124,7 +133,25 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::new(path, e))?;
         }
-        let db = Database::create(path).map_err(|e| StoreError::new(path, e))?;
+        // redb 2.6 asserts (panics) on some damaged files, e.g. one cut short: caught, so that
+        // a damaged file is a refusal with a way out, never a crash (or a crash loop).
+        // (Its panic message is not printed: the error below says what happened.)
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| Database::create(path));
+        std::panic::set_hook(hook);
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::new(
+                    path,
+                    "in use by another process (another wren-broker with the same \
+                     persistence_location?)",
+                ));
+            }
+            Ok(Err(e)) => return Err(StoreError::new(path, damaged(&e.to_string()))),
+            Err(_) => return Err(StoreError::new(path, damaged("cut short or corrupted"))),
+        };
         Ok(Store {
             db,
             path: path.to_path_buf(),
