@@ -64,21 +64,36 @@ def wait_listening(port, proc, timeout=10.0):
 class Broker:
     """How to start one broker on a given port (`tls_ok`: it can serve TLS, see make_certs)."""
 
-    def __init__(self, name, command_for_port, tls_ok=False):
+    def __init__(self, name, command_for_port, tls_ok=False, persist_ok=False):
         self.name = name
         self.command_for_port = command_for_port
         self.tls_ok = tls_ok
+        self.persist_ok = persist_ok
 
-    def start(self, tmp, inflight=INFLIGHT, tls=None):
-        """`tls`: (certfile, keyfile) for a TLS listener instead of plain TCP."""
+    def start(self, tmp, inflight=INFLIGHT, tls=None, durable=False):
+        """`tls`: (certfile, keyfile) for a TLS listener instead of plain TCP. `durable`: with
+        persistence on, in a fresh directory (see store_dir)."""
         port = free_port()
-        cmd = self.command_for_port(port, tmp, inflight, tls)
+        cmd = self.command_for_port(port, tmp, inflight, tls, store_dir() if durable else None)
         log = open(os.path.join(tmp, f"{self.name}.log"), "ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if not wait_listening(port, proc):
             stop(proc)
             raise RuntimeError(f"{self.name} did not start: {' '.join(cmd)} (log in {tmp})")
         return proc, port
+
+
+# Directories of the durable rows' stores, removed at the end of the run.
+STORE_DIRS = []
+
+
+def store_dir():
+    """A fresh directory for one broker's persistence file, writable by Mosquitto's own user
+    (it drops root before it writes its database)."""
+    d = tempfile.mkdtemp(prefix="wren-compare-store-")
+    os.chmod(d, 0o777)
+    STORE_DIRS.append(d)
+    return d
 
 
 def stop(proc):
@@ -93,14 +108,17 @@ def stop(proc):
 
 def wren_broker(binary, name="wren", extra=""):
     """wren-broker with the run's limits; `extra` is more TOML (e.g. `threads = 2`)."""
-    def cmd(port, tmp, inflight, tls):
+    def cmd(port, tmp, inflight, tls, store):
         conf = os.path.join(tmp, f"{name}.toml")
         with open(conf, "w") as f:
             f.write(
                 f"max_queued_messages = {QUEUE}\n"
                 f"max_inflight_messages = {inflight}\n"
                 f"max_outgoing_bytes = {OUTGOING_BYTES}\n"
-                f"{extra}\n"
+                # Memory only, as Mosquitto by default, except in the durable rows (durable
+                # mode: a PUBACK waits for the fsync of what it acknowledges).
+                + (f'persistence_location = "{store}"\n' if store else "persistence = false\n")
+                + f"{extra}\n"
             )
             if tls:
                 f.write(
@@ -111,7 +129,7 @@ def wren_broker(binary, name="wren", extra=""):
             return [binary, "-c", conf]
         return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
 
-    return Broker(name, cmd, tls_ok=True)
+    return Broker(name, cmd, tls_ok=True, persist_ok=True)
 
 
 def also_wren(spec):
@@ -124,7 +142,7 @@ def also_wren(spec):
 
 
 def mosquitto(binary):
-    def cmd(port, tmp, inflight, tls):
+    def cmd(port, tmp, inflight, tls, store):
         conf = os.path.join(tmp, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write(
@@ -133,16 +151,21 @@ def mosquitto(binary):
                 f"max_queued_messages {QUEUE}\n"
                 f"max_inflight_messages {inflight}\n"
             )
+            if store:
+                # The closest Mosquitto comes to writing every change: a save of its whole
+                # database after every change (it still acknowledges before saving).
+                f.write(f"persistence true\npersistence_location {store}/\n"
+                        "autosave_interval 1\nautosave_on_changes true\n")
             if tls:
                 f.write(f"certfile {tls[0]}\nkeyfile {tls[1]}\n")
         return [binary, "-c", conf]
 
-    return Broker("mosquitto", cmd, tls_ok=True)
+    return Broker("mosquitto", cmd, tls_ok=True, persist_ok=True)
 
 
 def rumqttd(binary):
     # (Its outgoing window is fixed at 100 whatever `inflight` says: see window_probe.)
-    def cmd(port, tmp, inflight, tls):
+    def cmd(port, tmp, inflight, tls, store):
         with open(os.path.join(HERE, "rumqttd.toml")) as f:
             text = f.read()
         conf = os.path.join(tmp, "rumqttd.toml")
@@ -189,6 +212,10 @@ def jobs(quick, idle_connections=None):
     # QoS 1 over TLS (`wren-bench --tls CAFILE`), wren-broker and Mosquitto with the same
     # certificate (rumqttd is not set up for TLS here); `{CA}` becomes the run's CA file.
     out.append(("qos1 bounded tls", ["--tls", "{CA}", "qos1"] + timed, rate))
+    # QoS 1 to a persistent subscriber with persistence on: wren-broker's durable mode (each
+    # PUBACK after the fsync of what it acknowledges, group commit) against Mosquitto saving its
+    # database after every change (`autosave_interval 1`, `autosave_on_changes true`).
+    out.append(("qos1 durable", ["--persistent-subscribers", "qos1"] + timed, rate))
     out.append(
         (
             "latency",
@@ -253,7 +280,7 @@ def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=Non
         ca, cert, key = certs
         tls = (cert, key)
         args = [ca if a == "{CA}" else a for a in args]
-    proc, port = broker.start(tmp, inflight, tls)
+    proc, port = broker.start(tmp, inflight, tls, durable="--persistent-subscribers" in args)
     try:
         cmd = [
             bench, "--json", "--port", str(port), "--label", broker.name,
@@ -423,6 +450,8 @@ def main():
                         for b in brokers:
                             if "--tls" in args and not b.tls_ok:
                                 continue
+                            if "--persistent-subscribers" in args and not b.persist_ok:
+                                continue
                             r = run_one(a.bench, b, args, tmp, threads, log, *window, certs=certs)
                             if r is not None:
                                 r["gen_threads"] = threads
@@ -437,6 +466,8 @@ def main():
     finally:
         if certs_dir:
             shutil.rmtree(certs_dir, ignore_errors=True)
+        for d in STORE_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
     names = [b.name for b in brokers]
     print_table(todo, names, best_threads(todo, names, thread_counts, results), reps)
     print_by_threads(todo, names, thread_counts, results)

@@ -57,6 +57,10 @@ struct Cli {
     /// A run with no progress for this many seconds is over.
     #[arg(long, global = true, default_value_t = 2.0)]
     idle_timeout: f64,
+    /// Subscribers use persistent sessions (Clean Session 0): with a broker's persistence on,
+    /// their QoS 1 messages go to disk until acknowledged (compare.sh's `qos1 durable` row).
+    #[arg(long, global = true)]
+    persistent_subscribers: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -353,6 +357,7 @@ fn main() -> ExitCode {
         broker_pid: cli.broker_pid,
         deadline: seconds(cli.timeout),
         idle_timeout: seconds(cli.idle_timeout),
+        persistent_subscribers: cli.persistent_subscribers,
     };
     let jobs = plan(&cli.scenario);
     let mut reports: Vec<Report> = Vec::new();

@@ -169,13 +169,14 @@ pub struct Conn {
 
 impl Conn {
     /// Open a TCP connection (and a TLS session over it, with `tls`: the broker's certificate
-    /// must name `addr`'s IP address), send CONNECT (clean session) and wait for a successful
-    /// CONNACK.
+    /// must name `addr`'s IP address), send CONNECT (`clean`: a clean session, else a persistent
+    /// one) and wait for a successful CONNACK.
     pub async fn connect(
         addr: SocketAddr,
         tls: Option<&Tls>,
         client_id: &str,
         keep_alive: u16,
+        clean: bool,
     ) -> io::Result<Conn> {
         let tcp = TcpStream::connect(addr).await?;
         // Latency is measured per message: Nagle's algorithm would hold small packets back.
@@ -195,7 +196,7 @@ impl Conn {
         };
         let connect = Packet::Connect(Connect {
             protocol: VERSION,
-            clean_start: true,
+            clean_start: clean,
             keep_alive,
             client_id,
             will: None,

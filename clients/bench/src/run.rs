@@ -36,6 +36,9 @@ pub struct Target {
     pub deadline: Duration,
     /// A run with no progress for this long is over (messages were lost or the broker stalled).
     pub idle_timeout: Duration,
+    /// Subscribers connect with persistent sessions (Clean Session 0), whose QoS 1 messages a
+    /// broker with persistence keeps on disk until acknowledged.
+    pub persistent_subscribers: bool,
 }
 
 /// How the messages of a publish/subscribe run are routed.
@@ -272,14 +275,28 @@ pub async fn flood(
     let mut streams: Vec<Stream> = Vec::new();
     let mut subs = Vec::new();
     for i in 0..cfg.subscribers {
-        let mut c = Conn::connect(target.addr, target.tls.as_ref(), &client_id("s", i), 60).await?;
+        let mut c = Conn::connect(
+            target.addr,
+            target.tls.as_ref(),
+            &client_id("s", i),
+            60,
+            !target.persistent_subscribers,
+        )
+        .await?;
         c.subscribe(filter, cfg.qos).await?;
         streams.push(c.stream.clone());
         subs.push(c);
     }
     let mut pubs = Vec::new();
     for i in 0..cfg.publishers {
-        let c = Conn::connect(target.addr, target.tls.as_ref(), &client_id("p", i), 60).await?;
+        let c = Conn::connect(
+            target.addr,
+            target.tls.as_ref(),
+            &client_id("p", i),
+            60,
+            true,
+        )
+        .await?;
         streams.push(c.stream.clone());
         pubs.push(c);
     }
@@ -711,7 +728,8 @@ pub async fn idle(
                     break;
                 }
                 let opened = async {
-                    let mut c = Conn::connect(addr, tls.as_ref(), &client_id("i", i), 300).await?;
+                    let mut c =
+                        Conn::connect(addr, tls.as_ref(), &client_id("i", i), 300, true).await?;
                     if let Some(qos) = subscribe {
                         // An error unless the broker granted it.
                         c.subscribe(&idle_topic(i), qos).await?;
