@@ -11,6 +11,7 @@ mod connect;
 mod hibernation;
 mod keep_alive;
 mod log_lines;
+mod persist;
 mod publish;
 mod qos_flows;
 mod retained;

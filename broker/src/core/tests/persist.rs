@@ -1,0 +1,248 @@
+//! Persistence (`persist.rs`, `restore.rs`, `crate::store`): in the durable mode an
+//! acknowledgement waits for the batch holding what it acknowledges, in order; a failing store
+//! refuses new QoS 1/2 messages; what the core journals, written to a real store and read back,
+//! rebuilds the sessions, their queues and in-flight state, QoS 2 ids and retained messages.
+
+use super::pid;
+use crate::config::Config;
+use crate::core::{Change, OutgoingState, Persistence};
+use crate::store::Store;
+use crate::testing::{Driver, Publication, Sent};
+use wren_codec::*;
+
+fn durable() -> Driver {
+    let mut t = Driver::for_tests();
+    t.broker.set_persistence(Persistence::Durable);
+    t
+}
+
+/// Everything journalled so far, as one committed batch (what the store writer does).
+fn commit(t: &mut Driver) -> Vec<Change> {
+    let Some((batch, changes)) = t.broker.take_changes() else {
+        return Vec::new();
+    };
+    t.broker.changes_committed(batch, t.now);
+    t.absorb();
+    changes
+}
+
+#[test]
+fn durable_acknowledgements_wait_for_their_batch_in_order() {
+    let mut t = durable();
+    let dev = t.connect("device", false);
+    // The SUBACK creating a persistent subscription waits for the disk.
+    assert_eq!(t.subscribe(dev, "cmd/#", QoS::AtLeastOnce), []);
+    let changes = commit(&mut t);
+    assert!(
+        matches!(&changes[..], [Change::Session { client_id, disconnected_at: None, .. }, Change::Subscribed { filter, .. }] if &**client_id == "device" && &**filter == "cmd/#"),
+        "{changes:?}"
+    );
+    assert_eq!(t.drain(dev), [Sent::SubAck(1, vec![1])]);
+    t.send(
+        dev,
+        Packet::Disconnect(Disconnect::with_reason(ReasonCode::SUCCESS)),
+    );
+    commit(&mut t);
+
+    let p = t.connect("app", true);
+    t.publish(p, "cmd/1", b"a", QosPid::AtLeastOnce(pid(1)), false);
+    assert_eq!(
+        t.drain(p),
+        [],
+        "PUBACK held: the queued message is not on disk yet"
+    );
+    // Taken by the writer (being written) ...
+    let (first, _) = t.broker.take_changes().unwrap();
+    t.publish(p, "cmd/2", b"b", QosPid::AtLeastOnce(pid(2)), false);
+    // ... a PINGRESP is not an acknowledgement: it goes at once.
+    t.send(p, Packet::PingReq);
+    assert_eq!(t.drain(p), [Sent::PingResp]);
+    t.broker.changes_committed(first, t.now);
+    assert_eq!(
+        t.drain(p),
+        [Sent::PubAck(1, 0)],
+        "only the first batch is on disk"
+    );
+    commit(&mut t);
+    assert_eq!(t.drain(p), [Sent::PubAck(2, 0)]);
+    // QoS 2: PUBREC, PUBREL and PUBCOMP wait alike.
+    t.publish(p, "cmd/3", b"c", QosPid::ExactlyOnce(pid(3)), false);
+    assert_eq!(t.drain(p), []);
+    commit(&mut t);
+    assert_eq!(t.drain(p), [Sent::PubRec(3, 0)]);
+    t.send(p, Packet::PubRel(Ack::new(pid(3))));
+    assert_eq!(
+        t.drain(p),
+        [Sent::PubComp(3, 0)],
+        "nothing to write: at once"
+    );
+
+    // Nothing persistent involved: nothing journalled, nothing held.
+    let q = t.connect("other", true);
+    t.publish(q, "no/subscriber", b"x", QosPid::AtLeastOnce(pid(9)), false);
+    assert_eq!(t.drain(q), [Sent::PubAck(9, 0)]);
+    assert!(!t.broker.has_changes());
+}
+
+#[test]
+fn periodic_mode_journals_without_holding_and_memory_mode_journals_nothing() {
+    let mut t = Driver::for_tests();
+    t.broker.set_persistence(Persistence::Periodic);
+    let dev = t.connect("device", false);
+    assert_eq!(
+        t.subscribe(dev, "cmd/#", QoS::AtLeastOnce),
+        [Sent::SubAck(1, vec![1])]
+    );
+    assert!(t.broker.has_changes());
+    let mut m = Driver::for_tests();
+    assert_eq!(m.broker.persistence(), Persistence::Memory);
+    let dev = m.connect("device", false);
+    m.subscribe(dev, "cmd/#", QoS::AtLeastOnce);
+    assert!(!m.broker.has_changes());
+}
+
+#[test]
+fn a_failing_store_refuses_qos1_and_qos2_until_it_writes_again() {
+    let mut t = durable();
+    let v5 = t.connect_v5("v5");
+    let v3 = t.connect("v3", true);
+    t.broker.store_failing();
+    t.publish(v5, "t", b"1", QosPid::AtLeastOnce(pid(1)), false);
+    t.publish(v5, "t", b"2", QosPid::ExactlyOnce(pid(2)), false);
+    t.publish(v5, "t", b"0", QosPid::AtMostOnce, false);
+    // 0x97 Quota exceeded, not acknowledged-and-lost; QoS 0 goes on.
+    assert_eq!(t.drain(v5), [Sent::PubAck(1, 0x97), Sent::PubRec(2, 0x97)]);
+    // 3.1.1 cannot refuse a PUBLISH: the connection is closed.
+    t.publish(v3, "t", b"1", QosPid::AtLeastOnce(pid(1)), false);
+    assert!(t.is_closed(v3));
+    assert_eq!(t.broker.stats().store_failures, 1);
+    assert_eq!(t.broker.stats().store_refused, 3);
+    // Written again: accepted again.
+    t.broker.changes_committed(0, t.now);
+    t.publish(v5, "t", b"3", QosPid::AtLeastOnce(pid(3)), false);
+    assert_eq!(t.drain(v5), [Sent::PubAck(3, 0x10)]);
+}
+
+/// A scenario through the core with the durable journal, every change written to a real store
+/// file, then read back into a new broker: the same sessions, subscriptions, queues (in order),
+/// in-flight messages (re-sent with DUP, PUBREL for those PUBREC'd), QoS 2 ids awaiting PUBREL
+/// and retained messages; a message two sessions hold is stored once.
+#[test]
+fn what_the_core_journals_rebuilds_the_same_state() {
+    let dir = std::env::temp_dir().join(format!("wren-persist-unit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("wren.db");
+    let mut store = Store::open(&path).unwrap();
+    store.recover().unwrap();
+
+    let mut t = durable();
+    let a = t.connect("a", false);
+    t.subscribe(a, "s/#", QoS::ExactlyOnce);
+    let b = t.connect("b", false);
+    t.subscribe(b, "s/#", QoS::AtLeastOnce);
+    t.subscribe(b, "gone/#", QoS::AtLeastOnce);
+    t.send(
+        b,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: pid(2),
+            properties: properties::NO_PROPERTIES,
+            filters: List::new(&[TopicFilter::new("gone/#").unwrap()]),
+        }),
+    );
+    let p = t.connect("pub", false);
+    // An incoming QoS 2 message not yet released.
+    t.publish(p, "x", b"q2", QosPid::ExactlyOnce(pid(7)), false);
+    t.publish(p, "s/1", b"one", QosPid::AtLeastOnce(pid(1)), false);
+    t.publish(p, "s/2", b"two", QosPid::ExactlyOnce(pid(2)), false);
+    t.publish(p, "r", b"kept", QosPid::AtLeastOnce(pid(3)), true);
+    t.publish(p, "r2", b"gone", QosPid::AtLeastOnce(pid(4)), true);
+    t.publish(p, "r2", b"", QosPid::AtLeastOnce(pid(5)), true);
+    store.write(&commit(&mut t)).unwrap();
+    // `a` received both: acknowledges the first, PUBRECs the second.
+    let got = t.drain_publications(a);
+    assert_eq!(got.len(), 2, "{got:?}");
+    t.send(a, Packet::PubAck(Ack::new(pid(got[0].pid))));
+    t.send(a, Packet::PubRec(Ack::new(pid(got[1].pid))));
+    // `b` acknowledges nothing and leaves; more arrives for it while away.
+    t.send(
+        a,
+        Packet::Disconnect(Disconnect::with_reason(ReasonCode::SUCCESS)),
+    );
+    t.send(
+        b,
+        Packet::Disconnect(Disconnect::with_reason(ReasonCode::SUCCESS)),
+    );
+    t.publish(p, "s/3", b"three", QosPid::AtLeastOnce(pid(6)), false);
+    store.write(&commit(&mut t)).unwrap();
+    // Four message bodies: s/1 (held by b), s/2 (a and b: once), s/3 (a and b: once), none for
+    // the retained (stored with its topic).
+    assert_eq!(store.stored_messages().unwrap(), 3);
+    drop(store);
+
+    let mut store = Store::open(&path).unwrap();
+    let (restored, report) = store.recover().unwrap();
+    assert_eq!(
+        (
+            report.sessions,
+            report.messages,
+            report.retained,
+            report.unreadable
+        ),
+        (3, 5, 1, 0),
+        "{report:?}"
+    );
+    let mut r = Driver::for_tests_with(Config::for_tests());
+    assert_eq!(r.broker.restore(restored, 0), 0);
+    r.broker.set_persistence(Persistence::Durable);
+    assert_eq!(r.broker.subscriptions().len(), 2);
+    let qa = r.qos_state("a");
+    assert_eq!(qa.inflight.len(), 1);
+    assert_eq!(qa.inflight[0].state, OutgoingState::AwaitingPubComp);
+    assert_eq!(qa.queued.len(), 1);
+    assert_eq!(r.qos_state("b").inflight.len(), 2);
+    assert_eq!(r.qos_state("b").queued.len(), 1);
+    assert!(r.qos_state("pub").awaiting_rel.contains(&7));
+    assert_eq!(r.broker.retained().len(), 1);
+    // Back: `a` gets PUBREL for the PUBREC'd message, then the one queued; `b` everything it
+    // never acknowledged, the in-flight ones with DUP, in order.
+    let (a, out) = r.connect_with("a", false, 60, None);
+    assert!(
+        matches!(
+            out[0],
+            Sent::ConnAck {
+                session_present: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert!(matches!(out[1], Sent::PubRel(..)), "{out:?}");
+    assert!(
+        matches!(&out[2], Sent::Publish(Publication { topic, qos: 1, .. }) if topic == "s/3"),
+        "{out:?}"
+    );
+    let (_, out) = r.connect_with("b", false, 60, None);
+    let topics: Vec<(String, bool)> = out
+        .iter()
+        .filter_map(|s| match s {
+            Sent::Publish(p) => Some((p.topic.clone(), p.dup)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            ("s/1".to_owned(), true),
+            ("s/2".to_owned(), true),
+            ("s/3".to_owned(), false)
+        ]
+    );
+    // The unreleased QoS 2 id is still known: a resend is not delivered twice.
+    let (p, _) = r.connect_with("pub", false, 60, None);
+    let s = r.connect("watcher", true);
+    r.subscribe(s, "x", QoS::ExactlyOnce);
+    r.publish(p, "x", b"q2", QosPid::ExactlyOnce(pid(7)), false);
+    assert_eq!(r.publishes(s), []);
+    let _ = a;
+    let _ = std::fs::remove_dir_all(&dir);
+}
