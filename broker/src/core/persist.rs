@@ -109,6 +109,12 @@ pub enum Change {
     AwaitingRel { client_id: Arc<str>, pid: u16 },
     /// That id released.
     Released { client_id: Arc<str>, pid: u16 },
+    /// A will waiting for its Will Delay Interval, and when it is due (`Some`), or no longer
+    /// waiting (published or cancelled).
+    Will {
+        client_id: Arc<str>,
+        will: Option<(Arc<Message>, u64)>,
+    },
     /// The retained message of `topic` set (`Some`) or deleted.
     Retained {
         topic: Box<str>,

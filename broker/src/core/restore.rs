@@ -48,6 +48,9 @@ pub struct Restored {
     pub sessions: Vec<RestoredSession>,
     /// The retained messages, expiry counted.
     pub retained: Vec<Arc<Message>>,
+    /// The wills waiting for their delay: client id, will, milliseconds until due (the time
+    /// the broker was down counted; 0: due now).
+    pub wills: Vec<(Arc<str>, Arc<Message>, u64)>,
     /// The key after the largest one stored.
     pub next_key: u64,
 }
@@ -119,6 +122,9 @@ impl Broker {
         }
         for message in restored.retained {
             self.retained.set(message);
+        }
+        for (client_id, will, due_in) in restored.wills {
+            self.delay_will(client_id, will, now_ms.saturating_add(due_in));
         }
         refused
     }

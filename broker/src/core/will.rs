@@ -19,6 +19,7 @@ use super::Broker;
 use super::close::CloseReason;
 use super::conn::ClientState;
 use super::message::Message;
+use super::persist::{Change, Journal};
 
 /// A will waiting for its Will Delay Interval.
 #[derive(Debug)]
@@ -33,10 +34,15 @@ struct PendingWill {
 pub(super) struct DelayedWills(Vec<PendingWill>);
 
 impl DelayedWills {
-    /// Take the delayed will of `client_id`, if one waits.
-    fn take(&mut self, client_id: &str) -> Option<Arc<Message>> {
+    /// Take the delayed will of `client_id`, if one waits (the durable store forgets it).
+    fn take(&mut self, client_id: &str, journal: &mut Journal) -> Option<Arc<Message>> {
         let pos = self.0.iter().position(|w| &*w.client_id == client_id)?;
-        Some(self.0.swap_remove(pos).message)
+        let will = self.0.swap_remove(pos);
+        journal.record(Change::Will {
+            client_id: will.client_id,
+            will: None,
+        });
+        Some(will.message)
     }
 
     /// When the next delayed will is due.
@@ -80,24 +86,34 @@ impl Broker {
         if client.will_delay == 0 {
             self.route(will.restamped(now), None);
         } else {
-            self.delayed_wills.0.push(PendingWill {
-                client_id: Arc::clone(&client.client_id),
-                due_ms: now.saturating_add(u64::from(client.will_delay).saturating_mul(1000)),
-                message: will,
-            });
+            let due_ms = now.saturating_add(u64::from(client.will_delay).saturating_mul(1000));
+            self.delay_will(Arc::clone(&client.client_id), will, due_ms);
         }
+    }
+
+    /// Hold `will` of `client_id` until `due_ms` (kept by the durable store meanwhile).
+    pub(super) fn delay_will(&mut self, client_id: Arc<str>, will: Arc<Message>, due_ms: u64) {
+        self.journal.record(Change::Will {
+            client_id: Arc::clone(&client_id),
+            will: Some((Arc::clone(&will), due_ms)),
+        });
+        self.delayed_wills.0.push(PendingWill {
+            client_id,
+            due_ms,
+            message: will,
+        });
     }
 
     /// A new connection for the client id before its will's delay passed: the will is not sent
     /// ([MQTT-3.1.2-8], [MQTT-3.1.3-9] (5.0)).
     pub(super) fn cancel_delayed_will(&mut self, client_id: &str) {
-        self.delayed_wills.take(client_id);
+        self.delayed_wills.take(client_id, &mut self.journal);
     }
 
     /// The session of `client_id` expired: its delayed will goes out now ("or the Session ends,
     /// whichever happens first").
     pub(super) fn will_on_session_end(&mut self, client_id: &str) {
-        if let Some(will) = self.delayed_wills.take(client_id) {
+        if let Some(will) = self.delayed_wills.take(client_id, &mut self.journal) {
             self.route(will.restamped(self.now_ms), None);
         }
     }
@@ -112,6 +128,10 @@ impl Broker {
             .partition(|w| w.due_ms <= now_ms);
         self.delayed_wills.0 = waiting;
         for w in due {
+            self.journal.record(Change::Will {
+                client_id: Arc::clone(&w.client_id),
+                will: None,
+            });
             self.route(w.message.restamped(now_ms), None);
         }
     }

@@ -16,6 +16,7 @@
 //!   when none does — the counts are kept in memory, rebuilt by recovery);
 //! - `awaiting_rel`: (client id, packet id) → (): incoming QoS 2 ids not yet released;
 //! - `retained`: topic → the message;
+//! - `wills`: client id → a will waiting for its Will Delay Interval, and when it is due;
 //! - `meta`: the layout version.
 
 mod records;
@@ -43,6 +44,7 @@ const MESSAGES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("mes
 const AWAITING_REL: TableDefinition<'static, (&str, u16), ()> =
     TableDefinition::new("awaiting_rel");
 const RETAINED: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("retained");
+const WILLS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("wills");
 
 /// Why the store cannot be opened or written, naming the file.
 #[derive(Debug)]
@@ -437,6 +439,45 @@ impl Store {
                 table.remove(t.as_str()).map_err(|x| e(x.into()))?;
             }
         }
+        // Wills waiting for their delay (due now if the delay passed while the broker was down).
+        let mut delete_wills: Vec<String> = Vec::new();
+        {
+            let table = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
+            for row in table.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                let client = k.value();
+                let bytes = v.value();
+                let due = bytes
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes);
+                let message = bytes
+                    .get(8..)
+                    .and_then(|b| records::read_message(b, now_wall, 0));
+                match (due, message) {
+                    (Some(due), Some(ReadMessage::Live(m))) => {
+                        restored
+                            .wills
+                            .push((client.into(), m, due.saturating_sub(now_wall)));
+                    }
+                    (Some(_), Some(ReadMessage::Expired)) => {
+                        report.expired_messages += 1;
+                        delete_wills.push(client.to_owned());
+                    }
+                    _ => {
+                        report.unreadable += 1;
+                        log::error!("Persistence: the will of {client} is damaged: not restored.");
+                        delete_wills.push(client.to_owned());
+                    }
+                }
+            }
+        }
+        {
+            let mut table = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
+            for c in &delete_wills {
+                table.remove(c.as_str()).map_err(|x| e(x.into()))?;
+            }
+        }
         report.sessions = sessions.len();
         restored.sessions = sessions.into_values().collect();
         Ok(())
@@ -501,6 +542,7 @@ impl Store {
             let mut messages = txn.open_table(MESSAGES).map_err(|x| e(x.into()))?;
             let mut rel = txn.open_table(AWAITING_REL).map_err(|x| e(x.into()))?;
             let mut retained = txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
+            let mut wills = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
             for (i, change) in changes.iter().enumerate() {
                 if skip.get(i).copied().unwrap_or(false) {
                     continue;
@@ -615,6 +657,23 @@ impl Store {
                     Change::Released { client_id, pid } => {
                         rel.remove((&**client_id, *pid)).map_err(|x| e(x.into()))?;
                     }
+                    Change::Will { client_id, will } => match will {
+                        Some((m, due)) => {
+                            let received = m.expiry().map(|(_, at)| self.wall_at_zero + at);
+                            let mut value = self
+                                .wall_at_zero
+                                .saturating_add(*due)
+                                .to_le_bytes()
+                                .to_vec();
+                            value.extend_from_slice(&records::message(m, received));
+                            wills
+                                .insert(&**client_id, &*value)
+                                .map_err(|x| e(x.into()))?;
+                        }
+                        None => {
+                            wills.remove(&**client_id).map_err(|x| e(x.into()))?;
+                        }
+                    },
                     Change::Retained { topic, message } => match message {
                         Some(m) => {
                             let received = m.expiry().map(|(_, at)| self.wall_at_zero + at);

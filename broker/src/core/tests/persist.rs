@@ -246,3 +246,69 @@ fn what_the_core_journals_rebuilds_the_same_state() {
     let _ = a;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A will waiting for its Will Delay Interval is kept by the store: after a restart it is
+/// published when its delay has passed (counted from the disconnection), once.
+#[test]
+fn a_delayed_will_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("wren-persist-will-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("wren.db");
+    let mut store = Store::open(&path).unwrap();
+    store.recover().unwrap();
+    let mut t = durable();
+    let will = Will {
+        topic: TopicName::new("will/sensor").unwrap(),
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: properties::Properties {
+            will_delay_interval: Some(2),
+            ..properties::NO_PROPERTIES
+        },
+    };
+    let session = properties::Properties {
+        session_expiry_interval: Some(3600),
+        ..properties::NO_PROPERTIES
+    };
+    let (c, _) = t.connect_v5_with("sensor", true, session, Some(will));
+    t.lose(c);
+    let changes = commit(&mut t);
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Will { will: Some(_), .. })),
+        "{changes:?}"
+    );
+    store.write(&changes).unwrap();
+    drop(store);
+
+    let mut store = Store::open(&path).unwrap();
+    let (restored, _) = store.recover().unwrap();
+    assert_eq!(restored.wills.len(), 1);
+    let (_, _, due_in) = &restored.wills[0];
+    assert!(*due_in <= 2000, "{due_in}");
+    let mut r = Driver::for_tests();
+    r.broker.restore(restored, 0);
+    r.broker.set_persistence(Persistence::Durable);
+    let s = r.connect("watcher", true);
+    r.subscribe(s, "will/#", QoS::AtLeastOnce);
+    r.tick(2_500);
+    let got = r.publishes(s);
+    assert_eq!(got, [("will/sensor".to_owned(), b"offline".to_vec(), 1)]);
+    // Published: the store is told, so a second restart does not publish it again.
+    let changes = r.broker.take_changes().unwrap().1;
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Will { will: None, .. })),
+        "{changes:?}"
+    );
+    store.write(&changes).unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    let (restored, _) = store.recover().unwrap();
+    assert!(restored.wills.is_empty());
+    assert_eq!(restored.retained.len(), 1, "the retained will");
+    let _ = std::fs::remove_dir_all(&dir);
+}
