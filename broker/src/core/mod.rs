@@ -224,6 +224,7 @@ impl Broker {
     /// Run one input at `now_ms`, then the closes it deferred.
     fn input<R>(&mut self, now_ms: u64, handle: impl FnOnce(&mut Self) -> R) -> R {
         self.now_ms = self.now_ms.max(now_ms);
+        self.journal.start_input();
         let result = handle(self);
         self.process_closes();
         result

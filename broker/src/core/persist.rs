@@ -15,13 +15,14 @@
 //! in-flight message of a persistent session has a key (`Queued::key`, `Inflight::key`, 0 for
 //! none), unique in the broker's life and its successors', in delivery order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use wren_codec::QoS;
 
 use super::Broker;
-use super::ids::{ConnId, SessionId};
+use super::conn::Phase;
+use super::ids::{ConnId, IdHash, SessionId};
 use super::message::{Message, Out};
 use super::session::OutgoingState;
 
@@ -134,6 +135,12 @@ pub(super) struct Journal {
     next_key: u64,
     /// Acknowledgements waiting for a batch, oldest first.
     held: VecDeque<(u64, ConnId, Out)>,
+    /// The changes recorded before the current input (see [`Broker::send_ack`]).
+    mark: usize,
+    /// Sessions with acknowledgements waiting, and the batch the last one waits for: a later
+    /// one waits at least as long (acknowledgements go out in order; a duplicate QoS 2 PUBLISH
+    /// must not be PUBREC'd before the first one's id is on disk).
+    waiting: HashMap<SessionId, u64, IdHash>,
     /// The store cannot write (see [`Broker::store_failing`]).
     pub(super) failing: bool,
 }
@@ -147,6 +154,8 @@ impl Default for Journal {
             committed: 0,
             next_key: 1,
             held: VecDeque::new(),
+            mark: 0,
+            waiting: HashMap::default(),
             failing: false,
         }
     }
@@ -174,17 +183,24 @@ impl Journal {
         key
     }
 
-    /// The batch an acknowledgement sent now must wait for, if any: the one being recorded,
-    /// else the last one taken if it is not committed yet.
-    fn wait_for(&self) -> Option<u64> {
+    /// An input (a packet, a timeout) starts: changes recorded from now on are its own.
+    #[inline]
+    pub(super) fn start_input(&mut self) {
+        self.mark = self.changes.len();
+    }
+
+    /// The batch an acknowledgement to session `sid` sent now must wait for, if any: the one
+    /// being recorded if the current input recorded changes (what the acknowledgement promises),
+    /// and at least the one its session's previous acknowledgement waits for.
+    fn wait_for(&self, sid: SessionId) -> Option<u64> {
         if self.mode != Persistence::Durable {
-            None
-        } else if !self.changes.is_empty() {
-            Some(self.next_batch)
-        } else {
-            let taken = self.next_batch.saturating_sub(1);
-            (taken > self.committed).then_some(taken)
+            return None;
         }
+        let mut batch = self.waiting.get(&sid).copied().unwrap_or(0);
+        if self.changes.len() > self.mark {
+            batch = batch.max(self.next_batch);
+        }
+        (batch > self.committed).then_some(batch)
     }
 }
 
@@ -224,16 +240,18 @@ impl Broker {
                 b.journal.failing = false;
                 log::warn!("Persistence: writing again; QoS 1 and 2 messages are accepted.");
             }
+            let committed = b.journal.committed;
             while b
                 .journal
                 .held
                 .front()
-                .is_some_and(|&(n, _, _)| n <= b.journal.committed)
+                .is_some_and(|&(n, _, _)| n <= committed)
             {
                 if let Some((_, conn, out)) = b.journal.held.pop_front() {
                     b.send(conn, out);
                 }
             }
+            b.journal.waiting.retain(|_, n| *n > committed);
         });
     }
 
@@ -251,8 +269,17 @@ impl Broker {
 
     /// Send an acknowledgement: now, or once what it acknowledges is on disk (durable mode).
     pub(super) fn send_ack(&mut self, conn: ConnId, out: Out) {
-        match self.journal.wait_for() {
-            Some(batch) => self.journal.held.push_back((batch, conn, out)),
+        let session = match self.conns.get(&conn).map(|c| &c.state) {
+            Some(Phase::Connected(client)) if self.journal.mode == Persistence::Durable => {
+                client.session
+            }
+            _ => return self.send(conn, out),
+        };
+        match self.journal.wait_for(session) {
+            Some(batch) => {
+                self.journal.held.push_back((batch, conn, out));
+                self.journal.waiting.insert(session, batch);
+            }
             None => self.send(conn, out),
         }
     }

@@ -82,6 +82,21 @@ fn durable_acknowledgements_wait_for_their_batch_in_order() {
     t.publish(q, "no/subscriber", b"x", QosPid::AtLeastOnce(pid(9)), false);
     assert_eq!(t.drain(q), [Sent::PubAck(9, 0)]);
     assert!(!t.broker.has_changes());
+    // Another session's batch being written (or failing) holds no one else's acknowledgement.
+    t.publish(p, "cmd/4", b"d", QosPid::AtLeastOnce(pid(4)), false);
+    let _taken = t.broker.take_changes().unwrap();
+    t.publish(
+        q,
+        "no/subscriber",
+        b"y",
+        QosPid::AtLeastOnce(pid(10)),
+        false,
+    );
+    assert_eq!(
+        t.subscribe(q, "any", QoS::AtLeastOnce),
+        [Sent::PubAck(10, 0), Sent::SubAck(1, vec![1])]
+    );
+    assert_eq!(t.drain(p), []);
 }
 
 #[test]
