@@ -137,16 +137,8 @@ fn mosquitto_clients_publish_and_receive_over_tls() {
     let pki = Pki::new();
     let (broker, plain, tls) = start(pki.listener(), 10);
     let sub = Sub::spawn(&tls_args(tls, &pki.ca, "tls-sub"), &broker);
-    // The quiet subscriber hibernates (the inner end of its socket pair is parked, its TLS
-    // session waits in the pump) and is woken by the message.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while broker.hibernating_connections() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the TLS subscriber never hibernated"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // (The subscriber stays live while it waits: TLS connections do not hibernate, their
+    // session has no place in the parking lot.)
     // TLS 1.2 is accepted by default (tlsv1.2 and later).
     let ran = publish(
         &tls_args(tls, &pki.ca, "tls-pub"),
