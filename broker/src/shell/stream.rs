@@ -185,15 +185,18 @@ fn receive(
     // plaintext buffer has a limit).
     while !rest.is_empty() {
         match session.read_tls(&mut rest) {
-            Ok(0) | Err(_) => return some_or(plain, Received::Closed, false),
+            // (Not after a close_notify, which ends the loop below.)
+            Ok(0) => return some_or(plain, Received::Closed, false),
             Ok(_) => {}
+            Err(e) => {
+                log_tls_error(tcp, &e);
+                return some_or(plain, Received::Closed, false);
+            }
         }
         if let Err(e) = session.process_new_packets() {
             // The alert rustls queued for the peer, if the socket takes it.
             let _ = flush(session, tcp);
-            let peer = tcp.get_ref().peer_addr();
-            let peer = peer.map_or_else(|_| "?".to_string(), |p| p.to_string());
-            log::info!("Client {peer} TLS error: {e}, closing.");
+            log_tls_error(tcp, &e);
             return some_or(plain, Received::Closed, false);
         }
         match take_plaintext(session, plain) {
@@ -202,6 +205,14 @@ fn receive(
         }
     }
     Received::Plaintext { drained }
+}
+
+/// A TLS failure after the handshake, in the words of the handshake's (`transport.rs`).
+fn log_tls_error(tcp: &Async<TcpStream>, e: &dyn std::fmt::Display) {
+    match tcp.get_ref().peer_addr() {
+        Ok(peer) => log::info!("Client {peer} TLS error: {e}, closing."),
+        Err(_) => log::info!("Client TLS error: {e}, closing."),
+    }
 }
 
 /// Append the session's decrypted bytes to `plain`; whether the peer has closed (close_notify).
