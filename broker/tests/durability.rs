@@ -92,6 +92,7 @@ fn subscribe_and_leave(port: u16, id: &str, filter: &str, qos: QoS) {
 /// Publish `count` messages numbered from `first` on `topic` at `qos` as fast as the window
 /// allows, until done or the connection dies (the broker killed); returns the numbers whose
 /// PUBACK (QoS 1) or PUBREC (QoS 2) arrived.
+#[allow(clippy::too_many_arguments)] // (one test helper; a struct would only rename them)
 fn flood(
     port: u16,
     id: &str,

@@ -4,8 +4,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,6 +19,7 @@ use super::backpressure::Pause;
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
 use super::server::Shared;
+use super::stream::{Received, Stream};
 
 /// Most bytes a closing connection reads and discards while it waits for the peer to close.
 const LINGER_BYTES: usize = 1 << 20;
@@ -32,6 +32,8 @@ const READ_BUF: usize = 64 * 1024;
 thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
     static WRITE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// TLS connections' decrypted bytes (`READ_BUFFER` holds the records they came in).
+    static PLAINTEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One connection's task: reader and writer in one hand-written future, so an idle connection
@@ -39,7 +41,7 @@ thread_local! {
 #[derive(Debug)]
 pub(super) struct ConnectionTask {
     shared: Arc<Shared>,
-    stream: Async<TcpStream>,
+    stream: Stream,
     conn: ConnId,
     outbox: Outbox,
     /// How packets are decoded: the CONNECT's version, the size limit for the current state
@@ -114,12 +116,7 @@ const READ_BUDGET: u32 = 2;
 const WRITE_BUDGET: u32 = 8;
 
 impl ConnectionTask {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        stream: Async<TcpStream>,
-        conn: ConnId,
-        outbox: Outbox,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, stream: Stream, conn: ConnId, outbox: Outbox) -> Self {
         let framing = Framing::new(&shared.config);
         ConnectionTask {
             shared,
@@ -144,6 +141,10 @@ impl ConnectionTask {
     /// connection is over.
     #[cfg(target_os = "linux")]
     pub(super) fn park(self, lot: &ParkingLot) -> Result<(), Option<ConnectionTask>> {
+        if self.stream.is_tls() {
+            // The session's state has no place in the lot: TLS connections stay live.
+            return Err(Some(self));
+        }
         let ConnectionTask {
             shared,
             stream,
@@ -153,8 +154,9 @@ impl ConnectionTask {
             quiet_since_ms,
             ..
         } = self;
-        let Ok(stream) = stream.into_inner() else {
-            // The socket is gone with the failed deregistration: the connection is over.
+        let Some(Ok(stream)) = stream.into_plain().map(Async::into_inner) else {
+            // The socket is gone with the failed deregistration: the connection is over (TLS
+            // connections do not get here, see above).
             shared.connection_lost(conn);
             outbox.close();
             return Err(None);
@@ -204,7 +206,7 @@ impl ConnectionTask {
             return Err(outbox);
         };
         let framing = Framing::connected(&shared.config, p.version);
-        let mut c = ConnectionTask::new(shared, stream, conn, outbox);
+        let mut c = ConnectionTask::new(shared, Stream::plain(stream), conn, outbox);
         c.framing = framing;
         c.readable = readable;
         // `hibernate` stays set: it is decided again once the connection reads or writes (a
@@ -230,7 +232,7 @@ impl ConnectionTask {
     /// then fails on its next write before it reads the DISCONNECT and its reason code; some
     /// TCP stacks also drop received data that was not read yet when a reset arrives.
     fn close_gracefully(&mut self) {
-        if self.stream.get_ref().shutdown(Shutdown::Write).is_err() {
+        if self.stream.shutdown_write().is_err() {
             self.finish_writing();
             return;
         }
@@ -244,28 +246,33 @@ impl ConnectionTask {
     /// The writer is over: shut the socket (which also ends the peer's view of it).
     fn finish_writing(&mut self) {
         self.writer = Writer::Done;
-        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        self.stream.shutdown();
         self.finish_reading();
     }
 
     /// One non-blocking read into this thread's buffer, and everything it completes handled.
     fn try_read(&mut self) -> ReadOutcome {
-        let ConnectionTask {
-            shared,
-            stream,
-            conn,
-            outbox,
-            framing,
-            pending,
-            subscribed,
-            active,
-            pause,
-            ..
-        } = self;
         let mut congested = Vec::new();
         let outcome = READ_BUFFER.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let n = match stream.get_ref().read(&mut buf) {
+            if self.stream.is_tls() {
+                return PLAINTEXT.with(|plain| {
+                    let mut plain = plain.borrow_mut();
+                    plain.clear();
+                    let outcome = match self.stream.receive(&mut buf, &mut plain) {
+                        Received::Plaintext { drained } => {
+                            self.handle_fresh(&plain, drained, &mut congested)
+                        }
+                        Received::Nothing => ReadOutcome::WouldBlock,
+                        Received::Closed => ReadOutcome::Stop,
+                    };
+                    if plain.capacity() > 16 * READ_BUF {
+                        *plain = Vec::new();
+                    }
+                    outcome
+                });
+            }
+            let n = match self.stream.tcp().get_ref().read(&mut buf) {
                 Ok(0) => return ReadOutcome::Stop,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
@@ -274,32 +281,60 @@ impl ConnectionTask {
                 }
                 Err(_) => return ReadOutcome::Stop,
             };
-            *active = true;
             let drained = n < buf.len();
-            let fresh = buf.get(..n).unwrap_or_default();
-            let mut handle =
-                |data: &[u8]| handle_bytes(shared, *conn, outbox, data, framing, &mut congested);
-            if pending.is_empty() {
-                let h = handle(fresh);
-                *subscribed |= h.subscribed;
-                if h.stop {
-                    return ReadOutcome::Stop;
-                }
-                // Keep the partial packet, and what a pause held back.
-                pending.extend_from_slice(fresh.get(h.used..).unwrap_or_default());
-            } else {
-                pending.extend_from_slice(fresh);
-                let h = handle(pending);
-                *subscribed |= h.subscribed;
-                if h.stop {
-                    return ReadOutcome::Stop;
-                }
-                consume_pending(pending, h.used);
-            }
-            ReadOutcome::Handled { drained }
+            self.handle_fresh(buf.get(..n).unwrap_or_default(), drained, &mut congested)
         });
-        Pause::hold_back(pause, congested, shared.config.max_publisher_hold_ms);
+        Pause::hold_back(
+            &mut self.pause,
+            congested,
+            self.shared.config.max_publisher_hold_ms,
+        );
         outcome
+    }
+
+    /// Handle every packet that `fresh`, the bytes just read, completes (with `pending`), and
+    /// keep the rest in `pending`.
+    fn handle_fresh(
+        &mut self,
+        fresh: &[u8],
+        drained: bool,
+        congested: &mut Vec<Outbox>,
+    ) -> ReadOutcome {
+        if fresh.is_empty() {
+            // Part of a TLS record: nothing for the core yet.
+            return ReadOutcome::Handled { drained };
+        }
+        let ConnectionTask {
+            shared,
+            conn,
+            outbox,
+            framing,
+            pending,
+            subscribed,
+            active,
+            ..
+        } = self;
+        *active = true;
+        let mut handle =
+            |data: &[u8]| handle_bytes(shared, *conn, outbox, data, framing, congested);
+        if pending.is_empty() {
+            let h = handle(fresh);
+            *subscribed |= h.subscribed;
+            if h.stop {
+                return ReadOutcome::Stop;
+            }
+            // Keep the partial packet, and what a pause held back.
+            pending.extend_from_slice(fresh.get(h.used..).unwrap_or_default());
+        } else {
+            pending.extend_from_slice(fresh);
+            let h = handle(pending);
+            *subscribed |= h.subscribed;
+            if h.stop {
+                return ReadOutcome::Stop;
+            }
+            consume_pending(pending, h.used);
+        }
+        ReadOutcome::Handled { drained }
     }
 
     /// Handle the packets a pause kept back in `pending`, without reading. Returns whether the
@@ -365,7 +400,7 @@ impl ConnectionTask {
             // that comes back with less than the buffer has emptied the socket, so the next one
             // waits for the reactor instead of spending a system call on EAGAIN.
             if !self.readable {
-                match self.stream.poll_readable(cx) {
+                match self.stream.tcp().poll_readable(cx) {
                     Poll::Ready(Ok(())) => self.readable = true,
                     Poll::Ready(Err(_)) => self.finish_reading(),
                     Poll::Pending => {
@@ -400,7 +435,7 @@ impl ConnectionTask {
                 Writer::Lingering(l) => {
                     let read = READ_BUFFER.with(|buf| {
                         let mut buf = buf.borrow_mut();
-                        self.stream.get_ref().read(&mut buf)
+                        self.stream.tcp().get_ref().read(&mut buf)
                     });
                     match read {
                         Ok(n) if n > 0 && l.discarded < LINGER_BYTES => {
@@ -408,7 +443,7 @@ impl ConnectionTask {
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            match self.stream.poll_readable(cx) {
+                            match self.stream.tcp().poll_readable(cx) {
                                 Poll::Ready(Ok(())) => continue,
                                 Poll::Ready(Err(_)) => {}
                                 Poll::Pending => {
@@ -428,6 +463,17 @@ impl ConnectionTask {
                     }
                 }
                 Writer::Idle => {
+                    if self.stream.wants_write() {
+                        // TLS records of the session's own (a handshake's last flight, an
+                        // alert, a key update): written as blocked bytes are.
+                        self.writer = Writer::Blocked(Box::new(Blocked {
+                            rest: Vec::new(),
+                            written: 0,
+                            closed: false,
+                            grace: None,
+                        }));
+                        continue;
+                    }
                     if self.outbox.poll_ready(cx).is_pending() {
                         return true;
                     }
@@ -437,9 +483,9 @@ impl ConnectionTask {
                         return false;
                     }
                     self.active = true;
-                    match drain_and_write(&self.stream, &self.outbox) {
+                    match drain_and_write(&mut self.stream, &self.outbox) {
                         None => self.finish_writing(),
-                        Some((closed, rest)) if rest.is_empty() => {
+                        Some((closed, rest)) if rest.is_empty() && !self.stream.wants_write() => {
                             if closed {
                                 self.close_gracefully();
                             }
@@ -455,19 +501,25 @@ impl ConnectionTask {
                     }
                 }
                 Writer::Blocked(b) => {
-                    while let Some(unwritten) = b.rest.get(b.written..).filter(|r| !r.is_empty()) {
-                        match self.stream.get_ref().write(unwritten) {
-                            Ok(0) => {
+                    loop {
+                        let unwritten = b.rest.get(b.written..).unwrap_or_default();
+                        // Bytes of ours first, then the TLS records they became.
+                        if unwritten.is_empty() && !self.stream.wants_write() {
+                            break;
+                        }
+                        match self.stream.write(unwritten) {
+                            Ok(0) if !unwritten.is_empty() => {
                                 self.finish_writing();
                                 return false;
                             }
+                            Ok(0) => {}
                             Ok(n) => {
                                 b.written = b.written.saturating_add(n);
                                 self.outbox.note_written();
                             }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                match self.stream.poll_writable(cx) {
+                                match self.stream.tcp().poll_writable(cx) {
                                     Poll::Ready(Ok(())) => continue,
                                     Poll::Ready(Err(_)) => {
                                         self.finish_writing();
@@ -545,7 +597,11 @@ impl Future for Task {
             c.quiet_since_ms = c.shared.now_ms();
         }
         #[cfg(target_os = "linux")]
-        if let Some(lot) = c.shared.lot.clone().filter(|_| c.hibernate)
+        if let Some(lot) = c
+            .shared
+            .lot
+            .clone()
+            .filter(|_| c.hibernate && !c.stream.is_tls())
             && let Some(conn) = this.0.take()
         {
             return match conn.park(&lot) {
@@ -572,15 +628,16 @@ fn consume_pending(pending: &mut Vec<u8>, used: usize) {
 
 /// Drain the outbox into this thread's buffer and write what the socket takes without waiting.
 /// Returns whether the outbox is closed and the bytes the socket did not take (usually none:
-/// an idle connection holds no write buffer), or `None` if the socket failed.
-fn drain_and_write(stream: &Async<TcpStream>, outbox: &Outbox) -> Option<(bool, Vec<u8>)> {
+/// an idle connection holds no write buffer; a TLS session may still hold records of them,
+/// [`Stream::wants_write`]), or `None` if the socket failed.
+fn drain_and_write(stream: &mut Stream, outbox: &Outbox) -> Option<(bool, Vec<u8>)> {
     WRITE_BUFFER.with(|tl| {
         let mut buf = tl.borrow_mut();
         buf.clear();
         let closed = outbox.drain_into(&mut buf);
         let mut written = 0usize;
         while let Some(unwritten) = buf.get(written..).filter(|b| !b.is_empty()) {
-            match stream.get_ref().write(unwritten) {
+            match stream.write(unwritten) {
                 Ok(0) => return None,
                 Ok(n) => written = written.saturating_add(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -660,7 +717,7 @@ fn handle_bytes(
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::sync::{Mutex, Weak};
     use std::time::Instant;
 
@@ -683,7 +740,7 @@ mod tests {
             executor: Weak::new(),
             store_doorbell: None,
         });
-        let fut = ConnectionTask::new(shared, stream, ConnId(1), Outbox::new());
+        let fut = ConnectionTask::new(shared, Stream::plain(stream), ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
         eprintln!(
             "Outbox shared: {} bytes",

@@ -103,8 +103,9 @@ pub(super) fn bind_all(config: &Config) -> io::Result<Vec<Bound>> {
     Ok(bound)
 }
 
-/// TLS and WebSocket listeners need Unix socket pairs (`transport.rs`): elsewhere, refuse them
-/// rather than serve plain MQTT where the configuration asked for something else.
+/// TLS and WebSocket listeners are served by Unix-only code (`transport.rs`: the WebSocket pump
+/// needs Unix socket pairs): elsewhere, refuse them rather than serve plain MQTT where the
+/// configuration asked for something else.
 #[cfg(not(unix))]
 fn refuse_unsupported(listener: &Listener) -> io::Result<()> {
     let what = if listener.is_tls() {

@@ -15,29 +15,34 @@
 //! Hibernation: a quiet connection gives its task and reactor registration back and waits as a
 //! bare socket in the parking lot (`park.rs`, `hibernate_after_ms`).
 //!
-//! TLS and WebSockets (`transport.rs`, `tls.rs`, `websocket.rs`; Unix only): a connection
-//! accepted by a TLS and/or WebSocket listener gets a small *pump* task, which does the
-//! handshakes (within `connect_timeout`), then opens the connection in the core and gives an
-//! ordinary connection task the inner end of a Unix socket pair, and moves the MQTT bytes
-//! between the client (rustls through futures-rustls, frames through async-tungstenite) and the
-//! outer end. Why a socket pair rather than a connection task generic over its byte stream:
-//! - plain TCP keeps exactly its path (the accept loop's one `if`), with its reads straight into
-//!   the per-thread buffer and zero-copy decoding, which a TLS or WebSocket stream (records and
-//!   frames decoded into buffers of their own, more bytes pending than the socket shows) could
-//!   not share without a second set of code paths in the hottest file;
+//! TLS (`transport.rs`, `tls.rs`, `stream.rs`; Unix only): a connection accepted by a TLS
+//! listener does its handshake (within `connect_timeout`) in a task of its own, which then opens
+//! the connection in the core and becomes an ordinary connection task whose [`stream::Stream`]
+//! holds the rustls session: reads decrypt what one `read` of the socket brought (from the
+//! per-thread buffer into a second per-thread buffer, so packets are still decoded in place),
+//! writes encrypt the drained outbox into records written straight to the socket. The plain path
+//! is one `Option` check away from the bare socket. TLS connections do not hibernate (the
+//! session's state has no place in the parking lot).
+//!
+//! WebSockets (`transport.rs`, `websocket.rs`; Unix only): a connection accepted by a WebSocket
+//! listener (with or without TLS) gets a small *pump* task, which does the handshakes (within
+//! `connect_timeout`), then opens the connection in the core and gives an ordinary connection
+//! task the inner end of a Unix socket pair, and moves the MQTT bytes between the client (frames
+//! through async-tungstenite, over rustls through futures-rustls for WSS) and the outer end. Why
+//! a socket pair rather than a connection task aware of frames:
 //! - the connection task, its close, flush and backpressure behaviour, and hibernation (the inner
-//!   end parks like any socket, while the pump waits) are the same code for every transport:
-//!   nothing to keep in step, and the pump holds no protocol state (every protocol decision stays
-//!   in the core);
+//!   end parks like any socket, while the pump waits) are the same code as for TCP: nothing to
+//!   keep in step, and the pump holds no protocol state (every protocol decision stays in the
+//!   core);
 //! - closing and backpressure follow from socket semantics: the connection task's EOF and
-//!   shutdowns cross the pair (the pump turns them into a TLS close_notify or a WebSocket Close
+//!   shutdowns cross the pair (the pump turns them into a WebSocket Close (and TLS close_notify)
 //!   and the TCP shutdown, and the client's EOF into the inner end's), and a slow client fills
 //!   the pair's 64 KiB buffer, so the connection task sees a full socket and its outbox
 //!   congestion holds back publishers as on TCP.
 //!
-//! The cost, for TLS and WebSocket connections only: two more file descriptors, one more copy
-//! and two more system calls per chunk each way (measured in the README), and the pump's two
-//! 16 KiB buffers plus the TLS state held while the connection hibernates.
+//! The cost, for WebSocket connections only: two more file descriptors, one more copy and two
+//! more system calls per chunk each way, and the pump's buffer plus the frame state held while
+//! the connection hibernates.
 
 mod backpressure;
 mod connection;
@@ -47,6 +52,7 @@ mod listen;
 mod park;
 mod persistence;
 mod server;
+mod stream;
 #[cfg(unix)]
 mod tls;
 #[cfg(unix)]

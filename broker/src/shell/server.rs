@@ -21,6 +21,7 @@ use super::listen::{Bound, bind_all};
 #[cfg(target_os = "linux")]
 use super::park::{Parked, ParkingLot};
 use super::persistence::{Doorbell, Writer};
+use super::stream::Stream;
 #[cfg(unix)]
 use super::tls::TlsListener;
 #[cfg(unix)]
@@ -548,8 +549,8 @@ async fn accept_loop(
         let _ = stream.get_ref().set_nodelay(true);
         #[cfg(unix)]
         if let Some(t) = &transport {
-            // TLS or WebSockets: a pump task does the handshakes, then bridges to a connection
-            // task (`transport.rs`).
+            // TLS or WebSockets: a task does the handshakes, then becomes the connection task
+            // (TLS) or bridges to one (WebSockets, `transport.rs`).
             let Some(ex) = executor.upgrade() else {
                 return;
             };
@@ -571,7 +572,7 @@ async fn accept_loop(
         let Some(ex) = executor.upgrade() else {
             return;
         };
-        let mut c = ConnectionTask::new(Arc::clone(&shared), stream, conn, outbox);
+        let mut c = ConnectionTask::new(Arc::clone(&shared), Stream::plain(stream), conn, outbox);
         // A client sends its CONNECT as soon as its connect() returns, so it is usually in the
         // socket by the time the task first runs: read at once rather than first arming the
         // reactor and waiting for it to say so (an EAGAIN when it is not there yet).

@@ -1,18 +1,19 @@
-//! TLS and WebSocket connections: a small pump task per connection terminates TLS and/or
-//! WebSockets and bridges the MQTT bytes to an ordinary [`ConnectionTask`] through a Unix
-//! socket pair (see the module documentation of `shell` for why).
+//! TLS and WebSocket connections: a task per accepted connection does the handshake(s), within
+//! `connect_timeout` together (a failure or a time-out is logged, `Client <peer> TLS handshake
+//! failed: <reason>, closing.`, and closes that connection only; the core never hears of it);
+//! then the core is told of the connection ([`crate::Broker::connection_opened`], with the
+//! certificate's user name if the listener takes one).
 //!
-//! The pump: the handshake(s), within `connect_timeout` together (a failure or a time-out is
-//! logged, `Client <peer> TLS handshake failed: <reason>, closing.`, and closes that connection
-//! only; the core never hears of it); then the core is told of the connection
-//! ([`crate::Broker::connection_opened`], with the certificate's user name if the listener takes
-//! one) and its task is spawned on the inner end of the pair, while the pump moves bytes both
-//! ways between the client and the outer end until both directions are over.
+//! A TLS connection's task then becomes an ordinary [`ConnectionTask`] driving the rustls
+//! session over the socket itself (`stream.rs`): no extra task, copy or system call per message.
 //!
-//! Closing mirrors the plain TCP path: when the client closes (or fails), the pump shuts the
-//! inner end's write side, so the connection task reads EOF; when the connection task has
-//! written its last bytes and shut its side, the pump flushes them, ends the session (TLS
-//! close_notify, WebSocket Close frame) and shuts the TCP write side, then gives the client
+//! A WebSocket connection (over TCP or TLS) keeps a small *pump*: the connection task gets the
+//! inner end of a Unix socket pair, while the pump moves bytes both ways between the client's
+//! frames and the outer end until both directions are over (see the module documentation of
+//! `shell` for why). Closing mirrors the plain TCP path: when the client closes (or fails), the
+//! pump shuts the inner end's write side, so the connection task reads EOF; when the connection
+//! task has written its last bytes and shut its side, the pump flushes them, ends the session
+//! (WebSocket Close frame, TLS close_notify) and shuts the TCP write side, then gives the client
 //! [`LINGER`] to close its side before dropping everything.
 
 use std::io;
@@ -37,13 +38,14 @@ use crate::core::CertificateUser;
 
 use super::connection::{ConnectionTask, Task};
 use super::server::Shared;
+use super::stream::Stream;
 use super::tls::TlsListener;
 use super::websocket;
 
 /// How long the client gets to close its side once the connection is over (the connection task
 /// waits as long, `CLOSE_GRACE`, for the same).
 const LINGER: Duration = Duration::from_secs(2);
-/// The pump's buffer in each direction (a TLS record holds at most 16 KiB).
+/// The pump's buffer towards the client.
 const PUMP_BUF: usize = 16 * 1024;
 /// The socket pair's send buffers: the bytes in flight between the pump and the connection task
 /// on top of the TCP socket's own, so that a slow client holds back the connection task (and
@@ -82,7 +84,8 @@ pub(super) struct Accepted {
     pub(super) port: u16,
 }
 
-/// Serve one accepted connection of a TLS and/or WebSocket listener (the pump task).
+/// Serve one accepted connection of a TLS and/or WebSocket listener: the handshakes, then the
+/// connection task (TLS) or the pump (WebSockets).
 pub(super) async fn serve(
     shared: Arc<Shared>,
     transport: Arc<Transport>,
@@ -128,9 +131,35 @@ pub(super) async fn serve(
         {
             bridge_websocket(ws, outer, peer).await;
         }
-    } else if let Some(outer) = open(&shared, at, user) {
-        bridge_bytes(stream, outer).await;
+    } else {
+        // The connection task drives the session over the socket itself (`stream.rs`).
+        let (tcp, session) = stream.into_inner();
+        open_tls(&shared, at, user, Stream::tls(tcp, session));
     }
+}
+
+/// Open the connection of a TLS listener (handshake done) in the core and spawn its task on
+/// `stream` (nothing if `max_connections` refuses it).
+fn open_tls(shared: &Arc<Shared>, at: Accepted, user: Option<CertificateUser>, stream: Stream) {
+    let now = shared.now_ms();
+    let Some((conn, outbox)) = shared.with_core(None, |b| {
+        let opened = b.connection_opened(at.peer, at.listener, at.port, now)?;
+        if let Some(user) = user {
+            b.set_certificate_user(opened.0, user);
+        }
+        Some(opened)
+    }) else {
+        return;
+    };
+    let mut task = ConnectionTask::new(Arc::clone(shared), stream, conn, outbox);
+    // The session may hold the client's first records already (a CONNECT sent with the end of
+    // the handshake), which no readiness event would announce.
+    task.readable = true;
+    let Some(ex) = shared.executor.upgrade() else {
+        shared.connection_lost(conn);
+        return;
+    };
+    ex.spawn(Task(Some(task))).detach();
 }
 
 /// The connection, handshakes done, for the core: a socket pair whose inner end gets a
@@ -156,7 +185,7 @@ fn open(
         }
         Some(opened)
     })?;
-    let task = ConnectionTask::new(Arc::clone(shared), inner, conn, outbox);
+    let task = ConnectionTask::new(Arc::clone(shared), Stream::plain(inner), conn, outbox);
     let Some(ex) = shared.executor.upgrade() else {
         shared.connection_lost(conn);
         return None;
@@ -197,46 +226,6 @@ async fn pump(up: impl Future<Output = ()>, down: impl Future<Output = ()>) {
         linger,
     )
     .await;
-}
-
-/// Bridge a TLS stream and the outer end of the pair.
-async fn bridge_bytes<S>(stream: S, outer: Async<UnixStream>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut from_client, mut to_client) = smol::io::split(stream);
-    let outer = &outer;
-    let up = async move {
-        let mut buf = vec![0u8; PUMP_BUF];
-        loop {
-            let n = match from_client.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let mut w = outer;
-            if w.write_all(buf.get(..n).unwrap_or_default()).await.is_err() {
-                break;
-            }
-        }
-        let _ = outer.get_ref().shutdown(Shutdown::Write);
-    };
-    let down = async move {
-        let mut buf = vec![0u8; PUMP_BUF];
-        let mut r = outer;
-        loop {
-            let n = match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let data = buf.get(..n).unwrap_or_default();
-            if to_client.write_all(data).await.is_err() || to_client.flush().await.is_err() {
-                break;
-            }
-        }
-        // close_notify, then the TCP write side shut.
-        let _ = to_client.close().await;
-    };
-    pump(up, down).await;
 }
 
 /// Bridge a WebSocket and the outer end of the pair: binary messages carry the MQTT bytes
