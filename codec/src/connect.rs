@@ -194,7 +194,7 @@ impl Connect<'_> {
 
     /// The general path: measured and checked by [`Self::body_len`], written by [`Self::write`]
     /// through a [`Writer`].
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_general(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let (body, blocks) = self.body_len()?;
         let mut w = start_packet(buf, FIRST, body)?;
@@ -208,7 +208,7 @@ impl Connect<'_> {
     /// at once: a packet that breaks one (a field over 65,535 bytes, an empty will topic, a
     /// password without a user name), and a body of 16 KiB or more, take the general path,
     /// which names the first rule broken exactly as before.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_plain(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let client_id = self.client_id.as_bytes();
         let (topic, payload): (&[u8], &[u8]) = match &self.will {
@@ -278,7 +278,7 @@ impl Connect<'_> {
     /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,
     /// starting with `start` (the fixed header and the variable header); `fields`: the client
     /// identifier, will topic, will payload, user name and password (empty when absent).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write_plain<const H: usize>(
         &self,
         out: &mut [u8],
@@ -302,7 +302,7 @@ impl Connect<'_> {
     }
 
     /// The connect flags byte.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn flags(&self) -> u8 {
         let mut flags = 0u8;
         if self.clean_start {
@@ -325,7 +325,7 @@ impl Connect<'_> {
 
     /// The body length and the property items lengths of the CONNECT and of its will (5.0),
     /// checking the packet against the rules the decoder enforces.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn body_len(&self) -> Result<(usize, (Block, Block)), EncodeError> {
         let v5 = self.protocol.is_v5();
         if !v5 && self.password.is_some() && self.username.is_none() {
@@ -367,7 +367,7 @@ impl Connect<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
         let flags = self.flags();
         let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
