@@ -168,6 +168,19 @@ impl<'a> Connect<'a> {
 }
 
 impl Connect<'_> {
+    /// [`crate::Packet::encode`] for a CONNECT (in its own `protocol` version), without the
+    /// all-packet dispatch: a 3.1.1 client links only the 3.1.1 path it uses.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !self.protocol.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        if self.protocol == ProtocolVersion::V311 {
+            self.encode_v311(buf)
+        } else {
+            self.encode_other(buf)
+        }
+    }
+
     /// [`crate::Packet::encode`] for a 3.1.1 CONNECT, by [`Self::encode_plain`].
     #[inline(never)]
     pub(crate) fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {

@@ -361,6 +361,63 @@ impl Packet<'_> {
     }
 }
 
+impl Ack<'_> {
+    /// [`Packet::encode`] for a PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type`) without the
+    /// all-packet dispatch or a [`Packet`] on the stack. Another packet type is refused
+    /// ([`EncodeError::InvalidValue`]).
+    ///
+    /// ```
+    /// use wren_codec::{Ack, EncodeError, PacketId, PacketType, ProtocolVersion};
+    /// let ack = Ack::new(PacketId::new(7).unwrap());
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(ack.encode(PacketType::PubAck, ProtocolVersion::V311, &mut buf), Ok(4));
+    /// assert_eq!(buf, [0x40, 0x02, 0x00, 0x07]);
+    /// assert_eq!(ack.encode(PacketType::SubAck, ProtocolVersion::V311, &mut buf),
+    ///            Err(EncodeError::InvalidValue));
+    /// ```
+    pub fn encode(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        match packet_type {
+            PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+                encode_ack(self, packet_type, version, buf)
+            }
+            _ => Err(EncodeError::InvalidValue),
+        }
+    }
+}
+
+impl Unsubscribe<'_> {
+    /// [`Packet::encode`] for an UNSUBSCRIBE, without the all-packet dispatch.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        encode_unsubscribe(self, version, buf)
+    }
+}
+
+impl Disconnect<'_> {
+    /// [`Packet::encode`] for a DISCONNECT, without the all-packet dispatch.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        encode_disconnect(self, PacketType::Disconnect, version, buf)
+    }
+}
+
+/// [`Packet::encode`] for a PINGREQ (two bytes), without the all-packet dispatch.
+pub fn encode_pingreq(buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_empty(PacketType::PingReq, buf)
+}
+
 /// The first byte of the fixed header of a packet other than PUBLISH.
 const fn first_byte(t: PacketType) -> u8 {
     let flags = match t.required_flags() {

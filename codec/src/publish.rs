@@ -127,13 +127,13 @@ impl Publish<'_> {
 
     /// [`crate::Packet::encode`] for a PUBLISH, the packet a broker encodes most (once for every
     /// subscriber it forwards a message to): one function for each version, so that each stays
-    /// small and the 3.1.1 one holds no property code.
+    /// small and the 3.1.1 one holds no property code. Called directly, it links no other
+    /// packet's encoder and needs no [`crate::Packet`] on the stack.
     #[inline]
-    pub(crate) fn encode(
-        &self,
-        version: ProtocolVersion,
-        buf: &mut [u8],
-    ) -> Result<usize, EncodeError> {
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         if version.is_v5() {
             self.encode_v5(buf)
         } else {
@@ -278,6 +278,14 @@ impl Publish<'_> {
         }
         copy_payload(rest, self.payload);
         Some(())
+    }
+
+    /// [`crate::Packet::encoded_len`] for a PUBLISH: the length [`Self::encode`] writes.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        crate::data::frame_lengths(self.body_len(version)?.0).map(|(_, total)| total)
     }
 
     /// The body length, and the length of the property items (5.0), checking the packet against

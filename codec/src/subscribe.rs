@@ -237,13 +237,13 @@ const FIRST: u8 = ((PacketType::Subscribe as u8) << 4) | 0b0010;
 impl Subscribe<'_> {
     /// [`crate::Packet::encode`] for a SUBSCRIBE: one function for each version, each taking
     /// the plain path ([`Self::encode_items`]) for the caller's own subscriptions (a list
-    /// built with [`List::new`]) and the general path for a decoded list.
+    /// built with [`List::new`]) and the general path for a decoded list. Called directly, it
+    /// links no other packet's encoder and needs no [`crate::Packet`] on the stack.
     #[inline]
-    pub(crate) fn encode(
-        &self,
-        version: ProtocolVersion,
-        buf: &mut [u8],
-    ) -> Result<usize, EncodeError> {
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         if version.is_v5() {
             self.encode_v5(buf)
         } else {
