@@ -44,8 +44,8 @@ use core::num::NonZeroU32;
 use embedded_io::{Read, ReadReady, Write};
 use wren_codec::stream::StreamDecoder;
 use wren_codec::{
-    DecodeError, DecodeOptions, EncodeError, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    ReasonCode, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    DecodeError, DecodeOptions, EncodeError, Packet, PacketId, PacketType, ProtocolVersion,
+    Publish, QoS, ReasonCode, Subscription, SubscriptionOptions, TopicFilter, TopicName,
 };
 
 pub use crate::engine::Config;
@@ -271,6 +271,9 @@ where
     /// ([`Client::is_connected`]). A clean start drops the outbox; otherwise the messages in it
     /// are resent if the server still has the session. In 5.0 the client advertises `RX` as its
     /// Maximum Packet Size (unless `connect` names one).
+    // Every entry point out of line: inlined into one caller, their locals would share one
+    // frame that is as deep as all of them together.
+    #[inline(never)]
     pub fn connect(
         &mut self,
         mut connect: wren_codec::Connect<'_>,
@@ -281,12 +284,12 @@ where
             let cap = u32::try_from(RX).unwrap_or(u32::MAX);
             connect.properties.maximum_packet_size = NonZeroU32::new(cap);
         }
-        let packet = self.engine.connect(connect, now)?;
+        self.engine.prepare_connect(&mut connect, now)?;
         if connect.clean_start {
             self.outbox.clear();
         }
         self.decoder.set_version(connect.protocol);
-        send(&mut self.transport, &mut self.tx, connect.protocol, &packet)
+        send(&mut self.transport, &mut self.tx, |buf| connect.encode(buf))
     }
 
     /// Whether the server accepted the connection (and it has not been lost since).
@@ -328,6 +331,7 @@ where
     }
 
     /// Subscribe to several filters with their options in one SUBSCRIBE.
+    #[inline(never)]
     pub fn subscribe_all(
         &mut self,
         subscriptions: &[Subscription<'_>],
@@ -339,12 +343,9 @@ where
             .subscribe(subscriptions, wren_codec::NO_PROPERTIES, now)?;
         let id = subscribe.packet_id;
         let version = self.engine.version();
-        send(
-            &mut self.transport,
-            &mut self.tx,
-            version,
-            &Packet::Subscribe(subscribe),
-        )?;
+        send(&mut self.transport, &mut self.tx, |buf| {
+            subscribe.encode(version, buf)
+        })?;
         Ok(id)
     }
 
@@ -363,6 +364,7 @@ where
     }
 
     /// Publish a [`Message`] (retain flag, 5.0 properties).
+    #[inline(never)]
     pub fn publish_message(
         &mut self,
         message: Message<'_>,
@@ -384,22 +386,21 @@ where
                 properties: message.properties,
                 payload: message.payload,
             };
-            let len = Packet::Publish(probe)
-                .encoded_len(version)
-                .map_err(Error::Encode)?;
+            let len = probe.encoded_len(version).map_err(Error::Encode)?;
             if !self.outbox.fits(len) {
                 return Err(Error::OutboxFull);
             }
         }
         let publish = self.engine.publish(message, now)?;
         let id = publish.qos_pid.packet_id();
-        let packet = Packet::Publish(publish);
         match id {
-            None => send(&mut self.transport, &mut self.tx, version, &packet)?,
+            None => send(&mut self.transport, &mut self.tx, |buf| {
+                publish.encode(version, buf)
+            })?,
             Some(id) => {
                 let bytes = self
                     .outbox
-                    .push(id, |buf| packet.encode(version, buf))
+                    .push(id, |buf| publish.encode(version, buf))
                     .map_err(Error::Encode)?;
                 write(&mut self.transport, bytes)?;
             }
@@ -412,6 +413,7 @@ where
     ///
     /// Returns when the client next needs to be polled if nothing arrives before (a wrapping
     /// millisecond time like `now_ms`), or `None` if only input can give it work.
+    #[inline(never)]
     pub fn poll(
         &mut self,
         now_ms: u32,
@@ -441,7 +443,9 @@ where
         let version = self.engine.version();
         loop {
             match self.engine.poll(now) {
-                Poll::Send(packet) => send(&mut self.transport, &mut self.tx, version, &packet)?,
+                Poll::Send(packet) => {
+                    send_packet(&mut self.transport, &mut self.tx, version, &packet)?
+                }
                 Poll::Republish(id) => {
                     if let Some(bytes) = self.outbox.packet_mut(id) {
                         if let Some(first) = bytes.first_mut() {
@@ -458,6 +462,7 @@ where
     }
 
     /// Handle every complete packet in the receive buffer.
+    #[inline(never)]
     fn handle_buffered(
         &mut self,
         now: Instant,
@@ -481,7 +486,7 @@ where
                 }
             };
             if let Some(reply) = handled.reply {
-                send(&mut self.transport, &mut self.tx, version, &reply)?;
+                send_packet(&mut self.transport, &mut self.tx, version, &reply)?;
             }
             match handled.event {
                 Some(Event::Message(p)) => on_message(&p),
@@ -500,11 +505,12 @@ where
     }
 
     /// Send DISCONNECT: the connection ends cleanly (the server discards the will).
+    #[inline(never)]
     pub fn disconnect(&mut self, now_ms: u32) -> Result<(), Error<T::Error>> {
         let now = self.clock.widen(now_ms);
         let packet = self.engine.disconnect(now);
         let version = self.engine.version();
-        send(&mut self.transport, &mut self.tx, version, &packet)
+        send_packet(&mut self.transport, &mut self.tx, version, &packet)
     }
 
     /// Replace a broken transport with a new one (returning the old), keeping the session:
@@ -527,14 +533,36 @@ fn write<T: Write>(transport: &mut T, bytes: &[u8]) -> Result<(), Error<T::Error
     transport.flush().map_err(Error::Io)
 }
 
+/// Encode a packet into `tx` with `encode` (a per-packet encoder: no [`Packet`] is built and
+/// no other packet's encoder is linked) and write it.
 fn send<T: Write>(
+    transport: &mut T,
+    tx: &mut [u8],
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), Error<T::Error>> {
+    let n = encode(tx).map_err(Error::Encode)?;
+    write(transport, tx.get(..n).unwrap_or_default())
+}
+
+/// Encode and write one of the small packets the engine asks for (PINGREQ, the QoS
+/// acknowledgements, DISCONNECT) by its own encoder.
+fn send_packet<T: Write>(
     transport: &mut T,
     tx: &mut [u8],
     version: ProtocolVersion,
     packet: &Packet<'_>,
 ) -> Result<(), Error<T::Error>> {
-    let n = packet.encode(version, tx).map_err(Error::Encode)?;
-    write(transport, tx.get(..n).unwrap_or_default())
+    send(transport, tx, |buf| match packet {
+        Packet::PingReq => wren_codec::packet::encode_pingreq(buf),
+        Packet::PubAck(a) => a.encode(PacketType::PubAck, version, buf),
+        Packet::PubRec(a) => a.encode(PacketType::PubRec, version, buf),
+        Packet::PubRel(a) => a.encode(PacketType::PubRel, version, buf),
+        Packet::PubComp(a) => a.encode(PacketType::PubComp, version, buf),
+        Packet::Disconnect(d) => d.encode(version, buf),
+        // The engine asks for no other packet here (its documentation of `Poll::Send`,
+        // `Handled::reply` and `disconnect`); refusing keeps the all-packet encoder unlinked.
+        _ => Err(EncodeError::InvalidValue),
+    })
 }
 
 #[cfg(test)]

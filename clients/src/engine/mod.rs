@@ -337,6 +337,17 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         mut connect: Connect<'a>,
         now: Instant,
     ) -> Result<Packet<'a>, Error> {
+        self.prepare_connect(&mut connect, now)?;
+        Ok(Packet::Connect(connect))
+    }
+
+    /// [`Engine::connect`] in place: the caller encodes `connect` itself (with
+    /// [`Connect::encode`]), so no [`Packet`] is built (firmware keeps its stack small).
+    pub fn prepare_connect(
+        &mut self,
+        connect: &mut Connect<'_>,
+        now: Instant,
+    ) -> Result<(), Error> {
         if self.state != State::Disconnected {
             return Err(Error::AlreadyConnected);
         }
@@ -357,7 +368,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         self.server_receive_maximum = u16::MAX;
         self.server_maximum_qos = QoS::ExactlyOnce;
         self.server_retain_available = true;
-        Ok(Packet::Connect(connect))
+        Ok(())
     }
 
     /// The connection broke (socket closed, I/O error). In-flight publishes stay for a session
