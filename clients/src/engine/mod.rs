@@ -514,7 +514,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 let known = self.awaiting_rel.iter().position(|&id| id == ack.packet_id);
                 let code = match known {
                     Some(i) => {
-                        self.awaiting_rel.swap_remove(i);
+                        remove(&mut self.awaiting_rel, i);
                         ReasonCode::SUCCESS
                     }
                     None if self.version.is_v5() => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -712,7 +712,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         match flight.stage {
             Stage::PubRec if !ack.reason_code.is_success() => {
                 // 5.0: a failed PUBREC ends the flow; no PUBREL follows.
-                self.in_flight.swap_remove(pos);
+                remove(&mut self.in_flight, pos);
                 event(Event::PubRec(ack))
             }
             Stage::PubRec | Stage::PubComp => {
@@ -753,7 +753,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             .position(|f| f.packet_id == id && f.stage == stage)
         {
             Some(pos) => {
-                self.in_flight.swap_remove(pos);
+                remove(&mut self.in_flight, pos);
                 true
             }
             None => false,
@@ -788,6 +788,22 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         self.last_packet_id = candidate.get();
         candidate
     }
+}
+
+/// `v.swap_remove(at)` by swapping two elements borrowed apart: heapless's `swap_remove` (and a
+/// slice swap, which allows the two to be one) moves the element with `memmove`, which would
+/// link 1.5 KB of flash into firmware for this alone.
+fn remove<T, const C: usize>(v: &mut Vec<T, C>, at: usize) {
+    let last = v.len().saturating_sub(1);
+    if at > last || v.is_empty() {
+        return;
+    }
+    if let Some((head, tail)) = v.split_at_mut_checked(last) {
+        if let (Some(removed), Some(moved)) = (head.get_mut(at), tail.first_mut()) {
+            core::mem::swap(removed, moved);
+        }
+    }
+    v.pop();
 }
 
 fn event(e: Event<'_>) -> Handled<'_> {
