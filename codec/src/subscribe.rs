@@ -253,6 +253,9 @@ impl Subscribe<'_> {
 
     #[inline(never)]
     fn encode_v5(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if cfg!(feature = "size") {
+            return self.encode_general(ProtocolVersion::V5, buf);
+        }
         match self.subscriptions.as_items() {
             Some(subs) => self.encode_items::<true>(subs, buf),
             None => self.encode_general(ProtocolVersion::V5, buf),
@@ -261,6 +264,11 @@ impl Subscribe<'_> {
 
     #[inline(never)]
     fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        // Size first: the plain path is a faster copy of the general one (the same bytes), and
+        // the general one is linked anyway (for decoded lists and what the plain path leaves).
+        if cfg!(feature = "size") {
+            return self.encode_general(ProtocolVersion::V311, buf);
+        }
         match self.subscriptions.as_items() {
             Some(subs) => self.encode_items::<false>(subs, buf),
             None => self.encode_general(ProtocolVersion::V311, buf),
