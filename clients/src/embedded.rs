@@ -44,8 +44,8 @@ use core::num::NonZeroU32;
 use embedded_io::{Read, ReadReady, Write};
 use wren_codec::stream::StreamDecoder;
 use wren_codec::{
-    DecodeError, DecodeOptions, EncodeError, Packet, PacketId, PacketType, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    DecodeError, DecodeOptions, EncodeError, PacketId, Publish, QoS, ReasonCode, Subscription,
+    SubscriptionOptions, TopicFilter, TopicName,
 };
 
 pub use crate::engine::Config;
@@ -462,12 +462,19 @@ where
             }
             self.decoder.feed(scratch.get(..n).unwrap_or_default());
         }
+        self.send_due(now)
+    }
+
+    /// Send what the engine wants sent now (PINGREQ, retransmissions); when to poll next. Out
+    /// of line, so that its locals (a [`Poll`]) are not on the stack while packets are handled.
+    #[inline(never)]
+    fn send_due(&mut self, now: Instant) -> Result<Option<u32>, Error<T::Error>> {
         let version = self.engine.version();
         loop {
             match self.engine.poll(now) {
-                Poll::Send(packet) => {
-                    send_packet(&mut self.transport, &mut self.tx, version, &packet)?
-                }
+                Poll::Send(control) => send(&mut self.transport, &mut self.tx, |buf| {
+                    control.encode(version, buf)
+                })?,
                 Poll::Republish(id) => {
                     if let Some(bytes) = self.outbox.packet_mut(id) {
                         if let Some(first) = bytes.first_mut() {
@@ -508,7 +515,9 @@ where
                 }
             };
             if let Some(reply) = handled.reply {
-                send_packet(&mut self.transport, &mut self.tx, version, &reply)?;
+                send(&mut self.transport, &mut self.tx, |buf| {
+                    reply.encode(version, buf)
+                })?;
             }
             match handled.event {
                 Some(Event::Message(p)) => on_message(&p),
@@ -530,9 +539,11 @@ where
     #[inline(never)]
     pub fn disconnect(&mut self, now_ms: u32) -> Result<(), Error<T::Error>> {
         let now = self.clock.widen(now_ms);
-        let packet = self.engine.disconnect(now);
+        let packet = self.engine.close(now);
         let version = self.engine.version();
-        send_packet(&mut self.transport, &mut self.tx, version, &packet)
+        send(&mut self.transport, &mut self.tx, |buf| {
+            packet.encode(version, buf)
+        })
     }
 
     /// Replace a broken transport with a new one (returning the old), keeping the session:
@@ -564,27 +575,6 @@ fn send<T: Write>(
 ) -> Result<(), Error<T::Error>> {
     let n = encode(tx).map_err(Error::Encode)?;
     write(transport, tx.get(..n).unwrap_or_default())
-}
-
-/// Encode and write one of the small packets the engine asks for (PINGREQ, the QoS
-/// acknowledgements, DISCONNECT) by its own encoder.
-fn send_packet<T: Write>(
-    transport: &mut T,
-    tx: &mut [u8],
-    version: ProtocolVersion,
-    packet: &Packet<'_>,
-) -> Result<(), Error<T::Error>> {
-    send(transport, tx, |buf| match packet {
-        Packet::PingReq => wren_codec::packet::encode_pingreq(buf),
-        Packet::PubAck(a) => a.encode(PacketType::PubAck, version, buf),
-        Packet::PubRec(a) => a.encode(PacketType::PubRec, version, buf),
-        Packet::PubRel(a) => a.encode(PacketType::PubRel, version, buf),
-        Packet::PubComp(a) => a.encode(PacketType::PubComp, version, buf),
-        Packet::Disconnect(d) => d.encode(version, buf),
-        // The engine asks for no other packet here (its documentation of `Poll::Send`,
-        // `Handled::reply` and `disconnect`); refusing keeps the all-packet encoder unlinked.
-        _ => Err(EncodeError::InvalidValue),
-    })
 }
 
 #[cfg(test)]

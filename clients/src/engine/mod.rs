@@ -65,7 +65,7 @@ use core::num::NonZeroU16;
 
 use heapless::Vec;
 use wren_codec::{
-    Ack, ConnAck, Connect, Disconnect, List, Packet, PacketId, PacketType, Properties,
+    Ack, ConnAck, Connect, Disconnect, EncodeError, List, Packet, PacketId, PacketType, Properties,
     ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe, Subscription,
     TopicFilter, TopicName, Unsubscribe,
 };
@@ -221,22 +221,82 @@ pub enum Event<'p> {
     Disconnected(Disconnect<'p>),
 }
 
+/// A packet the engine asks to send that carries nothing but a packet identifier and a reason
+/// code (5.0; success in 3.1.1): 8 bytes where a [`Packet`] takes hundreds, so that [`Handled`]
+/// and [`Poll`] are small (firmware keeps them on its stack). [`Control::packet`] makes the
+/// [`Packet`], [`Control::encode`] writes it without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// PINGREQ.
+    PingReq,
+    /// PUBACK.
+    PubAck(PacketId, ReasonCode),
+    /// PUBREC.
+    PubRec(PacketId, ReasonCode),
+    /// PUBREL.
+    PubRel(PacketId, ReasonCode),
+    /// PUBCOMP.
+    PubComp(PacketId, ReasonCode),
+}
+
+impl Control {
+    /// The packet's type.
+    pub const fn packet_type(self) -> PacketType {
+        match self {
+            Control::PingReq => PacketType::PingReq,
+            Control::PubAck(..) => PacketType::PubAck,
+            Control::PubRec(..) => PacketType::PubRec,
+            Control::PubRel(..) => PacketType::PubRel,
+            Control::PubComp(..) => PacketType::PubComp,
+        }
+    }
+
+    /// The acknowledgement's identifier and reason code (`None` for PINGREQ).
+    const fn ack(self) -> Option<Ack<'static>> {
+        match self {
+            Control::PingReq => None,
+            Control::PubAck(id, code)
+            | Control::PubRec(id, code)
+            | Control::PubRel(id, code)
+            | Control::PubComp(id, code) => Some(ack_with(id, code)),
+        }
+    }
+
+    /// The packet to send.
+    pub const fn packet(self) -> Packet<'static> {
+        match (self, self.ack()) {
+            (Control::PubAck(..), Some(ack)) => Packet::PubAck(ack),
+            (Control::PubRec(..), Some(ack)) => Packet::PubRec(ack),
+            (Control::PubRel(..), Some(ack)) => Packet::PubRel(ack),
+            (Control::PubComp(..), Some(ack)) => Packet::PubComp(ack),
+            _ => Packet::PingReq,
+        }
+    }
+
+    /// Encode the packet for a `version` connection into `buf` by its own encoder (no
+    /// [`Packet`] built, no other packet's encoder linked); the bytes written.
+    pub fn encode(self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        match self.ack() {
+            None => wren_codec::packet::encode_pingreq(buf),
+            Some(ack) => ack.encode(self.packet_type(), version, buf),
+        }
+    }
+}
+
 /// The result of [`Engine::handle`]: maybe an event, maybe a packet to send back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handled<'p> {
     /// What to tell the application.
     pub event: Option<Event<'p>>,
     /// What to send to the server (PUBACK, PUBREC, PUBREL or PUBCOMP).
-    pub reply: Option<Packet<'static>>,
+    pub reply: Option<Control>,
 }
 
 /// What [`Engine::poll`] wants done now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Boxing would need an allocator; a `Poll` lives on the stack for one call.
-#[allow(clippy::large_enum_variant)]
 pub enum Poll {
     /// Send this packet (PINGREQ, or a retransmitted PUBREL).
-    Send(Packet<'static>),
+    Send(Control),
     /// Resend the PUBLISH with this identifier, DUP set: build it with [`Engine::duplicate`].
     Republish(PacketId),
     /// No PINGRESP in time: the connection is dead. The engine is now `Disconnected`.
@@ -380,10 +440,16 @@ impl<const N: usize, const M: usize> Engine<N, M> {
 
     /// End the connection cleanly: returns the DISCONNECT to send.
     pub fn disconnect(&mut self, now: Instant) -> Packet<'static> {
+        Packet::Disconnect(self.close(now))
+    }
+
+    /// [`Engine::disconnect`], returning the DISCONNECT itself (to encode with
+    /// [`Disconnect::encode`], no [`Packet`] built).
+    pub fn close(&mut self, now: Instant) -> Disconnect<'static> {
         self.state = State::Disconnected;
         self.ping_sent = None;
         self.last_sent = now;
-        Packet::Disconnect(Disconnect::NORMAL)
+        Disconnect::NORMAL
     }
 
     /// Start publishing `message`: returns the PUBLISH to send (with its packet identifier for
@@ -523,7 +589,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 self.last_sent = now;
                 Ok(Handled {
                     event: None,
-                    reply: Some(Packet::PubComp(ack_with(ack.packet_id, code))),
+                    reply: Some(Control::PubComp(ack.packet_id, code)),
                 })
             }
             (State::Connected, Packet::SubAck(s)) => {
@@ -596,7 +662,9 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 flight.sent_at = now;
                 self.last_sent = now;
                 return match flight.stage {
-                    Stage::PubComp => Poll::Send(Packet::PubRel(Ack::new(flight.packet_id))),
+                    Stage::PubComp => {
+                        Poll::Send(Control::PubRel(flight.packet_id, ReasonCode::SUCCESS))
+                    }
                     _ => Poll::Republish(flight.packet_id),
                 };
             }
@@ -612,7 +680,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                     if now >= due {
                         self.ping_sent = Some(now);
                         self.last_sent = now;
-                        return Poll::Send(Packet::PingReq);
+                        return Poll::Send(Control::PingReq);
                     }
                     next = earliest(next, due);
                 }
@@ -670,10 +738,10 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             QosPid::AtMostOnce => Ok(event(Event::Message(p))),
             QosPid::AtLeastOnce(id) => Ok(Handled {
                 event: Some(Event::Message(p)),
-                reply: Some(Packet::PubAck(Ack::new(id))),
+                reply: Some(Control::PubAck(id, ReasonCode::SUCCESS)),
             }),
             QosPid::ExactlyOnce(id) => {
-                let reply = Some(Packet::PubRec(Ack::new(id)));
+                let reply = Some(Control::PubRec(id, ReasonCode::SUCCESS));
                 if self.awaiting_rel.contains(&id) {
                     // Already delivered; the server resent because our PUBREC was lost.
                     return Ok(Handled { event: None, reply });
@@ -700,7 +768,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             };
             return Handled {
                 event: None,
-                reply: Some(Packet::PubRel(ack_with(id, code))),
+                reply: Some(Control::PubRel(id, code)),
             };
         };
         let Some(flight) = self.in_flight.get_mut(pos) else {
@@ -723,7 +791,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 self.last_sent = now;
                 Handled {
                     event: first.then_some(Event::PubRec(ack)),
-                    reply: Some(Packet::PubRel(Ack::new(id))),
+                    reply: Some(Control::PubRel(id, ReasonCode::SUCCESS)),
                 }
             }
             _ => Handled {
@@ -813,7 +881,7 @@ fn event(e: Event<'_>) -> Handled<'_> {
     }
 }
 
-fn ack_with(packet_id: PacketId, reason_code: ReasonCode) -> Ack<'static> {
+const fn ack_with(packet_id: PacketId, reason_code: ReasonCode) -> Ack<'static> {
     Ack {
         reason_code,
         ..Ack::new(packet_id)
