@@ -3,6 +3,7 @@
 //! chooses its capacity at compile time and nothing allocates.
 
 use crate::error::DecodeError;
+use crate::header::{FixedHeader, parse_fixed_header};
 use crate::packet::{DecodeOptions, Packet, Status, decode};
 
 /// Reassembles packets from a byte stream in a buffer of `N` bytes.
@@ -22,6 +23,9 @@ pub struct StreamDecoder<const N: usize> {
     buf: heapless::Vec<u8, N>,
     /// Bytes at the front of `buf` taken by the packet last returned; dropped on the next call.
     consumed: usize,
+    /// Bytes of a packet being skipped ([`StreamDecoder::skip_packet`]) that have not arrived
+    /// yet: [`StreamDecoder::feed`] drops them.
+    skip: u32,
     options: DecodeOptions,
 }
 
@@ -75,6 +79,7 @@ impl<const N: usize> StreamDecoder<N> {
         StreamDecoder {
             buf: heapless::Vec::new(),
             consumed: 0,
+            skip: 0,
             options,
         }
     }
@@ -95,15 +100,54 @@ impl<const N: usize> StreamDecoder<N> {
         self.consumed = 0;
     }
 
-    /// Append bytes; returns how many fit (the rest must be fed again after `next_packet`).
+    /// Append bytes; returns how many were taken (the rest must be fed again after
+    /// `next_packet`). The bytes of a packet being skipped are taken and dropped.
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        let dropped = usize::try_from(self.skip).map_or(bytes.len(), |s| s.min(bytes.len()));
+        // `dropped` is at most `self.skip` (and `bytes.len()`).
+        self.skip = self
+            .skip
+            .saturating_sub(u32::try_from(dropped).unwrap_or(u32::MAX));
+        let bytes = bytes.get(dropped..).unwrap_or_default();
         self.compact();
         let room = N.saturating_sub(self.buf.len());
         let n = room.min(bytes.len());
         let _ = self
             .buf
             .extend_from_slice(bytes.get(..n).unwrap_or_default());
-        n
+        dropped.saturating_add(n)
+    }
+
+    /// Skip the packet at the front of the stream, after [`StreamDecoder::next_packet`]
+    /// refused it as larger than the buffer ([`DecodeError::PacketTooLarge`]): the part of it
+    /// buffered is dropped now, the rest as [`StreamDecoder::feed`] receives it, and decoding
+    /// goes on with the packet after it. Returns the skipped packet's fixed header (its type
+    /// and length: whether skipping it is allowed is the caller's protocol decision), or
+    /// `None` if no complete fixed header is buffered (nothing is skipped).
+    ///
+    /// ```
+    /// use wren_codec::{stream::StreamDecoder, DecodeError, DecodeOptions, Packet, PacketType,
+    ///                  ProtocolVersion};
+    /// let mut d = StreamDecoder::<8>::new(DecodeOptions::new(ProtocolVersion::V311));
+    /// // A 12-byte QoS 0 PUBLISH does not fit in 8 bytes; a PINGRESP follows it.
+    /// d.feed(&[0x30, 0x0A, 0x00, 0x03, b'a', b'/', b'b']);
+    /// assert!(matches!(d.next_packet(), Err(DecodeError::PacketTooLarge { size: 12, max: 8 })));
+    /// assert_eq!(d.skip_packet().map(|h| h.packet_type), Some(PacketType::Publish));
+    /// assert_eq!(d.feed(b"hello"), 5); // the rest of the PUBLISH, dropped
+    /// d.feed(&[0xD0, 0x00]);
+    /// assert_eq!(d.next_packet(), Ok(Some(Packet::PingResp)));
+    /// ```
+    pub fn skip_packet(&mut self) -> Option<FixedHeader> {
+        self.compact();
+        let (_, header) = parse_fixed_header(&self.buf, self.options.version).ok()?;
+        let size = header.packet_len();
+        let buffered = self
+            .buf
+            .len()
+            .min(usize::try_from(size).unwrap_or(usize::MAX));
+        self.consumed = buffered;
+        self.skip = size.saturating_sub(u32::try_from(buffered).unwrap_or(u32::MAX));
+        Some(header)
     }
 
     /// The next complete packet, `Ok(None)` if more bytes are needed, or why the stream is not MQTT.
@@ -123,6 +167,7 @@ impl<const N: usize> StreamDecoder<N> {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.consumed = 0;
+        self.skip = 0;
     }
 
     /// How many bytes [`StreamDecoder::feed`] accepts now (after dropping the packet last
@@ -141,6 +186,36 @@ impl<const N: usize> StreamDecoder<N> {
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    use crate::header::PacketType;
+    use crate::wire::ProtocolVersion;
+
+    #[test]
+    fn an_oversize_packet_is_skipped_across_feeds() {
+        let mut d = StreamDecoder::<16>::new(DecodeOptions::new(ProtocolVersion::V311));
+        // A QoS 0 PUBLISH of 2 + 40 bytes on topic "t", then a PINGRESP, fed 5 bytes at a time.
+        let mut stream = std::vec![0x30, 40, 0, 1, b't'];
+        stream.extend(core::iter::repeat_n(b'x', 37));
+        stream.extend([0xD0, 0x00]);
+        let mut skipped = None;
+        let mut got = std::vec::Vec::new();
+        for chunk in stream.chunks(5) {
+            assert_eq!(d.feed(chunk), chunk.len());
+            loop {
+                match d.next_packet() {
+                    Ok(Some(p)) => got.push(p.packet_type()),
+                    Ok(None) => break,
+                    Err(DecodeError::PacketTooLarge { size: 42, max: 16 }) => {
+                        skipped = d.skip_packet().map(|h| h.packet_type);
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }
+        assert_eq!(skipped, Some(PacketType::Publish));
+        assert_eq!(got, [PacketType::PingResp]);
+        assert_eq!(d.buffered(), 0);
+    }
 
     #[test]
     fn moving_by_copies_is_copy_within() {
