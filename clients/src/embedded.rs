@@ -44,8 +44,8 @@ use core::num::NonZeroU32;
 use embedded_io::{Read, ReadReady, Write};
 use wren_codec::stream::StreamDecoder;
 use wren_codec::{
-    DecodeError, DecodeOptions, EncodeError, PacketId, Publish, QoS, ReasonCode, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName,
+    DecodeError, DecodeOptions, Disconnect, EncodeError, PacketId, PacketType, Publish, QoS,
+    ReasonCode, Subscription, SubscriptionOptions, TopicFilter, TopicName,
 };
 
 pub use crate::engine::Config;
@@ -60,7 +60,9 @@ pub enum Error<E> {
     Io(E),
     /// The transport reached its end (the peer closed the connection).
     Closed,
-    /// The server's bytes are not valid MQTT (or a packet exceeds the receive buffer).
+    /// The server's bytes are not valid MQTT, or a packet exceeds the receive buffer where it
+    /// cannot be skipped (anything but a 3.1.1 PUBLISH; in 5.0 the client has sent DISCONNECT
+    /// with reason 0x95 Packet too large first).
     Decode(DecodeError),
     /// A packet could not be encoded (the transmit buffer is too small, or a field is invalid).
     Encode(EncodeError),
@@ -270,6 +272,7 @@ pub struct Client<T, const RX: usize, const TX: usize, const OUTBOX: usize, cons
     tx: [u8; TX],
     outbox: Outbox<OUTBOX>,
     clock: Clock,
+    skipped: u32,
 }
 
 impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize>
@@ -286,6 +289,7 @@ where
             tx: [0; TX],
             outbox: Outbox::new(),
             clock: Clock::new(),
+            skipped: 0,
         }
     }
 
@@ -324,6 +328,13 @@ where
     pub fn is_pending(&self, id: impl Into<Option<PacketId>>) -> bool {
         id.into()
             .is_some_and(|id| self.engine.stage_of(id).is_some())
+    }
+
+    /// 3.1.1 PUBLISH packets larger than the receive buffer `RX`, skipped unread since the
+    /// client was made. A skipped QoS 1/2 message is not acknowledged, so the server keeps it
+    /// in flight (and may resend it after a reconnect, to be skipped again).
+    pub const fn skipped_packets(&self) -> u32 {
+        self.skipped
     }
 
     /// The engine, for its state and counters.
@@ -498,14 +509,11 @@ where
         on_message: &mut impl FnMut(&Publish<'_>),
     ) -> Result<(), Error<T::Error>> {
         let version = self.engine.version();
-        loop {
+        let refused = loop {
             let packet = match self.decoder.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(()),
-                Err(e) => {
-                    self.engine.connection_lost();
-                    return Err(Error::Decode(e));
-                }
+                Err(e) => break e,
             };
             let handled = match self.engine.handle(packet, now) {
                 Ok(h) => h,
@@ -532,7 +540,37 @@ where
                 }
                 _ => {}
             }
+        };
+        // A skipped packet took the whole buffer (it is larger): nothing is left to handle
+        // until more is read.
+        self.refuse(refused, now)
+    }
+
+    /// A packet could not be decoded: skip it if it is a 3.1.1 PUBLISH larger than the buffer
+    /// (3.1.1 has no way to tell the server the limit, and the stream stays in step), otherwise
+    /// the connection is over. In 5.0 the server was told the limit (Maximum Packet Size) and
+    /// broke it: DISCONNECT with reason 0x95 Packet too large [MQTT-3.1.2-25].
+    #[inline(never)]
+    fn refuse(&mut self, e: DecodeError, now: Instant) -> Result<(), Error<T::Error>> {
+        let version = self.engine.version();
+        if let DecodeError::PacketTooLarge { .. } = e {
+            if !version.is_v5() {
+                let skipped = self.decoder.skip_packet();
+                if skipped.is_some_and(|h| h.packet_type == PacketType::Publish) {
+                    self.skipped = self.skipped.saturating_add(1);
+                    return Ok(());
+                }
+            } else if self.engine.state() != State::Disconnected {
+                let _ = self.engine.close(now);
+                let reason = Disconnect::with_reason(ReasonCode::PACKET_TOO_LARGE);
+                // Best effort: the connection is over whether or not it is sent.
+                let _ = send(&mut self.transport, &mut self.tx, |buf| {
+                    reason.encode(version, buf)
+                });
+            }
         }
+        self.engine.connection_lost();
+        Err(Error::Decode(e))
     }
 
     /// Send DISCONNECT: the connection ends cleanly (the server discards the will).
@@ -580,6 +618,7 @@ fn send<T: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wren_codec::ProtocolVersion;
 
     #[test]
     fn clock_widens_across_the_wrap() {
@@ -588,6 +627,133 @@ mod tests {
         assert_eq!(c.widen(4).as_millis(), u64::from(u32::MAX) + 5);
         // Backwards is ignored.
         assert_eq!(c.widen(3).as_millis(), u64::from(u32::MAX) + 5);
+    }
+
+    /// A transport over two byte queues: what the server sent, what the client wrote.
+    #[derive(Debug, Default)]
+    struct Wire {
+        input: std::collections::VecDeque<u8>,
+        output: std::vec::Vec<u8>,
+    }
+
+    impl embedded_io::ErrorType for Wire {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Wire {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf.len().min(self.input.len());
+            for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *slot = b;
+            }
+            Ok(n)
+        }
+    }
+
+    impl ReadReady for Wire {
+        fn read_ready(&mut self) -> Result<bool, Self::Error> {
+            Ok(!self.input.is_empty())
+        }
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    type Small = Client<Wire, 32, 64, 64, 2>;
+
+    /// A client connected over `Wire` (the CONNACK fed and handled); its CONNECT's bytes.
+    fn connected(version: ProtocolVersion) -> (Small, std::vec::Vec<u8>) {
+        let mut c = Small::new(Wire::default(), Config::new(version));
+        let connect = wren_codec::Connect {
+            protocol: version,
+            ..wren_codec::Connect::new("small")
+        };
+        c.connect(connect, 0).unwrap();
+        let connack: &[u8] = if version.is_v5() {
+            &[0x20, 0x03, 0x00, 0x00, 0x00]
+        } else {
+            &[0x20, 0x02, 0x00, 0x00]
+        };
+        c.transport().input.extend(connack);
+        c.poll(1, |m| panic!("unexpected {m:?}")).unwrap();
+        assert!(c.is_connected());
+        let sent = core::mem::take(&mut c.transport().output);
+        (c, sent)
+    }
+
+    /// A QoS 0 PUBLISH on `topic` (no 5.0 properties field unless `v5`).
+    fn publish_bytes(topic: &str, payload: &[u8], v5: bool) -> std::vec::Vec<u8> {
+        let mut body = std::vec::Vec::new();
+        body.extend((topic.len() as u16).to_be_bytes());
+        body.extend(topic.as_bytes());
+        if v5 {
+            body.push(0);
+        }
+        body.extend(payload);
+        assert!(body.len() < 128);
+        let mut packet = std::vec![0x30, body.len() as u8];
+        packet.extend(body);
+        packet
+    }
+
+    #[test]
+    fn a_v5_connect_advertises_the_receive_buffer_as_maximum_packet_size() {
+        let (_, sent) = connected(ProtocolVersion::V5);
+        let options = DecodeOptions::new(ProtocolVersion::V5).from_client();
+        let Ok(wren_codec::Status::Complete(d)) = wren_codec::decode(&sent, options) else {
+            panic!("not a packet: {sent:?}");
+        };
+        let wren_codec::Packet::Connect(connect) = d.packet else {
+            panic!("{:?}", d.packet);
+        };
+        assert_eq!(connect.properties.maximum_packet_size, NonZeroU32::new(32));
+    }
+
+    #[test]
+    fn a_v311_publish_larger_than_the_buffer_is_skipped() {
+        let (mut c, _) = connected(ProtocolVersion::V311);
+        let big = publish_bytes("big", &[b'x'; 60], false);
+        let small = publish_bytes("small", b"ok", false);
+        c.transport().input.extend(&big);
+        c.transport().input.extend(&small);
+        let mut got = std::vec::Vec::new();
+        // Each poll reads what it can; a few take everything.
+        for _ in 0..10 {
+            c.poll(2, |m| {
+                got.push((m.topic.as_str().to_owned(), m.payload.to_vec()))
+            })
+            .unwrap();
+        }
+        assert!(c.transport().input.is_empty());
+        assert_eq!(got, [("small".to_owned(), b"ok".to_vec())]);
+        assert_eq!(c.skipped_packets(), 1);
+        assert!(c.is_connected());
+    }
+
+    #[test]
+    fn a_v5_packet_larger_than_the_maximum_packet_size_ends_the_connection_with_0x95() {
+        let (mut c, _) = connected(ProtocolVersion::V5);
+        let big = publish_bytes("big", &[b'x'; 60], true);
+        c.transport().input.extend(&big);
+        let e = c.poll(2, |m| panic!("unexpected {m:?}")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Decode(DecodeError::PacketTooLarge { max: 32, .. })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(c.transport().output, [0xE0, 0x01, 0x95]);
+        assert!(!c.is_connected());
+        assert_eq!(c.skipped_packets(), 0);
     }
 
     #[test]
