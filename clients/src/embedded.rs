@@ -55,6 +55,7 @@ use crate::engine::{self, Engine, Event, Instant, Message, Poll, Stage, State};
 /// `ConnectTimeout`, `ServerDisconnected` or `Protocol` the connection is unusable: give the
 /// client a new transport with [`Client::reconnect`] and connect again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error<E> {
     /// The transport failed.
     Io(E),
@@ -234,6 +235,46 @@ impl<const B: usize> Outbox<B> {
         self.len = 0;
     }
 }
+
+/// The client's state, not its buffers or its transport (which need not be `Format`).
+#[cfg(feature = "defmt")]
+impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize> defmt::Format
+    for Client<T, RX, TX, OUTBOX, N>
+{
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Client {{ engine: {}, buffered: {=usize}, outbox: {=usize}, skipped: {=u32} }}",
+            self.engine,
+            self.decoder.buffered(),
+            self.outbox.len,
+            self.skipped
+        );
+    }
+}
+
+/// Checked by the compiler in every build with `defmt`: each public type of the engine and the
+/// embedded client is `defmt::Format`.
+#[cfg(feature = "defmt")]
+const _: () = {
+    const fn format<F: defmt::Format>() {}
+    format::<Error<embedded_io::ErrorKind>>();
+    format::<Client<(), 8, 8, 8, 1>>();
+    format::<Config>();
+    format::<Engine<1>>();
+    format::<engine::Error>();
+    format::<engine::ConnectRefused>();
+    format::<engine::ConnectReturnCode>();
+    format::<engine::Backoff>();
+    format::<engine::Control>();
+    format::<Event<'static>>();
+    format::<engine::Handled<'static>>();
+    format::<Instant>();
+    format::<Message<'static>>();
+    format::<Poll>();
+    format::<Stage>();
+    format::<State>();
+};
 
 /// `buf.copy_within(from.., 0)` by copies of at most `from` bytes, which never overlap, so
 /// that `memmove` (1.5 KB of flash on a Cortex-M) is not linked; `memcpy` is linked anyway.

@@ -73,6 +73,7 @@ use wren_codec::{
 /// A point on the caller's monotonic clock, in milliseconds. The origin is the caller's choice;
 /// only differences matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);
 
 impl Instant {
@@ -99,6 +100,7 @@ impl Instant {
 
 /// Engine settings that do not come from the CONNECT packet itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// Protocol version until [`Engine::connect`] names one.
     pub version: ProtocolVersion,
@@ -125,6 +127,7 @@ impl Config {
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum State {
     /// No connection (initially, after DISCONNECT, a refusal or a lost connection).
     Disconnected,
@@ -136,6 +139,7 @@ pub enum State {
 
 /// Which acknowledgement an in-flight packet waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Stage {
     /// QoS 1 PUBLISH sent, waiting for PUBACK.
     PubAck,
@@ -157,6 +161,7 @@ impl Stage {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct InFlight {
     packet_id: PacketId,
     stage: Stage,
@@ -167,6 +172,7 @@ struct InFlight {
 
 /// An application message to publish (the packet identifier is the engine's business).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Message<'a> {
     /// Topic name.
     pub topic: TopicName<'a>,
@@ -195,6 +201,7 @@ impl<'a> Message<'a> {
 
 /// What a received packet meant to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'p> {
     /// CONNACK accepted the connection.
     Connected {
@@ -226,6 +233,7 @@ pub enum Event<'p> {
 /// and [`Poll`] are small (firmware keeps them on its stack). [`Control::packet`] makes the
 /// [`Packet`], [`Control::encode`] writes it without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Control {
     /// PINGREQ.
     PingReq,
@@ -285,6 +293,7 @@ impl Control {
 
 /// The result of [`Engine::handle`]: maybe an event, maybe a packet to send back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Handled<'p> {
     /// What to tell the application.
     pub event: Option<Event<'p>>,
@@ -294,6 +303,7 @@ pub struct Handled<'p> {
 
 /// What [`Engine::poll`] wants done now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Poll {
     /// Send this packet (PINGREQ, or a retransmitted PUBREL).
     Send(Control),
@@ -309,6 +319,7 @@ pub enum Poll {
 
 /// The client protocol engine, tracking up to `N` outgoing and `M` incoming QoS 2 flows.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Engine<const N: usize, const M: usize = N> {
     config: Config,
     version: ProtocolVersion,
