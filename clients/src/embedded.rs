@@ -49,7 +49,7 @@ use wren_codec::{
 };
 
 pub use crate::engine::Config;
-use crate::engine::{self, Engine, Event, Instant, Message, Poll, Stage, State};
+use crate::engine::{self, Engine, Event, Instant, Message, Poll, Stage, State, WrappingClock};
 
 /// Why a [`Client`] call failed. After `Io`, `Closed`, `Decode`, `KeepAliveTimeout`,
 /// `ConnectTimeout`, `ServerDisconnected` or `Protocol` the connection is unusable: give the
@@ -103,40 +103,6 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
 impl<E> From<engine::Error> for Error<E> {
     fn from(e: engine::Error) -> Self {
         Error::Protocol(e)
-    }
-}
-
-/// A wrapping 32-bit millisecond counter widened to the engine's 64-bit [`Instant`]. Correct as
-/// long as the client is called at least once every 49 days.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    last: u32,
-    wide: u64,
-    started: bool,
-}
-
-impl Clock {
-    const fn new() -> Self {
-        Clock {
-            last: 0,
-            wide: 0,
-            started: false,
-        }
-    }
-
-    fn widen(&mut self, now_ms: u32) -> Instant {
-        if !self.started {
-            self.started = true;
-            self.last = now_ms;
-            self.wide = u64::from(now_ms);
-        }
-        let delta = now_ms.wrapping_sub(self.last);
-        // A counter that went back (a caller bug) is treated as "no time passed".
-        if delta < 1 << 31 {
-            self.last = now_ms;
-            self.wide = self.wide.saturating_add(u64::from(delta));
-        }
-        Instant::from_millis(self.wide)
     }
 }
 
@@ -270,6 +236,7 @@ const _: () = {
     format::<Event<'static>>();
     format::<engine::Handled<'static>>();
     format::<Instant>();
+    format::<WrappingClock>();
     format::<Message<'static>>();
     format::<Poll>();
     format::<Stage>();
@@ -312,7 +279,7 @@ pub struct Client<T, const RX: usize, const TX: usize, const OUTBOX: usize, cons
     decoder: StreamDecoder<RX>,
     tx: [u8; TX],
     outbox: Outbox<OUTBOX>,
-    clock: Clock,
+    clock: WrappingClock,
     skipped: u32,
 }
 
@@ -329,7 +296,7 @@ where
             decoder: StreamDecoder::new(DecodeOptions::new(config.version).from_server()),
             tx: [0; TX],
             outbox: Outbox::new(),
-            clock: Clock::new(),
+            clock: WrappingClock::new(),
             skipped: 0,
         }
     }
@@ -346,7 +313,7 @@ where
         mut connect: wren_codec::Connect<'_>,
         now_ms: u32,
     ) -> Result<(), Error<T::Error>> {
-        let now = self.clock.widen(now_ms);
+        let now = self.clock.instant(now_ms);
         if connect.protocol.is_v5() && connect.properties.maximum_packet_size.is_none() {
             let cap = u32::try_from(RX).unwrap_or(u32::MAX);
             connect.properties.maximum_packet_size = NonZeroU32::new(cap);
@@ -411,7 +378,7 @@ where
         subscriptions: &[Subscription<'_>],
         now_ms: u32,
     ) -> Result<PacketId, Error<T::Error>> {
-        let now = self.clock.widen(now_ms);
+        let now = self.clock.instant(now_ms);
         let subscribe = self
             .engine
             .subscribe(subscriptions, wren_codec::NO_PROPERTIES, now)?;
@@ -444,7 +411,7 @@ where
         message: Message<'_>,
         now_ms: u32,
     ) -> Result<Option<PacketId>, Error<T::Error>> {
-        let now = self.clock.widen(now_ms);
+        let now = self.clock.instant(now_ms);
         let version = self.engine.version();
         if message.qos != QoS::AtMostOnce {
             // Check the room before the engine takes an identifier (the length does not
@@ -493,7 +460,7 @@ where
         now_ms: u32,
         mut on_message: impl FnMut(&Publish<'_>),
     ) -> Result<Option<u32>, Error<T::Error>> {
-        let now = self.clock.widen(now_ms);
+        let now = self.clock.instant(now_ms);
         loop {
             self.handle_buffered(now, &mut on_message)?;
             if !self.transport.read_ready().map_err(Error::Io)? {
@@ -617,7 +584,7 @@ where
     /// Send DISCONNECT: the connection ends cleanly (the server discards the will).
     #[inline(never)]
     pub fn disconnect(&mut self, now_ms: u32) -> Result<(), Error<T::Error>> {
-        let now = self.clock.widen(now_ms);
+        let now = self.clock.instant(now_ms);
         let packet = self.engine.close(now);
         let version = self.engine.version();
         send(&mut self.transport, &mut self.tx, |buf| {
@@ -660,15 +627,6 @@ fn send<T: Write>(
 mod tests {
     use super::*;
     use wren_codec::ProtocolVersion;
-
-    #[test]
-    fn clock_widens_across_the_wrap() {
-        let mut c = Clock::new();
-        assert_eq!(c.widen(u32::MAX - 5).as_millis(), u64::from(u32::MAX - 5));
-        assert_eq!(c.widen(4).as_millis(), u64::from(u32::MAX) + 5);
-        // Backwards is ignored.
-        assert_eq!(c.widen(3).as_millis(), u64::from(u32::MAX) + 5);
-    }
 
     /// A transport over two byte queues: what the server sent, what the client wrote.
     #[derive(Debug, Default)]

@@ -98,6 +98,52 @@ impl Instant {
     }
 }
 
+/// A wrapping 32-bit millisecond counter (a SysTick count, `u32` milliseconds since boot: what a
+/// part with 32-bit atomics keeps cheaply) widened to the engine's [`Instant`]. Correct as long
+/// as it is read at least once every 24 days (half the counter's range); a counter that goes
+/// back is taken as no time passed. [`crate::embedded::Client`] takes its time this way.
+///
+/// ```
+/// use wren_clients::engine::WrappingClock;
+/// let mut clock = WrappingClock::new();
+/// assert_eq!(clock.instant(u32::MAX - 5).as_millis(), u64::from(u32::MAX) - 5);
+/// assert_eq!(clock.instant(4).as_millis(), u64::from(u32::MAX) + 5); // wrapped
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WrappingClock {
+    last: u32,
+    wide: u64,
+    started: bool,
+}
+
+impl WrappingClock {
+    /// A clock that starts at the first counter value it is given.
+    pub const fn new() -> Self {
+        WrappingClock {
+            last: 0,
+            wide: 0,
+            started: false,
+        }
+    }
+
+    /// The instant the counter value `now_ms` stands for.
+    pub fn instant(&mut self, now_ms: u32) -> Instant {
+        if !self.started {
+            self.started = true;
+            self.last = now_ms;
+            self.wide = u64::from(now_ms);
+        }
+        let delta = now_ms.wrapping_sub(self.last);
+        // A counter that went back (a caller bug) is treated as "no time passed".
+        if delta < 1 << 31 {
+            self.last = now_ms;
+            self.wide = self.wide.saturating_add(u64::from(delta));
+        }
+        Instant(self.wide)
+    }
+}
+
 /// Engine settings that do not come from the CONNECT packet itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -683,3 +683,16 @@ fn control_encodes_as_its_packet() {
         }
     }
 }
+
+#[test]
+fn wrapping_clock_widens_across_the_wrap() {
+    let mut c = WrappingClock::new();
+    assert_eq!(c.instant(u32::MAX - 5).as_millis(), u64::from(u32::MAX - 5));
+    assert_eq!(c.instant(4).as_millis(), u64::from(u32::MAX) + 5);
+    // Backwards is ignored.
+    assert_eq!(c.instant(3).as_millis(), u64::from(u32::MAX) + 5);
+    // A second wrap, read twice on the way (each step under half the counter's range).
+    c.instant(0x8000_0000);
+    c.instant(0xFFFF_FFFF);
+    assert_eq!(c.instant(1).as_millis(), (1 << 33) + 1);
+}
