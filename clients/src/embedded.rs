@@ -211,10 +211,10 @@ impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize> d
         defmt::write!(
             f,
             "Client {{ engine: {}, buffered: {=usize}, outbox: {=usize}, skipped: {=u32} }}",
-            self.engine,
-            self.decoder.buffered(),
-            self.outbox.len,
-            self.skipped
+            self.session.engine,
+            self.session.decoder.buffered(),
+            self.session.outbox.len,
+            self.session.skipped
         );
     }
 }
@@ -263,6 +263,276 @@ fn move_to_front(buf: &mut [u8], from: usize) {
     }
 }
 
+/// Everything of a client but its transport: the engine, the stream decoder, the transmit
+/// buffer, the outbox, the clock. Each step leaves the bytes to write in one of its buffers and
+/// returns them, so the blocking [`Client`] and the async [`asynch::Client`] share every decision
+/// and differ only in how they move bytes.
+#[derive(Debug)]
+struct Session<const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize> {
+    engine: Engine<N>,
+    decoder: StreamDecoder<RX>,
+    tx: [u8; TX],
+    outbox: Outbox<OUTBOX>,
+    clock: WrappingClock,
+    skipped: u32,
+}
+
+/// What [`Session::handle_next`] did with the receive buffer. The bytes to write are the
+/// first ones of the transmit buffer ([`Session::written`]): a length, not a slice, so that
+/// no borrow of the session outlives the step (with one, the step's frame kept a separate
+/// slot for each packet-sized value it handles: four times the stack).
+enum Step {
+    /// No complete packet is buffered.
+    Idle,
+    /// A packet was handled; write this many bytes (its acknowledgement; maybe none), go on.
+    Handled(usize),
+    /// The connection is over because of this packet: write this many bytes (a 5.0
+    /// DISCONNECT, or none), best effort, and report the error.
+    Refused(usize, DecodeError),
+}
+
+/// What [`Session::next_due`] wants.
+enum Due<'a> {
+    /// Write these bytes (PINGREQ, PUBREL, a PUBLISH resent with DUP), then ask again.
+    Write(&'a [u8]),
+    /// Nothing until this wrapping millisecond time (`None`: until input arrives).
+    Wait(Option<u32>),
+}
+
+impl<const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize>
+    Session<RX, TX, OUTBOX, N>
+{
+    #[inline(always)]
+    const fn new(config: Config) -> Self {
+        Session {
+            engine: Engine::new(config),
+            decoder: StreamDecoder::new(DecodeOptions::new(config.version).from_server()),
+            tx: [0; TX],
+            outbox: Outbox::new(),
+            clock: WrappingClock::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Encode a packet into the transmit buffer with `encode` (a per-packet encoder: no
+    /// [`wren_codec::Packet`] is built and no other packet's encoder is linked); its bytes.
+    fn encode<E>(
+        &mut self,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<&[u8], Error<E>> {
+        let n = encode(&mut self.tx).map_err(Error::Encode)?;
+        Ok(self.tx.get(..n).unwrap_or_default())
+    }
+
+    // Every step out of line: inlined into one caller, their locals would share one frame
+    // that is as deep as all of them together.
+    #[inline(never)]
+    fn connect<E>(
+        &mut self,
+        mut connect: wren_codec::Connect<'_>,
+        now_ms: u32,
+    ) -> Result<&[u8], Error<E>> {
+        let now = self.clock.instant(now_ms);
+        if connect.protocol.is_v5() && connect.properties.maximum_packet_size.is_none() {
+            let cap = u32::try_from(RX).unwrap_or(u32::MAX);
+            connect.properties.maximum_packet_size = NonZeroU32::new(cap);
+        }
+        self.engine.prepare_connect(&mut connect, now)?;
+        if connect.clean_start {
+            self.outbox.clear();
+        }
+        self.decoder.set_version(connect.protocol);
+        self.encode(|buf| connect.encode(buf))
+    }
+
+    #[inline(never)]
+    fn subscribe_all<E>(
+        &mut self,
+        subscriptions: &[Subscription<'_>],
+        now_ms: u32,
+    ) -> Result<(PacketId, &[u8]), Error<E>> {
+        let now = self.clock.instant(now_ms);
+        let subscribe = self
+            .engine
+            .subscribe(subscriptions, wren_codec::NO_PROPERTIES, now)?;
+        let version = self.engine.version();
+        let bytes = self.encode(|buf| subscribe.encode(version, buf))?;
+        Ok((subscribe.packet_id, bytes))
+    }
+
+    #[inline(never)]
+    fn publish_message<E>(
+        &mut self,
+        message: Message<'_>,
+        now_ms: u32,
+    ) -> Result<(Option<PacketId>, &[u8]), Error<E>> {
+        let now = self.clock.instant(now_ms);
+        let version = self.engine.version();
+        if message.qos != QoS::AtMostOnce {
+            // Check the room before the engine takes an identifier (the length does not
+            // depend on its value).
+            let probe = Publish {
+                dup: false,
+                qos_pid: wren_codec::QosPid::new(
+                    message.qos,
+                    PacketId::from(core::num::NonZeroU16::MIN),
+                ),
+                retain: message.retain,
+                topic: message.topic,
+                properties: message.properties,
+                payload: message.payload,
+            };
+            let len = probe.encoded_len(version).map_err(Error::Encode)?;
+            if !self.outbox.fits(len) {
+                return Err(Error::OutboxFull);
+            }
+        }
+        let publish = self.engine.publish(message, now)?;
+        let id = publish.qos_pid.packet_id();
+        let bytes = match id {
+            None => self.encode(|buf| publish.encode(version, buf))?,
+            Some(id) => self
+                .outbox
+                .push(id, |buf| publish.encode(version, buf))
+                .map_err(Error::Encode)?,
+        };
+        Ok((id, bytes))
+    }
+
+    #[inline(never)]
+    fn disconnect<E>(&mut self, now_ms: u32) -> Result<&[u8], Error<E>> {
+        let now = self.clock.instant(now_ms);
+        let packet = self.engine.close(now);
+        let version = self.engine.version();
+        self.encode(|buf| packet.encode(version, buf))
+    }
+
+    /// Where to read the next bytes into (the transmit buffer, free between steps), as much
+    /// as the receive buffer has room for.
+    fn read_buffer<E>(&mut self) -> Result<&mut [u8], Error<E>> {
+        let want = self.decoder.room().min(TX);
+        match self.tx.get_mut(..want) {
+            Some(scratch) if !scratch.is_empty() => Ok(scratch),
+            // A full buffer with no complete packet: the decoder refuses such a packet.
+            _ => Err(Error::Decode(DecodeError::PacketTooLarge {
+                size: u32::try_from(RX).unwrap_or(u32::MAX),
+                max: u32::try_from(RX).unwrap_or(u32::MAX),
+            })),
+        }
+    }
+
+    /// `n` bytes were read into [`Session::read_buffer`]; none means the peer closed.
+    fn received<E>(&mut self, n: usize) -> Result<(), Error<E>> {
+        if n == 0 {
+            self.engine.connection_lost();
+            return Err(Error::Closed);
+        }
+        self.decoder.feed(self.tx.get(..n).unwrap_or_default());
+        Ok(())
+    }
+
+    /// Handle the next complete packet in the receive buffer: messages go to `on_message`.
+    #[inline(never)]
+    fn handle_next<E>(
+        &mut self,
+        now: Instant,
+        on_message: &mut impl FnMut(&Publish<'_>),
+    ) -> Result<Step, Error<E>> {
+        let version = self.engine.version();
+        let refused = loop {
+            let packet = match self.decoder.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(Step::Idle),
+                Err(e) => break e,
+            };
+            let handled = match self.engine.handle(packet, now) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.engine.connection_lost();
+                    return Err(Error::Protocol(e));
+                }
+            };
+            match handled.event {
+                Some(Event::Message(p)) => on_message(&p),
+                Some(Event::Disconnected(d)) => {
+                    return Err(Error::ServerDisconnected(d.reason_code));
+                }
+                Some(Event::PubAck(_) | Event::PubRec(_) | Event::Connected { .. }) => {
+                    let engine = &self.engine;
+                    self.outbox.retain(|id| {
+                        matches!(engine.stage_of(id), Some(Stage::PubAck | Stage::PubRec))
+                    });
+                }
+                _ => {}
+            }
+            if let Some(reply) = handled.reply {
+                let n = reply.encode(version, &mut self.tx).map_err(Error::Encode)?;
+                return Ok(Step::Handled(n));
+            }
+        };
+        Ok(self.refuse(refused, now))
+    }
+
+    /// A packet could not be decoded: skip it if it is a 3.1.1 PUBLISH larger than the buffer
+    /// (3.1.1 has no way to tell the server the limit, and the stream stays in step; the
+    /// skipped packet took the whole buffer, so nothing is left until more is read), otherwise
+    /// the connection is over. In 5.0 the server was told the limit (Maximum Packet Size) and
+    /// broke it: DISCONNECT with reason 0x95 Packet too large [MQTT-3.1.2-25].
+    #[inline(never)]
+    fn refuse(&mut self, e: DecodeError, now: Instant) -> Step {
+        let version = self.engine.version();
+        let mut farewell = 0;
+        if let DecodeError::PacketTooLarge { .. } = e {
+            if !version.is_v5() {
+                let skipped = self.decoder.skip_packet();
+                if skipped.is_some_and(|h| h.packet_type == PacketType::Publish) {
+                    self.skipped = self.skipped.saturating_add(1);
+                    return Step::Idle;
+                }
+            } else if self.engine.state() != State::Disconnected {
+                let _ = self.engine.close(now);
+                let reason = Disconnect::with_reason(ReasonCode::PACKET_TOO_LARGE);
+                farewell = reason.encode(version, &mut self.tx).unwrap_or(0);
+            }
+        }
+        self.engine.connection_lost();
+        Step::Refused(farewell, e)
+    }
+
+    /// What the engine wants sent now (PINGREQ, retransmissions), or when to ask next.
+    #[inline(never)]
+    fn next_due<E>(&mut self, now: Instant) -> Result<Due<'_>, Error<E>> {
+        let version = self.engine.version();
+        match self.engine.poll(now) {
+            Poll::Send(control) => Ok(Due::Write(self.encode(|buf| control.encode(version, buf))?)),
+            Poll::Republish(id) => {
+                let Some(bytes) = self.outbox.packet_mut(id) else {
+                    // Not kept (cannot happen: the outbox keeps every QoS 1/2 PUBLISH until
+                    // the engine ends its flow); nothing to resend.
+                    return Ok(Due::Write(&[]));
+                };
+                if let Some(first) = bytes.first_mut() {
+                    *first |= 0x08; // DUP
+                }
+                Ok(Due::Write(bytes))
+            }
+            Poll::KeepAliveTimeout => Err(Error::KeepAliveTimeout),
+            Poll::ConnectTimeout => Err(Error::ConnectTimeout),
+            Poll::Wait(next) => Ok(Due::Wait(next.map(|t| t.as_millis() as u32))),
+        }
+    }
+
+    /// The first `n` bytes of the transmit buffer, where a [`Step`] left what to write.
+    fn written(&self, n: usize) -> &[u8] {
+        self.tx.get(..n).unwrap_or_default()
+    }
+
+    fn reconnect(&mut self) {
+        self.engine.connection_lost();
+        self.decoder.clear();
+    }
+}
+
 /// An MQTT client over the byte stream `T`, with every buffer inside:
 ///
 /// - `RX`: the receive buffer, which bounds the largest packet the client accepts;
@@ -275,12 +545,7 @@ fn move_to_front(buf: &mut [u8], from: usize) {
 #[derive(Debug)]
 pub struct Client<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize = 4> {
     transport: T,
-    engine: Engine<N>,
-    decoder: StreamDecoder<RX>,
-    tx: [u8; TX],
-    outbox: Outbox<OUTBOX>,
-    clock: WrappingClock,
-    skipped: u32,
+    session: Session<RX, TX, OUTBOX, N>,
 }
 
 impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize>
@@ -289,15 +554,12 @@ where
     T: Read + ReadReady + Write,
 {
     /// A disconnected client owning `transport`. `const`, so it can live in a `static`.
+    // Inlined, the buffers are zeroed in place (word-wise) rather than built and copied.
+    #[inline(always)]
     pub const fn new(transport: T, config: Config) -> Self {
         Client {
             transport,
-            engine: Engine::new(config),
-            decoder: StreamDecoder::new(DecodeOptions::new(config.version).from_server()),
-            tx: [0; TX],
-            outbox: Outbox::new(),
-            clock: WrappingClock::new(),
-            skipped: 0,
+            session: Session::new(config),
         }
     }
 
@@ -305,49 +567,37 @@ where
     /// ([`Client::is_connected`]). A clean start drops the outbox; otherwise the messages in it
     /// are resent if the server still has the session. In 5.0 the client advertises `RX` as its
     /// Maximum Packet Size (unless `connect` names one).
-    // Every entry point out of line: inlined into one caller, their locals would share one
-    // frame that is as deep as all of them together.
-    #[inline(never)]
     pub fn connect(
         &mut self,
-        mut connect: wren_codec::Connect<'_>,
+        connect: wren_codec::Connect<'_>,
         now_ms: u32,
     ) -> Result<(), Error<T::Error>> {
-        let now = self.clock.instant(now_ms);
-        if connect.protocol.is_v5() && connect.properties.maximum_packet_size.is_none() {
-            let cap = u32::try_from(RX).unwrap_or(u32::MAX);
-            connect.properties.maximum_packet_size = NonZeroU32::new(cap);
-        }
-        self.engine.prepare_connect(&mut connect, now)?;
-        if connect.clean_start {
-            self.outbox.clear();
-        }
-        self.decoder.set_version(connect.protocol);
-        send(&mut self.transport, &mut self.tx, |buf| connect.encode(buf))
+        let bytes = self.session.connect(connect, now_ms)?;
+        write(&mut self.transport, bytes)
     }
 
     /// Whether the server accepted the connection (and it has not been lost since).
     pub fn is_connected(&self) -> bool {
-        self.engine.state() == State::Connected
+        self.session.engine.state() == State::Connected
     }
 
     /// Whether the flow `id` (a publish or subscribe) still awaits its acknowledgement. `None`
     /// (a QoS 0 publish) is never pending.
     pub fn is_pending(&self, id: impl Into<Option<PacketId>>) -> bool {
         id.into()
-            .is_some_and(|id| self.engine.stage_of(id).is_some())
+            .is_some_and(|id| self.session.engine.stage_of(id).is_some())
     }
 
     /// 3.1.1 PUBLISH packets larger than the receive buffer `RX`, skipped unread since the
     /// client was made. A skipped QoS 1/2 message is not acknowledged, so the server keeps it
     /// in flight (and may resend it after a reconnect, to be skipped again).
     pub const fn skipped_packets(&self) -> u32 {
-        self.skipped
+        self.session.skipped
     }
 
     /// The engine, for its state and counters.
     pub const fn engine(&self) -> &Engine<N> {
-        &self.engine
+        &self.session.engine
     }
 
     /// The transport.
@@ -372,21 +622,13 @@ where
     }
 
     /// Subscribe to several filters with their options in one SUBSCRIBE.
-    #[inline(never)]
     pub fn subscribe_all(
         &mut self,
         subscriptions: &[Subscription<'_>],
         now_ms: u32,
     ) -> Result<PacketId, Error<T::Error>> {
-        let now = self.clock.instant(now_ms);
-        let subscribe = self
-            .engine
-            .subscribe(subscriptions, wren_codec::NO_PROPERTIES, now)?;
-        let id = subscribe.packet_id;
-        let version = self.engine.version();
-        send(&mut self.transport, &mut self.tx, |buf| {
-            subscribe.encode(version, buf)
-        })?;
+        let (id, bytes) = self.session.subscribe_all(subscriptions, now_ms)?;
+        write(&mut self.transport, bytes)?;
         Ok(id)
     }
 
@@ -405,47 +647,13 @@ where
     }
 
     /// Publish a [`Message`] (retain flag, 5.0 properties).
-    #[inline(never)]
     pub fn publish_message(
         &mut self,
         message: Message<'_>,
         now_ms: u32,
     ) -> Result<Option<PacketId>, Error<T::Error>> {
-        let now = self.clock.instant(now_ms);
-        let version = self.engine.version();
-        if message.qos != QoS::AtMostOnce {
-            // Check the room before the engine takes an identifier (the length does not
-            // depend on its value).
-            let probe = Publish {
-                dup: false,
-                qos_pid: wren_codec::QosPid::new(
-                    message.qos,
-                    PacketId::from(core::num::NonZeroU16::MIN),
-                ),
-                retain: message.retain,
-                topic: message.topic,
-                properties: message.properties,
-                payload: message.payload,
-            };
-            let len = probe.encoded_len(version).map_err(Error::Encode)?;
-            if !self.outbox.fits(len) {
-                return Err(Error::OutboxFull);
-            }
-        }
-        let publish = self.engine.publish(message, now)?;
-        let id = publish.qos_pid.packet_id();
-        match id {
-            None => send(&mut self.transport, &mut self.tx, |buf| {
-                publish.encode(version, buf)
-            })?,
-            Some(id) => {
-                let bytes = self
-                    .outbox
-                    .push(id, |buf| publish.encode(version, buf))
-                    .map_err(Error::Encode)?;
-                write(&mut self.transport, bytes)?;
-            }
-        }
+        let (id, bytes) = self.session.publish_message(message, now_ms)?;
+        write(&mut self.transport, bytes)?;
         Ok(id)
     }
 
@@ -460,144 +668,54 @@ where
         now_ms: u32,
         mut on_message: impl FnMut(&Publish<'_>),
     ) -> Result<Option<u32>, Error<T::Error>> {
-        let now = self.clock.instant(now_ms);
+        let now = self.session.clock.instant(now_ms);
         loop {
             self.handle_buffered(now, &mut on_message)?;
             if !self.transport.read_ready().map_err(Error::Io)? {
                 break;
             }
-            let want = self.decoder.room().min(TX);
-            let Some(scratch) = self.tx.get_mut(..want).filter(|s| !s.is_empty()) else {
-                // A full buffer with no complete packet: the decoder refuses such a packet.
-                return Err(Error::Decode(DecodeError::PacketTooLarge {
-                    size: u32::try_from(RX).unwrap_or(u32::MAX),
-                    max: u32::try_from(RX).unwrap_or(u32::MAX),
-                }));
-            };
+            let scratch = self.session.read_buffer()?;
             let n = self.transport.read(scratch).map_err(Error::Io)?;
-            if n == 0 {
-                self.engine.connection_lost();
-                return Err(Error::Closed);
-            }
-            self.decoder.feed(scratch.get(..n).unwrap_or_default());
+            self.session.received(n)?;
         }
-        self.send_due(now)
-    }
-
-    /// Send what the engine wants sent now (PINGREQ, retransmissions); when to poll next. Out
-    /// of line, so that its locals (a [`Poll`]) are not on the stack while packets are handled.
-    #[inline(never)]
-    fn send_due(&mut self, now: Instant) -> Result<Option<u32>, Error<T::Error>> {
-        let version = self.engine.version();
         loop {
-            match self.engine.poll(now) {
-                Poll::Send(control) => send(&mut self.transport, &mut self.tx, |buf| {
-                    control.encode(version, buf)
-                })?,
-                Poll::Republish(id) => {
-                    if let Some(bytes) = self.outbox.packet_mut(id) {
-                        if let Some(first) = bytes.first_mut() {
-                            *first |= 0x08; // DUP
-                        }
-                        write(&mut self.transport, bytes)?;
-                    }
-                }
-                Poll::KeepAliveTimeout => return Err(Error::KeepAliveTimeout),
-                Poll::ConnectTimeout => return Err(Error::ConnectTimeout),
-                Poll::Wait(next) => return Ok(next.map(|t| t.as_millis() as u32)),
+            match self.session.next_due(now)? {
+                Due::Write(bytes) => write(&mut self.transport, bytes)?,
+                Due::Wait(next) => return Ok(next),
             }
         }
     }
 
     /// Handle every complete packet in the receive buffer.
-    #[inline(never)]
     fn handle_buffered(
         &mut self,
         now: Instant,
         on_message: &mut impl FnMut(&Publish<'_>),
     ) -> Result<(), Error<T::Error>> {
-        let version = self.engine.version();
-        let refused = loop {
-            let packet = match self.decoder.next_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => return Ok(()),
-                Err(e) => break e,
-            };
-            let handled = match self.engine.handle(packet, now) {
-                Ok(h) => h,
-                Err(e) => {
-                    self.engine.connection_lost();
-                    return Err(Error::Protocol(e));
+        loop {
+            match self.session.handle_next(now, on_message)? {
+                Step::Idle => return Ok(()),
+                Step::Handled(n) => write(&mut self.transport, self.session.written(n))?,
+                Step::Refused(n, e) => {
+                    // Best effort: the connection is over whether or not it is sent.
+                    let _ = write(&mut self.transport, self.session.written(n));
+                    return Err(Error::Decode(e));
                 }
-            };
-            if let Some(reply) = handled.reply {
-                send(&mut self.transport, &mut self.tx, |buf| {
-                    reply.encode(version, buf)
-                })?;
-            }
-            match handled.event {
-                Some(Event::Message(p)) => on_message(&p),
-                Some(Event::Disconnected(d)) => {
-                    return Err(Error::ServerDisconnected(d.reason_code));
-                }
-                Some(Event::PubAck(_) | Event::PubRec(_) | Event::Connected { .. }) => {
-                    let engine = &self.engine;
-                    self.outbox.retain(|id| {
-                        matches!(engine.stage_of(id), Some(Stage::PubAck | Stage::PubRec))
-                    });
-                }
-                _ => {}
-            }
-        };
-        // A skipped packet took the whole buffer (it is larger): nothing is left to handle
-        // until more is read.
-        self.refuse(refused, now)
-    }
-
-    /// A packet could not be decoded: skip it if it is a 3.1.1 PUBLISH larger than the buffer
-    /// (3.1.1 has no way to tell the server the limit, and the stream stays in step), otherwise
-    /// the connection is over. In 5.0 the server was told the limit (Maximum Packet Size) and
-    /// broke it: DISCONNECT with reason 0x95 Packet too large [MQTT-3.1.2-25].
-    #[inline(never)]
-    fn refuse(&mut self, e: DecodeError, now: Instant) -> Result<(), Error<T::Error>> {
-        let version = self.engine.version();
-        if let DecodeError::PacketTooLarge { .. } = e {
-            if !version.is_v5() {
-                let skipped = self.decoder.skip_packet();
-                if skipped.is_some_and(|h| h.packet_type == PacketType::Publish) {
-                    self.skipped = self.skipped.saturating_add(1);
-                    return Ok(());
-                }
-            } else if self.engine.state() != State::Disconnected {
-                let _ = self.engine.close(now);
-                let reason = Disconnect::with_reason(ReasonCode::PACKET_TOO_LARGE);
-                // Best effort: the connection is over whether or not it is sent.
-                let _ = send(&mut self.transport, &mut self.tx, |buf| {
-                    reason.encode(version, buf)
-                });
             }
         }
-        self.engine.connection_lost();
-        Err(Error::Decode(e))
     }
 
     /// Send DISCONNECT: the connection ends cleanly (the server discards the will).
-    #[inline(never)]
     pub fn disconnect(&mut self, now_ms: u32) -> Result<(), Error<T::Error>> {
-        let now = self.clock.instant(now_ms);
-        let packet = self.engine.close(now);
-        let version = self.engine.version();
-        send(&mut self.transport, &mut self.tx, |buf| {
-            packet.encode(version, buf)
-        })
+        let bytes = self.session.disconnect(now_ms)?;
+        write(&mut self.transport, bytes)
     }
 
     /// Replace a broken transport with a new one (returning the old), keeping the session:
     /// unacknowledged QoS 1/2 messages are resent after the next [`Client::connect`] with
     /// `clean_start: false` finds the session present.
     pub fn reconnect(&mut self, transport: T) -> T {
-        self.engine.connection_lost();
-        self.decoder.clear();
+        self.session.reconnect();
         core::mem::replace(&mut self.transport, transport)
     }
 
@@ -607,20 +725,13 @@ where
     }
 }
 
+/// Write `bytes` (none: nothing to do) and flush.
 fn write<T: Write>(transport: &mut T, bytes: &[u8]) -> Result<(), Error<T::Error>> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
     transport.write_all(bytes).map_err(Error::Io)?;
     transport.flush().map_err(Error::Io)
-}
-
-/// Encode a packet into `tx` with `encode` (a per-packet encoder: no [`Packet`] is built and
-/// no other packet's encoder is linked) and write it.
-fn send<T: Write>(
-    transport: &mut T,
-    tx: &mut [u8],
-    encode: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
-) -> Result<(), Error<T::Error>> {
-    let n = encode(tx).map_err(Error::Encode)?;
-    write(transport, tx.get(..n).unwrap_or_default())
 }
 
 #[cfg(test)]
