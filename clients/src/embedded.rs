@@ -38,6 +38,9 @@
 //! # Ok::<(), wren_clients::embedded::Error<embedded_io::ErrorKind>>(())
 //! ```
 
+#[cfg(feature = "embedded-async")]
+pub mod asynch;
+
 use core::fmt;
 use core::num::NonZeroU32;
 
@@ -208,13 +211,22 @@ impl<T, const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize> d
     for Client<T, RX, TX, OUTBOX, N>
 {
     fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Client {{ {} }}", self.session);
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<const RX: usize, const TX: usize, const OUTBOX: usize, const N: usize> defmt::Format
+    for Session<RX, TX, OUTBOX, N>
+{
+    fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(
             f,
-            "Client {{ engine: {}, buffered: {=usize}, outbox: {=usize}, skipped: {=u32} }}",
-            self.session.engine,
-            self.session.decoder.buffered(),
-            self.session.outbox.len,
-            self.session.skipped
+            "engine: {}, buffered: {=usize}, outbox: {=usize}, skipped: {=u32}",
+            self.engine,
+            self.decoder.buffered(),
+            self.outbox.len,
+            self.skipped
         );
     }
 }
@@ -226,6 +238,8 @@ const _: () = {
     const fn format<F: defmt::Format>() {}
     format::<Error<embedded_io::ErrorKind>>();
     format::<Client<(), 8, 8, 8, 1>>();
+    #[cfg(feature = "embedded-async")]
+    format::<asynch::Client<(), 8, 8, 8, 1>>();
     format::<Config>();
     format::<Engine<1>>();
     format::<engine::Error>();
