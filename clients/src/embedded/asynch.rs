@@ -20,6 +20,7 @@
 //! # }
 //! # impl embedded_io_async::Write for Socket {
 //! #     async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) }
+//! #     async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
 //! # }
 //! # fn now_ms() -> u32 { 0 }
 //! async fn sensor(socket: Socket) -> Result<(), wren_clients::embedded::Error<embedded_io_async::ErrorKind>> {
