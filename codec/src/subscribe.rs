@@ -236,7 +236,7 @@ const FIRST: u8 = ((PacketType::Subscribe as u8) << 4) | 0b0010;
 
 impl Subscribe<'_> {
     /// [`crate::Packet::encode`] for a SUBSCRIBE: one function for each version, each taking
-    /// the plain path ([`Self::encode_items`]) for the caller's own subscriptions (a list
+    /// the plain path (`encode_items`) for the caller's own subscriptions (a list
     /// built with [`List::new`]) and the general path for a decoded list. Called directly, it
     /// links no other packet's encoder and needs no [`crate::Packet`] on the stack.
     #[inline]
