@@ -305,7 +305,7 @@ impl Control {
         }
     }
 
-    /// The acknowledgement's identifier and reason code (`None` for PINGREQ).
+    /// The acknowledgement (`None` for PINGREQ).
     const fn ack(self) -> Option<Ack<'static>> {
         match self {
             Control::PingReq => None,
@@ -318,12 +318,12 @@ impl Control {
 
     /// The packet to send.
     pub const fn packet(self) -> Packet<'static> {
-        match (self, self.ack()) {
-            (Control::PubAck(..), Some(ack)) => Packet::PubAck(ack),
-            (Control::PubRec(..), Some(ack)) => Packet::PubRec(ack),
-            (Control::PubRel(..), Some(ack)) => Packet::PubRel(ack),
-            (Control::PubComp(..), Some(ack)) => Packet::PubComp(ack),
-            _ => Packet::PingReq,
+        match self {
+            Control::PingReq => Packet::PingReq,
+            Control::PubAck(id, code) => Packet::PubAck(ack_with(id, code)),
+            Control::PubRec(id, code) => Packet::PubRec(ack_with(id, code)),
+            Control::PubRel(id, code) => Packet::PubRel(ack_with(id, code)),
+            Control::PubComp(id, code) => Packet::PubComp(ack_with(id, code)),
         }
     }
 
