@@ -5,9 +5,11 @@
 //! time (a wrapping 32-bit millisecond counter is enough) to every call.
 //!
 //! [`Client::poll`] never waits for input: it reads only what [`ReadReady`] says is there,
-//! handles every complete packet (acknowledging QoS 1/2 deliveries, handing messages to the
-//! caller's closure), sends what the engine wants sent (PINGREQ, retransmissions) and returns
-//! when it next wants to be called. Writes block until the transport has taken the bytes.
+//! handles every complete packet (handing messages to the caller's closure, then acknowledging
+//! QoS 1/2 deliveries), sends what the engine wants sent (PINGREQ, retransmissions) and returns
+//! when it next wants to be called. Writes block until the transport has taken the bytes;
+//! [`asynch::Client`] (feature `embedded-async`) is the same client with awaited writes, over
+//! `embedded-io-async`.
 //!
 //! QoS 1/2 PUBLISH packets are kept, encoded, in a fixed-capacity outbox until acknowledged,
 //! and resent with DUP set when a session is resumed after [`Client::reconnect`] (or after the
