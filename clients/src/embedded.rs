@@ -1,4 +1,4 @@
-//! A blocking-free MQTT client for firmware (feature `embedded`): the [`engine`](crate::engine)
+//! A blocking-free MQTT client for firmware (feature `embedded`): the [`engine`]
 //! driven over any byte stream implementing [`embedded_io`]'s `Read + ReadReady + Write` — a
 //! UART, a TCP socket of an embedded network stack — with every buffer inside the client, sized
 //! by const generics. No allocator, no `std`, no clock of its own: the application passes the
