@@ -970,7 +970,7 @@ impl Task {
                 match self.engine.poll(self.now()) {
                     Poll::Wait(at) => break at,
                     Poll::Send(p) => {
-                        if let Err(e) = self.send(&p).await {
+                        if let Err(e) = self.send(&p.packet()).await {
                             return Stop::Lost(e.to_string());
                         }
                     }
@@ -1234,7 +1234,7 @@ impl Task {
             };
             let event = handled.event.map(owned_event);
             if let Some(reply) = handled.reply {
-                if let Err(e) = self.send(&reply).await {
+                if let Err(e) = self.send(&reply.packet()).await {
                     break Err(e);
                 }
             }

@@ -168,9 +168,27 @@ impl<'a> Connect<'a> {
 }
 
 impl Connect<'_> {
+    /// [`crate::Packet::encode`] for a CONNECT (in its own `protocol` version), without the
+    /// all-packet dispatch: a 3.1.1 client links only the 3.1.1 path it uses.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !self.protocol.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        if self.protocol == ProtocolVersion::V311 {
+            self.encode_v311(buf)
+        } else {
+            self.encode_other(buf)
+        }
+    }
+
     /// [`crate::Packet::encode`] for a 3.1.1 CONNECT, by [`Self::encode_plain`].
     #[inline(never)]
     pub(crate) fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        // Size first: the plain path is a faster copy of the general one (the same bytes), and
+        // the general one is linked anyway (for the packets the plain path leaves to it).
+        if cfg!(feature = "size") {
+            return self.encode_general_out_of_line(buf);
+        }
         self.encode_plain(buf)
     }
 
@@ -178,7 +196,8 @@ impl Connect<'_> {
     /// 5.0 here, the version of the two that is used).
     #[inline(never)]
     pub(crate) fn encode_other(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        if self.protocol.is_v5() {
+        // Size first: one copy of the general path, shared with 3.1.1.
+        if self.protocol.is_v5() && cfg!(not(feature = "size")) {
             self.encode_general(buf)
         } else {
             self.encode_general_out_of_line(buf)
@@ -194,7 +213,7 @@ impl Connect<'_> {
 
     /// The general path: measured and checked by [`Self::body_len`], written by [`Self::write`]
     /// through a [`Writer`].
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_general(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let (body, blocks) = self.body_len()?;
         let mut w = start_packet(buf, FIRST, body)?;
@@ -208,7 +227,7 @@ impl Connect<'_> {
     /// at once: a packet that breaks one (a field over 65,535 bytes, an empty will topic, a
     /// password without a user name), and a body of 16 KiB or more, take the general path,
     /// which names the first rule broken exactly as before.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_plain(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let client_id = self.client_id.as_bytes();
         let (topic, payload): (&[u8], &[u8]) = match &self.will {
@@ -278,7 +297,7 @@ impl Connect<'_> {
     /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,
     /// starting with `start` (the fixed header and the variable header); `fields`: the client
     /// identifier, will topic, will payload, user name and password (empty when absent).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write_plain<const H: usize>(
         &self,
         out: &mut [u8],
@@ -302,7 +321,7 @@ impl Connect<'_> {
     }
 
     /// The connect flags byte.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn flags(&self) -> u8 {
         let mut flags = 0u8;
         if self.clean_start {
@@ -325,7 +344,7 @@ impl Connect<'_> {
 
     /// The body length and the property items lengths of the CONNECT and of its will (5.0),
     /// checking the packet against the rules the decoder enforces.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn body_len(&self) -> Result<(usize, (Block, Block)), EncodeError> {
         let v5 = self.protocol.is_v5();
         if !v5 && self.password.is_some() && self.username.is_none() {
@@ -367,7 +386,7 @@ impl Connect<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
         let flags = self.flags();
         let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();

@@ -133,7 +133,7 @@ impl<'a, T: ListItem<'a>> List<'a, T> {
     /// only of bytes holding items, so in practice 0 exactly when the list is empty). One load,
     /// whatever the representation: for tests of many fields at once that want a value that is
     /// 0 when a field is unset (`Properties::surely_empty`).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) const fn view_len(&self) -> usize {
         match self.repr {
             Repr::Items(items) => items.len(),

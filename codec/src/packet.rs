@@ -6,7 +6,7 @@ use crate::connect::{self, Connect};
 use crate::data::{frame_lengths, start_packet};
 use crate::disconnect::{self, Auth, Disconnect};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{PacketType, parse_fixed_header};
+use crate::header::{FixedHeader, PacketType, parse_fixed_header};
 use crate::publish::{self, Publish};
 use crate::suback::{self, SubAck};
 use crate::subscribe::{self, Subscribe};
@@ -239,6 +239,172 @@ fn decode_body(
     })
 }
 
+/// The body of a packet of type `t` whose fixed header is `header`, or why not: another type
+/// ([`DecodeError::InvalidPacketType`] with the header's type), or a body of another length
+/// than the header says.
+fn body_of(t: PacketType, header: &FixedHeader, body: &[u8]) -> Result<(), DecodeError> {
+    if header.packet_type != t {
+        return Err(DecodeError::InvalidPacketType(header.packet_type as u8));
+    }
+    match usize::try_from(header.remaining_length) {
+        Ok(len) if len == body.len() => Ok(()),
+        Ok(len) if len > body.len() => Err(DecodeError::UnexpectedEnd),
+        _ => Err(DecodeError::TrailingBytes),
+    }
+}
+
+// Per-packet decoders: what [`decode`] does after the fixed header, for one packet type, so
+// that code expecting that packet (a client waiting for its CONNACK, a test) links that parser
+// only. The caller frames the packet with [`crate::header::parse_fixed_header`] and passes the
+// body (exactly `remaining_length` bytes). `#[inline]`, so that they are compiled only where
+// they are used: compiled here, they gave each body parser a second caller, which kept it out
+// of `decode` and made a 5.0 firmware 1 KB larger even where they were never called.
+
+impl<'a> ConnAck<'a> {
+    /// [`decode`] for a CONNACK, given its parsed fixed header and its body.
+    ///
+    /// ```
+    /// use wren_codec::{header::parse_fixed_header, ConnAck, ProtocolVersion, ReasonCode};
+    /// let bytes = [0x20, 0x02, 0x01, 0x00];
+    /// let (body, header) = parse_fixed_header(&bytes, ProtocolVersion::V311).unwrap();
+    /// let connack = ConnAck::decode_body(&header, body, ProtocolVersion::V311).unwrap();
+    /// assert!(connack.session_present && connack.code == ReasonCode::SUCCESS);
+    /// ```
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        body_of(PacketType::ConnAck, header, body)?;
+        connack::parse(body, version).map_err(crate::data::finish_err)
+    }
+}
+
+impl<'a> Publish<'a> {
+    /// [`decode`] for a PUBLISH, given its parsed fixed header (whose flags it reads) and body.
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        body_of(PacketType::Publish, header, body)?;
+        publish::parse(header.flags, body, version).map_err(crate::data::finish_err)
+    }
+}
+
+impl<'a> Ack<'a> {
+    /// [`decode`] for a PUBACK, PUBREC, PUBREL or PUBCOMP (the header's type).
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        let t = header.packet_type;
+        match t {
+            PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+                body_of(t, header, body)?;
+                ack::parse(t, body, version).map_err(crate::data::finish_err)
+            }
+            _ => Err(DecodeError::InvalidPacketType(t as u8)),
+        }
+    }
+}
+
+impl<'a> SubAck<'a> {
+    /// [`decode`] for a SUBACK or UNSUBACK (the header's type).
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        let t = header.packet_type;
+        match t {
+            PacketType::SubAck | PacketType::UnsubAck => {
+                body_of(t, header, body)?;
+                suback::parse(t, body, version).map_err(crate::data::finish_err)
+            }
+            _ => Err(DecodeError::InvalidPacketType(t as u8)),
+        }
+    }
+}
+
+impl<'a> Disconnect<'a> {
+    /// [`decode`] for a DISCONNECT, or a 5.0 AUTH (the header's type).
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        let t = header.packet_type;
+        match t {
+            PacketType::Disconnect | PacketType::Auth => {
+                body_of(t, header, body)?;
+                disconnect::parse(t, body, version).map_err(crate::data::finish_err)
+            }
+            _ => Err(DecodeError::InvalidPacketType(t as u8)),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl<'a> Connect<'a> {
+    /// [`decode`] for a CONNECT (in the version its protocol level names).
+    #[inline]
+    pub fn decode_body(header: &FixedHeader, body: &'a [u8]) -> Result<Self, DecodeError> {
+        body_of(PacketType::Connect, header, body)?;
+        connect::parse(body).map_err(crate::data::finish_err)
+    }
+}
+
+#[cfg(feature = "server")]
+impl<'a> Subscribe<'a> {
+    /// [`decode`] for a SUBSCRIBE.
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        body_of(PacketType::Subscribe, header, body)?;
+        subscribe::parse(body, version).map_err(crate::data::finish_err)
+    }
+}
+
+#[cfg(feature = "server")]
+impl<'a> Unsubscribe<'a> {
+    /// [`decode`] for an UNSUBSCRIBE.
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        enabled(version)?;
+        body_of(PacketType::Unsubscribe, header, body)?;
+        unsubscribe::parse(body, version).map_err(crate::data::finish_err)
+    }
+}
+
+/// `version` is one this build speaks, or the error [`decode`] gives.
+const fn enabled(version: ProtocolVersion) -> Result<(), DecodeError> {
+    if version.is_enabled() {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedProtocolLevel(version.level()))
+    }
+}
+
 impl Packet<'_> {
     /// The packet's type.
     pub const fn packet_type(&self) -> PacketType {
@@ -359,6 +525,63 @@ impl Packet<'_> {
             Packet::Auth(p) => encode_disconnect(p, PacketType::Auth, version, buf),
         }
     }
+}
+
+impl Ack<'_> {
+    /// [`Packet::encode`] for a PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type`) without the
+    /// all-packet dispatch or a [`Packet`] on the stack. Another packet type is refused
+    /// ([`EncodeError::InvalidValue`]).
+    ///
+    /// ```
+    /// use wren_codec::{Ack, EncodeError, PacketId, PacketType, ProtocolVersion};
+    /// let ack = Ack::new(PacketId::new(7).unwrap());
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(ack.encode(PacketType::PubAck, ProtocolVersion::V311, &mut buf), Ok(4));
+    /// assert_eq!(buf, [0x40, 0x02, 0x00, 0x07]);
+    /// assert_eq!(ack.encode(PacketType::SubAck, ProtocolVersion::V311, &mut buf),
+    ///            Err(EncodeError::InvalidValue));
+    /// ```
+    pub fn encode(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        match packet_type {
+            PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+                encode_ack(self, packet_type, version, buf)
+            }
+            _ => Err(EncodeError::InvalidValue),
+        }
+    }
+}
+
+impl Unsubscribe<'_> {
+    /// [`Packet::encode`] for an UNSUBSCRIBE, without the all-packet dispatch.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        encode_unsubscribe(self, version, buf)
+    }
+}
+
+impl Disconnect<'_> {
+    /// [`Packet::encode`] for a DISCONNECT, without the all-packet dispatch.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        encode_disconnect(self, PacketType::Disconnect, version, buf)
+    }
+}
+
+/// [`Packet::encode`] for a PINGREQ (two bytes), without the all-packet dispatch.
+pub fn encode_pingreq(buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_empty(PacketType::PingReq, buf)
 }
 
 /// The first byte of the fixed header of a packet other than PUBLISH.

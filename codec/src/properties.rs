@@ -45,7 +45,7 @@ pub enum PropertyContext {
 
 impl PropertyContext {
     /// One bit for each context: bit 0 for the will, the packet type's number for a packet.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     const fn bit(self) -> u16 {
         match self {
             PropertyContext::Will => 1,
@@ -268,7 +268,7 @@ macro_rules! properties {
             /// 75 instructions of vector compares and branches); here each field gives an
             /// integer that is 0 exactly when it is unset ([`Lanes`]), and the integers are
             /// or'ed into a few words tested once. About 28 instructions in all.
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             pub(crate) fn surely_empty(&self) -> bool {
                 let l = Lanes::UNSET $( .or(Field::lanes(&self.$field, true)) )*;
                 l.word == 0 && l.small == 0 && l.byte & 2 != 0
@@ -279,7 +279,7 @@ macro_rules! properties {
             /// is decided at compile time, as [`Self::surely_empty`] tests all of them: each
             /// picked field gives its [`Lanes`], the others [`Lanes::UNSET`], and the lanes are
             /// combined and tested once, rather than a test and branch per field.
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             fn any_scalar_set(&self, pick: impl Fn(u8) -> bool) -> bool {
                 let l = Lanes::UNSET
                     $( .or(if pick($id) { Field::lanes(&self.$field, false) } else { Lanes::UNSET }) )*;
@@ -295,7 +295,7 @@ macro_rules! properties {
             /// per field), and only the ones it may carry are measured. If one it may not carry
             /// is set, [`Self::first_error`] names the first rule broken in identifier order, as
             /// a property by property check would.
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             pub(crate) fn items_len(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
                 let refused = false $( | Field::refused(&self.$field, !is_allowed($id, ctx)) )*;
                 if refused {
@@ -308,7 +308,7 @@ macro_rules! properties {
             /// lists), where the properties it may not carry are many: those are tested by
             /// [`Self::any_scalar_set`], fewer instructions than the test of each `is_some()` in
             /// [`Self::items_len`] for that many. The same result.
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             pub(crate) fn items_len_few(&self, ctx: PropertyContext) -> Result<Block, EncodeError> {
                 // The properties that are not lists, tested together; the lists (read to tell,
                 // if decoded) only where `ctx` may not carry them.
@@ -326,7 +326,7 @@ macro_rules! properties {
             /// value (the property-by-property check, which names the first rule broken);
             /// without, only the properties `ctx` may carry are looked at (decided at compile
             /// time where `ctx` is a constant), the caller having refused the others.
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             fn measure<const CHECKED: bool>(
                 &self,
                 ctx: PropertyContext,
@@ -350,7 +350,7 @@ macro_rules! properties {
             /// Write the property block (length prefix included) that [`Self::items_len`]
             /// measured and checked for `ctx`: only the properties `ctx` may carry can be set,
             /// so only those are looked at (decided at compile time where `ctx` is a constant).
-            #[inline(always)]
+            #[cfg_attr(not(feature = "size"), inline(always))]
             pub(crate) fn write_block(
                 &self,
                 block: Block,
@@ -589,7 +589,7 @@ impl Lanes {
         byte: 2,
     };
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn or(self, o: Lanes) -> Lanes {
         Lanes {
             word: self.word | o.word,
@@ -601,7 +601,7 @@ impl Lanes {
 
 /// `n` plus an item of a `value_len`-byte value and its one-byte identifier. Saturating sums: a
 /// total anywhere near `usize::MAX` is far beyond the largest packet and refused as such.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn item(n: usize, value_len: usize) -> usize {
     n.saturating_add(value_len).saturating_add(1)
 }
@@ -611,12 +611,12 @@ impl<'a, T: Value<'a>> Field<'a> for Option<T> {
     const EMPTY: Self = None;
     type Span = ();
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn may_repeat(_: PropertyContext) -> bool {
         false
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(
         &mut self,
         _: &mut (),
@@ -630,35 +630,35 @@ impl<'a, T: Value<'a>> Field<'a> for Option<T> {
         Ok(rest)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn finish(&mut self, _: (), _: &'a [u8]) {}
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn unset_plain(&self) -> bool {
         self.is_none()
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn unset_list(&self) -> bool {
         true
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn refused(&self, not_allowed: bool) -> bool {
         not_allowed & self.is_some()
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn refused_list(&self, _: bool) -> bool {
         false
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(&self, _: bool) -> Lanes {
         T::lanes(*self)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn measure(
         &self,
         n: usize,
@@ -674,7 +674,7 @@ impl<'a, T: Value<'a>> Field<'a> for Option<T> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(&self, id: u8, w: &mut Writer<'_>) {
         if let Some(v) = *self {
             v.write(id, w);
@@ -694,7 +694,7 @@ fn flag(v: u8, id: u8) -> Result<bool, DecodeError> {
 impl Value<'_> for PayloadFormat {
     const TYPE: ValueType = ValueType::Byte;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
         let (r, b) = u8_(v).map_err(finish_err)?;
         let f = match b {
@@ -705,12 +705,12 @@ impl Value<'_> for PayloadFormat {
         Ok((r, f))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(1)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let v = match self {
             PayloadFormat::Unspecified => 0,
@@ -719,7 +719,7 @@ impl Value<'_> for PayloadFormat {
         w.array([id, v]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             byte: byte(o.map(|f| f == PayloadFormat::Utf8)),
@@ -731,23 +731,23 @@ impl Value<'_> for PayloadFormat {
 impl Value<'_> for bool {
     const TYPE: ValueType = ValueType::Byte;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
         let (r, b) = u8_(v).map_err(finish_err)?;
         Ok((r, flag(b, id)?))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(1)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.array([id, u8::from(self)]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             byte: byte(o),
@@ -760,7 +760,7 @@ impl Value<'_> for bool {
 impl Value<'_> for QoS {
     const TYPE: ValueType = ValueType::Byte;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
         let (r, b) = u8_(v).map_err(finish_err)?;
         let q = match b {
@@ -771,7 +771,7 @@ impl Value<'_> for QoS {
         Ok((r, q))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         if self == QoS::ExactlyOnce {
             return Err(EncodeError::InvalidValue);
@@ -779,12 +779,12 @@ impl Value<'_> for QoS {
         Ok(1)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.array([id, self.bits()]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             byte: match o {
@@ -799,23 +799,23 @@ impl Value<'_> for QoS {
 impl Value<'_> for u16 {
     const TYPE: ValueType = ValueType::U16;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], _: u8) -> Result<(&[u8], Self), DecodeError> {
         u16_(v).map_err(finish_err)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(2)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let [a, b] = self.to_be_bytes();
         w.array([id, a, b]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             small: tag(&o),
@@ -827,7 +827,7 @@ impl Value<'_> for u16 {
 impl Value<'_> for NonZeroU16 {
     const TYPE: ValueType = ValueType::U16;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
         let (r, x) = u16_(v).map_err(finish_err)?;
         Ok((
@@ -836,18 +836,18 @@ impl Value<'_> for NonZeroU16 {
         ))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(2)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let [a, b] = self.get().to_be_bytes();
         w.array([id, a, b]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             small: u32::from(o.map_or(0, NonZeroU16::get)),
@@ -859,23 +859,23 @@ impl Value<'_> for NonZeroU16 {
 impl Value<'_> for u32 {
     const TYPE: ValueType = ValueType::U32;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], _: u8) -> Result<(&[u8], Self), DecodeError> {
         u32_(v).map_err(finish_err)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(4)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let [a, b, c, d] = self.to_be_bytes();
         w.array([id, a, b, c, d]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             small: tag(&o),
@@ -887,24 +887,24 @@ impl Value<'_> for u32 {
 impl Value<'_> for NonZeroU32 {
     const TYPE: ValueType = ValueType::U32;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &[u8], id: u8) -> Result<(&[u8], Self), DecodeError> {
         let (r, x) = u32_(v).map_err(finish_err)?;
         Ok((r, nonzero_u32(x, id)?))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         Ok(4)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let [a, b, c, d] = self.get().to_be_bytes();
         w.array([id, a, b, c, d]);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             small: o.map_or(0, NonZeroU32::get),
@@ -916,23 +916,23 @@ impl Value<'_> for NonZeroU32 {
 impl<'a> Value<'a> for &'a str {
     const TYPE: ValueType = ValueType::Utf8;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &'a [u8], _: u8) -> Result<(&'a [u8], Self), DecodeError> {
         utf8(v).map_err(finish_err)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         str_len(self)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.u8(id);
         w.str(self);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             word: ptr(o),
@@ -945,7 +945,7 @@ impl<'a> Value<'a> for &'a str {
 impl<'a> Value<'a> for TopicName<'a> {
     const TYPE: ValueType = ValueType::Utf8;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &'a [u8], id: u8) -> Result<(&'a [u8], Self), DecodeError> {
         let (r, (s, found)) = utf8_scanned(v).map_err(finish_err)?;
         let topic = TopicName::from_scanned(s, found, false)
@@ -953,7 +953,7 @@ impl<'a> Value<'a> for TopicName<'a> {
         Ok((r, topic))
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         if self.is_empty() {
             return Err(EncodeError::InvalidValue);
@@ -961,13 +961,13 @@ impl<'a> Value<'a> for TopicName<'a> {
         str_len(self.as_str())
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.u8(id);
         w.str(self.as_str());
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             word: ptr(o.map(|t| t.as_str())),
@@ -979,23 +979,23 @@ impl<'a> Value<'a> for TopicName<'a> {
 impl<'a> Value<'a> for &'a [u8] {
     const TYPE: ValueType = ValueType::Binary;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(v: &'a [u8], _: u8) -> Result<(&'a [u8], Self), DecodeError> {
         binary(v).map_err(finish_err)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn len(self) -> Result<usize, EncodeError> {
         binary_len(self)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.u8(id);
         w.binary(self);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(o: Option<Self>) -> Lanes {
         Lanes {
             word: ptr(o),
@@ -1034,12 +1034,12 @@ trait ListValue<'a>: ListItem<'a> {
 impl<'a> ListValue<'a> for u32 {
     const TYPE: ValueType = ValueType::Varint;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn may_repeat(ctx: PropertyContext) -> bool {
         ctx == PropertyContext::Packet(PacketType::Publish)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn check(v: &'a [u8], id: u8) -> Result<&'a [u8], DecodeError> {
         let (r, x) = varint(v).map_err(finish_err)?;
         if x == 0 {
@@ -1048,12 +1048,12 @@ impl<'a> ListValue<'a> for u32 {
         Ok(r)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn view(span: &'a [u8]) -> List<'a, Self> {
         List::from_wire(span)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn measure_all(
         list: &List<'a, Self>,
         mut n: usize,
@@ -1077,7 +1077,7 @@ impl<'a> ListValue<'a> for u32 {
         Ok(n)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         w.u8(id);
         w.varint(self);
@@ -1088,19 +1088,19 @@ impl<'a> ListValue<'a> for u32 {
 impl<'a> ListValue<'a> for UserProperty<'a> {
     const TYPE: ValueType = ValueType::Pair;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn may_repeat(_: PropertyContext) -> bool {
         true
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn check(v: &'a [u8], _: u8) -> Result<&'a [u8], DecodeError> {
         let (r, ()) = utf8_check_only(v).map_err(finish_err)?;
         let (r, ()) = utf8_check_only(r).map_err(finish_err)?;
         Ok(r)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn view(span: &'a [u8]) -> List<'a, Self> {
         // Valid UTF-8 as a whole (always, when the pairs are ASCII and shorter than 128 bytes:
         // identifiers and lengths are then ASCII too), the span is kept as text, and reading the
@@ -1112,7 +1112,7 @@ impl<'a> ListValue<'a> for UserProperty<'a> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn measure_all(
         list: &List<'a, Self>,
         mut n: usize,
@@ -1128,7 +1128,7 @@ impl<'a> ListValue<'a> for UserProperty<'a> {
         Ok(n)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(self, id: u8, w: &mut Writer<'_>) {
         let (k, v) = self;
         w.u8(id);
@@ -1144,12 +1144,12 @@ impl<'a, T: ListValue<'a>> Field<'a> for List<'a, T> {
     const EMPTY: Self = List::empty();
     type Span = Option<(usize, usize)>;
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn may_repeat(ctx: PropertyContext) -> bool {
         T::may_repeat(ctx)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn read(
         &mut self,
         so_far: &mut Self::Span,
@@ -1163,34 +1163,34 @@ impl<'a, T: ListValue<'a>> Field<'a> for List<'a, T> {
         Ok(r)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn finish(&mut self, so_far: Self::Span, block: &'a [u8]) {
         if let Some((start, end)) = so_far {
             *self = T::view(block.get(start..end).unwrap_or(block));
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn unset_plain(&self) -> bool {
         true
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn unset_list(&self) -> bool {
         self.is_empty()
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn refused(&self, not_allowed: bool) -> bool {
         not_allowed && !self.is_empty()
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn refused_list(&self, not_allowed: bool) -> bool {
         self.refused(not_allowed)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn lanes(&self, lists: bool) -> Lanes {
         Lanes {
             word: if lists { self.view_len() } else { 0 },
@@ -1198,7 +1198,7 @@ impl<'a, T: ListValue<'a>> Field<'a> for List<'a, T> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn measure(
         &self,
         n: usize,
@@ -1208,7 +1208,7 @@ impl<'a, T: ListValue<'a>> Field<'a> for List<'a, T> {
         T::measure_all(self, n, ctx, check)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write(&self, id: u8, w: &mut Writer<'_>) {
         for_items!(self, |items| {
             for x in items {
@@ -1304,7 +1304,7 @@ impl Block {
 /// For the tests of many properties at once ([`Properties::surely_empty`],
 /// [`Properties::any_scalar_set`]): the pointer of an `Option<&str>` / `Option<&[u8]>`, 0
 /// exactly when `None` (a reference is never null, even to an empty string).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn ptr<T: ?Sized>(o: Option<&T>) -> usize {
     match o {
         Some(r) => core::ptr::from_ref(r).cast::<u8>().addr(),
@@ -1313,14 +1313,14 @@ fn ptr<T: ?Sized>(o: Option<&T>) -> usize {
 }
 
 /// For the tests of many properties at once: 0 exactly when `None`.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn tag<T>(o: &Option<T>) -> u32 {
     u32::from(o.is_some())
 }
 
 /// For the tests of many properties at once: 2 when `None`, a value with bit 1 clear when set
 /// (the byte the `Option<bool>` itself holds).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn byte(o: Option<bool>) -> u8 {
     match o {
         Some(false) => 0,

@@ -127,13 +127,13 @@ impl Publish<'_> {
 
     /// [`crate::Packet::encode`] for a PUBLISH, the packet a broker encodes most (once for every
     /// subscriber it forwards a message to): one function for each version, so that each stays
-    /// small and the 3.1.1 one holds no property code.
+    /// small and the 3.1.1 one holds no property code. Called directly, it links no other
+    /// packet's encoder and needs no [`crate::Packet`] on the stack.
     #[inline]
-    pub(crate) fn encode(
-        &self,
-        version: ProtocolVersion,
-        buf: &mut [u8],
-    ) -> Result<usize, EncodeError> {
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         if version.is_v5() {
             self.encode_v5(buf)
         } else {
@@ -173,7 +173,7 @@ impl Publish<'_> {
     /// written by cutting the buffer field by field rather than through a [`Writer`] (no
     /// position to keep, no overrun flag: the buffer is cut to the packet's length first, and
     /// what is left for the payload must be exactly the payload's length).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_plain(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
@@ -239,7 +239,7 @@ impl Publish<'_> {
 
     /// Write what [`Self::encode_plain`] measured into `out`, cut to the packet's length,
     /// starting with the fixed header `header`.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write_plain<const H: usize>(
         &self,
         version: ProtocolVersion,
@@ -280,9 +280,17 @@ impl Publish<'_> {
         Some(())
     }
 
+    /// [`crate::Packet::encoded_len`] for a PUBLISH: the length [`Self::encode`] writes.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
+        crate::data::frame_lengths(self.body_len(version)?.0).map(|(_, total)| total)
+    }
+
     /// The body length, and the length of the property items (5.0), checking the packet against
     /// the rules the decoder enforces.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.dup && self.qos_pid == QosPid::AtMostOnce {
             return Err(EncodeError::InvalidValue);
@@ -315,7 +323,7 @@ impl Publish<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured (`properties`: its property items length).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.str(self.topic.as_str());
         if let Some(id) = self.qos_pid.packet_id() {

@@ -95,7 +95,7 @@ impl SubscriptionOptions {
     /// Published (0 or 1) at bit 8 to bit 27, the QoS (0 to 2) at bit 16 to bits 24-25, Retain
     /// Handling (0 to 2) at bit 24 to bits 28-29; the other products land at or above bit 32
     /// (dropped) or below bit 22 (never carrying into bit 24).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn wire_byte(self) -> u8 {
         let rh = match self.retain_handling {
             RetainHandling::SendAtSubscribe => 0,
@@ -236,14 +236,14 @@ const FIRST: u8 = ((PacketType::Subscribe as u8) << 4) | 0b0010;
 
 impl Subscribe<'_> {
     /// [`crate::Packet::encode`] for a SUBSCRIBE: one function for each version, each taking
-    /// the plain path ([`Self::encode_items`]) for the caller's own subscriptions (a list
-    /// built with [`List::new`]) and the general path for a decoded list.
+    /// the plain path (`encode_items`) for the caller's own subscriptions (a list
+    /// built with [`List::new`]) and the general path for a decoded list. Called directly, it
+    /// links no other packet's encoder and needs no [`crate::Packet`] on the stack.
     #[inline]
-    pub(crate) fn encode(
-        &self,
-        version: ProtocolVersion,
-        buf: &mut [u8],
-    ) -> Result<usize, EncodeError> {
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if !version.is_enabled() {
+            return Err(EncodeError::NotEnabled);
+        }
         if version.is_v5() {
             self.encode_v5(buf)
         } else {
@@ -253,6 +253,9 @@ impl Subscribe<'_> {
 
     #[inline(never)]
     fn encode_v5(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if cfg!(feature = "size") {
+            return self.encode_general(ProtocolVersion::V5, buf);
+        }
         match self.subscriptions.as_items() {
             Some(subs) => self.encode_items::<true>(subs, buf),
             None => self.encode_general(ProtocolVersion::V5, buf),
@@ -261,6 +264,11 @@ impl Subscribe<'_> {
 
     #[inline(never)]
     fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        // Size first: the plain path is a faster copy of the general one (the same bytes), and
+        // the general one is linked anyway (for decoded lists and what the plain path leaves).
+        if cfg!(feature = "size") {
+            return self.encode_general(ProtocolVersion::V311, buf);
+        }
         match self.subscriptions.as_items() {
             Some(subs) => self.encode_items::<false>(subs, buf),
             None => self.encode_general(ProtocolVersion::V311, buf),
@@ -282,7 +290,7 @@ impl Subscribe<'_> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_general_for(
         &self,
         version: ProtocolVersion,
@@ -301,7 +309,7 @@ impl Subscribe<'_> {
     /// further) and one to write them by cutting the buffer rather than through a [`Writer`].
     /// A packet that breaks a rule on its subscriptions, and one of 16 KiB or more, take the
     /// general path, which names the first rule broken exactly as before.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn encode_items<const V5: bool>(
         &self,
         subs: &[Subscription<'_>],
@@ -385,7 +393,7 @@ impl Subscribe<'_> {
 
     /// Write what [`Self::encode_items`] measured into `out`, cut to the packet's length,
     /// starting with `start` (the fixed header and the packet identifier).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write_items<const V5: bool, const H: usize>(
         &self,
         out: &mut [u8],
@@ -427,7 +435,7 @@ impl Subscribe<'_> {
     /// rest of `out` after it. What [`Properties::write_block`] writes for a SUBSCRIBE (which
     /// may carry only the subscription identifier and user properties, in that order), by
     /// cutting the buffer.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn write_properties<'b>(&self, properties: Block, out: &'b mut [u8]) -> Option<&'b mut [u8]> {
         let mut rest = put_varint(out, u32::try_from(properties.len).ok()?)?;
         for_items!(self.properties.subscription_identifiers, |ids| {
@@ -449,7 +457,7 @@ impl Subscribe<'_> {
 
     /// The body length and the property items length (5.0), checking the packet against the
     /// rules the decoder enforces.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<(usize, Block), EncodeError> {
         if self.subscriptions.is_empty() {
             return Err(EncodeError::InvalidValue);
@@ -488,7 +496,7 @@ impl Subscribe<'_> {
     }
 
     /// Write the body [`Self::body_len`] measured.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn write(&self, version: ProtocolVersion, properties: Block, w: &mut Writer<'_>) {
         w.u16(self.packet_id.get());
         if version.is_v5() {

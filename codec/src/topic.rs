@@ -32,6 +32,34 @@ impl<'a> TopicName<'a> {
         Self::new_allow_empty(topic)
     }
 
+    /// [`TopicName::new`] as a `const fn` (the same checks and errors, a byte at a time), so a
+    /// topic can be checked at compile time and kept in a `const` or `static`:
+    ///
+    /// ```
+    /// use wren_codec::TopicName;
+    /// const TEMPERATURE: TopicName<'static> = match TopicName::new_const("site/temperature") {
+    ///     Ok(t) => t,
+    ///     Err(_) => panic!("invalid topic name"),
+    /// };
+    /// assert_eq!(TEMPERATURE, TopicName::new("site/temperature").unwrap());
+    /// ```
+    pub const fn new_const(topic: &'a str) -> Result<Self, DecodeError> {
+        if topic.is_empty() {
+            return Err(DecodeError::EmptyTopic);
+        }
+        if topic.len() > u16::MAX as usize {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let found = scan_const(topic.as_bytes());
+        if found & HAS_NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        if found & HAS_WILDCARD != 0 {
+            return Err(DecodeError::WildcardInTopicName);
+        }
+        Ok(TopicName(topic))
+    }
+
     /// Validate everything but emptiness (a 5.0 PUBLISH with a Topic Alias may have an empty topic).
     pub(crate) fn new_allow_empty(topic: &'a str) -> Result<Self, DecodeError> {
         if topic.len() > usize::from(u16::MAX) {
@@ -98,25 +126,43 @@ impl<'a> TopicName<'a> {
 }
 
 /// `+` only as a whole level, `#` only as the whole last level (§4.7.1).
-fn wildcards_well_placed(bytes: &[u8]) -> bool {
+// A `const fn` (for `TopicFilter::new_const`), so a loop over slice patterns.
+const fn wildcards_well_placed(bytes: &[u8]) -> bool {
     // The byte before the first level counts as a separator.
     let mut prev = b'/';
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut rest = bytes;
+    while let [b, tail @ ..] = rest {
+        let b = *b;
         if b == b'+' || b == b'#' {
-            let next = bytes.get(i.wrapping_add(1)).copied();
             let alone = prev == b'/'
                 && if b == b'#' {
-                    next.is_none()
+                    tail.is_empty()
                 } else {
-                    matches!(next, None | Some(b'/'))
+                    matches!(tail.first(), None | Some(b'/'))
                 };
             if !alone {
                 return false;
             }
         }
         prev = b;
+        rest = tail;
     }
     true
+}
+
+/// What [`scan`] finds (U+0000, wildcards), a byte at a time in a `const fn`.
+const fn scan_const(bytes: &[u8]) -> u8 {
+    let mut found = 0;
+    let mut rest = bytes;
+    while let [b, tail @ ..] = rest {
+        match *b {
+            0 => found |= HAS_NUL,
+            b'+' | b'#' => found |= HAS_WILDCARD,
+            _ => {}
+        }
+        rest = tail;
+    }
+    found
 }
 
 impl fmt::Debug for TopicName<'_> {
@@ -159,6 +205,34 @@ impl<'a> TopicFilter<'a> {
             return Err(DecodeError::UnexpectedEnd);
         }
         let found = scan(filter.as_bytes());
+        if found & HAS_NUL != 0 {
+            return Err(DecodeError::NullCharacter);
+        }
+        if found & HAS_WILDCARD != 0 && !wildcards_well_placed(filter.as_bytes()) {
+            return Err(DecodeError::InvalidTopicFilter);
+        }
+        Ok(TopicFilter(filter))
+    }
+
+    /// [`TopicFilter::new`] as a `const fn` (the same checks and errors, a byte at a time), so a
+    /// filter can be checked at compile time and kept in a `const` or `static`:
+    ///
+    /// ```
+    /// use wren_codec::TopicFilter;
+    /// const COMMANDS: TopicFilter<'static> = match TopicFilter::new_const("site/+/cmd") {
+    ///     Ok(f) => f,
+    ///     Err(_) => panic!("invalid topic filter"),
+    /// };
+    /// assert_eq!(COMMANDS.as_str(), "site/+/cmd");
+    /// ```
+    pub const fn new_const(filter: &'a str) -> Result<Self, DecodeError> {
+        if filter.is_empty() {
+            return Err(DecodeError::EmptyTopic);
+        }
+        if filter.len() > u16::MAX as usize {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        let found = scan_const(filter.as_bytes());
         if found & HAS_NUL != 0 {
             return Err(DecodeError::NullCharacter);
         }

@@ -18,13 +18,13 @@ impl ProtocolVersion {
     /// Whether this is MQTT 5.0. Always `false` in a codec built without the `v5` feature,
     /// which refuses 5.0 at its entry points ([`ProtocolVersion::is_enabled`]), so that every
     /// 5.0 branch behind this test is left out of the build.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub const fn is_v5(self) -> bool {
         cfg!(feature = "v5") && matches!(self, ProtocolVersion::V5)
     }
 
     /// Whether this build of the codec speaks this version (5.0 needs the `v5` feature).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub const fn is_enabled(self) -> bool {
         cfg!(feature = "v5") || !matches!(self, ProtocolVersion::V5)
     }

@@ -299,6 +299,35 @@ fn check_roundtrip(p: &Packet<'_>, version: ProtocolVersion) {
     let mut again = vec![0u8; len];
     assert_eq!(d.packet.encode(version, &mut again), Ok(len));
     assert!(again == buf, "re-encoding changed the bytes");
+    check_per_packet_encoder(p, version, &buf);
+}
+
+/// The per-packet encoders (what firmware calls, without the all-packet dispatch) write the
+/// bytes [`Packet::encode`] wrote.
+fn check_per_packet_encoder(p: &Packet<'_>, version: ProtocolVersion, expected: &[u8]) {
+    let mut buf = vec![0u8; expected.len()];
+    let written = match p {
+        Packet::Connect(c) => c.encode(&mut buf),
+        Packet::Publish(x) => {
+            assert_eq!(x.encoded_len(version), Ok(expected.len()));
+            x.encode(version, &mut buf)
+        }
+        Packet::PubAck(a) => a.encode(PacketType::PubAck, version, &mut buf),
+        Packet::PubRec(a) => a.encode(PacketType::PubRec, version, &mut buf),
+        Packet::PubRel(a) => a.encode(PacketType::PubRel, version, &mut buf),
+        Packet::PubComp(a) => a.encode(PacketType::PubComp, version, &mut buf),
+        Packet::Subscribe(x) => x.encode(version, &mut buf),
+        Packet::Unsubscribe(x) => x.encode(version, &mut buf),
+        Packet::Disconnect(x) => x.encode(version, &mut buf),
+        Packet::PingReq => packet::encode_pingreq(&mut buf),
+        // Server-side and AUTH packets have no per-packet entry point.
+        _ => return,
+    };
+    assert_eq!(written, Ok(expected.len()), "{p:?}");
+    assert!(
+        buf == expected,
+        "per-packet encoder differs from Packet::encode: {p:?}"
+    );
 }
 
 fn version() -> impl Strategy<Value = ProtocolVersion> {

@@ -167,6 +167,20 @@ fn exhaustive_small_alphabet_matches_reference() {
     assert!(yes > 1000 && no > 1000, "{yes} matches, {no} non-matches");
 }
 
+#[test]
+fn const_constructors_agree_with_new() {
+    let mut strings = strings(&["a", "", "+", "#", "a+", "#b", "\u{0}", "$s"], 3);
+    strings.push("x".repeat(65_536));
+    for s in &strings {
+        assert_eq!(TopicName::new_const(s), TopicName::new(s), "name {s:?}");
+        assert_eq!(
+            TopicFilter::new_const(s),
+            TopicFilter::new(s),
+            "filter {s:?}"
+        );
+    }
+}
+
 fn level() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::sample::select(vec!["a", "b", "", "$SYS", "x y", "é"]).prop_map(str::to_owned),

@@ -17,6 +17,61 @@ fn every_vector_decodes_to_its_packet() {
 }
 
 #[test]
+fn every_vector_decodes_by_its_per_packet_decoder() {
+    for v in vectors() {
+        let (body, header) = header::parse_fixed_header(v.bytes, v.version).unwrap();
+        let h = &header;
+        let packet = match header.packet_type {
+            PacketType::Connect => Connect::decode_body(h, body).map(Packet::Connect),
+            PacketType::ConnAck => ConnAck::decode_body(h, body, v.version).map(Packet::ConnAck),
+            PacketType::Publish => Publish::decode_body(h, body, v.version).map(Packet::Publish),
+            PacketType::PubAck => Ack::decode_body(h, body, v.version).map(Packet::PubAck),
+            PacketType::PubRec => Ack::decode_body(h, body, v.version).map(Packet::PubRec),
+            PacketType::PubRel => Ack::decode_body(h, body, v.version).map(Packet::PubRel),
+            PacketType::PubComp => Ack::decode_body(h, body, v.version).map(Packet::PubComp),
+            PacketType::Subscribe => {
+                Subscribe::decode_body(h, body, v.version).map(Packet::Subscribe)
+            }
+            PacketType::SubAck => SubAck::decode_body(h, body, v.version).map(Packet::SubAck),
+            PacketType::Unsubscribe => {
+                Unsubscribe::decode_body(h, body, v.version).map(Packet::Unsubscribe)
+            }
+            PacketType::UnsubAck => SubAck::decode_body(h, body, v.version).map(Packet::UnsubAck),
+            PacketType::PingReq => Ok(Packet::PingReq),
+            PacketType::PingResp => Ok(Packet::PingResp),
+            PacketType::Disconnect => {
+                Disconnect::decode_body(h, body, v.version).map(Packet::Disconnect)
+            }
+            PacketType::Auth => Disconnect::decode_body(h, body, v.version).map(Packet::Auth),
+        };
+        let packet = packet.unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
+        assert_packet_eq(v.name, &packet, &v.packet);
+    }
+}
+
+#[test]
+fn per_packet_decoders_refuse_another_type_and_a_short_body() {
+    let bytes = [0x40, 0x02, 0x00, 0x07]; // PUBACK 7
+    let (body, header) = header::parse_fixed_header(&bytes, V311).unwrap();
+    assert_eq!(
+        ConnAck::decode_body(&header, body, V311),
+        Err(DecodeError::InvalidPacketType(4))
+    );
+    assert_eq!(
+        Ack::decode_body(&header, &body[..1], V311),
+        Err(DecodeError::UnexpectedEnd)
+    );
+    assert_eq!(
+        Ack::decode_body(&header, &[0, 7, 0], V311),
+        Err(DecodeError::TrailingBytes)
+    );
+    assert_eq!(
+        Ack::decode_body(&header, body, V311).map(|a| a.packet_id.get()),
+        Ok(7)
+    );
+}
+
+#[test]
 fn every_vector_encodes_to_its_bytes() {
     for v in vectors() {
         assert_eq!(

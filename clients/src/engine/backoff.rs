@@ -2,6 +2,7 @@
 
 /// Exponential backoff: `initial`, `2 × initial`, … up to `max` milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Backoff {
     initial_ms: u64,
     max_ms: u64,

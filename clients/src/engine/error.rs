@@ -6,6 +6,7 @@ use wren_codec::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
 /// 3.1.1 CONNACK return codes 1–5 (§3.2.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum ConnectReturnCode {
     /// 1: the server does not support the requested protocol level.
@@ -49,6 +50,7 @@ impl ConnectReturnCode {
 
 /// Why the server refused the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConnectRefused {
     /// A 3.1.1 (or 3.1) return code.
     V3(ConnectReturnCode),
@@ -97,6 +99,7 @@ impl fmt::Display for ConnectRefused {
 
 /// What the engine cannot do, or what the server did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error {
     /// The operation needs an accepted connection.
     NotConnected,

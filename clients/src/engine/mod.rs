@@ -65,7 +65,7 @@ use core::num::NonZeroU16;
 
 use heapless::Vec;
 use wren_codec::{
-    Ack, ConnAck, Connect, Disconnect, List, Packet, PacketId, PacketType, Properties,
+    Ack, ConnAck, Connect, Disconnect, EncodeError, List, Packet, PacketId, PacketType, Properties,
     ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe, Subscription,
     TopicFilter, TopicName, Unsubscribe,
 };
@@ -73,6 +73,7 @@ use wren_codec::{
 /// A point on the caller's monotonic clock, in milliseconds. The origin is the caller's choice;
 /// only differences matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);
 
 impl Instant {
@@ -97,8 +98,55 @@ impl Instant {
     }
 }
 
+/// A wrapping 32-bit millisecond counter (a SysTick count, `u32` milliseconds since boot: what a
+/// part with 32-bit atomics keeps cheaply) widened to the engine's [`Instant`]. Correct as long
+/// as it is read at least once every 24 days (half the counter's range); a counter that goes
+/// back is taken as no time passed. [`crate::embedded::Client`] takes its time this way.
+///
+/// ```
+/// use wren_clients::engine::WrappingClock;
+/// let mut clock = WrappingClock::new();
+/// assert_eq!(clock.instant(u32::MAX - 5).as_millis(), u64::from(u32::MAX) - 5);
+/// assert_eq!(clock.instant(4).as_millis(), u64::from(u32::MAX) + 5); // wrapped
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WrappingClock {
+    last: u32,
+    wide: u64,
+    started: bool,
+}
+
+impl WrappingClock {
+    /// A clock that starts at the first counter value it is given.
+    pub const fn new() -> Self {
+        WrappingClock {
+            last: 0,
+            wide: 0,
+            started: false,
+        }
+    }
+
+    /// The instant the counter value `now_ms` stands for.
+    pub fn instant(&mut self, now_ms: u32) -> Instant {
+        if !self.started {
+            self.started = true;
+            self.last = now_ms;
+            self.wide = u64::from(now_ms);
+        }
+        let delta = now_ms.wrapping_sub(self.last);
+        // A counter that went back (a caller bug) is treated as "no time passed".
+        if delta < 1 << 31 {
+            self.last = now_ms;
+            self.wide = self.wide.saturating_add(u64::from(delta));
+        }
+        Instant(self.wide)
+    }
+}
+
 /// Engine settings that do not come from the CONNECT packet itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// Protocol version until [`Engine::connect`] names one.
     pub version: ProtocolVersion,
@@ -125,6 +173,7 @@ impl Config {
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum State {
     /// No connection (initially, after DISCONNECT, a refusal or a lost connection).
     Disconnected,
@@ -136,6 +185,7 @@ pub enum State {
 
 /// Which acknowledgement an in-flight packet waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Stage {
     /// QoS 1 PUBLISH sent, waiting for PUBACK.
     PubAck,
@@ -157,6 +207,7 @@ impl Stage {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct InFlight {
     packet_id: PacketId,
     stage: Stage,
@@ -167,6 +218,7 @@ struct InFlight {
 
 /// An application message to publish (the packet identifier is the engine's business).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Message<'a> {
     /// Topic name.
     pub topic: TopicName<'a>,
@@ -195,6 +247,7 @@ impl<'a> Message<'a> {
 
 /// What a received packet meant to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'p> {
     /// CONNACK accepted the connection.
     Connected {
@@ -221,22 +274,85 @@ pub enum Event<'p> {
     Disconnected(Disconnect<'p>),
 }
 
+/// A packet the engine asks to send that carries nothing but a packet identifier and a reason
+/// code (5.0; success in 3.1.1): 8 bytes where a [`Packet`] takes hundreds, so that [`Handled`]
+/// and [`Poll`] are small (firmware keeps them on its stack). [`Control::packet`] makes the
+/// [`Packet`], [`Control::encode`] writes it without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Control {
+    /// PINGREQ.
+    PingReq,
+    /// PUBACK.
+    PubAck(PacketId, ReasonCode),
+    /// PUBREC.
+    PubRec(PacketId, ReasonCode),
+    /// PUBREL.
+    PubRel(PacketId, ReasonCode),
+    /// PUBCOMP.
+    PubComp(PacketId, ReasonCode),
+}
+
+impl Control {
+    /// The packet's type.
+    pub const fn packet_type(self) -> PacketType {
+        match self {
+            Control::PingReq => PacketType::PingReq,
+            Control::PubAck(..) => PacketType::PubAck,
+            Control::PubRec(..) => PacketType::PubRec,
+            Control::PubRel(..) => PacketType::PubRel,
+            Control::PubComp(..) => PacketType::PubComp,
+        }
+    }
+
+    /// The acknowledgement (`None` for PINGREQ).
+    const fn ack(self) -> Option<Ack<'static>> {
+        match self {
+            Control::PingReq => None,
+            Control::PubAck(id, code)
+            | Control::PubRec(id, code)
+            | Control::PubRel(id, code)
+            | Control::PubComp(id, code) => Some(ack_with(id, code)),
+        }
+    }
+
+    /// The packet to send.
+    pub const fn packet(self) -> Packet<'static> {
+        match self {
+            Control::PingReq => Packet::PingReq,
+            Control::PubAck(id, code) => Packet::PubAck(ack_with(id, code)),
+            Control::PubRec(id, code) => Packet::PubRec(ack_with(id, code)),
+            Control::PubRel(id, code) => Packet::PubRel(ack_with(id, code)),
+            Control::PubComp(id, code) => Packet::PubComp(ack_with(id, code)),
+        }
+    }
+
+    /// Encode the packet for a `version` connection into `buf` by its own encoder (no
+    /// [`Packet`] built, no other packet's encoder linked); the bytes written.
+    pub fn encode(self, version: ProtocolVersion, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        match self.ack() {
+            None => wren_codec::packet::encode_pingreq(buf),
+            Some(ack) => ack.encode(self.packet_type(), version, buf),
+        }
+    }
+}
+
 /// The result of [`Engine::handle`]: maybe an event, maybe a packet to send back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Handled<'p> {
     /// What to tell the application.
     pub event: Option<Event<'p>>,
     /// What to send to the server (PUBACK, PUBREC, PUBREL or PUBCOMP).
-    pub reply: Option<Packet<'static>>,
+    pub reply: Option<Control>,
 }
 
 /// What [`Engine::poll`] wants done now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Boxing would need an allocator; a `Poll` lives on the stack for one call.
-#[allow(clippy::large_enum_variant)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Poll {
     /// Send this packet (PINGREQ, or a retransmitted PUBREL).
-    Send(Packet<'static>),
+    Send(Control),
     /// Resend the PUBLISH with this identifier, DUP set: build it with [`Engine::duplicate`].
     Republish(PacketId),
     /// No PINGRESP in time: the connection is dead. The engine is now `Disconnected`.
@@ -249,6 +365,7 @@ pub enum Poll {
 
 /// The client protocol engine, tracking up to `N` outgoing and `M` incoming QoS 2 flows.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Engine<const N: usize, const M: usize = N> {
     config: Config,
     version: ProtocolVersion,
@@ -337,6 +454,17 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         mut connect: Connect<'a>,
         now: Instant,
     ) -> Result<Packet<'a>, Error> {
+        self.prepare_connect(&mut connect, now)?;
+        Ok(Packet::Connect(connect))
+    }
+
+    /// [`Engine::connect`] in place: the caller encodes `connect` itself (with
+    /// [`Connect::encode`]), so no [`Packet`] is built (firmware keeps its stack small).
+    pub fn prepare_connect(
+        &mut self,
+        connect: &mut Connect<'_>,
+        now: Instant,
+    ) -> Result<(), Error> {
         if self.state != State::Disconnected {
             return Err(Error::AlreadyConnected);
         }
@@ -357,7 +485,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         self.server_receive_maximum = u16::MAX;
         self.server_maximum_qos = QoS::ExactlyOnce;
         self.server_retain_available = true;
-        Ok(Packet::Connect(connect))
+        Ok(())
     }
 
     /// The connection broke (socket closed, I/O error). In-flight publishes stay for a session
@@ -369,10 +497,16 @@ impl<const N: usize, const M: usize> Engine<N, M> {
 
     /// End the connection cleanly: returns the DISCONNECT to send.
     pub fn disconnect(&mut self, now: Instant) -> Packet<'static> {
+        Packet::Disconnect(self.close(now))
+    }
+
+    /// [`Engine::disconnect`], returning the DISCONNECT itself (to encode with
+    /// [`Disconnect::encode`], no [`Packet`] built).
+    pub fn close(&mut self, now: Instant) -> Disconnect<'static> {
         self.state = State::Disconnected;
         self.ping_sent = None;
         self.last_sent = now;
-        Packet::Disconnect(Disconnect::NORMAL)
+        Disconnect::NORMAL
     }
 
     /// Start publishing `message`: returns the PUBLISH to send (with its packet identifier for
@@ -503,7 +637,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 let known = self.awaiting_rel.iter().position(|&id| id == ack.packet_id);
                 let code = match known {
                     Some(i) => {
-                        self.awaiting_rel.swap_remove(i);
+                        remove(&mut self.awaiting_rel, i);
                         ReasonCode::SUCCESS
                     }
                     None if self.version.is_v5() => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -512,7 +646,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 self.last_sent = now;
                 Ok(Handled {
                     event: None,
-                    reply: Some(Packet::PubComp(ack_with(ack.packet_id, code))),
+                    reply: Some(Control::PubComp(ack.packet_id, code)),
                 })
             }
             (State::Connected, Packet::SubAck(s)) => {
@@ -585,7 +719,9 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 flight.sent_at = now;
                 self.last_sent = now;
                 return match flight.stage {
-                    Stage::PubComp => Poll::Send(Packet::PubRel(Ack::new(flight.packet_id))),
+                    Stage::PubComp => {
+                        Poll::Send(Control::PubRel(flight.packet_id, ReasonCode::SUCCESS))
+                    }
                     _ => Poll::Republish(flight.packet_id),
                 };
             }
@@ -601,7 +737,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                     if now >= due {
                         self.ping_sent = Some(now);
                         self.last_sent = now;
-                        return Poll::Send(Packet::PingReq);
+                        return Poll::Send(Control::PingReq);
                     }
                     next = earliest(next, due);
                 }
@@ -659,10 +795,10 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             QosPid::AtMostOnce => Ok(event(Event::Message(p))),
             QosPid::AtLeastOnce(id) => Ok(Handled {
                 event: Some(Event::Message(p)),
-                reply: Some(Packet::PubAck(Ack::new(id))),
+                reply: Some(Control::PubAck(id, ReasonCode::SUCCESS)),
             }),
             QosPid::ExactlyOnce(id) => {
-                let reply = Some(Packet::PubRec(Ack::new(id)));
+                let reply = Some(Control::PubRec(id, ReasonCode::SUCCESS));
                 if self.awaiting_rel.contains(&id) {
                     // Already delivered; the server resent because our PUBREC was lost.
                     return Ok(Handled { event: None, reply });
@@ -689,7 +825,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             };
             return Handled {
                 event: None,
-                reply: Some(Packet::PubRel(ack_with(id, code))),
+                reply: Some(Control::PubRel(id, code)),
             };
         };
         let Some(flight) = self.in_flight.get_mut(pos) else {
@@ -701,7 +837,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         match flight.stage {
             Stage::PubRec if !ack.reason_code.is_success() => {
                 // 5.0: a failed PUBREC ends the flow; no PUBREL follows.
-                self.in_flight.swap_remove(pos);
+                remove(&mut self.in_flight, pos);
                 event(Event::PubRec(ack))
             }
             Stage::PubRec | Stage::PubComp => {
@@ -712,7 +848,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
                 self.last_sent = now;
                 Handled {
                     event: first.then_some(Event::PubRec(ack)),
-                    reply: Some(Packet::PubRel(Ack::new(id))),
+                    reply: Some(Control::PubRel(id, ReasonCode::SUCCESS)),
                 }
             }
             _ => Handled {
@@ -742,7 +878,7 @@ impl<const N: usize, const M: usize> Engine<N, M> {
             .position(|f| f.packet_id == id && f.stage == stage)
         {
             Some(pos) => {
-                self.in_flight.swap_remove(pos);
+                remove(&mut self.in_flight, pos);
                 true
             }
             None => false,
@@ -779,6 +915,22 @@ impl<const N: usize, const M: usize> Engine<N, M> {
     }
 }
 
+/// `v.swap_remove(at)` by swapping two elements borrowed apart: heapless's `swap_remove` (and a
+/// slice swap, which allows the two to be one) moves the element with `memmove`, which would
+/// link 1.5 KB of flash into firmware for this alone.
+fn remove<T, const C: usize>(v: &mut Vec<T, C>, at: usize) {
+    let last = v.len().saturating_sub(1);
+    if at > last || v.is_empty() {
+        return;
+    }
+    if let Some((head, tail)) = v.split_at_mut_checked(last) {
+        if let (Some(removed), Some(moved)) = (head.get_mut(at), tail.first_mut()) {
+            core::mem::swap(removed, moved);
+        }
+    }
+    v.pop();
+}
+
 fn event(e: Event<'_>) -> Handled<'_> {
     Handled {
         event: Some(e),
@@ -786,7 +938,7 @@ fn event(e: Event<'_>) -> Handled<'_> {
     }
 }
 
-fn ack_with(packet_id: PacketId, reason_code: ReasonCode) -> Ack<'static> {
+const fn ack_with(packet_id: PacketId, reason_code: ReasonCode) -> Ack<'static> {
     Ack {
         reason_code,
         ..Ack::new(packet_id)

@@ -216,12 +216,18 @@ fn qos2_outgoing_flow() {
     assert_eq!(e.stage_of(pid), Some(Stage::PubRec));
     let h = e.handle(Packet::PubRec(Ack::new(pid)), T0).unwrap();
     assert!(matches!(h.event, Some(Event::PubRec(_))));
-    assert_eq!(h.reply, Some(Packet::PubRel(Ack::new(pid))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubRel(Ack::new(pid)))
+    );
     assert_eq!(e.stage_of(pid), Some(Stage::PubComp));
     // A duplicate PUBREC gets another PUBREL but no second event.
     let h = e.handle(Packet::PubRec(Ack::new(pid)), T0).unwrap();
     assert_eq!(h.event, None);
-    assert_eq!(h.reply, Some(Packet::PubRel(Ack::new(pid))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubRel(Ack::new(pid)))
+    );
     let h = e.handle(Packet::PubComp(Ack::new(pid)), T0).unwrap();
     assert!(matches!(h.event, Some(Event::PubComp(_))));
     assert_eq!(e.in_flight(), 0);
@@ -255,7 +261,10 @@ fn qos2_incoming_is_delivered_once() {
     };
     let h = e.handle(Packet::Publish(incoming), T0).unwrap();
     assert!(matches!(h.event, Some(Event::Message(p)) if p.payload == b"once"));
-    assert_eq!(h.reply, Some(Packet::PubRec(Ack::new(id(9)))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubRec(Ack::new(id(9))))
+    );
     // The server resends (our PUBREC was lost): acknowledged again, not delivered again.
     let dup = Publish {
         dup: true,
@@ -263,9 +272,15 @@ fn qos2_incoming_is_delivered_once() {
     };
     let h = e.handle(Packet::Publish(dup), T0).unwrap();
     assert_eq!(h.event, None);
-    assert_eq!(h.reply, Some(Packet::PubRec(Ack::new(id(9)))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubRec(Ack::new(id(9))))
+    );
     let h = e.handle(Packet::PubRel(Ack::new(id(9))), T0).unwrap();
-    assert_eq!(h.reply, Some(Packet::PubComp(Ack::new(id(9)))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubComp(Ack::new(id(9))))
+    );
     // After PUBREL the identifier is free: a new message with it is delivered.
     let h = e.handle(Packet::Publish(incoming), T0).unwrap();
     assert!(matches!(h.event, Some(Event::Message(_))));
@@ -283,7 +298,10 @@ fn qos1_incoming_is_acknowledged() {
         payload: b"1",
     };
     let h = e.handle(Packet::Publish(p), T0).unwrap();
-    assert_eq!(h.reply, Some(Packet::PubAck(Ack::new(id(3)))));
+    assert_eq!(
+        h.reply.map(Control::packet),
+        Some(Packet::PubAck(Ack::new(id(3))))
+    );
     assert!(matches!(h.event, Some(Event::Message(m)) if m.retain));
 }
 
@@ -340,7 +358,7 @@ fn timed_retries_set_dup_in_v311() {
         .unwrap();
     assert_eq!(
         e.poll(Instant::from_millis(2600)),
-        Poll::Send(Packet::PubRel(Ack::new(id2)))
+        Poll::Send(Control::PubRel(id2, ReasonCode::SUCCESS))
     );
     // duplicate() refuses flows that are not waiting for PUBACK/PUBREC.
     assert_eq!(e.duplicate(id2, msg), None);
@@ -370,7 +388,7 @@ fn keep_alive_pings_after_idle_and_times_out() {
     );
     assert_eq!(
         e.poll(Instant::from_millis(15_000)),
-        Poll::Send(Packet::PingReq)
+        Poll::Send(Control::PingReq)
     );
     // Only one ping outstanding; the deadline is now the PINGRESP's.
     assert_eq!(
@@ -387,7 +405,7 @@ fn keep_alive_pings_after_idle_and_times_out() {
     );
     assert_eq!(
         e.poll(Instant::from_millis(25_000)),
-        Poll::Send(Packet::PingReq)
+        Poll::Send(Control::PingReq)
     );
     // No PINGRESP within a keep-alive period: dead.
     assert_eq!(e.poll(Instant::from_millis(35_000)), Poll::KeepAliveTimeout);
@@ -419,7 +437,7 @@ fn server_keep_alive_overrides() {
     assert_eq!(e.keep_alive_secs(), 5);
     assert_eq!(
         e.poll(Instant::from_millis(5_000)),
-        Poll::Send(Packet::PingReq)
+        Poll::Send(Control::PingReq)
     );
 }
 
@@ -478,7 +496,10 @@ fn reconnect_with_session_resends_publish_and_pubrel() {
     let mut resent = [e.poll(t1), e.poll(t1)];
     resent.sort_by_key(|p| matches!(p, Poll::Send(_)));
     assert_eq!(resent[0], Poll::Republish(q1));
-    assert_eq!(resent[1], Poll::Send(Packet::PubRel(Ack::new(q2))));
+    assert_eq!(
+        resent[1],
+        Poll::Send(Control::PubRel(q2, ReasonCode::SUCCESS))
+    );
     assert_eq!(e.poll(t1), Poll::Wait(None));
     let dup = e
         .duplicate(q1, Message::new(topic(), b"x", QoS::AtLeastOnce))
@@ -635,4 +656,43 @@ fn encoded_packets_round_trip_through_the_codec() {
         back.properties.user_properties.iter().next(),
         Some(("unit", "C"))
     );
+}
+
+#[test]
+fn control_encodes_as_its_packet() {
+    let controls = [
+        Control::PingReq,
+        Control::PubAck(id(1), ReasonCode::SUCCESS),
+        Control::PubRec(id(2), ReasonCode::SUCCESS),
+        Control::PubRel(id(3), ReasonCode::SUCCESS),
+        Control::PubComp(id(4), ReasonCode::SUCCESS),
+        Control::PubRel(id(5), ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+    ];
+    for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        if !version.is_enabled() {
+            continue;
+        }
+        for control in controls {
+            // The same bytes, or the same refusal (3.1.1 has no reason codes).
+            let packet = control.packet();
+            assert_eq!(packet.packet_type(), control.packet_type());
+            let (mut by_control, mut by_packet) = ([0u8; 8], [0u8; 8]);
+            let n = control.encode(version, &mut by_control);
+            assert_eq!(n, packet.encode(version, &mut by_packet), "{control:?}");
+            assert_eq!(by_control, by_packet, "{control:?} {version:?}");
+        }
+    }
+}
+
+#[test]
+fn wrapping_clock_widens_across_the_wrap() {
+    let mut c = WrappingClock::new();
+    assert_eq!(c.instant(u32::MAX - 5).as_millis(), u64::from(u32::MAX - 5));
+    assert_eq!(c.instant(4).as_millis(), u64::from(u32::MAX) + 5);
+    // Backwards is ignored.
+    assert_eq!(c.instant(3).as_millis(), u64::from(u32::MAX) + 5);
+    // A second wrap, read twice on the way (each step under half the counter's range).
+    c.instant(0x8000_0000);
+    c.instant(0xFFFF_FFFF);
+    assert_eq!(c.instant(1).as_millis(), (1 << 33) + 1);
 }

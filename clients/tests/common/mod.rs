@@ -3,6 +3,7 @@
 
 pub mod pki;
 pub mod tcp;
+pub mod tcp_async;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -40,7 +40,7 @@ const BIT3S: u64 = 0x0808_0808_0808_0808;
 /// A zero byte of `w` has its high bit set in the result; with no zero byte, no high bit is set
 /// (a borrow can only give a false hit in a byte above a true zero byte, so "any" is exact, also
 /// when or'ed over several words).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 const fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(ONES) & !w
 }
@@ -55,14 +55,14 @@ struct Found {
 }
 
 impl Found {
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn add(&mut self, w: u64) {
         self.nul |= zero_bytes(w);
         self.wild |= zero_bytes((w | BIT3S) ^ PLUSES);
         self.high |= w;
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn bits(self) -> u8 {
         u8::from(self.nul & HIGHS != 0)
             | (u8::from(self.wild & HIGHS != 0) << 1)
@@ -82,7 +82,7 @@ const PAD: u8 = b'a';
 /// put together from overlapping loads and padded with a neutral byte (below 8). On the 10–50
 /// byte strings MQTT carries this is several times faster than a byte loop or one `memchr` per
 /// character class.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn scan(bytes: &[u8]) -> u8 {
     let mut found = Found {
         nul: 0,

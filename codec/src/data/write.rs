@@ -48,7 +48,7 @@ pub(crate) fn frame_lengths(body: usize) -> Result<(u32, usize), EncodeError> {
 
 /// The first `total` bytes of `buf`, where a packet of `total` bytes is written, or
 /// [`EncodeError::BufferTooSmall`] with the exact size needed (the buffer untouched).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn packet_buf(buf: &mut [u8], total: usize) -> Result<&mut [u8], EncodeError> {
     match buf.get_mut(..total) {
         Some(out) => Ok(out),
@@ -59,7 +59,7 @@ pub(crate) fn packet_buf(buf: &mut [u8], total: usize) -> Result<&mut [u8], Enco
 /// The result of a plain-path encode of `total` bytes: `written` is `None` only if the length
 /// measured first disagreed with the writes (never: the tests compare each plain path with the
 /// general one), reported as [`Writer::finish`] reports it.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn plain_written(total: usize, written: Option<()>) -> Result<usize, EncodeError> {
     match written {
         Some(()) => Ok(total),
@@ -69,7 +69,7 @@ pub(crate) fn plain_written(total: usize, written: Option<()>) -> Result<usize, 
 
 /// The first and the last `N` bytes of `src` into `dst` (overlapping when `src` is shorter
 /// than `2 * N`).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
     if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
         *d = *s;
@@ -84,7 +84,7 @@ fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
 /// are copied inline with two overlapping fixed-size moves, without a call to `memcpy` and the
 /// register spills around it; longer ones with `copy_from_slice`. Always inlined: with two
 /// callers in the PUBLISH encode, a plain `#[inline]` left it a call there.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n != dst.len() {
@@ -109,7 +109,7 @@ pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
 /// [`copy_into`] for a PUBLISH payload, which is more often long than a string is: the sizes
 /// are tested from the longest down (a payload over 64 bytes goes to `copy_from_slice` after
 /// one test, a 33- to 64-byte one is copied after two).
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn copy_payload(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n != dst.len() {
@@ -129,7 +129,7 @@ pub(crate) fn copy_payload(dst: &mut [u8], src: &[u8]) {
 }
 
 /// [`copy_into`] below 8 bytes.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n >= 4 {
@@ -144,7 +144,7 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 /// A two-byte length and `bytes` (at most 65,535, checked by the caller) at the front of
 /// `out`; the rest of `out` after them. For the plain paths, which write by cutting the buffer
 /// rather than through a [`Writer`].
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn put_field<'b>(out: &'b mut [u8], bytes: &[u8]) -> Option<&'b mut [u8]> {
     let (len, rest) = out.split_first_chunk_mut::<2>()?;
     *len = (bytes.len() as u16).to_be_bytes();
@@ -155,7 +155,7 @@ pub(crate) fn put_field<'b>(out: &'b mut [u8], bytes: &[u8]) -> Option<&'b mut [
 
 /// A Variable Byte Integer (at most [`VARINT_MAX`], checked by the caller) at the front of
 /// `out`; the rest of `out` after it. What [`Writer::varint`] writes.
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn put_varint(out: &mut [u8], v: u32) -> Option<&mut [u8]> {
     match u8::try_from(v) {
         Ok(b) if b < 0x80 => {
@@ -208,7 +208,7 @@ impl<'b> Writer<'b> {
     }
 
     /// The bytes written, if exactly the whole buffer was written.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn finish(self) -> Result<usize, EncodeError> {
         if self.overrun || self.pos != self.buf.len() {
             // Unreachable while the length computations are right (every test and fuzz target
@@ -278,7 +278,7 @@ impl<'b> Writer<'b> {
     /// out-of-line call is passed a slice rather than the writer: a callee in another codegen
     /// unit that gets `&mut self` made the caller reload the writer's fields around its
     /// writes (CONNECT 5.0 encode: 930 instructions with it, 903 without; see the README).
-    #[inline(always)]
+    #[cfg_attr(not(feature = "size"), inline(always))]
     fn varint_long(&mut self, v: u32) {
         if let Some(dst) = self.next(varint_len(v)) {
             put_varint_long(dst, v);
@@ -344,7 +344,7 @@ impl<'b> Writer<'b> {
 /// caller) is `body` bytes: refuse a buffer too small untouched, naming the size needed, cut the
 /// buffer to the packet's exact length and write the fixed header. The caller writes the body
 /// and ends with [`Writer::finish`].
-#[inline(always)]
+#[cfg_attr(not(feature = "size"), inline(always))]
 pub(crate) fn start_packet(
     buf: &mut [u8],
     first: u8,
