@@ -11,9 +11,11 @@
 //! Tables (keys are redb tuples, in order):
 //! - `sessions`: client id → expiry interval, when its client disconnected;
 //! - `subscriptions`: (client id, filter) → options;
-//! - `queue`: (client id, key) → message id, QoS, RETAIN, state and packet id, identifiers;
-//! - `messages`: message id → the message (stored once, however many queues hold it; deleted
-//!   when none does — the counts are kept in memory, rebuilt by recovery);
+//! - `queue`: (client id, key) → message id, QoS, RETAIN, state and packet id, identifiers —
+//!   and the message itself when no other entry holds it (message id 0: one write, not two);
+//! - `messages`: message id → a message several entries hold (stored once, however many
+//!   queues hold it; deleted when none does — the counts are kept in memory, rebuilt by
+//!   recovery);
 //! - `awaiting_rel`: (client id, packet id) → (): incoming QoS 2 ids not yet released;
 //! - `retained`: topic → the message;
 //! - `wills`: client id → a will waiting for its Will Delay Interval, and when it is due;
@@ -39,7 +41,8 @@ const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("sessions");
 const SUBSCRIPTIONS: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("subscriptions");
-const QUEUE: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("queue");
+// (Client ids as bytes: a `&str` key is UTF-8-checked on every comparison in the tree.)
+const QUEUE: TableDefinition<'static, (&[u8], u64), &[u8]> = TableDefinition::new("queue");
 const MESSAGES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("messages");
 const AWAITING_REL: TableDefinition<'static, (&str, u16), ()> =
     TableDefinition::new("awaiting_rel");
@@ -124,6 +127,9 @@ pub fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// The writer's own maps (keys it made itself: no hash flooding to fear).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// A reference-count change to undo if the transaction does not commit.
 type Undo = Vec<(u64, Option<u32>)>;
@@ -330,42 +336,53 @@ impl Store {
         }
 
         // Queues, in key order within each session.
-        let mut delete_entries: Vec<(String, u64)> = Vec::new();
+        let mut delete_entries: Vec<(Vec<u8>, u64)> = Vec::new();
         {
             let table = txn.open_table(QUEUE).map_err(|x| e(x.into()))?;
             for row in table.iter().map_err(|x| e(x.into()))? {
                 let (k, v) = row.map_err(|x| e(x.into()))?;
-                let (client, key) = k.value();
+                let (client_bytes, key) = k.value();
                 restored.next_key = restored.next_key.max(key.saturating_add(1));
-                let Some(s) = sessions.get_mut(client) else {
-                    delete_entries.push((client.to_owned(), key));
+                let client = String::from_utf8_lossy(client_bytes);
+                let Some(s) = sessions.get_mut(&*client) else {
+                    delete_entries.push((client_bytes.to_vec(), key));
                     continue;
                 };
-                let Some(record) = records::read_entry(v.value()) else {
+                let Some(mut record) = records::read_entry(v.value()) else {
                     report.unreadable += 1;
                     log::error!("Persistence: queued message {key} of {client} is damaged.");
-                    delete_entries.push((client.to_owned(), key));
+                    delete_entries.push((client_bytes.to_vec(), key));
                     continue;
                 };
-                match messages.get(&record.message_id) {
+                let message = match record.inline.take() {
+                    Some(body) => match records::read_message(&body, now_wall, 0) {
+                        Some(ReadMessage::Live(m)) => Some(Some(m)),
+                        Some(ReadMessage::Expired) => Some(None),
+                        None => None,
+                    },
+                    None => messages.get(&record.message_id).cloned(),
+                };
+                match message {
                     Some(Some(m)) => {
-                        *self.refs.entry(record.message_id).or_insert(0) += 1;
+                        if record.message_id != 0 {
+                            *self.refs.entry(record.message_id).or_insert(0) += 1;
+                        }
                         report.messages += 1;
                         s.messages.push(RestoredEntry {
                             key,
-                            entry: record.with(Arc::clone(m)),
+                            entry: record.with(m),
                         });
                     }
                     Some(None) => {
                         report.expired_messages += 1;
-                        delete_entries.push((client.to_owned(), key));
+                        delete_entries.push((client_bytes.to_vec(), key));
                     }
                     None => {
                         report.unreadable += 1;
                         log::error!(
                             "Persistence: queued message {key} of {client} has lost its body."
                         );
-                        delete_entries.push((client.to_owned(), key));
+                        delete_entries.push((client_bytes.to_vec(), key));
                     }
                 }
             }
@@ -373,7 +390,7 @@ impl Store {
         {
             let mut table = txn.open_table(QUEUE).map_err(|x| e(x.into()))?;
             for (c, k) in &delete_entries {
-                table.remove((c.as_str(), *k)).map_err(|x| e(x.into()))?;
+                table.remove((c.as_slice(), *k)).map_err(|x| e(x.into()))?;
             }
         }
         // Messages no queue holds any more (expired, or left by a damaged entry).
@@ -504,10 +521,17 @@ impl Store {
         let path = self.path.clone();
         let e = |x: redb::Error| StoreError::new(&path, x);
         // A message queued and acknowledged within the batch is never written; one queued and
-        // then sent is written in its last state.
-        let mut queued_here: HashMap<u64, usize> = HashMap::new();
+        // then sent is written in its last state; a state change followed by the
+        // acknowledgement in the same batch is not written either.
+        let mut queued_here: Map<u64, usize> = Map::default();
+        let mut sent_here: Map<u64, usize> = Map::default();
         let mut skip = vec![false; changes.len()];
-        let mut last_sent: HashMap<u64, (u16, OutgoingState)> = HashMap::new();
+        let mut last_sent: Map<u64, (u16, OutgoingState)> = Map::default();
+        let skip_at = |skip: &mut Vec<bool>, at: usize| {
+            if let Some(s) = skip.get_mut(at) {
+                *s = true;
+            }
+        };
         for (i, c) in changes.iter().enumerate() {
             match c {
                 Change::Enqueued { key, .. } => {
@@ -515,22 +539,35 @@ impl Store {
                 }
                 Change::Sent {
                     key, pid, state, ..
-                } if queued_here.contains_key(key) => {
-                    last_sent.insert(*key, (*pid, *state));
-                    if let Some(s) = skip.get_mut(i) {
-                        *s = true;
+                } => {
+                    if queued_here.contains_key(key) {
+                        last_sent.insert(*key, (*pid, *state));
+                        skip_at(&mut skip, i);
+                    } else if let Some(earlier) = sent_here.insert(*key, i) {
+                        skip_at(&mut skip, earlier);
                     }
                 }
                 Change::Done { key, .. } => {
                     if let Some(first) = queued_here.remove(key) {
-                        for at in [first, i] {
-                            if let Some(s) = skip.get_mut(at) {
-                                *s = true;
-                            }
-                        }
+                        skip_at(&mut skip, first);
+                        skip_at(&mut skip, i);
+                    }
+                    if let Some(sent) = sent_here.remove(key) {
+                        skip_at(&mut skip, sent);
                     }
                 }
                 _ => {}
+            }
+        }
+        // Messages not stored yet, by how many entries of this batch hold them: one held by a
+        // single entry is written inline, in the entry.
+        let mut holders: Map<*const Message, u32> = Map::default();
+        for (i, c) in changes.iter().enumerate() {
+            if let Change::Enqueued { entry, .. } = c
+                && !skip.get(i).copied().unwrap_or(true)
+                && entry.message.store_id() == 0
+            {
+                *holders.entry(Arc::as_ptr(&entry.message)).or_insert(0) += 1;
             }
         }
         let mut txn = self.db.begin_write().map_err(|x| e(x.into()))?;
@@ -574,9 +611,12 @@ impl Store {
                             subs.remove((c, f.as_str())).map_err(|x| e(x.into()))?;
                         }
                         let mut held: Vec<u64> = Vec::new();
+                        let cb = c.as_bytes();
                         queue
-                            .retain_in((c, 0u64)..=(c, u64::MAX), |_, v| {
-                                if let Some(r) = records::read_entry(v) {
+                            .retain_in((cb, 0u64)..=(cb, u64::MAX), |_, v| {
+                                if let Some(r) = records::read_entry(v)
+                                    && r.message_id != 0
+                                {
                                     held.push(r.message_id);
                                 }
                                 false
@@ -606,21 +646,31 @@ impl Store {
                         key,
                         entry,
                     } => {
-                        let id = self
-                            .hold(&mut messages, &entry.message, undo)
-                            .map_err(|x| e(x.into()))?;
-                        let value = match last_sent.get(key) {
-                            Some(&sent) => records::entry(
-                                id,
-                                &StoredEntry {
+                        let stored;
+                        let entry = match last_sent.get(key) {
+                            Some(&sent) => {
+                                stored = StoredEntry {
                                     sent: Some(sent),
                                     ..entry.clone()
-                                },
-                            ),
-                            None => records::entry(id, entry),
+                                };
+                                &stored
+                            }
+                            None => entry,
+                        };
+                        let alone = entry.message.store_id() == 0
+                            && holders.get(&Arc::as_ptr(&entry.message)) == Some(&1);
+                        let value = if alone {
+                            let body =
+                                records::message(&entry.message, self.received(&entry.message));
+                            records::entry(0, entry, Some(&body))
+                        } else {
+                            let id = self
+                                .hold(&mut messages, &entry.message, undo)
+                                .map_err(|x| e(x.into()))?;
+                            records::entry(id, entry, None)
                         };
                         queue
-                            .insert((&**client_id, *key), &*value)
+                            .insert((client_id.as_bytes(), *key), &*value)
                             .map_err(|x| e(x.into()))?;
                     }
                     Change::Sent {
@@ -629,22 +679,22 @@ impl Store {
                         pid,
                         state,
                     } => {
-                        let k = (&**client_id, *key);
+                        let k = (client_id.as_bytes(), *key);
                         let updated = queue
                             .get(k)
                             .map_err(|x| e(x.into()))?
-                            .and_then(|v| records::read_entry(v.value()))
-                            .map(|r| r.encode_sent(Some((*pid, *state))));
+                            .and_then(|v| records::with_state(v.value(), Some((*pid, *state))));
                         if let Some(v) = updated {
                             queue.insert(k, &*v).map_err(|x| e(x.into()))?;
                         }
                     }
                     Change::Done { client_id, key } => {
                         let id = queue
-                            .remove((&**client_id, *key))
+                            .remove((client_id.as_bytes(), *key))
                             .map_err(|x| e(x.into()))?
                             .and_then(|v| records::read_entry(v.value()))
-                            .map(|r| r.message_id);
+                            .map(|r| r.message_id)
+                            .filter(|&id| id != 0);
                         if let Some(id) = id {
                             self.release(&mut messages, id, undo)
                                 .map_err(|x| e(x.into()))?;
@@ -676,9 +726,8 @@ impl Store {
                     },
                     Change::Retained { topic, message } => match message {
                         Some(m) => {
-                            let received = m.expiry().map(|(_, at)| self.wall_at_zero + at);
                             retained
-                                .insert(&**topic, &*records::message(m, received))
+                                .insert(&**topic, &*records::message(m, self.received(m)))
                                 .map_err(|x| e(x.into()))?;
                         }
                         None => {
@@ -707,12 +756,18 @@ impl Store {
         }
         let before = self.refs.get(&id).copied();
         if before.is_none() {
-            let received = message.expiry().map(|(_, at)| self.wall_at_zero + at);
-            table.insert(id, &*records::message(message, received))?;
+            table.insert(id, &*records::message(message, self.received(message)))?;
         }
         undo.push((id, before));
         self.refs.insert(id, before.unwrap_or(0).saturating_add(1));
         Ok(id)
+    }
+
+    /// When `message` was received, in wall-clock ms, if its expiry counts from it.
+    fn received(&self, message: &Message) -> Option<u64> {
+        message
+            .expiry()
+            .map(|(_, at)| self.wall_at_zero.saturating_add(at))
     }
 
     /// A queue entry no longer holds message `id`: deleted when none does.

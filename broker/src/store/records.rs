@@ -135,40 +135,41 @@ fn state_byte(sent: Option<(u16, OutgoingState)>) -> (u8, u16) {
     }
 }
 
-/// A queue entry: the stored message's id and how it goes to the session.
-pub(super) fn entry(message_id: u64, e: &StoredEntry) -> Vec<u8> {
-    encode_entry(
-        message_id,
-        e.qos,
-        e.retain,
-        e.sent,
-        &e.sub_ids,
-        e.shared.as_deref(),
-    )
-}
+/// Where a queue entry's state byte and packet id are (after the message id, QoS, RETAIN).
+const STATE_AT: usize = 10;
 
-fn encode_entry(
-    message_id: u64,
-    qos: QoS,
-    retain: bool,
-    sent: Option<(u16, OutgoingState)>,
-    sub_ids: &[u32],
-    shared: Option<&str>,
-) -> Vec<u8> {
+/// A queue entry: the stored message's id and how it goes to the session. Message id 0: the
+/// message is held by this entry alone and its body (`inline`, a [`message`] record) follows.
+pub(super) fn entry(message_id: u64, e: &StoredEntry, inline: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::default();
     w.u64(message_id);
-    w.u8(qos.bits());
-    w.u8(u8::from(retain));
-    let (state, pid) = state_byte(sent);
+    w.u8(e.qos.bits());
+    w.u8(u8::from(e.retain));
+    let (state, pid) = state_byte(e.sent);
     w.u8(state);
     w.u16(pid);
     // (A PUBLISH holds far fewer identifiers than 2^32.)
-    w.u32(u32::try_from(sub_ids.len()).unwrap_or(u32::MAX));
-    for id in sub_ids {
+    w.u32(u32::try_from(e.sub_ids.len()).unwrap_or(u32::MAX));
+    for id in e.sub_ids.iter() {
         w.u32(*id);
     }
-    w.opt_bytes(shared.map(str::as_bytes));
+    w.opt_bytes(e.shared.as_deref().map(str::as_bytes));
+    if message_id == 0 {
+        w.bytes(inline.unwrap_or_default());
+    }
     w.0
+}
+
+/// The stored entry `value` with its state changed (`None` if it is not an entry).
+pub(super) fn with_state(value: &[u8], sent: Option<(u16, OutgoingState)>) -> Option<Vec<u8>> {
+    read_entry(value)?;
+    let mut v = value.to_vec();
+    let (state, pid) = state_byte(sent);
+    let [lo, hi] = pid.to_le_bytes();
+    for (at, byte) in [(STATE_AT, state), (STATE_AT + 1, lo), (STATE_AT + 2, hi)] {
+        *v.get_mut(at)? = byte;
+    }
+    Some(v)
 }
 
 /// A queue entry as stored, its message not yet looked up.
@@ -179,6 +180,8 @@ pub(super) struct EntryRecord {
     pub(super) sent: Option<(u16, OutgoingState)>,
     pub(super) sub_ids: Box<[u32]>,
     pub(super) shared: Option<Arc<str>>,
+    /// The message's record, for an entry that holds it alone (message id 0).
+    pub(super) inline: Option<Box<[u8]>>,
 }
 
 impl EntryRecord {
@@ -192,18 +195,6 @@ impl EntryRecord {
             shared: self.shared,
             sent: self.sent,
         }
-    }
-
-    /// The same entry, its state changed.
-    pub(super) fn encode_sent(&self, sent: Option<(u16, OutgoingState)>) -> Vec<u8> {
-        encode_entry(
-            self.message_id,
-            self.qos,
-            self.retain,
-            sent,
-            &self.sub_ids,
-            self.shared.as_deref(),
-        )
     }
 }
 
@@ -227,6 +218,10 @@ pub(super) fn read_entry(b: &[u8]) -> Option<EntryRecord> {
         sub_ids.push(r.u32()?);
     }
     let shared = r.opt_str()?.map(Arc::from);
+    let inline = match message_id {
+        0 => Some(r.bytes()?.into()),
+        _ => None,
+    };
     Some(EntryRecord {
         message_id,
         qos,
@@ -234,6 +229,7 @@ pub(super) fn read_entry(b: &[u8]) -> Option<EntryRecord> {
         sent,
         sub_ids: sub_ids.into(),
         shared,
+        inline,
     })
 }
 
@@ -391,15 +387,35 @@ mod tests {
             shared: Some("$share/g/a/#".into()),
             sent: Some((12, OutgoingState::AwaitingPubComp)),
         };
-        let enc = entry(42, &e);
+        let enc = entry(42, &e, None);
         let back = read_entry(&enc).expect("entry");
         assert_eq!(back.message_id, 42);
         assert_eq!(back.sent, Some((12, OutgoingState::AwaitingPubComp)));
         assert_eq!(&*back.sub_ids, &[1, 9]);
         assert_eq!(back.shared.as_deref(), Some("$share/g/a/#"));
-        assert_eq!(back.encode_sent(e.sent), enc);
+        assert!(back.inline.is_none());
         for cut in 0..enc.len() {
             assert!(read_entry(&enc[..cut]).is_none(), "cut at {cut}");
+        }
+        // Held alone: the body inline; a state change patches the entry in place.
+        let alone = entry(
+            0,
+            &StoredEntry {
+                sent: None,
+                ..e.clone()
+            },
+            Some(&bytes),
+        );
+        let back = read_entry(&alone).expect("inline entry");
+        assert_eq!(back.inline.as_deref(), Some(&bytes[..]));
+        assert_eq!(back.sent, None);
+        let sent = with_state(&alone, Some((300, OutgoingState::AwaitingPubRec))).unwrap();
+        let back = read_entry(&sent).expect("patched entry");
+        assert_eq!(back.sent, Some((300, OutgoingState::AwaitingPubRec)));
+        assert_eq!(back.inline.as_deref(), Some(&bytes[..]));
+        assert_eq!(with_state(&enc, e.sent).unwrap(), enc);
+        for cut in 0..alone.len() {
+            assert!(read_entry(&alone[..cut]).is_none(), "cut at {cut}");
         }
     }
 }
