@@ -19,6 +19,12 @@
 //! - `awaiting_rel`: (client id, packet id) → (): incoming QoS 2 ids not yet released;
 //! - `retained`: topic → the message;
 //! - `wills`: client id → a will waiting for its Will Delay Interval, and when it is due;
+//! - `sent_up_to`: client id → the key up to which its QoS 1 messages were sent. A QoS 1
+//!   message's state is not written per message (it would be one more write for each): a
+//!   session sends its queue in key order, so the entries at or below this key that are still
+//!   there were sent and not acknowledged — recovery puts them back in flight (re-sent with
+//!   DUP, under new packet ids: their old ones are not kept). QoS 2 states are written per
+//!   message: exactly-once needs the packet id;
 //! - `meta`: the layout version.
 
 mod records;
@@ -48,6 +54,7 @@ const AWAITING_REL: TableDefinition<'static, (&str, u16), ()> =
     TableDefinition::new("awaiting_rel");
 const RETAINED: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("retained");
 const WILLS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("wills");
+const SENT_UP_TO: TableDefinition<'static, &str, u64> = TableDefinition::new("sent_up_to");
 
 /// Why the store cannot be opened or written, naming the file.
 #[derive(Debug)]
@@ -126,6 +133,29 @@ pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The QoS 1 messages of `session` sent up to key `up_to` and still there go back in flight,
+/// under packet ids its QoS 2 messages in flight do not use (those that find none stay queued).
+fn back_in_flight(session: &mut RestoredSession, up_to: u64) {
+    let used: std::collections::HashSet<u16> = session
+        .messages
+        .iter()
+        .filter_map(|m| m.entry.sent.map(|(pid, _)| pid))
+        .collect();
+    let mut free = (1..=u16::MAX).filter(|pid| !used.contains(pid));
+    for m in &mut session.messages {
+        if m.key <= up_to && m.entry.sent.is_none() && m.entry.qos == wren_codec::QoS::AtLeastOnce {
+            let Some(pid) = free.next() else { return };
+            m.entry.sent = Some((pid, OutgoingState::AwaitingPubAck));
+        }
+    }
+}
+
+/// `client_id` sent its QoS 1 messages up to `key` (see `sent_up_to`).
+fn mark<'a>(marks: &mut Map<&'a str, u64>, client_id: &'a str, key: u64) {
+    let m = marks.entry(client_id).or_insert(0);
+    *m = (*m).max(key);
 }
 
 /// The writer's own maps (keys it made itself: no hash flooding to fear).
@@ -393,6 +423,24 @@ impl Store {
                 table.remove((c.as_slice(), *k)).map_err(|x| e(x.into()))?;
             }
         }
+        // QoS 1 messages sent and not acknowledged: in flight again (see `sent_up_to`).
+        let mut delete_marks: Vec<String> = Vec::new();
+        {
+            let table = txn.open_table(SENT_UP_TO).map_err(|x| e(x.into()))?;
+            for row in table.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                match sessions.get_mut(k.value()) {
+                    Some(s) => back_in_flight(s, v.value()),
+                    None => delete_marks.push(k.value().to_owned()),
+                }
+            }
+        }
+        {
+            let mut table = txn.open_table(SENT_UP_TO).map_err(|x| e(x.into()))?;
+            for c in &delete_marks {
+                table.remove(c.as_str()).map_err(|x| e(x.into()))?;
+            }
+        }
         // Messages no queue holds any more (expired, or left by a damaged entry).
         {
             let mut table = txn.open_table(MESSAGES).map_err(|x| e(x.into()))?;
@@ -580,6 +628,9 @@ impl Store {
             let mut rel = txn.open_table(AWAITING_REL).map_err(|x| e(x.into()))?;
             let mut retained = txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
             let mut wills = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
+            let mut sent_up_to = txn.open_table(SENT_UP_TO).map_err(|x| e(x.into()))?;
+            // Each session's highest QoS 1 key sent in this batch, written once at the end.
+            let mut marks: Map<&str, u64> = Map::default();
             for (i, change) in changes.iter().enumerate() {
                 if skip.get(i).copied().unwrap_or(false) {
                     continue;
@@ -598,6 +649,8 @@ impl Store {
                     Change::SessionGone { client_id } => {
                         let c: &str = client_id;
                         sessions.remove(c).map_err(|x| e(x.into()))?;
+                        marks.remove(c);
+                        sent_up_to.remove(c).map_err(|x| e(x.into()))?;
                         let filters: Vec<String> = subs
                             .range((c, "")..)
                             .map_err(|x| e(x.into()))?
@@ -646,16 +699,26 @@ impl Store {
                         key,
                         entry,
                     } => {
+                        let sent = last_sent.get(key).copied().or(entry.sent);
                         let stored;
-                        let entry = match last_sent.get(key) {
-                            Some(&sent) => {
+                        let entry = match sent {
+                            // QoS 1: the key is the state (see `sent_up_to`).
+                            Some((_, OutgoingState::AwaitingPubAck)) => {
+                                mark(&mut marks, client_id, *key);
                                 stored = StoredEntry {
-                                    sent: Some(sent),
+                                    sent: None,
                                     ..entry.clone()
                                 };
                                 &stored
                             }
-                            None => entry,
+                            _ if sent != entry.sent => {
+                                stored = StoredEntry {
+                                    sent,
+                                    ..entry.clone()
+                                };
+                                &stored
+                            }
+                            _ => entry,
                         };
                         let alone = entry.message.store_id() == 0
                             && holders.get(&Arc::as_ptr(&entry.message)) == Some(&1);
@@ -673,6 +736,12 @@ impl Store {
                             .insert((client_id.as_bytes(), *key), &*value)
                             .map_err(|x| e(x.into()))?;
                     }
+                    Change::Sent {
+                        client_id,
+                        key,
+                        state: OutgoingState::AwaitingPubAck,
+                        ..
+                    } => mark(&mut marks, client_id, *key),
                     Change::Sent {
                         client_id,
                         key,
@@ -735,6 +804,9 @@ impl Store {
                         }
                     },
                 }
+            }
+            for (client_id, key) in marks {
+                sent_up_to.insert(client_id, key).map_err(|x| e(x.into()))?;
             }
         }
         txn.commit().map_err(|x| e(x.into()))?;
