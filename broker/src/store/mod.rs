@@ -27,6 +27,7 @@
 //!   message: exactly-once needs the packet id;
 //! - `meta`: the layout version.
 
+mod queues;
 mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,14 +42,13 @@ use redb::{
 use crate::core::{
     Change, Message, OutgoingState, Restored, RestoredEntry, RestoredSession, StoredEntry,
 };
+use queues::{DONE_BELOW, QOS2_STATE, SEGMENTS, TOMBSTONES};
 use records::ReadMessage;
 
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("sessions");
 const SUBSCRIPTIONS: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("subscriptions");
-// (Client ids as bytes: a `&str` key is UTF-8-checked on every comparison in the tree.)
-const QUEUE: TableDefinition<'static, (&[u8], u64), &[u8]> = TableDefinition::new("queue");
 const MESSAGES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("messages");
 const AWAITING_REL: TableDefinition<'static, (&str, u16), ()> =
     TableDefinition::new("awaiting_rel");
@@ -108,6 +108,8 @@ pub struct Store {
     path: PathBuf,
     /// How many queue entries hold each stored message.
     refs: HashMap<u64, u32>,
+    /// What is on disk of each session's queue, by client id (see `queues.rs`).
+    queues: HashMap<Box<[u8]>, queues::SessionQueue>,
     next_message_id: u64,
     /// Wall-clock milliseconds (Unix epoch) at broker time 0.
     wall_at_zero: u64,
@@ -161,8 +163,16 @@ fn mark<'a>(marks: &mut Map<&'a str, u64>, client_id: &'a str, key: u64) {
 /// The writer's own maps (keys it made itself: no hash flooding to fear).
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
-/// A reference-count change to undo if the transaction does not commit.
-type Undo = Vec<(u64, Option<u32>)>;
+/// One session's queue changes in a batch (see `queues.rs`).
+#[derive(Default)]
+struct Batch {
+    /// The segment of the messages queued (see `queues::segment`), written as they come.
+    segment: records::Writer,
+    /// Their keys and what the index keeps of them.
+    queued: Vec<(u64, queues::Live)>,
+    /// Keys done.
+    done: Vec<u64>,
+}
 
 impl Store {
     /// Open (or create) the store file at `path`. A file another process holds, one that is not
@@ -194,6 +204,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             refs: HashMap::new(),
+            queues: HashMap::new(),
             next_message_id: 1,
             wall_at_zero: wall_ms(),
         })
@@ -227,6 +238,7 @@ impl Store {
                 return Err(e);
             }
         }
+        self.index_from_disk()?;
         Ok((restored, report))
     }
 
@@ -365,63 +377,125 @@ impl Store {
             }
         }
 
-        // Queues, in key order within each session.
-        let mut delete_entries: Vec<(Vec<u8>, u64)> = Vec::new();
+        // Queues (see `queues.rs`): the marks, tombstones and QoS 2 states, then the segments
+        // in key order within each session.
+        let mut below: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut tombs: std::collections::HashSet<(Vec<u8>, u64)> = Default::default();
+        let mut states: HashMap<(Vec<u8>, u64), (u16, OutgoingState)> = HashMap::new();
         {
-            let table = txn.open_table(QUEUE).map_err(|x| e(x.into()))?;
+            let t = txn.open_table(DONE_BELOW).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                below.insert(k.value().to_vec(), v.value());
+            }
+            let t = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, _) = row.map_err(|x| e(x.into()))?;
+                let (c, key) = k.value();
+                tombs.insert((c.to_vec(), key));
+            }
+            let t = txn.open_table(QOS2_STATE).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                let (c, key) = k.value();
+                if let Some(state) = queues::read_qos2_state(v.value()) {
+                    states.insert((c.to_vec(), key), state);
+                }
+            }
+        }
+        // Segments to delete (their session is gone, or nothing in them is live), and messages
+        // dropped now (expired while the broker was down, or damaged): tombstones.
+        let mut delete_segments: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut dropped: Vec<(Vec<u8>, u64)> = Vec::new();
+        {
+            let table = txn.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
             for row in table.iter().map_err(|x| e(x.into()))? {
                 let (k, v) = row.map_err(|x| e(x.into()))?;
-                let (client_bytes, key) = k.value();
-                restored.next_key = restored.next_key.max(key.saturating_add(1));
+                let (client_bytes, first) = k.value();
                 let client = String::from_utf8_lossy(client_bytes);
                 let Some(s) = sessions.get_mut(&*client) else {
-                    delete_entries.push((client_bytes.to_vec(), key));
+                    delete_segments.push((client_bytes.to_vec(), first));
                     continue;
                 };
-                let Some(mut record) = records::read_entry(v.value()) else {
+                let Some(entries) = queues::read_segment(v.value()) else {
                     report.unreadable += 1;
-                    log::error!("Persistence: queued message {key} of {client} is damaged.");
-                    delete_entries.push((client_bytes.to_vec(), key));
+                    log::error!("Persistence: messages queued for {client} are damaged.");
+                    delete_segments.push((client_bytes.to_vec(), first));
                     continue;
                 };
-                let message = match record.inline.take() {
-                    Some(body) => match records::read_message(&body, now_wall, 0) {
-                        Some(ReadMessage::Live(m)) => Some(Some(m)),
-                        Some(ReadMessage::Expired) => Some(None),
-                        None => None,
-                    },
-                    None => messages.get(&record.message_id).cloned(),
-                };
-                match message {
-                    Some(Some(m)) => {
-                        if record.message_id != 0 {
-                            *self.refs.entry(record.message_id).or_insert(0) += 1;
-                        }
-                        report.messages += 1;
-                        s.messages.push(RestoredEntry {
-                            key,
-                            entry: record.with(m),
-                        });
+                let mark = below.get(client_bytes).copied().unwrap_or(0);
+                let mut live = 0usize;
+                for (key, entry) in entries {
+                    restored.next_key = restored.next_key.max(key.saturating_add(1));
+                    if key < mark || tombs.contains(&(client_bytes.to_vec(), key)) {
+                        continue;
                     }
-                    Some(None) => {
-                        report.expired_messages += 1;
-                        delete_entries.push((client_bytes.to_vec(), key));
-                    }
-                    None => {
+                    let Some(mut record) = records::read_entry(entry) else {
                         report.unreadable += 1;
-                        log::error!(
-                            "Persistence: queued message {key} of {client} has lost its body."
-                        );
-                        delete_entries.push((client_bytes.to_vec(), key));
+                        log::error!("Persistence: queued message {key} of {client} is damaged.");
+                        dropped.push((client_bytes.to_vec(), key));
+                        continue;
+                    };
+                    let message = match record.inline.take() {
+                        Some(body) => match records::read_message(&body, now_wall, 0) {
+                            Some(ReadMessage::Live(m)) => Some(Some(m)),
+                            Some(ReadMessage::Expired) => Some(None),
+                            None => None,
+                        },
+                        None => messages.get(&record.message_id).cloned(),
+                    };
+                    match message {
+                        Some(Some(m)) => {
+                            if record.message_id != 0 {
+                                *self.refs.entry(record.message_id).or_insert(0) += 1;
+                            }
+                            if let Some(state) = states.get(&(client_bytes.to_vec(), key)) {
+                                record.sent = Some(*state);
+                            }
+                            report.messages += 1;
+                            live += 1;
+                            s.messages.push(RestoredEntry {
+                                key,
+                                entry: record.with(m),
+                            });
+                        }
+                        Some(None) => {
+                            report.expired_messages += 1;
+                            dropped.push((client_bytes.to_vec(), key));
+                        }
+                        None => {
+                            report.unreadable += 1;
+                            log::error!(
+                                "Persistence: queued message {key} of {client} has lost its body."
+                            );
+                            dropped.push((client_bytes.to_vec(), key));
+                        }
                     }
+                }
+                if live == 0 {
+                    delete_segments.push((client_bytes.to_vec(), first));
                 }
             }
         }
         {
-            let mut table = txn.open_table(QUEUE).map_err(|x| e(x.into()))?;
-            for (c, k) in &delete_entries {
-                table.remove((c.as_slice(), *k)).map_err(|x| e(x.into()))?;
+            let mut segments = txn.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
+            for (c, first) in &delete_segments {
+                segments
+                    .remove((c.as_slice(), *first))
+                    .map_err(|x| e(x.into()))?;
             }
+            let mut t = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+            for (c, key) in &dropped {
+                t.insert((c.as_slice(), *key), ())
+                    .map_err(|x| e(x.into()))?;
+            }
+            // What sessions that are gone left behind.
+            let gone = |c: &[u8]| !sessions.contains_key(&*String::from_utf8_lossy(c));
+            t.retain(|(c, _), _| !gone(c)).map_err(|x| e(x.into()))?;
+            let mut t = txn.open_table(QOS2_STATE).map_err(|x| e(x.into()))?;
+            t.retain(|(c, _), _| !gone(c)).map_err(|x| e(x.into()))?;
+            let mut t = txn.open_table(DONE_BELOW).map_err(|x| e(x.into()))?;
+            t.retain(|c, _| !gone(c)).map_err(|x| e(x.into()))?;
         }
         // QoS 1 messages sent and not acknowledged: in flight again (see `sent_up_to`).
         let mut delete_marks: Vec<String> = Vec::new();
@@ -551,21 +625,17 @@ impl Store {
     /// Write a batch of changes in one transaction, on disk when this returns `Ok`. On an error
     /// nothing of the batch is written (the caller keeps it and tries again).
     pub fn write(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut undo: Undo = Vec::new();
-        let result = self.write_in(changes, &mut undo);
+        let result = self.write_in(changes);
         if result.is_err() {
-            // The transaction was dropped (aborted): the counts go back to what is on disk.
-            for (id, before) in undo.into_iter().rev() {
-                match before {
-                    Some(n) => self.refs.insert(id, n),
-                    None => self.refs.remove(&id),
-                };
+            // The transaction was dropped (aborted): the index goes back to what is on disk.
+            if let Err(e) = self.index_from_disk() {
+                log::error!("Persistence: {e}");
             }
         }
         result
     }
 
-    fn write_in(&mut self, changes: &[Change], undo: &mut Undo) -> Result<(), StoreError> {
+    fn write_in(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |x: redb::Error| StoreError::new(&path, x);
         // A message queued and acknowledged within the batch is never written; one queued and
@@ -623,7 +693,10 @@ impl Store {
         {
             let mut sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
             let mut subs = txn.open_table(SUBSCRIPTIONS).map_err(|x| e(x.into()))?;
-            let mut queue = txn.open_table(QUEUE).map_err(|x| e(x.into()))?;
+            let mut segments = txn.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
+            let mut done_below = txn.open_table(DONE_BELOW).map_err(|x| e(x.into()))?;
+            let mut tombstones = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+            let mut qos2 = txn.open_table(QOS2_STATE).map_err(|x| e(x.into()))?;
             let mut messages = txn.open_table(MESSAGES).map_err(|x| e(x.into()))?;
             let mut rel = txn.open_table(AWAITING_REL).map_err(|x| e(x.into()))?;
             let mut retained = txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
@@ -631,6 +704,9 @@ impl Store {
             let mut sent_up_to = txn.open_table(SENT_UP_TO).map_err(|x| e(x.into()))?;
             // Each session's highest QoS 1 key sent in this batch, written once at the end.
             let mut marks: Map<&str, u64> = Map::default();
+            // Each session's messages queued and done in this batch, written at the end: one
+            // segment, the mark, tombstones (see `queues.rs`).
+            let mut batch: Map<&str, Batch> = Map::default();
             for (i, change) in changes.iter().enumerate() {
                 if skip.get(i).copied().unwrap_or(false) {
                     continue;
@@ -663,22 +739,23 @@ impl Store {
                         for f in &filters {
                             subs.remove((c, f.as_str())).map_err(|x| e(x.into()))?;
                         }
-                        let mut held: Vec<u64> = Vec::new();
+                        batch.remove(c);
                         let cb = c.as_bytes();
-                        queue
-                            .retain_in((cb, 0u64)..=(cb, u64::MAX), |_, v| {
-                                if let Some(r) = records::read_entry(v)
-                                    && r.message_id != 0
-                                {
-                                    held.push(r.message_id);
-                                }
-                                false
-                            })
-                            .map_err(|x| e(x.into()))?;
-                        for id in held {
-                            self.release(&mut messages, id, undo)
-                                .map_err(|x| e(x.into()))?;
+                        if let Some(q) = self.queues.remove(cb) {
+                            for live in q.live.values().filter(|l| l.message_id != 0) {
+                                self.release(&mut messages, live.message_id)
+                                    .map_err(|x| e(x.into()))?;
+                            }
                         }
+                        let all = (cb, 0u64)..=(cb, u64::MAX);
+                        segments
+                            .retain_in(all.clone(), |_, _| false)
+                            .map_err(|x| e(x.into()))?;
+                        tombstones
+                            .retain_in(all.clone(), |_, _| false)
+                            .map_err(|x| e(x.into()))?;
+                        qos2.retain_in(all, |_, _| false).map_err(|x| e(x.into()))?;
+                        done_below.remove(cb).map_err(|x| e(x.into()))?;
                         rel.retain_in((c, 0u16)..=(c, u16::MAX), |_, _| false)
                             .map_err(|x| e(x.into()))?;
                     }
@@ -722,19 +799,36 @@ impl Store {
                         };
                         let alone = entry.message.store_id() == 0
                             && holders.get(&Arc::as_ptr(&entry.message)) == Some(&1);
-                        let value = if alone {
-                            let body =
-                                records::message(&entry.message, self.received(&entry.message));
-                            records::entry(0, entry, Some(&body))
+                        let id = if alone {
+                            0
                         } else {
-                            let id = self
-                                .hold(&mut messages, &entry.message, undo)
-                                .map_err(|x| e(x.into()))?;
-                            records::entry(id, entry, None)
+                            self.hold(&mut messages, &entry.message)
+                                .map_err(|x| e(x.into()))?
                         };
-                        queue
-                            .insert((client_id.as_bytes(), *key), &*value)
+                        let is_qos2 = entry.qos == wren_codec::QoS::ExactlyOnce;
+                        if let Some((pid, state)) = entry.sent.filter(|_| is_qos2) {
+                            qos2.insert(
+                                (client_id.as_bytes(), *key),
+                                &queues::qos2_state(pid, state)[..],
+                            )
                             .map_err(|x| e(x.into()))?;
+                        }
+                        let received = self.received(&entry.message);
+                        let b = batch.entry(&**client_id).or_default();
+                        // (Key, length, entry: the segment layout, see `queues::segment`.)
+                        b.segment.u64(*key);
+                        b.segment.sized(|w| {
+                            records::entry_into(w, id, entry, |w| {
+                                w.sized(|w| records::message_into(w, &entry.message, received));
+                            });
+                        });
+                        b.queued.push((
+                            *key,
+                            queues::Live {
+                                message_id: id,
+                                qos2: is_qos2,
+                            },
+                        ));
                     }
                     Change::Sent {
                         client_id,
@@ -748,26 +842,14 @@ impl Store {
                         pid,
                         state,
                     } => {
-                        let k = (client_id.as_bytes(), *key);
-                        let updated = queue
-                            .get(k)
-                            .map_err(|x| e(x.into()))?
-                            .and_then(|v| records::with_state(v.value(), Some((*pid, *state))));
-                        if let Some(v) = updated {
-                            queue.insert(k, &*v).map_err(|x| e(x.into()))?;
-                        }
+                        qos2.insert(
+                            (client_id.as_bytes(), *key),
+                            &queues::qos2_state(*pid, *state)[..],
+                        )
+                        .map_err(|x| e(x.into()))?;
                     }
                     Change::Done { client_id, key } => {
-                        let id = queue
-                            .remove((client_id.as_bytes(), *key))
-                            .map_err(|x| e(x.into()))?
-                            .and_then(|v| records::read_entry(v.value()))
-                            .map(|r| r.message_id)
-                            .filter(|&id| id != 0);
-                        if let Some(id) = id {
-                            self.release(&mut messages, id, undo)
-                                .map_err(|x| e(x.into()))?;
-                        }
+                        batch.entry(&**client_id).or_default().done.push(*key);
                     }
                     Change::AwaitingRel { client_id, pid } => {
                         rel.insert((&**client_id, *pid), ())
@@ -808,6 +890,56 @@ impl Store {
             for (client_id, key) in marks {
                 sent_up_to.insert(client_id, key).map_err(|x| e(x.into()))?;
             }
+            for (client_id, b) in batch {
+                let cb = client_id.as_bytes();
+                let q = self.queues.entry(cb.into()).or_default();
+                if let Some(&(first, _)) = b.queued.first() {
+                    segments
+                        .insert((cb, first), &*b.segment.0)
+                        .map_err(|x| e(x.into()))?;
+                    q.segments
+                        .insert(first, u32::try_from(b.queued.len()).unwrap_or(u32::MAX));
+                    for (k, live) in &b.queued {
+                        q.live.insert(*k, *live);
+                        q.next_key = q.next_key.max(k.saturating_add(1));
+                    }
+                }
+                let mut released = Vec::new();
+                let mut done_here = Vec::new();
+                for k in &b.done {
+                    let Some((live, empty)) = q.done(*k) else {
+                        continue;
+                    };
+                    done_here.push(*k);
+                    if live.message_id != 0 {
+                        released.push(live.message_id);
+                    }
+                    if live.qos2 {
+                        qos2.remove((cb, *k)).map_err(|x| e(x.into()))?;
+                    }
+                    if let Some(first) = empty {
+                        segments.remove((cb, first)).map_err(|x| e(x.into()))?;
+                    }
+                }
+                let mark = q.mark();
+                if mark != q.done_below {
+                    done_below.insert(cb, mark).map_err(|x| e(x.into()))?;
+                    q.done_below = mark;
+                    let below: Vec<u64> = q.tombstones.range(..mark).copied().collect();
+                    for t in below {
+                        q.tombstones.remove(&t);
+                        tombstones.remove((cb, t)).map_err(|x| e(x.into()))?;
+                    }
+                }
+                // Done out of order, above the mark: a tombstone says so.
+                for k in done_here.into_iter().filter(|&k| k >= mark) {
+                    q.tombstones.insert(k);
+                    tombstones.insert((cb, k), ()).map_err(|x| e(x.into()))?;
+                }
+                for id in released {
+                    self.release(&mut messages, id).map_err(|x| e(x.into()))?;
+                }
+            }
         }
         txn.commit().map_err(|x| e(x.into()))?;
         Ok(())
@@ -818,7 +950,6 @@ impl Store {
         &mut self,
         table: &mut redb::Table<'_, u64, &[u8]>,
         message: &Arc<Message>,
-        undo: &mut Undo,
     ) -> Result<u64, redb::StorageError> {
         let mut id = message.store_id();
         if id == 0 {
@@ -826,12 +957,11 @@ impl Store {
             self.next_message_id = self.next_message_id.saturating_add(1);
             message.set_store_id(id);
         }
-        let before = self.refs.get(&id).copied();
-        if before.is_none() {
+        let count = self.refs.entry(id).or_insert(0);
+        if *count == 0 {
             table.insert(id, &*records::message(message, self.received(message)))?;
         }
-        undo.push((id, before));
-        self.refs.insert(id, before.unwrap_or(0).saturating_add(1));
+        *self.refs.entry(id).or_insert(0) += 1;
         Ok(id)
     }
 
@@ -847,19 +977,67 @@ impl Store {
         &mut self,
         table: &mut redb::Table<'_, u64, &[u8]>,
         id: u64,
-        undo: &mut Undo,
     ) -> Result<(), redb::StorageError> {
-        let before = self.refs.get(&id).copied();
-        undo.push((id, before));
-        match before {
-            Some(n) if n > 1 => {
-                self.refs.insert(id, n - 1);
-            }
+        match self.refs.get_mut(&id) {
+            Some(n) if *n > 1 => *n -= 1,
             _ => {
                 self.refs.remove(&id);
                 table.remove(id)?;
             }
         }
+        Ok(())
+    }
+
+    /// Rebuild the writer's index of the queues and the message counts from the file (after
+    /// recovery, and after a write that failed).
+    fn index_from_disk(&mut self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let e = |x: redb::Error| StoreError::new(&self.path, x);
+        let mut index: HashMap<Box<[u8]>, queues::SessionQueue> = HashMap::new();
+        let mut refs: HashMap<u64, u32> = HashMap::new();
+        {
+            let t = txn.open_table(DONE_BELOW).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                index.entry(k.value().into()).or_default().done_below = v.value();
+            }
+            let t = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, _) = row.map_err(|x| e(x.into()))?;
+                let (c, key) = k.value();
+                index.entry(c.into()).or_default().tombstones.insert(key);
+            }
+            let t = txn.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                let (c, first) = k.value();
+                let q = index.entry(c.into()).or_default();
+                let mut count = 0u32;
+                for (key, entry) in queues::read_segment(v.value()).unwrap_or_default() {
+                    q.next_key = q.next_key.max(key.saturating_add(1));
+                    if key < q.done_below || q.tombstones.contains(&key) {
+                        continue;
+                    }
+                    let Some(r) = records::read_entry(entry) else {
+                        continue;
+                    };
+                    if r.message_id != 0 {
+                        *refs.entry(r.message_id).or_insert(0) += 1;
+                    }
+                    q.live.insert(
+                        key,
+                        queues::Live {
+                            message_id: r.message_id,
+                            qos2: r.qos == wren_codec::QoS::ExactlyOnce,
+                        },
+                    );
+                    count += 1;
+                }
+                q.segments.insert(first, count);
+            }
+        }
+        self.queues = index;
+        self.refs = refs;
         Ok(())
     }
 

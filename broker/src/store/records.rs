@@ -26,9 +26,20 @@ impl Writer {
     fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    /// What `f` writes, after its 32-bit length.
+    pub(super) fn sized(&mut self, f: impl FnOnce(&mut Self)) {
+        let at = self.0.len();
+        self.u32(0);
+        f(self);
+        let len = u32::try_from(self.0.len().saturating_sub(at + 4)).unwrap_or(u32::MAX);
+        if let Some(slot) = self.0.get_mut(at..at + 4) {
+            slot.copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
     /// Bytes with a 32-bit length.
     fn bytes(&mut self, v: &[u8]) {
         self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
@@ -135,13 +146,24 @@ fn state_byte(sent: Option<(u16, OutgoingState)>) -> (u8, u16) {
     }
 }
 
-/// Where a queue entry's state byte and packet id are (after the message id, QoS, RETAIN).
-const STATE_AT: usize = 10;
-
 /// A queue entry: the stored message's id and how it goes to the session. Message id 0: the
 /// message is held by this entry alone and its body (`inline`, a [`message`] record) follows.
+#[cfg(test)]
 pub(super) fn entry(message_id: u64, e: &StoredEntry, inline: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::default();
+    entry_into(&mut w, message_id, e, |w| {
+        w.bytes(inline.unwrap_or_default())
+    });
+    w.0
+}
+
+/// [`entry`], appended to `w`; `inline` writes the message's record (message id 0).
+pub(super) fn entry_into(
+    w: &mut Writer,
+    message_id: u64,
+    e: &StoredEntry,
+    inline: impl FnOnce(&mut Writer),
+) {
     w.u64(message_id);
     w.u8(e.qos.bits());
     w.u8(u8::from(e.retain));
@@ -155,21 +177,8 @@ pub(super) fn entry(message_id: u64, e: &StoredEntry, inline: Option<&[u8]>) -> 
     }
     w.opt_bytes(e.shared.as_deref().map(str::as_bytes));
     if message_id == 0 {
-        w.bytes(inline.unwrap_or_default());
+        inline(w);
     }
-    w.0
-}
-
-/// The stored entry `value` with its state changed (`None` if it is not an entry).
-pub(super) fn with_state(value: &[u8], sent: Option<(u16, OutgoingState)>) -> Option<Vec<u8>> {
-    read_entry(value)?;
-    let mut v = value.to_vec();
-    let (state, pid) = state_byte(sent);
-    let [lo, hi] = pid.to_le_bytes();
-    for (at, byte) in [(STATE_AT, state), (STATE_AT + 1, lo), (STATE_AT + 2, hi)] {
-        *v.get_mut(at)? = byte;
-    }
-    Some(v)
 }
 
 /// A queue entry as stored, its message not yet looked up.
@@ -237,6 +246,12 @@ pub(super) fn read_entry(b: &[u8]) -> Option<EntryRecord> {
 /// when it was received, wall-clock ms).
 pub(super) fn message(m: &Message, received_wall_ms: Option<u64>) -> Vec<u8> {
     let mut w = Writer::default();
+    message_into(&mut w, m, received_wall_ms);
+    w.0
+}
+
+/// [`message`], appended to `w`.
+pub(super) fn message_into(w: &mut Writer, m: &Message, received_wall_ms: Option<u64>) {
     w.bytes(m.topic().as_bytes());
     w.bytes(m.payload());
     w.u8(m.qos().bits());
@@ -268,7 +283,6 @@ pub(super) fn message(m: &Message, received_wall_ms: Option<u64>) -> Vec<u8> {
             }
         }
     }
-    w.0
 }
 
 /// A stored message, with what is left of its Message Expiry Interval at `now_wall_ms` (and
@@ -397,7 +411,7 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(read_entry(&enc[..cut]).is_none(), "cut at {cut}");
         }
-        // Held alone: the body inline; a state change patches the entry in place.
+        // Held alone: the body inline.
         let alone = entry(
             0,
             &StoredEntry {
@@ -409,11 +423,6 @@ mod tests {
         let back = read_entry(&alone).expect("inline entry");
         assert_eq!(back.inline.as_deref(), Some(&bytes[..]));
         assert_eq!(back.sent, None);
-        let sent = with_state(&alone, Some((300, OutgoingState::AwaitingPubRec))).unwrap();
-        let back = read_entry(&sent).expect("patched entry");
-        assert_eq!(back.sent, Some((300, OutgoingState::AwaitingPubRec)));
-        assert_eq!(back.inline.as_deref(), Some(&bytes[..]));
-        assert_eq!(with_state(&enc, e.sent).unwrap(), enc);
         for cut in 0..alone.len() {
             assert!(read_entry(&alone[..cut]).is_none(), "cut at {cut}");
         }
