@@ -47,7 +47,7 @@ pub use config::{Config, ConfigError, Listener, ListenerSecurity, Protocol, Sock
 pub use core::{
     AuthExchange, AuthStep, Authenticator, Broker, CertificateUser, CloseReason, ConnId, Delivery,
     Event, Framing, HmacChallenge, Identity, ListenerAccess, Message, MessageProperties, Out,
-    Outbox, RetainedStore, Session, SessionId, SessionStore, Stats, Sub, Subscriptions,
-    TopicAccess, TopicRules, UserStore,
+    Outbox, Persistence, RetainedStore, Session, SessionId, SessionStore, Stats, Sub,
+    Subscriptions, TopicAccess, TopicRules, UserStore,
 };
 pub use shell::{Server, ServerHandle};

@@ -20,7 +20,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use wren_codec::{
-    DecodeError, DecodeOptions, Packet, PayloadFormat, ProtocolVersion, Status, decode,
+    DecodeError, DecodeOptions, Packet, PayloadFormat, ProtocolVersion, QoS, Status, decode,
 };
 
 use crate::config::Config;
@@ -778,5 +778,67 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What must survive a restart, in a form two brokers can be compared by: each persistent
+/// session (expiry interval, number of subscriptions, its QoS 1/2 messages in flight then
+/// queued as (topic, payload, QoS) in order, its QoS 2 ids awaiting PUBREL) and the retained
+/// messages. Messages with a Message Expiry Interval are left out (their expiry counts in the
+/// broker's time before a restart and in wall-clock time after it), and so is `$SYS`. The
+/// durable store's tests and the `broker_core` fuzz target check that a broker rebuilt from
+/// what the store kept has the same.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DurableState {
+    /// By client id.
+    pub sessions: std::collections::BTreeMap<String, DurableSession>,
+    /// Topic → payload.
+    pub retained: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// One persistent session of a [`DurableState`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DurableSession {
+    /// Session Expiry Interval.
+    pub expiry_interval: u32,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// QoS 1/2 messages, in flight then queued: (topic, payload, QoS).
+    pub messages: Vec<(String, Vec<u8>, u8)>,
+    /// Incoming QoS 2 ids awaiting PUBREL.
+    pub awaiting_rel: std::collections::BTreeSet<u16>,
+}
+
+impl DurableState {
+    /// The durable state of `broker`.
+    pub fn of(broker: &Broker) -> DurableState {
+        let mut out = DurableState::default();
+        for (sid, s) in broker.sessions().iter().filter(|(_, s)| s.persisted) {
+            let d = s.delivery();
+            let messages = d
+                .inflight
+                .iter()
+                .map(|i| (&i.message, i.qos))
+                .chain(d.queued.iter().map(|q| (&q.message, q.qos)))
+                .filter(|(m, qos)| *qos != QoS::AtMostOnce && !m.expires())
+                .map(|(m, qos)| (m.topic().to_owned(), m.payload().to_vec(), qos.bits()))
+                .collect();
+            out.sessions.insert(
+                s.client_id.to_string(),
+                DurableSession {
+                    expiry_interval: s.expiry_interval,
+                    subscriptions: broker.session_subscriptions(*sid),
+                    messages,
+                    awaiting_rel: d.awaiting_rel.iter().copied().collect(),
+                },
+            );
+        }
+        for m in broker.retained().all() {
+            if !m.topic().starts_with('$') && !m.expires() {
+                out.retained
+                    .insert(m.topic().to_owned(), m.payload().to_vec());
+            }
+        }
+        out
     }
 }

@@ -15,6 +15,12 @@
 //! reach the 5.0 paths that random bytes rarely would. Every packet sent to a client that set a
 //! Maximum Packet Size must respect it.
 //!
+//! Persistence: the core journals what must survive a restart (periodic mode: nothing waits
+//! for it), every operation's changes are written to a durable store (`wren_broker::store`, in
+//! memory), and at the end a broker rebuilt from what the store kept must have the same durable
+//! state (`DurableState`: persistent sessions, their QoS 1/2 messages in order, QoS 2 ids
+//! awaiting PUBREL, retained messages) as the one that ran.
+//!
 //! The core is driven by the broker's test harness, `wren_broker::testing::Driver`, which
 //! decodes bytes as the shell does, absorbs the core's events as the shell does and checks, on
 //! every drain, that the output decodes in the connection's version within the client's Maximum
@@ -26,8 +32,9 @@ use libfuzzer_sys::fuzz_target;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
-use wren_broker::testing::Driver;
-use wren_broker::{Config, ConnId, HmacChallenge};
+use wren_broker::store::Store;
+use wren_broker::testing::{DurableState, Driver};
+use wren_broker::{Config, ConnId, HmacChallenge, Persistence};
 use wren_codec::{
     Ack, Auth, Connect, Disconnect, List, Packet, PacketId, PayloadFormat, ProtocolVersion,
     Publish, QoS, QosPid, ReasonCode, RetainHandling, Subscribe, Subscription, SubscriptionOptions,
@@ -224,6 +231,9 @@ fuzz_target!(|data: &[u8]| {
     let mut t = Driver::new(config());
     t.broker
         .add_authenticator(Arc::new(HmacChallenge::new().user("user", b"secret")));
+    t.broker.set_persistence(Persistence::Periodic);
+    let mut store = Store::in_memory().expect("an in-memory store");
+    store.recover().expect("an empty store recovers");
     let mut input = data;
     let mut take = |n: usize| -> &[u8] {
         let (head, tail) = input.split_at(n.min(input.len()));
@@ -310,7 +320,19 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         t.absorb();
+        if let Some((_, changes)) = t.broker.take_changes() {
+            store.write(&changes).expect("the in-memory store writes");
+        }
     }
+    // What the store kept rebuilds the same durable state.
+    let (restored, _) = store.recover().expect("the store recovers");
+    let mut rebuilt = Driver::new(config());
+    rebuilt.broker.restore(restored, t.now);
+    assert_eq!(
+        DurableState::of(&t.broker),
+        DurableState::of(&rebuilt.broker),
+        "the store rebuilds what the broker had"
+    );
     let ids: Vec<ConnId> = t.clients().iter().map(|c| c.id).collect();
     for &id in &ids {
         t.drain(id);

@@ -206,6 +206,11 @@ impl Broker {
         &self.subscriptions
     }
 
+    /// How many subscriptions session `sid` holds.
+    pub fn session_subscriptions(&self, sid: SessionId) -> usize {
+        self.subscriptions.session_len(sid)
+    }
+
     /// Members of a shared subscription (`$share/{group}/{filter}`).
     pub fn shared_subscription_members(&self, filter: &str) -> usize {
         self.subscriptions.shared_members(filter)

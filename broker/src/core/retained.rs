@@ -260,7 +260,14 @@ impl RetainedStore {
         Some(node)
     }
 
-    /// The retained message of one topic.
+    /// Every retained message.
+    pub fn all(&self) -> Vec<Arc<Message>> {
+        let mut out = Vec::new();
+        subtree(&self.root, &mut out);
+        out
+    }
+
+    /// The retained message of `topic`.
     pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
         let levels: Vec<&str> = topic.split('/').collect();
         self.exact_node(&levels, None)?.message.as_ref()

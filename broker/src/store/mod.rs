@@ -210,6 +210,23 @@ impl Store {
         })
     }
 
+    /// A store in memory (redb's in-memory backend): the same code without a file, for the
+    /// fuzz target and tests that write many batches.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = Path::new("(memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| StoreError::new(path, e))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            refs: HashMap::new(),
+            queues: HashMap::new(),
+            next_message_id: 1,
+            wall_at_zero: wall_ms(),
+        })
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
