@@ -74,32 +74,30 @@ fn wren(tool: &str, args: &[&str]) -> (i32, String, String) {
     (r.code(), nl(&r.stdout), nl(&r.stderr))
 }
 
-/// A TLS handshake failure as wren reports it, and as Mosquitto usually does (MOSQ_ERR_TLS once
-/// `mosquitto_connect` returned; when the server answers first it says "Unable to connect (A TLS
-/// error occurred.)." and exits 1 instead: a race in libmosquitto, retried here).
+/// A TLS handshake failure as wren reports it, and as Mosquitto does: MOSQ_ERR_TLS once
+/// `mosquitto_connect` returned (exit 8), or, when the server's alert arrives while
+/// `mosquitto_connect` is still running, "Unable to connect (A TLS error occurred.)." and exit
+/// 1 — a race in libmosquitto that a faster server wins more often (since TLS is served by the
+/// connection task itself, nearly always here). Mosquitto must give one of the two, run after
+/// run; wren gives the first.
 fn tls_failure_like_mosquitto(wren_tool: &str, args: &[&str]) {
     let mosq = wren_tool.replace("wren-", "mosquitto_");
     let w = wren(wren_tool, args);
-    assert_eq!(
-        w,
-        (8, String::new(), "Error: A TLS error occurred.\n".into())
+    let after_connect = (
+        8,
+        String::new(),
+        "Error: A TLS error occurred.\n".to_owned(),
     );
-    for _ in 0..5 {
+    let during_connect = (
+        1,
+        String::new(),
+        "Unable to connect (A TLS error occurred.).\n".to_owned(),
+    );
+    assert_eq!(w, after_connect);
+    for _ in 0..3 {
         let m = mosquitto(&mosq, args);
-        if m == w {
-            return;
-        }
-        assert_eq!(
-            m,
-            (
-                1,
-                String::new(),
-                "Unable to connect (A TLS error occurred.).\n".into()
-            ),
-            "{mosq}"
-        );
+        assert!(m == after_connect || m == during_connect, "{mosq}: {m:?}");
     }
-    panic!("{mosq} never reported the usual MOSQ_ERR_TLS");
 }
 
 /// The wren tool and its Mosquitto counterpart with the same arguments: same exit code,
