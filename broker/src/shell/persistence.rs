@@ -7,7 +7,8 @@
 //! message. In the durable mode the writer wakes as soon as there are changes; in the periodic
 //! mode every `autosave_interval` seconds (and on SIGUSR1, and at shutdown). A batch that
 //! cannot be written (a full disk) is kept and tried again every second, the core refusing new
-//! QoS 1/2 messages meanwhile ([`Broker::store_failing`]).
+//! QoS 1/2 messages meanwhile ([`Broker::store_failing`]). Under load batches are at least
+//! [`LINGER`] apart, so that they grow large enough to pay for themselves.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -20,6 +21,15 @@ use super::server::Shared;
 
 /// How often a failing store is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// Under load (the last batch held at least [`BUSY_BATCH`] changes) a batch starts at most this
+/// long after the previous one, so that more changes share its fixed costs (the commit, the
+/// fsync, waking the connections whose acknowledgements it releases): measured on the
+/// `qos1 durable` row (2 vCPUs, 2026-12-05): 186-267k msg/s without, 398k with 4 ms, 436k with
+/// 8 ms, 307k with 16 ms (the generator's 5,000 messages in flight then wait for the batches).
+/// A quiet broker writes at once, so a lone publisher's PUBACK waits one fsync, not this.
+const LINGER: Duration = Duration::from_millis(8);
+const BUSY_BATCH: usize = 256;
 
 #[derive(Debug, Default)]
 struct Signals {
@@ -136,6 +146,9 @@ fn run(
     let mut pending: Vec<Change> = Vec::new();
     let mut last_batch = 0u64;
     let mut failing = false;
+    // When the last batch started, and whether it was a busy one (see `LINGER`).
+    let mut last_start = Instant::now();
+    let mut busy = false;
     loop {
         let timeout = if failing {
             Some(RETRY)
@@ -145,10 +158,18 @@ fn run(
             None
         };
         let stop = doorbell.wait(timeout);
+        if busy && !stop {
+            let wait = (last_start + LINGER).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        last_start = Instant::now();
         let Some(shared) = shared.upgrade() else {
             return;
         };
         if let Some((batch, changes)) = shared.with_core(None, Broker::take_changes) {
+            busy = changes.len() >= BUSY_BATCH;
             if pending.is_empty() {
                 pending = changes;
             } else {
