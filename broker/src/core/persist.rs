@@ -228,7 +228,13 @@ impl Broker {
         }
         let batch = self.journal.next_batch;
         self.journal.next_batch = batch.saturating_add(1);
-        Some((batch, std::mem::take(&mut self.journal.changes)))
+        // The next batch is likely as large: its room now, rather than growing to it by
+        // doubling (copying everything recorded so far each time).
+        let room = self.journal.changes.len();
+        Some((
+            batch,
+            std::mem::replace(&mut self.journal.changes, Vec::with_capacity(room)),
+        ))
     }
 
     /// The store committed every batch up to `batch`: the acknowledgements waiting for them go
