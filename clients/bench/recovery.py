@@ -19,18 +19,7 @@ import subprocess
 import tempfile
 import time
 
-
-def packet(first, body):
-    n, length = len(body), b""
-    while True:
-        digit, n = n % 128, n // 128
-        length += bytes([digit | (0x80 if n else 0)])
-        if not n:
-            return bytes([first]) + length + body
-
-
-def mqtt_str(b):
-    return len(b).to_bytes(2, "big") + b
+from compare import mqtt_packet as packet, mqtt_str
 
 
 def connect(port, client_id, clean):

@@ -200,14 +200,19 @@ impl Store {
             Ok(Err(e)) => return Err(StoreError::new(path, damaged(&e.to_string()))),
             Err(_) => return Err(StoreError::new(path, damaged("cut short or corrupted"))),
         };
-        Ok(Store {
+        Ok(Store::on(db, path))
+    }
+
+    /// A store on the opened database `db`, before recovery.
+    fn on(db: Database, path: &Path) -> Store {
+        Store {
             db,
             path: path.to_path_buf(),
             refs: HashMap::new(),
             queues: HashMap::new(),
             next_message_id: 1,
             wall_at_zero: wall_ms(),
-        })
+        }
     }
 
     /// A store in memory (redb's in-memory backend): the same code without a file, for the
@@ -217,14 +222,7 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| StoreError::new(path, e))?;
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-            refs: HashMap::new(),
-            queues: HashMap::new(),
-            next_message_id: 1,
-            wall_at_zero: wall_ms(),
-        })
+        Ok(Store::on(db, path))
     }
 
     /// The file.
