@@ -62,31 +62,41 @@ pub(super) fn note_congested(congested: &mut Vec<Outbox>, outbox: &Outbox) {
     }
 }
 
-/// A persistent session's QoS 1/2 message goes to the durable store as it is queued.
-fn store_queued(journal: &mut Journal, queued: &mut Queued, session: &Session) {
-    if session.persisted && journal.on() && queued.qos != QoS::AtMostOnce {
-        queued.key = journal.key();
-        journal.record(Change::Enqueued {
-            client_id: Arc::clone(&session.client_id),
-            key: queued.key,
-            entry: StoredEntry {
-                message: Arc::clone(&queued.message),
-                qos: queued.qos,
-                retain: queued.retain,
-                sub_ids: queued.sub_ids.clone(),
-                shared: queued.shared.clone(),
-                sent: None,
-            },
-        });
+/// A persistent session's QoS 1/2 message goes to the durable store (`persist.rs`), queued
+/// (`sent` none) or sent with its packet id: its key there (0: not stored — QoS 0, or a session
+/// that ends with its connection).
+fn store_entry(
+    journal: &mut Journal,
+    session: &Session,
+    message: &Arc<Message>,
+    send: &Send<'_>,
+    sent: Option<(u16, OutgoingState)>,
+) -> u64 {
+    if !session.persisted || !journal.on() || send.qos == QoS::AtMostOnce {
+        return 0;
     }
+    let key = journal.key();
+    journal.record(Change::Enqueued {
+        client_id: Arc::clone(&session.client_id),
+        key,
+        entry: StoredEntry {
+            message: Arc::clone(message),
+            qos: send.qos,
+            retain: send.retain,
+            sub_ids: send.sub_ids.into(),
+            shared: send.shared.cloned(),
+            sent,
+        },
+    });
+    key
 }
 
-/// A stored message of `session` leaves it (acknowledged, expired, dropped): the store forgets
-/// it too (`key` 0: it was never stored).
-pub(super) fn forget(journal: &mut Journal, session: &Session, key: u64) {
+/// A stored message of the session of `client_id` leaves it (acknowledged, expired, dropped):
+/// the store forgets it too (`key` 0: it was never stored).
+pub(super) fn forget(journal: &mut Journal, client_id: &Arc<str>, key: u64) {
     if key != 0 {
         journal.record(Change::Done {
-            client_id: Arc::clone(&session.client_id),
+            client_id: Arc::clone(client_id),
             key,
         });
     }
@@ -175,7 +185,7 @@ impl<'a> Wire<'a> {
             self.now_ms,
         );
         if !c.fits(&out) {
-            forget(self.journal, session, key);
+            forget(self.journal, &session.client_id, key);
             return drop_message(self.stats, session);
         }
         if let Some(pid) = pid {
@@ -192,23 +202,14 @@ impl<'a> Wire<'a> {
                     state,
                 });
                 key
-            } else if session.persisted && self.journal.on() {
-                let key = self.journal.key();
-                self.journal.record(Change::Enqueued {
-                    client_id: Arc::clone(&session.client_id),
-                    key,
-                    entry: StoredEntry {
-                        message: Arc::clone(message),
-                        qos: send.qos,
-                        retain: send.retain,
-                        sub_ids: send.sub_ids.into(),
-                        shared: send.shared.cloned(),
-                        sent: Some((pid.get(), state)),
-                    },
-                });
-                key
             } else {
-                0
+                store_entry(
+                    self.journal,
+                    session,
+                    message,
+                    &send,
+                    Some((pid.get(), state)),
+                )
             };
             session.delivery_mut().inflight.push_back(Inflight {
                 pid,
@@ -285,12 +286,7 @@ impl Broker {
                 true
             } else {
                 dropped += 1;
-                if i.key != 0 {
-                    journal.record(Change::Done {
-                        client_id: Arc::clone(&client_id),
-                        key: i.key,
-                    });
-                }
+                forget(journal, &client_id, i.key);
                 false
             }
         });
@@ -371,17 +367,17 @@ impl Broker {
         };
         let stats = &mut self.stats;
         let journal = &mut self.journal;
-        let mut queued = Queued {
+        let queued = |key| Queued {
             message: Arc::clone(message),
             qos: send.qos,
             retain: send.retain,
             sub_ids: send.sub_ids.into(),
             shared: send.shared.cloned(),
-            key: 0,
+            key,
         };
         if session.delivery().queued.len() < self.config.max_queued_messages {
-            store_queued(journal, &mut queued, session);
-            session.delivery_mut().queued.push_back(queued);
+            let key = store_entry(journal, session, message, &send, None);
+            session.delivery_mut().queued.push_back(queued(key));
         } else if let Some(pos) = session
             .delivery()
             .queued
@@ -389,10 +385,10 @@ impl Broker {
             .position(|q| q.message.is_expired(now))
         {
             if let Some(old) = session.delivery_mut().queued.remove(pos) {
-                forget(journal, session, old.key);
+                forget(journal, &session.client_id, old.key);
             }
-            store_queued(journal, &mut queued, session);
-            session.delivery_mut().queued.push_back(queued);
+            let key = store_entry(journal, session, message, &send, None);
+            session.delivery_mut().queued.push_back(queued(key));
         } else if send.qos != QoS::AtMostOnce
             && let Some(pos) = session
                 .delivery()
@@ -402,8 +398,8 @@ impl Broker {
         {
             // (QoS 0 messages are never stored: nothing to forget.)
             session.delivery_mut().queued.remove(pos);
-            store_queued(journal, &mut queued, session);
-            session.delivery_mut().queued.push_back(queued);
+            let key = store_entry(journal, session, message, &send, None);
+            session.delivery_mut().queued.push_back(queued(key));
             drop_message(stats, session);
         } else {
             drop_message(stats, session);
@@ -452,7 +448,7 @@ impl Broker {
                 break;
             };
             if q.message.is_expired(now) {
-                forget(wire.journal, session, q.key);
+                forget(wire.journal, &session.client_id, q.key);
                 continue;
             }
             let send = Send {

@@ -275,10 +275,11 @@ impl Broker {
 
     /// Send an acknowledgement: now, or once what it acknowledges is on disk (durable mode).
     pub(super) fn send_ack(&mut self, conn: ConnId, out: Out) {
+        if self.journal.mode != Persistence::Durable {
+            return self.send(conn, out);
+        }
         let session = match self.conns.get(&conn).map(|c| &c.state) {
-            Some(Phase::Connected(client)) if self.journal.mode == Persistence::Durable => {
-                client.session
-            }
+            Some(Phase::Connected(client)) => client.session,
             _ => return self.send(conn, out),
         };
         match self.journal.wait_for(session) {

@@ -60,7 +60,7 @@ impl Broker {
                 i.state = OutgoingState::AwaitingPubComp;
             } else {
                 if let Some(i) = s.delivery_mut().inflight.remove(pos) {
-                    forget(&mut self.journal, s, i.key);
+                    forget(&mut self.journal, &s.client_id, i.key);
                 }
                 self.fill_window(sid);
                 return Ok(());
@@ -121,7 +121,7 @@ impl Broker {
         match s.delivery().inflight.get(pos).map(|i| i.state) {
             Some(state) if state == expected => {
                 if let Some(i) = s.delivery_mut().inflight.remove(pos) {
-                    forget(&mut self.journal, s, i.key);
+                    forget(&mut self.journal, &s.client_id, i.key);
                 }
                 self.fill_window(sid);
                 Ok(())
