@@ -381,6 +381,48 @@ fn hostile_clients_on_a_tls_port_close_only_their_connection() {
     assert!(ran.status.success(), "{}", ran.output());
 }
 
+/// Connections still in their TLS handshake count for `max_connections`: with two silent ones
+/// on the TLS port and a limit of two, a third connection — TLS or plain — is refused at once,
+/// and once the silent ones are cut at `connect_timeout` clients get in again.
+#[test]
+fn connections_in_their_handshake_count_for_max_connections() {
+    let pki = Pki::new();
+    capture_logs();
+    let broker = common::start(|c| {
+        c.listener = vec![plain_listener(), pki.listener()];
+        c.connect_timeout = 2;
+        c.max_connections = 2;
+    });
+    let addrs = broker.local_addrs().to_vec();
+    let (plain, tls) = (addrs[0], addrs[1]);
+    let mut silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(tls).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for (what, addr) in [("TLS", tls), ("plain", plain)] {
+        let mut third = TcpStream::connect(addr).unwrap();
+        let port = third.local_addr().unwrap().port();
+        assert!(
+            closed_within(&mut third, Duration::from_secs(1)),
+            "a third ({what}) connection is refused while two handshake"
+        );
+        let line = logged(
+            &[&format!(
+                "Client connection from 127.0.0.1:{port} denied: max_connections exceeded."
+            )],
+            Duration::from_secs(3),
+        );
+        assert!(line.is_some(), "{what}: the refusal is logged");
+    }
+    for s in &mut silent {
+        assert!(
+            closed_within(s, Duration::from_secs(6)),
+            "cut at connect_timeout"
+        );
+    }
+    common::broker_still_works(plain);
+    let ran = publish(&tls_args(tls, &pki.ca, "tls-after-the-limit"), &[]);
+    assert!(ran.status.success(), "{}", ran.output());
+}
+
 #[test]
 fn reload_tls_puts_new_certificates_in_force_and_keeps_them_on_a_bad_file() {
     let pki = Pki::new();

@@ -235,6 +235,12 @@ impl Broker {
         result
     }
 
+    /// Whether `more` connections fit within `max_connections` besides those open.
+    pub fn has_room_for(&self, more: usize) -> bool {
+        let max = self.config.max_connections;
+        max == 0 || self.conns.len().saturating_add(more) <= max
+    }
+
     /// A TCP connection was accepted from `peer` by listener `listener` (its index in
     /// [`Config::listeners`](crate::Config::listeners)) on `local_port`. Returns its id and the outbox
     /// its writer drains, or `None` if `max_connections` is reached (the shell drops the socket).

@@ -739,6 +739,7 @@ mod tests {
             me: Weak::new(),
             executor: Weak::new(),
             store_doorbell: None,
+            handshaking: Default::default(),
         });
         let fut = ConnectionTask::new(shared, Stream::plain(stream), ConnId(1), Outbox::new());
         eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));

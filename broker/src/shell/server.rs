@@ -50,6 +50,22 @@ pub(super) struct Shared {
     pub(super) executor: Weak<Executor<'static>>,
     /// The durable store's writer, rung when the core has changes (durable mode only).
     pub(super) store_doorbell: Option<Arc<Doorbell>>,
+    /// TLS and WebSocket connections still in their handshakes: they count for
+    /// `max_connections` before the core knows them (see [`HandshakeSlot`]).
+    pub(super) handshaking: std::sync::atomic::AtomicUsize,
+}
+
+/// A connection counted in [`Shared::handshaking`] until its handshakes are over (dropped:
+/// handed to the core, which counts it from then on, or closed).
+#[derive(Debug)]
+pub(super) struct HandshakeSlot(Arc<Shared>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0
+            .handshaking
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -259,6 +275,7 @@ impl Server {
             me: me.clone(),
             executor: weak.clone(),
             store_doorbell: store_doorbell.clone(),
+            handshaking: Default::default(),
         });
         let writer = match store {
             Some(store) => Some(Writer::start(
@@ -554,17 +571,38 @@ async fn accept_loop(
             let Some(ex) = executor.upgrade() else {
                 return;
             };
+            // Connections in their handshakes count for `max_connections` too: a flood of
+            // handshakes that never finish is bounded like one of connections.
+            let handshaking = shared
+                .handshaking
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if !shared.with_core(None, |b| b.has_room_for(handshaking.saturating_add(1))) {
+                log::warn!("Client connection from {peer} denied: max_connections exceeded.");
+                continue;
+            }
+            shared
+                .handshaking
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let slot = HandshakeSlot(Arc::clone(&shared));
             let at = Accepted {
                 peer,
                 listener: listener_index,
                 port,
             };
-            ex.spawn(serve(Arc::clone(&shared), Arc::clone(t), stream, at))
+            ex.spawn(serve(Arc::clone(&shared), Arc::clone(t), stream, at, slot))
                 .detach();
             continue;
         }
         let now = shared.now_ms();
+        let handshaking = shared
+            .handshaking
+            .load(std::sync::atomic::Ordering::Relaxed);
         let Some((conn, outbox)) = shared.with_core(None, |b| {
+            // (Those in TLS/WebSocket handshakes count too; the core counts the others.)
+            if !b.has_room_for(handshaking.saturating_add(1)) {
+                log::warn!("Client connection from {peer} denied: max_connections exceeded.");
+                return None;
+            }
             b.connection_opened(peer, listener_index, port, now)
         }) else {
             continue;

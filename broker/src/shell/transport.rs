@@ -37,7 +37,7 @@ use crate::config::{Listener, Protocol};
 use crate::core::CertificateUser;
 
 use super::connection::{ConnectionTask, Task};
-use super::server::Shared;
+use super::server::{HandshakeSlot, Shared};
 use super::stream::Stream;
 use super::tls::TlsListener;
 use super::websocket;
@@ -85,18 +85,21 @@ pub(super) struct Accepted {
 }
 
 /// Serve one accepted connection of a TLS and/or WebSocket listener: the handshakes, then the
-/// connection task (TLS) or the pump (WebSockets).
+/// connection task (TLS) or the pump (WebSockets). `slot` counts it for `max_connections` until
+/// the core does.
 pub(super) async fn serve(
     shared: Arc<Shared>,
     transport: Arc<Transport>,
     stream: Async<TcpStream>,
     at: Accepted,
+    slot: HandshakeSlot,
 ) {
     let deadline = Instant::now() + Duration::from_secs(shared.config.connect_timeout);
     let max_frame = usize::try_from(shared.config.max_packet_size).unwrap_or(usize::MAX);
     let peer = at.peer;
     let Some(tls) = &transport.tls else {
         if let Some(ws) = websocket::accept(stream, peer, max_frame, deadline).await {
+            drop(slot);
             if let Some(outer) = open(&shared, at, None) {
                 bridge_websocket(ws, outer, peer).await;
             }
@@ -126,14 +129,16 @@ pub(super) async fn serve(
     };
     let user = tls.certificate_user(stream.get_ref().1);
     if transport.websockets {
-        if let Some(ws) = websocket::accept(stream, peer, max_frame, deadline).await
-            && let Some(outer) = open(&shared, at, user)
-        {
-            bridge_websocket(ws, outer, peer).await;
+        if let Some(ws) = websocket::accept(stream, peer, max_frame, deadline).await {
+            drop(slot);
+            if let Some(outer) = open(&shared, at, user) {
+                bridge_websocket(ws, outer, peer).await;
+            }
         }
     } else {
         // The connection task drives the session over the socket itself (`stream.rs`).
         let (tcp, session) = stream.into_inner();
+        drop(slot);
         open_tls(&shared, at, user, Stream::tls(tcp, session));
     }
 }
