@@ -23,6 +23,7 @@ use wren_codec::QoS;
 use super::Broker;
 use super::conn::Phase;
 use super::ids::{ConnId, IdHash, SessionId};
+use super::delivery::Wire;
 use super::message::{Message, Out};
 use super::session::OutgoingState;
 
@@ -247,18 +248,61 @@ impl Broker {
                 log::warn!("Persistence: writing again; QoS 1 and 2 messages are accepted.");
             }
             let committed = b.journal.committed;
-            while b
+            let due = b
                 .journal
                 .held
-                .front()
-                .is_some_and(|&(n, _, _)| n <= committed)
-            {
-                if let Some((_, conn, out)) = b.journal.held.pop_front() {
-                    b.send(conn, out);
-                }
-            }
+                .iter()
+                .take_while(|&&(n, _, _)| n <= committed)
+                .count();
+            let released: Vec<(u64, ConnId, Out)> = b.journal.held.drain(..due).collect();
+            b.release(released);
             b.journal.waiting.retain(|_, n| *n > committed);
         });
+    }
+
+    /// Send acknowledgements a batch released: each connection's, in order, as one item (a busy
+    /// batch releases thousands, under the broker lock: one push per connection, not per
+    /// acknowledgement). With the packet trace on, one by one, as it prints one per item.
+    fn release(&mut self, released: Vec<(u64, ConnId, Out)>) {
+        if super::trace::enabled() {
+            for (_, conn, out) in released {
+                self.send(conn, out);
+            }
+            return;
+        }
+        let mut order: Vec<ConnId> = Vec::new();
+        let mut grouped: HashMap<ConnId, (Vec<u8>, u64), IdHash> = HashMap::default();
+        for (_, conn, out) in released {
+            // (Each acknowledgement fits the client's Maximum Packet Size, or is left out, as
+            // `send` does; together they are not one packet.)
+            if !self.conns.get(&conn).is_some_and(|c| c.fits(&out)) {
+                continue;
+            }
+            let (bytes, count) = grouped.entry(conn).or_insert_with(|| {
+                order.push(conn);
+                (Vec::new(), 0)
+            });
+            out.write_to(bytes);
+            *count += 1;
+        }
+        let now = self.now_ms;
+        for conn in order {
+            let (Some((bytes, count)), Some(c)) = (grouped.remove(&conn), self.conns.get_mut(&conn))
+            else {
+                continue;
+            };
+            let mut wire = Wire::new(
+                &mut self.stats,
+                &mut self.to_close,
+                &mut self.woken,
+                &mut self.journal,
+                &self.config,
+                now,
+            );
+            wire.push(c, Out::Raw(bytes.into()));
+            // (`push` counted one packet.)
+            self.stats.messages_sent = self.stats.messages_sent.saturating_add(count - 1);
+        }
     }
 
     /// The store could not write its last batch (it keeps the changes and tries again): until
