@@ -180,10 +180,12 @@ fn run(
         if !pending.is_empty() {
             match store.write(&pending) {
                 Ok(()) => {
-                    pending.clear();
                     failing = false;
                     let now = shared.now_ms();
                     shared.with_core(None, |b| b.changes_committed(last_batch, now));
+                    // Dropped once the acknowledgements are out: the last references to many
+                    // messages are here, and freeing them takes a while.
+                    pending.clear();
                 }
                 Err(e) => {
                     if !failing {
