@@ -22,8 +22,8 @@ use wren_codec::QoS;
 
 use super::Broker;
 use super::conn::Phase;
-use super::ids::{ConnId, IdHash, SessionId};
 use super::delivery::Wire;
+use super::ids::{ConnId, IdHash, SessionId};
 use super::message::{Message, Out};
 use super::session::OutgoingState;
 
@@ -222,6 +222,11 @@ impl Broker {
         !self.journal.changes.is_empty()
     }
 
+    /// How many changes wait to be taken.
+    pub fn pending_changes(&self) -> usize {
+        self.journal.changes.len()
+    }
+
     /// The changes recorded since the last call, as batch number and changes (`None`: none).
     pub fn take_changes(&mut self) -> Option<(u64, Vec<Change>)> {
         if self.journal.changes.is_empty() {
@@ -287,7 +292,8 @@ impl Broker {
         }
         let now = self.now_ms;
         for conn in order {
-            let (Some((bytes, count)), Some(c)) = (grouped.remove(&conn), self.conns.get_mut(&conn))
+            let (Some((bytes, count)), Some(c)) =
+                (grouped.remove(&conn), self.conns.get_mut(&conn))
             else {
                 continue;
             };

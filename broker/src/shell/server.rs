@@ -36,6 +36,10 @@ const MIN_TIMER_INTERVAL: Duration = Duration::from_millis(250);
 /// least a second away (every MQTT interval is in whole seconds), so it is never missed.
 const MAX_TIMER_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The periodic persistence mode writes early once this many changes wait: `autosave_interval`
+/// bounds what a crash loses in time, this bounds the memory the journal holds meanwhile.
+const PERIODIC_MAX_CHANGES: usize = 100_000;
+
 /// State shared by the shell's tasks.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -48,8 +52,10 @@ pub(super) struct Shared {
     /// To spawn revived connections (see [`Shared::with_core`]).
     pub(super) me: Weak<Shared>,
     pub(super) executor: Weak<Executor<'static>>,
-    /// The durable store's writer, rung when the core has changes (durable mode only).
-    pub(super) store_doorbell: Option<Arc<Doorbell>>,
+    /// The durable store's writer, rung when the core holds at least this many changes: one in
+    /// the durable mode; in the periodic mode [`PERIODIC_MAX_CHANGES`], so that the journal
+    /// (and the messages it holds) cannot grow for a whole `autosave_interval`.
+    pub(super) store_doorbell: Option<(Arc<Doorbell>, usize)>,
     /// TLS and WebSocket connections still in their handshakes: they count for
     /// `max_connections` before the core knows them (see [`HandshakeSlot`]).
     pub(super) handshaking: std::sync::atomic::AtomicUsize,
@@ -82,8 +88,8 @@ impl Shared {
         // A panic in one connection's handling must not take the broker down with it.
         let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut broker);
-        if let Some(bell) = &self.store_doorbell
-            && broker.has_changes()
+        if let Some((bell, at)) = &self.store_doorbell
+            && broker.pending_changes() >= *at
         {
             bell.ring();
         }
@@ -234,10 +240,13 @@ impl Server {
         let epoch = Instant::now();
         let mode = self.config.persistence_kind();
         let autosave = Duration::from_secs(self.config.autosave_interval.max(1));
-        let store_doorbell = store
-            .is_some()
-            .then(|| Arc::new(Doorbell::default()))
-            .filter(|_| mode == Persistence::Durable);
+        let store_doorbell = store.is_some().then(|| {
+            let at = match mode {
+                Persistence::Periodic => PERIODIC_MAX_CHANGES,
+                _ => 1,
+            };
+            (Arc::new(Doorbell::default()), at)
+        });
         broker.set_persistence(if store.is_some() {
             mode
         } else {
@@ -280,7 +289,7 @@ impl Server {
         let writer = match store {
             Some(store) => Some(Writer::start(
                 store,
-                store_doorbell.unwrap_or_default(),
+                store_doorbell.map(|(bell, _)| bell).unwrap_or_default(),
                 Arc::downgrade(&shared),
                 mode,
                 autosave,
