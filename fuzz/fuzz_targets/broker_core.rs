@@ -33,7 +33,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 
 use wren_broker::store::Store;
-use wren_broker::testing::{DurableState, Driver};
+use wren_broker::testing::{Driver, DurableState};
 use wren_broker::{Config, ConnId, HmacChallenge, Persistence};
 use wren_codec::{
     Ack, Auth, Connect, Disconnect, List, Packet, PacketId, PayloadFormat, ProtocolVersion,
@@ -43,6 +43,13 @@ use wren_codec::{
 };
 
 const MAX_PACKET: u32 = 4096;
+
+thread_local! {
+    /// One in-memory store for every input, cleared at the start of each (making one costs
+    /// milliseconds, which would slow the fuzzer a hundredfold).
+    static STORE: std::cell::RefCell<Store> =
+        std::cell::RefCell::new(Store::in_memory().expect("an in-memory store"));
+}
 
 fn config() -> Config {
     Config {
@@ -232,8 +239,7 @@ fuzz_target!(|data: &[u8]| {
     t.broker
         .add_authenticator(Arc::new(HmacChallenge::new().user("user", b"secret")));
     t.broker.set_persistence(Persistence::Periodic);
-    let mut store = Store::in_memory().expect("an in-memory store");
-    store.recover().expect("an empty store recovers");
+    STORE.with_borrow_mut(|store| store.clear().expect("the in-memory store clears"));
     let mut input = data;
     let mut take = |n: usize| -> &[u8] {
         let (head, tail) = input.split_at(n.min(input.len()));
@@ -321,11 +327,13 @@ fuzz_target!(|data: &[u8]| {
         }
         t.absorb();
         if let Some((_, changes)) = t.broker.take_changes() {
-            store.write(&changes).expect("the in-memory store writes");
+            STORE.with_borrow_mut(|store| {
+                store.write(&changes).expect("the in-memory store writes")
+            });
         }
     }
     // What the store kept rebuilds the same durable state.
-    let (restored, _) = store.recover().expect("the store recovers");
+    let (restored, _) = STORE.with_borrow_mut(|store| store.recover().expect("the store recovers"));
     let mut rebuilt = Driver::new(config());
     rebuilt.broker.restore(restored, t.now);
     assert_eq!(
