@@ -103,7 +103,12 @@ fn flood(
     killed: &AtomicBool,
     pad: usize,
 ) -> Vec<u64> {
-    let (client, mut conn) = rumqttc::Client::new(options(id, port, true), 10);
+    let mut opts = options(id, port, true);
+    if pad > 0 {
+        // Big messages a few at a time: the store fills batch by batch, not in the first one.
+        opts.set_inflight(4);
+    }
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
     let mut next = first;
     let end = first + count;
     // Numbers in the order rumqttc sent them, and packet id -> number while in flight.

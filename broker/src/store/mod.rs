@@ -104,7 +104,11 @@ pub struct RecoveryReport {
 
 /// The open store (see the module documentation).
 pub struct Store {
-    db: Database,
+    /// The database; `None` after a write failed until it is opened again (redb refuses every
+    /// write after an I/O error until then).
+    db: Option<Database>,
+    /// In memory (nothing to open again).
+    in_memory: bool,
     path: PathBuf,
     /// How many queue entries hold each stored message.
     refs: HashMap<u64, u32>,
@@ -118,6 +122,26 @@ pub struct Store {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Open (or create) the redb file at `path`. redb 2.6 asserts (panics) on some damaged files,
+/// e.g. one cut short: caught, so that a damaged file is a refusal with a way out, never a
+/// crash (or a crash loop). (Its panic message is not printed: the error says what happened.)
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Database::create(path));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::new(
+            path,
+            "in use by another process (another wren-broker with the same \
+             persistence_location?)",
+        )),
+        Ok(Err(e)) => Err(StoreError::new(path, damaged(&e.to_string()))),
+        Err(_) => Err(StoreError::new(path, damaged("cut short or corrupted"))),
     }
 }
 
@@ -181,32 +205,14 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::new(path, e))?;
         }
-        // redb 2.6 asserts (panics) on some damaged files, e.g. one cut short: caught, so that
-        // a damaged file is a refusal with a way out, never a crash (or a crash loop).
-        // (Its panic message is not printed: the error below says what happened.)
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(|| Database::create(path));
-        std::panic::set_hook(hook);
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(StoreError::new(
-                    path,
-                    "in use by another process (another wren-broker with the same \
-                     persistence_location?)",
-                ));
-            }
-            Ok(Err(e)) => return Err(StoreError::new(path, damaged(&e.to_string()))),
-            Err(_) => return Err(StoreError::new(path, damaged("cut short or corrupted"))),
-        };
-        Ok(Store::on(db, path))
+        Ok(Store::on(open_file(path)?, path, false))
     }
 
     /// A store on the opened database `db`, before recovery.
-    fn on(db: Database, path: &Path) -> Store {
+    fn on(db: Database, path: &Path, in_memory: bool) -> Store {
         Store {
-            db,
+            db: Some(db),
+            in_memory,
             path: path.to_path_buf(),
             refs: HashMap::new(),
             queues: HashMap::new(),
@@ -223,13 +229,13 @@ impl Store {
             .set_cache_size(1 << 20)
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| StoreError::new(path, e))?;
-        Ok(Store::on(db, path))
+        Ok(Store::on(db, path, true))
     }
 
     /// Delete everything, as if the store were new (the fuzz target reuses one in-memory store
     /// across its inputs: making one costs milliseconds, this microseconds).
     pub fn clear(&mut self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let e = |x: redb::TableError| StoreError::new(&self.path, x);
         txn.delete_table(META).map_err(e)?;
         txn.delete_table(SESSIONS).map_err(e)?;
@@ -256,6 +262,17 @@ impl Store {
         &self.path
     }
 
+    /// The database, opened again first if a write failed (a full disk: redb refuses every
+    /// write after an I/O error until the file is opened again).
+    fn db(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let db = open_file(&self.path)?;
+            self.db = Some(db);
+            self.index_from_disk()?;
+        }
+        self.db.as_ref().ok_or_else(|| self.err("not open"))
+    }
+
     fn err(&self, e: impl fmt::Display) -> StoreError {
         StoreError::new(&self.path, e)
     }
@@ -270,7 +287,7 @@ impl Store {
             next_key: 1,
             ..Restored::default()
         };
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let result = self.recover_in(&txn, now_wall, &mut report, &mut restored);
         match result {
             Ok(()) => txn.commit().map_err(|e| self.err(e))?,
@@ -668,9 +685,15 @@ impl Store {
     pub fn write(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         let result = self.write_in(changes);
         if result.is_err() {
-            // The transaction was dropped (aborted): the index goes back to what is on disk.
-            if let Err(e) = self.index_from_disk() {
-                log::error!("Persistence: {e}");
+            // The transaction was dropped (aborted). A file is opened again before the next
+            // write (which rebuilds the index from what is on disk); in memory, the index is
+            // rebuilt now.
+            if self.in_memory {
+                if let Err(e) = self.index_from_disk() {
+                    log::error!("Persistence: {e}");
+                }
+            } else {
+                self.db = None;
             }
         }
         result
@@ -729,7 +752,7 @@ impl Store {
                 *holders.entry(Arc::as_ptr(&entry.message)).or_insert(0) += 1;
             }
         }
-        let mut txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        let mut txn = self.db()?.begin_write().map_err(|x| e(x.into()))?;
         txn.set_durability(Durability::Immediate);
         {
             let mut sessions = txn.open_table(SESSIONS).map_err(|x| e(x.into()))?;
@@ -1032,7 +1055,12 @@ impl Store {
     /// Rebuild the writer's index of the queues and the message counts from the file (after
     /// recovery, and after a write that failed).
     fn index_from_disk(&mut self) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self
+            .db
+            .as_ref()
+            .ok_or_else(|| self.err("not open"))?
+            .begin_read()
+            .map_err(|e| self.err(e))?;
         let e = |x: redb::Error| StoreError::new(&self.path, x);
         let mut index: HashMap<Box<[u8]>, queues::SessionQueue> = HashMap::new();
         let mut refs: HashMap<u64, u32> = HashMap::new();
@@ -1089,7 +1117,12 @@ impl Store {
 
     /// Stored messages (for tests and the recovery log).
     pub fn stored_messages(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self
+            .db
+            .as_ref()
+            .ok_or_else(|| self.err("not open"))?
+            .begin_read()
+            .map_err(|e| self.err(e))?;
         let table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         table.len().map_err(|e| self.err(e))
     }
