@@ -150,13 +150,7 @@ fn signal(broker: &Running, signal: &str) {
 /// Start a broker on a free loopback port; its port, from the "running on" line.
 fn start_on_free_port() -> (Running, u16) {
     let mut broker = spawn_broker(&["--bind", "127.0.0.1", "-p", "0"]);
-    let line = broker.wait_for_line("running on 127.0.0.1:");
-    let port = line
-        .split("running on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let port = broker.listening_port();
     (broker, port)
 }
 
@@ -333,13 +327,7 @@ fn password_and_acl_files_then_reload() {
     )
     .unwrap();
     let mut broker = spawn_broker(&["-c", files.arg()]);
-    let line = broker.wait_for_line("running on 127.0.0.1:");
-    let port: u16 = line
-        .split("running on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = broker.listening_port();
 
     // Logins: mosquitto_pub exits 5 ("not authorised") when refused.
     assert_eq!(publish_as(port, Some(("bob", "pw")), "public/x").0, 0);

@@ -47,13 +47,7 @@ fn start(dir: &Path, args: &[&str]) -> (Running, u16) {
         .current_dir(dir)
         .env_remove("RUST_LOG");
     let mut broker = Running::spawn(cmd, Output::Stderr);
-    let line = broker.wait_for_line("running on 127.0.0.1:");
-    let port = line
-        .split("running on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.trim_end_matches(',').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let port = broker.listening_port();
     (broker, port)
 }
 
@@ -388,13 +382,7 @@ fn a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged() {
         .current_dir(&dir.0)
         .env_remove("RUST_LOG");
     let mut broker = Running::spawn(cmd, Output::Stderr);
-    let line = broker.wait_for_line("running on 127.0.0.1:");
-    let port: u16 = line
-        .split("running on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.trim_end_matches(',').parse().ok())
-        .unwrap();
+    let port = broker.listening_port();
     subscribe_and_leave(port, "keeper", "big/#", QoS::AtLeastOnce);
     let never = AtomicBool::new(false);
     // 60 kB messages: the 3 MB limit is reached after a few dozen.

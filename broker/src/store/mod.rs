@@ -190,7 +190,7 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 /// One session's queue changes in a batch (see `queues.rs`).
 #[derive(Default)]
 struct Batch {
-    /// The segment of the messages queued (see `queues::segment`), written as they come.
+    /// The segment of the messages queued (see `queues::append`), written as they come.
     segment: records::Writer,
     /// Their keys and what the index keeps of them.
     queued: Vec<(u64, queues::Live)>,
@@ -879,9 +879,7 @@ impl Store {
                         }
                         let received = self.received(&entry.message);
                         let b = batch.entry(&**client_id).or_default();
-                        // (Key, length, entry: the segment layout, see `queues::segment`.)
-                        b.segment.u64(*key);
-                        b.segment.sized(|w| {
+                        queues::append(&mut b.segment, *key, |w| {
                             records::entry_into(w, id, entry, |w| {
                                 w.sized(|w| records::message_into(w, &entry.message, received));
                             });
@@ -1021,8 +1019,7 @@ impl Store {
             self.next_message_id = self.next_message_id.saturating_add(1);
             message.set_store_id(id);
         }
-        let count = self.refs.entry(id).or_insert(0);
-        if *count == 0 {
+        if !self.refs.contains_key(&id) {
             table.insert(id, &*records::message(message, self.received(message)))?;
         }
         *self.refs.entry(id).or_insert(0) += 1;

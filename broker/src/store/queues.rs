@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::TableDefinition;
 
+use super::records::Writer;
 use crate::core::OutgoingState;
 
 pub(super) const SEGMENTS: TableDefinition<'static, (&[u8], u64), &[u8]> =
@@ -77,17 +78,11 @@ impl SessionQueue {
     }
 }
 
-/// A segment's bytes: each message as key, length, entry record (the writer appends them so
-/// as it goes; this is the same, for the tests).
-#[cfg(test)]
-pub(super) fn segment(entries: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.iter().map(|(_, e)| e.len() + 12).sum());
-    for (key, entry) in entries {
-        out.extend_from_slice(&key.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(entry.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(entry);
-    }
-    out
+/// Append one message to a segment: its key, then the entry record `entry` writes, with its
+/// length (the layout `read_segment` reads).
+pub(super) fn append(segment: &mut Writer, key: u64, entry: impl FnOnce(&mut Writer)) {
+    segment.u64(key);
+    segment.sized(entry);
 }
 
 /// A segment's messages back: (key, entry record) each; `None` if it is damaged.
@@ -132,8 +127,11 @@ mod tests {
 
     #[test]
     fn segments_round_trip_and_damage_is_refused() {
-        let entries = vec![(7u64, vec![1, 2, 3]), (9, vec![]), (12, vec![9; 300])];
-        let b = segment(&entries);
+        let mut w = Writer::default();
+        for (key, entry) in [(7u64, vec![1, 2, 3]), (9, vec![]), (12, vec![9; 300])] {
+            append(&mut w, key, |w| w.0.extend_from_slice(&entry));
+        }
+        let b = w.0;
         let back = read_segment(&b).unwrap();
         assert_eq!(back.len(), 3);
         assert_eq!(back[2], (12, &[9u8; 300][..]));

@@ -83,6 +83,17 @@ impl Running {
         }
     }
 
+    /// The port of the broker's first loopback socket, from its `running on 127.0.0.1:PORT`
+    /// line (waited for).
+    pub fn listening_port(&mut self) -> u16 {
+        let line = self.wait_for_line("running on 127.0.0.1:");
+        line.split("running on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.trim_end_matches(',').parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+    }
+
     pub fn pid(&self) -> String {
         self.child.id().to_string()
     }
