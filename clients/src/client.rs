@@ -403,6 +403,13 @@ pub struct ClientOptions {
     pub unix_socket: Option<PathBuf>,
     /// Connect through this SOCKS5 proxy (Mosquitto's `--proxy`).
     pub proxy: Option<crate::socks::Proxy>,
+    /// Acknowledge received QoS 1 and 2 messages only when told to ([`Client::ack`]), not as
+    /// they arrive: a bridge or a store-and-forward application acknowledges a message once it
+    /// is safe elsewhere, so that the sender keeps it until then.
+    pub manual_acks: bool,
+    /// Say in CONNECT that this client is a bridge (Mosquitto's `try_private`: protocol level
+    /// | 0x80), so that a Mosquitto or Wren broker sends it none of its own messages back.
+    pub bridge: bool,
 }
 
 /// A connection's byte stream: TCP, TLS over TCP, or a Unix socket.
@@ -441,6 +448,8 @@ impl ClientOptions {
             nodelay: true,
             unix_socket: None,
             proxy: None,
+            manual_acks: false,
+            bridge: false,
         }
     }
 }
@@ -452,6 +461,8 @@ enum Command {
     Subscribe(Vec<(String, SubscriptionOptions)>, Reply<u16>),
     Unsubscribe(Vec<String>, Reply<u16>),
     Disconnect(Sender<()>),
+    /// Send the held PUBACK or PUBREC of this received message ([`ClientOptions::manual_acks`]).
+    Ack(u16),
 }
 
 /// A handle to a connection task. Cloning it gives another handle to the same connection.
@@ -468,6 +479,7 @@ impl fmt::Debug for Command {
             Command::Subscribe(..) => "Subscribe",
             Command::Unsubscribe(..) => "Unsubscribe",
             Command::Disconnect(..) => "Disconnect",
+            Command::Ack(..) => "Ack",
         })
     }
 }
@@ -479,9 +491,36 @@ impl Client {
     /// never retried (as Mosquitto's tools), later losses are when [`ClientOptions::reconnect`]
     /// says so.
     pub async fn connect(options: ClientOptions) -> Result<(Client, Connected), ClientError> {
+        Self::start(options, None).await
+    }
+
+    /// [`Client::connect`] over a byte stream the caller opened (an in-process socket pair, a
+    /// transport this crate does not know); `host`, `port`, TLS and the proxy are not used. It
+    /// cannot reconnect by itself: [`ClientOptions::reconnect`] must be `None`.
+    pub async fn connect_over<S>(
+        stream: S,
+        options: ClientOptions,
+    ) -> Result<(Client, Connected), ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
+    {
+        if options.reconnect.is_some() {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a client over a given stream cannot reconnect",
+            )));
+        }
+        Self::start(options, Some(Box::new(stream))).await
+    }
+
+    async fn start(
+        options: ClientOptions,
+        stream: Option<Stream>,
+    ) -> Result<(Client, Connected), ClientError> {
         let (event_tx, event_rx) = channel::unbounded();
         let (command_tx, command_rx) = channel::unbounded();
         let mut task = Task::new(options, event_tx, command_rx);
+        task.given_stream = stream;
         let connected = task.establish().await?;
         task.emit(Event::Connected(connected.clone()));
         smol::spawn(task.run()).detach();
@@ -540,6 +579,16 @@ impl Client {
     /// The next event if one is waiting (never blocks).
     pub fn try_next_event(&self) -> Option<Event> {
         self.events.try_recv().ok()
+    }
+
+    /// With [`ClientOptions::manual_acks`]: acknowledge the received QoS 1 or 2 message with
+    /// this packet identifier (its PUBACK, or its PUBREC, goes out now). Acknowledgements of a
+    /// connection that has since been lost are dropped: the sender will send the message again.
+    pub async fn ack(&self, packet_id: u16) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Ack(packet_id))
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     /// Send DISCONNECT and close the socket (the broker then discards the will). Returns when
@@ -615,6 +664,11 @@ struct Task {
     /// Subscriptions to renew when a reconnection finds no session.
     subscriptions: Vec<(String, SubscriptionOptions)>,
     backoff: Backoff,
+    /// [`ClientOptions::manual_acks`]: the PUBACK or PUBREC of each received message not yet
+    /// acknowledged by the application, by packet identifier.
+    held_acks: HashMap<u16, engine::Control>,
+    /// The stream of [`Client::connect_over`], until the first connection takes it.
+    given_stream: Option<Stream>,
     /// libmosquitto's message counter, for `-d` lines only: it numbers QoS 0 PUBLISHes too.
     log_mid: u16,
 }
@@ -637,6 +691,8 @@ impl Task {
             subscriptions: Vec::new(),
             backoff: Backoff::new(millis(reconnect.initial), millis(reconnect.max)),
             log_mid: 0,
+            held_acks: HashMap::new(),
+            given_stream: None,
             options,
         }
     }
@@ -705,7 +761,10 @@ impl Task {
     }
 
     /// The byte stream to the broker: Unix socket, or TCP (bound to `-A`), then TLS.
-    async fn open(&self) -> Result<Stream, ClientError> {
+    async fn open(&mut self) -> Result<Stream, ClientError> {
+        if let Some(stream) = self.given_stream.take() {
+            return Ok(stream);
+        }
         let o = &self.options;
         #[cfg(unix)]
         if let Some(path) = &o.unix_socket {
@@ -867,6 +926,7 @@ impl Task {
                 }
                 Stop::Lost(why) => {
                     self.engine.connection_lost();
+                    self.held_acks.clear();
                     self.emit(Event::ConnectionLost(why));
                     if self.options.reconnect.is_none() || !self.reconnect().await {
                         self.close_commands();
@@ -899,6 +959,7 @@ impl Task {
                 Command::Disconnect(done) => {
                     let _ = done.try_send(());
                 }
+                Command::Ack(_) => {}
             }
         }
         self.fail_pending();
@@ -935,6 +996,8 @@ impl Task {
                     Wake::Command(Some(Command::Unsubscribe(_, reply))) => {
                         let _ = reply.try_send(Err(ClientError::NotConnected));
                     }
+                    // The connection it belonged to is gone: the broker sends it again.
+                    Wake::Command(Some(Command::Ack(_))) => {}
                 }
             }
             match self.establish().await {
@@ -1066,6 +1129,11 @@ impl Task {
                     let _ = reply.try_send(Err(e));
                 }
             },
+            Command::Ack(id) => {
+                if let Some(ack) = self.held_acks.remove(&id) {
+                    self.send(&ack.packet()).await?;
+                }
+            }
             Command::Disconnect(done) => {
                 let p = self.engine.disconnect(self.now());
                 let rp = self.options.request_properties.clone();
@@ -1234,7 +1302,19 @@ impl Task {
             };
             let event = handled.event.map(owned_event);
             if let Some(reply) = handled.reply {
-                if let Err(e) = self.send(&reply.packet()).await {
+                let held = match (&event, reply) {
+                    (
+                        Some(Event::Message(ReceivedMessage {
+                            packet_id: Some(id),
+                            ..
+                        })),
+                        engine::Control::PubAck(..) | engine::Control::PubRec(..),
+                    ) if self.options.manual_acks => Some(*id),
+                    _ => None,
+                };
+                if let Some(id) = held {
+                    self.held_acks.insert(id, reply);
+                } else if let Err(e) = self.send(&reply.packet()).await {
                     break Err(e);
                 }
             }
