@@ -43,7 +43,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use config::{Config, ConfigError, Listener, ListenerSecurity, Protocol, SocketDomain};
+pub use config::{Bridge, Config, ConfigError, Listener, ListenerSecurity, Protocol, SocketDomain};
 pub use core::{
     AuthExchange, AuthStep, Authenticator, Broker, CertificateUser, CloseReason, ConnId, Delivery,
     Event, Framing, HmacChallenge, Identity, ListenerAccess, Message, MessageProperties, Out,

@@ -290,6 +290,19 @@ fn check_config(cli: &Cli, path: &Path) -> ExitCode {
     for listener in config.listeners() {
         println!("  {}", describe_listener(config, &listener));
     }
+    if !config.bridge.is_empty() {
+        println!("Bridges:");
+        for b in &config.bridge {
+            println!(
+                "  {} to {} ({}{}): {}",
+                b.name,
+                b.address.join(", "),
+                if b.is_v5() { "MQTT 5.0" } else { "MQTT 3.1.1" },
+                if b.bridge_cafile.is_some() { ", TLS" } else { "" },
+                b.topic.join("; ")
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 

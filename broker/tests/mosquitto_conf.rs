@@ -183,6 +183,11 @@ allow_anonymous = false
 port = 1884
 bind = "127.0.0.1"
 allow_anonymous = true
+
+[[bridge]]
+name = "cloud"
+address = ["127.0.0.1:1"]
+topic = ["sensors/# out 1", "commands/# in 1"]
 "#;
 
 /// (a) The realistic fixture (every supported key, comments, include_dir with two files and a
@@ -216,22 +221,6 @@ fn fixture_loads_with_the_expected_config_and_warnings() {
         format!(
             "Warning: Unsupported key 'autosave_on_changes' in mosquitto.conf line 45: \
              ignored. {autosave}"
-        ),
-        format!(
-            "Warning: Unsupported key 'connection' in {tls} line 26: ignored. Bridges are not \
-             supported yet."
-        ),
-        format!(
-            "Warning: Unsupported key 'address' in {tls} line 27: ignored. Bridges are not \
-             supported yet (bridge cloud)."
-        ),
-        format!(
-            "Warning: Unsupported key 'topic' in {tls} line 28: ignored. Bridges are not \
-             supported yet (bridge cloud)."
-        ),
-        format!(
-            "Warning: Unsupported key 'topic' in {tls} line 29: ignored. Bridges are not \
-             supported yet (bridge cloud)."
         ),
         format!(
             "Warning: 'max_connections' in {plain} line 5: Mosquitto limits each listener's \
@@ -340,20 +329,21 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(
         stdout,
-        "mosquitto.conf (mosquitto.conf): usable, 10 warnings.\n\
+        "mosquitto.conf (mosquitto.conf): usable, 6 warnings.\n\
          Listeners:\n\
          \x20 port 1883 on 127.0.0.1 (MQTT): anonymous clients; every topic (no ACL file)\n\
          \x20 port 8883 on every address (MQTT, TLS, client certificate required): clients with \
          a certificate (its Common Name is the user name); every topic (no ACL file)\n\
          \x20 port 8884 on every address (MQTT, TLS): users in password file passwd; topics as \
          ACL file acl allows\n\
-         \x20 port 1884 on 127.0.0.1 (MQTT): anonymous clients; every topic (no ACL file)\n"
+         \x20 port 1884 on 127.0.0.1 (MQTT): anonymous clients; every topic (no ACL file)\n\
+         Bridges:\n\
+         \x20 cloud to 127.0.0.1:1 (MQTT 3.1.1): sensors/# out 1; commands/# in 1\n"
     );
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 10, "{stderr}");
+    assert_eq!(lines.len(), 6, "{stderr}");
     for expected in [
         "Warning: Unsupported key 'persistence_file' in mosquitto.conf line 43: ignored.",
-        "Warning: Unsupported key 'connection' in conf.d/20-tls.conf line 26: ignored.",
         "Warning: 'max_qos' in conf.d/20-tls.conf line 12: the listeners' values differ",
     ] {
         assert!(

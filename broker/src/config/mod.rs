@@ -3,12 +3,14 @@
 //! (`mosquitto.rs`); the command line overrides `port` and `bind`. Listeners and who may use
 //! them are in `listener.rs`.
 
+mod bridge;
 mod listener;
 mod mosquitto;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use bridge::{Bridge, TopicLine};
 pub use listener::{Listener, ListenerSecurity, Protocol, SocketDomain};
 
 use serde::Deserialize;
@@ -157,6 +159,8 @@ pub struct Config {
     /// Users and secrets of the example 5.0 enhanced-authentication method `WREN-HMAC-SHA256`
     /// ([`crate::HmacChallenge`]); empty = the method is not offered.
     pub auth_hmac_users: BTreeMap<String, String>,
+    /// Bridges to other brokers (`[[bridge]]` tables; Mosquitto's `connection` sections).
+    pub bridge: Vec<Bridge>,
 }
 
 impl Default for Config {
@@ -209,6 +213,7 @@ impl Default for Config {
             shared_subscription_available: true,
             response_information: String::new(),
             auth_hmac_users: BTreeMap::new(),
+            bridge: Vec::new(),
         }
     }
 }
@@ -386,6 +391,15 @@ impl Config {
     /// accepted; where 0 would break the broker (no packet fits, every connection times out
     /// at once) it is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, b) in self.bridge.iter().enumerate() {
+            b.validate()?;
+            if self.bridge.iter().take(i).any(|a| a.name == b.name) {
+                return Err(ConfigError::new(
+                    "bridge.name",
+                    format!("two bridges are named {}", b.name),
+                ));
+            }
+        }
         if !["durable", "periodic"].contains(&self.persistence_mode.as_str()) {
             return Err(ConfigError::new(
                 "persistence_mode",
@@ -654,7 +668,7 @@ mod tests {
             .to_string();
         let listed = e.split_once("expected one of").unwrap().1;
         let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert_eq!(keys.len(), 47, "{listed}");
+        assert_eq!(keys.len(), 48, "{listed}");
         for key in keys {
             // Keys without a default value (and the listener tables) are shown commented out.
             let set = text.lines().any(|l| {

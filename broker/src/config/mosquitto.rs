@@ -32,7 +32,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Config, ConfigError, Listener, MAX_MQTT_PACKET_SIZE, MAX_MQTT_PAYLOAD, Protocol, SocketDomain,
+    Bridge, Config, ConfigError, Listener, MAX_MQTT_PACKET_SIZE, MAX_MQTT_PAYLOAD, Protocol,
+    SocketDomain, TopicLine,
 };
 
 /// Where a line is.
@@ -233,42 +234,22 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Bridge keys of Mosquitto (`connection NAME` starts a bridge): read and ignored with a
-/// warning, bridges not being supported yet. One outside a bridge is an error, as in Mosquitto.
+/// Bridge keys of Mosquitto (`connection NAME` starts a bridge) that Wren reads into its
+/// [`Bridge`]. One outside a bridge is an error, as in Mosquitto.
 const BRIDGE: &[&str] = &[
     "address",
     "addresses",
-    "bridge_alpn",
-    "bridge_attempt_unsubscribe",
-    "bridge_bind_address",
     "bridge_cafile",
-    "bridge_capath",
     "bridge_certfile",
-    "bridge_ciphers",
-    "bridge_ciphers_tls1.3",
-    "bridge_identity",
     "bridge_insecure",
     "bridge_keyfile",
     "bridge_max_packet_size",
-    "bridge_max_topic_alias",
-    "bridge_outgoing_retain",
     "bridge_protocol_version",
-    "bridge_psk",
-    "bridge_receive_maximum",
-    "bridge_reload_type",
-    "bridge_require_ocsp",
-    "bridge_session_expiry_interval",
-    "bridge_tcp_keepalive",
-    "bridge_tcp_user_timeout",
-    "bridge_tls_version",
     "cleansession",
     "clientid",
-    "idle_timeout",
     "keepalive_interval",
     "local_cleansession",
     "local_clientid",
-    "local_password",
-    "local_username",
     "notification_topic",
     "notifications",
     "notifications_local_only",
@@ -279,10 +260,50 @@ const BRIDGE: &[&str] = &[
     "restart_timeout",
     "round_robin",
     "start_type",
-    "threshold",
     "topic",
     "try_private",
     "username",
+];
+
+/// Bridge keys of Mosquitto that Wren reads and ignores, with a warning saying why.
+const BRIDGE_IGNORED: &[(&str, &str)] = &[
+    ("bridge_alpn", "ALPN is not offered by Wren's bridge"),
+    (
+        "bridge_attempt_unsubscribe",
+        "the bridge does not unsubscribe",
+    ),
+    (
+        "bridge_bind_address",
+        "the bridge connects from the default address",
+    ),
+    ("bridge_capath", "use bridge_cafile"),
+    ("bridge_ciphers", "rustls chooses the cipher suites"),
+    ("bridge_ciphers_tls1.3", "rustls chooses the cipher suites"),
+    (
+        "bridge_max_topic_alias",
+        "the bridge sets up no topic aliases",
+    ),
+    ("bridge_outgoing_retain", "RETAIN is always carried"),
+    ("bridge_receive_maximum", "the broker's limits apply"),
+    ("bridge_reload_type", "bridges are set at start"),
+    ("bridge_require_ocsp", "OCSP is not checked"),
+    (
+        "bridge_session_expiry_interval",
+        "a kept remote session does not expire",
+    ),
+    ("bridge_tcp_keepalive", "MQTT keep-alive is used"),
+    ("bridge_tcp_user_timeout", "MQTT keep-alive is used"),
+    ("bridge_tls_version", "rustls offers TLS 1.2 and 1.3"),
+    ("idle_timeout", "start_type lazy is not supported"),
+    ("threshold", "start_type lazy is not supported"),
+    (
+        "local_username",
+        "the bridge's local connection needs no login",
+    ),
+    (
+        "local_password",
+        "the bridge's local connection needs no login",
+    ),
 ];
 
 /// Which settings a key line goes to.
@@ -295,6 +316,8 @@ enum Scope {
     Default,
     /// The listener opened by the `listener` line with this index.
     Listener(usize),
+    /// The bridge with this index in `Config::bridge`.
+    Bridge(usize),
 }
 
 /// A listener being read: its [`Listener`] and the per-listener settings of Mosquitto that Wren
@@ -454,8 +477,10 @@ struct Reader {
     listeners: Vec<Block>,
     /// Where listener keys go: the default listener or a `listener` block.
     current: Scope,
-    /// The bridge being read (`connection NAME`), if any.
-    bridge: Option<String>,
+    /// The bridge being read (`connection NAME`), if any: its index in `config.bridge`.
+    bridge: Option<usize>,
+    /// Where each bridge's `connection` line is.
+    bridge_places: Vec<Place>,
     /// Single-valued keys already given, per scope: for duplicates.
     seen: HashMap<(Scope, String), Place>,
     /// The first security setting (for `per_listener_settings`, which must come before).
@@ -488,6 +513,7 @@ pub(crate) fn read(
         listeners: Vec::new(),
         current: Scope::Default,
         bridge: None,
+        bridge_places: Vec::new(),
         seen: HashMap::new(),
         security_seen: None,
         port: None,
@@ -568,7 +594,7 @@ impl Reader {
                 Some(block) => block,
                 None => &mut self.default,
             },
-            Scope::Global | Scope::Default => &mut self.default,
+            Scope::Global | Scope::Default | Scope::Bridge(_) => &mut self.default,
         }
     }
 
@@ -845,18 +871,38 @@ impl Reader {
             "include_dir" => self.include_dir(line, level)?,
             "connection" => {
                 let name = line.word()?.to_owned();
-                self.warn_unsupported(line, "Bridges are not supported yet");
-                self.bridge = Some(name);
+                if let Some(first) = self
+                    .config
+                    .bridge
+                    .iter()
+                    .position(|b| b.name == name)
+                    .and_then(|i| self.bridge_places.get(i))
+                {
+                    return Err(line.error(format_args!(
+                        "Duplicate bridge name {name} (already in {first})"
+                    )));
+                }
+                self.config.bridge.push(Bridge {
+                    name,
+                    ..Bridge::default()
+                });
+                self.bridge_places.push(line.place.clone());
+                self.bridge = Some(self.config.bridge.len().saturating_sub(1));
             }
-            _ if BRIDGE.contains(&key) => {
-                let Some(bridge) = &self.bridge else {
+            _ if BRIDGE.contains(&key) || BRIDGE_IGNORED.iter().any(|(k, _)| *k == key) => {
+                let Some(index) = self.bridge else {
                     return Err(line.error(format_args!(
                         "Invalid bridge configuration: {key} outside a bridge (no connection \
                          line before it in its file)"
                     )));
                 };
-                let why = format!("Bridges are not supported yet (bridge {bridge})");
-                self.warn_unsupported(line, &why);
+                if let Some((_, why)) = BRIDGE_IGNORED.iter().find(|(k, _)| *k == key) {
+                    let name = self.config.bridge.get(index).map(|b| b.name.clone());
+                    let why = format!("{why} (bridge {})", name.unwrap_or_default());
+                    self.warn_unsupported(line, &why);
+                } else {
+                    self.bridge_key(line, index)?;
+                }
             }
             _ if key.starts_with("auth_opt_") || key.starts_with("plugin_opt_") => {
                 return Err(
@@ -888,6 +934,99 @@ impl Reader {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A key of the bridge `index` (`connection` section).
+    fn bridge_key(&mut self, line: &Line<'_>, index: usize) -> Result<(), ConfigError> {
+        let key = line.key;
+        // Keys that may be given several times add to a list; the others once per bridge.
+        if !matches!(key, "address" | "addresses" | "topic") {
+            self.once(Scope::Bridge(index), line)?;
+        }
+        let words = || {
+            line.rest
+                .split_whitespace()
+                .take_while(|w| !w.starts_with('#'))
+        };
+        let seconds = |w: &str| match w.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(line.invalid(w, "seconds above 0 expected")),
+        };
+        let value = match key {
+            "address" | "addresses" | "topic" | "restart_timeout" => None,
+            "notification_topic" | "remote_clientid" | "clientid" | "local_clientid"
+            | "remote_username" | "username" | "remote_password" | "password" => {
+                Some(line.word()?.to_owned())
+            }
+            _ => None,
+        };
+        let Some(b) = self.config.bridge.get_mut(index) else {
+            return Ok(());
+        };
+        match key {
+            "address" | "addresses" => {
+                let before = b.address.len();
+                b.address.extend(words().map(str::to_owned));
+                if b.address.len() == before {
+                    return Err(line.empty());
+                }
+            }
+            "topic" => {
+                let text = line.text()?;
+                TopicLine::parse(text).map_err(|why| line.invalid(text, &why))?;
+                b.topic.push(text.to_owned());
+            }
+            "restart_timeout" => {
+                let w: Vec<&str> = words().collect();
+                if !(1..=2).contains(&w.len()) {
+                    return Err(line.invalid(line.rest.trim(), "one or two numbers expected"));
+                }
+                b.restart_timeout = w.into_iter().map(seconds).collect::<Result<_, _>>()?;
+            }
+            "bridge_protocol_version" => {
+                let v = line.word()?;
+                if !matches!(v, "mqttv311" | "mqttv50") {
+                    return Err(line.invalid(
+                        v,
+                        "mqttv311 or mqttv50 expected (Wren's bridge does not speak 3.1)",
+                    ));
+                }
+                b.bridge_protocol_version = v.to_owned();
+            }
+            "start_type" => {
+                let v = line.word()?;
+                if !matches!(v, "automatic" | "once") {
+                    return Err(
+                        line.invalid(v, "automatic or once expected (lazy is not supported)")
+                    );
+                }
+                b.start_type = v.to_owned();
+            }
+            "round_robin" => b.round_robin = line.bool()?,
+            "cleansession" => b.cleansession = line.bool()?,
+            "local_cleansession" => b.local_cleansession = Some(line.bool()?),
+            "try_private" => b.try_private = line.bool()?,
+            "notifications" => b.notifications = line.bool()?,
+            "notifications_local_only" => b.notifications_local_only = line.bool()?,
+            "bridge_insecure" => b.bridge_insecure = line.bool()?,
+            "keepalive_interval" => {
+                b.keepalive_interval = fit(line.int_in(0, 65_535, "0 to 65535 seconds")?);
+            }
+            "bridge_max_packet_size" => {
+                b.bridge_max_packet_size =
+                    fit(line.int_in(0, i64::from(u32::MAX), "0 to 4294967295")?);
+            }
+            "bridge_cafile" => b.bridge_cafile = Some(PathBuf::from(line.text()?)),
+            "bridge_certfile" => b.bridge_certfile = Some(PathBuf::from(line.text()?)),
+            "bridge_keyfile" => b.bridge_keyfile = Some(PathBuf::from(line.text()?)),
+            "notification_topic" => b.notification_topic = value,
+            "remote_clientid" | "clientid" => b.remote_clientid = value,
+            "local_clientid" => b.local_clientid = value,
+            "remote_username" | "username" => b.remote_username = value,
+            "remote_password" | "password" => b.remote_password = value,
+            _ => {}
         }
         Ok(())
     }
@@ -1054,6 +1193,14 @@ impl Reader {
             self.note("message_size_limit", place, text);
         }
 
+        for (b, place) in self.config.bridge.iter().zip(&self.bridge_places) {
+            b.validate().map_err(|e| {
+                ConfigError::new(
+                    e.key(),
+                    format!("Invalid bridge configuration: {e} (connection in {place})"),
+                )
+            })?;
+        }
         let described: Vec<String> = blocks.iter().map(Block::describe).collect();
         self.config.listener = blocks.into_iter().map(|b| b.listener).collect();
         self.config.validate().map_err(|e| {
@@ -2346,28 +2493,32 @@ mod tests {
     }
 
     #[test]
-    fn bridges_are_warnings_and_bridge_keys_need_a_connection() {
-        let (_, warnings) = read_ok(
-            "listener 1883\nconnection cloud\naddress broker.example:1883\ntopic # both 1\n\
-             remote_username wren\nallow_anonymous true\n",
+    fn bridges_are_read_and_bridge_keys_need_a_connection() {
+        let (c, warnings) = read_ok(
+            "listener 1883\nconnection cloud\naddress a.example:1883 b.example:8883\n\
+             topic # both 1\ntopic cmd/# in 2 local/ \"\"\nremote_username wren\n\
+             remote_password s3cret\ntry_private false\nrestart_timeout 2 10\n\
+             bridge_protocol_version mqttv50\nlocal_cleansession false\nthreshold 10\n\
+             allow_anonymous true\n",
         );
+        assert_eq!(c.bridge.len(), 1);
+        let b = &c.bridge[0];
+        assert_eq!(b.name, "cloud");
+        assert_eq!(b.address, ["a.example:1883", "b.example:8883"]);
+        assert_eq!(b.topic, ["# both 1", "cmd/# in 2 local/ \"\""]);
+        assert_eq!(b.remote_username.as_deref(), Some("wren"));
+        assert_eq!(b.remote_password.as_deref(), Some("s3cret"));
+        assert!(!b.try_private && b.is_v5() && !b.local_clean());
+        assert_eq!(b.restart_timeout, [2, 10]);
         let keys: Vec<(&str, usize)> = warnings
             .iter()
             .map(|w| (w.key.as_str(), w.place.line))
             .collect();
-        assert_eq!(
-            keys,
-            [
-                ("connection", 2),
-                ("address", 3),
-                ("topic", 4),
-                ("remote_username", 5)
-            ]
-        );
+        assert_eq!(keys, [("threshold", 12)]);
         assert!(
-            warnings[1].to_string().contains("(bridge cloud)"),
+            warnings[0].to_string().contains("(bridge cloud)"),
             "{}",
-            warnings[1]
+            warnings[0]
         );
         let e = read_err("listener 1883\ntopic # both 1\n");
         assert!(
@@ -2376,6 +2527,30 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().ends_with("in test.conf line 2"), "{e}");
+        for (text, wanted) in [
+            ("connection x\naddress h:1\ntopic a sideways\n", "line 3"),
+            ("connection x\naddress h:1\n", "at least one topic"),
+            ("connection x\ntopic a\n", "at least one remote address"),
+            (
+                "connection x\naddress h:1\ntopic a\ncleansession true\ncleansession false\n",
+                "Duplicate cleansession",
+            ),
+            (
+                "connection x\naddress h:1\ntopic a\nconnection x\n",
+                "Duplicate bridge name x",
+            ),
+            (
+                "connection x\naddress h:1\ntopic a\nstart_type lazy\n",
+                "lazy is not supported",
+            ),
+            (
+                "connection x\naddress h:1\ntopic a\nbridge_protocol_version mqttv31\n",
+                "mqttv311 or mqttv50",
+            ),
+        ] {
+            let e = read_err(text).to_string();
+            assert!(e.contains(wanted), "{text:?}: {e}");
+        }
     }
 
     #[test]
