@@ -15,6 +15,12 @@ use super::ids::{ConnId, SessionId};
 use super::message::{Message, Out};
 use super::outbox::Outbox;
 
+/// The listener index of a bridge's local connection: the broker's own bridge task connects
+/// through a socket pair nobody else can reach, so it is not authenticated, no topic rules
+/// apply, `max_connections` does not count it, it may publish to `$` topics (a bridge may bring
+/// in a remote's `$SYS`), and its session's in-flight window is its own Receive Maximum.
+pub const BRIDGE_LISTENER: usize = usize::MAX;
+
 /// A connected client's protocol state.
 #[derive(Debug)]
 pub(super) struct ClientState {

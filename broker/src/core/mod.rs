@@ -64,7 +64,7 @@ use wren_codec::{DecodeError, ErrorKind, Packet, ReasonCode};
 pub use access::{Identity, ListenerAccess, TopicAccess, TopicRules, UserStore};
 pub use authenticator::{AuthExchange, AuthStep, Authenticator, HmacChallenge};
 pub use close::CloseReason;
-pub use conn::CertificateUser;
+pub use conn::{BRIDGE_LISTENER, CertificateUser};
 pub use framing::Framing;
 
 pub use ids::{ConnId, SessionId};
@@ -253,11 +253,14 @@ impl Broker {
     ) -> Option<(ConnId, Outbox)> {
         self.input(now_ms, |b| {
             let max = b.config.max_connections;
-            if max > 0 && b.conns.len() >= max {
-                log::warn!("Client connection from {peer} denied: max_connections exceeded.");
-                return None;
+            // (A bridge's local connection is the shell's own: it logs it.)
+            if listener != BRIDGE_LISTENER {
+                if max > 0 && b.conns.len() >= max {
+                    log::warn!("Client connection from {peer} denied: max_connections exceeded.");
+                    return None;
+                }
+                log::info!("New connection from {peer} on port {local_port}.");
             }
-            log::info!("New connection from {peer} on port {local_port}.");
             b.next_conn = b.next_conn.wrapping_add(1);
             let id = ConnId(b.next_conn);
             let outbox = Outbox::new();

@@ -31,6 +31,15 @@ pub struct Stats {
 }
 
 impl Broker {
+    /// A bridge's state, `1` connected or `0` not, retained on `topic` (Mosquitto's
+    /// `$SYS/broker/connection/<remote client id>/state`), published by the broker itself.
+    pub fn bridge_state(&mut self, topic: &str, connected: bool, now_ms: u64) {
+        self.input(now_ms, |b| {
+            let payload: &[u8] = if connected { b"1" } else { b"0" };
+            b.route(Message::new(topic, payload, QoS::AtLeastOnce, true), None);
+        });
+    }
+
     pub(super) fn publish_sys(&mut self, now_ms: u64) {
         let uptime = now_ms.saturating_sub(self.started_ms) / 1000;
         let s = self.stats.clone();

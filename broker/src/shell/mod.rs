@@ -45,6 +45,8 @@
 //! the connection hibernates.
 
 mod backpressure;
+#[cfg(unix)]
+mod bridge;
 mod connection;
 mod executor;
 mod listen;

@@ -327,6 +327,8 @@ impl Server {
                 .detach();
         }
         executor.spawn(timer(Arc::clone(&shared))).detach();
+        #[cfg(unix)]
+        super::bridge::start(&shared, &executor);
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {

@@ -170,7 +170,7 @@ fn open_tls(shared: &Arc<Shared>, at: Accepted, user: Option<CertificateUser>, s
 /// The connection, handshakes done, for the core: a socket pair whose inner end gets a
 /// [`ConnectionTask`] (spawned here); returns the outer end for the pump, or `None` if the
 /// connection is refused (`max_connections`) or the pair cannot be made.
-fn open(
+pub(super) fn open(
     shared: &Arc<Shared>,
     at: Accepted,
     user: Option<CertificateUser>,

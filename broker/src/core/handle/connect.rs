@@ -364,7 +364,11 @@ impl Broker {
             s.expiry_interval = expiry;
             s.conn = Some(conn);
             s.dropping = false;
-            s.inflight_max = self.config.max_inflight_messages.min(receive_maximum);
+            s.inflight_max = if info.identity.listener == super::super::BRIDGE_LISTENER {
+                receive_maximum
+            } else {
+                self.config.max_inflight_messages.min(receive_maximum)
+            };
             s.identity = info.identity.clone().shared();
         }
         self.journal_session(session);

@@ -1,0 +1,248 @@
+//! #20: wren-broker's bridge between two wren-brokers started in this process on ephemeral
+//! loopback ports, checked with rumqttc clients on both sides: topic remapping both ways,
+//! retained messages, loop prevention with and without `try_private`, the state topic, fail-over
+//! across the address list, and messages queued while the remote is down delivered in order
+//! once it is back. (Mosquitto on either side: `bridge_mosquitto.rs`; kill -9 and NATS:
+//! `bridge_durability.rs`, `nats_cluster.rs`.)
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use common::{Mq, QUIET, WAIT, start};
+use rumqttc::QoS;
+use wren_broker::{Bridge, ServerHandle};
+
+/// A bridge named `b` to `addresses` with `topics`, reconnecting every second.
+fn bridge(addresses: &[SocketAddr], topics: &[&str]) -> Bridge {
+    Bridge {
+        name: "b".into(),
+        address: addresses.iter().map(ToString::to_string).collect(),
+        topic: topics.iter().map(|t| (*t).to_owned()).collect(),
+        remote_clientid: Some("edge.b".into()),
+        restart_timeout: vec![1],
+        ..Bridge::default()
+    }
+}
+
+/// A broker with `bridge` (started on its own port).
+fn edge(bridge: Bridge) -> ServerHandle {
+    start(move |c| c.bridge = vec![bridge])
+}
+
+/// Wait until the edge's bridge state topic says `want`.
+fn wait_state(edge: &ServerHandle, want: &[u8]) {
+    let (mq, _) = Mq::connect(edge.local_addr(), "state-watcher", true);
+    mq.subscribe("$SYS/broker/connection/edge.b/state", QoS::AtLeastOnce);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let p = mq
+            .next_publish_within(left)
+            .unwrap_or_else(|| panic!("bridge state never became {want:?}"));
+        if p.payload.as_ref() == want {
+            break;
+        }
+    }
+    mq.disconnect();
+}
+
+/// Every payload received within `quiet` of the previous one.
+fn drain(mq: &Mq, quiet: Duration) -> Vec<(String, Vec<u8>, bool)> {
+    let mut got = Vec::new();
+    while let Some(p) = mq.next_publish_within(quiet) {
+        got.push((p.topic.clone(), p.payload.to_vec(), p.retain));
+    }
+    got
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn topics_are_remapped_both_ways_and_retained_messages_stay_retained() {
+    let remote = start(|_| {});
+    let a = edge(bridge(
+        &[remote.local_addr()],
+        &["sensors/# out 1 edge/ site1/", "cmd/# in 1 \"\" fleet/"],
+    ));
+    wait_state(&a, b"1");
+    let (on_remote, _) = Mq::connect(remote.local_addr(), "cloud-sub", true);
+    on_remote.subscribe("#", QoS::AtLeastOnce);
+    let (on_edge, _) = Mq::connect(a.local_addr(), "device", true);
+    on_edge.subscribe("cmd/#", QoS::AtLeastOnce);
+
+    on_edge.publish("edge/sensors/t1", QoS::AtLeastOnce, false, b"21.5");
+    on_edge.publish("edge/other", QoS::AtLeastOnce, false, b"not bridged");
+    on_edge.publish("edge/sensors/t2", QoS::AtLeastOnce, true, b"kept");
+    let got = drain(&on_remote, Duration::from_secs(2));
+    let sensors: Vec<_> = got
+        .iter()
+        .filter(|(t, _, _)| t.starts_with("site1/"))
+        .collect();
+    assert_eq!(
+        sensors,
+        [
+            &("site1/sensors/t1".to_owned(), b"21.5".to_vec(), false),
+            // (Live, so not retained for this subscriber; stored retained, below.)
+            &("site1/sensors/t2".to_owned(), b"kept".to_vec(), false)
+        ],
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|(t, _, _)| t.contains("other")), "{got:?}");
+    // The retained one is stored on the remote, retained.
+    let (late, _) = Mq::connect(remote.local_addr(), "late", true);
+    late.subscribe("site1/sensors/t2", QoS::AtLeastOnce);
+    let p = late.next_publish();
+    assert!(p.retain && p.payload.as_ref() == b"kept");
+
+    let (cloud, _) = Mq::connect(remote.local_addr(), "cloud-pub", true);
+    cloud.publish("fleet/cmd/reboot", QoS::AtLeastOnce, false, b"now");
+    cloud.publish("cmd/reboot", QoS::AtLeastOnce, false, b"not under fleet/");
+    let got = drain(&on_edge, Duration::from_secs(2));
+    assert_eq!(got, [("cmd/reboot".to_owned(), b"now".to_vec(), false)]);
+}
+
+/// `both` lines, towards a broker told it is a bridge (`try_private`) and one not told (3.1.1
+/// without it, as NATS): a message goes round once, never back.
+#[test]
+fn both_ways_without_loops_with_and_without_try_private() {
+    for try_private in [true, false] {
+        let remote = start(|_| {});
+        let mut b = bridge(&[remote.local_addr()], &["room/# both 1"]);
+        b.try_private = try_private;
+        let a = edge(b);
+        wait_state(&a, b"1");
+        let (here, _) = Mq::connect(a.local_addr(), "here", true);
+        here.subscribe("room/#", QoS::AtLeastOnce);
+        let (there, _) = Mq::connect(remote.local_addr(), "there", true);
+        there.subscribe("room/#", QoS::AtLeastOnce);
+        here.publish("room/1", QoS::AtLeastOnce, false, b"from here");
+        there.publish("room/2", QoS::AtLeastOnce, false, b"from there");
+        let mut on_here = drain(&here, Duration::from_secs(2));
+        let mut on_there = drain(&there, QUIET);
+        on_here.sort();
+        on_there.sort();
+        let both = vec![
+            ("room/1".to_owned(), b"from here".to_vec(), false),
+            ("room/2".to_owned(), b"from there".to_vec(), false),
+        ];
+        assert_eq!(on_here, both, "try_private {try_private}");
+        assert_eq!(on_there, both, "try_private {try_private}");
+    }
+}
+
+/// The first address is dead: the bridge goes on to the next; when that one is lost, messages
+/// queue in the bridge's session and arrive, in order, when a remote answers again.
+#[test]
+fn fail_over_and_messages_queued_while_the_remote_is_down() {
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = free_port();
+    let remote_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let remote = start(|c| c.port = port);
+    let mut b = bridge(&[dead, remote_addr], &["data/# out 1"]);
+    b.local_cleansession = Some(false);
+    let a = edge(b);
+    wait_state(&a, b"1");
+    let (sub, _) = Mq::connect(remote_addr, "far", false);
+    sub.subscribe("data/#", QoS::AtLeastOnce);
+    let (publisher, _) = Mq::connect(a.local_addr(), "near", true);
+    publisher.publish("data/0", QoS::AtLeastOnce, false, b"0");
+    assert_eq!(sub.next_publish().payload.as_ref(), b"0");
+    sub.disconnect();
+
+    drop(remote);
+    wait_state(&a, b"0");
+    for i in 1..=50u32 {
+        publisher.publish("data/x", QoS::AtLeastOnce, false, i.to_string().as_bytes());
+    }
+    std::thread::sleep(QUIET);
+    // Back on the same port (the second address): the far subscriber's session is gone with
+    // the old broker, so it subscribes before the bridge reconnects (which takes up to 1 s).
+    let remote = start(|c| c.port = port);
+    let (sub, _) = Mq::connect(remote.local_addr(), "far", false);
+    sub.subscribe("data/#", QoS::AtLeastOnce);
+    wait_state(&a, b"1");
+    let got: Vec<u32> = drain(&sub, Duration::from_secs(3))
+        .into_iter()
+        .map(|(_, p, _)| String::from_utf8(p).unwrap().parse().unwrap())
+        .collect();
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!(unique, (1..=50).collect::<Vec<_>>(), "got {got:?}");
+    drop(a);
+}
+
+#[test]
+fn state_topic_says_when_the_bridge_is_down() {
+    let port = free_port();
+    let a = edge(bridge(
+        &[format!("127.0.0.1:{port}").parse().unwrap()],
+        &["# out 0"],
+    ));
+    wait_state(&a, b"0");
+    let remote = start(|c| c.port = port);
+    wait_state(&a, b"1");
+    // The remote has the state too (notifications).
+    let (mq, _) = Mq::connect(remote.local_addr(), "watch", true);
+    mq.subscribe("$SYS/broker/connection/edge.b/state", QoS::AtLeastOnce);
+    assert_eq!(mq.next_publish_within(WAIT).unwrap().payload.as_ref(), b"1");
+}
+
+/// wren-broker bridging to Mosquitto (Debian's 2.0), in 3.1.1 and 5.0, with `try_private`:
+/// both ways, prefixes, no loop on a `both` line, and the bridge's state on Mosquitto.
+#[test]
+fn bridging_to_mosquitto_in_both_protocol_versions() {
+    for version in ["mqttv311", "mqttv50"] {
+        let mosquitto = wren_broker::testing::Mosquitto::start("");
+        let mut b = bridge(
+            &[mosquitto.addr()],
+            &[
+                "room/# both 1",
+                "up/# out 1 local/ remote/",
+                "down/# in 1 local/ remote/",
+            ],
+        );
+        b.bridge_protocol_version = version.into();
+        let a = edge(b);
+        wait_state(&a, b"1");
+        let (here, _) = Mq::connect(a.local_addr(), "here", true);
+        here.subscribe("#", QoS::AtLeastOnce);
+        let (there, _) = Mq::connect(mosquitto.addr(), "there", true);
+        there.subscribe("$SYS/broker/connection/#", QoS::AtLeastOnce);
+        let state = there.next_publish();
+        assert_eq!(
+            (state.topic.as_str(), state.payload.as_ref()),
+            ("$SYS/broker/connection/edge.b/state", &b"1"[..]),
+            "{version}"
+        );
+        there.subscribe("#", QoS::AtLeastOnce);
+        here.publish("room/1", QoS::AtLeastOnce, false, b"from wren");
+        here.publish("local/up/t", QoS::AtLeastOnce, false, b"up");
+        there.publish("room/2", QoS::AtLeastOnce, false, b"from mosquitto");
+        there.publish("remote/down/c", QoS::AtLeastOnce, false, b"down");
+        let mut on_here = drain(&here, Duration::from_secs(2));
+        let mut on_there = drain(&there, QUIET);
+        on_here.sort();
+        on_there.sort();
+        let room = [
+            ("room/1".to_owned(), b"from wren".to_vec(), false),
+            ("room/2".to_owned(), b"from mosquitto".to_vec(), false),
+        ];
+        let mut want_here = room.to_vec();
+        want_here.push(("local/down/c".into(), b"down".to_vec(), false));
+        want_here.push(("local/up/t".into(), b"up".to_vec(), false));
+        want_here.sort();
+        let mut want_there = room.to_vec();
+        want_there.push(("remote/down/c".into(), b"down".to_vec(), false));
+        want_there.push(("remote/up/t".into(), b"up".to_vec(), false));
+        want_there.sort();
+        assert_eq!(on_here, want_here, "{version}");
+        assert_eq!(on_there, want_there, "{version}");
+    }
+}
