@@ -62,25 +62,38 @@ def wait_listening(port, proc, timeout=10.0):
 
 
 class Broker:
-    """How to start one broker on a given port (`tls_ok`: it can serve TLS, see make_certs)."""
+    """How to start one broker on a given port (`tls_ok`: it can serve TLS, see make_certs;
+    `conf_command`: how to run it on a mosquitto.conf, for the bridge row, see start_bridge)."""
 
-    def __init__(self, name, command_for_port, tls_ok=False, persist_ok=False):
+    def __init__(self, name, command_for_port, tls_ok=False, persist_ok=False, conf_command=None):
         self.name = name
         self.command_for_port = command_for_port
         self.tls_ok = tls_ok
         self.persist_ok = persist_ok
+        self.conf_command = conf_command
 
     def start(self, tmp, inflight=INFLIGHT, tls=None, durable=False):
         """`tls`: (certfile, keyfile) for a TLS listener instead of plain TCP. `durable`: with
         persistence on, in a fresh directory (see store_dir)."""
         port = free_port()
         cmd = self.command_for_port(port, tmp, inflight, tls, store_dir() if durable else None)
+        return self.launch(cmd, port, tmp), port
+
+    def start_conf(self, tmp, conf_for_port, role):
+        """Start it on the mosquitto.conf `conf_for_port(port)` (file `<name>-<role>.conf`)."""
+        port = free_port()
+        conf = os.path.join(tmp, f"{self.name}-{role}.conf")
+        with open(conf, "w") as f:
+            f.write(conf_for_port(port))
+        return self.launch(self.conf_command(conf), port, tmp), port
+
+    def launch(self, cmd, port, tmp):
         log = open(os.path.join(tmp, f"{self.name}.log"), "ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if not wait_listening(port, proc):
             stop(proc)
             raise RuntimeError(f"{self.name} did not start: {' '.join(cmd)} (log in {tmp})")
-        return proc, port
+        return proc
 
 
 # Directories of the durable rows' stores, removed at the end of the run.
@@ -129,7 +142,10 @@ def wren_broker(binary, name="wren", extra=""):
             return [binary, "-c", conf]
         return [binary, "-c", conf, "-p", str(port), "--bind", "127.0.0.1"]
 
-    return Broker(name, cmd, tls_ok=True, persist_ok=True)
+    # The bridge row runs the main build only: `--also-wren` ones carry TOML lines a
+    # mosquitto.conf cannot hold, and may be builds from before the bridge.
+    conf_command = (lambda conf: [binary, "-c", conf]) if name == "wren" else None
+    return Broker(name, cmd, tls_ok=True, persist_ok=True, conf_command=conf_command)
 
 
 def also_wren(spec):
@@ -160,7 +176,8 @@ def mosquitto(binary):
                 f.write(f"certfile {tls[0]}\nkeyfile {tls[1]}\n")
         return [binary, "-c", conf]
 
-    return Broker("mosquitto", cmd, tls_ok=True, persist_ok=True)
+    return Broker("mosquitto", cmd, tls_ok=True, persist_ok=True,
+                  conf_command=lambda conf: [binary, "-c", conf])
 
 
 def rumqttd(binary):
@@ -174,6 +191,36 @@ def rumqttd(binary):
         return [binary, "-q", "-c", conf]
 
     return Broker("rumqttd", cmd)
+
+
+def bridge_conf(port, far_port=None):
+    """The mosquitto.conf of the `qos1 bridge` row, the same text for Mosquitto (`mosquitto -c`)
+    and wren-broker (`wren-broker -c`): the far broker B without `far_port`, the near broker A
+    (where the publishers are) with a bridge forwarding bench/# to B at QoS 1.
+
+    Persistence off on both (Mosquitto's default, said explicitly for wren-broker), and the same
+    limits as every other row: the global max_inflight_messages / max_queued_messages, which
+    apply to a broker's outgoing QoS 1 messages to any connection, its bridge's included (no
+    bridge-only setting for one side). cleansession true: every run starts two fresh brokers
+    and the bridge stays connected throughout, so a session kept across a reconnection would
+    play no part; a message PUBACKed on A and lost on the way still counts as undelivered."""
+    text = (
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence false\n"
+        f"max_queued_messages {QUEUE}\n"
+        f"max_inflight_messages {INFLIGHT}\n"
+    )
+    if far_port is not None:
+        text += (
+            "connection bench\n"
+            f"address 127.0.0.1:{far_port}\n"
+            "topic bench/# out 1\n"
+            "cleansession true\n"
+            "try_private true\n"
+            "bridge_protocol_version mqttv311\n"
+        )
+    return text
 
 
 def jobs(quick, idle_connections=None):
@@ -216,6 +263,10 @@ def jobs(quick, idle_connections=None):
     # PUBACK after the fsync of what it acknowledges, group commit) against Mosquitto saving its
     # database after every change (`autosave_interval 1`, `autosave_on_changes true`).
     out.append(("qos1 durable", ["--persistent-subscribers", "qos1"] + timed, rate))
+    # QoS 1 through a bridge: publishers on broker A, the subscriber on broker B, A forwarding
+    # bench/# to B over a bridge of its own mosquitto.conf (bridge_conf), wren-broker to
+    # wren-broker against Mosquitto to Mosquitto; `{SUB_PORT}` becomes B's port (start_bridge).
+    out.append(("qos1 bridge", ["--sub-port", "{SUB_PORT}", "qos1"] + timed, rate))
     out.append(
         (
             "latency",
@@ -280,7 +331,13 @@ def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=Non
         ca, cert, key = certs
         tls = (cert, key)
         args = [ca if a == "{CA}" else a for a in args]
-    proc, port = broker.start(tmp, inflight, tls, durable="--persistent-subscribers" in args)
+    far = None
+    if "--sub-port" in args:
+        proc, port, far, far_port = start_bridge(broker, tmp)
+        args = [str(far_port) if a == "{SUB_PORT}" else a for a in args]
+        args = ["--sub-broker-pid", str(far.pid)] + args
+    else:
+        proc, port = broker.start(tmp, inflight, tls, durable="--persistent-subscribers" in args)
     try:
         cmd = [
             bench, "--json", "--port", str(port), "--label", broker.name,
@@ -296,9 +353,12 @@ def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=Non
         log.flush()
         return lines[0] if lines else None
     finally:
-        stop(proc)
-        if proc.returncode not in (0, -signal.SIGTERM, None):
-            print(f"  ! {broker.name} exited with {proc.returncode}", file=sys.stderr)
+        for p in (proc, far):
+            if p is None:
+                continue
+            stop(p)
+            if p.returncode not in (0, -signal.SIGTERM, None):
+                print(f"  ! {broker.name} exited with {p.returncode}", file=sys.stderr)
 
 
 def mqtt_packet(first, body):
@@ -320,6 +380,22 @@ def mqtt_connect(port, client_id):
     if c.recv(4)[:1] != b"\x20":
         raise RuntimeError("no CONNACK")
     return c
+
+
+def publishes(data):
+    """How many PUBLISH packets `data` (packets read from one connection) starts."""
+    count, i = 0, 0
+    while i < len(data):
+        j, length, mult = i + 1, 0, 1
+        while j < len(data):
+            length += (data[j] & 0x7F) * mult
+            mult *= 128
+            j += 1
+            if not data[j - 1] & 0x80:
+                break
+        count += data[i] >> 4 == 3
+        i = j + length
+    return count
 
 
 def window_probe(broker, tmp, inflight=INFLIGHT, messages=300):
@@ -344,25 +420,81 @@ def window_probe(broker, tmp, inflight=INFLIGHT, messages=300):
             if not chunk:
                 break
             data += chunk
-        count, i = 0, 0
-        while i < len(data):
-            j, length, mult = i + 1, 0, 1
-            while j < len(data):
-                length += (data[j] & 0x7F) * mult
-                mult *= 128
-                j += 1
-                if not data[j - 1] & 0x80:
-                    break
-            count += data[i] >> 4 == 3
-            i = j + length
         sub.close()
         pub.close()
-        return count
+        return publishes(data)
     except (OSError, RuntimeError) as e:
         print(f"  ! window probe of {broker.name}: {e}", file=sys.stderr)
         return None
     finally:
         stop(proc)
+
+
+# How long a bridge may take to forward its first message before the run fails.
+BRIDGE_TIMEOUT = 10.0
+
+
+def start_bridge(broker, tmp):
+    """Start the far broker B, then the near one A with a bridge to B (bridge_conf), and wait
+    until the bridge forwards: a QoS 1 probe published on A to bench/probe (a payload shorter
+    than wren-bench's stamp, so a late copy reaching a wren-bench subscriber is ignored) every
+    0.2 s until one arrives at a subscriber on B. Returns (A process, A port, B process, B port).
+    Raises RuntimeError, with the tail of the brokers' log, if nothing arrives in BRIDGE_TIMEOUT
+    seconds: a broker whose bridge does not come up fails the run, it is not skipped."""
+    log = os.path.join(tmp, f"{broker.name}.log")
+    log_from = os.path.getsize(log) if os.path.exists(log) else 0
+    far, far_port = broker.start_conf(tmp, bridge_conf, "far")
+    try:
+        near, port = broker.start_conf(tmp, lambda p: bridge_conf(p, far_port), "near")
+    except RuntimeError:
+        stop(far)
+        raise
+    try:
+        waited = bridge_probe(port, far_port)
+    except (OSError, RuntimeError) as e:
+        waited = e
+    if isinstance(waited, float):
+        return near, port, far, far_port
+    stop(near)
+    stop(far)
+    with open(log, "rb") as f:
+        f.seek(log_from)
+        tail = f.read()[-2000:].decode(errors="replace")
+    raise RuntimeError(
+        f"{broker.name}: the bridge from port {port} to {far_port} forwarded nothing in "
+        f"{BRIDGE_TIMEOUT:.0f} s ({waited or 'no probe arrived'}); configuration:\n"
+        f"{bridge_conf(port, far_port)}log of both brokers (the far one first):\n{tail}")
+
+
+def bridge_probe(port, far_port):
+    """Seconds until a probe published on `port` arrived on `far_port`, or None (see
+    start_bridge)."""
+    t0 = time.monotonic()
+    sub = mqtt_connect(far_port, b"bridge-probe-sub")
+    pub = None
+    try:
+        sub.sendall(mqtt_packet(0x82, b"\x00\x01" + mqtt_str(b"bench/probe") + b"\x01"))
+        sub.recv(5)  # SUBACK
+        pub = mqtt_connect(port, b"bridge-probe-pub")
+        sub.settimeout(0.2)
+        pid = 0
+        while time.monotonic() - t0 < BRIDGE_TIMEOUT:
+            pid += 1
+            pub.sendall(mqtt_packet(0x32, mqtt_str(b"bench/probe") + pid.to_bytes(2, "big")
+                                    + b"probe"))
+            try:
+                data = sub.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise RuntimeError(f"port {far_port} closed the probe's subscriber")
+            if publishes(data):
+                return time.monotonic() - t0
+        return None
+    finally:
+        sub.close()
+        if pub is not None:
+            pub.close()
 
 
 def fmt(x):
@@ -437,6 +569,7 @@ def main():
     # Other work on the machine skews everything (latency tails most): say how busy it was.
     load0 = loadavg()
     t0 = time.monotonic()
+    bridge_line = None
     try:
         with tempfile.TemporaryDirectory(prefix="wren-compare-") as tmp, open(out_path, "w") as log:
             # What each broker does with the window it is given (see window_probe).
@@ -444,6 +577,23 @@ def main():
             windows_line = "outgoing QoS 1 window measured, configured {} / 100: {}".format(
                 INFLIGHT, "; ".join(f"{n} {w[0]}/{w[1]}" for n, w in windows.items()))
             print(windows_line, file=sys.stderr, flush=True)
+            if any("--sub-port" in j[1] for j in todo):
+                # Each bridge once before the first rep, so one that does not come up stops the
+                # run now (exit status 1) rather than minutes into it.
+                ups = []
+                for b in brokers:
+                    if b.conf_command:
+                        t = time.monotonic()
+                        try:
+                            near, _, far, _ = start_bridge(b, tmp)
+                        except RuntimeError as e:
+                            sys.exit(f"qos1 bridge: {e}")
+                        ups.append(f"{b.name} {time.monotonic() - t:.2f} s")
+                        stop(near)
+                        stop(far)
+                bridge_line = ("bridge up (both brokers started, first probe through): "
+                               + "; ".join(ups))
+                print(bridge_line, file=sys.stderr, flush=True)
             for rep in range(reps):
                 for name, args, metrics, *window in todo:
                     for threads in thread_counts:
@@ -451,6 +601,8 @@ def main():
                             if "--tls" in args and not b.tls_ok:
                                 continue
                             if "--persistent-subscribers" in args and not b.persist_ok:
+                                continue
+                            if "--sub-port" in args and not b.conf_command:
                                 continue
                             r = run_one(a.bench, b, args, tmp, threads, log, *window, certs=certs)
                             if r is not None:
@@ -472,6 +624,8 @@ def main():
     print_table(todo, names, best_threads(todo, names, thread_counts, results), reps)
     print_by_threads(todo, names, thread_counts, results)
     print(windows_line)
+    if bridge_line:
+        print(bridge_line)
     print(f"\nraw results: {out_path}; total {time.monotonic() - t0:.0f} s; "
           f"load average at start {load0}, at end {loadavg()} ({os.cpu_count()} CPUs)")
 

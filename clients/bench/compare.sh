@@ -9,6 +9,11 @@
 #
 # Brokers: wren-broker (skipped if it does not build), /usr/sbin/mosquitto, rumqttd from PATH or
 # ~/.cargo/bin (`cargo install rumqttd`; skipped with a note if missing).
+#
+# The `qos1 bridge` row runs wren-broker -> wren-broker and Mosquitto -> Mosquitto, each pair on
+# the same mosquitto.conf text with a bridge (persistence off; compare.py's bridge_conf). A
+# bridge that forwards nothing in 10 s fails the run (exit 1), checked before the first rep;
+# `--only` without that row leaves it out.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -34,6 +34,13 @@ struct Cli {
     /// Broker port.
     #[arg(short, long, global = true, default_value_t = 1883)]
     port: u16,
+    /// Subscribers connect to the broker on this host instead (default: --host); loopback only.
+    #[arg(long, global = true)]
+    sub_host: Option<IpAddr>,
+    /// Subscribers connect to this port instead (default: --port): publishers on one broker,
+    /// subscribers on a second one that a bridge forwards to (compare.sh's `qos1 bridge` row).
+    #[arg(long, global = true)]
+    sub_port: Option<u16>,
     /// Connect over TLS, trusting the CA certificates of this PEM file (the broker's certificate
     /// must name the host's IP address).
     #[arg(long, global = true, value_name = "CAFILE")]
@@ -44,6 +51,10 @@ struct Cli {
     /// Broker process id: its CPU time per run, and its memory for `idle`.
     #[arg(long, global = true)]
     broker_pid: Option<u32>,
+    /// Process id of the subscribers' broker (with --sub-port): its CPU time is added to
+    /// `broker_cpu` (and reported alone as `sub_broker_cpu`).
+    #[arg(long, global = true)]
+    sub_broker_pid: Option<u32>,
     /// Print one JSON object per run on stdout (the table goes to stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -336,8 +347,27 @@ fn seconds(s: f64) -> Duration {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.host.is_loopback() {
-        eprintln!("wren-bench: refusing {}: loopback addresses only", cli.host);
+    let addr = SocketAddr::new(cli.host, cli.port);
+    let sub_addr = SocketAddr::new(
+        cli.sub_host.unwrap_or(cli.host),
+        cli.sub_port.unwrap_or(cli.port),
+    );
+    for host in [addr.ip(), sub_addr.ip()] {
+        if !host.is_loopback() {
+            eprintln!("wren-bench: refusing {host}: loopback addresses only");
+            return ExitCode::FAILURE;
+        }
+    }
+    let jobs = plan(&cli.scenario);
+    if sub_addr != addr && jobs.iter().any(|j| matches!(j, Job::Idle(..))) {
+        eprintln!(
+            "wren-bench: --sub-host/--sub-port apply to publish/subscribe scenarios only, not \
+             to idle or idle-sub"
+        );
+        return ExitCode::FAILURE;
+    }
+    if cli.sub_broker_pid.is_some() && sub_addr == addr {
+        eprintln!("wren-bench: --sub-broker-pid needs --sub-port or --sub-host (another broker)");
         return ExitCode::FAILURE;
     }
     for _ in 1..cli.threads.max(1) {
@@ -351,15 +381,16 @@ fn main() -> ExitCode {
         }
     };
     let target = Target {
-        addr: SocketAddr::new(cli.host, cli.port),
+        addr,
+        sub_addr,
         tls,
         label: cli.label.clone(),
         broker_pid: cli.broker_pid,
+        sub_broker_pid: cli.sub_broker_pid,
         deadline: seconds(cli.timeout),
         idle_timeout: seconds(cli.idle_timeout),
         persistent_subscribers: cli.persistent_subscribers,
     };
-    let jobs = plan(&cli.scenario);
     let mut reports: Vec<Report> = Vec::new();
     let mut failed = false;
     smol::block_on(EX.run(async {

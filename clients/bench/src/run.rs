@@ -24,14 +24,19 @@ use crate::report::{self, Report, Value};
 /// Where the broker is and how to label and bound a run.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Broker address (loopback).
+    /// Broker address (loopback): every connection of the run, but subscribers'.
     pub addr: SocketAddr,
+    /// Subscribers' broker address (loopback): `addr` unless the run publishes on one broker
+    /// and subscribes on another (`--sub-port`, a bridge between the two).
+    pub sub_addr: SocketAddr,
     /// Connect over TLS (`--tls CAFILE`).
     pub tls: Option<crate::mqtt::Tls>,
     /// Broker name for the reports.
     pub label: String,
     /// Broker process, for its CPU time and memory.
     pub broker_pid: Option<u32>,
+    /// The subscribers' broker process (with `sub_addr` another broker), for its CPU time.
+    pub sub_broker_pid: Option<u32>,
     /// Hard limit on one run (after connecting).
     pub deadline: Duration,
     /// A run with no progress for this long is over (messages were lost or the broker stalled).
@@ -276,7 +281,7 @@ pub async fn flood(
     let mut subs = Vec::new();
     for i in 0..cfg.subscribers {
         let mut c = Conn::connect(
-            target.addr,
+            target.sub_addr,
             target.tls.as_ref(),
             &client_id("s", i),
             60,
@@ -314,6 +319,9 @@ pub async fn flood(
     });
     let gen_cpu0 = report::cpu_time(None);
     let broker_cpu0 = target.broker_pid.and_then(|p| report::cpu_time(Some(p)));
+    let sub_broker_cpu0 = target
+        .sub_broker_pid
+        .and_then(|p| report::cpu_time(Some(p)));
 
     let mut sub_tasks = Vec::new();
     for (i, c) in subs.into_iter().enumerate() {
@@ -366,11 +374,18 @@ pub async fn flood(
     let gen_cpu = report::cpu_time(None)
         .zip(gen_cpu0)
         .map(|(b, a)| b.saturating_sub(a));
-    let broker_cpu = target
-        .broker_pid
-        .and_then(|p| report::cpu_time(Some(p)))
-        .zip(broker_cpu0)
-        .map(|(b, a)| b.saturating_sub(a));
+    let cpu_since = |pid: Option<u32>, before: Option<Duration>| {
+        pid.and_then(|p| report::cpu_time(Some(p)))
+            .zip(before)
+            .map(|(b, a)| b.saturating_sub(a))
+    };
+    let sub_broker_cpu = cpu_since(target.sub_broker_pid, sub_broker_cpu0);
+    // With a second broker, both brokers' work on the messages: the sum (unknown if either is).
+    let broker_cpu = cpu_since(target.broker_pid, broker_cpu0);
+    let broker_cpu = match target.sub_broker_pid {
+        None => broker_cpu,
+        Some(_) => broker_cpu.zip(sub_broker_cpu).map(|(a, b)| a + b),
+    };
     for s in &streams {
         let _ = s.shutdown(Shutdown::Both);
     }
@@ -431,6 +446,13 @@ pub async fn flood(
     }
     r.set("gen_cpu", gen_cpu.map(|c| c.as_secs_f64() / secs));
     r.set("broker_cpu", broker_cpu.map(|c| c.as_secs_f64() / secs));
+    if target.sub_addr != target.addr {
+        r.set("sub_addr", target.sub_addr.to_string().as_str());
+        r.set(
+            "sub_broker_cpu",
+            sub_broker_cpu.map(|c| c.as_secs_f64() / secs),
+        );
+    }
     // Deliveries per second of broker CPU: efficiency, less skewed than the rate by other load on
     // the machine (a single-threaded broker gets one share of a busy machine, not more).
     r.set(

@@ -3,6 +3,7 @@
 //! packages, where mosquitto is not installed (`apt-get install mosquitto mosquitto-clients`;
 //! `.ci/run` installs them).
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,6 +34,11 @@ impl Drop for Mosquitto {
 }
 
 fn start_mosquitto(tag: &str) -> Mosquitto {
+    start_mosquitto_with(tag, "")
+}
+
+/// A mosquitto with `extra` lines of mosquitto.conf (e.g. a bridge).
+fn start_mosquitto_with(tag: &str, extra: &str) -> Mosquitto {
     assert!(
         Path::new(MOSQUITTO).exists(),
         "{MOSQUITTO} not installed: apt-get install mosquitto mosquitto-clients (.ci/run \
@@ -48,7 +54,9 @@ fn start_mosquitto(tag: &str) -> Mosquitto {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n{extra}"
+        ),
     )
     .unwrap();
     let child = Command::new(MOSQUITTO)
@@ -73,7 +81,17 @@ fn start_mosquitto(tag: &str) -> Mosquitto {
 
 /// Run wren-bench against `m` and return its JSON lines.
 fn bench(m: &Mosquitto, args: &[&str]) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_wren-bench"))
+    let out = bench_output(m, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wren-bench {args:?} failed: {stderr}");
+    // The human table goes to stderr with --json.
+    assert!(stderr.contains("scenario"), "no table: {stderr}");
+    stdout.lines().map(str::to_owned).collect()
+}
+
+fn bench_output(m: &Mosquitto, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wren-bench"))
         .args([
             "--json",
             "--timeout",
@@ -87,13 +105,7 @@ fn bench(m: &Mosquitto, args: &[&str]) -> Vec<String> {
         .args(["--broker-pid", &m.child.id().to_string()])
         .args(args)
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "wren-bench {args:?} failed: {stderr}");
-    // The human table goes to stderr with --json.
-    assert!(stderr.contains("scenario"), "no table: {stderr}");
-    stdout.lines().map(str::to_owned).collect()
+        .unwrap()
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -266,4 +278,135 @@ fn duration_stops_publishing_and_drains_what_was_sent() {
     assert_eq!(num(l, "delivered"), 3.0 * sent, "{l}");
     assert_eq!(num(l, "stalled"), 0.0, "{l}");
     assert!(num(l, "elapsed_s") < 5.0, "{l}");
+}
+
+/// An MQTT packet whose body is under 128 bytes.
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![first, u8::try_from(body.len()).unwrap()];
+    p.extend_from_slice(body);
+    p
+}
+
+fn with_str(mut body: Vec<u8>, s: &str) -> Vec<u8> {
+    body.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(s.as_bytes());
+    body
+}
+
+/// An MQTT 3.1.1 connection (clean session) whose CONNACK has arrived.
+fn mqtt_connect(port: u16, client_id: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Protocol name, level 4 (3.1.1), flags: clean session, keep-alive 60 s.
+    let mut body = with_str(Vec::new(), "MQTT");
+    body.extend_from_slice(&[4, 0x02, 0, 60]);
+    s.write_all(&packet(0x10, &with_str(body, client_id)))
+        .unwrap();
+    let mut connack = [0; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK");
+    s
+}
+
+/// Wait until `near`'s bridge forwards to `far`: a QoS 1 message on bench/probe (shorter than
+/// wren-bench's stamp, so a late copy is ignored) published on `near` every 0.2 s until one
+/// reaches a subscriber on `far` (as compare.py's start_bridge).
+fn wait_bridge(near: &Mosquitto, far: &Mosquitto) {
+    let mut sub = mqtt_connect(far.port, "probe-sub");
+    sub.write_all(&packet(
+        0x82,
+        &[with_str(vec![0, 1], "bench/probe"), vec![1]].concat(),
+    ))
+    .unwrap();
+    let mut suback = [0; 5];
+    sub.read_exact(&mut suback).unwrap();
+    let mut publ = mqtt_connect(near.port, "probe-pub");
+    sub.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    for pid in 1u16.. {
+        assert!(Instant::now() < end, "the bridge forwarded nothing in 10 s");
+        let body = [
+            with_str(Vec::new(), "bench/probe"),
+            pid.to_be_bytes().to_vec(),
+        ]
+        .concat();
+        publ.write_all(&packet(0x32, &[body, b"probe".to_vec()].concat()))
+            .unwrap();
+        let mut buf = [0; 256];
+        match sub.read(&mut buf) {
+            Ok(n) if n > 0 && buf[0] >> 4 == 3 => return,
+            Ok(0) => panic!("the far broker closed the probe subscriber"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn sub_port_subscribes_on_a_second_broker_through_a_bridge() {
+    let far = start_mosquitto("bridge-far");
+    let bridge = format!(
+        "connection bench\naddress 127.0.0.1:{}\ntopic bench/# out 1\ncleansession true\n\
+         try_private true\nbridge_protocol_version mqttv311\n",
+        far.port
+    );
+    let near = start_mosquitto_with("bridge-near", &bridge);
+    wait_bridge(&near, &far);
+    let (far_port, far_pid) = (far.port.to_string(), far.child.id().to_string());
+    let lines = bench(
+        &near,
+        &[
+            "--sub-port",
+            &far_port,
+            "--sub-broker-pid",
+            &far_pid,
+            "qos1",
+            "--publishers",
+            "3",
+            "--messages",
+            "2000",
+            "--window",
+            "10",
+        ],
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        assert_eq!(num(l, "undelivered"), 0.0, "{l}");
+        assert_eq!(num(l, "delivered"), 2000.0, "{l}");
+        assert_eq!(num(l, "acked"), 2000.0, "{l}");
+        assert_eq!(num(l, "stalled"), 0.0, "{l}");
+        assert_eq!(field(l, "errors"), "null", "{l}");
+        assert_eq!(field(l, "sub_addr"), format!("127.0.0.1:{far_port}"), "{l}");
+        // Both brokers' CPU: the far one's alone is part of it.
+        assert!(num(l, "broker_cpu") >= num(l, "sub_broker_cpu"), "{l}");
+    }
+}
+
+#[test]
+fn sub_port_without_a_bridge_delivers_nothing_and_idle_refuses_it() {
+    // Two brokers with nothing between them: the subscriber really is on the second one.
+    let (a, b) = (start_mosquitto("nobridge-a"), start_mosquitto("nobridge-b"));
+    let b_port = b.port.to_string();
+    let lines = bench(
+        &a,
+        &[
+            "--sub-port",
+            &b_port,
+            "qos1",
+            "--publishers",
+            "2",
+            "--messages",
+            "100",
+            "--mode",
+            "unbounded",
+        ],
+    );
+    let l = &lines[0];
+    assert_eq!(num(l, "acked"), 100.0, "{l}");
+    assert_eq!(num(l, "delivered"), 0.0, "{l}");
+    assert_eq!(num(l, "undelivered"), 100.0, "{l}");
+    assert_eq!(num(l, "stalled"), 1.0, "{l}");
+    let out = bench_output(&a, &["--sub-port", &b_port, "idle", "--connections", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idle"));
 }
