@@ -298,7 +298,11 @@ fn check_config(cli: &Cli, path: &Path) -> ExitCode {
                 b.name,
                 b.address.join(", "),
                 if b.is_v5() { "MQTT 5.0" } else { "MQTT 3.1.1" },
-                if b.bridge_cafile.is_some() { ", TLS" } else { "" },
+                if b.bridge_cafile.is_some() {
+                    ", TLS"
+                } else {
+                    ""
+                },
                 b.topic.join("; ")
             );
         }

@@ -30,8 +30,10 @@ use wren_codec::{
 use crate::engine::{self, Backoff, ConnectRefused, Engine, Message, Poll};
 
 /// How many flows the engine can track; [`ClientOptions::max_in_flight`] limits publishes below.
-const ENGINE_CAPACITY: usize = 256;
-type ClientEngine = Engine<ENGINE_CAPACITY, ENGINE_CAPACITY>;
+/// In-flight flows each way the engine tracks at most.
+pub const ENGINE_CAPACITY: usize = 256;
+/// The engine [`Client`] and [`handshake`] use.
+pub type ClientEngine = Engine<ENGINE_CAPACITY, ENGINE_CAPACITY>;
 
 /// 5.0 properties of an application message, owned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +58,8 @@ pub struct MessageProperties {
 }
 
 impl MessageProperties {
-    fn from_codec(p: &Properties<'_>) -> Self {
+    /// The owned copy of a message's codec properties.
+    pub fn from_codec(p: &Properties<'_>) -> Self {
         MessageProperties {
             payload_format_utf8: p.payload_format_indicator.map(|f| f == PayloadFormat::Utf8),
             message_expiry_interval: p.message_expiry_interval,
@@ -74,7 +77,7 @@ impl MessageProperties {
     }
 
     /// Codec properties borrowing from `self`; `pairs` must be `self.user_pairs()`.
-    fn to_codec<'a>(
+    pub fn to_codec<'a>(
         &'a self,
         pairs: &'a [(&'a str, &'a str)],
     ) -> Result<Properties<'a>, ClientError> {
@@ -100,7 +103,8 @@ impl MessageProperties {
         })
     }
 
-    fn user_pairs(&self) -> Vec<(&str, &str)> {
+    /// The user properties as borrowed pairs, for [`MessageProperties::to_codec`].
+    pub fn user_pairs(&self) -> Vec<(&str, &str)> {
         self.user_properties
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -403,19 +407,17 @@ pub struct ClientOptions {
     pub unix_socket: Option<PathBuf>,
     /// Connect through this SOCKS5 proxy (Mosquitto's `--proxy`).
     pub proxy: Option<crate::socks::Proxy>,
-    /// Acknowledge received QoS 1 and 2 messages only when told to ([`Client::ack`]), not as
-    /// they arrive: a bridge or a store-and-forward application acknowledges a message once it
-    /// is safe elsewhere, so that the sender keeps it until then.
-    pub manual_acks: bool,
     /// Say in CONNECT that this client is a bridge (Mosquitto's `try_private`: protocol level
     /// | 0x80), so that a Mosquitto or Wren broker sends it none of its own messages back.
     pub bridge: bool,
 }
 
 /// A connection's byte stream: TCP, TLS over TCP, or a Unix socket.
-trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+/// What a connection's byte stream can do.
+pub trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
-type Stream = Box<dyn Io>;
+/// A connection's byte stream.
+pub type Stream = Box<dyn Io>;
 
 /// A failed handshake, with rustls's reason.
 fn tls_error(e: std::io::Error) -> ClientError {
@@ -448,7 +450,6 @@ impl ClientOptions {
             nodelay: true,
             unix_socket: None,
             proxy: None,
-            manual_acks: false,
             bridge: false,
         }
     }
@@ -461,8 +462,6 @@ enum Command {
     Subscribe(Vec<(String, SubscriptionOptions)>, Reply<u16>),
     Unsubscribe(Vec<String>, Reply<u16>),
     Disconnect(Sender<()>),
-    /// Send the held PUBACK or PUBREC of this received message ([`ClientOptions::manual_acks`]).
-    Ack(u16),
 }
 
 /// A handle to a connection task. Cloning it gives another handle to the same connection.
@@ -479,7 +478,6 @@ impl fmt::Debug for Command {
             Command::Subscribe(..) => "Subscribe",
             Command::Unsubscribe(..) => "Unsubscribe",
             Command::Disconnect(..) => "Disconnect",
-            Command::Ack(..) => "Ack",
         })
     }
 }
@@ -491,36 +489,13 @@ impl Client {
     /// never retried (as Mosquitto's tools), later losses are when [`ClientOptions::reconnect`]
     /// says so.
     pub async fn connect(options: ClientOptions) -> Result<(Client, Connected), ClientError> {
-        Self::start(options, None).await
+        Self::start(options).await
     }
 
-    /// [`Client::connect`] over a byte stream the caller opened (an in-process socket pair, a
-    /// transport this crate does not know); `host`, `port`, TLS and the proxy are not used. It
-    /// cannot reconnect by itself: [`ClientOptions::reconnect`] must be `None`.
-    pub async fn connect_over<S>(
-        stream: S,
-        options: ClientOptions,
-    ) -> Result<(Client, Connected), ClientError>
-    where
-        S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
-    {
-        if options.reconnect.is_some() {
-            return Err(ClientError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a client over a given stream cannot reconnect",
-            )));
-        }
-        Self::start(options, Some(Box::new(stream))).await
-    }
-
-    async fn start(
-        options: ClientOptions,
-        stream: Option<Stream>,
-    ) -> Result<(Client, Connected), ClientError> {
+    async fn start(options: ClientOptions) -> Result<(Client, Connected), ClientError> {
         let (event_tx, event_rx) = channel::unbounded();
         let (command_tx, command_rx) = channel::unbounded();
         let mut task = Task::new(options, event_tx, command_rx);
-        task.given_stream = stream;
         let connected = task.establish().await?;
         task.emit(Event::Connected(connected.clone()));
         smol::spawn(task.run()).detach();
@@ -581,16 +556,6 @@ impl Client {
         self.events.try_recv().ok()
     }
 
-    /// With [`ClientOptions::manual_acks`]: acknowledge the received QoS 1 or 2 message with
-    /// this packet identifier (its PUBACK, or its PUBREC, goes out now). Acknowledgements of a
-    /// connection that has since been lost are dropped: the sender will send the message again.
-    pub async fn ack(&self, packet_id: u16) -> Result<(), ClientError> {
-        self.commands
-            .send(Command::Ack(packet_id))
-            .await
-            .map_err(|_| ClientError::Closed)
-    }
-
     /// Send DISCONNECT and close the socket (the broker then discards the will). Returns when
     /// done; a no-op if the connection task already ended.
     pub async fn disconnect(&self) -> Result<(), ClientError> {
@@ -599,6 +564,158 @@ impl Client {
             let _ = rx.recv().await;
         }
         Ok(())
+    }
+}
+
+/// The byte stream to the broker `o` names: Unix socket, or TCP (bound to `-A`, through the
+/// proxy), then TLS.
+pub async fn open(o: &ClientOptions) -> Result<Stream, ClientError> {
+    #[cfg(unix)]
+    if let Some(path) = &o.unix_socket {
+        return Ok(Box::new(smol::net::unix::UnixStream::connect(path).await?));
+    }
+    #[cfg(not(unix))]
+    if o.unix_socket.is_some() {
+        return Err(ClientError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "Unix sockets are not available on this system",
+        )));
+    }
+    let tcp = match (&o.proxy, &o.bind_address) {
+        (Some(proxy), _) => proxy.connect(&o.host, o.port).await?,
+        (None, None) => TcpStream::connect((o.host.as_str(), o.port)).await?,
+        (None, Some(local)) => connect_from(local, &o.host, o.port).await?,
+    };
+    if o.nodelay {
+        let _ = tcp.set_nodelay(true);
+    }
+    let Some(config) = &o.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let name = rustls::pki_types::ServerName::try_from(o.host.clone())
+        .map_err(|_| ClientError::Tls(format!("'{}' is not a valid server name", o.host)))?;
+    let tls = futures_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(tls_error)?;
+    Ok(Box::new(tls))
+}
+
+/// CONNECT on `stream` and wait for the CONNACK, the engine tracking the connection (its clock
+/// counts from `epoch`); `log` gets Mosquitto-style `-d` lines. Returns the stream, the bytes that
+/// came behind the CONNACK, and what the CONNACK said. What [`Client`]'s task connects with; a
+/// program that drives the engine itself (the broker's bridge) connects with it too. No time
+/// limit here: the caller sets one.
+pub async fn handshake(
+    engine: &mut ClientEngine,
+    mut stream: Stream,
+    o: &ClientOptions,
+    epoch: StdInstant,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<(Stream, Vec<u8>, Connected), ClientError> {
+    let now = || engine::Instant::from_millis(millis(epoch.elapsed()));
+    let mut rx = Vec::new();
+    let will_pairs = o
+        .will
+        .as_ref()
+        .map(|w| w.properties.user_pairs())
+        .unwrap_or_default();
+    let will = match &o.will {
+        Some(w) => Some(Will {
+            topic: TopicName::new(&w.topic)
+                .map_err(|_| ClientError::InvalidTopic(w.topic.clone()))?,
+            payload: &w.payload,
+            qos: w.qos,
+            retain: w.retain,
+            properties: w.properties.to_codec(&will_pairs)?,
+        }),
+        None => None,
+    };
+    let pairs: Vec<(&str, &str)> = o
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let connect = Connect {
+        protocol: o.version,
+        clean_start: o.clean_start,
+        keep_alive: o.keep_alive,
+        client_id: &o.client_id,
+        will,
+        username: o.username.as_deref(),
+        password: o.password.as_deref(),
+        properties: Properties {
+            session_expiry_interval: o.session_expiry,
+            user_properties: List::new(&pairs),
+            receive_maximum: o
+                .request_properties
+                .receive_maximum
+                .and_then(std::num::NonZeroU16::new),
+            maximum_packet_size: o
+                .request_properties
+                .maximum_packet_size
+                .and_then(std::num::NonZeroU32::new),
+            request_problem_information: o.request_properties.request_problem_information,
+            request_response_information: o.request_properties.request_response_information,
+            authentication_method: o.request_properties.authentication_method.as_deref(),
+            authentication_data: o.request_properties.authentication_data.as_deref(),
+            ..Properties::default()
+        },
+    };
+    let packet = engine.connect(connect, now())?;
+    // Encode here, as `send` needs `&mut self` while `packet` borrows the options.
+    let mut buf = vec![
+        0u8;
+        packet
+            .encoded_len(o.version)
+            .map_err(|e| ClientError::Malformed(e.to_string()))?
+    ];
+    packet
+        .encode(o.version, &mut buf)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    log(describe(&o.client_id, "sending", &packet));
+    stream.write_all(&buf).await?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let options = DecodeOptions::new(engine.version()).from_server();
+        if let Status::Complete(d) =
+            decode(&rx, options).map_err(|e| ClientError::Malformed(e.to_string()))?
+        {
+            let consumed = d.consumed;
+            log(describe(&o.client_id, "received", &d.packet));
+            let handled = engine.handle(d.packet, now());
+            let connected = match handled {
+                Ok(engine::Handled {
+                    event:
+                        Some(engine::Event::Connected {
+                            session_present,
+                            connack,
+                        }),
+                    ..
+                }) => Connected {
+                    session_present,
+                    assigned_client_id: connack
+                        .properties
+                        .assigned_client_identifier
+                        .map(str::to_owned),
+                    keep_alive: engine.keep_alive_secs(),
+                },
+                Ok(_) => {
+                    return Err(ClientError::Engine(engine::Error::Protocol("no CONNACK")));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            rx.drain(..consumed.min(rx.len()));
+            return Ok((stream, rx, connected));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the broker closed the connection before CONNACK",
+            )));
+        }
+        rx.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }
 
@@ -664,11 +781,6 @@ struct Task {
     /// Subscriptions to renew when a reconnection finds no session.
     subscriptions: Vec<(String, SubscriptionOptions)>,
     backoff: Backoff,
-    /// [`ClientOptions::manual_acks`]: the PUBACK or PUBREC of each received message not yet
-    /// acknowledged by the application, by packet identifier.
-    held_acks: HashMap<u16, engine::Control>,
-    /// The stream of [`Client::connect_over`], until the first connection takes it.
-    given_stream: Option<Stream>,
     /// libmosquitto's message counter, for `-d` lines only: it numbers QoS 0 PUBLISHes too.
     log_mid: u16,
 }
@@ -691,8 +803,6 @@ impl Task {
             subscriptions: Vec::new(),
             backoff: Backoff::new(millis(reconnect.initial), millis(reconnect.max)),
             log_mid: 0,
-            held_acks: HashMap::new(),
-            given_stream: None,
             options,
         }
     }
@@ -760,155 +870,22 @@ impl Task {
         result
     }
 
-    /// The byte stream to the broker: Unix socket, or TCP (bound to `-A`), then TLS.
-    async fn open(&mut self) -> Result<Stream, ClientError> {
-        if let Some(stream) = self.given_stream.take() {
-            return Ok(stream);
-        }
-        let o = &self.options;
-        #[cfg(unix)]
-        if let Some(path) = &o.unix_socket {
-            return Ok(Box::new(smol::net::unix::UnixStream::connect(path).await?));
-        }
-        #[cfg(not(unix))]
-        if o.unix_socket.is_some() {
-            return Err(ClientError::Io(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "Unix sockets are not available on this system",
-            )));
-        }
-        let tcp = match (&o.proxy, &o.bind_address) {
-            (Some(proxy), _) => proxy.connect(&o.host, o.port).await?,
-            (None, None) => TcpStream::connect((o.host.as_str(), o.port)).await?,
-            (None, Some(local)) => connect_from(local, &o.host, o.port).await?,
-        };
-        if o.nodelay {
-            let _ = tcp.set_nodelay(true);
-        }
-        let Some(config) = &o.tls else {
-            return Ok(Box::new(tcp));
-        };
-        let name = rustls::pki_types::ServerName::try_from(o.host.clone())
-            .map_err(|_| ClientError::Tls(format!("'{}' is not a valid server name", o.host)))?;
-        let tls = futures_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(tls_error)?;
-        Ok(Box::new(tls))
-    }
-
     async fn establish_inner(&mut self) -> Result<Connected, ClientError> {
-        self.stream = Some(self.open().await?);
-        let now = self.now();
-        let o = &self.options;
-        let will_pairs = o
-            .will
-            .as_ref()
-            .map(|w| w.properties.user_pairs())
-            .unwrap_or_default();
-        let will = match &o.will {
-            Some(w) => Some(Will {
-                topic: TopicName::new(&w.topic)
-                    .map_err(|_| ClientError::InvalidTopic(w.topic.clone()))?,
-                payload: &w.payload,
-                qos: w.qos,
-                retain: w.retain,
-                properties: w.properties.to_codec(&will_pairs)?,
-            }),
-            None => None,
-        };
-        let pairs: Vec<(&str, &str)> = o
-            .user_properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let connect = Connect {
-            protocol: o.version,
-            clean_start: o.clean_start,
-            keep_alive: o.keep_alive,
-            client_id: &o.client_id,
-            will,
-            username: o.username.as_deref(),
-            password: o.password.as_deref(),
-            properties: Properties {
-                session_expiry_interval: o.session_expiry,
-                user_properties: List::new(&pairs),
-                receive_maximum: o
-                    .request_properties
-                    .receive_maximum
-                    .and_then(std::num::NonZeroU16::new),
-                maximum_packet_size: o
-                    .request_properties
-                    .maximum_packet_size
-                    .and_then(std::num::NonZeroU32::new),
-                request_problem_information: o.request_properties.request_problem_information,
-                request_response_information: o.request_properties.request_response_information,
-                authentication_method: o.request_properties.authentication_method.as_deref(),
-                authentication_data: o.request_properties.authentication_data.as_deref(),
-                ..Properties::default()
-            },
-        };
-        let packet = self.engine.connect(connect, now)?;
-        // Encode here, as `send` needs `&mut self` while `packet` borrows the options.
-        let mut buf = vec![
-            0u8;
-            packet
-                .encoded_len(o.version)
-                .map_err(|e| ClientError::Malformed(e.to_string()))?
-        ];
-        packet
-            .encode(o.version, &mut buf)
-            .map_err(|e| ClientError::Malformed(e.to_string()))?;
-        let line = describe(&o.client_id, "sending", &packet);
-        self.log(|| line);
-        if let Some(stream) = self.stream.as_mut() {
-            stream.write_all(&buf).await?;
-        }
-        let mut chunk = [0u8; 4096];
-        loop {
-            let options = DecodeOptions::new(self.engine.version()).from_server();
-            if let Status::Complete(d) =
-                decode(&self.rx, options).map_err(|e| ClientError::Malformed(e.to_string()))?
-            {
-                let consumed = d.consumed;
-                self.log(|| describe(&self.options.client_id, "received", &d.packet));
-                let handled = self.engine.handle(d.packet, self.now());
-                let connected = match handled {
-                    Ok(engine::Handled {
-                        event:
-                            Some(engine::Event::Connected {
-                                session_present,
-                                connack,
-                            }),
-                        ..
-                    }) => Connected {
-                        session_present,
-                        assigned_client_id: connack
-                            .properties
-                            .assigned_client_identifier
-                            .map(str::to_owned),
-                        keep_alive: self.engine.keep_alive_secs(),
-                    },
-                    Ok(_) => {
-                        return Err(ClientError::Engine(engine::Error::Protocol("no CONNACK")));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                self.rx.drain(..consumed.min(self.rx.len()));
-                self.backoff.reset();
-                return Ok(connected);
+        let stream = open(&self.options).await?;
+        let epoch = self.epoch;
+        let debug = self.options.debug;
+        let events = self.events.clone();
+        let log = move |line: String| {
+            if debug {
+                let _ = events.try_send(Event::Log(line));
             }
-            let stream = self.stream.as_mut().ok_or(ClientError::NotConnected)?;
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(ClientError::Io(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "the broker closed the connection before CONNACK",
-                )));
-            }
-            self.rx
-                .extend_from_slice(chunk.get(..n).unwrap_or_default());
-        }
+        };
+        let (stream, rx, connected) =
+            handshake(&mut self.engine, stream, &self.options, epoch, &log).await?;
+        self.stream = Some(stream);
+        self.rx = rx;
+        self.backoff.reset();
+        Ok(connected)
     }
 
     async fn run(mut self) {
@@ -926,7 +903,6 @@ impl Task {
                 }
                 Stop::Lost(why) => {
                     self.engine.connection_lost();
-                    self.held_acks.clear();
                     self.emit(Event::ConnectionLost(why));
                     if self.options.reconnect.is_none() || !self.reconnect().await {
                         self.close_commands();
@@ -959,7 +935,6 @@ impl Task {
                 Command::Disconnect(done) => {
                     let _ = done.try_send(());
                 }
-                Command::Ack(_) => {}
             }
         }
         self.fail_pending();
@@ -996,8 +971,6 @@ impl Task {
                     Wake::Command(Some(Command::Unsubscribe(_, reply))) => {
                         let _ = reply.try_send(Err(ClientError::NotConnected));
                     }
-                    // The connection it belonged to is gone: the broker sends it again.
-                    Wake::Command(Some(Command::Ack(_))) => {}
                 }
             }
             match self.establish().await {
@@ -1129,11 +1102,6 @@ impl Task {
                     let _ = reply.try_send(Err(e));
                 }
             },
-            Command::Ack(id) => {
-                if let Some(ack) = self.held_acks.remove(&id) {
-                    self.send(&ack.packet()).await?;
-                }
-            }
             Command::Disconnect(done) => {
                 let p = self.engine.disconnect(self.now());
                 let rp = self.options.request_properties.clone();
@@ -1302,19 +1270,7 @@ impl Task {
             };
             let event = handled.event.map(owned_event);
             if let Some(reply) = handled.reply {
-                let held = match (&event, reply) {
-                    (
-                        Some(Event::Message(ReceivedMessage {
-                            packet_id: Some(id),
-                            ..
-                        })),
-                        engine::Control::PubAck(..) | engine::Control::PubRec(..),
-                    ) if self.options.manual_acks => Some(*id),
-                    _ => None,
-                };
-                if let Some(id) = held {
-                    self.held_acks.insert(id, reply);
-                } else if let Err(e) = self.send(&reply.packet()).await {
+                if let Err(e) = self.send(&reply.packet()).await {
                     break Err(e);
                 }
             }

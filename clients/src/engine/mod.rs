@@ -509,6 +509,16 @@ impl<const N: usize, const M: usize> Engine<N, M> {
         Disconnect::NORMAL
     }
 
+    /// The highest QoS the server accepts (5.0 CONNACK Maximum QoS; 2 otherwise).
+    pub const fn server_maximum_qos(&self) -> QoS {
+        self.server_maximum_qos
+    }
+
+    /// Whether the server accepts retained messages (5.0 CONNACK Retain Available).
+    pub const fn server_retain_available(&self) -> bool {
+        self.server_retain_available
+    }
+
     /// Start publishing `message`: returns the PUBLISH to send (with its packet identifier for
     /// QoS 1 and 2, whose flow is now tracked).
     pub fn publish<'a>(

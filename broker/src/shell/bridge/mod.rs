@@ -1,23 +1,27 @@
 //! Bridges (Mosquitto's `connection` sections): one task per bridge carries messages between
-//! this broker and a remote one, built on the project's own client ([`wren_clients::client`]).
+//! this broker and a remote one. It drives two of the project's client engines
+//! ([`wren_clients::engine`], connected with [`wren_clients::client::handshake`]) by hand, one
+//! per side ([`side::Side`]), in the sans-I/O style: packets are decoded where they were read,
+//! forwarded packets encoded straight into the other side's output, and each side's output
+//! written with as few system calls as its socket allows — no channel or task between the two.
 //!
-//! The bridge is two clients joined at the hip:
 //! - **remote**: a client of the remote broker (TCP or TLS), connected to the first address
 //!   that accepts (fail-over in order; `round_robin`), subscribed to the inbound lines' filters;
 //! - **local**: a 5.0 client of this broker over an in-process socket pair (listener
 //!   [`BRIDGE_LISTENER`]: no login, no topic rules), subscribed to the outbound lines' filters
 //!   with No Local (what the bridge brings in never goes back out) and Retain As Published.
 //!
-//! Both acknowledge by hand (`manual_acks`): a message from this broker is acknowledged to it
-//! (PUBACK, or PUBREC for QoS 2) only once the remote has acknowledged its copy, and one from
-//! the remote only once this broker has. So until then the sender keeps it — this broker in
-//! the bridge's local session, which with `local_cleansession false` is persistent and, with
-//! `persistence`, in the durable store: **nothing acknowledged is lost** while the remote is
-//! down or slow, or across a `kill -9` of this broker. While the remote is unreachable the
-//! local client is disconnected, so messages queue in that session, bounded by
-//! `max_queued_messages` (the oldest QoS 0 message makes room first, then new ones are
-//! dropped and counted in `$SYS/broker/publish/messages/dropped`). What was unacknowledged
-//! when a connection broke is sent again (QoS 1 and 2 messages may arrive twice).
+//! A message from this broker is acknowledged to it (PUBACK, or PUBREC for QoS 2) only once the
+//! remote has acknowledged its copy, and one from the remote only once this broker has. Until
+//! then the sender keeps it — this broker in the bridge's local session, which with
+//! `local_cleansession false` is persistent and, with `persistence`, in the durable store: so
+//! **nothing acknowledged is lost** while the remote is down or slow, or across a `kill -9` of
+//! this broker. While the remote is unreachable the local side is disconnected and messages
+//! queue in that session, bounded by `max_queued_messages` (the oldest QoS 0 message makes
+//! room first, then new ones are dropped, counted in `$SYS/broker/publish/messages/dropped`).
+//! What was not acknowledged when a connection broke is sent again: QoS 1 and 2 messages may
+//! arrive twice. Towards the remote at most `max_inflight_messages` are in flight, as in
+//! Mosquitto.
 //!
 //! Loops: `try_private` tells a Mosquitto or Wren remote that this is a bridge (it then sends
 //! none of the bridge's messages back), a 5.0 remote gets No Local subscriptions, and for a
@@ -27,18 +31,22 @@
 //! and, unless `notifications_local_only`, on the remote, where its will says `0`.
 
 mod echo;
+mod side;
 mod topics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use smol::Timer;
-use smol::future::FutureExt;
-use wren_clients::client::{Client, ClientOptions, Event, OutgoingMessage, ReceivedMessage};
-use wren_clients::engine::Backoff;
-use wren_codec::{ProtocolVersion, QoS, SubscriptionOptions};
+use smol::future::{Future, FutureExt};
+use wren_clients::client::{ClientOptions, ENGINE_CAPACITY, MessageProperties, OutgoingMessage};
+use wren_clients::engine::{self, Backoff, Control, Message};
+use wren_codec::{
+    Packet, Properties, ProtocolVersion, QoS, Subscription, SubscriptionOptions, TopicFilter,
+    TopicName,
+};
 
 use crate::config::Bridge;
 use crate::core::BRIDGE_LISTENER;
@@ -46,6 +54,7 @@ use crate::core::BRIDGE_LISTENER;
 use super::server::Shared;
 use super::transport::{Accepted, open};
 use echo::EchoFilter;
+use side::Side;
 use topics::Topics;
 
 /// In-flight QoS 1/2 messages between the bridge and this broker (towards the remote the
@@ -198,7 +207,6 @@ fn remote_options(
     o.tls = tls;
     o.connect_timeout = CONNECT_TIMEOUT;
     o.max_in_flight = window;
-    o.manual_acks = true;
     o.bridge = bridge.try_private;
     if bridge.bridge_max_packet_size > 0 {
         o.request_properties.maximum_packet_size = Some(bridge.bridge_max_packet_size);
@@ -222,7 +230,6 @@ fn local_options(bridge: &Bridge) -> ClientOptions {
     }
     o.connect_timeout = CONNECT_TIMEOUT;
     o.max_in_flight = WINDOW;
-    o.manual_acks = true;
     o.request_properties.receive_maximum = u16::try_from(WINDOW).ok();
     o
 }
@@ -237,38 +244,71 @@ fn options(qos: QoS) -> SubscriptionOptions {
     }
 }
 
-/// Connect the local client, subscribe, disconnect: the persistent local session then queues.
+/// Connect the local side, subscribe, disconnect: the persistent local session then queues.
 async fn prime_local_session(shared: &Arc<Shared>, bridge: &Bridge, topics: &Topics) {
-    let Some(local) = connect_local(shared, bridge).await else {
+    let epoch = std::time::Instant::now();
+    let Some(mut local) = connect_local(shared, bridge, epoch).await else {
         return;
     };
-    let outbound: Vec<(String, SubscriptionOptions)> = topics
-        .local_subscriptions()
-        .into_iter()
-        .map(|(f, q)| (f, options(q)))
-        .collect();
-    if !outbound.is_empty() && local.subscribe_with_options(outbound).await.is_ok() {
-        // Wait for the SUBACK: the subscriptions are in force (and durable) from then on.
-        while let Some(event) = local.next_event().await {
-            match event {
-                Event::SubAck { .. } | Event::Closed | Event::ConnectionLost(_) => break,
-                _ => {}
+    let subscribed = subscribe(&mut local, &topics.local_subscriptions());
+    let done = async {
+        if subscribed.is_err() {
+            return;
+        }
+        // Until the SUBACK: the subscriptions are in force (and durable) from then on.
+        loop {
+            local.finish().await;
+            let read = smol::future::poll_fn(|cx| match local.poll_read_in(cx) {
+                Ok(true) => std::task::Poll::Ready(true),
+                Ok(false) => std::task::Poll::Pending,
+                Err(_) => std::task::Poll::Ready(false),
+            })
+            .await;
+            if !read || local.closed {
+                return;
+            }
+            let (input, at) = local.take_input();
+            let mut done = at;
+            let mut suback = false;
+            while let Ok(Some((packet, used))) = local.decode_at(&input, done) {
+                suback |= matches!(packet, Packet::SubAck(_));
+                done = done.saturating_add(used);
+            }
+            local.put_input(input, done);
+            if suback {
+                return;
             }
         }
-    }
-    let _ = local.disconnect().await;
+    };
+    done.or(async {
+        Timer::after(CONNECT_TIMEOUT).await;
+    })
+    .await;
+    let close = local.engine.close(local.now());
+    let _ = local.send(&Packet::Disconnect(close));
+    local.finish().await;
 }
 
-/// The bridge's local client, over a socket pair to this broker.
-async fn connect_local(shared: &Arc<Shared>, bridge: &Bridge) -> Option<Client> {
+/// The bridge's local side, over a socket pair to this broker.
+async fn connect_local(
+    shared: &Arc<Shared>,
+    bridge: &Bridge,
+    epoch: std::time::Instant,
+) -> Option<Side> {
     let at = Accepted {
         peer: SocketAddr::from(([127, 0, 0, 1], 0)),
         listener: BRIDGE_LISTENER,
         port: 0,
     };
     let pair = open(shared, at, None)?;
-    match Client::connect_over(pair, local_options(bridge)).await {
-        Ok((client, _)) => Some(client),
+    let connected = Side::connect(Box::new(pair), &local_options(bridge), epoch)
+        .or(async {
+            Timer::after(CONNECT_TIMEOUT).await;
+            Err(wren_clients::client::ClientError::Timeout)
+        })
+        .await;
+    match connected {
+        Ok((side, _)) => Some(side),
         Err(e) => {
             log::warn!(
                 "Bridge {}: its local session could not start: {e}.",
@@ -277,6 +317,29 @@ async fn connect_local(shared: &Arc<Shared>, bridge: &Bridge) -> Option<Client> 
             None
         }
     }
+}
+
+/// Send a SUBSCRIBE for `filters` (none: nothing).
+fn subscribe(side: &mut Side, filters: &[(String, QoS)]) -> Result<Option<u16>, String> {
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut subs = Vec::with_capacity(filters.len());
+    for (f, q) in filters {
+        let filter = TopicFilter::new(f).map_err(|_| format!("invalid filter {f}"))?;
+        subs.push(Subscription {
+            filter,
+            options: options(*q),
+        });
+    }
+    let now = side.now();
+    let packet = side
+        .engine
+        .subscribe(&subs, Properties::default(), now)
+        .map_err(|e| e.to_string())?;
+    let id = packet.packet_id.get();
+    side.send(&Packet::Subscribe(packet))?;
+    Ok(Some(id))
 }
 
 /// One connection of the bridge: connect both sides, carry messages until one side ends.
@@ -288,71 +351,105 @@ async fn connection(
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Ended, String> {
-    let (remote, connected) = Client::connect(remote_options(
+    let epoch = std::time::Instant::now();
+    let options = remote_options(
         shared
             .config
             .max_inflight_messages
-            .clamp(1, usize::from(u16::MAX)),
+            .clamp(1, ENGINE_CAPACITY),
         bridge,
         host,
         port,
         tls,
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
-    let Some(local) = connect_local(shared, bridge).await else {
-        let _ = remote.disconnect().await;
+    );
+    let window = options.max_in_flight;
+    let remote = async {
+        let stream = wren_clients::client::open(&options).await?;
+        Side::connect(stream, &options, epoch).await
+    }
+    .or(async {
+        Timer::after(CONNECT_TIMEOUT).await;
+        Err(wren_clients::client::ClientError::Timeout)
+    })
+    .await;
+    let (remote, session_present) = remote.map_err(|e| e.to_string())?;
+    let Some(local) = connect_local(shared, bridge, epoch).await else {
         return Ok(Ended::LocalLost);
     };
     let mut link = Link {
+        name: &bridge.name,
         remote,
         local,
+        remote_window: window,
         topics,
         remote_max_qos: QoS::ExactlyOnce,
-        out: HashMap::new(),
-        inbound: HashMap::new(),
-        subscribe_ids: HashMap::new(),
+        out_acks: HashMap::new(),
+        in_acks: HashMap::new(),
+        to_remote: VecDeque::new(),
+        to_local: VecDeque::new(),
+        remote_subscribe: None,
         echo: (!bridge.try_private && !bridge.is_v5()).then(EchoFilter::default),
-        epoch: std::time::Instant::now(),
+        dropped: 0,
     };
     let ended = link
-        .serve(shared, bridge, host, port, connected.session_present)
+        .start(shared, bridge, host, port, session_present)
         .await;
     // The local session keeps what was not acknowledged; its next connection gets it again.
-    let _ = link.local.disconnect().await;
-    let _ = link.remote.disconnect().await;
+    if let Ended::RemoteLost(_) = ended {
+        let close = link.local.engine.close(link.local.now());
+        let _ = link.local.send(&Packet::Disconnect(close));
+        link.local.finish().await;
+    }
     Ok(ended)
 }
 
-/// A bridge connection's two clients and what is in flight between them.
-struct Link<'t> {
-    remote: Client,
-    local: Client,
-    topics: &'t Topics,
-    /// The highest QoS the remote granted (a SUBACK granting less than asked lowers it):
-    /// messages go out at most at this QoS (NATS grants 1 for 2).
-    remote_max_qos: QoS,
-    /// Remote packet id of a message sent out → local packet id to acknowledge.
-    out: HashMap<u16, u16>,
-    /// Local packet id of a message brought in → remote packet id to acknowledge.
-    inbound: HashMap<u16, u16>,
-    /// SUBSCRIBE packet id → the QoS asked for each filter.
-    subscribe_ids: HashMap<u16, Vec<QoS>>,
-    echo: Option<EchoFilter>,
-    epoch: std::time::Instant,
+/// A message waiting for the window of the side it goes to, and the acknowledgement owed to
+/// the side it came from once it is through (`None`: QoS 0).
+struct Waiting {
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+    properties: MessageProperties,
+    ack: Option<Control>,
 }
 
-enum Side {
-    Local(Option<Event>),
-    Remote(Option<Event>),
+/// Messages waiting for a window at most (QoS 0 ones beyond it are dropped; QoS 1/2 ones are
+/// bounded by the sender's own window, as they are not acknowledged until forwarded).
+const MAX_WAITING_QOS0: usize = 10_000;
+
+/// A bridge connection's two sides and what is in flight between them.
+struct Link<'t> {
+    name: &'t str,
+    remote: Side,
+    local: Side,
+    /// QoS 1/2 messages in flight towards the remote at most.
+    remote_window: usize,
+    topics: &'t Topics,
+    /// The highest QoS the remote takes (5.0 Maximum QoS, or a SUBACK granting less than asked):
+    /// messages go out at most at this QoS (NATS grants 1 for 2).
+    remote_max_qos: QoS,
+    /// Remote packet id of a message sent out → the acknowledgement owed to this broker.
+    out_acks: HashMap<u16, Control>,
+    /// Local packet id of a message brought in → the acknowledgement owed to the remote.
+    in_acks: HashMap<u16, Control>,
+    to_remote: VecDeque<Waiting>,
+    to_local: VecDeque<Waiting>,
+    /// The inbound SUBSCRIBE's packet id and the QoS asked per filter.
+    remote_subscribe: Option<(u16, Vec<QoS>)>,
+    echo: Option<EchoFilter>,
+    /// QoS 0 messages dropped for want of room.
+    dropped: u64,
+}
+
+/// What woke the link.
+enum Woke {
+    Io,
+    Timer,
 }
 
 impl Link<'_> {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    async fn serve(
+    async fn start(
         &mut self,
         shared: &Arc<Shared>,
         bridge: &Bridge,
@@ -360,37 +457,32 @@ impl Link<'_> {
         port: u16,
         session_present: bool,
     ) -> Ended {
-        let lost = |e: wren_clients::client::ClientError| Ended::RemoteLost(e.to_string());
         let inbound = self.topics.remote_subscriptions();
-        if !inbound.is_empty() {
-            let asked: Vec<QoS> = inbound.iter().map(|(_, q)| *q).collect();
-            let filters = inbound.into_iter().map(|(f, q)| (f, options(q))).collect();
-            match self.remote.subscribe_with_options(filters).await {
-                Ok(id) => {
-                    self.subscribe_ids.insert(id, asked);
-                }
-                Err(e) => return lost(e),
+        match subscribe(&mut self.remote, &inbound) {
+            Ok(Some(id)) => {
+                self.remote_subscribe = Some((id, inbound.iter().map(|(_, q)| *q).collect()));
             }
+            Ok(None) => {}
+            Err(e) => return Ended::RemoteLost(e),
         }
-        let outbound: Vec<(String, SubscriptionOptions)> = self
-            .topics
-            .local_subscriptions()
-            .into_iter()
-            .map(|(f, q)| (f, options(q)))
-            .collect();
-        if !outbound.is_empty() && self.local.subscribe_with_options(outbound).await.is_err() {
+        if subscribe(&mut self.local, &self.topics.local_subscriptions()).is_err() {
             return Ended::LocalLost;
         }
         let state_topic = bridge.notification_topic();
+        if bridge.notifications && !bridge.notifications_local_only {
+            let up = Waiting {
+                topic: state_topic.clone(),
+                payload: b"1".to_vec(),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                properties: MessageProperties::default(),
+                ack: None,
+            };
+            self.to_remote.push_back(up);
+        }
         shared.with_core(None, |b| {
             b.bridge_state(&state_topic, true, shared.now_ms())
         });
-        if bridge.notifications && !bridge.notifications_local_only {
-            let up = OutgoingMessage::new(state_topic.clone(), "1", QoS::AtLeastOnce).retain(true);
-            if let Err(e) = self.remote.publish(up).await {
-                return lost(e);
-            }
-        }
         log::info!(
             "Bridge {} connected to {host}:{port}{}.",
             bridge.name,
@@ -400,157 +492,356 @@ impl Link<'_> {
                 ""
             }
         );
+        self.serve().await
+    }
+
+    /// Carry messages until one side ends.
+    async fn serve(&mut self) -> Ended {
         loop {
-            let local = &self.local;
-            let remote = &self.remote;
-            let side = async { Side::Local(local.next_event().await) }
-                .or(async { Side::Remote(remote.next_event().await) })
-                .await;
-            match side {
-                Side::Local(None | Some(Event::Closed | Event::ConnectionLost(_))) => {
-                    return Ended::LocalLost;
-                }
-                Side::Remote(None | Some(Event::Closed)) => {
-                    return Ended::RemoteLost("closed".into());
-                }
-                Side::Remote(Some(Event::ConnectionLost(why))) => return Ended::RemoteLost(why),
-                Side::Remote(Some(Event::ServerDisconnect { reason_code, .. })) => {
-                    return Ended::RemoteLost(format!("DISCONNECT 0x{reason_code:02X}"));
-                }
-                Side::Local(Some(Event::Message(m))) => {
-                    if let Err(e) = self.send_out(m).await {
-                        return lost(e);
+            if let Err(e) = self.process_remote() {
+                return Ended::RemoteLost(e);
+            }
+            if let Err(e) = self.process_local() {
+                log::warn!("Bridge {}: local side: {e}.", self.name);
+                return Ended::LocalLost;
+            }
+            if let Err(e) = self.forward() {
+                return Ended::RemoteLost(e);
+            }
+            if self.local.closed {
+                return Ended::LocalLost;
+            }
+            if self.remote.closed {
+                return Ended::RemoteLost("the remote closed the connection".into());
+            }
+            // Keep-alive (and the PUBRELs the engines retransmit).
+            let mut wake_at = None;
+            for remote in [true, false] {
+                let side = if remote {
+                    &mut self.remote
+                } else {
+                    &mut self.local
+                };
+                loop {
+                    let now = side.now();
+                    match side.engine.poll(now) {
+                        engine::Poll::Wait(at) => {
+                            wake_at = match (wake_at, at) {
+                                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                                (a, b) => a.or(b),
+                            };
+                            break;
+                        }
+                        engine::Poll::Send(c) => {
+                            if let Err(e) = side.send_control(c) {
+                                return lost(remote, e);
+                            }
+                        }
+                        // Retransmission needs a retry interval, which the bridge does not set.
+                        engine::Poll::Republish(_) => {}
+                        engine::Poll::KeepAliveTimeout => {
+                            return lost(remote, "keep-alive timeout".into());
+                        }
+                        engine::Poll::ConnectTimeout => return lost(remote, "no CONNACK".into()),
                     }
                 }
-                Side::Remote(Some(Event::Message(m))) => {
-                    if self.bring_in(m).await.is_err() {
-                        return Ended::LocalLost;
+            }
+            let epoch_now = self.remote.now();
+            let timer =
+                wake_at.map(|at| Timer::after(Duration::from_millis(at.since(epoch_now).max(1))));
+            match self.io(timer).await {
+                Ok(_) => {}
+                Err((remote, e)) => return lost(remote, e),
+            }
+        }
+    }
+
+    /// Write what waits on both sides and read what came, until something came (or the timer).
+    async fn io(&mut self, timer: Option<Timer>) -> Result<Woke, (bool, String)> {
+        let mut timer = timer;
+        smol::future::poll_fn(|cx| {
+            self.remote.poll_write_out(cx).map_err(|e| (true, e))?;
+            self.local.poll_write_out(cx).map_err(|e| (false, e))?;
+            let remote = self.remote.poll_read_in(cx).map_err(|e| (true, e))?;
+            let local = self.local.poll_read_in(cx).map_err(|e| (false, e))?;
+            if remote || local {
+                return std::task::Poll::Ready(Ok(Woke::Io));
+            }
+            if let Some(t) = timer.as_mut()
+                && std::pin::Pin::new(t).poll(cx).is_ready()
+            {
+                return std::task::Poll::Ready(Ok(Woke::Timer));
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Handle every packet the remote sent.
+    fn process_remote(&mut self) -> Result<(), String> {
+        let (input, mut at) = self.remote.take_input();
+        let result = self.remote_packets(&input, &mut at);
+        self.remote.put_input(input, at);
+        result
+    }
+
+    fn remote_packets(&mut self, input: &[u8], at: &mut usize) -> Result<(), String> {
+        while let Some((packet, used)) = self.remote.decode_at(input, *at)? {
+            let now = self.remote.now();
+            // (Borrowing `packet` from the remote's buffer while writing to the local side.)
+            let handled = self.remote.engine.handle(packet, now);
+            let handled = match handled {
+                Ok(h) => h,
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut reply = handled.reply;
+            match handled.event {
+                Some(engine::Event::Message(p)) => {
+                    // The acknowledgement waits until this broker has the message.
+                    let ack = reply
+                        .take()
+                        .filter(|c| matches!(c, Control::PubAck(..) | Control::PubRec(..)));
+                    let echo = self
+                        .echo
+                        .as_mut()
+                        .is_some_and(|e| e.is_echo(p.topic.as_str(), p.payload, now.as_millis()));
+                    match (echo, self.topics.inbound(p.topic.as_str())) {
+                        (false, Some((topic, line_qos))) => {
+                            self.to_local.push_back(Waiting {
+                                topic,
+                                payload: p.payload.to_vec(),
+                                qos: p.qos_pid.qos().min(line_qos),
+                                retain: p.retain,
+                                properties: owned_properties(&p),
+                                ack,
+                            });
+                        }
+                        _ => reply = ack,
                     }
                 }
-                Side::Remote(Some(Event::PubAck(a) | Event::PubRec(a))) => {
-                    if a.reason_code >= 0x80 {
+                Some(engine::Event::PubAck(a) | engine::Event::PubRec(a)) => {
+                    if a.reason_code.0 >= 0x80 {
                         log::warn!(
                             "Bridge {}: the remote refused a message (0x{:02X}); dropped.",
-                            bridge.name,
-                            a.reason_code
+                            self.name,
+                            a.reason_code.0
                         );
                     }
-                    if let Some(id) = self.out.remove(&a.packet_id)
-                        && self.local.ack(id).await.is_err()
-                    {
-                        return Ended::LocalLost;
+                    if let Some(c) = self.out_acks.remove(&a.packet_id.get()) {
+                        self.local
+                            .send_control(c)
+                            .map_err(|e| format!("local: {e}"))?;
                     }
                 }
-                Side::Local(Some(Event::PubAck(a) | Event::PubRec(a))) => {
-                    if let Some(id) = self.inbound.remove(&a.packet_id)
-                        && let Err(e) = self.remote.ack(id).await
-                    {
-                        return lost(e);
-                    }
-                }
-                Side::Remote(Some(Event::SubAck { packet_id, codes })) => {
-                    let asked = self.subscribe_ids.remove(&packet_id).unwrap_or_default();
-                    for (code, asked) in codes.iter().zip(asked) {
-                        if *code >= 0x80 {
-                            log::warn!(
-                                "Bridge {}: the remote refused a subscription (0x{code:02X}).",
-                                bridge.name
-                            );
-                        } else if *code < asked.bits()
-                            && let Some(granted) = QoS::from_bits(*code)
-                            && granted < self.remote_max_qos
-                        {
-                            self.remote_max_qos = granted;
+                Some(engine::Event::SubAck(s)) => {
+                    if let Some((id, asked)) = self.remote_subscribe.take() {
+                        if id == s.packet_id.get() {
+                            self.granted(&asked, &s);
+                        } else {
+                            self.remote_subscribe = Some((id, asked));
                         }
                     }
                 }
-                Side::Local(Some(_)) | Side::Remote(Some(_)) => {}
+                Some(engine::Event::Disconnected(d)) => {
+                    return Err(format!("DISCONNECT 0x{:02X}", d.reason_code.0));
+                }
+                _ => {}
             }
-        }
-    }
-
-    /// A message from this broker: out to the remote, acknowledged here once the remote has.
-    async fn send_out(
-        &mut self,
-        m: ReceivedMessage,
-    ) -> Result<(), wren_clients::client::ClientError> {
-        let Some((topic, line_qos)) = self.topics.outbound(&m.topic) else {
-            return self.ack_local(m.packet_id).await;
-        };
-        let qos = m.qos.min(line_qos).min(self.remote_max_qos);
-        let now = self.now_ms();
-        if let Some(echo) = &mut self.echo
-            && self.topics.comes_back(&topic)
-        {
-            echo.sent(&topic, &m.payload, now);
-        }
-        let message = OutgoingMessage {
-            topic,
-            payload: m.payload,
-            qos,
-            retain: m.retain,
-            properties: m.properties,
-        };
-        match (self.remote.publish(message).await?, m.packet_id) {
-            (Some(remote_id), Some(local_id)) => {
-                self.out.insert(remote_id, local_id);
-                Ok(())
+            if let Some(c) = reply {
+                self.remote.send_control(c)?;
             }
-            // Sent at QoS 0: nothing more will come for it.
-            (None, local_id) => self.ack_local(local_id).await,
-            (Some(_), None) => Ok(()),
-        }
-    }
-
-    async fn ack_local(&self, id: Option<u16>) -> Result<(), wren_clients::client::ClientError> {
-        match id {
-            // (The local side failing ends the link through its own event.)
-            Some(id) => {
-                let _ = self.local.ack(id).await;
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// A message from the remote: in to this broker, acknowledged to the remote once this
-    /// broker has. `Err`: the local side is gone.
-    async fn bring_in(&mut self, m: ReceivedMessage) -> Result<(), ()> {
-        let now = self.now_ms();
-        let echo = self
-            .echo
-            .as_mut()
-            .is_some_and(|e| e.is_echo(&m.topic, &m.payload, now));
-        let mapped = if echo {
-            None
-        } else {
-            self.topics.inbound(&m.topic)
-        };
-        let Some((topic, line_qos)) = mapped else {
-            if let Some(id) = m.packet_id {
-                let _ = self.remote.ack(id).await;
-            }
-            return Ok(());
-        };
-        let message = OutgoingMessage {
-            topic,
-            payload: m.payload,
-            qos: m.qos.min(line_qos),
-            retain: m.retain,
-            properties: m.properties,
-        };
-        match (
-            self.local.publish(message).await.map_err(|_| ())?,
-            m.packet_id,
-        ) {
-            (Some(local_id), Some(remote_id)) => {
-                self.inbound.insert(local_id, remote_id);
-            }
-            (None, Some(remote_id)) => {
-                let _ = self.remote.ack(remote_id).await;
-            }
-            _ => {}
+            *at = at.saturating_add(used);
         }
         Ok(())
     }
+
+    /// A SUBACK granting less than asked lowers the QoS messages go out at.
+    fn granted(&mut self, asked: &[QoS], s: &wren_codec::SubAck<'_>) {
+        for (code, asked) in s.reason_codes.iter().zip(asked) {
+            if code.0 >= 0x80 {
+                log::warn!(
+                    "Bridge {}: the remote refused a subscription (0x{:02X}).",
+                    self.name,
+                    code.0
+                );
+            } else if let Some(granted) = QoS::from_bits(code.0)
+                && granted < *asked
+                && granted < self.remote_max_qos
+            {
+                self.remote_max_qos = granted;
+            }
+        }
+    }
+
+    /// Handle every packet this broker sent the bridge.
+    fn process_local(&mut self) -> Result<(), String> {
+        let (input, mut at) = self.local.take_input();
+        let result = self.local_packets(&input, &mut at);
+        self.local.put_input(input, at);
+        result
+    }
+
+    fn local_packets(&mut self, input: &[u8], at: &mut usize) -> Result<(), String> {
+        while let Some((packet, used)) = self.local.decode_at(input, *at)? {
+            let now = self.local.now();
+            let handled = self
+                .local
+                .engine
+                .handle(packet, now)
+                .map_err(|e| e.to_string())?;
+            let mut reply = handled.reply;
+            match handled.event {
+                Some(engine::Event::Message(p)) => {
+                    let ack = reply
+                        .take()
+                        .filter(|c| matches!(c, Control::PubAck(..) | Control::PubRec(..)));
+                    match self.topics.outbound(p.topic.as_str()) {
+                        Some((topic, line_qos)) => {
+                            if let Some(echo) = &mut self.echo
+                                && self.topics.comes_back(&topic)
+                            {
+                                echo.sent(&topic, p.payload, now.as_millis());
+                            }
+                            self.to_remote.push_back(Waiting {
+                                topic,
+                                payload: p.payload.to_vec(),
+                                qos: p.qos_pid.qos().min(line_qos),
+                                retain: p.retain,
+                                properties: owned_properties(&p),
+                                ack,
+                            });
+                        }
+                        None => reply = ack,
+                    }
+                }
+                Some(engine::Event::PubAck(a) | engine::Event::PubRec(a)) => {
+                    if let Some(c) = self.in_acks.remove(&a.packet_id.get()) {
+                        self.remote
+                            .send_control(c)
+                            .map_err(|e| format!("remote: {e}"))?;
+                    }
+                }
+                Some(engine::Event::Disconnected(d)) => {
+                    return Err(format!("DISCONNECT 0x{:02X}", d.reason_code.0));
+                }
+                _ => {}
+            }
+            if let Some(c) = reply {
+                self.local.send_control(c)?;
+            }
+            *at = at.saturating_add(used);
+        }
+        Ok(())
+    }
+
+    /// Send what waits, as far as each side's window allows; QoS 0 messages beyond
+    /// [`MAX_WAITING_QOS0`] are dropped (oldest first).
+    fn forward(&mut self) -> Result<(), String> {
+        pump(
+            &mut self.to_remote,
+            &mut self.remote,
+            &mut self.local,
+            &mut self.out_acks,
+            self.remote_window,
+            self.remote_max_qos,
+            &mut self.dropped,
+        )?;
+        pump(
+            &mut self.to_local,
+            &mut self.local,
+            &mut self.remote,
+            &mut self.in_acks,
+            ENGINE_CAPACITY,
+            QoS::ExactlyOnce,
+            &mut self.dropped,
+        )
+        .map_err(|e| format!("local: {e}"))
+    }
+}
+
+/// `Err` of the side that failed: the remote's ends the connection, the local one the bridge.
+fn lost(remote: bool, why: String) -> Ended {
+    if remote {
+        Ended::RemoteLost(why)
+    } else {
+        log::warn!("Bridge local side: {why}.");
+        Ended::LocalLost
+    }
+}
+
+fn owned_properties(p: &wren_codec::Publish<'_>) -> MessageProperties {
+    let mut props = MessageProperties::from_codec(&p.properties);
+    // Per connection: never carried over.
+    props.topic_alias = None;
+    props.subscription_identifiers.clear();
+    props
+}
+
+/// Publish the messages of `queue` on `to` while its window allows, recording for each QoS
+/// 1/2 one the acknowledgement owed to `from` under its new packet id (sent to `from` at once
+/// for one that goes out at QoS 0).
+fn pump(
+    queue: &mut VecDeque<Waiting>,
+    to: &mut Side,
+    from: &mut Side,
+    owed: &mut HashMap<u16, Control>,
+    window: usize,
+    max_qos: QoS,
+    dropped: &mut u64,
+) -> Result<(), String> {
+    let max_qos = max_qos.min(to.engine.server_maximum_qos());
+    while let Some(w) = queue.front() {
+        let qos = w.qos.min(max_qos);
+        if qos != QoS::AtMostOnce
+            && (!to.engine.can_publish() || to.engine.publishes_in_flight() >= window)
+        {
+            break;
+        }
+        let Some(w) = queue.pop_front() else {
+            break;
+        };
+        let id = {
+            let pairs = w.properties.user_pairs();
+            let properties = if to.version.is_v5() {
+                w.properties.to_codec(&pairs).unwrap_or_default()
+            } else {
+                Properties::default()
+            };
+            match TopicName::new(&w.topic) {
+                Ok(topic) => {
+                    let message = Message {
+                        topic,
+                        payload: &w.payload,
+                        qos,
+                        retain: w.retain && to.engine.server_retain_available(),
+                        properties,
+                    };
+                    let now = to.now();
+                    let publish = to.engine.publish(message, now).map_err(|e| e.to_string())?;
+                    let id = publish.qos_pid.packet_id().map(|p| p.get());
+                    to.send(&Packet::Publish(publish))?;
+                    id
+                }
+                // (Topic lines are checked at start; a remapped topic that is not one is not
+                // forwarded.)
+                Err(_) => None,
+            }
+        };
+        match (id, w.ack) {
+            (Some(id), Some(ack)) => {
+                owed.insert(id, ack);
+            }
+            (None, Some(ack)) => from.send_control(ack)?,
+            _ => {}
+        }
+    }
+    // QoS 0 messages waiting behind QoS 1/2 ones for a window: bounded, oldest dropped.
+    while queue.len() > MAX_WAITING_QOS0 {
+        let Some(pos) = queue.iter().position(|w| w.qos == QoS::AtMostOnce) else {
+            break;
+        };
+        queue.remove(pos);
+        *dropped = dropped.saturating_add(1);
+    }
+    Ok(())
 }
