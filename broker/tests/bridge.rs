@@ -246,3 +246,154 @@ fn bridging_to_mosquitto_in_both_protocol_versions() {
         assert_eq!(on_there, want_there, "{version}");
     }
 }
+
+/// The edge can reach the remote's listener and nothing more: a subscriber of the remote sees
+/// whether messages cross.
+fn crosses(edge: &ServerHandle, remote: SocketAddr, remote_login: Option<(&str, &str)>) -> bool {
+    let mut opts = rumqttc::MqttOptions::new("far-sub", "127.0.0.1", remote.port());
+    if let Some((u, p)) = remote_login {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
+    client.subscribe("t/#", QoS::AtLeastOnce).unwrap();
+    let (near, _) = Mq::connect(edge.local_addr(), "near", true);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut published = false;
+    while Instant::now() < deadline {
+        match conn.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) if !published => {
+                near.publish("t/1", QoS::AtLeastOnce, false, b"x");
+                published = true;
+            }
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)))) => return true,
+            Ok(Err(e)) => panic!("the remote's subscriber failed: {e}"),
+            _ => {}
+        }
+    }
+    assert!(published, "the remote's subscriber never subscribed");
+    false
+}
+
+/// `bridge_cafile` (and a client certificate for a listener that requires one): the bridge
+/// connects over TLS to a remote whose certificate the CA signed, and refuses one it did not.
+#[test]
+fn tls_towards_the_remote_with_and_without_the_right_ca() {
+    common::certs::capture_logs();
+    let pki = common::certs::Pki::new();
+    let mut tls = pki.listener();
+    tls.cafile = Some(pki.ca.clone());
+    tls.require_certificate = true;
+    tls.allow_anonymous = Some(true);
+    let remote = start(|c| c.listener = vec![common::certs::plain_listener(), tls]);
+    let (plain, tls_addr) = (remote.local_addrs()[0], remote.local_addrs()[1]);
+    let mut good = bridge(&[tls_addr], &["t/# out 1"]);
+    good.bridge_cafile = Some(pki.ca.clone());
+    good.bridge_certfile = Some(pki.client_cert.clone());
+    good.bridge_keyfile = Some(pki.client_key.clone());
+    let a = edge(good.clone());
+    wait_state(&a, b"1");
+    assert!(crosses(&a, plain, None), "nothing crossed the TLS bridge");
+    drop(a);
+
+    for (what, b) in [
+        (
+            "a CA that did not sign the remote's certificate",
+            Bridge {
+                name: "rogue-ca".into(),
+                bridge_cafile: Some(pki.rogue_ca.clone()),
+                ..good.clone()
+            },
+        ),
+        (
+            "no client certificate where one is required",
+            Bridge {
+                name: "no-cert".into(),
+                bridge_certfile: None,
+                bridge_keyfile: None,
+                ..good.clone()
+            },
+        ),
+    ] {
+        let name = b.name.clone();
+        let a = edge(b);
+        let line = common::certs::logged(
+            &[&format!("Bridge {name} could not connect")],
+            Duration::from_secs(10),
+        );
+        assert!(line.is_some(), "{what}: no refusal logged");
+        assert!(!crosses(&a, plain, None), "{what}: a message crossed");
+    }
+}
+
+/// `remote_username`/`remote_password` against a remote with a password file: the right ones
+/// get through, a wrong password does not (and is not logged).
+#[test]
+fn remote_credentials_are_checked_by_the_remote() {
+    common::certs::capture_logs();
+    let dir = std::env::temp_dir().join(format!("wren-bridge-passwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwords = dir.join("passwords");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_wren-passwd"))
+        .arg("-c")
+        .arg("-b")
+        .arg(&passwords)
+        .args(["edge", "s3cret-bridge"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let remote = start(|c| {
+        c.allow_anonymous = Some(false);
+        c.password_file = Some(passwords.clone());
+    });
+    let login = Some(("edge", "s3cret-bridge"));
+    let mut right = bridge(&[remote.local_addr()], &["t/# out 1"]);
+    right.remote_username = Some("edge".into());
+    right.remote_password = Some("s3cret-bridge".into());
+    let a = edge(right.clone());
+    wait_state(&a, b"1");
+    assert!(crosses(&a, remote.local_addr(), login));
+    drop(a);
+
+    let wrong = Bridge {
+        name: "wrong".into(),
+        remote_password: Some("guess-1234".into()),
+        ..right
+    };
+    let a = edge(wrong);
+    let line = common::certs::logged(&["Bridge wrong could not connect"], Duration::from_secs(10))
+        .expect("the refusal is logged");
+    assert!(
+        !line.contains("guess-1234"),
+        "the password was logged: {line}"
+    );
+    assert!(!crosses(&a, remote.local_addr(), login));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// QoS per topic line, and downgraded to what the remote takes: a remote whose maximum QoS is
+/// 1 (5.0 CONNACK Maximum QoS) gets QoS 2 messages at QoS 1, and a `topic ... 0` line sends at 0.
+#[test]
+fn qos_follows_the_line_and_what_the_remote_takes() {
+    let remote = start(|c| c.maximum_qos = 1);
+    let mut b = bridge(&[remote.local_addr()], &["two/# out 2", "zero/# out 0"]);
+    b.bridge_protocol_version = "mqttv50".into();
+    let a = edge(b);
+    wait_state(&a, b"1");
+    let (far, _) = Mq::connect(remote.local_addr(), "far", true);
+    far.subscribe("#", QoS::AtLeastOnce);
+    let (near, _) = Mq::connect(a.local_addr(), "near", true);
+    near.publish("two/a", QoS::ExactlyOnce, false, b"2");
+    near.publish("zero/a", QoS::AtLeastOnce, false, b"0");
+    let mut got: Vec<(String, QoS)> = Vec::new();
+    while let Some(p) = far.next_publish_within(Duration::from_secs(2)) {
+        got.push((p.topic.clone(), p.qos));
+    }
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        got,
+        [
+            ("two/a".to_owned(), QoS::AtLeastOnce),
+            ("zero/a".to_owned(), QoS::AtMostOnce)
+        ]
+    );
+}
