@@ -66,6 +66,7 @@ fn raw5(addr: SocketAddr, id: &str) -> Raw {
     let mut c = Raw::tcp(addr).v5();
     c.send(&Packet::Connect(Connect {
         protocol: ProtocolVersion::V5,
+        bridge: false,
         clean_start: true,
         keep_alive: 30,
         client_id: id,

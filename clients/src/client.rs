@@ -765,6 +765,7 @@ impl Task {
             .collect();
         let connect = Connect {
             protocol: o.version,
+            bridge: false,
             clean_start: o.clean_start,
             keep_alive: o.keep_alive,
             client_id: &o.client_id,

@@ -85,6 +85,7 @@ impl Driver {
             c,
             Packet::Connect(Connect {
                 protocol,
+                bridge: false,
                 clean_start: clean,
                 keep_alive,
                 client_id: id,
