@@ -21,6 +21,9 @@ pub(super) struct ClientState {
     pub(super) session: SessionId,
     pub(super) client_id: Arc<str>,
     pub(super) keep_alive: u16,
+    /// Mosquitto's `is_bridge`: the CONNECT had the bridge bit ([`wren_codec::Connect::bridge`]).
+    /// Every subscription it makes gets No Local and Retain As Published (`on_subscribe`).
+    pub(super) bridge: bool,
     pub(super) will: Option<Arc<Message>>,
     /// 5.0 Will Delay Interval, seconds.
     pub(super) will_delay: u32,
@@ -43,6 +46,8 @@ pub(super) struct ClientAuth {
 #[derive(Debug)]
 pub(super) struct ConnectInfo {
     pub(super) protocol: ProtocolVersion,
+    /// The bridge bit (see [`ClientState::bridge`]).
+    pub(super) bridge: bool,
     pub(super) clean_start: bool,
     pub(super) keep_alive: u16,
     pub(super) client_id: String,
@@ -196,6 +201,11 @@ impl Connection {
     /// is sent ([MQTT-3.1.2-24] (5.0): the server must not send more).
     pub(super) fn fits(&self, out: &Out) -> bool {
         out.len() <= self.max_packet_size as usize
+    }
+
+    /// Whether the connected client is a bridge ([`ClientState::bridge`]).
+    pub(super) fn is_bridge(&self) -> bool {
+        matches!(&self.state, Phase::Connected(c) if c.bridge)
     }
 
     /// The client id for log lines (`<unknown>` before CONNECT).

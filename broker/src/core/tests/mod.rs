@@ -6,6 +6,7 @@
 mod access;
 mod auth;
 mod backpressure;
+mod bridge;
 mod close;
 mod connect;
 mod hibernation;
