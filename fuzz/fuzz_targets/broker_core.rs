@@ -271,7 +271,9 @@ fuzz_target!(|data: &[u8]| {
                     };
                     let connect = Packet::Connect(Connect {
                         protocol,
-                        bridge: false,
+                        // A bridge (Mosquitto's try_private): No Local and Retain As Published
+                        // on its subscriptions.
+                        bridge: arg & 0x40 != 0,
                         clean_start: arg & 0x04 != 0,
                         keep_alive: u16::from(arg & 0x08) / 8,
                         client_id: ids[usize::from(arg & 0x03)],
