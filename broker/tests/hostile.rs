@@ -66,6 +66,7 @@ fn raw5(addr: SocketAddr, id: &str) -> Raw {
     let mut c = Raw::tcp(addr).v5();
     c.send(&Packet::Connect(Connect {
         protocol: ProtocolVersion::V5,
+        bridge: false,
         clean_start: true,
         keep_alive: 30,
         client_id: id,
@@ -214,11 +215,17 @@ fn bad_connect_packets_are_refused() {
     let id = s(b"id");
     let refused_with_0x01 = [
         ("\"MQTT\" level 3", connect311(b"MQTT", 3, 0x02, &id)),
+        // The bridge bit (Mosquitto's try_private) on a level the name does not speak; on
+        // one it speaks (0x84) it is a bridge, accepted (`bridge_bit_on_a_known_level_is_accepted`).
         (
-            "\"MQTT\" level 0x84 (bridge bit)",
-            connect311(b"MQTT", 0x84, 0x02, &id),
+            "\"MQTT\" level 0x83 (bridge bit on 3)",
+            connect311(b"MQTT", 0x83, 0x02, &id),
         ),
         ("\"MQIsdp\" level 4", connect311(b"MQIsdp", 4, 0x02, &id)),
+        (
+            "\"MQIsdp\" level 0x84 (bridge bit on 4)",
+            connect311(b"MQIsdp", 0x84, 0x02, &id),
+        ),
     ];
     for (what, bytes) in refused_with_0x01 {
         let mut c = Raw::tcp(addr);
@@ -300,6 +307,30 @@ fn bad_connect_packets_are_refused() {
         assert_eq!(answer_then_close(&mut c), Some(vec![]), "{what}");
     }
     assert_eq!(broker.connected_clients(), 0);
+    broker_still_works(addr);
+}
+
+/// The bridge bit (Mosquitto's try_private) on the level the name speaks: "MQTT" 0x84 and
+/// "MQIsdp" 0x83 are accepted (the client is a bridge), and the connection stays open.
+#[test]
+fn bridge_bit_on_a_known_level_is_accepted() {
+    let broker = start(|c| c.connect_timeout = 10);
+    let addr = broker.local_addr();
+    for (what, bytes) in [
+        (
+            "\"MQTT\" level 0x84",
+            connect311(b"MQTT", 0x84, 0x02, &s(b"br4")),
+        ),
+        (
+            "\"MQIsdp\" level 0x83",
+            connect311(b"MQIsdp", 0x83, 0x02, &s(b"br3")),
+        ),
+    ] {
+        let mut c = Raw::tcp(addr);
+        c.write(&bytes);
+        assert_eq!(c.recv(), Some(Sent::connack(false, 0)), "{what}");
+        assert!(!c.closed_within(Duration::from_millis(200)), "{what}");
+    }
     broker_still_works(addr);
 }
 

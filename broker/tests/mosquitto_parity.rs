@@ -30,6 +30,8 @@ const QUIET: Duration = Duration::from_millis(250);
 struct Connect<'a> {
     /// 3 (`MQIsdp`), 4 or 5.
     level: u8,
+    /// The bridge bit (Mosquitto's try_private): the level is sent | 0x80.
+    bridge: bool,
     id: &'a str,
     clean: bool,
     user: Option<&'a str>,
@@ -44,6 +46,7 @@ impl<'a> Connect<'a> {
     fn new(level: u8, id: &'a str) -> Self {
         Connect {
             level,
+            bridge: false,
             id,
             clean: true,
             user: None,
@@ -62,7 +65,12 @@ impl<'a> Connect<'a> {
             flags |= 0x80;
         }
         let mut body = s(if self.level == 3 { "MQIsdp" } else { "MQTT" });
-        body.extend_from_slice(&[self.level, flags, 0, 60]);
+        let level = if self.bridge {
+            self.level | 0x80
+        } else {
+            self.level
+        };
+        body.extend_from_slice(&[level, flags, 0, 60]);
         if self.level == 5 {
             let mut props = Vec::new();
             if let Some(e) = self.session_expiry {
@@ -853,6 +861,56 @@ fn maximum_packet_size_drops() {
 
 /// Where wren-broker follows the specification and Mosquitto does not (`broker/MQTT5.md`,
 /// "Deliberate differences").
+/// Bridges: a client whose CONNECT sets the bridge bit (level | 0x80, Mosquitto's try_private)
+/// subscribes to `parity/bridge/#` and publishes a message there; another client publishes a
+/// retained one there. A 3.1 or 3.1.1 bridge does not get its own message back and gets the
+/// retained one with RETAIN set (Mosquitto's `is_bridge`: No Local and Retain As Published); a
+/// client without the bit gets both, RETAIN cleared. 5.0 with the bit (level 0x85) is a
+/// deliberate difference: Mosquitto 2.0.11 takes the level for 5.0 but then reads the CONNECT
+/// without its properties (it compares the whole byte with 5) and closes the connection as
+/// malformed (its own 5.0 bridges do not set the bit, and ask for No Local and Retain As
+/// Published in SUBSCRIBE instead); wren-broker accepts it, and the client is a bridge.
+#[test]
+fn bridges() {
+    fn echo(addr: SocketAddr, level: u8, bridge: bool) -> Vec<Client> {
+        let connect = Connect {
+            bridge,
+            ..Connect::new(level, "parity-bridge")
+        };
+        let mut c = Client::connect(addr, "bridge", connect);
+        c.send(&subscribe(level, "parity/bridge/#", 1));
+        c.send(&publish(level, "parity/bridge/own", 1, 3, b"mine"));
+        let mut other = Client::connect(addr, "other", Connect::new(4, "parity-bridge-other"));
+        let mut retained = publish(4, "parity/bridge/kept", 1, 4, b"kept");
+        if let Some(first) = retained.first_mut() {
+            *first |= 0x01;
+        }
+        other.send(&retained);
+        // Leave no retained message for the next case.
+        let mut clear = publish(4, "parity/bridge/kept", 0, 0, b"");
+        if let Some(first) = clear.first_mut() {
+            *first |= 0x01;
+        }
+        other.send(&clear);
+        c.settle(QUIET);
+        vec![c, other]
+    }
+    let b = Brokers::start();
+    b.same("3.1.1 bridge (level 0x84)", |a| echo(a, 4, true));
+    b.same("3.1 bridge (MQIsdp level 0x83)", |a| echo(a, 3, true));
+    b.same("3.1.1 client without the bit", |a| echo(a, 4, false));
+    b.same("5.0 client without the bit", |a| echo(a, 5, false));
+    b.differs(
+        "5.0 client with the bit (level 0x85)",
+        "the bridge bit makes a bridge in every version; 0x10: no one else subscribed",
+        "bridge: [CONNACK 0x00, SUBACK 1 [01], PUBACK 3 0x10, \
+         PUBLISH \"parity/bridge/kept\" q1 pid 1 \"kept\" retain, \
+         PUBLISH \"parity/bridge/kept\" q0 \"\" retain]; \
+         other: [CONNACK 0x00, PUBACK 4 0x00]",
+        |a| echo(a, 5, true),
+    );
+}
+
 #[test]
 fn deliberate_differences() {
     let b = Brokers::start();

@@ -236,6 +236,7 @@ impl Raw5 {
         };
         raw.send(&Packet::Connect(Connect {
             protocol: ProtocolVersion::V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 30,
             client_id: id,
@@ -428,6 +429,7 @@ fn raw_v5_server_disconnect_reasons() {
     let mut c = Raw5::connect(addr, "twice");
     c.send(&Packet::Connect(Connect {
         protocol: ProtocolVersion::V5,
+        bridge: false,
         clean_start: true,
         keep_alive: 30,
         client_id: "twice",

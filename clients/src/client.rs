@@ -638,6 +638,7 @@ pub async fn handshake(
         .collect();
     let connect = Connect {
         protocol: o.version,
+        bridge: o.bridge,
         clean_start: o.clean_start,
         keep_alive: o.keep_alive,
         client_id: &o.client_id,

@@ -800,6 +800,7 @@ mod tests {
         let mut c = Small::new(Wire::default(), Config::new(version));
         let connect = wren_codec::Connect {
             protocol: version,
+            bridge: false,
             ..wren_codec::Connect::new("small")
         };
         c.connect(connect, 0).unwrap();

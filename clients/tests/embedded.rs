@@ -58,6 +58,7 @@ fn connect_subscribe_publish_and_receive_at_qos1() {
         let t0 = Instant::now();
         let connect = Connect {
             protocol: version,
+            bridge: false,
             ..Connect::new("emb-loop")
         };
         let mut c = connected(port, connect, t0);

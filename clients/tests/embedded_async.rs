@@ -65,6 +65,7 @@ fn async_connect_subscribe_and_publish_at_qos1_and_qos2() {
             let t0 = Instant::now();
             let connect = Connect {
                 protocol: version,
+                bridge: false,
                 ..Connect::new("async-loop")
             };
             let mut c = connected(port, connect, t0).await;

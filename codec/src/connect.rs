@@ -32,6 +32,8 @@ pub struct Will<'a> {
 pub struct Connect<'a> {
     /// Protocol version, from the protocol name and level.
     pub protocol: ProtocolVersion,
+    /// Mosquitto's try_private: the client says it is a bridge (protocol level | 0x80).
+    pub bridge: bool,
     /// Clean Session (3.1.1) / Clean Start (5.0).
     pub clean_start: bool,
     /// Keep alive in seconds; 0 turns the mechanism off.
@@ -55,6 +57,8 @@ const PASSWORD: u8 = 0x40;
 const USERNAME: u8 = 0x80;
 /// The first byte of a CONNECT's fixed header.
 const FIRST: u8 = (PacketType::Connect as u8) << 4;
+/// The bit a bridge sets in the protocol level (Mosquitto's `try_private`).
+const BRIDGE: u8 = 0x80;
 
 pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     let fail = |e| nom::Err::Failure(e);
@@ -67,12 +71,15 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
         other => check_utf8(other).map_err(fail)?,
     };
     let (i, level) = u8_(i)?;
-    let protocol = match (name, level) {
+    // A bridge sets the level's high bit (Mosquitto's try_private), on a level known here only;
+    // any other level is refused as it came.
+    let bridge = level & BRIDGE != 0;
+    let protocol = match (name, level & !BRIDGE) {
         ("MQTT", 4) => ProtocolVersion::V311,
         ("MQTT", 5) if cfg!(feature = "v5") => ProtocolVersion::V5,
         ("MQIsdp", 3) => ProtocolVersion::V31,
-        ("MQTT" | "MQIsdp", other) => {
-            return Err(fail(DecodeError::UnsupportedProtocolLevel(other)));
+        ("MQTT" | "MQIsdp", _) => {
+            return Err(fail(DecodeError::UnsupportedProtocolLevel(level)));
         }
         _ => return Err(fail(DecodeError::InvalidProtocolName)),
     };
@@ -134,6 +141,7 @@ pub(crate) fn parse(i: &[u8]) -> Result<Connect<'_>, nom::Err<DecodeError>> {
     }
     Ok(Connect {
         protocol,
+        bridge,
         clean_start: flags & CLEAN != 0,
         keep_alive,
         client_id,
@@ -156,6 +164,7 @@ impl<'a> Connect<'a> {
     pub const fn new(client_id: &'a str) -> Self {
         Connect {
             protocol: ProtocolVersion::V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id,
@@ -259,6 +268,7 @@ impl Connect<'_> {
             .wrapping_add(username.len())
             .wrapping_add(password.len());
         let flags = self.flags();
+        let level = self.level();
         let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
         let fields = [client_id, topic, payload, username, password];
         // The fixed header and the variable header in one store for packets up to 16 KiB.
@@ -266,7 +276,7 @@ impl Connect<'_> {
             let total = body.wrapping_add(2);
             let out = packet_buf(buf, total)?;
             let start = [
-                FIRST, body as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, flags, ka_hi, ka_lo,
+                FIRST, body as u8, 0, 4, b'M', b'Q', b'T', b'T', level, flags, ka_hi, ka_lo,
             ];
             (total, self.write_plain(out, start, fields))
         } else if body < 0x4000 {
@@ -282,7 +292,7 @@ impl Connect<'_> {
                 b'Q',
                 b'T',
                 b'T',
-                4,
+                level,
                 flags,
                 ka_hi,
                 ka_lo,
@@ -318,6 +328,13 @@ impl Connect<'_> {
             rest = put_field(rest, password)?;
         }
         rest.is_empty().then_some(())
+    }
+
+    /// The protocol level byte: the version's level, with the high bit for a bridge.
+    #[cfg_attr(not(feature = "size"), inline(always))]
+    fn level(&self) -> u8 {
+        let level = self.protocol.level();
+        if self.bridge { level | BRIDGE } else { level }
     }
 
     /// The connect flags byte.
@@ -389,15 +406,15 @@ impl Connect<'_> {
     #[cfg_attr(not(feature = "size"), inline(always))]
     pub(crate) fn write(&self, (properties, will_properties): (Block, Block), w: &mut Writer<'_>) {
         let flags = self.flags();
+        let level = self.level();
         let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
         match self.protocol {
             ProtocolVersion::V31 => w.array([
-                0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, flags, ka_hi, ka_lo,
+                0, 6, b'M', b'Q', b'I', b's', b'd', b'p', level, flags, ka_hi, ka_lo,
             ]),
-            ProtocolVersion::V311 => {
-                w.array([0, 4, b'M', b'Q', b'T', b'T', 4, flags, ka_hi, ka_lo])
+            ProtocolVersion::V311 | ProtocolVersion::V5 => {
+                w.array([0, 4, b'M', b'Q', b'T', b'T', level, flags, ka_hi, ka_lo])
             }
-            ProtocolVersion::V5 => w.array([0, 4, b'M', b'Q', b'T', b'T', 5, flags, ka_hi, ka_lo]),
         }
         let v5 = self.protocol.is_v5();
         if v5 {
@@ -506,6 +523,7 @@ mod tests {
                             });
                             let connect = Connect {
                                 protocol,
+                                bridge: variant & 2 != 0,
                                 clean_start: variant & 1 != 0,
                                 keep_alive: [0, 60, 0x1234, u16::MAX][variant % 4],
                                 client_id: &text[..c],
@@ -542,5 +560,106 @@ mod tests {
             }
         }
         assert!(checked > 3_000 && refused > 500, "{checked} {refused}");
+    }
+
+    /// Decode `bytes` as a whole CONNECT.
+    fn decode_connect(bytes: &[u8]) -> Result<Connect<'_>, DecodeError> {
+        match crate::decode(bytes, crate::DecodeOptions::new(ProtocolVersion::V311))? {
+            crate::Status::Complete(d) if d.consumed == bytes.len() => match d.packet {
+                Packet::Connect(c) => Ok(c),
+                other => panic!("not a CONNECT: {other:?}"),
+            },
+            other => panic!("not one whole packet: {other:?}"),
+        }
+    }
+
+    /// Mosquitto's try_private, byte for byte: a bridge's CONNECT carries its protocol level
+    /// with the high bit set (0x83 for MQIsdp 3, 0x84 for MQTT 4, 0x85 for MQTT 5); it decodes
+    /// with `bridge` set and encodes back to the same bytes, by the plain and the general path.
+    #[test]
+    fn bridge_bit_vectors() {
+        let cases: [(&[u8], ProtocolVersion); 3] = [
+            (
+                &[
+                    0x10, 17, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x83, 0x02, 0x00,
+                    0x3C, 0x00, 0x03, b'b', b'r', b'1',
+                ],
+                ProtocolVersion::V31,
+            ),
+            (
+                &[
+                    0x10, 15, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x84, 0x00, 0x00, 0x3C, 0x00,
+                    0x03, b'b', b'r', b'1',
+                ],
+                ProtocolVersion::V311,
+            ),
+            (
+                &[
+                    0x10, 16, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x85, 0x02, 0x00, 0x3C, 0x00,
+                    0x00, 0x03, b'b', b'r', b'1',
+                ],
+                ProtocolVersion::V5,
+            ),
+        ];
+        let mut buf = [0u8; 64];
+        for (bytes, protocol) in cases {
+            let clean_start = protocol != ProtocolVersion::V311;
+            let want = Connect {
+                protocol,
+                bridge: true,
+                clean_start,
+                ..Connect::new("br1")
+            };
+            assert_eq!(decode_connect(bytes), Ok(want), "{protocol:?}");
+            let n = want.encode(&mut buf).unwrap();
+            assert_eq!(&buf[..n], bytes, "{protocol:?}");
+            let n = want.encode_general(&mut buf).unwrap();
+            assert_eq!(&buf[..n], bytes, "{protocol:?}");
+            // The same CONNECT without the bit: the level as the version names it.
+            let plain = Connect {
+                bridge: false,
+                ..want
+            };
+            let n = plain.encode(&mut buf).unwrap();
+            let mut expected = bytes.to_vec();
+            let level_at = if protocol == ProtocolVersion::V31 {
+                10
+            } else {
+                8
+            };
+            expected[level_at] &= 0x7F;
+            assert_eq!(&buf[..n], &expected[..], "{protocol:?}");
+            assert_eq!(decode_connect(&expected), Ok(plain), "{protocol:?}");
+        }
+    }
+
+    /// The high bit is accepted on the levels the name speaks only: any other level, with or
+    /// without it, is refused as it came (CONNACK 0x01 / 0x84).
+    #[test]
+    fn bridge_bit_on_an_unknown_level_is_refused() {
+        let connect = |name: &[u8], level: u8| {
+            let mut v = vec![0x10, 0, 0, name.len() as u8];
+            v.extend_from_slice(name);
+            v.extend_from_slice(&[level, 0x02, 0x00, 0x3C, 0x00, 0x01, b'c']);
+            v[1] = (v.len() - 2) as u8;
+            v
+        };
+        for (name, level) in [
+            (&b"MQTT"[..], 0x83),
+            (b"MQTT", 0x80),
+            (b"MQTT", 0x86),
+            (b"MQTT", 0xFF),
+            (b"MQIsdp", 0x84),
+            (b"MQIsdp", 0x85),
+            (b"MQIsdp", 0x80),
+        ] {
+            assert_eq!(
+                decode_connect(&connect(name, level)),
+                Err(DecodeError::UnsupportedProtocolLevel(level)),
+                "{level:#x}"
+            );
+        }
+        assert!(decode_connect(&connect(b"MQIsdp", 0x83)).is_ok_and(|c| c.bridge));
+        assert!(decode_connect(&connect(b"MQTT", 0x04)).is_ok_and(|c| !c.bridge));
     }
 }

@@ -1541,6 +1541,7 @@ fn string_longer_than_65535_bytes() {
     ) -> Packet<'a> {
         Packet::Connect(Connect {
             protocol: V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 0,
             client_id,
@@ -1600,6 +1601,7 @@ fn encode_disallowed_property() {
     assert_eq!(p.encode(V311, &mut buf), Ok(5));
     let c = Packet::Connect(Connect {
         protocol: V5,
+        bridge: false,
         clean_start: true,
         keep_alive: 0,
         client_id: "c",
@@ -1859,6 +1861,7 @@ fn encode_values_out_of_range() {
         (
             Packet::Connect(Connect {
                 protocol: V311,
+                bridge: false,
                 clean_start: true,
                 keep_alive: 0,
                 client_id: "c",
@@ -1872,6 +1875,7 @@ fn encode_values_out_of_range() {
         (
             Packet::Connect(Connect {
                 protocol: V5,
+                bridge: false,
                 clean_start: true,
                 keep_alive: 0,
                 client_id: "c",

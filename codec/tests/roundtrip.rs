@@ -367,6 +367,7 @@ proptest! {
             Just(ProtocolVersion::V311),
             Just(ProtocolVersion::V5)
         ],
+        bridge in any::<bool>(),
         clean in any::<bool>(),
         keep_alive in any::<u16>(),
         client_id in text(),
@@ -387,6 +388,7 @@ proptest! {
         let will_lists = will.as_ref().map(|w| w.props.lists());
         let p = Packet::Connect(Connect {
             protocol,
+            bridge,
             clean_start: clean,
             keep_alive,
             client_id: &client_id,

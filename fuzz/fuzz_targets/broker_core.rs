@@ -93,6 +93,7 @@ fn connect_v5(t: &mut Driver, c: ConnId, arg: u8, extra: u8) {
     };
     let connect = Packet::Connect(Connect {
         protocol: ProtocolVersion::V5,
+        bridge: false,
         clean_start: arg & 0x10 != 0,
         keep_alive: u16::from(arg & 0x20) / 32,
         client_id: ids[usize::from(arg & 0x03)],
@@ -270,6 +271,9 @@ fuzz_target!(|data: &[u8]| {
                     };
                     let connect = Packet::Connect(Connect {
                         protocol,
+                        // A bridge (Mosquitto's try_private): No Local and Retain As Published
+                        // on its subscriptions.
+                        bridge: arg & 0x40 != 0,
                         clean_start: arg & 0x04 != 0,
                         keep_alive: u16::from(arg & 0x08) / 8,
                         client_id: ids[usize::from(arg & 0x03)],

@@ -27,6 +27,9 @@ pub(super) struct ClientState {
     pub(super) session: SessionId,
     pub(super) client_id: Arc<str>,
     pub(super) keep_alive: u16,
+    /// Mosquitto's `is_bridge`: the CONNECT had the bridge bit ([`wren_codec::Connect::bridge`]).
+    /// Every subscription it makes gets No Local and Retain As Published (`on_subscribe`).
+    pub(super) bridge: bool,
     pub(super) will: Option<Arc<Message>>,
     /// 5.0 Will Delay Interval, seconds.
     pub(super) will_delay: u32,
@@ -49,6 +52,8 @@ pub(super) struct ClientAuth {
 #[derive(Debug)]
 pub(super) struct ConnectInfo {
     pub(super) protocol: ProtocolVersion,
+    /// The bridge bit (see [`ClientState::bridge`]).
+    pub(super) bridge: bool,
     pub(super) clean_start: bool,
     pub(super) keep_alive: u16,
     pub(super) client_id: String,
@@ -81,6 +86,18 @@ pub(super) enum Phase {
 }
 
 impl ClientState {
+    /// Whether this client may publish on the `$` topic `topic`: only a bridge, only its own
+    /// state, `$SYS/broker/connection/<its client id>/state` — what Mosquitto's bridges publish
+    /// on the remote (their notifications and will), and what Mosquitto's documentation grants
+    /// them in ACLs. Nothing else under `$` belongs to clients.
+    pub(super) fn may_publish_dollar(&self, topic: &str) -> bool {
+        self.bridge
+            && topic
+                .strip_prefix("$SYS/broker/connection/")
+                .and_then(|t| t.strip_suffix("/state"))
+                == Some(&*self.client_id)
+    }
+
     /// The topic of a 5.0 PUBLISH, through its Topic Alias (§3.3.2.3.4) if it has one: a new
     /// alias is remembered, a known one looked up. `max` is the broker's Topic Alias Maximum.
     /// Borrowed from the packet unless the alias names it: no allocation per publish.
@@ -202,6 +219,11 @@ impl Connection {
     /// is sent ([MQTT-3.1.2-24] (5.0): the server must not send more).
     pub(super) fn fits(&self, out: &Out) -> bool {
         out.len() <= self.max_packet_size as usize
+    }
+
+    /// Whether the connected client is a bridge ([`ClientState::bridge`]).
+    pub(super) fn is_bridge(&self) -> bool {
+        matches!(&self.state, Phase::Connected(c) if c.bridge)
     }
 
     /// The client id for log lines (`<unknown>` before CONNECT).

@@ -62,7 +62,7 @@ impl Broker {
         let Some(will) = client.will.take() else {
             return;
         };
-        if will.topic().starts_with('$') {
+        if will.topic().starts_with('$') && !client.may_publish_dollar(will.topic()) {
             return;
         }
         // The will needs its client's write access (`access.rs`).

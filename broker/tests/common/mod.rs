@@ -214,6 +214,7 @@ impl Raw {
         let mut raw = Raw::tcp(addr);
         raw.send(&Packet::Connect(Connect {
             protocol: ProtocolVersion::V311,
+            bridge: false,
             clean_start: clean,
             keep_alive,
             client_id: id,

@@ -196,6 +196,7 @@ impl Conn {
         };
         let connect = Packet::Connect(Connect {
             protocol: VERSION,
+            bridge: false,
             clean_start: clean,
             keep_alive,
             client_id,

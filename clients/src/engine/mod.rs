@@ -31,7 +31,8 @@
 //! let mut engine: Engine<8> = Engine::new(Config::new(ProtocolVersion::V311));
 //! let t0 = Instant::from_millis(0);
 //! let connect = Connect {
-//!     protocol: ProtocolVersion::V311, clean_start: true, keep_alive: 30, client_id: "probe",
+//!     protocol: ProtocolVersion::V311, bridge: false, clean_start: true, keep_alive: 30,
+//!     client_id: "probe",
 //!     will: None, username: None, password: None, properties: NO_PROPERTIES,
 //! };
 //! let packet = engine.connect(connect, t0).unwrap();

@@ -10,6 +10,7 @@ const T0: Instant = Instant::from_millis(0);
 fn connect_packet(version: ProtocolVersion, clean: bool, keep_alive: u16) -> Connect<'static> {
     Connect {
         protocol: version,
+        bridge: false,
         clean_start: clean,
         keep_alive,
         client_id: "test",

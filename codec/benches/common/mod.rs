@@ -62,6 +62,7 @@ pub fn connect(protocol: ProtocolVersion) -> Packet<'static> {
     };
     Packet::Connect(Connect {
         protocol,
+        bridge: false,
         clean_start: true,
         keep_alive: 60,
         client_id: "wren-bench-client-01",

@@ -335,6 +335,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 10,
             client_id: "wren",
@@ -358,6 +359,7 @@ fn build() -> Vec<Vector> {
         ],
         Packet::Connect(Connect {
             protocol: V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 0,
             client_id: "",
@@ -384,6 +386,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V311,
+            bridge: false,
             clean_start: false,
             keep_alive: 65535,
             client_id: "c1",
@@ -412,6 +415,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V31,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: "abc",
@@ -419,6 +423,78 @@ fn build() -> Vec<Vector> {
             username: None,
             password: None,
             properties: NO_PROPERTIES,
+        }),
+    ));
+    // Mosquitto's try_private: a bridge sets the protocol level's high bit.
+    out.push(v(
+        "3.1 CONNECT: bridge (MQIsdp level 0x83)",
+        V311,
+        cat(&[
+            &[0x10, 17],
+            &[0x00, 0x06],
+            b"MQIsdp",
+            &[0x83, 0x02, 0x00, 0x3C],
+            &[0x00, 0x03],
+            b"br1",
+        ]),
+        Packet::Connect(Connect {
+            protocol: V31,
+            bridge: true,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "br1",
+            will: None,
+            username: None,
+            password: None,
+            properties: NO_PROPERTIES,
+        }),
+    ));
+    out.push(v(
+        "3.1.1 CONNECT: bridge (level 0x84), persistent session, username",
+        V311,
+        cat(&[
+            &[0x10, 21],
+            &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x84, 0x80, 0x00, 0x3C],
+            &[0x00, 0x03],
+            b"br1",
+            &[0x00, 0x04],
+            b"user",
+        ]),
+        Packet::Connect(Connect {
+            protocol: V311,
+            bridge: true,
+            clean_start: false,
+            keep_alive: 60,
+            client_id: "br1",
+            will: None,
+            username: Some("user"),
+            password: None,
+            properties: NO_PROPERTIES,
+        }),
+    ));
+    out.push(v(
+        "5.0 CONNECT: bridge (level 0x85), session expiry",
+        V5,
+        cat(&[
+            &[0x10, 21],
+            &[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x85, 0x02, 0x00, 0x3C],
+            &[0x05, 0x11, 0x00, 0x00, 0x00, 0x3C],
+            &[0x00, 0x03],
+            b"br1",
+        ]),
+        Packet::Connect(Connect {
+            protocol: V5,
+            bridge: true,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "br1",
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties {
+                session_expiry_interval: Some(60),
+                ..NO_PROPERTIES
+            },
         }),
     ));
     out.push(v(
@@ -470,6 +546,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: "wren-1",
@@ -529,6 +606,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 10,
             client_id: "wren",
@@ -560,6 +638,7 @@ fn build() -> Vec<Vector> {
         ]),
         Packet::Connect(Connect {
             protocol: V5,
+            bridge: false,
             clean_start: false,
             keep_alive: 0,
             client_id: "",
@@ -1397,6 +1476,7 @@ pub fn assert_packet_eq(ctx: &str, actual: &Packet<'_>, expected: &Packet<'_>) {
     match (actual, expected) {
         (Packet::Connect(a), Packet::Connect(e)) => {
             assert_eq!(a.protocol, e.protocol, "{ctx}: protocol");
+            assert_eq!(a.bridge, e.bridge, "{ctx}: bridge");
             assert_eq!(a.clean_start, e.clean_start, "{ctx}: clean start");
             assert_eq!(a.keep_alive, e.keep_alive, "{ctx}: keep alive");
             assert_eq!(a.client_id, e.client_id, "{ctx}: client id");

@@ -115,6 +115,7 @@ impl Broker {
         }
         let info = ConnectInfo {
             protocol: version,
+            bridge: connect.bridge,
             clean_start: connect.clean_start,
             keep_alive: connect.keep_alive,
             client_id: connect.client_id.into(),
@@ -208,6 +209,7 @@ impl Broker {
             session: attached.session,
             client_id: Arc::clone(&client_id),
             keep_alive: accepted.keep_alive,
+            bridge: info.bridge,
             will: info.will.clone(),
             will_delay: info.will_delay,
             connect_expiry: info.session_expiry,
@@ -231,8 +233,10 @@ impl Broker {
             .as_ref()
             .map(|u| format!(", u'{u}'"))
             .unwrap_or_default();
+        // Mosquitto's wording: a bridge (`is_bridge`) is named as one.
+        let kind = if info.bridge { "bridge" } else { "client" };
         log::info!(
-            "New client connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
+            "New {kind} connected from {peer} as {client_id} (p{protocol}, c{}, k{}{user}).",
             u8::from(info.clean_start),
             info.keep_alive,
         );

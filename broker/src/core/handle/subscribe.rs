@@ -32,6 +32,10 @@ impl Broker {
             check_topic("topic filter", s.filter.as_str())?;
         }
         let v5 = self.version(conn).is_v5();
+        // A bridge (Mosquitto's `is_bridge`) gets No Local and Retain As Published on every
+        // subscription, in 3.1 and 3.1.1 too: what it published is not sent back to it (the
+        // loop it would otherwise make) and retained messages stay retained on the far side.
+        let bridge = self.conns.get(&conn).is_some_and(|c| c.is_bridge());
         let max = self.config.max_subscriptions_per_client;
         let sub_id = sub
             .properties
@@ -103,8 +107,8 @@ impl Broker {
             let entry = Sub {
                 session: sid,
                 qos,
-                no_local: s.options.no_local,
-                retain_as_published: s.options.retain_as_published,
+                no_local: s.options.no_local || bridge,
+                retain_as_published: s.options.retain_as_published || bridge,
                 id: sub_id,
             };
             // A session at `max_subscriptions_per_client` may still replace one of its own.

@@ -85,6 +85,7 @@ fn login(
             } else {
                 ProtocolVersion::V311
             },
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: id,
@@ -230,6 +231,7 @@ fn topic_rules_for_subscribe_publish_delivery_retained_and_wills() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: "willing",

@@ -19,6 +19,7 @@ fn protocol_violations_close_the_connection() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 0,
             client_id: "a",

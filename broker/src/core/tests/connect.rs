@@ -164,6 +164,7 @@ fn v5_basics() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 30,
             client_id: "",
@@ -211,6 +212,7 @@ fn connack_capabilities_server_keep_alive_and_response_information() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 200,
             client_id: "",
@@ -279,6 +281,7 @@ fn connack_fits_a_tiny_maximum_packet_size() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V5,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: "tiny",
@@ -318,6 +321,7 @@ fn anonymous_clients_only_where_allowed() {
         c,
         Packet::Connect(Connect {
             protocol: ProtocolVersion::V311,
+            bridge: false,
             clean_start: true,
             keep_alive: 60,
             client_id: "named",
@@ -364,6 +368,7 @@ fn failed_logins_block_one_address_for_a_while() {
             c,
             Packet::Connect(Connect {
                 protocol: ProtocolVersion::V5,
+                bridge: false,
                 clean_start: true,
                 keep_alive: 60,
                 client_id: "guess",

@@ -93,3 +93,40 @@ fn mosquitto_style_log_lines() {
         ["Client log-dropper closed its connection."]
     );
 }
+
+/// A bridge's connection is logged as Mosquitto logs it (`New bridge connected …`); a client's
+/// with the same CONNECT but no bridge bit as a client.
+#[test]
+fn a_bridge_is_logged_as_a_bridge() {
+    logged("");
+    let mut t = Driver::for_tests();
+    for (id, bridge, version) in [
+        ("logbr-311", true, ProtocolVersion::V311),
+        ("logbr-31", true, ProtocolVersion::V31),
+        ("logbr-plain", false, ProtocolVersion::V311),
+    ] {
+        let c = t.open().unwrap();
+        t.send(
+            c,
+            Packet::Connect(Connect {
+                protocol: version,
+                bridge,
+                clean_start: false,
+                keep_alive: 30,
+                client_id: id,
+                will: None,
+                username: Some("br"),
+                password: None,
+                properties: NO_PROPERTIES,
+            }),
+        );
+    }
+    assert_eq!(
+        logged("connected from 127.0.0.1:40000 as logbr-"),
+        [
+            "New bridge connected from 127.0.0.1:40000 as logbr-311 (p2, c0, k30, u'br').",
+            "New bridge connected from 127.0.0.1:40000 as logbr-31 (p1, c0, k30, u'br').",
+            "New client connected from 127.0.0.1:40000 as logbr-plain (p2, c0, k30, u'br').",
+        ]
+    );
+}

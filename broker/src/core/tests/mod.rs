@@ -6,6 +6,7 @@
 mod access;
 mod auth;
 mod backpressure;
+mod bridge;
 mod close;
 mod connect;
 mod hibernation;
@@ -85,6 +86,7 @@ impl Driver {
             c,
             Packet::Connect(Connect {
                 protocol,
+                bridge: false,
                 clean_start: clean,
                 keep_alive,
                 client_id: id,

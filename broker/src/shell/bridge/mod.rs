@@ -207,7 +207,9 @@ fn remote_options(
     o.tls = tls;
     o.connect_timeout = CONNECT_TIMEOUT;
     o.max_in_flight = window;
-    o.bridge = bridge.try_private;
+    // Mosquitto 2.0 closes a 5.0 CONNECT with the bridge bit (level 0x85) as malformed: in 5.0
+    // the bridge says it with No Local and Retain As Published on its subscriptions instead.
+    o.bridge = bridge.try_private && !bridge.is_v5();
     if bridge.bridge_max_packet_size > 0 {
         o.request_properties.maximum_packet_size = Some(bridge.bridge_max_packet_size);
     }
