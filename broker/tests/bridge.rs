@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Mq, QUIET, WAIT, start};
+use common::{Mq, QUIET, WAIT, free_port, start};
 use rumqttc::QoS;
 use wren_broker::{Bridge, ServerHandle};
 
@@ -55,13 +55,6 @@ fn drain(mq: &Mq, quiet: Duration) -> Vec<(String, Vec<u8>, bool)> {
         got.push((p.topic.clone(), p.payload.to_vec(), p.retain));
     }
     got
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 #[test]

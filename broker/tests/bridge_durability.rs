@@ -8,32 +8,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::flood::{collect, flood, subscribe_and_leave};
 use common::process::{Output, Running};
+use common::{TempDir, free_port};
 use rumqttc::QoS;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 /// The edge: wren-broker on `port` with durable persistence in `dir`, bridging `data/#` out at
 /// QoS 1 to 127.0.0.1:`remote`.
@@ -72,9 +57,7 @@ fn first_arrivals(got: &[(u64, QoS)]) -> Vec<u64> {
 
 #[test]
 fn queued_for_the_remote_across_kill_9_of_the_edge_and_delivered_in_order() {
-    let dir = Dir(std::env::temp_dir().join(format!("wren-bridge-dur-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("bridge-durability");
     let remote_port = free_port();
     let edge_port = free_port();
     let never = AtomicBool::new(false);

@@ -23,13 +23,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Mq;
 use common::process::{Output, Running};
+use common::{Mq, TempDir, free_port};
 use rumqttc::QoS::AtLeastOnce;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
@@ -41,35 +40,6 @@ const CROSS: Duration = Duration::from_secs(10);
 const WATCH: Duration = Duration::from_secs(2);
 /// How many QoS 1 messages are counted each way.
 const MESSAGES: usize = 200;
-
-/// A directory of its own under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "wren-bridge-mosquitto-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port nothing listens on now (Mosquitto cannot listen on port 0).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -94,7 +64,7 @@ fn bridged(version: &str) -> Bridged {
         "{MOSQUITTO} is not installed: apt-get install mosquitto mosquitto-clients (.ci/run \
          installs them)"
     );
-    let dir = TempDir::new(version);
+    let dir = TempDir::new(&format!("bridge-mosquitto-{version}"));
     let mut cmd = Command::new(BIN);
     cmd.args(["--bind", "127.0.0.1", "-p", "0"])
         .current_dir(&dir.0)

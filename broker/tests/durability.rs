@@ -9,35 +9,18 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::TempDir;
 use common::flood::{collect, flood, options, subscribe_and_leave};
 use common::process::{Output, Running};
 use rumqttc::{Event, Packet, QoS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
-
-/// A directory of its own for each test's broker (its `wren.db`), removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("wren-durability-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// wren-broker in `dir` (default configuration: durable persistence in `./wren.db`) on a free
 /// port; its process and port.
@@ -68,7 +51,7 @@ fn delays(seed: u64, n: usize) -> Vec<Duration> {
 #[test]
 fn acknowledged_qos1_and_qos2_messages_survive_kill_9_at_random_moments() {
     let t0 = Instant::now();
-    let dir = Dir::new("kill9");
+    let dir = TempDir::new("durability-kill9");
     // Unbounded queues: the offline subscribers must not drop by `max_queued_messages`.
     std::fs::write(dir.0.join("wren.toml"), "max_queued_messages = 0\n").unwrap();
     let (broker, port) = start(&dir.0, &["-c", "wren.toml"]);
@@ -201,7 +184,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9_at_random_moments() {
 /// never a panic, never a start on an empty store that would silently drop what it held.
 #[test]
 fn a_damaged_or_busy_store_is_refused_with_the_way_out() {
-    let dir = Dir::new("damaged");
+    let dir = TempDir::new("durability-damaged");
     let (broker, port) = start(&dir.0, &[]);
     subscribe_and_leave(port, "keeper", "k/#", QoS::AtLeastOnce);
     // The same file, from a second broker: in use.
@@ -253,7 +236,7 @@ fn refused(dir: &Path) -> (Option<i32>, String) {
 /// did acknowledge is on disk and delivered after a restart.
 #[test]
 fn a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged() {
-    let dir = Dir::new("full");
+    let dir = TempDir::new("durability-full");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(

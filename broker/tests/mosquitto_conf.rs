@@ -14,10 +14,10 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::process::{Output, Running};
+use common::{TempDir, free_port};
 use wren_broker::Config;
 use wren_broker::testing::Mosquitto;
 
@@ -25,50 +25,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mosquitto_conf");
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A directory of its own under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "wren-mosquitto-conf-test-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port nothing listens on now (the listener that found it is closed at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
 /// The fixtures copied into a temporary directory with every listener moved to a free port on
 /// 127.0.0.1: `listener P [ADDRESS]` becomes `listener Q 127.0.0.1`, `port P` becomes
 /// `port Q`, `bind_address` becomes 127.0.0.1; lines keep their numbers. With the mapping
 /// from each fixture port to its new one.
 fn fixtures_on_free_ports() -> (TempDir, Vec<(u16, u16)>) {
-    let copy = TempDir::new();
+    let copy = TempDir::new("mosquitto-conf-test");
     let mut moved = Vec::new();
     let mut files = vec![PathBuf::new()];
     while let Some(rel) = files.pop() {
@@ -128,7 +90,7 @@ fn start(mut cmd: Command, output: Output) -> Running {
 
 /// `wren-broker ARGS` run to its end from `dir`: exit code, stdout, stderr.
 fn run_wren(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
-    let scratch = TempDir::new();
+    let scratch = TempDir::new("mosquitto-conf-test");
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
     let ran = common::tools::run_bounded(cmd, &scratch.0, WAIT).expect("wren-broker runs");
@@ -380,7 +342,7 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
     // Nothing is bound: a listener whose port is taken still checks.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = TempDir::new();
+    let dir = TempDir::new("mosquitto-conf-test");
     // No extension: mosquitto.conf by its first line.
     dir.write(
         "broker.cfg",
@@ -401,7 +363,7 @@ fn check_config_accepts_the_fixtures_and_summarises_them() {
 /// on stdout.
 #[test]
 fn check_config_refuses_bad_files_with_mosquitto_like_errors() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("mosquitto-conf-test");
     dir.write("conf.d/ok.conf", "listener 1884 127.0.0.1\n");
     dir.write(
         "conf.d/zz-bad.conf",
@@ -515,7 +477,7 @@ fn wren_broker_runs_on_a_mosquitto_conf() {
 /// `log_type error` keeps only errors.
 #[test]
 fn log_dest_and_log_type_apply_to_the_running_broker() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("mosquitto-conf-test");
     let port = free_port();
     dir.write(
         "stdout.conf",

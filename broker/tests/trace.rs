@@ -4,24 +4,17 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use common::free_port;
 use common::process::{Output, Running};
 use wren_broker::testing::raw::{frame, string};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wren-broker");
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `cmd` with its stdout and stderr lines on one channel, once it listens on `port`.
 fn logged(cmd: Command, port: u16) -> Running {

@@ -500,10 +500,10 @@ impl Link<'_> {
     /// Carry messages until one side ends.
     async fn serve(&mut self) -> Ended {
         loop {
-            if let Err(e) = self.process_remote() {
+            if let Err(e) = self.process(true) {
                 return Ended::RemoteLost(e);
             }
-            if let Err(e) = self.process_local() {
+            if let Err(e) = self.process(false) {
                 log::warn!("Bridge {}: local side: {e}.", self.name);
                 return Ended::LocalLost;
             }
@@ -579,37 +579,52 @@ impl Link<'_> {
         .await
     }
 
-    /// Handle every packet the remote sent.
-    fn process_remote(&mut self) -> Result<(), String> {
-        let (input, mut at) = self.remote.take_input();
-        let result = self.remote_packets(&input, &mut at);
-        self.remote.put_input(input, at);
+    /// Handle every packet one side sent (`from_remote`: the remote; else this broker).
+    fn process(&mut self, from_remote: bool) -> Result<(), String> {
+        let side = if from_remote {
+            &mut self.remote
+        } else {
+            &mut self.local
+        };
+        let (input, mut at) = side.take_input();
+        let result = self.packets(from_remote, &input, &mut at);
+        let side = if from_remote {
+            &mut self.remote
+        } else {
+            &mut self.local
+        };
+        side.put_input(input, at);
         result
     }
 
-    fn remote_packets(&mut self, input: &[u8], at: &mut usize) -> Result<(), String> {
-        while let Some((packet, used)) = self.remote.decode_at(input, *at)? {
-            let now = self.remote.now();
-            // (Borrowing `packet` from the remote's buffer while writing to the local side.)
-            let handled = self.remote.engine.handle(packet, now);
-            let handled = match handled {
-                Ok(h) => h,
-                Err(e) => return Err(e.to_string()),
+    /// The packets of `input[at..]` from one side, `at` advanced past those handled.
+    fn packets(&mut self, from_remote: bool, input: &[u8], at: &mut usize) -> Result<(), String> {
+        loop {
+            let (from, to) = if from_remote {
+                (&mut self.remote, &mut self.local)
+            } else {
+                (&mut self.local, &mut self.remote)
             };
+            let Some((packet, used)) = from.decode_at(input, *at)? else {
+                return Ok(());
+            };
+            let now = from.now();
+            let handled = from.engine.handle(packet, now).map_err(|e| e.to_string())?;
             let mut reply = handled.reply;
             match handled.event {
                 Some(engine::Event::Message(p)) => {
-                    // The acknowledgement waits until this broker has the message.
+                    // Its acknowledgement waits until the other side has the message.
                     let ack = reply
                         .take()
                         .filter(|c| matches!(c, Control::PubAck(..) | Control::PubRec(..)));
-                    let echo = self
-                        .echo
-                        .as_mut()
-                        .is_some_and(|e| e.is_echo(p.topic.as_str(), p.payload, now.as_millis()));
-                    match (echo, self.topics.inbound(p.topic.as_str())) {
-                        (false, Some((topic, line_qos))) => {
-                            self.to_local.push_back(Waiting {
+                    match self.destination(from_remote, &p, now.as_millis()) {
+                        Some((topic, line_qos)) => {
+                            let queue = if from_remote {
+                                &mut self.to_local
+                            } else {
+                                &mut self.to_remote
+                            };
+                            queue.push_back(Waiting {
                                 topic,
                                 payload: p.payload.to_vec(),
                                 qos: p.qos_pid.qos().min(line_qos),
@@ -618,24 +633,29 @@ impl Link<'_> {
                                 ack,
                             });
                         }
-                        _ => reply = ack,
+                        None => reply = ack,
                     }
                 }
+                // One of the messages forwarded to this side: the other side's acknowledgement
+                // of it can go now.
                 Some(engine::Event::PubAck(a) | engine::Event::PubRec(a)) => {
-                    if a.reason_code.0 >= 0x80 {
+                    if from_remote && a.reason_code.0 >= 0x80 {
                         log::warn!(
                             "Bridge {}: the remote refused a message (0x{:02X}); dropped.",
                             self.name,
                             a.reason_code.0
                         );
                     }
-                    if let Some(c) = self.out_acks.remove(&a.packet_id.get()) {
-                        self.local
-                            .send_control(c)
-                            .map_err(|e| format!("local: {e}"))?;
+                    let owed = if from_remote {
+                        self.out_acks.remove(&a.packet_id.get())
+                    } else {
+                        self.in_acks.remove(&a.packet_id.get())
+                    };
+                    if let Some(c) = owed {
+                        to.send_control(c)?;
                     }
                 }
-                Some(engine::Event::SubAck(s)) => {
+                Some(engine::Event::SubAck(s)) if from_remote => {
                     if let Some((id, asked)) = self.remote_subscribe.take() {
                         if id == s.packet_id.get() {
                             self.granted(&asked, &s);
@@ -650,11 +670,41 @@ impl Link<'_> {
                 _ => {}
             }
             if let Some(c) = reply {
-                self.remote.send_control(c)?;
+                let from = if from_remote {
+                    &mut self.remote
+                } else {
+                    &mut self.local
+                };
+                from.send_control(c)?;
             }
             *at = at.saturating_add(used);
         }
-        Ok(())
+    }
+
+    /// Where a message from one side goes: its topic on the other side and its line's QoS;
+    /// `None` if no line carries it, or it is the echo of one sent out (see [`EchoFilter`]).
+    fn destination(
+        &mut self,
+        from_remote: bool,
+        p: &wren_codec::Publish<'_>,
+        now_ms: u64,
+    ) -> Option<(String, QoS)> {
+        let topic = p.topic.as_str();
+        if from_remote {
+            if let Some(echo) = &mut self.echo
+                && echo.is_echo(topic, p.payload, now_ms)
+            {
+                return None;
+            }
+            return self.topics.inbound(topic);
+        }
+        let out = self.topics.outbound(topic)?;
+        if let Some(echo) = &mut self.echo
+            && self.topics.comes_back(&out.0)
+        {
+            echo.sent(&out.0, p.payload, now_ms);
+        }
+        Some(out)
     }
 
     /// A SUBACK granting less than asked lowers the QoS messages go out at.
@@ -673,67 +723,6 @@ impl Link<'_> {
                 self.remote_max_qos = granted;
             }
         }
-    }
-
-    /// Handle every packet this broker sent the bridge.
-    fn process_local(&mut self) -> Result<(), String> {
-        let (input, mut at) = self.local.take_input();
-        let result = self.local_packets(&input, &mut at);
-        self.local.put_input(input, at);
-        result
-    }
-
-    fn local_packets(&mut self, input: &[u8], at: &mut usize) -> Result<(), String> {
-        while let Some((packet, used)) = self.local.decode_at(input, *at)? {
-            let now = self.local.now();
-            let handled = self
-                .local
-                .engine
-                .handle(packet, now)
-                .map_err(|e| e.to_string())?;
-            let mut reply = handled.reply;
-            match handled.event {
-                Some(engine::Event::Message(p)) => {
-                    let ack = reply
-                        .take()
-                        .filter(|c| matches!(c, Control::PubAck(..) | Control::PubRec(..)));
-                    match self.topics.outbound(p.topic.as_str()) {
-                        Some((topic, line_qos)) => {
-                            if let Some(echo) = &mut self.echo
-                                && self.topics.comes_back(&topic)
-                            {
-                                echo.sent(&topic, p.payload, now.as_millis());
-                            }
-                            self.to_remote.push_back(Waiting {
-                                topic,
-                                payload: p.payload.to_vec(),
-                                qos: p.qos_pid.qos().min(line_qos),
-                                retain: p.retain,
-                                properties: owned_properties(&p),
-                                ack,
-                            });
-                        }
-                        None => reply = ack,
-                    }
-                }
-                Some(engine::Event::PubAck(a) | engine::Event::PubRec(a)) => {
-                    if let Some(c) = self.in_acks.remove(&a.packet_id.get()) {
-                        self.remote
-                            .send_control(c)
-                            .map_err(|e| format!("remote: {e}"))?;
-                    }
-                }
-                Some(engine::Event::Disconnected(d)) => {
-                    return Err(format!("DISCONNECT 0x{:02X}", d.reason_code.0));
-                }
-                _ => {}
-            }
-            if let Some(c) = reply {
-                self.local.send_control(c)?;
-            }
-            *at = at.saturating_add(used);
-        }
-        Ok(())
     }
 
     /// Send what waits, as far as each side's window allows; QoS 0 messages beyond
