@@ -390,3 +390,49 @@ fn qos_follows_the_line_and_what_the_remote_takes() {
         ]
     );
 }
+
+/// A remote that answers with garbage — before the CONNACK, after a valid CONNACK, or a
+/// CONNACK refusing — is logged and retried; the broker serves its own clients meanwhile.
+#[test]
+fn a_hostile_remote_is_logged_and_retried_and_the_broker_carries_on() {
+    use std::io::{Read, Write};
+    common::certs::capture_logs();
+    for (name, answer, expect) in [
+        ("garbage", vec![0xFFu8; 16], "could not connect"),
+        ("refusal", vec![0x20, 0x02, 0x00, 0x05], "could not connect"),
+        // A CONNACK, then a PUBLISH with a Remaining Length past the end of MQTT's range.
+        (
+            "bad-after-connack",
+            vec![0x20, 0x02, 0x00, 0x00, 0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+            "lost its connection",
+        ),
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = std::thread::spawn(move || {
+            let mut served = 0;
+            listener.set_nonblocking(false).unwrap();
+            // Two connection attempts, then stop.
+            for stream in listener.incoming().take(2) {
+                let mut s = stream.unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(&answer);
+                std::thread::sleep(Duration::from_millis(100));
+                served += 1;
+            }
+            served
+        });
+        let mut b = bridge(&[addr], &["x/# both 1"]);
+        b.name = name.into();
+        let a = edge(b);
+        let line = common::certs::logged(
+            &[&format!("Bridge {name} {expect}")],
+            Duration::from_secs(10),
+        );
+        assert!(line.is_some(), "{name}: not logged");
+        assert_eq!(served.join().unwrap(), 2, "{name}: the bridge tried again");
+        common::broker_still_works(a.local_addr());
+    }
+}
