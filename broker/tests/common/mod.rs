@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod nats;
 pub mod process;
 pub mod tools;
 
