@@ -68,7 +68,14 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 /// saying what to install when there is none (a test never passes by skipping).
 pub fn nats_server() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "NATS_SERVER={} is not a file: set it to the nats-server binary, or unset it to use \
+             Debian's (`apt-get install nats-server`, as .ci/run does)",
+            path.display()
+        );
+        return path;
     }
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
