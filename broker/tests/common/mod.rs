@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod flood;
+pub mod nats;
 pub mod process;
 pub mod tools;
 
@@ -45,6 +46,10 @@ impl TempDir {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 }
 
