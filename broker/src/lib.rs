@@ -13,7 +13,9 @@
 //! use std::io::{Read, Write};
 //! use wren_broker::{Config, Server};
 //!
-//! let server = Server::bind(Config { bind: "127.0.0.1".into(), port: 0, ..Config::default() })?;
+//! // (Memory only: the default keeps sessions in ./wren.db.)
+//! let config = Config { bind: "127.0.0.1".into(), port: 0, persistence: false, ..Config::default() };
+//! let server = Server::bind(config)?;
 //! let handle = server.start()?;
 //! let mut tcp = std::net::TcpStream::connect(handle.local_addr())?;
 //! // CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id "doc".
