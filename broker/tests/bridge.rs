@@ -436,3 +436,34 @@ fn a_hostile_remote_is_logged_and_retried_and_the_broker_carries_on() {
         common::broker_still_works(a.local_addr());
     }
 }
+
+/// `round_robin false` (the default): on a backup address, the bridge goes back to the main
+/// (first) address once it answers again.
+#[test]
+fn back_to_the_main_address_when_it_answers_again() {
+    let main_port = free_port();
+    let main_addr: SocketAddr = format!("127.0.0.1:{main_port}").parse().unwrap();
+    let backup = start(|_| {});
+    let a = edge(bridge(&[main_addr, backup.local_addr()], &["t/# out 1"]));
+    wait_state(&a, b"1");
+    let (near, _) = Mq::connect(a.local_addr(), "near", true);
+    let (on_backup, _) = Mq::connect(backup.local_addr(), "on-backup", true);
+    on_backup.subscribe("t/#", QoS::AtLeastOnce);
+    near.publish("t/1", QoS::AtLeastOnce, false, b"via backup");
+    assert_eq!(on_backup.next_publish().payload.as_ref(), b"via backup");
+
+    let main = start(|c| c.port = main_port);
+    let (on_main, _) = Mq::connect(main.local_addr(), "on-main", true);
+    on_main.subscribe("t/#", QoS::AtLeastOnce);
+    // The bridge tries the main address every second (restart_timeout 1): publish until a
+    // message comes through it, within a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut arrived = false;
+    while !arrived && Instant::now() < deadline {
+        near.publish("t/2", QoS::AtLeastOnce, false, b"via main");
+        arrived = on_main
+            .next_publish_within(Duration::from_millis(500))
+            .is_some();
+    }
+    assert!(arrived, "the bridge did not go back to the main address");
+}

@@ -114,7 +114,13 @@ async fn run(shared: Arc<Shared>, bridge: Bridge) {
             return;
         };
         log::info!("Connecting bridge {name} ({host}:{port})");
-        let ended = connection(&shared, &bridge, &topics, &host, port, tls.clone()).await;
+        // On a backup address without round_robin: go back to the main one when it answers.
+        let main = match addresses.first() {
+            Some(main) if next > 0 && !bridge.round_robin => Some(main.clone()),
+            _ => None,
+        };
+        let probe = main.map(|(h, p)| main_answers(h, p, Duration::from_secs(u64::from(base))));
+        let ended = connection(&shared, &bridge, &topics, &host, port, tls.clone(), probe).await;
         shared.with_core(None, |b| {
             b.bridge_state(&state_topic, false, shared.now_ms())
         });
@@ -181,6 +187,32 @@ fn tls_config(bridge: &Bridge) -> Result<Option<Arc<rustls::ClientConfig>>, Stri
     };
     settings.client_config().map(Some)
 }
+
+/// Resolves once a TCP connection to the main address `host:port` succeeds, trying every
+/// `every`: a bridge on a backup address then goes back to the main one (Mosquitto's
+/// `round_robin false`).
+fn main_answers(host: String, port: u16, every: Duration) -> FailBack {
+    Box::pin(async move {
+        loop {
+            Timer::after(every).await;
+            let attempt = async {
+                smol::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .is_ok()
+            }
+            .or(async {
+                Timer::after(Duration::from_secs(2)).await;
+                false
+            });
+            if attempt.await {
+                return;
+            }
+        }
+    })
+}
+
+/// See [`main_answers`].
+type FailBack = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The remote client's options.
 fn remote_options(
@@ -352,6 +384,7 @@ async fn connection(
     host: &str,
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
+    fail_back: Option<FailBack>,
 ) -> Result<Ended, String> {
     let epoch = std::time::Instant::now();
     let options = remote_options(
@@ -392,6 +425,7 @@ async fn connection(
         remote_subscribe: None,
         echo: (!bridge.try_private && !bridge.is_v5()).then(EchoFilter::default),
         dropped: 0,
+        fail_back,
     };
     let ended = link
         .start(shared, bridge, host, port, session_present)
@@ -442,12 +476,16 @@ struct Link<'t> {
     echo: Option<EchoFilter>,
     /// QoS 0 messages dropped for want of room.
     dropped: u64,
+    /// On a backup address: resolves when the main one answers again.
+    fail_back: Option<FailBack>,
 }
 
 /// What woke the link.
 enum Woke {
     Io,
     Timer,
+    /// The main address answers again (see [`main_answers`]).
+    MainIsBack,
 }
 
 impl Link<'_> {
@@ -552,7 +590,12 @@ impl Link<'_> {
             let timer =
                 wake_at.map(|at| Timer::after(Duration::from_millis(at.since(epoch_now).max(1))));
             match self.io(timer).await {
-                Ok(_) => {}
+                Ok(Woke::MainIsBack) => {
+                    return Ended::RemoteLost(
+                        "the main address answers again: going back to it".into(),
+                    );
+                }
+                Ok(Woke::Io | Woke::Timer) => {}
                 Err((remote, e)) => return lost(remote, e),
             }
         }
@@ -573,6 +616,12 @@ impl Link<'_> {
                 && std::pin::Pin::new(t).poll(cx).is_ready()
             {
                 return std::task::Poll::Ready(Ok(Woke::Timer));
+            }
+            if let Some(probe) = self.fail_back.as_mut()
+                && probe.as_mut().poll(cx).is_ready()
+            {
+                self.fail_back = None;
+                return std::task::Poll::Ready(Ok(Woke::MainIsBack));
             }
             std::task::Poll::Pending
         })
