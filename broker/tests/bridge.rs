@@ -397,14 +397,33 @@ fn qos_follows_the_line_and_what_the_remote_takes() {
 fn a_hostile_remote_is_logged_and_retried_and_the_broker_carries_on() {
     use std::io::{Read, Write};
     common::certs::capture_logs();
-    for (name, answer, expect) in [
-        ("garbage", vec![0xFFu8; 16], "could not connect"),
-        ("refusal", vec![0x20, 0x02, 0x00, 0x05], "could not connect"),
+    for (name, answer, expect, why) in [
+        (
+            "garbage",
+            vec![0xFFu8; 16],
+            "could not connect",
+            "malformed",
+        ),
+        (
+            "refusal",
+            vec![0x20, 0x02, 0x00, 0x05],
+            "could not connect",
+            "",
+        ),
         // A CONNACK, then a PUBLISH with a Remaining Length past the end of MQTT's range.
         (
             "bad-after-connack",
             vec![0x20, 0x02, 0x00, 0x00, 0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
             "lost its connection",
+            "invalid packet",
+        ),
+        // A CONNACK, then a PUBLISH announcing 64 MiB: larger than the broker's max_packet_size
+        // (1 MiB), refused from its header, before anything is buffered.
+        (
+            "oversize",
+            vec![0x20, 0x02, 0x00, 0x00, 0x30, 0x80, 0x80, 0x80, 0x20],
+            "lost its connection",
+            "exceeds the maximum of 1048576",
         ),
     ] {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -428,7 +447,7 @@ fn a_hostile_remote_is_logged_and_retried_and_the_broker_carries_on() {
         b.name = name.into();
         let a = edge(b);
         let line = common::certs::logged(
-            &[&format!("Bridge {name} {expect}")],
+            &[&format!("Bridge {name} {expect}"), why],
             Duration::from_secs(10),
         );
         assert!(line.is_some(), "{name}: not logged");

@@ -407,7 +407,14 @@ async fn connection(
         Err(wren_clients::client::ClientError::Timeout)
     })
     .await;
-    let (remote, session_present) = remote.map_err(|e| e.to_string())?;
+    let (mut remote, session_present) = remote.map_err(|e| e.to_string())?;
+    // A remote's packet larger than this broker takes (or than bridge_max_packet_size) ends
+    // the connection before it is buffered.
+    remote.max_packet = match (bridge.bridge_max_packet_size, shared.config.max_packet_size) {
+        (0, 0) => u32::MAX,
+        (0, broker) => broker,
+        (own, _) => own,
+    };
     let Some(local) = connect_local(shared, bridge, epoch).await else {
         return Ok(Ended::LocalLost);
     };

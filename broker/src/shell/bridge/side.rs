@@ -30,6 +30,9 @@ pub(super) struct Side {
     unflushed: bool,
     /// The peer closed its side.
     pub(super) closed: bool,
+    /// Largest packet taken from the peer (checked from its fixed header, before the rest is
+    /// buffered).
+    pub(super) max_packet: u32,
 }
 
 impl Side {
@@ -58,6 +61,7 @@ impl Side {
                 tx_start: 0,
                 unflushed: false,
                 closed: false,
+                max_packet: u32::MAX,
             },
             connected.session_present,
         ))
@@ -71,10 +75,13 @@ impl Side {
         at: usize,
     ) -> Result<Option<(Packet<'a>, usize)>, String> {
         let rest = input.get(at..).unwrap_or_default();
-        match decode(rest, DecodeOptions::new(self.version).from_server()) {
+        let options = DecodeOptions::new(self.version)
+            .from_server()
+            .with_max_packet_size(self.max_packet);
+        match decode(rest, options) {
             Ok(Status::Complete(d)) => Ok(Some((d.packet, d.consumed))),
             Ok(Status::Partial(_)) => Ok(None),
-            Err(e) => Err(format!("malformed packet: {e}")),
+            Err(e) => Err(format!("invalid packet: {e}")),
         }
     }
 
