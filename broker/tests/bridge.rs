@@ -48,6 +48,17 @@ fn wait_state(edge: &ServerHandle, want: &[u8]) {
     mq.disconnect();
 }
 
+/// A remote on `port` keeping its sessions in `dir` (so that a subscriber's session outlives a
+/// restart of the remote, and what the bridge sends while it is away waits for it).
+fn durable_remote(port: u16, dir: &common::TempDir) -> ServerHandle {
+    let location = dir.0.clone();
+    start(move |c| {
+        c.port = port;
+        c.persistence = true;
+        c.persistence_location = location;
+    })
+}
+
 /// Every payload received within `quiet` of the previous one.
 fn drain(mq: &Mq, quiet: Duration) -> Vec<(String, Vec<u8>, bool)> {
     let mut got = Vec::new();
@@ -137,7 +148,8 @@ fn fail_over_and_messages_queued_while_the_remote_is_down() {
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let port = free_port();
     let remote_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let remote = start(|c| c.port = port);
+    let store = common::TempDir::new("bridge-remote");
+    let remote = durable_remote(port, &store);
     let mut b = bridge(&[dead, remote_addr], &["data/# out 1"]);
     b.local_cleansession = Some(false);
     let a = edge(b);
@@ -155,12 +167,14 @@ fn fail_over_and_messages_queued_while_the_remote_is_down() {
         publisher.publish("data/x", QoS::AtLeastOnce, false, i.to_string().as_bytes());
     }
     std::thread::sleep(QUIET);
-    // Back on the same port (the second address): the far subscriber's session is gone with
-    // the old broker, so it subscribes before the bridge reconnects (which takes up to 1 s).
-    let remote = start(|c| c.port = port);
-    let (sub, _) = Mq::connect(remote.local_addr(), "far", false);
-    sub.subscribe("data/#", QoS::AtLeastOnce);
+    // Back on the same port (the second address), with the far subscriber's session.
+    let remote = durable_remote(port, &store);
     wait_state(&a, b"1");
+    let (sub, present) = Mq::connect(remote.local_addr(), "far", false);
+    assert!(
+        present,
+        "the far subscriber's session survived the remote's restart"
+    );
     let got: Vec<u32> = drain(&sub, Duration::from_secs(3))
         .into_iter()
         .map(|(_, p, _)| String::from_utf8(p).unwrap().parse().unwrap())
@@ -485,4 +499,57 @@ fn back_to_the_main_address_when_it_answers_again() {
             .is_some();
     }
     assert!(arrived, "the bridge did not go back to the main address");
+}
+
+/// The bridge's queue while the remote is down is its local session's: bounded by
+/// `max_queued_messages`, the oldest queued QoS 0 message making room first, then new messages
+/// dropped — counted in `$SYS/broker/publish/messages/dropped`.
+#[test]
+fn the_queue_for_a_remote_that_is_down_is_bounded_and_counts_what_it_drops() {
+    let port = free_port();
+    let remote_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The far subscriber's persistent session, made before the bridge exists.
+    let store = common::TempDir::new("bridge-remote");
+    let remote = durable_remote(port, &store);
+    let (far, _) = Mq::connect(remote_addr, "far", false);
+    far.subscribe("q/#", QoS::AtLeastOnce);
+    far.disconnect();
+    drop(remote);
+    let mut b = bridge(&[remote_addr], &["q/# out 1"]);
+    b.local_cleansession = Some(false);
+    let a = start(move |c| {
+        c.bridge = vec![b];
+        c.max_queued_messages = 10;
+        c.queue_qos0_messages = true;
+        c.sys_interval = 1;
+    });
+    wait_state(&a, b"0");
+    let (near, _) = Mq::connect(a.local_addr(), "near", true);
+    near.publish("q/0", QoS::AtMostOnce, false, b"qos0");
+    for i in 1..=12u32 {
+        near.publish("q/x", QoS::AtLeastOnce, false, i.to_string().as_bytes());
+    }
+    std::thread::sleep(QUIET);
+    let (sys, _) = Mq::connect(a.local_addr(), "sys", true);
+    sys.subscribe("$SYS/broker/publish/messages/dropped", QoS::AtMostOnce);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut dropped = 0;
+    while dropped < 3 && Instant::now() < deadline {
+        if let Some(p) = sys.next_publish_within(Duration::from_secs(2)) {
+            dropped = String::from_utf8_lossy(&p.payload).parse().unwrap_or(0);
+        }
+    }
+    // 13 messages for 10 places: the QoS 0 one made room first, then two QoS 1 were dropped.
+    assert_eq!(dropped, 3, "dropped count");
+
+    let remote = durable_remote(port, &store);
+    wait_state(&a, b"1");
+    let (far, present) = Mq::connect(remote.local_addr(), "far", false);
+    assert!(present);
+    let got: Vec<String> = drain(&far, Duration::from_secs(2))
+        .into_iter()
+        .map(|(_, p, _)| String::from_utf8(p).unwrap())
+        .collect();
+    let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "the first ten QoS 1 messages, in order");
 }
