@@ -553,3 +553,47 @@ fn the_queue_for_a_remote_that_is_down_is_bounded_and_counts_what_it_drops() {
     let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
     assert_eq!(got, want, "the first ten QoS 1 messages, in order");
 }
+
+/// `bridge_insecure`: a remote whose certificate does not name the address connected to
+/// (127.0.0.2, not in its names) is refused by default, and accepted with it — the chain is
+/// still checked (a certificate from another CA stays refused).
+#[test]
+fn bridge_insecure_skips_only_the_name_check() {
+    common::certs::capture_logs();
+    let pki = common::certs::Pki::new();
+    let mut tls = pki.listener();
+    tls.bind = "127.0.0.2".into();
+    tls.allow_anonymous = Some(true);
+    let remote = start(|c| c.listener = vec![common::certs::plain_listener(), tls]);
+    let (plain, tls_addr) = (remote.local_addrs()[0], remote.local_addrs()[1]);
+    assert_eq!(tls_addr.ip().to_string(), "127.0.0.2");
+    let named = |name: &str, insecure: bool, ca: &std::path::Path| Bridge {
+        name: name.into(),
+        bridge_cafile: Some(ca.to_path_buf()),
+        bridge_insecure: insecure,
+        ..bridge(&[tls_addr], &["t/# out 1"])
+    };
+
+    let a = edge(named("strict", false, &pki.ca));
+    assert!(
+        common::certs::logged(
+            &["Bridge strict could not connect"],
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "the name check did not refuse"
+    );
+    assert!(!crosses(&a, plain, None));
+    drop(a);
+
+    let a = edge(named("rogue", true, &pki.rogue_ca));
+    assert!(
+        common::certs::logged(&["Bridge rogue could not connect"], Duration::from_secs(10))
+            .is_some(),
+        "insecure accepted a chain it should not"
+    );
+    drop(a);
+
+    let a = edge(named("insecure", true, &pki.ca));
+    assert!(crosses(&a, plain, None), "bridge_insecure did not connect");
+}
