@@ -231,6 +231,27 @@ impl Peer {
         }
     }
 
+    /// Publish `prefix-N` on `topic` through `publisher` (N = 0, 1, ...) until one reaches
+    /// `self` within [`PROBE`], for at most [`ANSWER`]: a subscription spreads over the cluster's
+    /// routes (and a bridge connects) shortly after its SUBACK. Panics with `why()` if none does.
+    fn probe(
+        &mut self,
+        publisher: &mut Peer,
+        topic: &str,
+        prefix: &str,
+        mut why: impl FnMut() -> String,
+    ) {
+        let deadline = Instant::now() + ANSWER;
+        for n in 0.. {
+            let payload = format!("{prefix}{n}");
+            publisher.publish_acked(topic, &payload);
+            if self.receives_within(topic, &payload, PROBE) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{}", why());
+        }
+    }
+
     /// Receive (bounded by `timeout`) until every payload of `want` has arrived on a topic
     /// starting with `prefix`; the payloads of `want` that did not. Duplicates are fine (QoS 1).
     fn missing_after(
@@ -390,20 +411,9 @@ fn qos1_published_on_one_node_reaches_a_persistent_subscriber_on_another() {
     let (mut publisher, _) = Peer::connect(cluster.mqtt_port(0), "harness-pub", true);
 
     // Live. The subscription reaches node 0 through the routes shortly after the SUBACK: probe.
-    let deadline = Instant::now() + ANSWER;
-    let mut n = 0;
-    loop {
-        let payload = format!("live-{n}");
-        publisher.publish_acked("harness/live", &payload);
-        if sub.receives_within("harness/live", &payload, PROBE) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing published on node 0 reached node 2 within {ANSWER:?}"
-        );
-        n += 1;
-    }
+    sub.probe(&mut publisher, "harness/live", "live-", || {
+        format!("nothing published on node 0 reached node 2 within {ANSWER:?}")
+    });
 
     // Away: the session keeps what is published meanwhile.
     sub.disconnect();
@@ -430,20 +440,9 @@ fn a_killed_node_does_not_stop_delivery_between_the_others() {
     let (mut sub, _) = Peer::connect(cluster.mqtt_port(1), "kill-sub", false);
     sub.subscribe("kill/#", QoS::AtLeastOnce);
     let (mut publisher, _) = Peer::connect(cluster.mqtt_port(2), "kill-pub", false);
-    let deadline = Instant::now() + ANSWER;
-    let mut n = 0;
-    loop {
-        let payload = format!("before-{n}");
-        publisher.publish_acked("kill/before", &payload);
-        if sub.receives_within("kill/before", &payload, PROBE) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing published on node 2 reached node 1 within {ANSWER:?}"
-        );
-        n += 1;
-    }
+    sub.probe(&mut publisher, "kill/before", "before-", || {
+        format!("nothing published on node 2 reached node 1 within {ANSWER:?}")
+    });
 
     cluster.kill(0);
     let after = payloads("after-", 0..50);
@@ -693,22 +692,13 @@ fn a_command_published_into_nats_reaches_a_device_on_an_edge() {
     );
     // The bridge's subscription to commands/# reaches every node shortly after its SUBACK: the
     // command is sent again (a new payload each time) until one arrives.
-    let deadline = Instant::now() + ANSWER;
-    let mut n = 0;
-    loop {
-        let payload = format!("set-point 42 #{n}");
-        app.publish_acked("commands/device-a/set", &payload);
-        if device.receives_within("commands/device-a/set", &payload, PROBE) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
+    device.probe(&mut app, "commands/device-a/set", "set-point 42 #", || {
+        format!(
             "no command published into NATS reached the device on edge A within {ANSWER:?}; \
              edge A:\n{}",
             a.log()
-        );
-        n += 1;
-    }
+        )
+    });
     // Then every one of a series.
     let series = payloads("command-", 0..20);
     for payload in &series {
@@ -756,22 +746,13 @@ fn killing_the_nats_node_under_a_bridge_loses_no_acknowledged_message() {
     let (mut on_a, _) = Peer::connect(a.port, "sensor-a", false);
 
     // The path A -> NATS -> native subscriber works before the stream starts.
-    let deadline = Instant::now() + ANSWER;
-    let mut n = 0;
-    loop {
-        let payload = format!("probe-{n}");
-        on_a.publish_acked("sensors/a/probe", &payload);
-        if native.receives_within("sensors/a/probe", &payload, PROBE) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
+    native.probe(&mut on_a, "sensors/a/probe", "probe-", || {
+        format!(
             "no probe published on edge A reached the native subscriber within {ANSWER:?}\n\
              edge A:\n{}",
             a.log()
-        );
-        n += 1;
-    }
+        )
+    });
 
     // The stream; each reading counted once edge A acknowledged it (publish_acked returns only
     // then). Edge A is not the one failing: it must acknowledge all of them.
