@@ -597,3 +597,22 @@ fn bridge_insecure_skips_only_the_name_check() {
     let a = edge(named("insecure", true, &pki.ca));
     assert!(crosses(&a, plain, None), "bridge_insecure did not connect");
 }
+
+/// The bridge's local session is the broker's own: a client of a listener that names its
+/// client id (`local.<remote_clientid>`) is refused (CONNACK 0x02) and the bridge carries on.
+#[test]
+fn no_client_can_take_the_bridges_local_session_over() {
+    let remote = start(|_| {});
+    let a = edge(bridge(&[remote.local_addr()], &["t/# out 1"]));
+    wait_state(&a, b"1");
+    assert_eq!(
+        common::connack(a.local_addr().port(), "local.edge.b"),
+        [0x20, 0x02, 0x00, 0x02]
+    );
+    assert_eq!(
+        common::connack(a.local_addr().port(), "local.edge.c"),
+        [0x20, 0x02, 0x00, 0x00],
+        "another id is accepted"
+    );
+    assert!(crosses(&a, remote.local_addr(), None), "the bridge stopped");
+}

@@ -117,6 +117,8 @@ pub struct Broker {
     access: Vec<ListenerAccess>,
     /// Whether any listener has topic rules (when none has, no delivery looks them up).
     any_topic_rules: bool,
+    /// The client ids of the bridges' local sessions, which only the bridges may use.
+    bridge_client_ids: Vec<Box<str>>,
     /// Refused logins by address (`login_failures.rs`).
     login_failures: login_failures::LoginFailures,
     /// The latest time an event brought (for events that carry none).
@@ -148,6 +150,11 @@ impl Broker {
         Broker {
             access,
             any_topic_rules: false,
+            bridge_client_ids: config
+                .bridge
+                .iter()
+                .map(|b| b.local_client_id().into())
+                .collect(),
             login_failures: login_failures::LoginFailures::default(),
             config,
             conns: HashMap::default(),

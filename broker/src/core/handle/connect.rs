@@ -264,6 +264,17 @@ impl Broker {
             ReasonCode::V3_IDENTIFIER_REJECTED
         };
         let assigned = info.client_id.is_empty();
+        // A bridge's local session is the broker's own: a client of a listener may not take it
+        // over (it would take the messages waiting for the remote and cut the bridge off).
+        let from_bridge = info.identity.listener == super::super::BRIDGE_LISTENER;
+        if !from_bridge
+            && self
+                .bridge_client_ids
+                .iter()
+                .any(|id| **id == *info.client_id)
+        {
+            return Err(self.refuse(conn, id_rejected, "client id of a bridge's local session"));
+        }
         if assigned {
             // 3.1 and 3.1.1 allow an empty id only with Clean Session ([MQTT-3.1.3-7] (3.1.1),
             // answered by [MQTT-3.1.3-8] (3.1.1); 3.1 says 1–23 characters, but Mosquitto

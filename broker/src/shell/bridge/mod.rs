@@ -125,9 +125,15 @@ async fn run(shared: Arc<Shared>, bridge: Bridge) {
             b.bridge_state(&state_topic, false, shared.now_ms())
         });
         let was_up = match ended {
-            Ok(Ended::LocalLost) => {
+            Ok(Ended::LocalLost) if shared.executor.upgrade().is_none() => {
                 log::info!("Bridge {name}: the broker is stopping.");
                 return;
+            }
+            Ok(Ended::LocalLost) => {
+                // (Cannot be a client taking the local session over: the core refuses its id.)
+                log::warn!("Bridge {name}: its local session ended; connecting again.");
+                Timer::after(Duration::from_secs(1)).await;
+                continue;
             }
             Ok(Ended::RemoteLost(why)) => {
                 log::warn!("Bridge {name} lost its connection to {host}:{port}: {why}.");
