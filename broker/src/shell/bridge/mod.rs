@@ -131,8 +131,9 @@ async fn run(shared: Arc<Shared>, bridge: Bridge) {
             }
             Ok(Ended::LocalLost) => {
                 // (Cannot be a client taking the local session over: the core refuses its id.)
-                log::warn!("Bridge {name}: its local session ended; connecting again.");
+                // A broker that is stopping drops this task meanwhile: nothing is logged then.
                 Timer::after(Duration::from_secs(1)).await;
+                log::warn!("Bridge {name}: its local session ended; connecting again.");
                 continue;
             }
             Ok(Ended::RemoteLost(why)) => {
@@ -555,7 +556,7 @@ impl Link<'_> {
                 return Ended::RemoteLost(e);
             }
             if let Err(e) = self.process(false) {
-                log::warn!("Bridge {}: local side: {e}.", self.name);
+                log::debug!("Bridge {}: local side: {e}.", self.name);
                 return Ended::LocalLost;
             }
             if let Err(e) = self.forward() {
@@ -817,7 +818,7 @@ fn lost(remote: bool, why: String) -> Ended {
     if remote {
         Ended::RemoteLost(why)
     } else {
-        log::warn!("Bridge local side: {why}.");
+        log::debug!("Bridge local side: {why}.");
         Ended::LocalLost
     }
 }
