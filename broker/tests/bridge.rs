@@ -616,3 +616,19 @@ fn no_client_can_take_the_bridges_local_session_over() {
     );
     assert!(crosses(&a, remote.local_addr(), None), "the bridge stopped");
 }
+
+/// A bridge's TLS file that cannot be loaded stops the start, naming the bridge (as a
+/// listener's does), rather than leaving a bridge that never connects.
+#[test]
+fn a_missing_bridge_cafile_stops_the_start() {
+    let mut config = wren_broker::Config::for_tests();
+    config.bridge = vec![Bridge {
+        bridge_cafile: Some("/nonexistent/ca.pem".into()),
+        ..bridge(&["127.0.0.1:1".parse().unwrap()], &["t/# out 1"])
+    }];
+    let e = wren_broker::Server::bind(config)
+        .unwrap()
+        .start()
+        .expect_err("refused");
+    assert!(e.to_string().starts_with("bridge b: "), "{e}");
+}

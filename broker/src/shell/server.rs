@@ -328,7 +328,7 @@ impl Server {
         }
         executor.spawn(timer(Arc::clone(&shared))).detach();
         #[cfg(unix)]
-        super::bridge::start(&shared, &executor);
+        super::bridge::start(&shared, &executor)?;
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {

@@ -63,33 +63,37 @@ const WINDOW: usize = 256;
 /// Time allowed for TCP, TLS and CONNACK.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Start every configured bridge on `executor`.
-pub(super) fn start(shared: &Arc<Shared>, executor: &smol::Executor<'static>) {
+/// Start every configured bridge on `executor`; a bridge's TLS files that cannot be loaded stop
+/// the start (as a listener's do), naming the bridge.
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    executor: &smol::Executor<'static>,
+) -> std::io::Result<()> {
+    let mut bridges = Vec::with_capacity(shared.config.bridge.len());
     for bridge in &shared.config.bridge {
+        let tls = tls_config(bridge)
+            .map_err(|e| std::io::Error::other(format!("bridge {}: {e}", bridge.name)))?;
+        bridges.push((bridge.clone(), tls));
+    }
+    for (bridge, tls) in bridges {
         executor
-            .spawn(run(Arc::clone(shared), bridge.clone()))
+            .spawn(run(Arc::clone(shared), bridge, tls))
             .detach();
     }
+    Ok(())
 }
 
 /// Why a bridge connection ended.
 enum Ended {
     /// The remote went away (or could not be reached): try again.
     RemoteLost(String),
-    /// The local side ended (the broker is stopping).
+    /// The local side ended (the broker is stopping, or its local session could not start).
     LocalLost,
 }
 
 /// One bridge, for the broker's lifetime.
-async fn run(shared: Arc<Shared>, bridge: Bridge) {
+async fn run(shared: Arc<Shared>, bridge: Bridge, tls: Option<Arc<rustls::ClientConfig>>) {
     let name = bridge.name.clone();
-    let tls = match tls_config(&bridge) {
-        Ok(tls) => tls,
-        Err(e) => {
-            log::error!("Bridge {name}: {e}; the bridge is not started.");
-            return;
-        }
-    };
     let addresses = bridge.addresses();
     let topics = Topics::new(bridge.topics());
     let state_topic = bridge.notification_topic();
