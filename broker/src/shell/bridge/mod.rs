@@ -124,6 +124,7 @@ async fn run(shared: Arc<Shared>, bridge: Bridge, tls: Option<Arc<rustls::Client
             _ => None,
         };
         let probe = main.map(|(h, p)| main_answers(h, p, Duration::from_secs(u64::from(base))));
+        let started = std::time::Instant::now();
         let ended = connection(&shared, &bridge, &topics, &host, port, tls.clone(), probe).await;
         shared.with_core(None, |b| {
             b.bridge_state(&state_topic, false, shared.now_ms())
@@ -156,14 +157,19 @@ async fn run(shared: Arc<Shared>, bridge: Bridge, tls: Option<Arc<rustls::Client
         let count = addresses.len().max(1);
         if was_up {
             // Fail-over: round_robin goes on to the next address, otherwise back to the first.
+            // A connection that did not last BASE seconds does not reset the backoff: a remote
+            // that accepts and drops the bridge at once is not hammered.
             failed_in_a_row = 0;
-            backoff.reset();
+            let brief = started.elapsed() < Duration::from_secs(u64::from(base));
+            if !brief {
+                backoff.reset();
+            }
             next = if bridge.round_robin {
                 (next + 1) % count
             } else {
                 0
             };
-            if count == 1 {
+            if count == 1 || brief {
                 Timer::after(Duration::from_millis(backoff.next_delay(fastrand_u32()))).await;
             }
         } else {
