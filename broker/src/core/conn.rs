@@ -221,6 +221,14 @@ impl Connection {
         out.len() <= self.max_packet_size as usize
     }
 
+    /// Whether this connection may publish on the `$` topic `topic`: a bridge's local
+    /// connection ([`BRIDGE_LISTENER`]) may (a bridge may bring a remote's `$SYS` in), a client
+    /// only as [`ClientState::may_publish_dollar`] says.
+    pub(super) fn may_publish_dollar(&self, topic: &str) -> bool {
+        self.listener == BRIDGE_LISTENER
+            || matches!(&self.state, Phase::Connected(c) if c.may_publish_dollar(topic))
+    }
+
     /// Whether the connected client is a bridge ([`ClientState::bridge`]).
     pub(super) fn is_bridge(&self) -> bool {
         matches!(&self.state, Phase::Connected(c) if c.bridge)

@@ -63,12 +63,11 @@ impl Broker {
         // Clients may not publish to `$` topics (`$SYS` belongs to the broker), nor where the
         // topic rules say no (`access.rs`): the message is acknowledged and dropped, as
         // Mosquitto does (CVE-2018-12543: never an assert).
-        let from_bridge = self.conns.get(&conn).is_some_and(|c| {
-            c.listener == super::super::BRIDGE_LISTENER
-                || matches!(&c.state, super::super::conn::Phase::Connected(s)
-                    if s.may_publish_dollar(&topic))
-        });
-        let denied = (topic.starts_with('$') && !from_bridge)
+        let denied = (topic.starts_with('$')
+            && !self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.may_publish_dollar(&topic)))
             || (self.any_topic_rules
                 && self.sessions.get(sid).is_some_and(|s| {
                     !self.may(&s.client_id, &s.identity, &topic, TopicAccess::Write)
