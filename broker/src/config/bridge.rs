@@ -226,14 +226,9 @@ impl Bridge {
 
     /// Client id on the remote.
     pub fn remote_client_id(&self) -> String {
-        self.remote_clientid.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "wren".into());
-            format!("{host}.{}", self.name)
-        })
+        self.remote_clientid
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", hostname(), self.name))
     }
 
     /// Client id of the local session.
@@ -327,6 +322,18 @@ impl Bridge {
         }
         Ok(())
     }
+}
+
+/// This machine's host name (read once), for the default `remote_clientid`.
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "wren".into())
+    })
 }
 
 /// `host:port`, `host` (port 1883) or `[v6]:port`.

@@ -170,7 +170,7 @@ async fn run(shared: Arc<Shared>, bridge: Bridge, tls: Option<Arc<rustls::Client
                 0
             };
             if count == 1 || brief {
-                Timer::after(Duration::from_millis(backoff.next_delay(fastrand_u32()))).await;
+                Timer::after(Duration::from_millis(backoff.next_delay(jitter()))).await;
             }
         } else {
             failed_in_a_row += 1;
@@ -178,14 +178,15 @@ async fn run(shared: Arc<Shared>, bridge: Bridge, tls: Option<Arc<rustls::Client
             // Every address tried in vain: wait before the next round.
             if failed_in_a_row >= count {
                 failed_in_a_row = 0;
-                let delay = Duration::from_millis(backoff.next_delay(fastrand_u32()));
+                let delay = Duration::from_millis(backoff.next_delay(jitter()));
                 Timer::after(delay).await;
             }
         }
     }
 }
 
-fn fastrand_u32() -> u32 {
+/// A random number for the backoff's jitter.
+fn jitter() -> u32 {
     let mut bytes = [0u8; 4];
     let _ = getrandom::fill(&mut bytes);
     u32::from_le_bytes(bytes)
@@ -454,6 +455,13 @@ async fn connection(
     let ended = link
         .start(shared, bridge, host, port, session_present)
         .await;
+    if link.dropped > 0 {
+        log::warn!(
+            "Bridge {}: {} QoS 0 messages dropped while waiting behind QoS 1/2 ones for a window.",
+            bridge.name,
+            link.dropped
+        );
+    }
     // The local session keeps what was not acknowledged; its next connection gets it again.
     if let Ended::RemoteLost(_) = ended {
         let close = link.local.engine.close(link.local.now());

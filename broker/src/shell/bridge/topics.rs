@@ -5,67 +5,85 @@ use wren_codec::{QoS, TopicFilter, TopicName};
 
 use crate::config::TopicLine;
 
-/// The topic lines of one bridge.
+/// The topic lines of one bridge, with the filters each makes (built once: they are matched
+/// against every message the bridge carries).
 #[derive(Debug, Clone)]
 pub(super) struct Topics {
-    lines: Vec<TopicLine>,
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    line: TopicLine,
+    /// `line.local_filter()`.
+    local_filter: String,
+    /// `line.remote_filter()`.
+    remote_filter: String,
 }
 
 impl Topics {
     pub(super) fn new(lines: Vec<TopicLine>) -> Topics {
+        let lines = lines
+            .into_iter()
+            .map(|line| Line {
+                local_filter: line.local_filter(),
+                remote_filter: line.remote_filter(),
+                line,
+            })
+            .collect();
         Topics { lines }
+    }
+
+    fn outbound_lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter().filter(|l| l.line.direction.outbound())
+    }
+
+    fn inbound_lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter().filter(|l| l.line.direction.inbound())
     }
 
     /// The filters to subscribe to on this broker: `(filter, qos)` of the outbound lines.
     pub(super) fn local_subscriptions(&self) -> Vec<(String, QoS)> {
-        self.lines
-            .iter()
-            .filter(|l| l.direction.outbound())
-            .map(|l| (l.local_filter(), l.qos))
+        self.outbound_lines()
+            .map(|l| (l.local_filter.clone(), l.line.qos))
             .collect()
     }
 
     /// The filters to subscribe to on the remote: `(filter, qos)` of the inbound lines.
     pub(super) fn remote_subscriptions(&self) -> Vec<(String, QoS)> {
-        self.lines
-            .iter()
-            .filter(|l| l.direction.inbound())
-            .map(|l| (l.remote_filter(), l.qos))
+        self.inbound_lines()
+            .map(|l| (l.remote_filter.clone(), l.line.qos))
             .collect()
     }
 
     /// The remote topic and the line's QoS for a message on the local `topic`, if a line
     /// sends it out (the first line that matches decides, as in Mosquitto).
     pub(super) fn outbound(&self, topic: &str) -> Option<(String, QoS)> {
-        self.lines
-            .iter()
-            .filter(|l| l.direction.outbound())
-            .find_map(|l| {
-                remap(
-                    topic,
-                    &l.local_filter(),
-                    &l.local_prefix,
-                    &l.remote_prefix,
-                    l.qos,
-                )
-            })
+        let name = TopicName::new(topic).ok()?;
+        self.outbound_lines().find_map(|l| {
+            remap(
+                name,
+                &l.local_filter,
+                &l.line.local_prefix,
+                &l.line.remote_prefix,
+                l.line.qos,
+            )
+        })
     }
 
     /// The local topic and the line's QoS for a message on the remote `topic`, if a line
     /// brings it in.
     pub(super) fn inbound(&self, topic: &str) -> Option<(String, QoS)> {
-        self.lines
-            .iter()
-            .filter(|l| l.direction.inbound())
-            .find_map(|l| {
-                remap(
-                    topic,
-                    &l.remote_filter(),
-                    &l.remote_prefix,
-                    &l.local_prefix,
-                    l.qos,
-                )
-            })
+        let name = TopicName::new(topic).ok()?;
+        self.inbound_lines().find_map(|l| {
+            remap(
+                name,
+                &l.remote_filter,
+                &l.line.remote_prefix,
+                &l.line.local_prefix,
+                l.line.qos,
+            )
+        })
     }
 
     /// Whether a message sent out on the remote `topic` could come back in (a remote that
@@ -74,21 +92,24 @@ impl Topics {
         let Ok(name) = TopicName::new(remote_topic) else {
             return false;
         };
-        self.lines
-            .iter()
-            .filter(|l| l.direction.inbound())
-            .any(|l| TopicFilter::new(&l.remote_filter()).is_ok_and(|f| f.matches(name)))
+        self.inbound_lines()
+            .any(|l| TopicFilter::new(&l.remote_filter).is_ok_and(|f| f.matches(name)))
     }
 }
 
 /// `topic` with prefix `from` replaced by `to`, if it matches `filter`; `None` when the result
 /// would not be a valid topic name (an empty one, a too long one).
-fn remap(topic: &str, filter: &str, from: &str, to: &str, qos: QoS) -> Option<(String, QoS)> {
-    let name = TopicName::new(topic).ok()?;
-    if !TopicFilter::new(filter).ok()?.matches(name) {
+fn remap(
+    topic: TopicName<'_>,
+    filter: &str,
+    from: &str,
+    to: &str,
+    qos: QoS,
+) -> Option<(String, QoS)> {
+    if !TopicFilter::new(filter).ok()?.matches(topic) {
         return None;
     }
-    let rest = topic.strip_prefix(from)?;
+    let rest = topic.as_str().strip_prefix(from)?;
     let mapped = format!("{to}{rest}");
     TopicName::new(&mapped).ok()?;
     Some((mapped, qos))
