@@ -122,6 +122,9 @@ pub enum Change {
         topic: Box<str>,
         message: Option<Arc<Message>>,
     },
+    /// Nothing: a message queued and done with before its batch was taken (see
+    /// [`Journal::record`]).
+    Void,
 }
 
 /// The journal and the acknowledgements waiting for it (see the module documentation).
@@ -138,6 +141,13 @@ pub(super) struct Journal {
     held: VecDeque<(u64, ConnId, Out)>,
     /// The changes recorded before the current input (see [`Broker::send_ack`]).
     mark: usize,
+    /// The current input changed a change recorded before it (see [`Journal::record`]).
+    touched: bool,
+    /// Where the messages queued in the batch being recorded are in `changes`: that of key
+    /// `enqueued_from + i` at `enqueued[i]` (keys are handed out one after the other, and each
+    /// is queued at once: see [`Journal::key`]).
+    enqueued: Vec<usize>,
+    enqueued_from: u64,
     /// Sessions with acknowledgements waiting, and the batch the last one waits for: a later
     /// one waits at least as long (acknowledgements go out in order; a duplicate QoS 2 PUBLISH
     /// must not be PUBREC'd before the first one's id is on disk).
@@ -156,6 +166,9 @@ impl Default for Journal {
             next_key: 1,
             held: VecDeque::new(),
             mark: 0,
+            touched: false,
+            enqueued: Vec::new(),
+            enqueued_from: 1,
             waiting: HashMap::default(),
             failing: false,
         }
@@ -170,11 +183,51 @@ impl Journal {
     }
 
     /// Record a change (nothing in memory mode).
+    ///
+    /// A message queued in the batch being recorded is not recorded again when it is sent or
+    /// done with: its queueing says it was sent, or is undone ([`Change::Void`]) — with a
+    /// subscriber that keeps up, most messages leave nothing for the store, instead of three
+    /// changes it would cancel out.
     #[inline]
     pub(super) fn record(&mut self, change: Change) {
-        if self.on() {
-            self.changes.push(change);
+        if !self.on() {
+            return;
         }
+        match change {
+            Change::Sent {
+                key, pid, state, ..
+            } if self.queued_here(key).is_some() => {
+                if let Some(Change::Enqueued { entry, .. }) = self.queued_here(key) {
+                    entry.sent = Some((pid, state));
+                }
+                // (What an acknowledgement of this input promises is not on disk either.)
+                self.touched = true;
+            }
+            Change::Done { key, .. } if self.queued_here(key).is_some() => {
+                if let Some(c) = self.queued_here(key) {
+                    *c = Change::Void;
+                }
+            }
+            Change::Enqueued { key, .. } => {
+                if self.enqueued.is_empty() {
+                    self.enqueued_from = key;
+                }
+                if key.wrapping_sub(self.enqueued_from) == self.enqueued.len() as u64 {
+                    self.enqueued.push(self.changes.len());
+                }
+                self.changes.push(change);
+            }
+            change => self.changes.push(change),
+        }
+    }
+
+    /// The queueing of message `key`, if it is in the batch being recorded (and not undone).
+    fn queued_here(&mut self, key: u64) -> Option<&mut Change> {
+        let i = usize::try_from(key.checked_sub(self.enqueued_from)?).ok()?;
+        let at = *self.enqueued.get(i)?;
+        self.changes
+            .get_mut(at)
+            .filter(|c| matches!(c, Change::Enqueued { key: k, .. } if *k == key))
     }
 
     /// A key for a new stored message.
@@ -188,6 +241,7 @@ impl Journal {
     #[inline]
     pub(super) fn start_input(&mut self) {
         self.mark = self.changes.len();
+        self.touched = false;
     }
 
     /// The batch an acknowledgement to session `sid` sent now must wait for, if any: the one
@@ -198,7 +252,7 @@ impl Journal {
             return None;
         }
         let mut batch = self.waiting.get(&sid).copied().unwrap_or(0);
-        if self.changes.len() > self.mark {
+        if self.changes.len() > self.mark || self.touched {
             batch = batch.max(self.next_batch);
         }
         (batch > self.committed).then_some(batch)
@@ -234,6 +288,7 @@ impl Broker {
         }
         let batch = self.journal.next_batch;
         self.journal.next_batch = batch.saturating_add(1);
+        self.journal.enqueued.clear();
         // The next batch is likely as large: its room now, rather than growing to it by
         // doubling (copying everything recorded so far each time).
         let room = self.journal.changes.len();

@@ -947,6 +947,7 @@ impl Store {
                             retained.remove(&**topic).map_err(|x| e(x.into()))?;
                         }
                     },
+                    Change::Void => {}
                 }
             }
             for (client_id, key) in marks {

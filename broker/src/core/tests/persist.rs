@@ -99,6 +99,62 @@ fn durable_acknowledgements_wait_for_their_batch_in_order() {
     assert_eq!(t.drain(p), []);
 }
 
+/// A message queued, sent and acknowledged by its subscriber before the writer took its batch
+/// leaves nothing to write (one `Void` where it was queued, no `Sent`, no `Done`); one still in
+/// flight is written in its last state; a PUBREL whose state change was folded into such a
+/// batch still waits for it.
+#[test]
+fn a_message_done_with_in_its_batch_leaves_nothing_to_write() {
+    let mut t = durable();
+    let dev = t.connect("device", false);
+    t.subscribe(dev, "cmd/#", QoS::ExactlyOnce);
+    commit(&mut t);
+    t.drain(dev);
+    let p = t.connect("app", true);
+
+    // QoS 1, delivered and acknowledged before the batch is taken.
+    t.publish(p, "cmd/1", b"a", QosPid::AtLeastOnce(pid(1)), false);
+    let sent = t.drain_publications(dev);
+    assert_eq!(sent.len(), 1);
+    let out_pid = sent[0].pid;
+    t.send(dev, Packet::PubAck(Ack::new(pid(out_pid))));
+    assert_eq!(t.drain(p), [], "the PUBACK still waits for its batch");
+    let changes = commit(&mut t);
+    assert!(
+        matches!(&changes[..], [Change::Void]),
+        "nothing left to write: {changes:?}"
+    );
+    assert_eq!(t.drain(p), [Sent::PubAck(1, 0)]);
+
+    // QoS 2: the PUBREC from the subscriber is folded into the queueing (no `Sent` of its own),
+    // and the PUBREL it causes waits for the batch all the same.
+    t.publish(p, "cmd/2", b"b", QosPid::ExactlyOnce(pid(2)), false);
+    let sent = t.drain_publications(dev);
+    assert_eq!(sent.len(), 1);
+    let out_pid = sent[0].pid;
+    t.send(dev, Packet::PubRec(Ack::new(pid(out_pid))));
+    assert_eq!(t.drain(dev), [], "PUBREL held: its state is not on disk");
+    let changes = commit(&mut t);
+    let stored: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Enqueued { entry, .. } => Some(entry.sent),
+            Change::Sent { .. } | Change::Done { .. } => panic!("not folded: {changes:?}"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [Some((out_pid, OutgoingState::AwaitingPubComp))],
+        "{changes:?}"
+    );
+    assert_eq!(t.drain(dev), [Sent::PubRel(out_pid, 0)]);
+    // Done with in a later batch: recorded as such.
+    t.send(dev, Packet::PubComp(Ack::new(pid(out_pid))));
+    let changes = commit(&mut t);
+    assert!(matches!(&changes[..], [Change::Done { .. }]), "{changes:?}");
+}
+
 #[test]
 fn periodic_mode_journals_without_holding_and_memory_mode_journals_nothing() {
     let mut t = Driver::for_tests();
