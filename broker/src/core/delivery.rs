@@ -188,6 +188,8 @@ impl<'a> Wire<'a> {
             forget(self.journal, &session.client_id, key);
             return drop_message(self.stats, session);
         }
+        // The batch a QoS 2 delivery to a persistent session waits for (`Journal::hold_out`).
+        let mut wait = 0;
         if let Some(pid) = pid {
             let state = if send.qos == QoS::ExactlyOnce {
                 OutgoingState::AwaitingPubRec
@@ -211,6 +213,9 @@ impl<'a> Wire<'a> {
                     Some((pid.get(), state)),
                 )
             };
+            if send.qos == QoS::ExactlyOnce && key != 0 {
+                wait = self.journal.recording();
+            }
             session.delivery_mut().inflight.push_back(Inflight {
                 pid,
                 message: Arc::clone(message),
@@ -222,7 +227,9 @@ impl<'a> Wire<'a> {
                 key,
             });
         }
-        self.push(c, out);
+        if let Some(out) = self.journal.hold_out(c.id, out, wait) {
+            self.push(c, out);
+        }
         self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
     }
 }
@@ -255,10 +262,17 @@ impl Broker {
             return;
         };
         let version = c.version;
-        let mut outs: Vec<(Out, bool)> = Vec::new();
+        // (Each with the batch it waits for: a QoS 2 one of a persistent session, for whatever
+        // may not be on disk yet — `Journal::hold_out`.)
+        let mut outs: Vec<(Out, bool, u64)> = Vec::new();
         let mut dropped = 0;
         let journal = &mut self.journal;
         let client_id = Arc::clone(&session.client_id);
+        let unwritten = if session.persisted {
+            journal.last_unwritten()
+        } else {
+            0
+        };
         session.delivery_mut().inflight.retain(|i| {
             let (out, is_publish) = match i.state {
                 OutgoingState::AwaitingPubComp => (
@@ -282,7 +296,12 @@ impl Broker {
                 ),
             };
             if c.fits(&out) {
-                outs.push((out, is_publish));
+                let wait = if i.qos == QoS::ExactlyOnce && i.key != 0 {
+                    unwritten
+                } else {
+                    0
+                };
+                outs.push((out, is_publish, wait));
                 true
             } else {
                 dropped += 1;
@@ -293,8 +312,10 @@ impl Broker {
         for _ in 0..dropped {
             drop_message(&mut self.stats, session);
         }
-        for (out, is_publish) in outs {
-            self.send(conn, out);
+        for (out, is_publish, wait) in outs {
+            if let Some(out) = self.journal.hold_out(conn, out, wait) {
+                self.send(conn, out);
+            }
             if is_publish {
                 self.stats.publish_sent = self.stats.publish_sent.saturating_add(1);
             }

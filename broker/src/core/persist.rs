@@ -139,6 +139,10 @@ pub(super) struct Journal {
     next_key: u64,
     /// Acknowledgements waiting for a batch, oldest first.
     held: VecDeque<(u64, ConnId, Out)>,
+    /// Packets of QoS 2 deliveries to persistent sessions waiting for the batch that records
+    /// them, per connection, with whatever was sent after them there (see
+    /// [`Journal::hold_out`]).
+    held_out: HashMap<ConnId, VecDeque<(u64, Out)>, IdHash>,
     /// The changes recorded before the current input (see [`Broker::send_ack`]).
     mark: usize,
     /// The current input changed a change recorded before it (see [`Journal::record`]).
@@ -165,6 +169,7 @@ impl Default for Journal {
             committed: 0,
             next_key: 1,
             held: VecDeque::new(),
+            held_out: HashMap::default(),
             mark: 0,
             touched: false,
             enqueued: Vec::new(),
@@ -200,7 +205,9 @@ impl Journal {
                 if let Some(Change::Enqueued { entry, .. }) = self.queued_here(key) {
                     entry.sent = Some((pid, state));
                 }
-                // (What an acknowledgement of this input promises is not on disk either.)
+                // (What an acknowledgement of this input promises is not on disk either. A PUBREC
+                // cannot be folded so — a QoS 2 delivery waits for its batch, `hold_out` — but
+                // any later state change would be.)
                 self.touched = true;
             }
             Change::Done { key, .. } if self.queued_here(key).is_some() => {
@@ -242,6 +249,50 @@ impl Journal {
     pub(super) fn start_input(&mut self) {
         self.mark = self.changes.len();
         self.touched = false;
+    }
+
+    /// The batch the changes recorded now go to.
+    pub(super) fn recording(&self) -> u64 {
+        self.next_batch
+    }
+
+    /// The last batch that may hold changes not on disk yet.
+    pub(super) fn last_unwritten(&self) -> u64 {
+        if self.changes.is_empty() {
+            self.next_batch.saturating_sub(1)
+        } else {
+            self.next_batch
+        }
+    }
+
+    /// A packet to connection `conn` that may go only once batch `batch` is on disk (0: at
+    /// once): returned if it may go now; else kept until then (durable mode), and so is
+    /// whatever is sent to `conn` after it, in order.
+    ///
+    /// For QoS 2 PUBLISHes and PUBRELs to persistent sessions: exactly once across a crash. A
+    /// subscriber that PUBREC'd a message keeps its packet id until the PUBREL, and takes
+    /// another PUBLISH under that id as a duplicate — but had the broker lost the message's
+    /// record (or its packet id) in the crash, the publisher, not acknowledged either, would
+    /// send it again and the subscriber would get it a second time under another id. A
+    /// PUBREL whose state was lost would let it forget the id before the PUBLISH came again.
+    pub(super) fn hold_out(&mut self, conn: ConnId, out: Out, batch: u64) -> Option<Out> {
+        if self.mode != Persistence::Durable {
+            return Some(out);
+        }
+        if !self.held_out.is_empty()
+            && let Some(q) = self.held_out.get_mut(&conn)
+        {
+            q.push_back((batch, out));
+            return None;
+        }
+        if batch > self.committed {
+            self.held_out
+                .entry(conn)
+                .or_default()
+                .push_back((batch, out));
+            return None;
+        }
+        Some(out)
     }
 
     /// The batch an acknowledgement to session `sid` sent now must wait for, if any: the one
@@ -314,15 +365,23 @@ impl Broker {
                 .iter()
                 .take_while(|&&(n, _, _)| n <= committed)
                 .count();
-            let released: Vec<(u64, ConnId, Out)> = b.journal.held.drain(..due).collect();
+            let mut released: Vec<(u64, ConnId, Out)> = b.journal.held.drain(..due).collect();
+            b.journal.held_out.retain(|&conn, q| {
+                while q.front().is_some_and(|(n, _)| *n <= committed) {
+                    if let Some((n, out)) = q.pop_front() {
+                        released.push((n, conn, out));
+                    }
+                }
+                !q.is_empty()
+            });
             b.release(released);
             b.journal.waiting.retain(|_, n| *n > committed);
         });
     }
 
-    /// Send acknowledgements a batch released: each connection's, in order, as one item (a busy
-    /// batch releases thousands, under the broker lock: one push per connection, not per
-    /// acknowledgement). With the packet trace on, one by one, as it prints one per item.
+    /// Send what a batch released (acknowledgements, QoS 2 deliveries): each connection's, in
+    /// order, as one item (a busy batch releases thousands, under the broker lock: one push per
+    /// connection, not per packet). With the packet trace on, one by one, as it prints one per item.
     fn release(&mut self, released: Vec<(u64, ConnId, Out)>) {
         if super::trace::enabled() {
             for (_, conn, out) in released {
