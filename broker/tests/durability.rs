@@ -304,6 +304,56 @@ fn an_online_qos2_subscriber_gets_each_message_once_across_kill_9() {
     );
 }
 
+/// The will of a client connected when the broker is killed is published after the restart
+/// (to a persistent subscriber that was away), and the log says so; a client that left with
+/// DISCONNECT leaves no will behind. (Mosquitto loses such wills in a crash.)
+#[test]
+fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
+    let dir = TempDir::new("durability-connected-will");
+    let (mut broker, port) = start(&dir.0, &[]);
+    subscribe_and_leave(port, "watcher", "state/#", QoS::AtLeastOnce);
+    let connect = |id: &str, payload: &str| {
+        let mut o = options(id, port, true);
+        o.set_last_will(rumqttc::LastWill::new(
+            format!("state/{id}"),
+            payload.to_owned(),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let (client, mut conn) = rumqttc::Client::new(o, 10);
+        loop {
+            match conn.recv_timeout(Duration::from_secs(5)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+                Ok(Ok(_)) => {}
+                other => panic!("no CONNACK: {other:?}"),
+            }
+        }
+        (client, conn)
+    };
+    let (_lamp, _lamp_conn) = connect("lamp", "7 offline");
+    let (polite, mut polite_conn) = connect("polite", "8 offline");
+    polite.disconnect().unwrap();
+    while let Ok(Ok(event)) = polite_conn.recv_timeout(Duration::from_millis(500)) {
+        if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            break;
+        }
+    }
+    broker.wait_for_line("Client polite disconnected");
+    // (The will is written with the batch after the CONNECT: a few milliseconds.)
+    std::thread::sleep(Duration::from_millis(300));
+    drop(broker); // SIGKILL, the lamp still connected
+
+    let (mut broker, port) = start(&dir.0, &[]);
+    // (Logged before the `running on` line `start` waited for.)
+    let log = broker.drain().join("\n");
+    assert!(
+        log.contains("Persistence: 1 wills of clients connected when the broker stopped"),
+        "{log}"
+    );
+    let got = collect(port, "watcher", Duration::from_secs(2));
+    assert_eq!(got, [(7, QoS::AtLeastOnce)], "the lamp's will, once");
+}
+
 /// A store file that is damaged — garbage, or a real one cut short — or held by another broker
 /// is refused at start with a message naming the file and the way out, and a non-zero exit:
 /// never a panic, never a start on an empty store that would silently drop what it held.

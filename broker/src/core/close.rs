@@ -181,6 +181,11 @@ impl Broker {
             return;
         };
         self.connected = self.connected.saturating_sub(1);
+        // (A shutdown leaves it in the store: published after the restart unless the client
+        // comes back in time, as after a crash — `will.rs`.)
+        if !matches!(reason, CloseReason::Shutdown) {
+            self.forget_connected_will(conn, &client.client_id);
+        }
         self.will_on_close(&mut client, reason);
         self.detach_session(client.session, conn);
     }

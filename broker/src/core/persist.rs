@@ -23,7 +23,7 @@ use wren_codec::QoS;
 use super::Broker;
 use super::conn::Phase;
 use super::delivery::Wire;
-use super::ids::{ConnId, IdHash, SessionId};
+use super::ids::{ConnId, IdHash, ProcessRandomState, SessionId};
 use super::message::{Message, Out};
 use super::session::OutgoingState;
 
@@ -122,6 +122,13 @@ pub enum Change {
         topic: Box<str>,
         message: Option<Arc<Message>>,
     },
+    /// The will of a connected client and its Will Delay Interval in seconds (`Some`), to be
+    /// published after a restart if the broker dies while the client is connected; or no
+    /// longer (`None`: the connection ended and the will was dealt with).
+    ConnectedWill {
+        client_id: Arc<str>,
+        will: Option<(Arc<Message>, u32)>,
+    },
     /// Nothing: a message queued and done with before its batch was taken (see
     /// [`Journal::record`]).
     Void,
@@ -156,6 +163,9 @@ pub(super) struct Journal {
     /// one waits at least as long (acknowledgements go out in order; a duplicate QoS 2 PUBLISH
     /// must not be PUBREC'd before the first one's id is on disk).
     waiting: HashMap<SessionId, u64, IdHash>,
+    /// The clients whose will is recorded as a connected client's ([`Change::ConnectedWill`]),
+    /// and the connection that recorded it.
+    pub(super) connected_wills: HashMap<Arc<str>, ConnId, ProcessRandomState>,
     /// The store cannot write (see [`Broker::store_failing`]).
     pub(super) failing: bool,
 }
@@ -175,6 +185,7 @@ impl Default for Journal {
             enqueued: Vec::new(),
             enqueued_from: 1,
             waiting: HashMap::default(),
+            connected_wills: HashMap::default(),
             failing: false,
         }
     }

@@ -12,12 +12,20 @@
 //!   delay, which the new connection then cancels); a 3.1/3.1.1 client's will is not published
 //!   when the new connection continues the session (Clean Session 0 both times), as in
 //!   Mosquitto (`connect__on_authorised`), and is otherwise.
+//! - The broker dying: with persistence on, a connected client's will is in the durable store
+//!   from its CONNECT until its connection ends ([`Change::ConnectedWill`]); after a crash (or
+//!   a shutdown, which closes connections without their wills) it comes back as a delayed will
+//!   due its Will Delay Interval after the restart, and is published then unless the client
+//!   connects again first — the connection ended without DISCONNECT, but it was the broker's
+//!   doing. (Mosquitto loses them in a crash, and publishes them all, delays ignored, at a
+//!   shutdown, with a FIXME saying they should be kept.)
 
 use std::sync::Arc;
 
 use super::Broker;
 use super::close::CloseReason;
-use super::conn::ClientState;
+use super::conn::{ClientState, Phase};
+use super::ids::ConnId;
 use super::message::Message;
 use super::persist::{Change, Journal};
 
@@ -62,19 +70,8 @@ impl Broker {
         let Some(will) = client.will.take() else {
             return;
         };
-        if will.topic().starts_with('$') && !client.may_publish_dollar(will.topic()) {
-            return;
-        }
-        // The will needs its client's write access (`access.rs`).
-        let allowed = self.sessions.get(client.session).is_none_or(|s| {
-            self.may(
-                &s.client_id,
-                &s.identity,
-                will.topic(),
-                super::access::TopicAccess::Write,
-            )
-        });
-        if !allowed {
+        // `$` topics, and the client's write access (`access.rs`).
+        if !self.will_allowed(client, &will) {
             log::debug!(
                 "Denied will of {} on '{}': not authorised.",
                 client.client_id,
@@ -89,6 +86,63 @@ impl Broker {
             let due_ms = now.saturating_add(u64::from(client.will_delay).saturating_mul(1000));
             self.delay_will(Arc::clone(&client.client_id), will, due_ms);
         }
+    }
+
+    /// Whether the client of `session` may publish `will` (`$` topics and write access).
+    fn will_allowed(&self, client: &ClientState, will: &Message) -> bool {
+        if will.topic().starts_with('$') && !client.may_publish_dollar(will.topic()) {
+            return false;
+        }
+        self.sessions.get(client.session).is_none_or(|s| {
+            self.may(
+                &s.client_id,
+                &s.identity,
+                will.topic(),
+                super::access::TopicAccess::Write,
+            )
+        })
+    }
+
+    /// A client connected on `conn`: its will, if it has one it may publish, goes to the
+    /// durable store until the connection ends (see the module documentation); a will an
+    /// earlier connection of its client id left there goes.
+    pub(super) fn journal_connected_will(&mut self, conn: ConnId) {
+        if !self.journal.on() {
+            return;
+        }
+        let Some(Phase::Connected(client)) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let will = client
+            .will
+            .as_ref()
+            .filter(|w| self.will_allowed(client, w))
+            .map(|w| (Arc::clone(w), client.will_delay));
+        let client_id = Arc::clone(&client.client_id);
+        let had = self.journal.connected_wills.remove(&client_id).is_some();
+        if will.is_some() {
+            self.journal
+                .connected_wills
+                .insert(Arc::clone(&client_id), conn);
+        } else if !had {
+            return;
+        }
+        self.journal
+            .record(Change::ConnectedWill { client_id, will });
+    }
+
+    /// The connection `conn` of `client_id` ended (not by a shutdown): the will it left in the
+    /// durable store goes — published, delayed (and stored as such) or discarded by now —
+    /// unless a newer connection of the client id put its own there.
+    pub(super) fn forget_connected_will(&mut self, conn: ConnId, client_id: &Arc<str>) {
+        if self.journal.connected_wills.get(client_id) != Some(&conn) {
+            return;
+        }
+        self.journal.connected_wills.remove(client_id);
+        self.journal.record(Change::ConnectedWill {
+            client_id: Arc::clone(client_id),
+            will: None,
+        });
     }
 
     /// Hold `will` of `client_id` until `due_ms` (kept by the durable store meanwhile).

@@ -521,6 +521,13 @@ fn restore(
         report.expired_sessions,
         report.expired_messages
     );
+    if report.connected_wills > 0 {
+        log::info!(
+            "Persistence: {} wills of clients connected when the broker stopped are published \
+             after their Will Delay Interval unless their clients connect again first.",
+            report.connected_wills
+        );
+    }
     if report.unreadable > 0 || refused > 0 {
         log::error!(
             "Persistence: {} damaged records could not be restored and were deleted; {refused} \

@@ -19,6 +19,8 @@
 //! - `awaiting_rel`: (client id, packet id) → (): incoming QoS 2 ids not yet released;
 //! - `retained`: topic → the message;
 //! - `wills`: client id → a will waiting for its Will Delay Interval, and when it is due;
+//! - `connected_wills`: client id → the will of a connected client and its Will Delay
+//!   Interval: recovery makes each a will waiting for that delay from the restart;
 //! - `sent_up_to`: client id → the key up to which its QoS 1 messages were sent. A QoS 1
 //!   message's state is not written per message (it would be one more write for each): a
 //!   session sends its queue in key order, so the entries at or below this key that are still
@@ -54,6 +56,8 @@ const AWAITING_REL: TableDefinition<'static, (&str, u16), ()> =
     TableDefinition::new("awaiting_rel");
 const RETAINED: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("retained");
 const WILLS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("wills");
+const CONNECTED_WILLS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("connected_wills");
 const SENT_UP_TO: TableDefinition<'static, &str, u64> = TableDefinition::new("sent_up_to");
 
 /// Why the store cannot be opened or written, naming the file.
@@ -100,6 +104,9 @@ pub struct RecoveryReport {
     pub expired_messages: usize,
     /// Records that could not be read (damaged): named in the log, then deleted.
     pub unreadable: usize,
+    /// Wills of clients that were connected when the broker stopped, now waiting for their
+    /// delay.
+    pub connected_wills: usize,
 }
 
 /// The open store (see the module documentation).
@@ -244,6 +251,7 @@ impl Store {
         txn.delete_table(AWAITING_REL).map_err(e)?;
         txn.delete_table(RETAINED).map_err(e)?;
         txn.delete_table(WILLS).map_err(e)?;
+        txn.delete_table(CONNECTED_WILLS).map_err(e)?;
         txn.delete_table(SENT_UP_TO).map_err(e)?;
         txn.delete_table(SEGMENTS).map_err(e)?;
         txn.delete_table(DONE_BELOW).map_err(e)?;
@@ -675,6 +683,55 @@ impl Store {
                 table.remove(c.as_str()).map_err(|x| e(x.into()))?;
             }
         }
+        // Wills of clients connected when the broker stopped: due their delay from now, kept
+        // as such (moved to `wills` in this transaction).
+        let mut moved: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        {
+            let table = txn.open_table(CONNECTED_WILLS).map_err(|x| e(x.into()))?;
+            for row in table.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                let client = k.value();
+                let bytes = v.value();
+                let delay_ms = bytes
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| u64::from(u32::from_le_bytes(b)).saturating_mul(1000));
+                let body = bytes.get(4..).unwrap_or_default();
+                match (delay_ms, records::read_message(body, now_wall, 0)) {
+                    (Some(delay_ms), Some(ReadMessage::Live(m))) => {
+                        // (A will of an earlier connection, waiting for its delay, is replaced:
+                        // that connection ended before this one began.)
+                        restored.wills.retain(|(c, _, _)| &**c != client);
+                        restored.wills.push((client.into(), m, delay_ms));
+                        report.connected_wills += 1;
+                        let mut will = now_wall.saturating_add(delay_ms).to_le_bytes().to_vec();
+                        will.extend_from_slice(body);
+                        moved.push((client.to_owned(), Some(will)));
+                    }
+                    (Some(_), Some(ReadMessage::Expired)) => {
+                        report.expired_messages += 1;
+                        moved.push((client.to_owned(), None));
+                    }
+                    _ => {
+                        report.unreadable += 1;
+                        log::error!("Persistence: the will of {client} is damaged: not restored.");
+                        moved.push((client.to_owned(), None));
+                    }
+                }
+            }
+        }
+        if !moved.is_empty() {
+            let mut connected = txn.open_table(CONNECTED_WILLS).map_err(|x| e(x.into()))?;
+            let mut wills = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
+            for (client, will) in &moved {
+                connected.remove(client.as_str()).map_err(|x| e(x.into()))?;
+                if let Some(will) = will {
+                    wills
+                        .insert(client.as_str(), will.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+            }
+        }
         report.sessions = sessions.len();
         restored.sessions = sessions.into_values().collect();
         Ok(())
@@ -765,6 +822,7 @@ impl Store {
             let mut rel = txn.open_table(AWAITING_REL).map_err(|x| e(x.into()))?;
             let mut retained = txn.open_table(RETAINED).map_err(|x| e(x.into()))?;
             let mut wills = txn.open_table(WILLS).map_err(|x| e(x.into()))?;
+            let mut connected_wills = txn.open_table(CONNECTED_WILLS).map_err(|x| e(x.into()))?;
             let mut sent_up_to = txn.open_table(SENT_UP_TO).map_err(|x| e(x.into()))?;
             // Each session's highest QoS 1 key sent in this batch, written once at the end.
             let mut marks: Map<&str, u64> = Map::default();
@@ -945,6 +1003,21 @@ impl Store {
                         }
                         None => {
                             retained.remove(&**topic).map_err(|x| e(x.into()))?;
+                        }
+                    },
+                    Change::ConnectedWill { client_id, will } => match will {
+                        Some((m, delay)) => {
+                            let received = m.expiry().map(|(_, at)| self.wall_at_zero + at);
+                            let mut value = delay.to_le_bytes().to_vec();
+                            value.extend_from_slice(&records::message(m, received));
+                            connected_wills
+                                .insert(&**client_id, &*value)
+                                .map_err(|x| e(x.into()))?;
+                        }
+                        None => {
+                            connected_wills
+                                .remove(&**client_id)
+                                .map_err(|x| e(x.into()))?;
                         }
                     },
                     Change::Void => {}

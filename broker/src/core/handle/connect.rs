@@ -243,6 +243,7 @@ impl Broker {
         if trace::enabled() {
             trace::will(info.will.as_deref());
         }
+        self.journal_connected_will(conn);
         self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
         if attached.present {
             self.resume(attached.session);

@@ -430,6 +430,89 @@ fn a_delayed_will_survives_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The will of a client connected when the broker dies (a crash, or a shutdown, which closes
+/// connections without their wills) comes back after the restart as a will waiting for its
+/// delay from then: published unless its client connects again first. One whose connection
+/// ended normally does not come back.
+#[test]
+fn the_will_of_a_client_connected_when_the_broker_dies_is_kept() {
+    let dir = std::env::temp_dir().join(format!("wren-persist-cwill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("wren.db");
+    let mut store = Store::open(&path).unwrap();
+    store.recover().unwrap();
+    let will = |topic: &'static str, delay: Option<u32>| Will {
+        topic: TopicName::new(topic).unwrap(),
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: properties::Properties {
+            will_delay_interval: delay,
+            ..properties::NO_PROPERTIES
+        },
+    };
+    let mut t = durable();
+    // A 3.1.1 lamp (no delay), a 5.0 sensor (5 s), and one that says goodbye.
+    t.connect_with("lamp", true, 60, Some(will("state/lamp", None)));
+    t.connect_v5_with(
+        "sensor",
+        true,
+        properties::NO_PROPERTIES,
+        Some(will("state/sensor", Some(5))),
+    );
+    let (polite, _) = t.connect_with("polite", true, 60, Some(will("state/polite", None)));
+    t.send(
+        polite,
+        Packet::Disconnect(Disconnect::with_reason(ReasonCode::SUCCESS)),
+    );
+    store.write(&commit(&mut t)).unwrap();
+    // The broker dies: nothing more is written.
+    drop(t);
+    drop(store);
+
+    let mut store = Store::open(&path).unwrap();
+    let (restored, report) = store.recover().unwrap();
+    assert_eq!(report.connected_wills, 2, "{report:?}");
+    let mut wills: Vec<(&str, u64)> = restored
+        .wills
+        .iter()
+        .map(|(c, _, due_in)| (&**c, *due_in))
+        .collect();
+    wills.sort();
+    assert_eq!(wills, [("lamp", 0), ("sensor", 5000)]);
+    let mut r = Driver::for_tests();
+    r.broker.restore(restored, 0);
+    r.broker.set_persistence(Persistence::Durable);
+    let watcher = r.connect("watcher", true);
+    r.subscribe(watcher, "state/#", QoS::AtLeastOnce);
+    r.tick(100);
+    assert_eq!(
+        r.publishes(watcher),
+        [("state/lamp".to_owned(), b"offline".to_vec(), 1)]
+    );
+    // The sensor is back within its delay: no will. It connects without one, then the broker
+    // shuts down: nothing of it is kept, and its earlier will is not published.
+    r.connect_v5_with("sensor", true, properties::NO_PROPERTIES, None);
+    r.tick(6_000);
+    assert_eq!(r.publishes(watcher), []);
+    // A client connected at a shutdown keeps its will in the store.
+    r.connect_with("lamp", true, 60, Some(will("state/lamp", None)));
+    r.broker.shutdown();
+    store.write(&r.broker.take_changes().unwrap().1).unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    let (restored, report) = store.recover().unwrap();
+    let clients: Vec<&str> = restored.wills.iter().map(|(c, _, _)| &**c).collect();
+    assert_eq!((clients, report.connected_wills), (vec!["lamp"], 1));
+    drop(store);
+    // Recovery made it a will waiting for its delay, in the same transaction: a second
+    // recovery finds it there, not twice.
+    let mut store = Store::open(&path).unwrap();
+    let (restored, report) = store.recover().unwrap();
+    assert_eq!((restored.wills.len(), report.connected_wills), (1, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Many seeded random runs (clients connecting, subscribing, publishing QoS 0/1/2 and retained
 /// messages, acknowledging some of what they get in any order, leaving and coming back),
 /// every step's changes written to a store as its own batch: at every 25th step and at the end,
