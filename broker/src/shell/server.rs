@@ -40,6 +40,10 @@ const MAX_TIMER_INTERVAL: Duration = Duration::from_secs(1);
 /// bounds what a crash loses in time, this bounds the memory the journal holds meanwhile.
 const PERIODIC_MAX_CHANGES: usize = 100_000;
 
+/// A store file at least this large, mostly free space, is compacted at start-up
+/// (`Store::compact_if_sparse`); smaller ones are not worth the time.
+const COMPACT_FROM: u64 = 8 << 20;
+
 /// State shared by the shell's tasks.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -521,6 +525,18 @@ fn restore(
         report.expired_sessions,
         report.expired_messages
     );
+    let compacting = Instant::now();
+    match store.compact_if_sparse(COMPACT_FROM) {
+        Ok(Some((before, after))) => log::info!(
+            "Persistence: compacted {} from {before} to {after} bytes in {} ms (most of it was \
+             free space).",
+            store.path().display(),
+            compacting.elapsed().as_millis()
+        ),
+        Ok(None) => {}
+        // (The store is as it was: redb compacts in transactions.)
+        Err(e) => log::warn!("Persistence: could not compact: {e}"),
+    }
     if report.connected_wills > 0 {
         log::info!(
             "Persistence: {} wills of clients connected when the broker stopped are published \

@@ -285,6 +285,44 @@ impl Store {
         StoreError::new(&self.path, e)
     }
 
+    /// Give the file back its free space if most of it is free and it is at least `min_bytes`: redb reuses the pages it frees but never shrinks its file, so a store that
+    /// once held a million queued messages would keep their size. Returns the file's size
+    /// before and after, if it compacted. (At start-up, after recovery: compaction needs the
+    /// store to itself.)
+    pub fn compact_if_sparse(&mut self, min_bytes: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        if self.in_memory {
+            return Ok(None);
+        }
+        let size = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|e| StoreError::new(path, e))
+        };
+        let before = size(&self.path)?;
+        if before < min_bytes {
+            return Ok(None);
+        }
+        // What the tables hold (the pages freed by the last commit are only counted free after
+        // the next, so allocated pages say little); a file four times that is mostly free space
+        // (redb's own overhead stays well under that: about 3x for a store of queued messages).
+        let live = {
+            let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
+            let stats = txn.stats().map_err(|e| self.err(e))?;
+            txn.abort().map_err(|e| self.err(e))?;
+            stats.stored_bytes().saturating_add(stats.metadata_bytes())
+        };
+        if live.saturating_mul(4) > before {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        let db = self
+            .db
+            .as_mut()
+            .ok_or_else(|| StoreError::new(&path, "not open"))?;
+        db.compact().map_err(|e| StoreError::new(&path, e))?;
+        Ok(Some((before, size(&path)?)))
+    }
+
     /// Read everything back for a broker whose time 0 is now, counting expiry intervals down by
     /// the time since it was written; what expired or cannot be read is deleted.
     pub fn recover(&mut self) -> Result<(Restored, RecoveryReport), StoreError> {

@@ -513,6 +513,56 @@ fn the_will_of_a_client_connected_when_the_broker_dies_is_kept() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A store that held many messages and then let them go gives the space back when compacted
+/// (the broker does it at start-up, `Store::compact_if_sparse`); a full one is left alone.
+#[test]
+fn a_store_mostly_free_is_compacted() {
+    let dir = std::env::temp_dir().join(format!("wren-persist-compact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("wren.db");
+    let mut store = Store::open(&path).unwrap();
+    store.recover().unwrap();
+    let mut config = Config::for_tests();
+    config.max_queued_messages = 0;
+    let mut t = Driver::for_tests_with(config);
+    t.broker.set_persistence(Persistence::Durable);
+    let dev = t.connect("device", false);
+    t.subscribe(dev, "cmd/#", QoS::AtLeastOnce);
+    t.lose(dev);
+    let p = t.connect("app", true);
+    let payload = vec![b'x'; 1000];
+    for i in 0..4000u16 {
+        let id = i % 60_000 + 1;
+        t.publish(p, "cmd/1", &payload, QosPid::AtLeastOnce(pid(id)), false);
+        if i % 500 == 0 {
+            store.write(&commit(&mut t)).unwrap();
+        }
+    }
+    store.write(&commit(&mut t)).unwrap();
+    assert_eq!(
+        store.compact_if_sparse(0).unwrap(),
+        None,
+        "a store holding 4 MB of messages is not sparse"
+    );
+    // The device comes back with a clean session: everything it held goes.
+    t.connect("device", true);
+    store.write(&commit(&mut t)).unwrap();
+    let (before, after) = store.compact_if_sparse(0).unwrap().expect("compacted");
+    eprintln!("compacted {before} -> {after}");
+    assert!(
+        before > 4_000_000 && after < before / 4,
+        "{before} -> {after}"
+    );
+    // Still a store: written and read back.
+    t.connect("other", false);
+    store.write(&commit(&mut t)).unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    let (restored, _) = store.recover().unwrap();
+    assert_eq!(restored.sessions.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Many seeded random runs (clients connecting, subscribing, publishing QoS 0/1/2 and retained
 /// messages, acknowledging some of what they get in any order, leaving and coming back),
 /// every step's changes written to a store as its own batch: at every 25th step and at the end,
