@@ -95,10 +95,7 @@ fn store_entry(
 /// the store forgets it too (`key` 0: it was never stored).
 pub(super) fn forget(journal: &mut Journal, client_id: &Arc<str>, key: u64) {
     if key != 0 {
-        journal.record(Change::Done {
-            client_id: Arc::clone(client_id),
-            key,
-        });
+        journal.record_done(client_id, key);
     }
 }
 
@@ -197,12 +194,8 @@ impl<'a> Wire<'a> {
                 OutgoingState::AwaitingPubAck
             };
             let key = if key != 0 {
-                self.journal.record(Change::Sent {
-                    client_id: Arc::clone(&session.client_id),
-                    key,
-                    pid: pid.get(),
-                    state,
-                });
+                self.journal
+                    .record_sent(&session.client_id, key, pid.get(), state);
                 key
             } else {
                 store_entry(

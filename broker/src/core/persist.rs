@@ -198,34 +198,14 @@ impl Journal {
         self.mode != Persistence::Memory
     }
 
-    /// Record a change (nothing in memory mode).
-    ///
-    /// A message queued in the batch being recorded is not recorded again when it is sent or
-    /// done with: its queueing says it was sent, or is undone ([`Change::Void`]) — with a
-    /// subscriber that keeps up, most messages leave nothing for the store, instead of three
-    /// changes it would cancel out.
+    /// Record a change (nothing in memory mode); a message's sending and end go through
+    /// [`Journal::record_sent`] and [`Journal::record_done`].
     #[inline]
     pub(super) fn record(&mut self, change: Change) {
         if !self.on() {
             return;
         }
         match change {
-            Change::Sent {
-                key, pid, state, ..
-            } if self.queued_here(key).is_some() => {
-                if let Some(Change::Enqueued { entry, .. }) = self.queued_here(key) {
-                    entry.sent = Some((pid, state));
-                }
-                // (What an acknowledgement of this input promises is not on disk either. A PUBREC
-                // cannot be folded so — a QoS 2 delivery waits for its batch, `hold_out` — but
-                // any later state change would be.)
-                self.touched = true;
-            }
-            Change::Done { key, .. } if self.queued_here(key).is_some() => {
-                if let Some(c) = self.queued_here(key) {
-                    *c = Change::Void;
-                }
-            }
             Change::Enqueued { key, .. } => {
                 if self.enqueued.is_empty() {
                     self.enqueued_from = key;
@@ -237,6 +217,55 @@ impl Journal {
             }
             change => self.changes.push(change),
         }
+    }
+
+    /// The stored message `key` of `client_id` was sent with `pid`, or its state changed
+    /// ([`Change::Sent`]).
+    ///
+    /// A message queued in the batch being recorded is not recorded again when it is sent or
+    /// done with: its queueing says it was sent, or is undone ([`Change::Void`]) — with a
+    /// subscriber that keeps up, most messages leave nothing for the store, instead of three
+    /// changes it would cancel out (and the changes are not even made).
+    pub(super) fn record_sent(
+        &mut self,
+        client_id: &Arc<str>,
+        key: u64,
+        pid: u16,
+        state: OutgoingState,
+    ) {
+        if !self.on() {
+            return;
+        }
+        if let Some(Change::Enqueued { entry, .. }) = self.queued_here(key) {
+            entry.sent = Some((pid, state));
+            // (What an acknowledgement of this input promises is not on disk either. A PUBREC
+            // cannot be folded so — a QoS 2 delivery waits for its batch, `hold_out` — but any
+            // later state change would be.)
+            self.touched = true;
+            return;
+        }
+        self.changes.push(Change::Sent {
+            client_id: Arc::clone(client_id),
+            key,
+            pid,
+            state,
+        });
+    }
+
+    /// The stored message `key` of `client_id` left its session: acknowledged, expired or
+    /// dropped ([`Change::Done`]; see [`Journal::record_sent`]).
+    pub(super) fn record_done(&mut self, client_id: &Arc<str>, key: u64) {
+        if !self.on() {
+            return;
+        }
+        if let Some(c) = self.queued_here(key) {
+            *c = Change::Void;
+            return;
+        }
+        self.changes.push(Change::Done {
+            client_id: Arc::clone(client_id),
+            key,
+        });
     }
 
     /// The queueing of message `key`, if it is in the batch being recorded (and not undone).

@@ -50,12 +50,12 @@ impl Broker {
             if a.reason_code.is_success() {
                 if i.state != OutgoingState::AwaitingPubComp && i.key != 0 {
                     let key = i.key;
-                    self.journal.record(Change::Sent {
-                        client_id,
+                    self.journal.record_sent(
+                        &client_id,
                         key,
-                        pid: a.packet_id.get(),
-                        state: OutgoingState::AwaitingPubComp,
-                    });
+                        a.packet_id.get(),
+                        OutgoingState::AwaitingPubComp,
+                    );
                 }
                 i.state = OutgoingState::AwaitingPubComp;
             } else {
