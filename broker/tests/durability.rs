@@ -151,15 +151,26 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9_at_random_moments() {
         "QoS 1 messages out of order"
     );
     // QoS 2: every acknowledged message exactly once.
+    assert!(got_q2.iter().all(|(_, qos)| *qos == QoS::ExactlyOnce));
+    let order: Vec<u64> = got_q2.iter().map(|(n, _)| *n).collect();
+    assert_exactly_once_in_order(&acked_q2, &order);
+    eprintln!(
+        "delivered after the kills: {} QoS 1 ({} acknowledged), {} QoS 2 ({} acknowledged)",
+        got_q1.len(),
+        acked_q1.len(),
+        got_q2.len(),
+        acked_q2.len()
+    );
+}
+
+/// QoS 2 as received (`got`: message numbers in arrival order): every `acked` one there, none
+/// twice, in order.
+fn assert_exactly_once_in_order(acked: &[u64], got: &[u64]) {
     let mut counts: HashMap<u64, usize> = HashMap::new();
-    for (n, qos) in &got_q2 {
-        assert_eq!(*qos, QoS::ExactlyOnce);
+    for n in got {
         *counts.entry(*n).or_default() += 1;
     }
-    let lost: Vec<&u64> = acked_q2
-        .iter()
-        .filter(|n| !counts.contains_key(n))
-        .collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !counts.contains_key(n)).collect();
     assert!(
         lost.is_empty(),
         "{} acknowledged QoS 2 messages lost, e.g. {:?}",
@@ -168,15 +179,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9_at_random_moments() {
     );
     let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
-    let order: Vec<u64> = got_q2.iter().map(|(n, _)| *n).collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "QoS 2 out of order");
-    eprintln!(
-        "delivered after the kills: {} QoS 1 ({} acknowledged), {} QoS 2 ({} acknowledged)",
-        got_q1.len(),
-        acked_q1.len(),
-        got_q2.len(),
-        acked_q2.len()
-    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "QoS 2 out of order");
 }
 
 /// wren-broker in `dir` on `port` (the same one after each restart, for a client that
@@ -282,20 +285,7 @@ fn an_online_qos2_subscriber_gets_each_message_once_across_kill_9() {
         .map(|l| l.split(' ').next().and_then(|n| n.parse().ok()))
         .collect::<Option<_>>()
         .unwrap_or_else(|| panic!("not a flood message: {:?}", sub.drain()));
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for n in &got {
-        *counts.entry(*n).or_default() += 1;
-    }
-    let lost: Vec<&u64> = acked.iter().filter(|n| !counts.contains_key(n)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged QoS 2 messages lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(twice.is_empty(), "QoS 2 delivered twice: {twice:?}");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "QoS 2 out of order");
+    assert_exactly_once_in_order(&acked, &got);
     eprintln!(
         "{} handed over by Paho, {} acknowledged, in {:?}",
         got.len(),
