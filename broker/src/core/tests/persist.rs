@@ -16,6 +16,17 @@ fn durable() -> Driver {
     t
 }
 
+/// A new store file in a fresh directory named after `name`, recovered (empty): the
+/// directory (removed by the test at its end), the file and the store.
+fn new_store(name: &str) -> (std::path::PathBuf, std::path::PathBuf, Store) {
+    let dir = std::env::temp_dir().join(format!("wren-persist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("wren.db");
+    let mut store = Store::open(&path).unwrap();
+    store.recover().unwrap();
+    (dir, path, store)
+}
+
 /// Everything journalled so far, as one committed batch (what the store writer does).
 fn commit(t: &mut Driver) -> Vec<Change> {
     let Some((batch, changes)) = t.broker.take_changes() else {
@@ -242,11 +253,7 @@ fn a_failing_store_refuses_qos1_and_qos2_until_it_writes_again() {
 /// and retained messages; a message two sessions hold is stored once.
 #[test]
 fn what_the_core_journals_rebuilds_the_same_state() {
-    let dir = std::env::temp_dir().join(format!("wren-persist-unit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("wren.db");
-    let mut store = Store::open(&path).unwrap();
-    store.recover().unwrap();
+    let (dir, path, mut store) = new_store("unit");
 
     let mut t = durable();
     let a = t.connect("a", false);
@@ -368,11 +375,7 @@ fn what_the_core_journals_rebuilds_the_same_state() {
 /// published when its delay has passed (counted from the disconnection), once.
 #[test]
 fn a_delayed_will_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("wren-persist-will-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("wren.db");
-    let mut store = Store::open(&path).unwrap();
-    store.recover().unwrap();
+    let (dir, path, mut store) = new_store("will");
     let mut t = durable();
     let will = Will {
         topic: TopicName::new("will/sensor").unwrap(),
@@ -436,11 +439,7 @@ fn a_delayed_will_survives_a_restart() {
 /// ended normally does not come back.
 #[test]
 fn the_will_of_a_client_connected_when_the_broker_dies_is_kept() {
-    let dir = std::env::temp_dir().join(format!("wren-persist-cwill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("wren.db");
-    let mut store = Store::open(&path).unwrap();
-    store.recover().unwrap();
+    let (dir, path, mut store) = new_store("cwill");
     let will = |topic: &'static str, delay: Option<u32>| Will {
         topic: TopicName::new(topic).unwrap(),
         payload: b"offline",
@@ -517,11 +516,7 @@ fn the_will_of_a_client_connected_when_the_broker_dies_is_kept() {
 /// (the broker does it at start-up, `Store::compact_if_sparse`); a full one is left alone.
 #[test]
 fn a_store_mostly_free_is_compacted() {
-    let dir = std::env::temp_dir().join(format!("wren-persist-compact-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("wren.db");
-    let mut store = Store::open(&path).unwrap();
-    store.recover().unwrap();
+    let (dir, path, mut store) = new_store("compact");
     let mut config = Config::for_tests();
     config.max_queued_messages = 0;
     let mut t = Driver::for_tests_with(config);
