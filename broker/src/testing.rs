@@ -758,7 +758,7 @@ impl Mosquitto {
         };
         let mosquitto = Mosquitto { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(mosquitto.addr()).is_err() {
+        while !listening(mosquitto.addr()) {
             if Instant::now() > deadline {
                 panic!("mosquitto did not start listening on port {port}");
             }
@@ -841,4 +841,13 @@ impl DurableState {
         }
         out
     }
+}
+
+/// Whether something listens on `addr`: a connection is accepted, and it is not one the kernel
+/// made to itself. With nothing listening on a port of the ephemeral range (where the tests'
+/// free ports come from), a connection whose local port happens to be that very port connects
+/// to itself (TCP simultaneous open): a test polling for its server to start would take that
+/// for the server and go on before it listens.
+pub fn listening(addr: impl std::net::ToSocketAddrs) -> bool {
+    std::net::TcpStream::connect(addr).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }

@@ -562,7 +562,7 @@ fn tls_against_mosquitto_with_client_certificates() {
 
 fn wait_port(port: u16) {
     let deadline = Instant::now() + SECS10;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !wren_broker::testing::listening(("127.0.0.1", port)) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -3,7 +3,6 @@
 //! integration tests (`binary.rs`, `mosquitto_conf.rs`, `trace.rs`).
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -175,7 +174,7 @@ impl Running {
     /// Wait until 127.0.0.1:`port` accepts connections (the process still running).
     pub fn wait_for_port(&mut self, port: u16, what: &str) {
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !wren_broker::testing::listening(("127.0.0.1", port)) {
             self.assert_running(what);
             assert!(
                 Instant::now() < deadline,

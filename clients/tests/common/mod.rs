@@ -6,7 +6,7 @@ pub mod tcp;
 pub mod tcp_async;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ impl Broker {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !wren_broker::testing::listening(("127.0.0.1", port)) {
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not start on port {port}"
