@@ -130,7 +130,7 @@ pub enum Change {
         will: Option<(Arc<Message>, u32)>,
     },
     /// Nothing: a message queued and done with before its batch was taken (see
-    /// [`Journal::record`]).
+    /// [`Journal::record_sent`]).
     Void,
 }
 
@@ -152,7 +152,7 @@ pub(super) struct Journal {
     held_out: HashMap<ConnId, VecDeque<(u64, Out)>, IdHash>,
     /// The changes recorded before the current input (see [`Broker::send_ack`]).
     mark: usize,
-    /// The current input changed a change recorded before it (see [`Journal::record`]).
+    /// The current input changed a change recorded before it (see [`Journal::record_sent`]).
     touched: bool,
     /// Where the messages queued in the batch being recorded are in `changes`: that of key
     /// `enqueued_from + i` at `enqueued[i]` (keys are handed out one after the other, and each
