@@ -72,7 +72,7 @@ fn start_mosquitto_with(tag: &str, extra: &str) -> Mosquitto {
         _dir: TempDir(dir),
     };
     let end = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !wren_broker::testing::listening(("127.0.0.1", port)) {
         assert!(Instant::now() < end, "mosquitto did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
