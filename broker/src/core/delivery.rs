@@ -255,17 +255,13 @@ impl Broker {
             return;
         };
         let version = c.version;
-        // (Each with the batch it waits for: a QoS 2 one of a persistent session, for whatever
-        // may not be on disk yet — `Journal::hold_out`.)
+        // (Each with the batch it waits for: a QoS 2 one of a persistent session — a stored one,
+        // key not 0 — for whatever may not be on disk yet: `Journal::hold_out`.)
         let mut outs: Vec<(Out, bool, u64)> = Vec::new();
         let mut dropped = 0;
         let journal = &mut self.journal;
         let client_id = Arc::clone(&session.client_id);
-        let unwritten = if session.persisted {
-            journal.last_unwritten()
-        } else {
-            0
-        };
+        let unwritten = journal.last_unwritten();
         session.delivery_mut().inflight.retain(|i| {
             let (out, is_publish) = match i.state {
                 OutgoingState::AwaitingPubComp => (

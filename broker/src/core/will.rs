@@ -88,7 +88,7 @@ impl Broker {
         }
     }
 
-    /// Whether the client of `session` may publish `will` (`$` topics and write access).
+    /// Whether `client` may publish `will` (`$` topics, and its write access).
     fn will_allowed(&self, client: &ClientState, will: &Message) -> bool {
         if will.topic().starts_with('$') && !client.may_publish_dollar(will.topic()) {
             return false;
