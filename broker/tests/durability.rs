@@ -320,7 +320,6 @@ fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
         }
         (client, conn)
     };
-    let (_lamp, _lamp_conn) = connect("lamp", "7 offline");
     let (polite, mut polite_conn) = connect("polite", "8 offline");
     polite.disconnect().unwrap();
     while let Ok(Ok(event)) = polite_conn.recv_timeout(Duration::from_millis(500)) {
@@ -329,8 +328,10 @@ fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
         }
     }
     broker.wait_for_line("Client polite disconnected");
-    // (The will is written with the batch after the CONNECT: a few milliseconds.)
+    // (That its will is gone is written with the next batch: a few milliseconds.)
     std::thread::sleep(Duration::from_millis(300));
+    // The CONNACK comes once the lamp's will is on disk: killed right after it.
+    let (_lamp, _lamp_conn) = connect("lamp", "7 offline");
     drop(broker); // SIGKILL, the lamp still connected
 
     let (mut broker, port) = start(&dir.0, &[]);

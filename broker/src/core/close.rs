@@ -116,8 +116,13 @@ impl Broker {
         let Some(mut c) = self.conns.remove(&conn) else {
             return;
         };
+        // Not before the CONNACK ([MQTT-3.14.0-1] (5.0)), which may still wait for the disk.
+        let connack_sent = match &c.state {
+            Phase::Connected(client) => self.journal.is_committed(client.connack_batch),
+            _ => false,
+        };
         if c.version.is_v5()
-            && matches!(c.state, Phase::Connected(_))
+            && connack_sent
             && let Some((code, why)) = reason.v5_reason()
         {
             // The reason string is left out if it would make the packet larger than the

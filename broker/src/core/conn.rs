@@ -39,6 +39,9 @@ pub(super) struct ClientState {
     pub(super) aliases: Box<[Option<Box<str>>]>,
     /// 5.0 enhanced authentication: the method, and a re-authentication in progress.
     pub(super) auth: Option<Box<ClientAuth>>,
+    /// The batch the CONNACK waits for (0: none; see [`Broker::journal_connected_will`]):
+    /// until it is on disk, nothing else may be sent either, a DISCONNECT included.
+    pub(super) connack_batch: u64,
 }
 
 #[derive(Debug)]

@@ -144,9 +144,17 @@ impl<'a> Wire<'a> {
         }
     }
 
-    /// Queue `out` on a connection, counting it; a queue past its hard limit closes the
-    /// connection.
+    /// Queue `out` on a connection (behind what is held for it, if anything is: see
+    /// [`Journal::hold_out`]), counting it; a queue past its hard limit closes the connection.
     pub(super) fn push(&mut self, c: &mut Connection, out: Out) {
+        if let Some(out) = self.journal.behind_held(c.id, out) {
+            self.push_released(c, out);
+        }
+    }
+
+    /// [`Wire::push`] for what a committed batch released (see [`Journal::hold_out`]): ahead
+    /// of whatever is still held for the connection.
+    pub(super) fn push_released(&mut self, c: &mut Connection, out: Out) {
         if super::trace::enabled() {
             super::trace::sent(c.client_id(), c.version, &out);
         }

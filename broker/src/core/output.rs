@@ -19,6 +19,15 @@ impl Broker {
     /// Queue a packet for `conn`, unless it is larger than the client's Maximum Packet Size
     /// ([MQTT-3.1.2-24] (5.0): the server must not send it).
     pub(super) fn send(&mut self, conn: ConnId, out: Out) {
+        self.put(conn, out, false);
+    }
+
+    /// [`Broker::send`] for what a committed batch released (see `Journal::hold_out`).
+    pub(super) fn send_released(&mut self, conn: ConnId, out: Out) {
+        self.put(conn, out, true);
+    }
+
+    fn put(&mut self, conn: ConnId, out: Out, released: bool) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if !c.fits(&out) {
                 // An acknowledgement this large only happens with absurdly small limits, and is
@@ -30,15 +39,19 @@ impl Broker {
                 );
                 return;
             }
-            Wire::new(
+            let mut wire = Wire::new(
                 &mut self.stats,
                 &mut self.to_close,
                 &mut self.woken,
                 &mut self.journal,
                 &self.config,
                 self.now_ms,
-            )
-            .push(c, out);
+            );
+            if released {
+                wire.push_released(c, out);
+            } else {
+                wire.push(c, out);
+            }
         }
     }
 

@@ -307,7 +307,8 @@ impl Journal {
 
     /// A packet to connection `conn` that may go only once batch `batch` is on disk (0: at
     /// once): returned if it may go now; else kept until then (durable mode), and so is
-    /// whatever is sent to `conn` after it, in order.
+    /// whatever is sent to `conn` after it, in order ([`Journal::behind_held`], which every
+    /// packet to a connection passes).
     ///
     /// For QoS 2 PUBLISHes and PUBRELs to persistent sessions: exactly once across a crash. A
     /// subscriber that PUBREC'd a message keeps its packet id until the PUBREL, and takes
@@ -315,17 +316,10 @@ impl Journal {
     /// record (or its packet id) in the crash, the publisher, not acknowledged either, would
     /// send it again and the subscriber would get it a second time under another id. A
     /// PUBREL whose state was lost would let it forget the id before the PUBLISH came again.
+    /// And for the CONNACK of a client whose will is kept for a crash: told it is connected,
+    /// it counts on its will.
     pub(super) fn hold_out(&mut self, conn: ConnId, out: Out, batch: u64) -> Option<Out> {
-        if self.mode != Persistence::Durable {
-            return Some(out);
-        }
-        if !self.held_out.is_empty()
-            && let Some(q) = self.held_out.get_mut(&conn)
-        {
-            q.push_back((batch, out));
-            return None;
-        }
-        if batch > self.committed {
+        if self.mode == Persistence::Durable && batch > self.committed {
             self.held_out
                 .entry(conn)
                 .or_default()
@@ -333,6 +327,24 @@ impl Journal {
             return None;
         }
         Some(out)
+    }
+
+    /// `out` to connection `conn`, queued behind what is held for it if anything is (see
+    /// [`Journal::hold_out`]): returned if nothing is.
+    #[inline]
+    pub(super) fn behind_held(&mut self, conn: ConnId, out: Out) -> Option<Out> {
+        if !self.held_out.is_empty()
+            && let Some(q) = self.held_out.get_mut(&conn)
+        {
+            q.push_back((0, out));
+            return None;
+        }
+        Some(out)
+    }
+
+    /// Whether batch `batch` is on disk (0 is).
+    pub(super) fn is_committed(&self, batch: u64) -> bool {
+        batch <= self.committed
     }
 
     /// The batch an acknowledgement to session `sid` sent now must wait for, if any: the one
@@ -425,7 +437,7 @@ impl Broker {
     fn release(&mut self, released: Vec<(u64, ConnId, Out)>) {
         if super::trace::enabled() {
             for (_, conn, out) in released {
-                self.send(conn, out);
+                self.send_released(conn, out);
             }
             return;
         }
@@ -459,7 +471,7 @@ impl Broker {
                 &self.config,
                 now,
             );
-            wire.push(c, Out::Raw(bytes.into()));
+            wire.push_released(c, Out::Raw(bytes.into()));
             // (`push` counted one packet.)
             self.stats.messages_sent = self.stats.messages_sent.saturating_add(count - 1);
         }
@@ -488,8 +500,13 @@ impl Broker {
         };
         match self.journal.wait_for(session) {
             Some(batch) => {
-                self.journal.held.push_back((batch, conn, out));
                 self.journal.waiting.insert(session, batch);
+                // Behind what is held for the connection, if anything is (in order), else
+                // with the other acknowledgements (released together, by batch).
+                match self.journal.held_out.get_mut(&conn) {
+                    Some(q) => q.push_back((batch, out)),
+                    None => self.journal.held.push_back((batch, conn, out)),
+                }
             }
             None => self.send(conn, out),
         }

@@ -13,11 +13,12 @@
 //!   when the new connection continues the session (Clean Session 0 both times), as in
 //!   Mosquitto (`connect__on_authorised`), and is otherwise.
 //! - The broker dying: with persistence on, a connected client's will is in the durable store
-//!   from its CONNECT until its connection ends ([`Change::ConnectedWill`]); after a crash (or
-//!   a shutdown, which closes connections without their wills) it comes back as a delayed will
-//!   due its Will Delay Interval after the restart, and is published then unless the client
-//!   connects again first — the connection ended without DISCONNECT, but it was the broker's
-//!   doing. (Mosquitto loses them in a crash, and publishes them all, delays ignored, at a
+//!   from its CONNECT until its connection ends ([`Change::ConnectedWill`]) — in the durable
+//!   mode on disk before its CONNACK goes out ([`Broker::journal_connected_will`]); after a
+//!   crash (or a shutdown, which closes connections without their wills) it comes back as a
+//!   delayed will due its Will Delay Interval after the restart, and is published then unless
+//!   the client connects again first — the connection ended without DISCONNECT, but it was the
+//!   broker's doing. (Mosquitto loses them in a crash, and publishes them all, delays ignored, at a
 //!   shutdown, with a FIXME saying they should be kept.)
 
 use std::sync::Arc;
@@ -105,13 +106,15 @@ impl Broker {
 
     /// A client connected on `conn`: its will, if it has one it may publish, goes to the
     /// durable store until the connection ends (see the module documentation); a will an
-    /// earlier connection of its client id left there goes.
-    pub(super) fn journal_connected_will(&mut self, conn: ConnId) {
+    /// earlier connection of its client id left there goes. Returns the batch the CONNACK
+    /// waits for (0: none): a client told it is connected counts on its will, so in the
+    /// durable mode the CONNACK goes once the will is on disk.
+    pub(super) fn journal_connected_will(&mut self, conn: ConnId) -> u64 {
         if !self.journal.on() {
-            return;
+            return 0;
         }
         let Some(Phase::Connected(client)) = self.conns.get(&conn).map(|c| &c.state) else {
-            return;
+            return 0;
         };
         let will = client
             .will
@@ -120,15 +123,19 @@ impl Broker {
             .map(|w| (Arc::clone(w), client.will_delay));
         let client_id = Arc::clone(&client.client_id);
         let had = self.journal.connected_wills.remove(&client_id).is_some();
-        if will.is_some() {
+        let wait = if will.is_some() {
             self.journal
                 .connected_wills
                 .insert(Arc::clone(&client_id), conn);
-        } else if !had {
-            return;
-        }
+            self.journal.recording()
+        } else if had {
+            0
+        } else {
+            return 0;
+        };
         self.journal
             .record(Change::ConnectedWill { client_id, will });
+        wait
     }
 
     /// The connection `conn` of `client_id` ended (not by a shutdown): the will it left in the

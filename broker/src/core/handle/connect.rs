@@ -220,6 +220,7 @@ impl Broker {
                     exchange: None,
                 })
             }),
+            connack_batch: 0,
         });
         self.connected = self.connected.saturating_add(1);
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.connected as u64);
@@ -243,8 +244,8 @@ impl Broker {
         if trace::enabled() {
             trace::will(info.will.as_deref());
         }
-        self.journal_connected_will(conn);
-        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref());
+        let wait = self.journal_connected_will(conn);
+        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref(), wait);
         if attached.present {
             self.resume(attached.session);
         }
@@ -396,7 +397,8 @@ impl Broker {
     }
 
     /// The CONNACK accepting a connection, with the 5.0 properties that say what the broker
-    /// supports and what it changed.
+    /// supports and what it changed; held until batch `wait` is on disk (0: sent now), with
+    /// whatever follows it on the connection.
     fn send_connack_accepted(
         &mut self,
         conn: ConnId,
@@ -404,6 +406,7 @@ impl Broker {
         accepted: &AcceptedIdentity,
         attached: &AttachedSession,
         auth: Option<&(Box<str>, Option<Vec<u8>>)>,
+        wait: u64,
     ) {
         let version = info.protocol;
         let cfg = &self.config;
@@ -456,7 +459,13 @@ impl Broker {
                 ..NO_PROPERTIES
             });
         }
-        self.send(conn, out);
+        if let Some(out) = self.journal.hold_out(conn, out, wait) {
+            self.send(conn, out);
+        } else if let Some(Phase::Connected(client)) =
+            self.conns.get_mut(&conn).map(|c| &mut c.state)
+        {
+            client.connack_batch = wait;
+        }
     }
 
     /// An id like Mosquitto's `auto-<uuid>`.

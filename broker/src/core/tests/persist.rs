@@ -512,6 +512,74 @@ fn the_will_of_a_client_connected_when_the_broker_dies_is_kept() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// In the durable mode a client whose will is kept for a crash is told it is connected only
+/// once the will is on disk; what it sends meanwhile is answered after the CONNACK, in order. A
+/// 5.0 connection closed before then gets no DISCONNECT (it may not come before the CONNACK).
+/// A client without a will gets its CONNACK at once.
+#[test]
+fn the_connack_of_a_client_with_a_will_waits_for_the_will_on_disk() {
+    let will = || Will {
+        topic: TopicName::new("state/lamp").unwrap(),
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: properties::NO_PROPERTIES,
+    };
+    let mut t = durable();
+    // A persistent subscriber: the lamp's QoS 1 PUBLISH is stored, so its PUBACK waits for the
+    // disk as well.
+    let watcher = t.connect("watcher", false);
+    t.subscribe(watcher, "state/#", QoS::AtLeastOnce);
+    commit(&mut t);
+    let (lamp, out) = t.connect_with("lamp", true, 60, Some(will()));
+    assert_eq!(out, []);
+    t.publish(
+        lamp,
+        "state/lamp",
+        b"on",
+        QosPid::AtLeastOnce(pid(1)),
+        false,
+    );
+    t.send(lamp, Packet::PingReq);
+    assert_eq!(t.drain(lamp), []);
+    let changes = commit(&mut t);
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::ConnectedWill { will: Some(_), .. })),
+        "{changes:?}"
+    );
+    assert_eq!(
+        t.drain(lamp),
+        [Sent::connack(false, 0), Sent::PubAck(1, 0), Sent::PingResp]
+    );
+    // No will: nothing to wait for.
+    t.connect("plain", true);
+
+    // Taken over before its CONNACK went: closed without a DISCONNECT.
+    let (first, out) = t.connect_v5_with("sensor", true, properties::NO_PROPERTIES, Some(will()));
+    assert_eq!(out, []);
+    let (second, out) = t.connect_v5_with("sensor", true, properties::NO_PROPERTIES, None);
+    assert!(t.is_closed(first));
+    assert_eq!(t.drain(first), []);
+    // (Its own CONNACK has nothing to wait for: it has no will.)
+    assert!(
+        matches!(out[..], [Sent::ConnAck { code: 0, .. }]),
+        "{out:?}"
+    );
+    // Once connected, a takeover is told (0x8E Session taken over).
+    let (_, out) = t.connect_v5_with("sensor", true, properties::NO_PROPERTIES, None);
+    assert!(
+        matches!(out[..], [Sent::ConnAck { code: 0, .. }]),
+        "{out:?}"
+    );
+    let out = t.drain(second);
+    assert!(
+        matches!(out[..], [Sent::Disconnect { code: 0x8E, .. }]),
+        "{out:?}"
+    );
+}
+
 /// A store that held many messages and then let them go gives the space back when compacted
 /// (the broker does it at start-up, `Store::compact_if_sparse`); a full one is left alone.
 #[test]
