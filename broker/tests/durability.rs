@@ -345,6 +345,43 @@ fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
     assert_eq!(got, [(7, QoS::AtLeastOnce)], "the lamp's will, once");
 }
 
+/// A store that held a burst of queued messages gives the space back while the broker runs:
+/// once the messages are delivered, `persistence_compact_interval` after the last write, the
+/// file is compacted (redb never shrinks it by itself).
+#[test]
+fn a_store_emptied_while_running_is_compacted() {
+    let dir = TempDir::new("durability-compact");
+    std::fs::write(
+        dir.0.join("wren.toml"),
+        "persistence_compact_interval = 1\n",
+    )
+    .unwrap();
+    let (mut broker, port) = start(&dir.0, &["-c", "wren.toml"]);
+    subscribe_and_leave(port, "keeper", "big/#", QoS::AtLeastOnce);
+    let never = AtomicBool::new(false);
+    // 250 messages of 60 kB: 15 MB queued for the keeper.
+    let acked = flood(
+        port,
+        "filler",
+        "big/x",
+        QoS::AtLeastOnce,
+        0,
+        250,
+        &never,
+        60_000,
+    );
+    assert_eq!(acked.len(), 250);
+    let file = dir.0.join("wren.db");
+    let full = std::fs::metadata(&file).unwrap().len();
+    assert!(full > 15 << 20, "{full} bytes");
+    let got = collect(port, "keeper", Duration::from_secs(1));
+    assert_eq!(got.len(), 250);
+    let line = broker.wait_for_line("Persistence: compacted");
+    let after = std::fs::metadata(&file).unwrap().len();
+    assert!(after < full / 4, "{full} -> {after} bytes: {line}");
+    eprintln!("{line}");
+}
+
 /// A store file that is damaged — garbage, or a real one cut short — or held by another broker
 /// is refused at start with a message naming the file and the way out, and a non-zero exit:
 /// never a panic, never a start on an empty store that would silently drop what it held.

@@ -9,6 +9,12 @@
 //! cannot be written (a full disk) is kept and tried again every second, the core refusing new
 //! QoS 1/2 messages meanwhile ([`Broker::store_failing`]). Under load batches are at least
 //! [`LINGER`] apart, so that they grow large enough to pay for themselves.
+//!
+//! The file never shrinks by itself (redb reuses the pages it frees): at start-up, and
+//! `persistence_compact_interval` after a write when the broker is not busy, a file that is
+//! mostly free space is compacted ([`compact_if_sparse`]) — a store that once held a burst of
+//! queued messages gives the space back without a restart. Acknowledgements wait meanwhile;
+//! compaction copies only what the tables hold, a quarter of the file at most.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -30,6 +36,27 @@ const RETRY: Duration = Duration::from_secs(1);
 /// A quiet broker writes at once, so a lone publisher's PUBACK waits one fsync, not this.
 const LINGER: Duration = Duration::from_millis(8);
 const BUSY_BATCH: usize = 256;
+
+/// A store file at least this large, mostly free space, is compacted; smaller ones are not
+/// worth the time.
+const COMPACT_FROM: u64 = 8 << 20;
+
+/// Compact `store` if it is large and mostly free space (`Store::compact_if_sparse`), and say
+/// so.
+pub(super) fn compact_if_sparse(store: &mut Store) {
+    let compacting = Instant::now();
+    match store.compact_if_sparse(COMPACT_FROM) {
+        Ok(Some((before, after))) => log::info!(
+            "Persistence: compacted {} from {before} to {after} bytes in {} ms (most of it was \
+             free space).",
+            store.path().display(),
+            compacting.elapsed().as_millis()
+        ),
+        Ok(None) => {}
+        // (The store is as it was: redb compacts in transactions.)
+        Err(e) => log::warn!("Persistence: could not compact: {e}"),
+    }
+}
 
 #[derive(Debug, Default)]
 struct Signals {
@@ -97,18 +124,20 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Start writing `store` for the broker behind `shared`.
+    /// Start writing `store` for the broker behind `shared`; `compact_after` a write, the
+    /// broker not busy, the file is compacted if it is mostly free space.
     pub(super) fn start(
         store: Store,
         doorbell: Arc<Doorbell>,
         shared: Weak<Shared>,
         mode: Persistence,
         interval: Duration,
+        compact_after: Option<Duration>,
     ) -> std::io::Result<Writer> {
         let bell = Arc::clone(&doorbell);
         let thread = std::thread::Builder::new()
             .name("wren-store".into())
-            .spawn(move || run(store, &bell, &shared, mode, interval))?;
+            .spawn(move || run(store, &bell, &shared, mode, interval, compact_after))?;
         Ok(Writer {
             doorbell,
             thread: Some(thread),
@@ -141,6 +170,7 @@ fn run(
     shared: &Weak<Shared>,
     mode: Persistence,
     interval: Duration,
+    compact_after: Option<Duration>,
 ) {
     // Changes taken but not written yet (kept while the store fails), and their last batch.
     let mut pending: Vec<Change> = Vec::new();
@@ -149,6 +179,9 @@ fn run(
     // When the last batch started, and whether it was a busy one (see `LINGER`).
     let mut last_start = Instant::now();
     let mut busy = false;
+    // When the file is looked at for compaction: `compact_after` the first write since the
+    // last look.
+    let mut compact_at: Option<Instant> = None;
     loop {
         let timeout = if failing {
             Some(RETRY)
@@ -156,6 +189,13 @@ fn run(
             Some(interval)
         } else {
             None
+        };
+        let timeout = match compact_at {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(left, |t| t.min(left)))
+            }
+            None => timeout,
         };
         let stop = doorbell.wait(timeout);
         if busy && !stop {
@@ -168,8 +208,10 @@ fn run(
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let mut took = 0;
         if let Some((batch, changes)) = shared.with_core(None, Broker::take_changes) {
-            busy = changes.len() >= BUSY_BATCH;
+            took = changes.len();
+            busy = took >= BUSY_BATCH;
             if pending.is_empty() {
                 pending = changes;
             } else {
@@ -186,6 +228,9 @@ fn run(
                     // Dropped once the acknowledgements are out: the last references to many
                     // messages are here, and freeing them takes a while.
                     pending.clear();
+                    if compact_at.is_none() {
+                        compact_at = compact_after.map(|after| Instant::now() + after);
+                    }
                 }
                 Err(e) => {
                     if !failing {
@@ -195,6 +240,15 @@ fn run(
                     shared.with_core(None, Broker::store_failing);
                 }
             }
+        }
+        // (Not while busy: the acknowledgements would wait for it.)
+        if !stop
+            && !failing
+            && took < BUSY_BATCH
+            && compact_at.is_some_and(|at| at <= Instant::now())
+        {
+            compact_at = None;
+            compact_if_sparse(&mut store);
         }
         if stop {
             if failing {

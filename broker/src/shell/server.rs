@@ -40,10 +40,6 @@ const MAX_TIMER_INTERVAL: Duration = Duration::from_secs(1);
 /// bounds what a crash loses in time, this bounds the memory the journal holds meanwhile.
 const PERIODIC_MAX_CHANGES: usize = 100_000;
 
-/// A store file at least this large, mostly free space, is compacted at start-up
-/// (`Store::compact_if_sparse`); smaller ones are not worth the time.
-const COMPACT_FROM: u64 = 8 << 20;
-
 /// State shared by the shell's tasks.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -244,6 +240,8 @@ impl Server {
         let epoch = Instant::now();
         let mode = self.config.persistence_kind();
         let autosave = Duration::from_secs(self.config.autosave_interval.max(1));
+        let compact_after = (self.config.persistence_compact_interval > 0)
+            .then(|| Duration::from_secs(self.config.persistence_compact_interval));
         let store_doorbell = store.is_some().then(|| {
             let at = match mode {
                 Persistence::Periodic => PERIODIC_MAX_CHANGES,
@@ -297,6 +295,7 @@ impl Server {
                 Arc::downgrade(&shared),
                 mode,
                 autosave,
+                compact_after,
             )?),
             None => None,
         };
@@ -525,18 +524,7 @@ fn restore(
         report.expired_sessions,
         report.expired_messages
     );
-    let compacting = Instant::now();
-    match store.compact_if_sparse(COMPACT_FROM) {
-        Ok(Some((before, after))) => log::info!(
-            "Persistence: compacted {} from {before} to {after} bytes in {} ms (most of it was \
-             free space).",
-            store.path().display(),
-            compacting.elapsed().as_millis()
-        ),
-        Ok(None) => {}
-        // (The store is as it was: redb compacts in transactions.)
-        Err(e) => log::warn!("Persistence: could not compact: {e}"),
-    }
+    super::persistence::compact_if_sparse(store);
     if report.connected_wills > 0 {
         log::info!(
             "Persistence: {} wills of clients connected when the broker stopped are published \
