@@ -345,6 +345,23 @@ fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
     assert_eq!(got, [(7, QoS::AtLeastOnce)], "the lamp's will, once");
 }
 
+/// The persistent session `keeper` (subscribed to `big/#`, then away) gets `count` QoS 1
+/// messages of 60 kB from a publisher: the numbers of those acknowledged.
+fn fill_keeper(port: u16, count: u64) -> Vec<u64> {
+    subscribe_and_leave(port, "keeper", "big/#", QoS::AtLeastOnce);
+    let never = AtomicBool::new(false);
+    flood(
+        port,
+        "filler",
+        "big/x",
+        QoS::AtLeastOnce,
+        0,
+        count,
+        &never,
+        60_000,
+    )
+}
+
 /// A store that held a burst of queued messages gives the space back while the broker runs:
 /// once the messages are delivered, `persistence_compact_interval` after the last write, the
 /// file is compacted (redb never shrinks it by itself).
@@ -357,19 +374,8 @@ fn a_store_emptied_while_running_is_compacted() {
     )
     .unwrap();
     let (mut broker, port) = start(&dir.0, &["-c", "wren.toml"]);
-    subscribe_and_leave(port, "keeper", "big/#", QoS::AtLeastOnce);
-    let never = AtomicBool::new(false);
     // 250 messages of 60 kB: 15 MB queued for the keeper.
-    let acked = flood(
-        port,
-        "filler",
-        "big/x",
-        QoS::AtLeastOnce,
-        0,
-        250,
-        &never,
-        60_000,
-    );
+    let acked = fill_keeper(port, 250);
     assert_eq!(acked.len(), 250);
     let file = dir.0.join("wren.db");
     let full = std::fs::metadata(&file).unwrap().len();
@@ -449,19 +455,8 @@ fn a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged() {
         .env_remove("RUST_LOG");
     let mut broker = Running::spawn(cmd, Output::Stderr);
     let port = broker.listening_port();
-    subscribe_and_leave(port, "keeper", "big/#", QoS::AtLeastOnce);
-    let never = AtomicBool::new(false);
-    // 60 kB messages: the 3 MB limit is reached after a few dozen.
-    let acked = flood(
-        port,
-        "filler",
-        "big/x",
-        QoS::AtLeastOnce,
-        0,
-        500,
-        &never,
-        60_000,
-    );
+    // The 3 MB limit is reached after a few dozen.
+    let acked = fill_keeper(port, 500);
     assert!(
         !acked.is_empty() && acked.len() < 500,
         "{} acknowledged: {:#?}",
