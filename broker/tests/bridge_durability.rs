@@ -76,9 +76,7 @@ fn queued_for_the_remote_across_kill_9_of_the_edge_and_delivered_in_order() {
         0,
     );
     assert_eq!(acked.len(), 300, "the edge acknowledged every message");
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &a.pid()])
-        .status();
+    a.kill();
     drop(a);
 
     // 2. The remote comes up with a persistent subscriber; the edge restarts and delivers.
@@ -108,9 +106,7 @@ fn queued_for_the_remote_across_kill_9_of_the_edge_and_delivered_in_order() {
             )
         });
         std::thread::sleep(Duration::from_millis(500));
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &a.pid()])
-            .status();
+        a.kill();
         killed.store(true, std::sync::atomic::Ordering::SeqCst);
         publisher.join().unwrap()
     });

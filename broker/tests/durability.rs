@@ -388,6 +388,62 @@ fn a_store_emptied_while_running_is_compacted() {
     eprintln!("{line}");
 }
 
+/// A `kill -9` as the store is being compacted loses nothing: killed the moment the broker
+/// says it starts compacting, restarted, every message queued for an away session is there.
+#[test]
+fn a_kill_during_compaction_loses_nothing() {
+    let dir = TempDir::new("durability-compact-kill");
+    std::fs::write(
+        dir.0.join("wren.toml"),
+        "persistence_compact_interval = 1\n",
+    )
+    .unwrap();
+    let (mut broker, port) = start(&dir.0, &["-c", "wren.toml"]);
+    // What must survive: 400 messages of 10 kB queued for an away session (what the
+    // compaction copies: 4 MB, so that it takes a while).
+    subscribe_and_leave(port, "archive", "keep/#", QoS::AtLeastOnce);
+    let never = AtomicBool::new(false);
+    let kept = flood(
+        port,
+        "recorder",
+        "keep/x",
+        QoS::AtLeastOnce,
+        0,
+        400,
+        &never,
+        10_000,
+    );
+    assert_eq!(kept.len(), 400);
+    // Space to give back: 30 MB queued for the keeper, delivered while this thread waits for
+    // the compaction to start (it may start before they all are).
+    assert_eq!(fill_keeper(port, 500).len(), 500);
+    let (_keeper, mut deliveries) = rumqttc::Client::new(options("keeper", port, false), 10);
+    let draining = std::thread::spawn(move || {
+        // Until the broker is killed (or a minute, bounded).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Err(_)) = deliveries.recv_timeout(Duration::from_millis(200)) {
+                return;
+            }
+        }
+    });
+    broker.wait_for_line("Persistence: compacting");
+    broker.kill();
+    let log = broker.rest_of_output();
+    draining.join().unwrap();
+    match log.lines().find(|l| l.contains("Persistence: compacted")) {
+        Some(line) => eprintln!("killed after the compaction finished: {line}"),
+        None => eprintln!("killed before the compaction finished"),
+    }
+
+    let (_broker, port) = start(&dir.0, &[]);
+    let got: Vec<u64> = collect(port, "archive", Duration::from_secs(1))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(got, kept);
+}
+
 /// A store file that is damaged — garbage, or a real one cut short — or held by another broker
 /// is refused at start with a message naming the file and the way out, and a non-zero exit:
 /// never a panic, never a start on an empty store that would silently drop what it held.

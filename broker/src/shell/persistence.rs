@@ -41,18 +41,26 @@ const BUSY_BATCH: usize = 256;
 /// worth the time.
 const COMPACT_FROM: u64 = 8 << 20;
 
-/// Compact `store` if it is large and mostly free space (`Store::compact_if_sparse`), and say
-/// so.
+/// Compact `store` if it is large and mostly free space ([`Store::sparse`]), and say so, before
+/// (acknowledgements wait meanwhile) and after.
 pub(super) fn compact_if_sparse(store: &mut Store) {
+    let before = match store.sparse(COMPACT_FROM) {
+        Ok(Some(before)) => before,
+        Ok(None) => return,
+        Err(e) => return log::warn!("Persistence: could not compact: {e}"),
+    };
+    log::info!(
+        "Persistence: compacting {} ({before} bytes, most of it free space).",
+        store.path().display()
+    );
     let compacting = Instant::now();
-    match store.compact_if_sparse(COMPACT_FROM) {
-        Ok(Some((before, after))) => log::info!(
+    match store.compact() {
+        Ok(after) => log::info!(
             "Persistence: compacted {} from {before} to {after} bytes in {} ms (most of it was \
              free space).",
             store.path().display(),
             compacting.elapsed().as_millis()
         ),
-        Ok(None) => {}
         // (The store is as it was: redb compacts in transactions.)
         Err(e) => log::warn!("Persistence: could not compact: {e}"),
     }

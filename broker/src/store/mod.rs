@@ -285,21 +285,15 @@ impl Store {
         StoreError::new(&self.path, e)
     }
 
-    /// Give the file back its free space if most of it is free and it is at least `min_bytes`: redb reuses the pages it frees but never shrinks its file, so a store that
-    /// once held a million queued messages would keep their size. Returns the file's size
-    /// before and after, if it compacted. (At start-up, after recovery: compaction needs the
-    /// store to itself.)
-    pub fn compact_if_sparse(&mut self, min_bytes: u64) -> Result<Option<(u64, u64)>, StoreError> {
+    /// The file's size if it is at least `min_bytes` and mostly free space, which
+    /// [`Store::compact`] would give back: redb reuses the pages it frees but never shrinks its
+    /// file, so a store that once held a million queued messages would keep their size.
+    pub fn sparse(&mut self, min_bytes: u64) -> Result<Option<u64>, StoreError> {
         if self.in_memory {
             return Ok(None);
         }
-        let size = |path: &Path| {
-            std::fs::metadata(path)
-                .map(|m| m.len())
-                .map_err(|e| StoreError::new(path, e))
-        };
-        let before = size(&self.path)?;
-        if before < min_bytes {
+        let size = file_size(&self.path)?;
+        if size < min_bytes {
             return Ok(None);
         }
         // What the tables hold (the pages freed by the last commit are only counted free after
@@ -311,16 +305,19 @@ impl Store {
             txn.abort().map_err(|e| self.err(e))?;
             stats.stored_bytes().saturating_add(stats.metadata_bytes())
         };
-        if live.saturating_mul(4) > before {
-            return Ok(None);
-        }
+        Ok((live.saturating_mul(4) <= size).then_some(size))
+    }
+
+    /// Give the file back its free space (in transactions: a crash leaves it as it was or
+    /// compacted); returns its new size. Needs the store to itself (the writer thread's).
+    pub fn compact(&mut self) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let db = self
             .db
             .as_mut()
             .ok_or_else(|| StoreError::new(&path, "not open"))?;
         db.compact().map_err(|e| StoreError::new(&path, e))?;
-        Ok(Some((before, size(&path)?)))
+        file_size(&path)
     }
 
     /// Read everything back for a broker whose time 0 is now, counting expiry intervals down by
@@ -1235,4 +1232,11 @@ impl Store {
         let table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         table.len().map_err(|e| self.err(e))
     }
+}
+
+/// The length of the file at `path`.
+fn file_size(path: &Path) -> Result<u64, StoreError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| StoreError::new(path, e))
 }

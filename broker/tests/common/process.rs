@@ -149,6 +149,11 @@ impl Running {
         }
     }
 
+    /// SIGKILL now (the output stays readable: [`Running::rest_of_output`]).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
     /// The exit status within `timeout`, or `None` if it is still running.
     pub fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

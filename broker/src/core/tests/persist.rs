@@ -581,7 +581,8 @@ fn the_connack_of_a_client_with_a_will_waits_for_the_will_on_disk() {
 }
 
 /// A store that held many messages and then let them go gives the space back when compacted
-/// (the broker does it at start-up, `Store::compact_if_sparse`); a full one is left alone.
+/// (the broker does it at start-up and while it runs, `Store::sparse`); a full one is left
+/// alone.
 #[test]
 fn a_store_mostly_free_is_compacted() {
     let (dir, path, mut store) = new_store("compact");
@@ -603,14 +604,15 @@ fn a_store_mostly_free_is_compacted() {
     }
     store.write(&commit(&mut t)).unwrap();
     assert_eq!(
-        store.compact_if_sparse(0).unwrap(),
+        store.sparse(0).unwrap(),
         None,
         "a store holding 4 MB of messages is not sparse"
     );
     // The device comes back with a clean session: everything it held goes.
     t.connect("device", true);
     store.write(&commit(&mut t)).unwrap();
-    let (before, after) = store.compact_if_sparse(0).unwrap().expect("compacted");
+    let before = store.sparse(0).unwrap().expect("sparse");
+    let after = store.compact().unwrap();
     eprintln!("compacted {before} -> {after}");
     assert!(
         before > 4_000_000 && after < before / 4,
