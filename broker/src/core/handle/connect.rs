@@ -245,7 +245,7 @@ impl Broker {
             trace::will(info.will.as_deref());
         }
         let wait = self.journal_connected_will(conn);
-        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref(), wait);
+        self.send_connack_accepted(conn, &info, &accepted, &attached, auth.as_ref(), wait)?;
         if attached.present {
             self.resume(attached.session);
         }
@@ -398,7 +398,9 @@ impl Broker {
 
     /// The CONNACK accepting a connection, with the 5.0 properties that say what the broker
     /// supports and what it changed; held until batch `wait` is on disk (0: sent now), with
-    /// whatever follows it on the connection.
+    /// whatever follows it on the connection. A client whose Maximum Packet Size it exceeds is
+    /// refused instead (0x95): no packet may be larger ([MQTT-3.1.2-24] (5.0)), and none may
+    /// come before the CONNACK.
     fn send_connack_accepted(
         &mut self,
         conn: ConnId,
@@ -407,7 +409,7 @@ impl Broker {
         attached: &AttachedSession,
         auth: Option<&(Box<str>, Option<Vec<u8>>)>,
         wait: u64,
-    ) {
+    ) -> Result<(), CloseReason> {
         let version = info.protocol;
         let cfg = &self.config;
         let properties = if version.is_v5() {
@@ -459,6 +461,13 @@ impl Broker {
                 ..NO_PROPERTIES
             });
         }
+        if !self.conns.get(&conn).is_some_and(|c| c.fits(&out)) {
+            return Err(self.refuse(
+                conn,
+                ReasonCode::PACKET_TOO_LARGE,
+                "its Maximum Packet Size is smaller than the CONNACK",
+            ));
+        }
         if let Some(out) = self.journal.hold_out(conn, out, wait) {
             self.send(conn, out);
         } else if let Some(Phase::Connected(client)) =
@@ -466,6 +475,7 @@ impl Broker {
         {
             client.connack_batch = wait;
         }
+        Ok(())
     }
 
     /// An id like Mosquitto's `auto-<uuid>`.

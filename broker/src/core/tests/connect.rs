@@ -406,3 +406,32 @@ fn failed_logins_block_one_address_for_a_while() {
     t.tick(2_000 + 30_000);
     assert_eq!(connect_v5(&mut t, attacker), 0x87, "block over");
 }
+
+/// A CONNACK larger than the client's Maximum Packet Size (here the Assigned Client Identifier
+/// does not fit in 24 bytes) may not be sent, and nothing may come before a CONNACK: the client
+/// is refused with the short CONNACK 0x95 (Packet too large) and the connection closes.
+#[test]
+fn a_connack_larger_than_the_clients_maximum_packet_size_refuses_it() {
+    let mut t = Driver::for_tests();
+    let small = Properties {
+        maximum_packet_size: NonZeroU32::new(24),
+        ..NO_PROPERTIES
+    };
+    let (c, out) = t.connect_v5_with("", true, small, None);
+    assert!(
+        matches!(out[..], [Sent::ConnAck { code: 0x95, .. }]),
+        "{out:?}"
+    );
+    assert!(t.is_closed(c));
+    // With room for it, the same client is accepted.
+    let roomy = Properties {
+        maximum_packet_size: NonZeroU32::new(200),
+        ..NO_PROPERTIES
+    };
+    let (c, out) = t.connect_v5_with("", true, roomy, None);
+    assert!(
+        matches!(out[..], [Sent::ConnAck { code: 0, .. }]),
+        "{out:?}"
+    );
+    assert!(!t.is_closed(c));
+}
