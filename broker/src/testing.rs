@@ -320,6 +320,8 @@ pub struct Client {
     /// Neither closed by the core after a packet or a decode error nor lost (as seen by the
     /// driver's own inputs): the shell still feeds it.
     pub open: bool,
+    /// A CONNACK was drained: before it, only AUTH may come ([`Driver::drain`]).
+    connacked: bool,
 }
 
 /// A [`Broker`], its clock and its connections: the core as the shell drives it, for tests.
@@ -390,6 +392,7 @@ impl Driver {
             max_packet_size: None,
             hibernating: false,
             open: true,
+            connacked: false,
         });
         self.absorb();
         Some(id)
@@ -544,16 +547,36 @@ impl Driver {
         self.absorb();
         let mut buf = Vec::new();
         self.client(conn).outbox.drain_into(&mut buf);
+        // (A test reading raw bytes checks them itself; a CONNACK first counts for `drain`.)
+        if buf.first() == Some(&0x20) {
+            self.client_mut(conn).connacked = true;
+        }
         buf
     }
 
     /// What `conn` was sent since the last drain. Everything must decode in the connection's
-    /// version, each packet within the Maximum Packet Size its client announced.
+    /// version, each packet within the Maximum Packet Size its client announced, and nothing
+    /// but AUTH may come before the CONNACK ([MQTT-3.2.0-2], [MQTT-3.14.0-1] (5.0)).
     pub fn drain(&mut self, conn: ConnId) -> Vec<Sent> {
         let bytes = self.drain_bytes(conn);
+        let sent = self.decode_drained(conn, &bytes);
+        let c = self.client_mut(conn);
+        for packet in &sent {
+            match packet {
+                Sent::ConnAck { .. } => c.connacked = true,
+                Sent::Auth(..) => {}
+                _ if !c.connacked => panic!("{conn:?} was sent {packet:?} before a CONNACK"),
+                _ => {}
+            }
+        }
+        sent
+    }
+
+    /// [`Driver::drain`]'s decoding and size checks.
+    fn decode_drained(&self, conn: ConnId, bytes: &[u8]) -> Vec<Sent> {
         let c = self.client(conn);
         let version = c.version.unwrap_or(ProtocolVersion::V311);
-        let packets = match decode_sent(&bytes, version) {
+        let packets = match decode_sent(bytes, version) {
             Ok(p) => p,
             Err(e) => panic!("{conn:?} ({version:?}): {e} in {bytes:?}"),
         };

@@ -15,16 +15,18 @@
 //! reach the 5.0 paths that random bytes rarely would. Every packet sent to a client that set a
 //! Maximum Packet Size must respect it.
 //!
-//! Persistence: the core journals what must survive a restart (periodic mode: nothing waits
-//! for it), every operation's changes are written to a durable store (`wren_broker::store`, in
-//! memory), and at the end a broker rebuilt from what the store kept must have the same durable
-//! state (`DurableState`: persistent sessions, their QoS 1/2 messages in order, QoS 2 ids
-//! awaiting PUBREL, retained messages) as the one that ran.
+//! Persistence: the core journals what must survive a restart, in the durable mode (output
+//! waits for the batch it depends on; operations with the top bit set leave their changes to
+//! the next batch) or the periodic one (nothing waits), as the first input byte says; the
+//! changes are written to a durable store (`wren_broker::store`, in memory), and at the end a
+//! broker rebuilt from what the store kept must have the same durable state (`DurableState`:
+//! persistent sessions, their QoS 1/2 messages in order, QoS 2 ids awaiting PUBREL, retained
+//! messages) as the one that ran.
 //!
 //! The core is driven by the broker's test harness, `wren_broker::testing::Driver`, which
 //! decodes bytes as the shell does, absorbs the core's events as the shell does and checks, on
 //! every drain, that the output decodes in the connection's version within the client's Maximum
-//! Packet Size; on every event, that a woken connection was hibernating, that hibernating
+//! Packet Size and that nothing but AUTH comes before the CONNACK; on every event, that a woken connection was hibernating, that hibernating
 //! connections' old outboxes get nothing and that congestion is reported only on live outboxes.
 #![no_main]
 
@@ -235,13 +237,33 @@ fn packet_v5(t: &mut Driver, c: ConnId, arg: u8, extra: u8) {
     }
 }
 
+/// Write the changes journalled since the last batch to the store, and tell the core (which
+/// releases what waited for them).
+fn commit(t: &mut Driver) {
+    if let Some((batch, changes)) = t.broker.take_changes() {
+        STORE.with_borrow_mut(|store| store.write(&changes).expect("the in-memory store writes"));
+        t.broker.changes_committed(batch, t.now);
+        t.absorb();
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut t = Driver::new(config());
     t.broker
         .add_authenticator(Arc::new(HmacChallenge::new().user("user", b"secret")));
-    t.broker.set_persistence(Persistence::Periodic);
+    // The first byte's low bit: the durable mode (output held until the batch recording what
+    // it depends on is committed: QoS 2 deliveries to persistent sessions, the CONNACK of a
+    // client with a will, acknowledgements) or the periodic one (nothing waits).
+    let (durable, mut input) = match data.split_first() {
+        Some((mode, rest)) => (mode & 1 == 1, rest),
+        None => (false, data),
+    };
+    t.broker.set_persistence(if durable {
+        Persistence::Durable
+    } else {
+        Persistence::Periodic
+    });
     STORE.with_borrow_mut(|store| store.clear().expect("the in-memory store clears"));
-    let mut input = data;
     let mut take = |n: usize| -> &[u8] {
         let (head, tail) = input.split_at(n.min(input.len()));
         input = tail;
@@ -330,12 +352,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         t.absorb();
-        if let Some((_, changes)) = t.broker.take_changes() {
-            STORE.with_borrow_mut(|store| {
-                store.write(&changes).expect("the in-memory store writes")
-            });
+        // (Durable mode: an operation with the top bit set leaves its changes to the next
+        // batch, so held output waits across operations.)
+        if !durable || op & 0x80 == 0 {
+            commit(&mut t);
         }
     }
+    commit(&mut t);
     // What the store kept rebuilds the same durable state.
     let (restored, _) = STORE.with_borrow_mut(|store| store.recover().expect("the store recovers"));
     let mut rebuilt = Driver::new(config());
