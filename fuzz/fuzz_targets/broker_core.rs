@@ -26,8 +26,9 @@
 //! The core is driven by the broker's test harness, `wren_broker::testing::Driver`, which
 //! decodes bytes as the shell does, absorbs the core's events as the shell does and checks, on
 //! every drain, that the output decodes in the connection's version within the client's Maximum
-//! Packet Size and that nothing but AUTH comes before the CONNACK; on every event, that a woken connection was hibernating, that hibernating
-//! connections' old outboxes get nothing and that congestion is reported only on live outboxes.
+//! Packet Size and that nothing but AUTH comes before the CONNACK; on every event, that a woken
+//! connection was hibernating, that hibernating connections' old outboxes get nothing and that
+//! congestion is reported only on live outboxes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

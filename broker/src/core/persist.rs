@@ -342,6 +342,16 @@ impl Journal {
         Some(out)
     }
 
+    /// An acknowledgement to `conn` that waits for batch `batch`: behind what is held for the
+    /// connection, if anything is (in order), else with the other acknowledgements (released
+    /// together, by batch).
+    fn hold_ack(&mut self, conn: ConnId, out: Out, batch: u64) {
+        match self.held_out.get_mut(&conn) {
+            Some(q) => q.push_back((batch, out)),
+            None => self.held.push_back((batch, conn, out)),
+        }
+    }
+
     /// Whether batch `batch` is on disk (0 is).
     pub(super) fn is_committed(&self, batch: u64) -> bool {
         batch <= self.committed
@@ -501,12 +511,7 @@ impl Broker {
         match self.journal.wait_for(session) {
             Some(batch) => {
                 self.journal.waiting.insert(session, batch);
-                // Behind what is held for the connection, if anything is (in order), else
-                // with the other acknowledgements (released together, by batch).
-                match self.journal.held_out.get_mut(&conn) {
-                    Some(q) => q.push_back((batch, out)),
-                    None => self.journal.held.push_back((batch, conn, out)),
-                }
+                self.journal.hold_ack(conn, out, batch);
             }
             None => self.send(conn, out),
         }

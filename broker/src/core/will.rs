@@ -18,8 +18,8 @@
 //!   crash (or a shutdown, which closes connections without their wills) it comes back as a
 //!   delayed will due its Will Delay Interval after the restart, and is published then unless
 //!   the client connects again first — the connection ended without DISCONNECT, but it was the
-//!   broker's doing. (Mosquitto loses them in a crash, and publishes them all, delays ignored, at a
-//!   shutdown, with a FIXME saying they should be kept.)
+//!   broker's doing. (Mosquitto loses them in a crash, and publishes them all, delays ignored,
+//!   at a shutdown, with a FIXME saying they should be kept.)
 
 use std::sync::Arc;
 
@@ -122,13 +122,12 @@ impl Broker {
             .filter(|w| self.will_allowed(client, w))
             .map(|w| (Arc::clone(w), client.will_delay));
         let client_id = Arc::clone(&client.client_id);
-        let had = self.journal.connected_wills.remove(&client_id).is_some();
         let wait = if will.is_some() {
             self.journal
                 .connected_wills
                 .insert(Arc::clone(&client_id), conn);
             self.journal.recording()
-        } else if had {
+        } else if self.journal.connected_wills.remove(&client_id).is_some() {
             0
         } else {
             return 0;
