@@ -362,18 +362,20 @@ fn fill_keeper(port: u16, count: u64) -> Vec<u64> {
     )
 }
 
+/// [`start`] with `persistence_compact_interval = 1`: the store is looked at for space to give
+/// back a second after a write.
+fn start_compacting(dir: &Path) -> (Running, u16) {
+    std::fs::write(dir.join("wren.toml"), "persistence_compact_interval = 1\n").unwrap();
+    start(dir, &["-c", "wren.toml"])
+}
+
 /// A store that held a burst of queued messages gives the space back while the broker runs:
 /// once the messages are delivered, `persistence_compact_interval` after the last write, the
 /// file is compacted (redb never shrinks it by itself).
 #[test]
 fn a_store_emptied_while_running_is_compacted() {
     let dir = TempDir::new("durability-compact");
-    std::fs::write(
-        dir.0.join("wren.toml"),
-        "persistence_compact_interval = 1\n",
-    )
-    .unwrap();
-    let (mut broker, port) = start(&dir.0, &["-c", "wren.toml"]);
+    let (mut broker, port) = start_compacting(&dir.0);
     // 250 messages of 60 kB: 15 MB queued for the keeper.
     let acked = fill_keeper(port, 250);
     assert_eq!(acked.len(), 250);
@@ -393,12 +395,7 @@ fn a_store_emptied_while_running_is_compacted() {
 #[test]
 fn a_kill_during_compaction_loses_nothing() {
     let dir = TempDir::new("durability-compact-kill");
-    std::fs::write(
-        dir.0.join("wren.toml"),
-        "persistence_compact_interval = 1\n",
-    )
-    .unwrap();
-    let (mut broker, port) = start(&dir.0, &["-c", "wren.toml"]);
+    let (mut broker, port) = start_compacting(&dir.0);
     // What must survive: 400 messages of 10 kB queued for an away session (what the
     // compaction copies: 4 MB, so that it takes a while).
     subscribe_and_leave(port, "archive", "keep/#", QoS::AtLeastOnce);
