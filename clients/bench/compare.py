@@ -6,12 +6,14 @@ started broker on its own loopback port (so no run inherits another's memory or 
 the brokers take turns: rep 1 runs job 1 on A, B, C, then job 2 on A, B, C, ...; the table
 shows the median of the reps.
 
-The generator's thread count (`--threads`, default "1,2") is part of the measuring stick, and no
-one count is fair to every broker on a small machine: with 2 cores, a 2-thread generator leaves a
-single-threaded broker sharing its core with generator threads, and a 1-thread generator cannot
-use a second core a CPU-bound broker leaves free. So every job runs with each count and each
-broker is shown with the count that gave it its best median (the "gen threads" column); the
-medians for every count follow in a second table.
+The generator's setting (`--threads`, default "1,2,1s") is part of the measuring stick, and no
+one setting is fair to every broker on a small machine: with 2 cores, a 2-thread generator leaves
+a single-threaded broker sharing its core with generator threads, and a 1-thread generator cannot
+use a second core a CPU-bound broker leaves free; a sleeping generator makes every broker's send
+to it on loopback pay for waking it, which `1s` (one thread, `wren-bench --spin`) avoids at the
+price of a core. So every job runs with each setting and each broker is shown with the one that
+gave it its best median (the "gen threads" column); the medians for every setting follow in a
+second table.
 """
 
 import argparse
@@ -292,7 +294,7 @@ def jobs(quick, idle_connections=None):
     return out
 
 
-# The metric that picks each job's generator thread count for a broker (default: the job's first
+# The metric that picks each job's generator setting for a broker (default: the job's first
 # metric): latency is judged on its tail, as the issue's goal is.
 PICK_BY = {"latency": "p99_us"}
 
@@ -325,7 +327,11 @@ def make_certs():
     return d, (ca, cert, key)
 
 
-def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=None):
+def run_one(bench, broker, args, tmp, setting, log, inflight=INFLIGHT, certs=None):
+    """One run of wren-bench on a fresh broker; `setting` is a generator setting of --threads
+    (`N`, or `Ns` for N spinning threads)."""
+    threads = setting.rstrip("s")
+    spin = ["--spin"] if setting.endswith("s") else []
     tls = None
     if "--tls" in args:
         ca, cert, key = certs
@@ -341,8 +347,8 @@ def run_one(bench, broker, args, tmp, threads, log, inflight=INFLIGHT, certs=Non
     try:
         cmd = [
             bench, "--json", "--port", str(port), "--label", broker.name,
-            "--broker-pid", str(proc.pid), "--threads", str(threads), "--timeout", "60",
-        ] + args
+            "--broker-pid", str(proc.pid), "--threads", threads, "--timeout", "60",
+        ] + spin + args
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
         if res.returncode != 0 or not lines:
@@ -517,15 +523,19 @@ def main():
     ap.add_argument("--rumqttd", default=shutil.which("rumqttd"))
     ap.add_argument("--quick", action="store_true", help="1 rep, half the messages (~2 min)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3, 1 with --quick)")
-    ap.add_argument("--threads", default="1,2",
-                    help="wren-bench thread counts to run every job with (comma-separated)")
+    ap.add_argument("--threads", default="1,2,1s",
+                    help="generator settings to run every job with (comma-separated): N is "
+                         "wren-bench --threads N, Ns the same with --spin")
     ap.add_argument("--only", help="comma-separated job names to run (e.g. 'fan-in bounded,idle')")
     ap.add_argument("--idle-connections", type=int,
                     help="connections of the idle and idle-sub jobs (default 2000 and 3000)")
     ap.add_argument("--out", help="file for the raw JSON lines")
     a = ap.parse_args()
     reps = a.reps or (1 if a.quick else 3)
-    thread_counts = [int(t) for t in a.threads.split(",") if t.strip()]
+    thread_counts = [t.strip() for t in a.threads.split(",") if t.strip()]
+    for t in thread_counts:
+        if not t.rstrip("s").isdigit() or t.count("s") > 1 or int(t.rstrip("s")) < 1:
+            sys.exit(f"--threads {a.threads!r}: {t!r} is neither N nor Ns (N >= 1)")
 
     # 3000 idle connections need 3000 descriptors in the generator and in each broker.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -565,7 +575,7 @@ def main():
         else:
             certs_dir, certs = made
     out_path = a.out or os.path.join(tempfile.gettempdir(), f"wren-compare-{int(time.time())}.jsonl")
-    results = {}  # (job, broker, generator threads) -> [report]
+    results = {}  # (job, broker, generator setting) -> [report]
     # Other work on the machine skews everything (latency tails most): say how busy it was.
     load0 = loadavg()
     t0 = time.monotonic()
@@ -640,7 +650,7 @@ def median_of(reports, metric):
 
 
 def best_threads(todo, names, thread_counts, results):
-    """(job, broker) -> (generator threads, reports) with the best median of the job's picking
+    """(job, broker) -> (generator setting, reports) with the best median of the job's picking
     metric (PICK_BY, else its first)."""
     best = {}
     for name, _, metrics, *_ in todo:
@@ -656,7 +666,7 @@ def best_threads(todo, names, thread_counts, results):
 
 
 def print_by_threads(todo, names, thread_counts, results):
-    """Each job's picking metric per broker and generator thread count."""
+    """Each job's picking metric per broker and generator setting."""
     if len(thread_counts) < 2:
         return
     head = ["scenario", "metric"] + [f"{n} t{t}" for n in names for t in thread_counts]
@@ -667,7 +677,8 @@ def print_by_threads(todo, names, thread_counts, results):
         rows.append([name, label] + [fmt(median_of(results.get((name, n, t), []), pick))
                                      for n in names for t in thread_counts])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    print("\nmedians by generator thread count (tN = wren-bench --threads N)")
+    print("\nmedians by generator setting (tN = wren-bench --threads N, tNs = the same with "
+          "--spin)")
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(widths[j]) for j, c in enumerate(r)).rstrip())
         if i == 0:
@@ -675,7 +686,7 @@ def print_by_threads(todo, names, thread_counts, results):
 
 
 def print_table(todo, names, best, reps):
-    """`best`: (job, broker) -> (generator threads, reports), from best_threads."""
+    """`best`: (job, broker) -> (generator setting, reports), from best_threads."""
     results = {k: reports for k, (_, reports) in best.items()}
     head = ["scenario", "metric"] + names
     others = [n for n in names if n != "wren"]
@@ -712,7 +723,7 @@ def print_table(todo, names, best, reps):
             row.append(", ".join(checks) if first else "")
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    print(f"\nmedian of {reps} rep(s), each broker with its best generator thread count ('gen "
+    print(f"\nmedian of {reps} rep(s), each broker with its best generator setting ('gen "
           f"threads', in the order {' '.join(names)}); ratios are wren/other: above 1 is better "
           "for wren where 'better' is higher, below 1 is better where it is lower")
     for i, r in enumerate(rows):

@@ -2,7 +2,7 @@
 # Compare wren-broker with Mosquitto and rumqttd using wren-bench: builds both in release, then
 # runs every scenario against each broker in turn (see compare.py and README.md).
 #
-#   clients/bench/compare.sh            # 3 reps x generator threads 1 and 2, median (~8 min on 2 cores)
+#   clients/bench/compare.sh            # 3 reps x generator settings 1, 2, 1s (spinning), median (~12 min on 2 cores)
 #   clients/bench/compare.sh --quick    # 1 rep, half the messages (~2 min)
 #   clients/bench/compare.sh --only 'fan-in bounded,latency' --reps 5
 #   clients/bench/compare.sh --only 'idle,idle-sub' --idle-connections 3000 --threads 1

@@ -62,6 +62,13 @@ struct Cli {
     /// rumqttd's bounded fan-out at little generator CPU; the generator's CPU use is reported.
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
+    /// The generator's threads poll for work without ever sleeping while the runs last (busy
+    /// polling, a core each). On loopback a send to a socket whose reader sleeps makes the
+    /// sender's own system call wake the reader (on a VM, an inter-processor interrupt): a
+    /// sleeping generator charges the broker for its wake-ups, work a broker sending over a
+    /// real network does not do. compare.sh tries it as one more generator setting (`1s`).
+    #[arg(long, global = true)]
+    spin: bool,
     /// Longest time one run may take once connected, in seconds.
     #[arg(long, global = true, default_value_t = 30.0)]
     timeout: f64,
@@ -345,6 +352,18 @@ fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
 }
 
+/// What a generator thread does between tasks, for ever: sleep until one is woken or, with
+/// `spin` (`--spin`), hand control back at once so that the executor looks for work again
+/// (async-io's `block_on` polls the reactor without blocking when its future woke itself).
+async fn idle(spin: bool) {
+    if spin {
+        loop {
+            smol::future::yield_now().await;
+        }
+    }
+    smol::future::pending::<()>().await
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let addr = SocketAddr::new(cli.host, cli.port);
@@ -370,8 +389,9 @@ fn main() -> ExitCode {
         eprintln!("wren-bench: --sub-broker-pid needs --sub-port or --sub-host (another broker)");
         return ExitCode::FAILURE;
     }
+    let spin = cli.spin;
     for _ in 1..cli.threads.max(1) {
-        std::thread::spawn(|| smol::block_on(EX.run(smol::future::pending::<()>())));
+        std::thread::spawn(move || smol::block_on(EX.run(idle(spin))));
     }
     let tls = match cli.tls.as_deref().map(mqtt::tls_connector).transpose() {
         Ok(tls) => tls,
@@ -393,7 +413,7 @@ fn main() -> ExitCode {
     };
     let mut reports: Vec<Report> = Vec::new();
     let mut failed = false;
-    smol::block_on(EX.run(async {
+    let runs = async {
         for job in &jobs {
             let result = match job {
                 Job::Flood(f) => run::flood(&EX, &target, f).await,
@@ -424,7 +444,8 @@ fn main() -> ExitCode {
             // Let the broker tear the last run's sessions down before the next one connects.
             smol::Timer::after(Duration::from_millis(200)).await;
         }
-    }));
+    };
+    smol::block_on(EX.run(smol::future::or(runs, idle(cli.spin))));
     let table = report::table(&reports);
     if cli.json {
         eprint!("{table}");

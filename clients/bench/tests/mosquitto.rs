@@ -202,6 +202,49 @@ fn qos1_completes_with_every_puback() {
     assert_eq!(num(l, "stalled"), 0.0, "{l}");
 }
 
+/// `--spin`: the same runs, every message accounted for, and the generator busy the whole time
+/// (a paced run leaves a sleeping generator nearly idle; a spinning one uses its thread).
+#[test]
+fn spin_keeps_the_generator_polling_and_the_runs_whole() {
+    let m = start_mosquitto("spin");
+    let qos1 = [
+        "qos1",
+        "--publishers",
+        "3",
+        "--messages",
+        "2000",
+        "--window",
+        "10",
+        "--mode",
+        "unbounded",
+    ];
+    for threads in ["1", "2"] {
+        let mut args = vec!["--spin", "--threads", threads];
+        args.extend(qos1);
+        let lines = bench(&m, &args);
+        let l = &lines[0];
+        assert_eq!(num(l, "undelivered"), 0.0, "{l}");
+        assert_eq!(num(l, "acked"), 2000.0, "{l}");
+    }
+    let paced = [
+        "--threads",
+        "1",
+        "latency",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+    ];
+    let sleeping = bench(&m, &paced);
+    let spinning = bench(&m, &[&["--spin"][..], &paced[..]].concat());
+    let (slept, spun) = (num(&sleeping[0], "gen_cpu"), num(&spinning[0], "gen_cpu"));
+    assert_eq!(num(&spinning[0], "delivered"), 200.0, "{}", spinning[0]);
+    assert!(
+        spun > 4.0 * slept,
+        "gen_cpu {spun} spinning against {slept} sleeping"
+    );
+}
+
 #[test]
 fn latency_reports_ordered_percentiles() {
     let m = start_mosquitto("latency");
