@@ -178,23 +178,22 @@ fn fan_out_counts_deliveries_per_subscriber() {
     assert_eq!(num(l, "reordered"), 0.0, "{l}");
 }
 
+/// A small QoS 1 job: 2,000 messages from 3 publishers, window 10 (bounded and unbounded,
+/// unless a `--mode` follows).
+const SMALL_QOS1: [&str; 7] = [
+    "qos1",
+    "--publishers",
+    "3",
+    "--messages",
+    "2000",
+    "--window",
+    "10",
+];
+
 #[test]
 fn qos1_completes_with_every_puback() {
     let m = start_mosquitto("qos1");
-    let lines = bench(
-        &m,
-        &[
-            "qos1",
-            "--publishers",
-            "3",
-            "--messages",
-            "2000",
-            "--window",
-            "10",
-            "--mode",
-            "unbounded",
-        ],
-    );
+    let lines = bench(&m, &[&SMALL_QOS1[..], &["--mode", "unbounded"]].concat());
     let l = &lines[0];
     assert_eq!(num(l, "qos"), 1.0, "{l}");
     assert_eq!(num(l, "undelivered"), 0.0, "{l}");
@@ -207,20 +206,10 @@ fn qos1_completes_with_every_puback() {
 #[test]
 fn spin_keeps_the_generator_polling_and_the_runs_whole() {
     let m = start_mosquitto("spin");
-    let qos1 = [
-        "qos1",
-        "--publishers",
-        "3",
-        "--messages",
-        "2000",
-        "--window",
-        "10",
-        "--mode",
-        "unbounded",
-    ];
     for threads in ["1", "2"] {
         let mut args = vec!["--spin", "--threads", threads];
-        args.extend(qos1);
+        args.extend(SMALL_QOS1);
+        args.extend(["--mode", "unbounded"]);
         let lines = bench(&m, &args);
         let l = &lines[0];
         assert_eq!(num(l, "undelivered"), 0.0, "{l}");
@@ -399,18 +388,10 @@ fn sub_port_subscribes_on_a_second_broker_through_a_bridge() {
     let lines = bench(
         &near,
         &[
-            "--sub-port",
-            &far_port,
-            "--sub-broker-pid",
-            &far_pid,
-            "qos1",
-            "--publishers",
-            "3",
-            "--messages",
-            "2000",
-            "--window",
-            "10",
-        ],
+            &["--sub-port", &far_port, "--sub-broker-pid", &far_pid][..],
+            &SMALL_QOS1[..],
+        ]
+        .concat(),
     );
     assert_eq!(lines.len(), 2, "{lines:?}");
     for l in &lines {
