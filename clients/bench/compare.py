@@ -19,6 +19,7 @@ second table.
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -532,9 +533,9 @@ def main():
     ap.add_argument("--out", help="file for the raw JSON lines")
     a = ap.parse_args()
     reps = a.reps or (1 if a.quick else 3)
-    thread_counts = [t.strip() for t in a.threads.split(",") if t.strip()]
-    for t in thread_counts:
-        if not t.rstrip("s").isdigit() or t.count("s") > 1 or int(t.rstrip("s")) < 1:
+    settings = [t.strip() for t in a.threads.split(",") if t.strip()]
+    for t in settings:
+        if not re.fullmatch(r"[1-9][0-9]*s?", t):
             sys.exit(f"--threads {a.threads!r}: {t!r} is neither N nor Ns (N >= 1)")
 
     # 3000 idle connections need 3000 descriptors in the generator and in each broker.
@@ -606,7 +607,7 @@ def main():
                 print(bridge_line, file=sys.stderr, flush=True)
             for rep in range(reps):
                 for name, args, metrics, *window in todo:
-                    for threads in thread_counts:
+                    for setting in settings:
                         for b in brokers:
                             if "--tls" in args and not b.tls_ok:
                                 continue
@@ -614,25 +615,25 @@ def main():
                                 continue
                             if "--sub-port" in args and not b.conf_command:
                                 continue
-                            r = run_one(a.bench, b, args, tmp, threads, log, *window, certs=certs)
+                            r = run_one(a.bench, b, args, tmp, setting, log, *window, certs=certs)
                             if r is not None:
-                                r["gen_threads"] = threads
-                                results.setdefault((name, b.name, threads), []).append(r)
+                                r["gen_threads"] = setting
+                                results.setdefault((name, b.name, setting), []).append(r)
                             brief = ""
                             if r is not None:
                                 brief = " ".join(f"{m}={fmt(r.get(m))}" for m, _, _ in metrics)
                                 if r.get("expected") is not None:
                                     brief += f" delivered={r.get('delivered')}/{r.get('expected')}"
                             print(f"[{time.monotonic() - t0:6.1f}s] rep {rep + 1}/{reps} {name:<18} "
-                                  f"t{threads} {b.name:<10} {brief}", file=sys.stderr, flush=True)
+                                  f"t{setting} {b.name:<10} {brief}", file=sys.stderr, flush=True)
     finally:
         if certs_dir:
             shutil.rmtree(certs_dir, ignore_errors=True)
         for d in STORE_DIRS:
             shutil.rmtree(d, ignore_errors=True)
     names = [b.name for b in brokers]
-    print_table(todo, names, best_threads(todo, names, thread_counts, results), reps)
-    print_by_threads(todo, names, thread_counts, results)
+    print_table(todo, names, best_settings(todo, names, settings, results), reps)
+    print_by_setting(todo, names, settings, results)
     print(windows_line)
     if bridge_line:
         print(bridge_line)
@@ -649,7 +650,7 @@ def median_of(reports, metric):
     return statistics.median(vals) if vals else None
 
 
-def best_threads(todo, names, thread_counts, results):
+def best_settings(todo, names, settings, results):
     """(job, broker) -> (generator setting, reports) with the best median of the job's picking
     metric (PICK_BY, else its first)."""
     best = {}
@@ -657,7 +658,7 @@ def best_threads(todo, names, thread_counts, results):
         pick = PICK_BY.get(name, metrics[0][0])
         higher = next((h for m, _, h in metrics if m == pick), True)
         for n in names:
-            scored = [(median_of(results.get((name, n, t), []), pick), t) for t in thread_counts]
+            scored = [(median_of(results.get((name, n, t), []), pick), t) for t in settings]
             scored = [(v, t) for v, t in scored if v is not None]
             if scored:
                 _, t = (max if higher else min)(scored)
@@ -665,17 +666,17 @@ def best_threads(todo, names, thread_counts, results):
     return best
 
 
-def print_by_threads(todo, names, thread_counts, results):
+def print_by_setting(todo, names, settings, results):
     """Each job's picking metric per broker and generator setting."""
-    if len(thread_counts) < 2:
+    if len(settings) < 2:
         return
-    head = ["scenario", "metric"] + [f"{n} t{t}" for n in names for t in thread_counts]
+    head = ["scenario", "metric"] + [f"{n} t{t}" for n in names for t in settings]
     rows = [head]
     for name, _, metrics, *_ in todo:
         pick = PICK_BY.get(name, metrics[0][0])
         label = next((l for m, l, _ in metrics if m == pick), pick)
         rows.append([name, label] + [fmt(median_of(results.get((name, n, t), []), pick))
-                                     for n in names for t in thread_counts])
+                                     for n in names for t in settings])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     print("\nmedians by generator setting (tN = wren-bench --threads N, tNs = the same with "
           "--spin)")
@@ -686,7 +687,7 @@ def print_by_threads(todo, names, thread_counts, results):
 
 
 def print_table(todo, names, best, reps):
-    """`best`: (job, broker) -> (generator setting, reports), from best_threads."""
+    """`best`: (job, broker) -> (generator setting, reports), from best_settings."""
     results = {k: reports for k, (_, reports) in best.items()}
     head = ["scenario", "metric"] + names
     others = [n for n in names if n != "wren"]
