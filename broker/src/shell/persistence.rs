@@ -7,9 +7,8 @@
 //! message. In the durable mode the writer wakes as soon as there are changes; in the periodic
 //! mode every `autosave_interval` seconds (and on SIGUSR1, and at shutdown). A batch that
 //! cannot be written (a full disk) is kept and tried again every second, the core refusing new
-//! QoS 1/2 messages meanwhile ([`Broker::store_failing`]). Under load batches are up to
-//! [`LINGER`] apart, so that they grow large enough to pay for themselves — less once the
-//! clients stop adding to the next one ([`Linger`]).
+//! QoS 1/2 messages meanwhile ([`Broker::store_failing`]). Under load batches are at least
+//! [`LINGER`] apart, so that they grow large enough to pay for themselves.
 //!
 //! The file never shrinks by itself (redb reuses the pages it frees): at start-up, and
 //! `persistence_compact_interval` after a write when the broker is not busy, a file that is
@@ -17,7 +16,6 @@
 //! queued messages gives the space back without a restart. Acknowledgements wait meanwhile;
 //! compaction copies only what the tables hold, a quarter of the file at most.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,55 +36,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// A quiet broker writes at once, so a lone publisher's PUBACK waits one fsync, not this.
 const LINGER: Duration = Duration::from_millis(8);
 const BUSY_BATCH: usize = 256;
-
-/// A busy batch starts before [`LINGER`] once no change came for this long, and at least
-/// [`LINGER_MIN`] after the previous batch: the clients have stopped sending — typically every
-/// publisher has its whole window of QoS 1/2 messages waiting for the acknowledgements this
-/// batch will release — so waiting longer only delays them. Measured on the `qos1 durable`
-/// row (2 vCPUs, 2026-12-06, alternating runs): with one spinning generator thread 636,508
-/// msg/s against 583,009 with the fixed 8 ms (means of 8; the broker's thread 89% busy against
-/// 80%, which had waited for the batch); with one sleeping thread, where the broker is busy
-/// throughout, level within the spread (-2% over four rounds of 6-10 runs, single runs
-/// 347,000-556,000 with either).
-const QUIET: Duration = Duration::from_millis(1);
-const LINGER_MIN: Duration = Duration::from_millis(4);
-
-/// How long a busy batch waits after the previous one started: until [`LINGER`] has passed,
-/// or [`QUIET`] passed without a new change once [`LINGER_MIN`] has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Linger {
-    /// When the previous batch started.
-    start: Instant,
-    /// The pending changes last seen, and since when.
-    seen: usize,
-    since: Instant,
-}
-
-impl Linger {
-    fn new(start: Instant, pending: usize, now: Instant) -> Linger {
-        Linger {
-            start,
-            seen: pending,
-            since: now,
-        }
-    }
-
-    /// With `pending` changes waiting at `now`: `None` to start the batch now, or how long to
-    /// wait before looking again.
-    fn look(&mut self, now: Instant, pending: usize) -> Option<Duration> {
-        let end = self.start + LINGER;
-        if now >= end {
-            return None;
-        }
-        if pending != self.seen {
-            self.seen = pending;
-            self.since = now;
-        } else if now >= self.since + QUIET && now >= self.start + LINGER_MIN {
-            return None;
-        }
-        Some(QUIET.min(end - now))
-    }
-}
 
 /// A store file at least this large, mostly free space, is compacted; smaller ones are not
 /// worth the time.
@@ -130,8 +79,6 @@ struct Signals {
 pub(super) struct Doorbell {
     signals: Mutex<Signals>,
     ring: Condvar,
-    /// The core's pending changes after its last use (for [`Linger`]).
-    pending: AtomicUsize,
 }
 
 impl Doorbell {
@@ -143,15 +90,6 @@ impl Doorbell {
             drop(s);
             self.ring.notify_one();
         }
-    }
-
-    /// Note the core's pending changes ([`Broker::pending_changes`]) after a use of it.
-    pub(super) fn set_pending(&self, changes: usize) {
-        self.pending.store(changes, Ordering::Relaxed);
-    }
-
-    fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
     }
 
     fn stop(&self) {
@@ -269,8 +207,8 @@ fn run(
         };
         let stop = doorbell.wait(timeout);
         if busy && !stop {
-            let mut linger = Linger::new(last_start, doorbell.pending(), Instant::now());
-            while let Some(wait) = linger.look(Instant::now(), doorbell.pending()) {
+            let wait = (last_start + LINGER).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
         }
@@ -329,50 +267,5 @@ fn run(
             }
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_busy_batch_waits_the_linger_while_changes_come() {
-        let start = Instant::now();
-        let mut linger = Linger::new(start, 10, start);
-        let mut pending = 10;
-        let mut now = start;
-        // A change every half millisecond: no quiet millisecond, so the whole LINGER.
-        while now < start + LINGER {
-            assert!(linger.look(now, pending).is_some(), "{now:?}");
-            pending += 1;
-            now += Duration::from_micros(500);
-        }
-        assert_eq!(linger.look(start + LINGER, pending), None);
-    }
-
-    #[test]
-    fn a_busy_batch_starts_once_the_clients_are_quiet() {
-        let start = Instant::now();
-        let mut linger = Linger::new(start, 10, start);
-        // Quiet from the start: not before LINGER_MIN, then at once.
-        assert_eq!(linger.look(start, 10), Some(QUIET));
-        assert!(linger.look(start + QUIET, 10).is_some());
-        assert!(linger.look(start + LINGER_MIN - QUIET / 2, 10).is_some());
-        assert_eq!(linger.look(start + LINGER_MIN, 10), None);
-        // Changes until 5 ms: quiet (and over) a QUIET later.
-        let mut linger = Linger::new(start, 10, start);
-        let ms = Duration::from_millis;
-        assert!(linger.look(start + ms(5), 20).is_some());
-        assert!(linger.look(start + ms(5) + QUIET / 2, 20).is_some());
-        assert_eq!(linger.look(start + ms(5) + QUIET, 20), None);
-    }
-
-    #[test]
-    fn the_next_look_is_never_past_the_linger() {
-        let start = Instant::now();
-        let mut linger = Linger::new(start, 0, start);
-        let late = start + LINGER - Duration::from_micros(300);
-        assert_eq!(linger.look(late, 1), Some(Duration::from_micros(300)));
     }
 }

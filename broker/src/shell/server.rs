@@ -88,12 +88,10 @@ impl Shared {
         // A panic in one connection's handling must not take the broker down with it.
         let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut broker);
-        if let Some((bell, at)) = &self.store_doorbell {
-            let pending = broker.pending_changes();
-            bell.set_pending(pending);
-            if pending >= *at {
-                bell.ring();
-            }
+        if let Some((bell, at)) = &self.store_doorbell
+            && broker.pending_changes() >= *at
+        {
+            bell.ring();
         }
         while let Some(event) = broker.poll_event() {
             match event {
